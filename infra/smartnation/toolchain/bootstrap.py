@@ -1,0 +1,263 @@
+"""`make bootstrap`: make every pinned tool available, building what is missing.
+
+For each tool, in order: a finished build in the cache is reused; else a binary on PATH that
+reports exactly the pinned version is linked; else the tool is built from its Go module into a
+scratch directory that is renamed into place only when the build and its version check
+succeeded, so an interrupted or failed run never leaves something a later run would take for
+finished. Downloads of the next tools overlap the compile of the current one; compiles run one
+at a time because two cores are all a CI machine has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from smartnation.toolchain.cache import CacheLayout, layout
+from smartnation.toolchain.gobuild import GoRunner, StepError
+from smartnation.toolchain.recipes import RECIPES, Recipe
+from smartnation.toolchain.versions import Pin, VersionsError, load_pins
+
+log = logging.getLogger("smartnation.bootstrap")
+
+# The provider is installed into PULUMI_HOME by the CLI, so the CLI comes first.
+ORDER = (
+    "pulumi",
+    "pulumi-language-python",
+    "pulumi-resource-kubernetes",
+    "kubernetes",
+    "etcd",
+    "kwok",
+    "helm",
+    "actionlint",
+)
+
+
+class BootstrapError(RuntimeError):
+    pass
+
+
+class Bootstrap:
+    def __init__(self, cache: CacheLayout, pins: dict[str, Pin], python: str) -> None:
+        self.cache = cache
+        self.pins = pins
+        self.python = python
+        self.compile_slot = threading.Semaphore(1)
+        self.started = time.monotonic()
+        self.timings: dict[str, float] = {}
+
+    def say(self, tool: str, message: str) -> None:
+        pin = self.pins[tool]
+        elapsed = time.monotonic() - self.started
+        index = ORDER.index(tool) + 1
+        print(f"[{elapsed:6.0f}s] [{index}/{len(ORDER)}] {tool} {pin.version}: {message}", flush=True)
+
+    # -- one tool ---------------------------------------------------------------------------
+    def ensure(self, tool: str) -> str:
+        """Makes one tool available and returns how: 'cached', 'path' or 'built'."""
+        pin, recipe = self.pins[tool], RECIPES[tool]
+        final = self.cache.tool_dir(tool, pin.version)
+        if final.is_dir():
+            self.link(recipe, final / "bin")
+            self.say(tool, "cached")
+            return "cached"
+        on_path = self.matching_binary_on_path(recipe, pin)
+        if on_path is not None:
+            final.mkdir(parents=True)
+            (final / "bin").mkdir()
+            for name in recipe.binaries:
+                os.symlink(shutil.which(name, path=on_path), final / "bin" / name)
+            self.link(recipe, final / "bin")
+            self.say(tool, f"using the binaries in {on_path}")
+            return "path"
+        self.build(tool, pin, recipe, final)
+        return "built"
+
+    def matching_binary_on_path(self, recipe: Recipe, pin: Pin) -> str | None:
+        """The PATH directory holding every binary of the tool at the pinned version, if any."""
+        if recipe.name in ("pulumi-language-python", "pulumi-resource-kubernetes"):
+            return None  # ours, or installed as a plugin: never taken from PATH
+        dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and Path(d).resolve() != self.cache.bin]
+        first = shutil.which(recipe.binaries[0], path=os.pathsep.join(dirs))
+        if not first:
+            return None
+        folder = str(Path(first).parent)
+        if all(shutil.which(b, path=folder) for b in recipe.binaries) and all(
+            recipe.reported_version(Path(folder) / b) == pin.version for b in recipe.binaries
+        ):
+            return folder
+        return None
+
+    def build(self, tool: str, pin: Pin, recipe: Recipe, final: Path) -> None:
+        logfile = self.cache.log_file(tool, pin.version)
+        logfile.write_text(f"smartnation bootstrap: {tool} {pin.version} from {pin.module}@{pin.module_version}\n")
+        scratch = self.cache.tools / f".partial-{tool}-{pin.version}-{os.getpid()}"
+        shutil.rmtree(scratch, ignore_errors=True)
+        (scratch / "bin").mkdir(parents=True)
+        go = GoRunner(self.cache, logfile)
+        began = time.monotonic()
+        step = "build"
+
+        gate = _CompileGate(self)
+
+        def progress(message: str) -> None:
+            if message == "compiling":
+                gate.acquire()
+            self.say(tool, message)
+
+        try:
+            # Downloads before the compile overlap with other tools' work; compiles take turns.
+            with gate:
+                recipe.build(go, pin, scratch / "bin", progress)
+            step = "verify"
+            for name in recipe.binaries:
+                got = recipe.reported_version(scratch / "bin" / name)
+                if got != pin.version:
+                    raise StepError("verify", f"{name} reports version {got!r}, the versions file pins {pin.version}")
+            os.replace(scratch, final)
+        except StepError as exc:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise BootstrapError(
+                f"{tool} {pin.version} failed at step '{exc.step}': {exc}\n  full log: {logfile}"
+            ) from exc
+        except Exception as exc:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise BootstrapError(f"{tool} {pin.version} failed at step '{step}': {exc}\n  full log: {logfile}") from exc
+        self.timings[tool] = time.monotonic() - began
+        self.link(recipe, final / "bin")
+        self.say(tool, f"built in {self.timings[tool]:.0f}s")
+
+    def link(self, recipe: Recipe, bin_dir: Path) -> None:
+        self.cache.bin.mkdir(parents=True, exist_ok=True)
+        for name in recipe.binaries:
+            target = bin_dir / name
+            link = self.cache.bin / name
+            tmp = self.cache.bin / f".{name}.tmp"
+            tmp.unlink(missing_ok=True)
+            os.symlink(target, tmp)
+            os.replace(tmp, link)
+        if recipe.name == "pulumi-language-python":
+            self.write_language_host_launcher(bin_dir)
+
+    def write_language_host_launcher(self, bin_dir: Path) -> None:
+        """bin/pulumi-language-python: the shim, bound to the project's virtualenv python."""
+        launcher = self.cache.bin / "pulumi-language-python"
+        tmp = self.cache.bin / ".pulumi-language-python.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.write_text(
+            "#!/bin/sh\n"
+            f'SMARTNATION_PYTHON="${{SMARTNATION_PYTHON:-{self.python}}}"\n'
+            "export SMARTNATION_PYTHON\n"
+            f'exec "{bin_dir / "pulumi-language-python"}" "$@"\n'
+        )
+        tmp.chmod(0o755)
+        os.replace(tmp, launcher)
+
+    # -- the provider plugin ----------------------------------------------------------------
+    def install_provider_plugin(self) -> None:
+        """Installs our provider build into PULUMI_HOME through the CLI, with no registry lookup."""
+        pin = self.pins["pulumi-resource-kubernetes"]
+        plugin_dir = self.cache.pulumi_home / "plugins" / f"resource-kubernetes-v{pin.version}"
+        if (plugin_dir / "pulumi-resource-kubernetes").is_file():
+            return
+        binary = self.cache.tool_dir(pin.name, pin.version) / "bin" / "pulumi-resource-kubernetes"
+        env = dict(os.environ, **tool_env(self.cache))
+        proc = subprocess.run(
+            [str(self.cache.bin / "pulumi"), "plugin", "install", "resource", "kubernetes", pin.version, "--file", str(binary)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise BootstrapError(
+                f"pulumi-resource-kubernetes {pin.version} failed at step 'plugin install': {proc.stderr.strip()}"
+            )
+        print(f"plugin resource kubernetes {pin.version} installed in {plugin_dir}", flush=True)
+
+    # -- all tools ----------------------------------------------------------------------------
+    def run(self) -> None:
+        check_go()
+        for d in (self.cache.tools, self.cache.logs, self.cache.work, self.cache.bin):
+            d.mkdir(parents=True, exist_ok=True)
+        for stale in self.cache.tools.glob(".partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        errors: list[str] = []
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            futures = {tool: pool.submit(self.ensure, tool) for tool in ORDER}
+            for tool, fut in futures.items():
+                try:
+                    fut.result()
+                except BootstrapError as exc:
+                    errors.append(str(exc))
+        if errors:
+            raise BootstrapError("\n".join(errors))
+        self.install_provider_plugin()
+        total = time.monotonic() - self.started
+        print(f"toolchain ready in {total:.0f}s: {self.cache.bin}", flush=True)
+
+
+class _CompileGate:
+    """Holds the single compile slot from the moment a recipe reports 'compiling' to its end."""
+
+    def __init__(self, boot: Bootstrap) -> None:
+        self.boot = boot
+        self.held = False
+
+    def acquire(self) -> None:
+        if not self.held:
+            self.boot.compile_slot.acquire()
+            self.held = True
+
+    def __enter__(self) -> _CompileGate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.held:
+            self.boot.compile_slot.release()
+
+
+def check_go() -> None:
+    if not shutil.which("go"):
+        raise BootstrapError("go is not on PATH: the toolchain is built from Go modules and needs Go 1.26 or newer")
+    out = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True).stdout.strip()
+    parts = out.removeprefix("go").split(".")
+    if len(parts) < 2 or (int(parts[0]), int(parts[1])) < (1, 26):
+        raise BootstrapError(f"go is {out}; the pinned modules need Go 1.26 or newer")
+
+
+def tool_env(cache: CacheLayout) -> dict[str, str]:
+    """The environment under which our tools run: no update checks, no registry, local state."""
+    return {
+        "PATH": f"{cache.bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PULUMI_HOME": str(cache.pulumi_home),
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_REGISTRY_RESOLVE": "true",
+        "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+        "KUBECONFIG": str(cache.kubeconfig),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bootstrap", description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=sys.executable, help="the virtualenv python the language host runs with")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        pins = load_pins()
+        Bootstrap(layout(), pins, args.python).run()
+    except (BootstrapError, VersionsError) as exc:
+        print(f"bootstrap failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

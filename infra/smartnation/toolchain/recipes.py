@@ -1,0 +1,239 @@
+"""How each pinned tool is built, and how a binary is asked its version."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from smartnation.toolchain.gobuild import (
+    GoRunner,
+    StepError,
+    build_in_wrapper,
+    download_module,
+    writable_module_copy,
+)
+from smartnation.toolchain.versions import Pin
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A tool: the binaries it provides, how to read a binary's version, how to build it."""
+
+    name: str
+    binaries: tuple[str, ...]
+    version_args: tuple[str, ...]
+    version_pattern: str
+    build: Callable[[GoRunner, Pin, Path, Progress], None]
+
+    def reported_version(self, binary: Path | str) -> str | None:
+        """The version a binary reports, or None when it cannot run or says nothing we recognise."""
+        try:
+            out = subprocess.run(
+                [str(binary), *self.version_args], capture_output=True, text=True, timeout=30
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        match = re.search(self.version_pattern, out.stdout + out.stderr)
+        return match.group(1) if match else None
+
+
+def _build_pulumi(go: GoRunner, pin: Pin, out: Path, progress: Progress) -> None:
+    build_in_wrapper(
+        go,
+        tool=pin.name,
+        module=pin.module,
+        version=pin.module_version,
+        packages=["github.com/pulumi/pulumi/pkg/v3/cmd/pulumi"],
+        out_dir=out,
+        # pkg/v3 replaces sdk/v3 with ../sdk; the published sdk at the same tag is its twin.
+        extra_requires=[f"github.com/pulumi/pulumi/sdk/v3@{pin.module_version}"],
+        ldflags=f"-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v{pin.version}",
+        progress=progress,
+    )
+
+
+def _build_language_python(go: GoRunner, pin: Pin, out: Path, progress: Progress) -> None:
+    """Our language host shim plus the SDK's own program runner, taken from sdk/v3."""
+    progress("downloading pulumi-language-python-exec")
+    work = go.cache.work / f"{pin.name}-{pin.version}"
+    work.mkdir(parents=True, exist_ok=True)
+    info = download_module(go, pin.exec_module, pin.exec_module_version, work)
+    exec_src = Path(info["Dir"]) / "python" / "cmd" / "pulumi-language-python-exec"
+    if not exec_src.is_file():
+        raise StepError("download", f"{exec_src} is not in {pin.exec_module}@{pin.exec_module_version}")
+    shutil.copy(exec_src, out / "pulumi-language-python-exec")
+    (out / "pulumi-language-python-exec").chmod(0o755)
+    # The shim runs the host with the project's virtualenv, which holds grpc and the SDK.
+    # `bootstrap` rewrites SMARTNATION_PYTHON below when it links the shim into bin/.
+    shim = out / "pulumi-language-python"
+    shim.write_text(
+        "#!/bin/sh\n"
+        "# smartnation's Python language host (see smartnation/toolchain/language_host.py).\n"
+        f'SMARTNATION_LANGUAGE_HOST_VERSION="{pin.version}"\n'
+        "export SMARTNATION_LANGUAGE_HOST_VERSION\n"
+        'exec "${SMARTNATION_PYTHON:-python3}" -m smartnation.toolchain.language_host "$@"\n'
+    )
+    shim.chmod(0o755)
+
+
+def _kube_ldflags(version: str) -> str:
+    major, minor, _ = version.split(".")
+    flags = []
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [
+            f"-X {pkg}.gitVersion=v{version}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+            f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
+        ]
+    return " ".join(flags)
+
+
+def _build_kubernetes(go: GoRunner, pin: Pin, out: Path, progress: Progress) -> None:
+    build_in_wrapper(
+        go,
+        tool=pin.name,
+        module=pin.module,
+        version=pin.module_version,
+        packages=[
+            "k8s.io/kubernetes/cmd/kube-apiserver",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kube-scheduler",
+            "k8s.io/kubernetes/cmd/kubectl",
+        ],
+        out_dir=out,
+        ldflags=_kube_ldflags(pin.version),
+        progress=progress,
+    )
+
+
+def _simple(packages: list[str], ldflags: Callable[[Pin], str] = lambda _: "") -> Callable[..., None]:
+    def build(go: GoRunner, pin: Pin, out: Path, progress: Progress) -> None:
+        build_in_wrapper(
+            go,
+            tool=pin.name,
+            module=pin.module,
+            version=pin.module_version,
+            packages=packages,
+            out_dir=out,
+            ldflags=ldflags(pin),
+            progress=progress,
+        )
+
+    return build
+
+
+def _build_etcd(go: GoRunner, pin: Pin, out: Path, progress: Progress) -> None:
+    _simple(["go.etcd.io/etcd/server/v3"])(go, pin, out, progress)
+    # go names a binary after the last path element that is not a major version: "server".
+    (out / "server").rename(out / "etcd")
+
+
+def _build_kubernetes_provider(go: GoRunner, pin: Pin, out: Path, progress: Progress) -> None:
+    """The provider embeds schema-embed.json and terraform-mapping-embed.json, which its
+    generate.go writes and the module zip lacks, so it is built from a writable copy."""
+    progress("downloading module")
+    src = writable_module_copy(go, pin.name, pin.module, pin.module_version)
+    # provider/go.mod replaces sdk/v4 with ../sdk, which is outside the module.
+    go.run(
+        "resolve",
+        [
+            "go",
+            "mod",
+            "edit",
+            "-dropreplace=github.com/pulumi/pulumi-kubernetes/sdk/v4",
+            f"-require=github.com/pulumi/pulumi-kubernetes/sdk/v4@{pin.sdk_module_version}",
+        ],
+        src,
+    )
+    progress("resolving dependencies")
+    go.run("resolve", ["go", "mod", "download"], src)
+    progress("generating embedded schema")
+    go.run(
+        "generate",
+        ["go", "run", "generate.go"],
+        src / "cmd" / "pulumi-resource-kubernetes",
+        extra_env={"VERSION": pin.version},
+    )
+    progress("compiling")
+    go.run(
+        "build",
+        [
+            "go",
+            "build",
+            "-trimpath",
+            "-ldflags",
+            f"-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version={pin.version}",
+            "-o",
+            str(out) + "/",
+            "./cmd/pulumi-resource-kubernetes",
+        ],
+        src,
+    )
+
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe("pulumi", ("pulumi",), ("version",), r"v(\d+\.\d+\.\d+)", _build_pulumi),
+        Recipe(
+            "pulumi-language-python",
+            ("pulumi-language-python", "pulumi-language-python-exec"),
+            ("--version",),
+            r"(\d+\.\d+\.\d+)",
+            _build_language_python,
+        ),
+        Recipe(
+            "pulumi-resource-kubernetes",
+            ("pulumi-resource-kubernetes",),
+            ("-version",),
+            r"(\d+\.\d+\.\d+)",
+            _build_kubernetes_provider,
+        ),
+        Recipe(
+            "kubernetes",
+            ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"),
+            ("--version",),
+            r"Kubernetes v(\d+\.\d+\.\d+)",
+            _build_kubernetes,
+        ),
+        Recipe(
+            "etcd",
+            ("etcd",),
+            ("--version",),
+            r"etcd Version: (\d+\.\d+\.\d+)",
+            _build_etcd,
+        ),
+        Recipe(
+            "kwok",
+            ("kwok", "kwokctl"),
+            ("--version",),
+            r"(\d+\.\d+\.\d+)",
+            _simple(["sigs.k8s.io/kwok/cmd/kwok", "sigs.k8s.io/kwok/cmd/kwokctl"]),
+        ),
+        Recipe(
+            "helm",
+            ("helm",),
+            ("version", "--short"),
+            r"v(\d+\.\d+\.\d+)",
+            _simple(
+                ["helm.sh/helm/v3/cmd/helm"],
+                lambda pin: f"-X helm.sh/helm/v3/internal/version.version=v{pin.version}",
+            ),
+        ),
+        Recipe(
+            "actionlint",
+            ("actionlint",),
+            ("-version",),
+            r"(\d+\.\d+\.\d+)",
+            _simple(["github.com/rhysd/actionlint/cmd/actionlint"]),
+        ),
+    )
+}
