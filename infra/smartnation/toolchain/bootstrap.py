@@ -83,15 +83,16 @@ class Bootstrap:
 
     def matching_binary_on_path(self, recipe: Recipe, pin: Pin) -> str | None:
         """The PATH directory holding every binary of the tool at the pinned version, if any."""
-        if recipe.name in ("pulumi-language-python", "pulumi-resource-kubernetes"):
-            return None  # ours, or installed as a plugin: never taken from PATH
+        if recipe.name in ("pulumi-language-python", "pulumi-resource-kubernetes", "kwok"):
+            # Ours; installed as a plugin; or needed with its module's stage files: always built.
+            return None
         dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and Path(d).resolve() != self.cache.bin]
         first = shutil.which(recipe.binaries[0], path=os.pathsep.join(dirs))
         if not first:
             return None
         folder = str(Path(first).parent)
         if all(shutil.which(b, path=folder) for b in recipe.binaries) and all(
-            recipe.reported_version(Path(folder) / b) == pin.version for b in recipe.binaries
+            recipe.reported_version(Path(folder) / b) == pin.version for b in recipe.versioned_binaries()
         ):
             return folder
         return None
@@ -118,18 +119,20 @@ class Bootstrap:
             with gate:
                 recipe.build(go, pin, scratch / "bin", progress)
             step = "verify"
-            for name in recipe.binaries:
+            for name in recipe.versioned_binaries():
                 got = recipe.reported_version(scratch / "bin" / name)
                 if got != pin.version:
                     raise StepError("verify", f"{name} reports version {got!r}, the versions file pins {pin.version}")
             os.replace(scratch, final)
         except StepError as exc:
-            shutil.rmtree(scratch, ignore_errors=True)
+            self.say(tool, f"FAILED at step '{exc.step}' (log: {logfile})")
+            # The scratch directory stays for a look; its name never passes for a finished build,
+            # and the next run clears it.
             raise BootstrapError(
                 f"{tool} {pin.version} failed at step '{exc.step}': {exc}\n  full log: {logfile}"
+                f"\n  what was built: {scratch}"
             ) from exc
         except Exception as exc:
-            shutil.rmtree(scratch, ignore_errors=True)
             raise BootstrapError(f"{tool} {pin.version} failed at step '{step}': {exc}\n  full log: {logfile}") from exc
         self.timings[tool] = time.monotonic() - began
         self.link(recipe, final / "bin")
@@ -185,7 +188,9 @@ class Bootstrap:
     # -- all tools ----------------------------------------------------------------------------
     def run(self) -> None:
         check_go()
-        for d in (self.cache.tools, self.cache.logs, self.cache.work, self.cache.bin):
+        # The language host shim runs under the project's virtualenv, also when we verify it.
+        os.environ["SMARTNATION_PYTHON"] = self.python
+        for d in (self.cache.tools, self.cache.logs, self.cache.work, self.cache.bin, self.cache.state, self.cache.clusters):
             d.mkdir(parents=True, exist_ok=True)
         for stale in self.cache.tools.glob(".partial-*"):
             shutil.rmtree(stale, ignore_errors=True)

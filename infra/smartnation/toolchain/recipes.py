@@ -30,16 +30,30 @@ class Recipe:
     version_args: tuple[str, ...]
     version_pattern: str
     build: Callable[[GoRunner, Pin, Path, Progress], None]
+    versioned: int = 0
+    """How many of `binaries` (from the front) report the version; 0 means all of them."""
+
+    special: tuple[tuple[str, tuple[str, ...], str], ...] = ()
+    """(binary, version args, pattern) for binaries that are asked differently from the rest."""
+
+    def versioned_binaries(self) -> tuple[str, ...]:
+        return self.binaries[: self.versioned] if self.versioned else self.binaries
 
     def reported_version(self, binary: Path | str) -> str | None:
         """The version a binary reports, or None when it cannot run or says nothing we recognise."""
+        command, pattern = [str(binary), *self.version_args], self.version_pattern
+        for name, special_args, special_pattern in self.special:
+            if Path(binary).name == name:
+                # "{binary}" in the special args stands for the binary's path.
+                command = [a.replace("{binary}", str(binary)) for a in special_args]
+                if "{binary}" not in " ".join(special_args):
+                    command = [str(binary), *special_args]
+                pattern = special_pattern
         try:
-            out = subprocess.run(
-                [str(binary), *self.version_args], capture_output=True, text=True, timeout=30
-            )
+            out = subprocess.run(command, capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired):
             return None
-        match = re.search(self.version_pattern, out.stdout + out.stderr)
+        match = re.search(pattern, out.stdout + out.stderr)
         return match.group(1) if match else None
 
 
@@ -76,7 +90,8 @@ def _build_language_python(go: GoRunner, pin: Pin, out: Path, progress: Progress
         "#!/bin/sh\n"
         "# smartnation's Python language host (see smartnation/toolchain/language_host.py).\n"
         f'SMARTNATION_LANGUAGE_HOST_VERSION="{pin.version}"\n'
-        "export SMARTNATION_LANGUAGE_HOST_VERSION\n"
+        'SMARTNATION_LANGUAGE_DIR="$(cd "$(dirname "$0")" && pwd)"\n'
+        "export SMARTNATION_LANGUAGE_HOST_VERSION SMARTNATION_LANGUAGE_DIR\n"
         'exec "${SMARTNATION_PYTHON:-python3}" -m smartnation.toolchain.language_host "$@"\n'
     )
     shim.chmod(0o755)
@@ -136,6 +151,23 @@ def _build_etcd(go: GoRunner, pin: Pin, out: Path, progress: Progress) -> None:
     (out / "server").rename(out / "etcd")
 
 
+def _build_kwok(go: GoRunner, pin: Pin, out: Path, progress: Progress) -> None:
+    _simple(["sigs.k8s.io/kwok/cmd/kwok", "sigs.k8s.io/kwok/cmd/kwokctl"])(go, pin, out, progress)
+    # kwok forgets its default node and pod stages once a cluster brings its own (ours add
+    # volumes and load balancers), so keep kwok's own copies beside the binaries.
+    stages = go.cache.gomodcache / f"{pin.module}@{pin.module_version}" / "kustomize" / "stage"
+    dest = out.parent / "stages"
+    dest.mkdir(exist_ok=True)
+    for rel in (
+        "node/fast/node-initialize.yaml",
+        "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+        "pod/fast/pod-ready.yaml",
+        "pod/fast/pod-complete.yaml",
+        "pod/fast/pod-delete.yaml",
+    ):
+        shutil.copy(stages / rel, dest / Path(rel).name)
+
+
 def _build_kubernetes_provider(go: GoRunner, pin: Pin, out: Path, progress: Progress) -> None:
     """The provider embeds schema-embed.json and terraform-mapping-embed.json, which its
     generate.go writes and the module zip lacks, so it is built from a writable copy."""
@@ -189,6 +221,7 @@ RECIPES: dict[str, Recipe] = {
             ("--version",),
             r"(\d+\.\d+\.\d+)",
             _build_language_python,
+            versioned=1,  # the exec script is the SDK's and has no --version
         ),
         Recipe(
             "pulumi-resource-kubernetes",
@@ -196,6 +229,15 @@ RECIPES: dict[str, Recipe] = {
             ("-version",),
             r"(\d+\.\d+\.\d+)",
             _build_kubernetes_provider,
+            # The provider has no --version flag; the version it reports to the engine is the one
+            # linked in with -X, which `go version -m` reads back from the binary.
+            special=(
+                (
+                    "pulumi-resource-kubernetes",
+                    ("go", "version", "-m", "{binary}"),
+                    r"pkg/version\.Version=(\d+\.\d+\.\d+)",
+                ),
+            ),
         ),
         Recipe(
             "kubernetes",
@@ -203,6 +245,7 @@ RECIPES: dict[str, Recipe] = {
             ("--version",),
             r"Kubernetes v(\d+\.\d+\.\d+)",
             _build_kubernetes,
+            special=(("kubectl", ("version", "--client"), r"Client Version: v(\d+\.\d+\.\d+)"),),
         ),
         Recipe(
             "etcd",
@@ -216,7 +259,7 @@ RECIPES: dict[str, Recipe] = {
             ("kwok", "kwokctl"),
             ("--version",),
             r"(\d+\.\d+\.\d+)",
-            _simple(["sigs.k8s.io/kwok/cmd/kwok", "sigs.k8s.io/kwok/cmd/kwokctl"]),
+            _build_kwok,
         ),
         Recipe(
             "helm",
@@ -233,7 +276,11 @@ RECIPES: dict[str, Recipe] = {
             ("actionlint",),
             ("-version",),
             r"(\d+\.\d+\.\d+)",
-            _simple(["github.com/rhysd/actionlint/cmd/actionlint"]),
+            _simple(
+                ["github.com/rhysd/actionlint/cmd/actionlint"],
+                # Built inside our wrapper module, build info would say "(devel)".
+                lambda pin: f"-X github.com/rhysd/actionlint.version={pin.version}",
+            ),
         ),
     )
 }

@@ -1,0 +1,72 @@
+# smartnation: the two set-up commands are `make up` and `make test` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ENV ?= staging
+# The toolchain, the local clusters and the local state backend live outside the repository.
+TOOLENV = eval "$$($(PY) -m smartnation.toolchain.env)"
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## the project's virtualenv (PyPI only)
+
+.PHONY: bootstrap
+bootstrap: venv ## build or reuse every pinned tool (Go module proxy only)
+	$(PY) -m smartnation.toolchain.bootstrap --python $(abspath $(PY))
+
+.PHONY: env
+env: ## print the exports for your shell: eval "$$(make -s env)"
+	@$(PY) -m smartnation.toolchain.env
+
+.PHONY: clusters
+clusters: bootstrap ## start the local dusseldorf-test and monaco-onprem clusters
+	$(PY) -m smartnation.clusters.local up
+
+.PHONY: clusters-down
+clusters-down: venv ## stop the local clusters (their data is kept)
+	$(PY) -m smartnation.clusters.local down
+
+.PHONY: clusters-status
+clusters-status: venv ## show whether each local cluster runs
+	$(PY) -m smartnation.clusters.local status
+
+.PHONY: clusters-reset
+clusters-reset: venv ## delete the local clusters and all their data
+	$(PY) -m smartnation.clusters.local reset
+
+.PHONY: up
+up: clusters ## bootstrap, start the clusters and deploy ENV (default staging), then print its outputs
+	$(TOOLENV) && $(PY) -m smartnation.cli.main up $(ENV) --yes
+
+.PHONY: contract-deps
+contract-deps: ## install the Debian daemons the contract tests run against
+	bash .ci/contract-deps.sh
+
+.PHONY: test-unit
+test-unit: venv ## the unit tests alone: seconds, no toolchain, no cluster
+	$(PY) -m pytest -m unit -q
+
+.PHONY: lint
+lint: venv ## ruff
+	$(VENV)/bin/ruff check infra tests policy
+	$(VENV)/bin/ruff format --check infra tests policy
+
+.PHONY: test
+test: clusters contract-deps ## the whole suite: unit, contract and integration
+	$(TOOLENV) && $(PY) -m pytest -m "unit or contract or integration"
+
+.PHONY: bench
+bench: clusters ## measure and rewrite BENCHMARKS.md
+	$(TOOLENV) && $(PY) -m smartnation.benchmarks

@@ -1,0 +1,266 @@
+"""`make clusters` / `make clusters-down`: the two local stand-ins, driven through kwokctl.
+
+Each stand-in is a real control plane (etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler) plus kwok's controller playing the nodes, all our own builds from the toolchain
+cache, all on loopback. Their etcd data lives in the cache, so `clusters-down` then `clusters`
+brings back what was deployed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from smartnation.clusters.simulation import (
+    ProfileError,
+    SimulatedCluster,
+    ingress_class,
+    kwok_stage_documents,
+    kwokctl_configuration,
+    load_simulation,
+    nodes,
+    storage_classes,
+)
+from smartnation.toolchain.bootstrap import tool_env
+from smartnation.toolchain.cache import CacheLayout, layout
+from smartnation.toolchain.versions import load_pins
+
+REPO = Path(__file__).resolve().parents[3]
+PROFILES_DIR = Path(os.environ.get("SMARTNATION_ENVIRONMENTS_DIR", REPO / "environments")) / "clusters"
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+def say(cluster: str, message: str) -> None:
+    print(f"[{cluster}] {message}", flush=True)
+
+
+class LocalClusters:
+    def __init__(self, cache: CacheLayout, profiles_dir: Path = PROFILES_DIR) -> None:
+        self.cache = cache
+        self.profiles_dir = profiles_dir
+        self.kwok_home = cache.clusters / "kwok"
+        pins = load_pins()
+        self.kube_version = pins["kubernetes"].version
+        self.kwok_dir = cache.tool_dir("kwok", pins["kwok"].version)
+        self.env = dict(os.environ, **tool_env(cache), KWOK_WORKDIR=str(self.kwok_home))
+
+    # -- discovery ----------------------------------------------------------------------------
+    def profiles(self, names: Sequence[str] = ()) -> list[SimulatedCluster]:
+        files = sorted(self.profiles_dir.glob("*.yaml"))
+        if not files:
+            raise ClusterError(f"no cluster profiles in {self.profiles_dir}")
+        found = [load_simulation(f) for f in files]
+        if names:
+            known = {c.name: c for c in found}
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise ClusterError(
+                    f"unknown cluster {unknown[0]!r}: profiles in {self.profiles_dir} are {', '.join(sorted(known))}"
+                )
+            return [known[n] for n in names]
+        return found
+
+    def cluster_dir(self, name: str) -> Path:
+        return self.kwok_home / "clusters" / name
+
+    def ready_marker(self, name: str) -> Path:
+        return self.cache.clusters / f"{name}.created"
+
+    def kwokctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(["kwokctl", *args], env=self.env, capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise ClusterError(f"kwokctl {' '.join(args)} failed:\n{(proc.stderr or proc.stdout).strip()[-2000:]}")
+        return proc
+
+    def kubectl(self, cluster: SimulatedCluster, *args: str, stdin: str | None = None, check: bool = True):
+        kubeconfig = self.cluster_dir(cluster.name) / "kubeconfig.yaml"
+        proc = subprocess.run(
+            ["kubectl", "--kubeconfig", str(kubeconfig), *args], env=self.env, input=stdin, capture_output=True, text=True
+        )
+        if check and proc.returncode != 0:
+            raise ClusterError(f"[{cluster.name}] kubectl {' '.join(args[:3])} failed: {proc.stderr.strip()[-1500:]}")
+        return proc
+
+    def healthy(self, cluster: SimulatedCluster) -> bool:
+        if not (self.cluster_dir(cluster.name) / "kubeconfig.yaml").exists():
+            return False
+        return self.kubectl(cluster, "get", "--raw=/readyz", "--request-timeout=3s", check=False).returncode == 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def check_toolchain(self) -> None:
+        missing = [b for b in ("kwokctl", "kwok", "kube-apiserver", "etcd", "kubectl") if not (self.cache.bin / b).exists()]
+        if missing:
+            raise ClusterError(f"{', '.join(missing)} not in {self.cache.bin}: run `make bootstrap` first")
+
+    def check_port_free(self, cluster: SimulatedCluster) -> None:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", cluster.apiserver_port))
+            except OSError:
+                raise ClusterError(
+                    f"[{cluster.name}] port {cluster.apiserver_port} on 127.0.0.1 is taken by another process, so the "
+                    f"API server cannot start ({cluster.source}: simulation.apiserver_port). Free the port or change it."
+                ) from None
+
+    def up(self, cluster: SimulatedCluster) -> float:
+        began = time.monotonic()
+        if self.healthy(cluster):
+            say(cluster.name, "already running")
+        elif self.ready_marker(cluster.name).exists() and self.cluster_dir(cluster.name).exists():
+            self.check_port_free(cluster)
+            say(cluster.name, "starting (existing data kept)")
+            self.kwokctl("start", "cluster", "--name", cluster.name, "--timeout", "90s")
+        else:
+            if self.cluster_dir(cluster.name).exists():
+                # Created by a run that never finished: nothing was ever deployed to it.
+                say(cluster.name, "removing a half-created cluster left by an interrupted run")
+                self.kwokctl("delete", "cluster", "--name", cluster.name, check=False)
+                shutil.rmtree(self.cluster_dir(cluster.name), ignore_errors=True)
+            self.check_port_free(cluster)
+            self.create(cluster)
+        self.wait_ready(cluster)
+        self.apply_shape(cluster)
+        self.write_kubeconfig()
+        took = time.monotonic() - began
+        say(cluster.name, f"ready in {took:.1f}s (context {cluster.context}, API https://127.0.0.1:{cluster.apiserver_port})")
+        return took
+
+    def create(self, cluster: SimulatedCluster) -> None:
+        say(cluster.name, f"creating: Kubernetes {self.kube_version} control plane with kwok nodes")
+        config = self.cache.clusters / f"{cluster.name}.kwok.yaml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        docs = [kwokctl_configuration(cluster, self.kube_version), *kwok_stage_documents(cluster, self.kwok_dir / "stages")]
+        config.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        b = self.cache.bin
+        self.kwokctl(
+            "create",
+            "cluster",
+            "--name",
+            cluster.name,
+            "--config",
+            str(config),
+            "--kube-apiserver-binary",
+            str((b / "kube-apiserver").resolve()),
+            "--kube-controller-manager-binary",
+            str((b / "kube-controller-manager").resolve()),
+            "--kube-scheduler-binary",
+            str((b / "kube-scheduler").resolve()),
+            "--kwok-controller-binary",
+            str((b / "kwok").resolve()),
+            "--etcd-binary",
+            str((b / "etcd").resolve()),
+            "--kubeconfig",
+            str(self.cache.clusters / "kwokctl-kubeconfig"),
+            "--timeout",
+            "120s",
+            "--wait",
+            "60s",
+        )
+        self.ready_marker(cluster.name).write_text(f"{self.kube_version}\n")
+
+    def wait_ready(self, cluster: SimulatedCluster, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.healthy(cluster):
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"[{cluster.name}] API server not ready after {timeout:.0f}s; logs: "
+                    f"{self.cluster_dir(cluster.name) / 'logs'} (or `make clusters-reset` to start over)"
+                )
+            time.sleep(0.5)
+
+    def apply_shape(self, cluster: SimulatedCluster) -> None:
+        """Nodes, storage classes and the ingress class, applied idempotently on every start."""
+        docs = [*nodes(cluster), *storage_classes(cluster), ingress_class(cluster)]
+        self.kubectl(
+            cluster,
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=smartnation-clusters",
+            "-f",
+            "-",
+            stdin=yaml.safe_dump_all(docs, sort_keys=False),
+        )
+        self.kubectl(cluster, "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
+
+    def down(self, cluster: SimulatedCluster) -> None:
+        if not self.cluster_dir(cluster.name).exists():
+            say(cluster.name, "not created")
+            return
+        self.kwokctl("stop", "cluster", "--name", cluster.name)
+        say(cluster.name, "stopped (data kept; `make clusters` starts it again)")
+
+    def reset(self, cluster: SimulatedCluster) -> None:
+        self.kwokctl("delete", "cluster", "--name", cluster.name, check=False)
+        shutil.rmtree(self.cluster_dir(cluster.name), ignore_errors=True)
+        self.ready_marker(cluster.name).unlink(missing_ok=True)
+        say(cluster.name, "deleted with all its data")
+
+    def status(self, cluster: SimulatedCluster) -> str:
+        if not self.cluster_dir(cluster.name).exists():
+            return "absent"
+        return "running" if self.healthy(cluster) else "stopped"
+
+    def write_kubeconfig(self) -> None:
+        """One kubeconfig with a context per cluster, named as the cluster profiles say."""
+        merged: dict = {"apiVersion": "v1", "kind": "Config", "clusters": [], "users": [], "contexts": []}
+        for cluster in self.profiles():
+            src = self.cluster_dir(cluster.name) / "kubeconfig.yaml"
+            if not src.exists():
+                continue
+            data = yaml.safe_load(src.read_text())
+            merged["clusters"].append({"name": cluster.context, "cluster": data["clusters"][0]["cluster"]})
+            merged["users"].append({"name": cluster.context, "user": data["users"][0]["user"]})
+            merged["contexts"].append(
+                {"name": cluster.context, "context": {"cluster": cluster.context, "user": cluster.context}}
+            )
+        if merged["contexts"]:
+            merged["current-context"] = merged["contexts"][0]["name"]
+        tmp = self.cache.kubeconfig.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(merged, sort_keys=False))
+        tmp.chmod(0o600)
+        os.replace(tmp, self.cache.kubeconfig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="clusters", description="The local Düsseldorf and Monaco stand-ins")
+    parser.add_argument("action", choices=["up", "down", "status", "reset"])
+    parser.add_argument("names", nargs="*", help="cluster names (default: every profile in environments/clusters)")
+    args = parser.parse_args(argv)
+    try:
+        clusters = LocalClusters(layout())
+        targets = clusters.profiles(args.names)
+        if args.action in ("up",):
+            clusters.check_toolchain()
+        for cluster in targets:
+            if args.action == "up":
+                clusters.up(cluster)
+            elif args.action == "down":
+                clusters.down(cluster)
+            elif args.action == "reset":
+                clusters.reset(cluster)
+            else:
+                print(f"{cluster.name}\t{clusters.status(cluster)}\tcontext={cluster.context}")
+        if args.action == "up":
+            print(f"kubeconfig: {clusters.cache.kubeconfig}")
+    except (ClusterError, ProfileError) as exc:
+        print(f"clusters {args.action} failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The real engine and provider deploy a small program to each local cluster and clean up."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+PROGRAM = Path(__file__).parent / "demo_program"
+
+
+@pytest.fixture(params=["dusseldorf-test", "monaco-onprem"])
+def target(request, clusters):
+    return next(c for c in clusters.profiles() if c.name == request.param)
+
+
+def _stack(tools, backend, cluster, namespace: str) -> dict[str, str]:
+    env = dict(backend)
+    tools.run("pulumi", "stack", "init", cluster.name, "--non-interactive", cwd=PROGRAM, env=env)
+    for key, value in (("kubeContext", cluster.context), ("storageClass", cluster.default_storage_class),
+                       ("namespace", namespace)):
+        tools.run("pulumi", "config", "set", key, value, "--stack", cluster.name, cwd=PROGRAM, env=env)
+    return env
+
+
+def test_up_ready_no_changes_then_destroy_leaves_nothing(tools, pulumi_backend, target):
+    namespace = "demo-it"
+    env = _stack(tools, pulumi_backend, target, namespace)
+    stack = ("--stack", target.name, "--non-interactive")
+    try:
+        tools.run("pulumi", "up", "--yes", "--skip-preview", *stack, cwd=PROGRAM, env=env)
+        outputs = json.loads(tools.run("pulumi", "stack", "output", "--json", *stack, cwd=PROGRAM, env=env).stdout)
+        assert outputs["readyReplicas"] == 2
+        assert outputs["statefulSetReady"] == 1
+        import ipaddress
+
+        assert ipaddress.ip_address(outputs["loadBalancerAddress"]) in target.load_balancer_pool
+        pvc = tools.kubectl_json(target.context, "-n", namespace, "get", "pvc", "data-db-0")
+        assert pvc["status"]["phase"] == "Bound"
+        assert pvc["spec"]["storageClassName"] == target.default_storage_class
+
+        tools.run("pulumi", "preview", "--expect-no-changes", *stack, cwd=PROGRAM, env=env)
+    finally:
+        tools.run("pulumi", "destroy", "--yes", "--skip-preview", *stack, cwd=PROGRAM, env=env)
+    gone = tools.run("kubectl", "--context", target.context, "get", "namespace", namespace, check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
+    state = json.loads(tools.run("pulumi", "stack", "export", *stack, cwd=PROGRAM, env=env).stdout)
+    leftovers = [r["urn"] for r in state["deployment"].get("resources", [])
+                 if not r["type"].startswith("pulumi:")]
+    assert leftovers == []
+    tools.run("pulumi", "stack", "rm", "--yes", *stack, cwd=PROGRAM, env=env)
+
+
+def test_preview_needs_no_network(tools, pulumi_backend, clusters):
+    """Every internet request would go to a closed local port; the preview must not care.
+
+    Go and Python never send loopback traffic through a proxy, so the local API servers stay
+    reachable while anything bound for the internet (plugin downloads, update checks, registry
+    look-ups) fails at once.
+    """
+    cluster = next(c for c in clusters.profiles() if c.name == "monaco-onprem")
+    offline = {
+        **pulumi_backend,
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "http_proxy": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9",
+        "NO_PROXY": "",
+        "no_proxy": "",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+    }
+    env = _stack(tools, offline, cluster, "demo-offline")
+    proc = tools.run("pulumi", "preview", "--stack", cluster.name, "--non-interactive", cwd=PROGRAM, env=env)
+    assert "+ 5 to create" in proc.stdout or "5 to create" in proc.stdout, proc.stdout
+    tools.run("pulumi", "stack", "rm", "--yes", "--stack", cluster.name, cwd=PROGRAM, env=env)
