@@ -1,0 +1,283 @@
+"""Eclipse Mosquitto 2.x: broker configuration, password file and ACL file.
+
+The three renderers are pure and deterministic, so a Pulumi preview of an unchanged
+stack shows no diff on the ConfigMap/Secret that carries their output.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+# mosquitto_passwd (2.0) writes `$7$<iterations>$<base64 salt>$<base64 hash>`: PBKDF2-HMAC-SHA512
+# over the UTF-8 password, a 12-byte salt, 101 iterations, a 64-byte key, standard base64 with
+# padding. The broker reads the iteration count from each line, but refuses salts that are not
+# exactly 12 bytes, so both constants below must stay as they are.
+PBKDF2_SHA512_ID = "7"
+PBKDF2_ITERATIONS = 101
+SALT_LENGTH = 12
+
+# Iterations of the salt derivation; see _derive_salt. Kept well above PBKDF2_ITERATIONS so
+# that the salt is never a cheaper way to test password guesses than the hash next to it.
+_SALT_DERIVATION_ITERATIONS = 1000
+_SALT_DERIVATION_CONTEXT = b"smartnation/mosquitto/password-salt/v1\x00"
+
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# MQTT strings are at most 65535 bytes of UTF-8 (MQTT 3.1.1 section 1.5.3).
+_MQTT_STRING_MAX_BYTES = 65535
+
+
+@dataclass(frozen=True)
+class DeviceClass:
+    """One kind of MQTT client and the topics it may use, e.g. all parking sensors.
+
+    Internal consumers (a telemetry ingester) are device classes too: they only have
+    ``subscribe`` patterns.
+    """
+
+    name: str
+    """Human name of the class, lowercase DNS-label style (``parking-sensor``); used in comments."""
+    username: str
+    """MQTT username every client of this class connects with; no ':' and no whitespace."""
+    publish: tuple[str, ...]
+    """Topic filters this class may publish to (``topic write``); ``+`` and a final ``#`` allowed."""
+    subscribe: tuple[str, ...]
+    """Topic filters this class may subscribe to and receive from (``topic read``)."""
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.fullmatch(self.name):
+            raise ValueError(
+                f"device class name {self.name!r}: expected lowercase letters, digits and '-', "
+                "starting and ending with a letter or digit, at most 63 characters"
+            )
+        validate_username(self.username, where=f"device class {self.name!r}")
+        for field_name in ("publish", "subscribe"):
+            topics = getattr(self, field_name)
+            if isinstance(topics, str) or not isinstance(topics, tuple):
+                raise ValueError(
+                    f"device class {self.name!r}: {field_name} must be a tuple of topic filters, got {topics!r}"
+                )
+            for topic in topics:
+                validate_topic_filter(topic, where=f"device class {self.name!r} {field_name}")
+            if len(set(topics)) != len(topics):
+                raise ValueError(f"device class {self.name!r}: {field_name} lists a topic twice: {topics!r}")
+        if not self.publish and not self.subscribe:
+            raise ValueError(f"device class {self.name!r}: needs at least one publish or subscribe topic")
+
+
+def validate_username(username: str, *, where: str = "username") -> None:
+    """Raise ValueError unless ``username`` can be written to a password file and an ACL file.
+
+    The password file is ``username:hash`` per line and the ACL file ``user <name>``, so a ':'
+    or any whitespace would be read back as a different user.
+    """
+    if not isinstance(username, str) or not username:
+        raise ValueError(f"{where}: username must be a non-empty string, got {username!r}")
+    if ":" in username:
+        raise ValueError(f"{where}: username {username!r} contains ':', which separates user and hash")
+    if any(ch.isspace() or not ch.isprintable() for ch in username):
+        raise ValueError(f"{where}: username {username!r} contains whitespace or control characters")
+    if len(username.encode()) > _MQTT_STRING_MAX_BYTES:
+        raise ValueError(f"{where}: username is longer than {_MQTT_STRING_MAX_BYTES} bytes")
+
+
+def validate_topic_filter(topic: str, *, where: str = "topic") -> None:
+    """Raise ValueError unless ``topic`` is an MQTT topic filter we accept in an ACL.
+
+    Stricter than MQTT on purpose: empty levels (``a//b``, a leading or trailing ``/``) are
+    legal MQTT but in an ACL they are almost always a typo that silently matches nothing.
+    """
+    if not isinstance(topic, str) or not topic:
+        raise ValueError(f"{where}: topic filter must be a non-empty string, got {topic!r}")
+    if len(topic.encode()) > _MQTT_STRING_MAX_BYTES:
+        raise ValueError(f"{where}: topic filter {topic[:40]!r}... is longer than {_MQTT_STRING_MAX_BYTES} bytes")
+    if any(ch.isspace() or not ch.isprintable() for ch in topic):
+        raise ValueError(f"{where}: topic filter {topic!r} contains whitespace or control characters")
+    levels = topic.split("/")
+    for index, level in enumerate(levels):
+        if level == "":
+            raise ValueError(f"{where}: topic filter {topic!r} has an empty level (leading, trailing or double '/')")
+        if "#" in level and (level != "#" or index != len(levels) - 1):
+            raise ValueError(f"{where}: topic filter {topic!r}: '#' must be a whole level and the last one")
+        if "+" in level and level != "+":
+            raise ValueError(f"{where}: topic filter {topic!r}: '+' must be a whole level")
+
+
+def render_mosquitto_conf(
+    *,
+    plain_port: int,
+    tls_port: int,
+    certfile: str,
+    keyfile: str,
+    cafile: str | None,
+    password_file: str,
+    acl_file: str,
+    persistence_dir: str,
+    bind_address: str | None = None,
+) -> str:
+    """Render ``mosquitto.conf`` for a broker with one plain and one TLS listener.
+
+    ``bind_address`` (optional, default: every interface) restricts both listeners to one
+    address; the contract tests use 127.0.0.1, in a pod the default is what is wanted.
+    """
+    for label, port in (("plain_port", plain_port), ("tls_port", tls_port)):
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ValueError(f"{label}: expected a TCP port 1-65535, got {port!r}")
+    if plain_port == tls_port:
+        raise ValueError(f"plain_port and tls_port must differ, both are {plain_port}")
+    paths = {
+        "certfile": certfile,
+        "keyfile": keyfile,
+        "password_file": password_file,
+        "acl_file": acl_file,
+        "persistence_dir": persistence_dir,
+    }
+    if cafile is not None:
+        paths["cafile"] = cafile
+    for label, path in paths.items():
+        _require_absolute_path(label, path)
+    if bind_address is not None and (not bind_address or any(ch.isspace() for ch in bind_address)):
+        raise ValueError(f"bind_address: expected an address without whitespace, got {bind_address!r}")
+
+    # mosquitto 1.x glues persistence_location and the file name together, so it must end in
+    # '/'; 2.x adds a '/' of its own, and the resulting '//' is harmless. Safe for both.
+    persistence_location = persistence_dir.rstrip("/") + "/"
+    address = f" {bind_address}" if bind_address else ""
+    ca_lines = (
+        [
+            "# CA that client certificates would be checked against. Clients still authenticate",
+            "# with username/password (require_certificate stays false).",
+            f"cafile {cafile}",
+        ]
+        if cafile
+        else []
+    )
+    lines = [
+        "# Generated by smartnation (smartnation.daemon_config.mosquitto). Do not edit by hand.",
+        "",
+        "# --- Security defaults, shared by every listener -----------------------------------",
+        "# One set of auth settings for all listeners: a client is checked the same way",
+        "# whichever port it reaches.",
+        "per_listener_settings false",
+        "# Every client must log in; there is no anonymous access on any listener.",
+        "allow_anonymous false",
+        "# username -> PBKDF2-SHA512 hash, rendered by render_password_file.",
+        f"password_file {password_file}",
+        "# Which user may publish (write) or subscribe (read) on which topics.",
+        f"acl_file {acl_file}",
+        "",
+        "# --- Process -------------------------------------------------------------------------",
+        "# No `user` directive on purpose. In Kubernetes the broker starts as a non-root UID and",
+        "# mosquitto ignores `user` then; started as root (the Debian service, the contract test)",
+        "# it drops to its default user `mosquitto` after binding the ports.",
+        "",
+        "# --- Persistence: retained messages and durable sessions survive a restart ------------",
+        "persistence true",
+        f"persistence_location {persistence_location}",
+        "",
+        "# --- Logging: stdout only, so the container runtime collects it ---------------------",
+        "log_dest stdout",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+        "log_type information",
+        "log_timestamp true",
+        "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+        "connection_messages true",
+        "",
+        "# --- Plain MQTT listener: in-cluster clients only --------------------------------------",
+        "# Unencrypted, so it must never be exposed outside the cluster; a NetworkPolicy and a",
+        "# ClusterIP Service keep it internal. Credentials and ACLs still apply.",
+        f"listener {plain_port}{address}",
+        "protocol mqtt",
+        "",
+        "# --- MQTT over TLS listener: devices and anything outside the cluster ----------------",
+        f"listener {tls_port}{address}",
+        "protocol mqtt",
+        f"certfile {certfile}",
+        f"keyfile {keyfile}",
+        *ca_lines,
+        "# Minimum protocol version: TLS 1.2 and 1.3 are accepted, older versions refused.",
+        "tls_version tlsv1.2",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_password_file(credentials: Mapping[str, str]) -> str:
+    """Render a mosquitto password file from ``{username: cleartext password}``.
+
+    Each line is what ``mosquitto_passwd`` writes (``$7$`` PBKDF2-SHA512), and the whole
+    output is a pure function of its input: the same credentials render the same bytes.
+    """
+    lines = []
+    for username in sorted(credentials):
+        validate_username(username, where="password file")
+        password = credentials[username]
+        if not isinstance(password, str) or not password:
+            raise ValueError(f"password file: user {username!r} has an empty or non-string password")
+        lines.append(f"{username}:{hash_password(password, salt=_derive_salt(username, password))}")
+    return "".join(f"{line}\n" for line in lines)
+
+
+def hash_password(password: str, *, salt: bytes, iterations: int = PBKDF2_ITERATIONS) -> str:
+    """Return the ``$7$`` hash mosquitto_passwd writes for ``password`` with this ``salt``."""
+    if len(salt) != SALT_LENGTH:
+        raise ValueError(f"mosquitto requires a {SALT_LENGTH}-byte salt, got {len(salt)} bytes")
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    salt_b64 = base64.b64encode(salt).decode()
+    digest_b64 = base64.b64encode(digest).decode()
+    return f"${PBKDF2_SHA512_ID}${iterations}${salt_b64}${digest_b64}"
+
+
+def _derive_salt(username: str, password: str) -> bytes:
+    # Why not os.urandom like mosquitto_passwd: the file is rendered at every `pulumi preview`
+    # and `up`; random salts would change the Secret every time, so every preview would show a
+    # diff and every update would roll the broker. The salt is therefore derived from the
+    # username and the password with HMAC-SHA512, which keeps what a salt is for: it differs
+    # per user (two users with one password get different hashes) and per password, and a
+    # precomputed table would have to be built for each (username, password) pair.
+    # The HMAC is iterated (PBKDF2-HMAC-SHA512) more times than the hash itself: a salt computed
+    # with a single HMAC of the password would let an attacker who has the file test guesses
+    # ~100 times faster than through the hash. The username is the PBKDF2 salt of this step.
+    return hashlib.pbkdf2_hmac(
+        "sha512",
+        password.encode(),
+        _SALT_DERIVATION_CONTEXT + username.encode(),
+        _SALT_DERIVATION_ITERATIONS,
+        dklen=SALT_LENGTH,
+    )
+
+
+def render_acl_file(classes: Sequence[DeviceClass]) -> str:
+    """Render a mosquitto ACL file: per user, ``topic write`` for publish, ``topic read`` for subscribe.
+
+    A filter in both lists becomes one ``topic readwrite`` line. Users not in the file get
+    nothing (mosquitto denies by default once an acl_file is set).
+    """
+    seen: dict[str, str] = {}
+    blocks = ["# Generated by smartnation (smartnation.daemon_config.mosquitto). Do not edit by hand.\n"]
+    for device_class in classes:
+        if not isinstance(device_class, DeviceClass):
+            raise ValueError(f"ACL file: expected DeviceClass, got {device_class!r}")
+        if device_class.username in seen:
+            raise ValueError(
+                f"ACL file: username {device_class.username!r} is used by device classes "
+                f"{seen[device_class.username]!r} and {device_class.name!r}; each class needs its own user"
+            )
+        seen[device_class.username] = device_class.name
+        lines = [f"# device class: {device_class.name}", f"user {device_class.username}"]
+        for topic in device_class.publish:
+            access = "readwrite" if topic in device_class.subscribe else "write"
+            lines.append(f"topic {access} {topic}")
+        lines.extend(f"topic read {topic}" for topic in device_class.subscribe if topic not in device_class.publish)
+        blocks.append("\n".join(lines) + "\n")
+    return "\n".join(blocks)
+
+
+def _require_absolute_path(label: str, path: str) -> None:
+    if not isinstance(path, str) or not path.startswith("/") or any(ch.isspace() for ch in path):
+        raise ValueError(f"{label}: expected an absolute path without whitespace, got {path!r}")

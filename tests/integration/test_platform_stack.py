@@ -1,0 +1,103 @@
+"""The whole platform on the local clusters with the real engine, provider and API servers.
+
+One scenario, in order, because each step builds on the last (and a cold `pulumi up` of an
+environment is the expensive part): staging on Düsseldorf, production on Monaco, no drift on
+either, staging retargeted to Monaco by its one `cluster:` line, then everything destroyed.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.integration.platform_project import PlatformProject
+
+pytestmark = pytest.mark.integration
+
+
+def _namespace(environment: str) -> str:
+    return f"smartnation-{environment}"
+
+
+def _assert_workloads_ready(tools, context: str, namespace: str) -> None:
+    pods = tools.kubectl_json(context, "-n", namespace, "get", "pods")["items"]
+    assert pods, f"no pods in {namespace} on {context}"
+    for pod in pods:
+        phase = pod["status"].get("phase")
+        if phase == "Succeeded":  # Job pods (bucket and key setup) run to completion
+            continue
+        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        assert phase == "Running" and conditions.get("Ready") == "True", f"{pod['metadata']['name']}: {phase}"
+    for kind in ("deployments", "statefulsets"):
+        for item in tools.kubectl_json(context, "-n", namespace, "get", kind)["items"]:
+            want = item["spec"].get("replicas", 1)
+            assert item["status"].get("readyReplicas", 0) == want, f"{kind}/{item['metadata']['name']}"
+    for pvc in tools.kubectl_json(context, "-n", namespace, "get", "pvc")["items"]:
+        assert pvc["status"]["phase"] == "Bound", pvc["metadata"]["name"]
+
+
+def _providers_by_urn(resources: list[dict]) -> dict[str, str]:
+    return {r["urn"]: r.get("provider", "") for r in resources}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tools, clusters):
+    backend_dir = tmp_path_factory.mktemp("state")
+    backend = {"PULUMI_BACKEND_URL": f"file://{backend_dir}", "PULUMI_CONFIG_PASSPHRASE": "integration-tests"}
+    proj = PlatformProject.create(tmp_path_factory.mktemp("platform"), tools, backend)
+    yield proj
+    # Whatever happened, leave the clusters clean for the next test run.
+    for environment in proj.stacks:
+        proj.pulumi("destroy", "--yes", "--skip-preview", "--stack", environment, check=False)
+
+
+def test_staging_on_dusseldorf_then_production_on_monaco(project, tools):
+    for environment, context in (("staging", "dusseldorf-test"), ("production", "monaco-onprem")):
+        project.init_stack(environment)
+        project.pulumi("up", "--yes", "--skip-preview", "--stack", environment)
+        _assert_workloads_ready(tools, context, _namespace(environment))
+        outputs = project.outputs(environment)
+        assert outputs["cluster"] == context or outputs.get("targetCluster") == context
+        # No secret leaves the stack in plain text.
+        rendered = json.dumps(outputs)
+        state = project.pulumi("stack", "export", "--stack", environment).stdout
+        secrets = json.loads(project.pulumi("config", "--show-secrets", "--json", "--stack", environment).stdout)
+        for key, entry in secrets.items():
+            if entry.get("secret"):
+                assert entry["value"] not in rendered, f"{key} appears in the stack outputs"
+                assert entry["value"] not in state, f"{key} appears in plain text in the state"
+        project.pulumi("preview", "--expect-no-changes", "--stack", environment)
+
+
+def test_retargeting_staging_to_monaco_creates_there_and_deletes_in_dusseldorf(project, tools):
+    project.set_cluster("staging", "monaco-onprem")
+    preview = json.loads(project.pulumi("preview", "--json", "--stack", "staging").stdout)
+    steps = preview["steps"]
+    providers = _providers_by_urn(project.resources("staging"))
+    creates = [s for s in steps if s["op"] in ("create", "create-replacement")
+               and s["urn"].split("::")[-2].startswith("kubernetes:")]
+    deletes = [s for s in steps if s["op"] in ("delete", "delete-replaced")
+               and s["urn"].split("::")[-2].startswith("kubernetes:")]
+    assert creates and deletes
+    for step in creates:
+        provider = (step.get("newState") or {}).get("provider", "")
+        assert "monaco-onprem" in provider, f"{step['urn']} would be created through {provider}"
+    for step in deletes:
+        provider = (step.get("oldState") or {}).get("provider", "") or providers.get(step["urn"], "")
+        assert "dusseldorf-test" in provider, f"{step['urn']} would be deleted through {provider}"
+    project.set_cluster("staging", "dusseldorf-test")
+
+
+def test_destroy_leaves_nothing_behind(project, tools):
+    for environment, context in (("staging", "dusseldorf-test"), ("production", "monaco-onprem")):
+        project.pulumi("destroy", "--yes", "--skip-preview", "--stack", environment)
+        assert [r for r in project.resources(environment) if not r["type"].startswith("pulumi:")] == []
+        gone = tools.run("kubectl", "--context", context, "get", "namespace", _namespace(environment), check=False)
+        assert gone.returncode != 0 and "NotFound" in gone.stderr
+        pvs = tools.kubectl_json(context, "get", "pv")["items"]
+        left = [pv["metadata"]["name"] for pv in pvs
+                if (pv["spec"].get("claimRef") or {}).get("namespace") == _namespace(environment)
+                and pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"]
+        assert left == []
+    project.stacks.clear()
