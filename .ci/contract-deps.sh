@@ -12,7 +12,7 @@
 set -eu
 
 # procps and iproute2: `ps` and `ss`, which testinfra uses for the process and socket checks.
-PACKAGES="mosquitto mosquitto-clients postgresql openssl procps iproute2"
+PACKAGES="mosquitto mosquitto-clients postgresql openssl procps iproute2 shellcheck"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "contract-deps: must run as root (it installs Debian packages)" >&2

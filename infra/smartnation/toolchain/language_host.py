@@ -232,7 +232,11 @@ def main(argv: list[str]) -> int:
     sys.stdout.write(f"{port}\n")
     sys.stdout.flush()
     signal.signal(signal.SIGTERM, lambda *_: server.stop(0))
-    server.wait_for_termination()
+    try:
+        server.wait_for_termination()
+    except KeyboardInterrupt:
+        # The CLI interrupts its plugins when it is done with them: a normal end, not an error.
+        server.stop(0)
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Policy rules and target configuration of the `smartnation-guardrails` policy pack."""
