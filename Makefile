@@ -69,4 +69,4 @@ test: clusters contract-deps ## the whole suite: unit, contract and integration
 
 .PHONY: bench
 bench: clusters ## measure and rewrite BENCHMARKS.md
-	$(TOOLENV) && $(PY) -m smartnation.benchmarks
+	$(TOOLENV) && $(PY) -m tests.benchmarks.run

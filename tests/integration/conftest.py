@@ -28,10 +28,22 @@ class Tools:
 
     env: dict[str, str]
 
-    def run(self, *args: str, cwd: Path | None = None, check: bool = True, env: dict[str, str] | None = None,
-            input: str | None = None, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+        input: str | None = None,
+        timeout: float = 900,
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            list(args), cwd=cwd, env={**self.env, **(env or {})}, input=input, capture_output=True, text=True,
+            list(args),
+            cwd=cwd,
+            env={**self.env, **(env or {})},
+            input=input,
+            capture_output=True,
+            text=True,
             timeout=timeout,
         )
         if check and proc.returncode != 0:

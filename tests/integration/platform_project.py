@@ -43,8 +43,9 @@ class PlatformProject:
         return {**self.backend, "SMARTNATION_ENVIRONMENTS_DIR": str(self.root / "environments")}
 
     def pulumi(self, *args: str, check: bool = True, timeout: float = 1200):
-        return self.tools.run("pulumi", *args, "--non-interactive", cwd=self.root, env=self.env, check=check,
-                              timeout=timeout)
+        return self.tools.run(
+            "pulumi", *args, "--non-interactive", cwd=self.root, env=self.env, check=check, timeout=timeout
+        )
 
     def init_stack(self, environment: str) -> None:
         self.pulumi("stack", "init", environment)

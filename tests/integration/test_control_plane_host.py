@@ -23,7 +23,9 @@ def _processes(host, clusters, name: str):
 def test_each_cluster_runs_every_component(host, clusters, component):
     procs = _processes(host, clusters, component)
     for cluster in clusters.profiles():
-        assert [p for p in procs if f"/clusters/{cluster.name}/" in p.args], f"{component} of {cluster.name} not running"
+        assert [p for p in procs if f"/clusters/{cluster.name}/" in p.args], (
+            f"{component} of {cluster.name} not running"
+        )
 
 
 def test_control_plane_listens_only_on_loopback(host, clusters):

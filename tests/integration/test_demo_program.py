@@ -19,8 +19,11 @@ def target(request, clusters):
 def _stack(tools, backend, cluster, namespace: str) -> dict[str, str]:
     env = dict(backend)
     tools.run("pulumi", "stack", "init", cluster.name, "--non-interactive", cwd=PROGRAM, env=env)
-    for key, value in (("kubeContext", cluster.context), ("storageClass", cluster.default_storage_class),
-                       ("namespace", namespace)):
+    for key, value in (
+        ("kubeContext", cluster.context),
+        ("storageClass", cluster.default_storage_class),
+        ("namespace", namespace),
+    ):
         tools.run("pulumi", "config", "set", key, value, "--stack", cluster.name, cwd=PROGRAM, env=env)
     return env
 
@@ -47,8 +50,7 @@ def test_up_ready_no_changes_then_destroy_leaves_nothing(tools, pulumi_backend, 
     gone = tools.run("kubectl", "--context", target.context, "get", "namespace", namespace, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
     state = json.loads(tools.run("pulumi", "stack", "export", *stack, cwd=PROGRAM, env=env).stdout)
-    leftovers = [r["urn"] for r in state["deployment"].get("resources", [])
-                 if not r["type"].startswith("pulumi:")]
+    leftovers = [r["urn"] for r in state["deployment"].get("resources", []) if not r["type"].startswith("pulumi:")]
     assert leftovers == []
     tools.run("pulumi", "stack", "rm", "--yes", *stack, cwd=PROGRAM, env=env)
 

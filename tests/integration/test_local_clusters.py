@@ -42,7 +42,7 @@ def test_ready_nodes_over_zones_and_pools(tools, cluster):
     zones = {n["metadata"]["labels"]["topology.kubernetes.io/zone"] for n in nodes}
     assert zones == set(cluster.zones)
     for pool in cluster.node_pools:
-        (key, value), = pool.label.items()
+        ((key, value),) = pool.label.items()
         members = [n for n in nodes if n["metadata"]["labels"].get(key) == value]
         assert len(members) == pool.count
         assert len({n["metadata"]["labels"]["topology.kubernetes.io/zone"] for n in members}) == min(
@@ -53,8 +53,11 @@ def test_ready_nodes_over_zones_and_pools(tools, cluster):
 def test_storage_classes_of_the_real_cluster(tools, cluster):
     classes = tools.kubectl_json(cluster.context, "get", "storageclass")["items"]
     assert {c["metadata"]["name"] for c in classes} == {s.name for s in cluster.storage_classes}
-    defaults = [c["metadata"]["name"] for c in classes
-                if c["metadata"].get("annotations", {}).get("storageclass.kubernetes.io/is-default-class") == "true"]
+    defaults = [
+        c["metadata"]["name"]
+        for c in classes
+        if c["metadata"].get("annotations", {}).get("storageclass.kubernetes.io/is-default-class") == "true"
+    ]
     assert defaults == [cluster.default_storage_class]
 
 
@@ -75,14 +78,22 @@ def test_claims_bind_on_every_immediate_class_and_volumes_follow_the_reclaim_pol
         if sc.binding_mode != "Immediate":
             continue
         claim = f"claim-{sc.name}"
-        _apply(tools, cluster.context, {
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": claim, "namespace": scratch_namespace},
-            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": sc.name,
-                     "resources": {"requests": {"storage": "3Gi"}}},
-        })
+        _apply(
+            tools,
+            cluster.context,
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": claim, "namespace": scratch_namespace},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": sc.name,
+                    "resources": {"requests": {"storage": "3Gi"}},
+                },
+            },
+        )
 
-        def bound():
+        def bound(claim=claim):
             pvc = tools.kubectl_json(cluster.context, "-n", scratch_namespace, "get", "pvc", claim)
             return pvc if pvc["status"].get("phase") == "Bound" else None
 
@@ -93,35 +104,85 @@ def test_claims_bind_on_every_immediate_class_and_volumes_follow_the_reclaim_pol
         assert pv["spec"]["persistentVolumeReclaimPolicy"] == sc.reclaim_policy
         tools.run("kubectl", "--context", cluster.context, "-n", scratch_namespace, "delete", "pvc", claim)
         if sc.reclaim_policy == "Delete":
-            _wait(lambda: tools.run("kubectl", "--context", cluster.context, "get", "pv", pv["metadata"]["name"],
-                                    check=False).returncode != 0)
+            _wait(
+                lambda name=pv["metadata"]["name"]: (
+                    tools.run("kubectl", "--context", cluster.context, "get", "pv", name, check=False).returncode != 0
+                )
+            )
 
 
 def test_load_balancer_services_and_ingresses_get_addresses(tools, cluster, scratch_namespace):
-    _apply(tools, cluster.context, {
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb", "namespace": scratch_namespace},
-        "spec": {"type": "LoadBalancer", "selector": {"app": "x"}, "ports": [{"port": 8883}]},
-    })
-    svc = _wait(lambda: (lambda s: s if s["status"].get("loadBalancer", {}).get("ingress") else None)(
-        tools.kubectl_json(cluster.context, "-n", scratch_namespace, "get", "svc", "lb")))
+    _apply(
+        tools,
+        cluster.context,
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "lb", "namespace": scratch_namespace},
+            "spec": {"type": "LoadBalancer", "selector": {"app": "x"}, "ports": [{"port": 8883}]},
+        },
+    )
+    svc = _wait(
+        lambda: (lambda s: s if s["status"].get("loadBalancer", {}).get("ingress") else None)(
+            tools.kubectl_json(cluster.context, "-n", scratch_namespace, "get", "svc", "lb")
+        )
+    )
     address = ipaddress.ip_address(svc["status"]["loadBalancer"]["ingress"][0]["ip"])
     assert address in cluster.load_balancer_pool
-    _apply(tools, cluster.context, {
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web", "namespace": scratch_namespace},
-        "spec": {"ingressClassName": cluster.ingress_class, "rules": [{"host": "x.test", "http": {"paths": [
-            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "lb", "port": {"number": 8883}}}}]}}]},
-    })
-    ing = _wait(lambda: (lambda i: i if i["status"].get("loadBalancer", {}).get("ingress") else None)(
-        tools.kubectl_json(cluster.context, "-n", scratch_namespace, "get", "ingress", "web")))
+    _apply(
+        tools,
+        cluster.context,
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {"name": "web", "namespace": scratch_namespace},
+            "spec": {
+                "ingressClassName": cluster.ingress_class,
+                "rules": [
+                    {
+                        "host": "x.test",
+                        "http": {
+                            "paths": [
+                                {
+                                    "path": "/",
+                                    "pathType": "Prefix",
+                                    "backend": {"service": {"name": "lb", "port": {"number": 8883}}},
+                                }
+                            ]
+                        },
+                    }
+                ],
+            },
+        },
+    )
+    ing = _wait(
+        lambda: (lambda i: i if i["status"].get("loadBalancer", {}).get("ingress") else None)(
+            tools.kubectl_json(cluster.context, "-n", scratch_namespace, "get", "ingress", "web")
+        )
+    )
     assert ing["status"]["loadBalancer"]["ingress"][0]["ip"] == cluster.ingress_address
 
 
 def test_pod_security_admission_is_enforced(tools, cluster, scratch_namespace):
-    tools.run("kubectl", "--context", cluster.context, "label", "namespace", scratch_namespace,
-              "pod-security.kubernetes.io/enforce=restricted")
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "root", "namespace": scratch_namespace},
-           "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
-                                    "securityContext": {"privileged": True}}]}}
+    tools.run(
+        "kubectl",
+        "--context",
+        cluster.context,
+        "label",
+        "namespace",
+        scratch_namespace,
+        "pod-security.kubernetes.io/enforce=restricted",
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "root", "namespace": scratch_namespace},
+        "spec": {
+            "containers": [
+                {"name": "c", "image": "registry.k8s.io/pause:3.10", "securityContext": {"privileged": True}}
+            ]
+        },
+    }
     proc = tools.run("kubectl", "--context", cluster.context, "apply", "-f", "-", input=json.dumps(pod), check=False)
     assert proc.returncode != 0
     assert "violates PodSecurity" in proc.stderr

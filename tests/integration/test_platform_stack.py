@@ -75,10 +75,16 @@ def test_retargeting_staging_to_monaco_creates_there_and_deletes_in_dusseldorf(p
     preview = json.loads(project.pulumi("preview", "--json", "--stack", "staging").stdout)
     steps = preview["steps"]
     providers = _providers_by_urn(project.resources("staging"))
-    creates = [s for s in steps if s["op"] in ("create", "create-replacement")
-               and s["urn"].split("::")[-2].startswith("kubernetes:")]
-    deletes = [s for s in steps if s["op"] in ("delete", "delete-replaced")
-               and s["urn"].split("::")[-2].startswith("kubernetes:")]
+    creates = [
+        s
+        for s in steps
+        if s["op"] in ("create", "create-replacement") and s["urn"].split("::")[-2].startswith("kubernetes:")
+    ]
+    deletes = [
+        s
+        for s in steps
+        if s["op"] in ("delete", "delete-replaced") and s["urn"].split("::")[-2].startswith("kubernetes:")
+    ]
     assert creates and deletes
     for step in creates:
         provider = (step.get("newState") or {}).get("provider", "")
@@ -96,8 +102,11 @@ def test_destroy_leaves_nothing_behind(project, tools):
         gone = tools.run("kubectl", "--context", context, "get", "namespace", _namespace(environment), check=False)
         assert gone.returncode != 0 and "NotFound" in gone.stderr
         pvs = tools.kubectl_json(context, "get", "pv")["items"]
-        left = [pv["metadata"]["name"] for pv in pvs
-                if (pv["spec"].get("claimRef") or {}).get("namespace") == _namespace(environment)
-                and pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"]
+        left = [
+            pv["metadata"]["name"]
+            for pv in pvs
+            if (pv["spec"].get("claimRef") or {}).get("namespace") == _namespace(environment)
+            and pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"
+        ]
         assert left == []
     project.stacks.clear()

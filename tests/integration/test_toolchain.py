@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +27,8 @@ def test_kubernetes_plugin_is_our_build_and_matches_the_sdk(tools):
 
 
 def test_language_host_answers_with_the_pinned_version(tools):
-    out = tools.run("pulumi-language-python", "--version").stdout.strip()
+    host = Path(tools.run("sh", "-c", "command -v pulumi").stdout.strip()).resolve().parent / "pulumi-language-python"
+    out = tools.run(str(host), "--version").stdout.strip()
     assert out == PINS["pulumi-language-python"].version
 
 
@@ -43,8 +45,12 @@ def test_etcd_version(tools):
 
 @pytest.mark.parametrize(
     ("tool", "args"),
-    [("kwok", ("kwok", "--version")), ("kwok", ("kwokctl", "--version")), ("helm", ("helm", "version", "--short")),
-     ("actionlint", ("actionlint", "-version"))],
+    [
+        ("kwok", ("kwok", "--version")),
+        ("kwok", ("kwokctl", "--version")),
+        ("helm", ("helm", "version", "--short")),
+        ("actionlint", ("actionlint", "-version")),
+    ],
 )
 def test_other_tools(tools, tool, args):
     proc = tools.run(*args)

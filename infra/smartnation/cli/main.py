@@ -4,8 +4,14 @@
     smartnation destroy ENV [--yes]       remove an environment's resources
     smartnation secrets init ENV          generate every missing secret into the stack file
     smartnation outputs ENV               print an environment's stack outputs
+    smartnation preview [--base REF] [--output FILE] [ENV ...]
+                                          what a change would do to the environments it affects
+    smartnation promote SOURCE TARGET [--yes] [--apply] [--allow-stateful-changes]
+                                          copy SOURCE's releases into TARGET's file, after gates
+    smartnation status [ENV ...] [--json] what runs where, last update, drift
+    smartnation audit [--last N]          the promotions recorded in environments/audit/
 
-Exit codes are in smartnation.cli.exit_codes.
+Exit codes are in smartnation.cli.exit_codes; docs/operations.md explains each.
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ from collections.abc import Callable
 
 from pulumi import automation as auto
 
-from smartnation.cli import exit_codes
-from smartnation.cli.stacks import select
+from smartnation.cli import engine, exit_codes, preview, promote, status
+from smartnation.cli.stacks import environments_dir, select
 from smartnation.settings import SettingsError
 from smartnation.settings.secrets import CONFIG_NAMESPACE, generate_missing
 
@@ -47,7 +53,10 @@ def init_secrets(stack: auto.Stack, environment: str) -> list[str]:
     generated = generate_missing(environment, existing)
     if generated:
         stack.set_all_config(
-            {f"{CONFIG_NAMESPACE}:{key}": auto.ConfigValue(value=value, secret=True) for key, value in generated.items()}
+            {
+                f"{CONFIG_NAMESPACE}:{key}": auto.ConfigValue(value=value, secret=True)
+                for key, value in generated.items()
+            }
         )
     return sorted(generated)
 
@@ -66,7 +75,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     log.info("deploying %s to %s", args.environment, settings.cluster.name)
     if not _confirm(f"Deploy {args.environment} to {settings.cluster.name}?", args.yes):
         return exit_codes.ABORTED
-    result = stack.up(on_output=_stream, color="never")
+    # The guardrails run on every update, as on every preview (policy/README.md).
+    with engine.policy_args(settings, environments_dir()) as policy:
+        result = stack.up(on_output=_stream, color="never", **policy)
     log.info("%s: %s", args.environment, json.dumps(result.summary.resource_changes or {}))
     _print_outputs(stack)
     return exit_codes.OK
@@ -119,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     outputs = sub.add_parser("outputs", help="print an environment's stack outputs")
     outputs.add_argument("environment")
     outputs.set_defaults(func=cmd_outputs)
+
+    preview.add_parser(sub)
+    promote.add_parsers(sub)
+    status.add_parser(sub)
     return parser
 
 
@@ -132,7 +147,8 @@ def run(args: argparse.Namespace, handler: Callable[[argparse.Namespace], int]) 
         log.error("the stack is locked by another update: %s", str(exc).strip().splitlines()[-1])
         return exit_codes.STACK_LOCKED
     except auto.StackNotFoundError:
-        log.error("environment %r has no stack in this backend yet: deploy it first", args.environment)
+        name = getattr(args, "environment", None) or getattr(args, "source", None)
+        log.error("environment %r has no stack in this backend yet: deploy it first", name)
         return exit_codes.STACK_NOT_FOUND
     except auto.CommandError as exc:
         text = str(exc)

@@ -87,7 +87,11 @@ class LocalClusters:
     def kubectl(self, cluster: SimulatedCluster, *args: str, stdin: str | None = None, check: bool = True):
         kubeconfig = self.cluster_dir(cluster.name) / "kubeconfig.yaml"
         proc = subprocess.run(
-            ["kubectl", "--kubeconfig", str(kubeconfig), *args], env=self.env, input=stdin, capture_output=True, text=True
+            ["kubectl", "--kubeconfig", str(kubeconfig), *args],
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
         )
         if check and proc.returncode != 0:
             raise ClusterError(f"[{cluster.name}] kubectl {' '.join(args[:3])} failed: {proc.stderr.strip()[-1500:]}")
@@ -100,7 +104,9 @@ class LocalClusters:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def check_toolchain(self) -> None:
-        missing = [b for b in ("kwokctl", "kwok", "kube-apiserver", "etcd", "kubectl") if not (self.cache.bin / b).exists()]
+        missing = [
+            b for b in ("kwokctl", "kwok", "kube-apiserver", "etcd", "kubectl") if not (self.cache.bin / b).exists()
+        ]
         if missing:
             raise ClusterError(f"{', '.join(missing)} not in {self.cache.bin}: run `make bootstrap` first")
 
@@ -111,8 +117,9 @@ class LocalClusters:
                 sock.bind(("127.0.0.1", cluster.apiserver_port))
             except OSError:
                 raise ClusterError(
-                    f"[{cluster.name}] port {cluster.apiserver_port} on 127.0.0.1 is taken by another process, so the "
-                    f"API server cannot start ({cluster.source}: simulation.apiserver_port). Free the port or change it."
+                    f"[{cluster.name}] port {cluster.apiserver_port} on 127.0.0.1 is taken by another process, so "
+                    f"the API server cannot start ({cluster.source}: simulation.apiserver_port). "
+                    "Free the port or change it."
                 ) from None
 
     def up(self, cluster: SimulatedCluster) -> float:
@@ -135,14 +142,20 @@ class LocalClusters:
         self.apply_shape(cluster)
         self.write_kubeconfig()
         took = time.monotonic() - began
-        say(cluster.name, f"ready in {took:.1f}s (context {cluster.context}, API https://127.0.0.1:{cluster.apiserver_port})")
+        say(
+            cluster.name,
+            f"ready in {took:.1f}s (context {cluster.context}, API https://127.0.0.1:{cluster.apiserver_port})",
+        )
         return took
 
     def create(self, cluster: SimulatedCluster) -> None:
         say(cluster.name, f"creating: Kubernetes {self.kube_version} control plane with kwok nodes")
         config = self.cache.clusters / f"{cluster.name}.kwok.yaml"
         config.parent.mkdir(parents=True, exist_ok=True)
-        docs = [kwokctl_configuration(cluster, self.kube_version), *kwok_stage_documents(cluster, self.kwok_dir / "stages")]
+        docs = [
+            kwokctl_configuration(cluster, self.kube_version),
+            *kwok_stage_documents(cluster, self.kwok_dir / "stages"),
+        ]
         config.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         b = self.cache.bin
         self.kwokctl(

@@ -215,7 +215,10 @@ def volume_stages(cluster: SimulatedCluster) -> list[dict]:
     """A PV per claim on our classes, bound at once, deleted with its claim when the class says
     Delete: what the everest or Ceph CSI provisioner and the PV controller do together."""
     classes = [sc.name for sc in cluster.storage_classes]
-    drivers = {sc.name: sc.parameters.get("csi.storage.k8s.io/csi-driver-name", sc.provisioner) for sc in cluster.storage_classes}
+    drivers = {
+        sc.name: sc.parameters.get("csi.storage.k8s.io/csi-driver-name", sc.provisioner)
+        for sc in cluster.storage_classes
+    }
     reclaim = {sc.name: sc.reclaim_policy for sc in cluster.storage_classes}
     driver_lookup = " ".join(f'"{k}" "{v}"' for k, v in drivers.items())
     reclaim_lookup = " ".join(f'"{k}" "{v}"' for k, v in reclaim.items())

@@ -11,6 +11,7 @@ at a time because two cores are all a CI machine has.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -139,6 +140,8 @@ class Bootstrap:
         self.say(tool, f"built in {self.timings[tool]:.0f}s")
 
     def link(self, recipe: Recipe, bin_dir: Path) -> None:
+        if recipe.name == "pulumi-language-python":
+            return  # installed beside pulumi by install_language_host, not on PATH
         self.cache.bin.mkdir(parents=True, exist_ok=True)
         for name in recipe.binaries:
             target = bin_dir / name
@@ -147,22 +150,30 @@ class Bootstrap:
             tmp.unlink(missing_ok=True)
             os.symlink(target, tmp)
             os.replace(tmp, link)
-        if recipe.name == "pulumi-language-python":
-            self.write_language_host_launcher(bin_dir)
 
-    def write_language_host_launcher(self, bin_dir: Path) -> None:
-        """bin/pulumi-language-python: the shim, bound to the project's virtualenv python."""
-        launcher = self.cache.bin / "pulumi-language-python"
-        tmp = self.cache.bin / ".pulumi-language-python.tmp"
+    def install_language_host(self) -> None:
+        """The language host launcher goes beside the pulumi binary, where the CLI looks for the
+        plugins it bundles; on PATH it would work too, but with an "ambient plugin" warning on
+        every run. The launcher binds the host to the project's virtualenv python."""
+        pulumi_bin = self.cache.tool_dir("pulumi", self.pins["pulumi"].version) / "bin"
+        if (pulumi_bin / "pulumi").is_symlink():
+            # A pulumi taken from PATH looks beside its real location, which is not ours to
+            # write: fall back to PATH and live with the CLI's warning.
+            pulumi_bin = self.cache.bin
+        host_dir = self.cache.tool_dir("pulumi-language-python", self.pins["pulumi-language-python"].version) / "bin"
+        launcher = pulumi_bin / "pulumi-language-python"
+        tmp = pulumi_bin / ".pulumi-language-python.tmp"
         tmp.unlink(missing_ok=True)
         tmp.write_text(
             "#!/bin/sh\n"
             f'SMARTNATION_PYTHON="${{SMARTNATION_PYTHON:-{self.python}}}"\n'
             "export SMARTNATION_PYTHON\n"
-            f'exec "{bin_dir / "pulumi-language-python"}" "$@"\n'
+            f'exec "{host_dir / "pulumi-language-python"}" "$@"\n'
         )
         tmp.chmod(0o755)
         os.replace(tmp, launcher)
+        if pulumi_bin != self.cache.bin:
+            (self.cache.bin / "pulumi-language-python").unlink(missing_ok=True)
 
     # -- the provider plugin ----------------------------------------------------------------
     def install_provider_plugin(self) -> None:
@@ -174,7 +185,16 @@ class Bootstrap:
         binary = self.cache.tool_dir(pin.name, pin.version) / "bin" / "pulumi-resource-kubernetes"
         env = dict(os.environ, **tool_env(self.cache))
         proc = subprocess.run(
-            [str(self.cache.bin / "pulumi"), "plugin", "install", "resource", "kubernetes", pin.version, "--file", str(binary)],
+            [
+                str(self.cache.bin / "pulumi"),
+                "plugin",
+                "install",
+                "resource",
+                "kubernetes",
+                pin.version,
+                "--file",
+                str(binary),
+            ],
             env=env,
             capture_output=True,
             text=True,
@@ -185,27 +205,48 @@ class Bootstrap:
             )
         print(f"plugin resource kubernetes {pin.version} installed in {plugin_dir}", flush=True)
 
+    def record_timings(self, total: float) -> None:
+        """Keeps each tool's last build time for BENCHMARKS.md (a warm run builds nothing)."""
+        path = self.cache.logs / "build-times.json"
+        data = json.loads(path.read_text()) if path.exists() else {"tools": {}}
+        for tool, seconds in self.timings.items():
+            data["tools"][f"{tool} {self.pins[tool].version}"] = {
+                "seconds": round(seconds, 1),
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        data["last_run"] = {"seconds": round(total, 1), "built": sorted(self.timings)}
+        path.write_text(json.dumps(data, indent=2, sort_keys=True))
+
     # -- all tools ----------------------------------------------------------------------------
     def run(self) -> None:
         check_go()
         # The language host shim runs under the project's virtualenv, also when we verify it.
         os.environ["SMARTNATION_PYTHON"] = self.python
-        for d in (self.cache.tools, self.cache.logs, self.cache.work, self.cache.bin, self.cache.state, self.cache.clusters):
+        for d in (
+            self.cache.tools,
+            self.cache.logs,
+            self.cache.work,
+            self.cache.bin,
+            self.cache.state,
+            self.cache.clusters,
+        ):
             d.mkdir(parents=True, exist_ok=True)
         for stale in self.cache.tools.glob(".partial-*"):
             shutil.rmtree(stale, ignore_errors=True)
         errors: list[str] = []
         with ThreadPoolExecutor(max_workers=3) as pool:
-            futures = {tool: pool.submit(self.ensure, tool) for tool in ORDER}
-            for tool, fut in futures.items():
+            futures = [pool.submit(self.ensure, tool) for tool in ORDER]
+            for fut in futures:
                 try:
                     fut.result()
                 except BootstrapError as exc:
                     errors.append(str(exc))
         if errors:
             raise BootstrapError("\n".join(errors))
+        self.install_language_host()
         self.install_provider_plugin()
         total = time.monotonic() - self.started
+        self.record_timings(total)
         print(f"toolchain ready in {total:.0f}s: {self.cache.bin}", flush=True)
 
 

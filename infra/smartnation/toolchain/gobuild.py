@@ -55,7 +55,12 @@ class GoRunner:
             fh.write(f"\n$ (cd {cwd} && {' '.join(args)})\n")
             fh.flush()
             proc = subprocess.run(
-                list(args), cwd=cwd, env=self.env(extra_env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                list(args),
+                cwd=cwd,
+                env=self.env(extra_env),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
             fh.write(proc.stdout)
         if proc.returncode != 0:

@@ -28,7 +28,9 @@ from pulumi.runtime.proto import language_pb2, language_pb2_grpc, plugin_pb2
 
 VERSION = os.environ.get("SMARTNATION_LANGUAGE_HOST_VERSION", "0.0.0")
 # The SDK's program runner is installed next to the launcher script that started us.
-EXEC_SCRIPT = Path(os.environ.get("SMARTNATION_LANGUAGE_EXEC", "")) if os.environ.get("SMARTNATION_LANGUAGE_EXEC") else None
+EXEC_SCRIPT = (
+    Path(os.environ.get("SMARTNATION_LANGUAGE_EXEC", "")) if os.environ.get("SMARTNATION_LANGUAGE_EXEC") else None
+)
 
 # Pulumi exchanges large messages (a whole stack's state); the Go host allows 400 MiB too.
 _MAX_MESSAGE = 400 * 1024 * 1024

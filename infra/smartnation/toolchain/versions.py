@@ -68,7 +68,9 @@ def load_pins(path: Path = VERSIONS_FILE) -> dict[str, Pin]:
             raise VersionsError(f"{path}: key '{name}' must be a mapping")
         unknown = set(entry) - _ALLOWED
         if unknown:
-            raise VersionsError(f"{path}: key '{name}.{sorted(unknown)[0]}' is unknown (allowed: {', '.join(sorted(_ALLOWED))})")
+            raise VersionsError(
+                f"{path}: key '{name}.{sorted(unknown)[0]}' is unknown (allowed: {', '.join(sorted(_ALLOWED))})"
+            )
         if not isinstance(entry.get("version"), str) or not entry["version"]:
             raise VersionsError(f"{path}: key '{name}.version' must be a non-empty string")
         if entry["version"].startswith("v"):

@@ -1,0 +1,134 @@
+"""`smartnation preview [--base REF] [--output FILE] [ENV ...]`: what a change would do, for review.
+
+Without ENV, the environments come from the files the change touches (smartnation.cli.changes);
+each is previewed with diff and the policy pack, and the Markdown summary goes to FILE (the
+pull-request comment) or stdout. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from smartnation.cli import engine, exit_codes, stacks
+from smartnation.cli.changes import affected_environments, changed_files, git_toplevel
+from smartnation.cli.promotion import load_order
+from smartnation.cli.report import ERROR, POLICY, EnvironmentPreview, render_markdown
+from smartnation.settings import SettingsError, list_environments
+
+log = logging.getLogger("smartnation")
+
+
+def known_environments(environments: Path) -> tuple[str, ...]:
+    """The promotion order first, then any other environment file (never promotion.yaml itself)."""
+    order = load_order(environments)
+    others = [e for e in list_environments(environments) if e not in order and e != "promotion"]
+    return (*order, *others)
+
+
+def _cluster_of(environments: Path):
+    def cluster_of(environment: str) -> str | None:
+        try:
+            data = yaml.safe_load((environments / f"{environment}.yaml").read_text(encoding="utf-8"))
+            cluster = data.get("cluster") if isinstance(data, dict) else None
+            return cluster if isinstance(cluster, str) else None
+        except (OSError, yaml.YAMLError):
+            return None
+
+    return cluster_of
+
+
+def check_environments(names: list[str], environments: Path) -> None:
+    known = known_environments(environments)
+    for name in names:
+        if name not in known:
+            raise SettingsError(
+                f"{environments.name}/{name}.yaml", "<file>", f"no such environment; known: {', '.join(known)}"
+            )
+
+
+def exit_code_for(previews: list[EnvironmentPreview]) -> int:
+    """An engine error is worse than a policy violation (that environment was not fully judged)."""
+    results = {p.result for p in previews}
+    if ERROR in results:
+        return exit_codes.FAILED
+    if POLICY in results:
+        return exit_codes.POLICY_VIOLATION
+    return exit_codes.OK
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    environments = stacks.environments_dir()
+    project = stacks.project_dir()
+    header: list[str] = []
+    if args.environments:
+        check_environments(args.environments, environments)
+        selected = {env: [] for env in args.environments}
+        header.append("Environments named on the command line: " + ", ".join(args.environments) + ".")
+    else:
+        top = git_toplevel(project)
+        merge_base, paths = changed_files(top, args.base)
+        try:
+            prefix = environments.resolve().relative_to(top.resolve()).as_posix()
+        except ValueError:
+            prefix = "environments"
+        selected = affected_environments(paths, known_environments(environments), _cluster_of(environments), prefix)
+        header.append(
+            f"Compared with `{args.base}` (merge base `{merge_base[:12]}`) including uncommitted changes: "
+            f"{len(paths)} file(s) changed, {len(selected)} environment(s) affected."
+        )
+        log.info("%d changed file(s) since %s; affected: %s", len(paths), args.base, ", ".join(selected) or "none")
+
+    previews: list[EnvironmentPreview] = []
+    for number, (environment, reasons) in enumerate(selected.items(), start=1):
+        log.info("[%d/%d] previewing %s ...", number, len(selected), environment)
+        result = engine.preview(environment, tuple(reasons), on_output=_verbose if args.verbose else None)
+        c = result.counts()
+        log.info(
+            "[%d/%d] %s on %s: %d to create, %d to update, %d to replace, %d to delete; "
+            "%d stateful warning(s), %d mandatory / %d advisory violation(s): %s",
+            number,
+            len(selected),
+            environment,
+            result.cluster,
+            c["create"],
+            c["update"],
+            c["replace"],
+            c["delete"],
+            len(result.destructive),
+            len(result.mandatory_violations),
+            len(result.violations) - len(result.mandatory_violations),
+            result.result,
+        )
+        previews.append(result)
+
+    markdown = render_markdown(previews, header)
+    if args.output:
+        Path(args.output).write_text(markdown, encoding="utf-8")
+        log.info("summary written to %s", os.path.abspath(args.output))
+    else:
+        sys.stdout.write(markdown)
+    return exit_code_for(previews)
+
+
+def _verbose(line: str) -> None:
+    sys.stderr.write(line if line.endswith("\n") else line + "\n")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "preview",
+        help="preview the environments a change affects, with the policy pack (Markdown summary)",
+        description="Without ENV, the environments are those the files changed since the merge base of "
+        "--base and HEAD (plus uncommitted and untracked files) affect.",
+    )
+    parser.add_argument("environments", nargs="*", metavar="ENV", help="preview these instead of the change's")
+    parser.add_argument("--base", default="origin/main", help="git ref the change is compared with (origin/main)")
+    parser.add_argument("--output", metavar="FILE", help="write the Markdown summary here instead of stdout")
+    parser.add_argument("--verbose", action="store_true", help="stream the engine's own output to stderr")
+    parser.set_defaults(func=cmd_preview)

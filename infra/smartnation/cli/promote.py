@@ -1,0 +1,301 @@
+"""`smartnation promote SOURCE TARGET` and `smartnation audit`.
+
+Promotion copies SOURCE's `releases:` block into TARGET's file, after three gates:
+
+(a) SOURCE's last update succeeded and deployed exactly the releases its file holds now;
+(b) SOURCE has not drifted from its state (refresh preview);
+(c) TARGET's preview with the new file has no mandatory policy violation and no replacement or
+    deletion of a stateful resource (unless --allow-stateful-changes).
+
+Then the file diff and the preview are shown, the operator confirms (or --yes), the file is
+written and, with --apply, TARGET is updated. Every promotion that got past input validation
+(the pair of environments is in promotion.yaml's order) leaves a line in the audit log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from pulumi import automation as auto
+
+from smartnation.cli import engine, exit_codes, stacks
+from smartnation.cli.promotion import (
+    APPLIED,
+    FAILED,
+    PROMOTION_FILE,
+    REFUSED,
+    WRITTEN_ONLY,
+    AuditEntry,
+    SourceUpdate,
+    append_audit,
+    check_promotion,
+    copy_releases,
+    load_order,
+    operator,
+    read_audit,
+    releases_of,
+    render_audit,
+    utc_now,
+    write_atomically,
+)
+from smartnation.cli.report import EnvironmentPreview, render_environment
+from smartnation.settings import load_settings
+
+log = logging.getLogger("smartnation")
+
+
+class Refused(Exception):
+    """A gate said no: recorded in the audit log, nothing else touched."""
+
+    def __init__(self, reason: str, code: int = exit_codes.FAILED) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+def _stream_stderr(line: str) -> None:
+    sys.stderr.write(line if line.endswith("\n") else line + "\n")
+    sys.stderr.flush()
+
+
+def _confirm(question: str, assume_yes: bool) -> bool:
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        log.error("%s: no terminal to ask on; pass --yes to proceed", question)
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def gate_source_deployed(source: str, environments: Path) -> tuple[SourceUpdate, auto.Stack]:
+    """(a) SOURCE's last update succeeded and deployed what SOURCE's file says now."""
+    try:
+        stack, settings = stacks.select(source, create=False, environments=environments)
+    except auto.StackNotFoundError as error:
+        raise Refused(f"{source} was never deployed to this backend: nothing it ran can be promoted") from error
+    last = engine.last_update(stack)
+    if last is None:
+        raise Refused(f"{source} has no update in its history: nothing it ran can be promoted")
+    update = SourceUpdate(version=last.version, time=last.time, result=last.result)
+    if last.kind != "update":
+        raise Refused(f"{source}'s last operation was a {last.kind} (#{last.version}), not an update")
+    if last.result != "succeeded":
+        raise Refused(
+            f"{source}'s last update #{last.version} at {last.time} {last.result}: fix and redeploy {source} first"
+        )
+    deployed = engine.deployed_releases(stack)
+    if deployed is None:
+        raise Refused(f"{source}'s stack has no `{engine.RELEASES_OUTPUT}` output: redeploy {source} first")
+    wanted = engine.file_releases(settings)
+    if deployed != wanted:
+        differing = sorted(k for k in {*deployed, *wanted} if deployed.get(k) != wanted.get(k))
+        raise Refused(
+            f"{settings.source}: releases differ from what {source}'s last update #{last.version} deployed "
+            f"({', '.join(differing)}): {source} never ran them; deploy {source} first"
+        )
+    log.info(
+        "gate (a) passed: %s's last update #%s at %s deployed its current releases", source, last.version, last.time
+    )
+    return update, stack
+
+
+def gate_no_drift(source: str, stack: auto.Stack) -> None:
+    """(b) SOURCE's resources on the cluster are what its state says."""
+    log.info("gate (b): checking %s for drift (refresh preview) ...", source)
+    found = engine.drift(stack)
+    if found.error:
+        raise Refused(f"the drift check of {source} failed: {found.error}")
+    if found.drifted:
+        listed = ", ".join(found.resources[:10]) + (
+            f" and {len(found.resources) - 10} more" if len(found.resources) > 10 else ""
+        )
+        raise Refused(
+            f"{source} has drifted from its state ({len(found.resources)} resource(s): {listed}); "
+            f"run `smartnation up {source}` (or find who changed the cluster) first"
+        )
+    log.info("gate (b) passed: %s has no drift", source)
+
+
+def gate_target_preview(target: str, new_text: str, environments: Path, allow_stateful: bool) -> EnvironmentPreview:
+    """(c) TARGET's preview with the new file, from a temporary copy of environments/."""
+    log.info("gate (c): previewing %s with the promoted releases ...", target)
+    with tempfile.TemporaryDirectory(prefix="smartnation-promote-") as tmp:
+        copy = Path(tmp) / environments.name
+        shutil.copytree(environments, copy, ignore=shutil.ignore_patterns("stacks", "audit"))
+        (copy / f"{target}.yaml").write_text(new_text, encoding="utf-8")
+        load_settings(target, copy)  # the promoted file must be valid before the engine sees it
+        result = engine.preview(target, (f"{environments.name}/{target}.yaml",), environments=copy)
+    if result.result == "error":
+        raise Refused(f"the preview of {target} failed: {(result.errors or ['see the output above'])[-1]}")
+    if result.mandatory_violations:
+        names = sorted({v.policy for v in result.mandatory_violations})
+        raise Refused(
+            f"the preview of {target} has {len(result.mandatory_violations)} mandatory policy violation(s): "
+            + ", ".join(names),
+            exit_codes.POLICY_VIOLATION,
+        )
+    if result.destructive and not allow_stateful:
+        listed = ", ".join(f"{s.kind} {s.type.removeprefix('kubernetes:')} {s.name}" for s in result.destructive[:10])
+        raise Refused(
+            f"the promotion would replace or delete {len(result.destructive)} stateful resource(s) of {target} "
+            f"({listed}); re-run with --allow-stateful-changes if that is intended"
+        )
+    log.info(
+        "gate (c) passed: %s's preview has no mandatory violation%s",
+        target,
+        "" if not result.destructive else " (stateful changes allowed by --allow-stateful-changes)",
+    )
+    return result
+
+
+def check_target(target: str, environments: Path) -> None:
+    """Before --apply writes anything: TARGET is not locked (a refresh preview takes the lock in
+    the file and S3 backends, a preview does not) and whether it drifted (the update will not
+    refresh; the operator should know)."""
+    stack, _ = stacks.select(target, create=False, environments=environments)
+    found = engine.drift(stack)
+    if found.error:
+        raise Refused(f"the drift check of {target} failed: {found.error}")
+    if found.drifted:
+        log.warning(
+            "%s has drifted from its state (%s); the update compares with the state, not the cluster",
+            target,
+            ", ".join(found.resources[:10]),
+        )
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    environments = stacks.environments_dir()
+    project = stacks.project_dir()
+    source, target = args.source, args.target
+    # Input first: nothing is read from the backend and nothing is recorded for a malformed request.
+    order = load_order(environments)
+    check_promotion(source, target, order, f"{environments.name}/{PROMOTION_FILE}")
+    source_settings = load_settings(source, environments)
+    target_settings = load_settings(target, environments)
+    source_path, target_path = (environments / f"{e}.yaml" for e in (source, target))
+    source_text = source_path.read_text(encoding="utf-8")
+    target_text = target_path.read_text(encoding="utf-8")
+    new_text = copy_releases(source_text, target_text, source_settings.source, target_settings.source)
+    releases = releases_of(source_text, source_settings.source)
+
+    who = operator(project)
+    update: SourceUpdate | None = None
+
+    def record(result: str, reason: str, target_update: SourceUpdate | None = None) -> None:
+        entry = AuditEntry(
+            when=utc_now(),
+            who=who,
+            source=source,
+            target=target,
+            result=result,
+            reason=reason,
+            source_update=update,
+            releases=releases,
+            target_update=target_update,
+        )
+        path = append_audit(environments, entry)
+        log.info("recorded in %s: %s", path, result)
+
+    try:
+        update, source_stack = gate_source_deployed(source, environments)
+        gate_no_drift(source, source_stack)
+        preview = gate_target_preview(target, new_text, environments, args.allow_stateful_changes)
+        if args.apply:
+            check_target(target, environments)
+    except Refused as refusal:
+        log.error("promotion %s -> %s refused: %s", source, target, refusal.reason)
+        record(REFUSED, refusal.reason)
+        return refusal.code
+    except auto.ConcurrentUpdateError:
+        record(REFUSED, "a stack is locked by another update")
+        raise
+
+    diff = "".join(
+        difflib.unified_diff(
+            target_text.splitlines(keepends=True),
+            new_text.splitlines(keepends=True),
+            fromfile=f"a/{target_settings.source}",
+            tofile=f"b/{target_settings.source}",
+        )
+    )
+    print(diff or f"(no change: {target_settings.source} already has {source}'s releases)")
+    print("\n".join(render_environment(preview)))
+    sys.stdout.flush()
+
+    action = "write the file and update" if args.apply else "write the file for"
+    if not _confirm(f"Promote {source} -> {target}: {action} {target}?", args.yes):
+        record(REFUSED, "not confirmed by the operator")
+        return exit_codes.ABORTED
+
+    write_atomically(target_path, new_text)
+    log.info("%s written", target_settings.source)
+    if not args.apply:
+        record(WRITTEN_ONLY, f"{target_settings.source} written; deploy with `smartnation up {target}`")
+        return exit_codes.OK
+
+    stack, settings = stacks.select(target, create=True, environments=environments)
+    log.info("updating %s on %s ...", target, settings.cluster.name)
+    try:
+        with engine.policy_args(settings, environments) as policy:
+            stack.up(color="never", on_output=_stream_stderr, **policy)
+    except auto.ConcurrentUpdateError:
+        record(FAILED, f"{target_settings.source} written; the update of {target} found the stack locked")
+        raise
+    except auto.CommandError as error:
+        tail = (str(error).strip().splitlines() or ["?"])[-1]
+        record(FAILED, f"{target_settings.source} written; the update of {target} failed: {tail}", _last(stack))
+        log.error("the update of %s failed: %s", target, tail)
+        return exit_codes.FAILED
+    record(APPLIED, f"{target} updated", _last(stack))
+    log.info("%s now runs %s's releases", target, source)
+    return exit_codes.OK
+
+
+def _last(stack: auto.Stack) -> SourceUpdate | None:
+    last = engine.last_update(stack)
+    return SourceUpdate(version=last.version, time=last.time, result=last.result) if last else None
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    entries = read_audit(stacks.environments_dir())
+    if args.last:
+        entries = entries[-args.last :]
+    if args.json:
+        import json
+
+        for entry in entries:
+            print(json.dumps(entry, ensure_ascii=False))
+    elif entries:
+        sys.stdout.write(render_audit(entries))
+    else:
+        log.info("no promotion recorded yet")
+    return exit_codes.OK
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    promote = sub.add_parser(
+        "promote",
+        help="copy SOURCE's releases into TARGET's file after the gates (order: environments/promotion.yaml)",
+    )
+    promote.add_argument("source", metavar="SOURCE")
+    promote.add_argument("target", metavar="TARGET")
+    promote.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    promote.add_argument("--apply", action="store_true", help="also update TARGET once the file is written")
+    promote.add_argument(
+        "--allow-stateful-changes",
+        action="store_true",
+        help="accept replacing or deleting StatefulSets, volumes, namespaces or data-service resources",
+    )
+    promote.set_defaults(func=cmd_promote)
+
+    audit = sub.add_parser("audit", help="list recorded promotions (environments/audit/promotions.jsonl)")
+    audit.add_argument("--last", type=int, metavar="N", help="only the last N entries")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.set_defaults(func=cmd_audit)

@@ -1,0 +1,121 @@
+"""`smartnation status [ENV ...] [--json] [--no-drift]`: what runs where, from the state itself.
+
+Per environment: the cluster its settings target, the releases its last successful update
+deployed (the `deployed_releases` stack output), whether they are still what the file says, the
+last update from the stack's history, and drift (a refresh preview).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pulumi import automation as auto
+
+from smartnation.cli import engine, exit_codes, stacks
+from smartnation.cli.preview import check_environments, known_environments
+from smartnation.cli.promotion import render_table
+from smartnation.settings import load_settings
+
+log = logging.getLogger("smartnation")
+
+NOT_DEPLOYED = "not deployed"
+
+
+@dataclass
+class EnvironmentStatus:
+    environment: str
+    cluster: str
+    deployed: bool
+    releases: dict[str, Any] | None = None
+    """The deployed_releases output (chart version; per component version and image)."""
+    releases_match_file: bool | None = None
+    last_update: dict[str, Any] | None = None
+    drift: list[str] | None = None
+    """Drifted resources; None when not checked."""
+    drift_error: str | None = None
+
+
+def environment_status(environment: str, check_drift: bool) -> EnvironmentStatus:
+    environments = stacks.environments_dir()
+    settings = load_settings(environment, environments)
+    status = EnvironmentStatus(environment, settings.cluster.name, deployed=False)
+    try:
+        stack, _ = stacks.select(environment, create=False, environments=environments)
+    except auto.StackNotFoundError:
+        return status
+    last = engine.last_update(stack)
+    if last is None:
+        return status
+    status.last_update = asdict(last)
+    releases = engine.deployed_releases(stack)
+    status.deployed = releases is not None and not (last.kind == "destroy" and last.result == "succeeded")
+    if not status.deployed:
+        return status
+    status.releases = releases
+    status.releases_match_file = releases == engine.file_releases(settings)
+    if check_drift:
+        found = engine.drift(stack)
+        status.drift, status.drift_error = list(found.resources), found.error
+    return status
+
+
+def _versions(releases: dict[str, Any] | None) -> str:
+    if not releases:
+        return NOT_DEPLOYED
+    parts = [f"chart {releases.get('chart_version', '?')}"]
+    for name, release in releases.items():
+        if isinstance(release, dict) and "version" in release:
+            parts.append(f"{name}={release['version']}")
+    return ", ".join(parts)
+
+
+def render(statuses: list[EnvironmentStatus]) -> str:
+    rows = [("environment", "cluster", "deployed releases", "matches file", "last update", "drift")]
+    for s in statuses:
+        update = s.last_update
+        last = f"{update['kind']} #{update['version']} {update['result']} {update['time']}" if update else "-"
+        if not s.deployed:
+            rows.append((s.environment, s.cluster, NOT_DEPLOYED, "-", last, "-"))
+            continue
+        if s.drift_error:
+            drift = f"unknown ({s.drift_error.splitlines()[-1][:80]})"
+        elif s.drift is None:
+            drift = "not checked"
+        else:
+            drift = (
+                "none"
+                if not s.drift
+                else f"{len(s.drift)}: " + ", ".join(s.drift[:3]) + (" ..." if len(s.drift) > 3 else "")
+            )
+        match = "yes" if s.releases_match_file else "NO (file changed since)"
+        rows.append((s.environment, s.cluster, _versions(s.releases), match, last, drift))
+    return render_table(rows)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    environments = stacks.environments_dir()
+    names = args.environments or list(known_environments(environments))
+    check_environments(names, environments)
+    statuses = []
+    for name in names:
+        log.info("reading %s ...", name)
+        statuses.append(environment_status(name, check_drift=not args.no_drift))
+    if args.json:
+        json.dump([asdict(s) for s in statuses], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render(statuses))
+    return exit_codes.OK
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("status", help="what each environment runs, its last update and drift")
+    parser.add_argument("environments", nargs="*", metavar="ENV", help="default: every environment")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--no-drift", action="store_true", help="skip the drift check (a refresh preview each)")
+    parser.set_defaults(func=cmd_status)

@@ -1,0 +1,239 @@
+"""The environment namespace and its guardrails: Pod Security, quota, limits, network policy.
+
+Network policy is default-deny in both directions; each allow policy below is one flow the
+platform needs, so reading this file lists every connection that can exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from smartnation import naming
+from smartnation.components import broker, child_options, city_apis, database, object_storage, require_provider
+from smartnation.settings.models import ClusterProfile, GuardrailsSettings
+
+DNS_NAMESPACE = "kube-system"
+_NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+@dataclass(frozen=True)
+class GuardrailsArgs:
+    environment: str
+    """Environment name; the namespace is smartnation-<env>."""
+    settings: GuardrailsSettings
+    """Quota and LimitRange sizes."""
+    cluster: ClusterProfile
+    """Target cluster (ingress controller namespace)."""
+    device_source_ranges: tuple[str, ...]
+    """CIDRs devices may reach the broker's TLS listener from."""
+
+
+def _peer(selector: dict[str, str]) -> dict[str, Any]:
+    return {"pod_selector": {"match_labels": selector}}
+
+
+def _ports(port: int, *more: int) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": p} for p in (port, *more)]
+
+
+def flows(environment: str, cluster: ClusterProfile, device_source_ranges: tuple[str, ...]) -> dict[str, dict]:
+    """NetworkPolicy specs by policy suffix: the exact set of allowed connections."""
+    b = naming.names(environment, naming.BROKER)
+    db = naming.names(environment, naming.DATABASE)
+    st = naming.names(environment, naming.OBJECT_STORAGE)
+    apis = {naming.TIER_LABEL: naming.API_TIER}
+    broker_pods = b.selector(naming.SERVER)
+    primary = db.selector(naming.PRIMARY)
+    replica = db.selector(naming.REPLICA)
+    backup = db.selector(naming.BACKUP)
+    db_setup = db.selector(naming.SETUP)
+    storage = st.selector(naming.SERVER)
+    storage_setup = st.selector(naming.SETUP)
+    pg, s3, mqtt = database.PORT, object_storage.PORT, broker.PLAIN_PORT
+    return {
+        # Every pod may resolve names, and nothing else, unless a policy below says so.
+        "allow-dns": {
+            "pod_selector": {},
+            "policy_types": ["Egress"],
+            "egress": [
+                {
+                    "to": [{"namespace_selector": {"match_labels": {_NAMESPACE_NAME_LABEL: DNS_NAMESPACE}}}],
+                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                }
+            ],
+        },
+        # Devices (from anywhere allowed) -> broker TLS; APIs -> broker plain. Broker: no egress.
+        "broker": {
+            "pod_selector": {"match_labels": broker_pods},
+            "policy_types": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": [{"ip_block": {"cidr": cidr}} for cidr in device_source_ranges],
+                    "ports": _ports(broker.TLS_PORT),
+                },
+                {"from": [_peer(apis)], "ports": _ports(mqtt)},
+            ],
+            "egress": [],
+        },
+        # Ingress controller -> APIs; APIs -> database, broker, object storage.
+        "city-apis": {
+            "pod_selector": {"match_labels": apis},
+            "policy_types": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "namespace_selector": {
+                                "match_labels": {_NAMESPACE_NAME_LABEL: cluster.ingress.controller_namespace}
+                            }
+                        }
+                    ],
+                    "ports": _ports(city_apis.API_PORT),
+                }
+            ],
+            "egress": [
+                {"to": [_peer(primary), _peer(replica)], "ports": _ports(pg)},
+                {"to": [_peer(broker_pods)], "ports": _ports(mqtt)},
+                {"to": [_peer(storage)], "ports": _ports(s3)},
+            ],
+        },
+        # Primary <- APIs, backup, setup Job, replicas (streaming).
+        "database-primary": {
+            "pod_selector": {"match_labels": primary},
+            "policy_types": ["Ingress", "Egress"],
+            "ingress": [{"from": [_peer(apis), _peer(backup), _peer(db_setup), _peer(replica)], "ports": _ports(pg)}],
+            "egress": [],
+        },
+        # Replicas <- APIs (reads); replicas -> primary (WAL stream, initial clone).
+        "database-replica": {
+            "pod_selector": {"match_labels": replica},
+            "policy_types": ["Ingress", "Egress"],
+            "ingress": [{"from": [_peer(apis)], "ports": _ports(pg)}],
+            "egress": [{"to": [_peer(primary)], "ports": _ports(pg)}],
+        },
+        # Backup CronJob -> primary (pg_dumpall) and object storage (upload).
+        "database-backup": {
+            "pod_selector": {"match_labels": backup},
+            "policy_types": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": [{"to": [_peer(primary)], "ports": _ports(pg)}, {"to": [_peer(storage)], "ports": _ports(s3)}],
+        },
+        # Role/database setup Job -> primary.
+        "database-setup": {
+            "pod_selector": {"match_labels": db_setup},
+            "policy_types": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": [{"to": [_peer(primary)], "ports": _ports(pg)}],
+        },
+        # MinIO <- APIs, backup, setup Job, its peers; MinIO -> its peers (erasure sets).
+        "object-storage": {
+            "pod_selector": {"match_labels": storage},
+            "policy_types": ["Ingress", "Egress"],
+            "ingress": [
+                {"from": [_peer(apis), _peer(backup), _peer(storage_setup), _peer(storage)], "ports": _ports(s3)}
+            ],
+            "egress": [{"to": [_peer(storage)], "ports": _ports(s3)}],
+        },
+        # Bucket/user setup Job -> MinIO.
+        "object-storage-setup": {
+            "pod_selector": {"match_labels": storage_setup},
+            "policy_types": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": [{"to": [_peer(storage)], "ports": _ports(s3)}],
+        },
+    }
+
+
+class Guardrails(pulumi.ComponentResource):
+    """Namespace smartnation-<env> with restricted Pod Security, quota, limits and network policy."""
+
+    namespace: pulumi.Output[str]
+    """Name of the environment namespace (depend on it to deploy after it exists)."""
+    network_policies: pulumi.Output[list[str]]
+    """Names of the NetworkPolicies, default deny first."""
+
+    def __init__(self, name: str, args: GuardrailsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("smartnation:guardrails:Guardrails", name, None, opts)
+        provider = require_provider(opts, "Guardrails")
+        child = child_options(self, provider)
+        ns_name = naming.namespace(args.environment)
+        common = {"app.kubernetes.io/part-of": naming.PART_OF, naming.ENVIRONMENT_LABEL: args.environment}
+        ns = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={
+                "name": ns_name,
+                "labels": {
+                    **common,
+                    "app.kubernetes.io/managed-by": "pulumi",
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                    "pod-security.kubernetes.io/audit": "restricted",
+                    "pod-security.kubernetes.io/audit-version": "latest",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                    "pod-security.kubernetes.io/warn-version": "latest",
+                },
+            },
+            opts=child,
+        )
+        namespace = ns.metadata.name
+        meta = {"namespace": namespace, "labels": {**common, "app.kubernetes.io/managed-by": "pulumi"}}
+        q = args.settings.quota
+        k8s.core.v1.ResourceQuota(
+            f"{name}-quota",
+            metadata={**meta, "name": f"{args.environment}-quota"},
+            spec={
+                "hard": {
+                    "requests.cpu": q.requests_cpu,
+                    "requests.memory": q.requests_memory,
+                    "limits.cpu": q.limits_cpu,
+                    "limits.memory": q.limits_memory,
+                    "requests.storage": q.requests_storage,
+                    "persistentvolumeclaims": str(q.persistent_volume_claims),
+                    "pods": str(q.pods),
+                    # Only the broker may have a LoadBalancer; APIs go through the Ingress.
+                    "services.loadbalancers": "1",
+                    "services.nodeports": "0",
+                }
+            },
+            opts=child,
+        )
+        lr = args.settings.limit_range
+        k8s.core.v1.LimitRange(
+            f"{name}-limits",
+            metadata={**meta, "name": f"{args.environment}-limits"},
+            spec={
+                "limits": [
+                    {
+                        "type": "Container",
+                        "default_request": {"cpu": lr.default_request.cpu, "memory": lr.default_request.memory},
+                        "default": {"cpu": lr.default_limit.cpu, "memory": lr.default_limit.memory},
+                        "max": {"cpu": lr.max.cpu, "memory": lr.max.memory},
+                    }
+                ]
+            },
+            opts=child,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-default-deny",
+            metadata={**meta, "name": f"{args.environment}-default-deny"},
+            spec={"pod_selector": {}, "policy_types": ["Ingress", "Egress"]},
+            opts=child,
+        )
+        policy_names = [f"{args.environment}-default-deny"]
+        for suffix, spec in flows(args.environment, args.cluster, args.device_source_ranges).items():
+            policy_name = f"{args.environment}-{suffix}"
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-{suffix}",
+                metadata={**meta, "name": policy_name},
+                spec=spec,
+                opts=child,
+            )
+            policy_names.append(policy_name)
+
+        self.namespace = namespace
+        self.network_policies = pulumi.Output.from_input(policy_names)
+        self.register_outputs({"namespace": self.namespace, "network_policies": self.network_policies})

@@ -1,0 +1,219 @@
+"""Read environments/defaults.yaml + environments/<env>.yaml and a cluster profile, strictly.
+
+Each file is parsed once; the environment file is deep-merged over the defaults (mappings
+merge key by key, anything else replaces), then converted into frozen dataclasses. Every
+problem raises ``SettingsError`` naming the file the offending key came from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from smartnation.settings.errors import SettingsError
+from smartnation.settings.models import ClusterProfile, EnvironmentSpec, Settings
+from smartnation.settings.schema import Origins, convert, display_path
+
+ENVIRONMENTS_DIR_VARIABLE = "SMARTNATION_ENVIRONMENTS_DIR"
+DEFAULTS_FILE = "defaults.yaml"
+# Files in environments/ that are not environments: the shared defaults and the promotion
+# order (owned by the ops CLI, smartnation.cli.promotion).
+NOT_ENVIRONMENTS = frozenset({DEFAULTS_FILE, "promotion.yaml"})
+CLUSTERS_DIR = "clusters"
+# Blocks every environment file must state itself rather than inherit from the defaults:
+# `promote staging production` copies `releases` verbatim, so a release must never be
+# half in defaults.yaml; `cluster` is the one line that moves an environment between sites.
+OWN_BLOCKS = ("cluster", "releases")
+_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def environments_dir(root: Path | None = None) -> Path:
+    """The environments/ directory: ``root``, else $SMARTNATION_ENVIRONMENTS_DIR, else the repo's."""
+    if root is not None:
+        return Path(root)
+    if os.environ.get(ENVIRONMENTS_DIR_VARIABLE):
+        return Path(os.environ[ENVIRONMENTS_DIR_VARIABLE])
+    # infra/smartnation/settings/loader.py -> repository root is three levels above the package.
+    return Path(__file__).resolve().parents[3] / "environments"
+
+
+def list_environments(root: Path | None = None) -> tuple[str, ...]:
+    """Environment names that have a file (everything but defaults.yaml)."""
+    directory = environments_dir(root)
+    return tuple(sorted(p.stem for p in directory.glob("*.yaml") if p.name not in NOT_ENVIRONMENTS))
+
+
+def list_clusters(root: Path | None = None) -> tuple[str, ...]:
+    """Cluster profile names."""
+    return tuple(sorted(p.stem for p in (environments_dir(root) / CLUSTERS_DIR).glob("*.yaml")))
+
+
+def load_cluster_profile(name: str, root: Path | None = None) -> ClusterProfile:
+    """Parse and validate environments/clusters/<name>.yaml."""
+    directory = environments_dir(root)
+    path = directory / CLUSTERS_DIR / f"{name}.yaml"
+    shown = display_path(path, directory)
+    if not _NAME_RE.fullmatch(name) or not path.is_file():
+        known = ", ".join(list_clusters(directory)) or "none"
+        raise SettingsError(shown, "<file>", f"no such cluster profile; known profiles: {known}")
+    data = _read_yaml(path, shown)
+    profile = convert(ClusterProfile, data, (), Origins(shown))
+    if profile.name != name:
+        raise SettingsError(shown, "name", f"expected {name!r} (the file name), got {profile.name!r}")
+    return profile
+
+
+def load_settings(environment: str, root: Path | None = None) -> Settings:
+    """Validated settings of one environment, with its cluster profile attached."""
+    directory = environments_dir(root)
+    env_path = directory / f"{environment}.yaml"
+    env_shown = display_path(env_path, directory)
+    if f"{environment}.yaml" in NOT_ENVIRONMENTS or not _NAME_RE.fullmatch(environment):
+        raise SettingsError(env_shown, "<file>", f"{environment!r} is not an environment name")
+    if not env_path.is_file():
+        known = ", ".join(list_environments(directory)) or "none"
+        raise SettingsError(env_shown, "<file>", f"no such environment file; known environments: {known}")
+
+    defaults_path = directory / DEFAULTS_FILE
+    defaults_shown = display_path(defaults_path, directory)
+    defaults = _read_yaml(defaults_path, defaults_shown) if defaults_path.is_file() else {}
+    overrides = _read_yaml(env_path, env_shown)
+    for name, data, shown in ((DEFAULTS_FILE, defaults, defaults_shown), (env_path.name, overrides, env_shown)):
+        if not isinstance(data, Mapping):
+            raise SettingsError(shown, "<top level>", f"expected a mapping of settings in {name}")
+    for key in OWN_BLOCKS:
+        if key in defaults:
+            raise SettingsError(defaults_shown, key, "must not be in the defaults; each environment file states it")
+        if key not in overrides:
+            raise SettingsError(env_shown, key, "required key is missing (every environment file states it in full)")
+
+    origins = Origins(env_shown)
+    merged = _merge(defaults, overrides, (), origins, defaults_shown, env_shown)
+    spec = convert(EnvironmentSpec, merged, (), origins)
+    _check_references(spec, origins)
+
+    if spec.cluster not in list_clusters(directory):
+        known = ", ".join(list_clusters(directory)) or "none"
+        raise SettingsError(
+            env_shown,
+            "cluster",
+            f"expected one of the cluster profiles in {CLUSTERS_DIR}/ ({known}), got {spec.cluster!r}",
+        )
+    profile = load_cluster_profile(spec.cluster, directory)
+    return Settings(
+        environment=environment,
+        source=env_shown,
+        cluster=profile,
+        releases=spec.releases,
+        broker=spec.broker,
+        database=spec.database,
+        object_storage=spec.object_storage,
+        city_apis=spec.city_apis,
+        guardrails=spec.guardrails,
+    )
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML would silently keep the last one)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(path: Path, shown: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SettingsError(shown, "<file>", f"cannot read: {error.strerror}") from error
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"<line {mark.line + 1}, column {mark.column + 1}>" if mark else "<file>"
+        problem = getattr(error, "problem", None) or str(error)
+        raise SettingsError(shown, where, f"not valid YAML: {problem}") from error
+    return {} if data is None else data
+
+
+def _merge(
+    base: Any, override: Any, path: tuple[str, ...], origins: Origins, base_file: str, override_file: str
+) -> Any:
+    if isinstance(base, Mapping) and isinstance(override, Mapping):
+        merged = {}
+        # A mapping both files touch is blamed on the environment file: a cross-field error
+        # there (limits below requests) comes from what the environment changed.
+        origins.record(path, override_file if override else base_file)
+        for key in {**base, **override}:
+            sub = (*path, str(key))
+            if key in override and key in base:
+                merged[key] = _merge(base[key], override[key], sub, origins, base_file, override_file)
+            elif key in override:
+                merged[key] = override[key]
+                origins.record(sub, override_file)
+            else:
+                merged[key] = base[key]
+                origins.record(sub, base_file)
+        return merged
+    origins.record(path, override_file)
+    return override
+
+
+def _check_references(spec: EnvironmentSpec, origins: Origins) -> None:
+    """References between blocks: every name an API or the backup uses must exist."""
+
+    def fail(path: tuple[str, ...], message: str) -> None:
+        raise SettingsError(origins.file_for(path), ".".join(path), message)
+
+    classes = {c.name for c in spec.broker.device_classes}
+    roles = {r.name for r in spec.database.roles}
+    databases = {d.name: d for d in spec.database.databases}
+    users = {u.name: u for u in spec.object_storage.users}
+    buckets = {b.name for b in spec.object_storage.buckets}
+
+    for field, api in (
+        ("device_registry", spec.city_apis.device_registry),
+        ("telemetry_ingest", spec.city_apis.telemetry_ingest),
+        ("open_data_api", spec.city_apis.open_data_api),
+    ):
+        path = ("city_apis", field)
+        if api.broker_client is not None and api.broker_client not in classes:
+            fail((*path, "broker_client"), f"expected one of broker.device_classes ({', '.join(sorted(classes))})")
+        if api.broker_all_pods and api.broker_client is None:
+            fail((*path, "broker_all_pods"), "needs broker_client to be set")
+        if api.storage_user is not None and api.storage_user not in users:
+            fail((*path, "storage_user"), f"expected one of object_storage.users ({', '.join(sorted(users))})")
+        if api.database is not None:
+            if api.database.name not in databases:
+                fail((*path, "database", "name"), f"expected one of database.databases ({', '.join(databases)})")
+            if api.database.role not in roles:
+                fail((*path, "database", "role"), f"expected one of database.roles ({', '.join(sorted(roles))})")
+            granted = databases[api.database.name].owner == api.database.role or any(
+                g.role == api.database.role and g.database == api.database.name for g in spec.database.grants
+            )
+            if not granted:
+                fail((*path, "database", "role"), "role neither owns the database nor has a grant on it")
+
+    backup = spec.database.backup
+    if backup.bucket not in buckets:
+        fail(("database", "backup", "bucket"), f"expected one of object_storage.buckets ({', '.join(sorted(buckets))})")
+    user = users.get(backup.storage_user)
+    if user is None or user.access != "readwrite" or backup.bucket not in user.buckets:
+        fail(
+            ("database", "backup", "storage_user"),
+            f"expected an object_storage user with readwrite access to {backup.bucket!r}",
+        )

@@ -1,0 +1,177 @@
+"""``build(settings)``: the whole platform of one environment, on its cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from smartnation.components.broker import Broker, BrokerArgs
+from smartnation.components.city_apis import CityApis, CityApisArgs, Connections, chart_version
+from smartnation.components.database import Database, DatabaseArgs
+from smartnation.components.guardrails import Guardrails, GuardrailsArgs
+from smartnation.components.object_storage import ObjectStorage, ObjectStorageArgs
+from smartnation.components.providers import cluster_providers
+from smartnation.settings import SettingsError
+from smartnation.settings.models import ClusterProfile, Settings
+from smartnation.settings.secrets import check_secrets
+
+
+def preflight(settings: Settings) -> None:
+    """Everything that can be wrong before a resource is registered: raise, register nothing."""
+    expected = chart_version()
+    if settings.releases.chart_version != expected:
+        raise SettingsError(
+            settings.source,
+            "releases.chart_version",
+            f"expected the version of charts/city-api/Chart.yaml ({expected!r}), "
+            f"got {settings.releases.chart_version!r}",
+        )
+    check_secrets(settings)
+
+
+def deploy(settings: Settings, cluster: ClusterProfile, provider: k8s.Provider) -> dict[str, Any]:
+    """Register the environment on one cluster; returns that deployment's outputs.
+
+    Component names start with the cluster name so that the same environment can exist on
+    two clusters in one stack while it moves between them.
+    """
+    env = settings.environment
+    rel = settings.releases.components
+    opts = pulumi.ResourceOptions(provider=provider)
+    prefix = cluster.name
+
+    guardrails = Guardrails(
+        f"{prefix}-guardrails",
+        GuardrailsArgs(
+            environment=env,
+            settings=settings.guardrails,
+            cluster=cluster,
+            device_source_ranges=settings.broker.device_source_ranges,
+        ),
+        opts,
+    )
+    namespace = guardrails.namespace
+
+    storage = ObjectStorage(
+        f"{prefix}-object-storage",
+        ObjectStorageArgs(
+            environment=env,
+            namespace=namespace,
+            settings=settings.object_storage,
+            release=rel.object_storage,
+            client_release=rel.object_storage_client,
+            cluster=cluster,
+        ),
+        opts,
+    )
+    api_clients = tuple(sorted({a.broker_client for _, a in settings.city_apis.items() if a.broker_client}))
+    broker = Broker(
+        f"{prefix}-broker",
+        BrokerArgs(
+            environment=env,
+            namespace=namespace,
+            settings=settings.broker,
+            release=rel.broker,
+            cluster=cluster,
+            client_secrets=api_clients,
+        ),
+        opts,
+    )
+    backup = settings.database.backup
+    database = Database(
+        f"{prefix}-database",
+        DatabaseArgs(
+            environment=env,
+            namespace=namespace,
+            settings=settings.database,
+            release=rel.database,
+            backup_client_release=rel.object_storage_client,
+            cluster=cluster,
+            backup_endpoint=storage.s3_endpoint,
+            backup_credentials_secret=storage.user_secret_names[backup.storage_user],
+        ),
+        opts,
+    )
+    read_host = database.replicas_host if settings.database.replicas > 0 else database.primary_host
+    apis = CityApis(
+        f"{prefix}-city-apis",
+        CityApisArgs(
+            environment=env,
+            namespace=namespace,
+            settings=settings.city_apis,
+            releases=settings.releases,
+            cluster=cluster,
+            connections=Connections(
+                mqtt_url=broker.internal_endpoint,
+                mqtt_pod_urls=broker.pod_endpoints,
+                broker_client_secrets=broker.client_secret_names,
+                database_host=database.primary_host,
+                database_read_host=read_host,
+                database_role_secrets=database.role_secret_names,
+                s3_endpoint=storage.s3_endpoint,
+                storage_user_secrets=storage.user_secret_names,
+            ),
+        ),
+        pulumi.ResourceOptions(provider=provider, depends_on=[broker, database, storage]),
+    )
+    return {
+        "namespace": namespace,
+        "mqtt_endpoint": broker.mqtt_endpoint,
+        "mqtt_load_balancer_address": broker.load_balancer_address,
+        "api_urls": apis.api_urls,
+        "s3_endpoint": storage.s3_endpoint,
+        "helm_releases": apis.helm_releases,
+    }
+
+
+def release_summary(settings: Settings) -> dict[str, Any]:
+    """What is deployed: chart version and, per component, version and image (no secrets)."""
+    components = settings.releases.components
+    summary: dict[str, Any] = {"chart_version": settings.releases.chart_version}
+    for field in (
+        "broker",
+        "database",
+        "object_storage",
+        "object_storage_client",
+        "device_registry",
+        "telemetry_ingest",
+        "open_data_api",
+    ):
+        release = getattr(components, field)
+        summary[field] = {
+            "version": release.version,
+            "image": f"{settings.cluster.registry.default}/{release.repository}:{release.tag}",
+        }
+    return summary
+
+
+def build(settings: Settings) -> dict[str, Any]:
+    """Check, then register everything for ``settings`` and export the stack outputs.
+
+    Returns the exported outputs (tests read them; the engine reads the exports).
+    """
+    preflight(settings)
+    providers = cluster_providers([settings.cluster])
+    deployed = deploy(settings, settings.cluster, providers[settings.cluster.name])
+    outputs = {
+        "environment": settings.environment,
+        # Named `cluster` (the target cluster), as the integration tests and ops CLI read it.
+        "cluster": settings.cluster.name,
+        "namespace": deployed["namespace"],
+        "mqtt_endpoint": deployed["mqtt_endpoint"],
+        "mqtt_load_balancer_address": deployed["mqtt_load_balancer_address"],
+        "api_urls": deployed["api_urls"],
+        "s3_endpoint": deployed["s3_endpoint"],
+        "deployed_releases": {
+            **release_summary(settings),
+            "helm_releases": deployed["helm_releases"],
+        },
+    }
+    for key, value in outputs.items():
+        pulumi.export(key, value)
+    return outputs
+
+
+__all__ = ["build", "deploy", "preflight", "release_summary"]

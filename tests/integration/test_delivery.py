@@ -1,0 +1,440 @@
+"""Delivery: `smartnation preview`, `promote`, `status` and `audit` with the real engine on the local clusters.
+
+One scratch project for the whole module (a git repository holding a copy of environments/ and a
+Pulumi.yaml that runs this checkout's program), a private file backend, and the CLI as operators
+run it: `.venv/bin/smartnation` in a subprocess, pointed at the scratch project through
+SMARTNATION_PROJECT_DIR / SMARTNATION_ENVIRONMENTS_DIR. The tests run in file order and build on
+each other (a full `up` takes minutes, so there are four: staging twice, production once through
+`promote --apply`, and the deliberately failing one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from smartnation.cli import exit_codes
+from smartnation.cli.promotion import copy_releases
+from smartnation.settings import load_settings
+from smartnation.stack import release_summary
+from tests.integration.platform_project import REPO, PlatformProject
+
+pytestmark = pytest.mark.integration
+
+CLI = REPO / ".venv" / "bin" / "smartnation"
+OPERATOR = "integration-tests@smartnation.mc"
+STAGING_NS = "smartnation-staging"
+
+
+class Scratch:
+    """The scratch project, its git repository and the CLI run against it."""
+
+    def __init__(self, project: PlatformProject, state: Path) -> None:
+        self.project = project
+        self.root = project.root
+        self.envdir = project.root / "environments"
+        self.state = state
+        self.env = {
+            **project.env,
+            "SMARTNATION_PROJECT_DIR": str(self.root),
+            "SMARTNATION_ENVIRONMENTS_DIR": str(self.envdir),
+            "SMARTNATION_OPERATOR": OPERATOR,
+        }
+
+    def cli(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(CLI), *args],
+            cwd=self.root,
+            env={**self.project.tools.env, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        # Shown by pytest when a test fails: what the operator would have seen.
+        print(f"$ smartnation {' '.join(args)}  -> {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        return proc
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=self.root, check=True, capture_output=True, text=True, timeout=60
+        ).stdout
+
+    def file(self, name: str) -> Path:
+        return self.envdir / name
+
+    def edit(self, name: str, old: str, new: str) -> None:
+        path = self.file(name)
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {path}"
+        path.write_text(text.replace(old, new))
+
+    def history(self, environment: str) -> list[dict]:
+        proc = self.project.pulumi("stack", "history", "--json", "--stack", environment, check=False)
+        return json.loads(proc.stdout) if proc.returncode == 0 else []
+
+    def hashes(self) -> dict[str, str]:
+        files = sorted(p for p in self.envdir.rglob("*") if p.is_file())
+        return {str(p.relative_to(self.envdir)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+    def audit(self) -> list[dict]:
+        path = self.file("audit/promotions.jsonl")
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def outputs(self, environment: str) -> dict:
+        return self.project.outputs(environment)
+
+
+def _expected_releases(scratch: Scratch, environment: str) -> dict:
+    return json.loads(json.dumps(release_summary(load_settings(environment, scratch.envdir))))
+
+
+def _deployed(scratch: Scratch, environment: str) -> dict:
+    deployed = dict(scratch.outputs(environment)["deployed_releases"])
+    deployed.pop("helm_releases", None)
+    return deployed
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory, tools, clusters):
+    state = tmp_path_factory.mktemp("delivery-state")
+    backend = {"PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_CONFIG_PASSPHRASE": "integration-tests"}
+    project = PlatformProject.create(tmp_path_factory.mktemp("delivery") / "project", tools, backend)
+    s = Scratch(project, state)
+    # As in the real repository (README): stack files hold secrets and are not committed.
+    (s.root / ".gitignore").write_text("environments/stacks/\n")
+    s.git("init", "-q", "-b", "main")
+    s.git("config", "user.email", "ci@smartnation.mc")
+    s.git("config", "user.name", "CI")
+    s.git("add", ".")
+    s.git("commit", "-q", "-m", "scratch project")
+
+    deploy = s.cli("up", "staging", "--yes", "--init-secrets")
+    assert deploy.returncode == exit_codes.OK, deploy.stderr[-3000:]
+    project.stacks.append("staging")
+    yield s
+    for environment in ("production", "staging", "dev"):
+        # production's stateful resources are protected (policy protect-production-state).
+        project.pulumi("state", "unprotect", "--all", "--yes", "--stack", environment, check=False)
+        project.pulumi("destroy", "--yes", "--skip-preview", "--stack", environment, check=False)
+    tools.run(
+        "kubectl",
+        "--context",
+        "dusseldorf-test",
+        "delete",
+        "validatingadmissionpolicybinding",
+        "smartnation-test-deny",
+        "--ignore-not-found",
+        check=False,
+    )
+    tools.run(
+        "kubectl",
+        "--context",
+        "dusseldorf-test",
+        "delete",
+        "validatingadmissionpolicy",
+        "smartnation-test-deny",
+        "--ignore-not-found",
+        check=False,
+    )
+
+
+def test_a_staging_tag_change_previews_staging_alone_with_updates(scratch: Scratch):
+    scratch.edit(
+        "staging.yaml",
+        "{version: 1.4.0, repository: smartnation/device-registry, tag: 1.4.0}",
+        "{version: 1.4.1, repository: smartnation/device-registry, tag: 1.4.1}",
+    )
+    scratch.git("commit", "-q", "-am", "device registry 1.4.1 in staging")
+
+    proc = scratch.cli("preview", "--base", "HEAD~1", "--output", "preview.md")
+
+    assert proc.returncode == exit_codes.OK
+    summary = (scratch.root / "preview.md").read_text()
+    assert summary.startswith("<!-- smartnation-preview -->")
+    sections = [line for line in summary.splitlines() if line.startswith("### ")]
+    assert sections == ["### staging on dusseldorf-test"]
+    row = next(line for line in summary.splitlines() if line.startswith("| staging |"))
+    create, update, replace, delete = (int(c) for c in row.split("|")[3:7])
+    assert update >= 1 and create == replace == delete == 0, row
+    assert "device-registry" in summary[summary.index("<details>") :]
+    assert "[1/1] previewing staging" in proc.stderr  # progress per environment
+
+
+def test_promote_refuses_releases_staging_never_ran(scratch: Scratch):
+    before = scratch.hashes()
+
+    proc = scratch.cli("promote", "staging", "production", "--yes")
+
+    assert proc.returncode == exit_codes.FAILED
+    assert "never ran them" in proc.stderr and "device_registry" in proc.stderr
+    entry = scratch.audit()[-1]
+    assert (entry["result"], entry["source"], entry["target"], entry["who"]) == (
+        "refused",
+        "staging",
+        "production",
+        OPERATOR,
+    )
+    assert entry["releases"]["components"]["device_registry"]["tag"] == "1.4.1"
+    after = scratch.hashes()
+    assert after.pop("audit/promotions.jsonl") and {k: v for k, v in after.items()} == {
+        k: v for k, v in before.items() if k != "audit/promotions.jsonl"
+    }
+    assert scratch.history("production") == []
+
+    # Now staging runs it: the update the next tests promote.
+    deploy = scratch.cli("up", "staging", "--yes")
+    assert deploy.returncode == exit_codes.OK
+
+
+def test_a_cluster_profile_change_previews_every_environment_on_that_cluster(scratch: Scratch):
+    # An annotation on every load balancer of the cluster, uncommitted (the working tree counts).
+    profile = scratch.file("clusters/dusseldorf-test.yaml")
+    original = profile.read_text()
+    profile.write_text(
+        original.replace(
+            "    kubernetes.io/elb.class: performance\n    kubernetes.io/elb.autocreate",
+            "    kubernetes.io/elb.lb-algorithm: ROUND_ROBIN\n    kubernetes.io/elb.class: performance\n"
+            "    kubernetes.io/elb.autocreate",
+            1,
+        )
+    )
+    assert profile.read_text() != original
+    try:
+        proc = scratch.cli("preview", "--base", "HEAD", "--output", "cluster.md")
+    finally:
+        profile.write_text(original)
+
+    summary = (scratch.root / "cluster.md").read_text()
+    sections = [line for line in summary.splitlines() if line.startswith("### ")]
+    assert sections == ["### dev on dusseldorf-test", "### staging on dusseldorf-test"]
+    assert "environments/clusters/dusseldorf-test.yaml" in summary
+    # dev was never deployed: previewed against an empty stack, everything to create.
+    assert "Never deployed to this backend" in summary.split("### staging")[0]
+    staging = next(line for line in summary.splitlines() if line.startswith("| staging |"))
+    assert int(staging.split("|")[4]) >= 1, staging  # the broker's load-balancer Service is updated
+    assert proc.returncode in (exit_codes.OK, exit_codes.POLICY_VIOLATION), proc.stderr[-2000:]
+
+
+def test_promote_staging_to_production_copies_exactly_the_releases_and_converges(scratch: Scratch):
+    staging_text = scratch.file("staging.yaml").read_text()
+    production_text = scratch.file("production.yaml").read_text()
+    expected = copy_releases(staging_text, production_text, "staging.yaml", "production.yaml")
+    assert expected != production_text
+
+    proc = scratch.cli("promote", "staging", "production", "--yes", "--apply")
+
+    assert proc.returncode == exit_codes.OK, proc.stderr[-3000:]
+    scratch.project.stacks.append("production")
+    assert scratch.file("production.yaml").read_text() == expected
+    assert "+    device_registry: {version: 1.4.1" in proc.stdout  # the diff shown before confirming
+    deployed = _deployed(scratch, "production")
+    assert deployed == _expected_releases(scratch, "production")
+    assert deployed["device_registry"]["image"] == "registry.smartnation.mc/mirror/smartnation/device-registry:1.4.1"
+    entry = scratch.audit()[-1]
+    assert entry["result"] == "applied"
+    assert entry["source_update"]["result"] == "succeeded"
+    assert entry["source_update"]["version"] == scratch.history("staging")[0]["version"]
+    assert entry["target_update"]["result"] == "succeeded"
+    assert entry["releases"]["components"]["device_registry"]["tag"] == "1.4.1"
+    assert scratch.history("production")[0]["result"] == "succeeded"
+    scratch.project.pulumi("preview", "--expect-no-changes", "--stack", "production")
+
+    listed = scratch.cli("audit", "--last", "1")
+    assert "staging -> production" in listed.stdout and "applied" in listed.stdout
+
+
+def test_status_reports_what_is_really_deployed(scratch: Scratch):
+    proc = scratch.cli("status", "--json")
+
+    assert proc.returncode == exit_codes.OK
+    status = {s["environment"]: s for s in json.loads(proc.stdout)}
+    assert status["dev"]["deployed"] is False
+    for environment, cluster in (("staging", "dusseldorf-test"), ("production", "monaco-onprem")):
+        s = status[environment]
+        assert s["cluster"] == cluster
+        assert s["deployed"] is True and s["releases_match_file"] is True
+        assert s["releases"] == _deployed(scratch, environment)
+        newest = scratch.history(environment)[0]
+        assert s["last_update"] == {
+            "kind": "update",
+            "result": "succeeded",
+            "version": newest["version"],
+            "time": newest["endTime"][:19] + "Z",
+        }
+        assert s["drift"] == []
+    table = scratch.cli("status", "--no-drift")
+    dev = next(line for line in table.stdout.splitlines() if line.startswith("dev "))
+    assert "not deployed" in dev
+
+
+def test_promote_refuses_when_staging_drifted(scratch: Scratch, tools):
+    before, history = scratch.hashes(), scratch.history("production")
+    tools.run("kubectl", "--context", "dusseldorf-test", "label", "namespace", STAGING_NS, "changed-by=hand")
+    try:
+        proc = scratch.cli("promote", "staging", "production", "--yes")
+    finally:
+        tools.run("kubectl", "--context", "dusseldorf-test", "label", "namespace", STAGING_NS, "changed-by-")
+    assert proc.returncode == exit_codes.FAILED
+    assert "staging has drifted" in proc.stderr and "Namespace" in proc.stderr
+    assert scratch.audit()[-1]["result"] == "refused"
+    assert "drifted" in scratch.audit()[-1]["reason"]
+    after = scratch.hashes()
+    assert {k: v for k, v in after.items() if "audit" not in k} == {k: v for k, v in before.items() if "audit" not in k}
+    assert scratch.history("production") == history
+    # The label is gone again; the state never changed (the refresh was a preview).
+    status = json.loads(scratch.cli("status", "staging", "--json").stdout)[0]
+    assert status["drift"] == [], status
+
+
+def _lock_files(scratch: Scratch) -> list[Path]:
+    return list((scratch.state / ".pulumi" / "locks").rglob("*.json"))
+
+
+def test_bad_input_is_refused_clearly_and_changes_nothing(scratch: Scratch):
+    before = scratch.hashes()
+    histories = {env: scratch.history(env) for env in ("staging", "production")}
+    audit = scratch.audit()
+
+    unknown = scratch.cli("promote", "staging", "prod", "--yes")
+    assert unknown.returncode == exit_codes.BAD_INPUT
+    assert "environments/promotion.yaml: order: TARGET 'prod' is not an environment" in unknown.stderr
+    assert scratch.cli("status", "prod").returncode == exit_codes.BAD_INPUT
+    assert scratch.cli("preview", "qa").returncode == exit_codes.BAD_INPUT
+
+    backwards = scratch.cli("promote", "production", "staging", "--yes")
+    assert backwards.returncode == exit_codes.BAD_INPUT
+    assert "goes backwards" in backwards.stderr and "promotion.yaml" in backwards.stderr
+
+    staging = scratch.file("staging.yaml")
+    good = staging.read_text()
+    staging.write_text(good.replace("cluster: dusseldorf-test", "cluster: [dusseldorf-test", 1))
+    try:
+        for args in (("promote", "staging", "production", "--yes"), ("up", "staging", "--yes"), ("status", "staging")):
+            broken = scratch.cli(*args)
+            assert broken.returncode == exit_codes.BAD_INPUT, args
+            assert "environments/staging.yaml: <line" in broken.stderr and "not valid YAML" in broken.stderr
+    finally:
+        staging.write_text(good)
+
+    assert scratch.hashes() == before
+    assert scratch.audit() == audit  # malformed requests are not promotions
+    assert {env: scratch.history(env) for env in histories} == histories
+
+    # A real concurrent update holds staging's lock (serialised and refreshing, so it lasts).
+    background = subprocess.Popen(
+        [
+            "pulumi",
+            "up",
+            "--yes",
+            "--skip-preview",
+            "--refresh",
+            "--parallel",
+            "1",
+            "--stack",
+            "staging",
+            "--non-interactive",
+        ],
+        cwd=scratch.root,
+        env={**scratch.project.tools.env, **scratch.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _lock_files(scratch):
+            assert background.poll() is None, background.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "the background update never took the lock"
+            time.sleep(0.2)
+
+        locked_up = scratch.cli("up", "staging", "--yes")
+        locked_promote = scratch.cli("promote", "staging", "production", "--yes")
+        still_running = background.poll() is None
+    finally:
+        output, _ = background.communicate(timeout=1800)
+    assert still_running, "the background update ended before the CLI ran: make it longer"
+    assert background.returncode == 0, output[-3000:]
+    assert locked_up.returncode == exit_codes.STACK_LOCKED
+    assert "locked" in locked_up.stderr
+    assert locked_promote.returncode == exit_codes.STACK_LOCKED
+    assert scratch.audit()[-1]["result"] == "refused" and "locked" in scratch.audit()[-1]["reason"]
+    after = scratch.hashes()
+    assert {k: v for k, v in after.items() if "audit" not in k} == {k: v for k, v in before.items() if "audit" not in k}
+    assert scratch.history("production") == histories["production"]
+    # staging gained exactly the background update, nothing from the refused commands
+    assert len(scratch.history("staging")) == len(histories["staging"]) + 1
+
+
+DENY_POLICY = """
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: smartnation-test-deny}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - apiGroups: [apps]
+        apiVersions: [v1]
+        operations: [CREATE, UPDATE]
+        resources: [deployments]
+  validations:
+    - expression: "object.spec.template.spec.containers.all(c, !c.image.endsWith(':1.4.2'))"
+      message: device-registry 1.4.2 is refused on this cluster (integration test)
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: smartnation-test-deny}
+spec:
+  policyName: smartnation-test-deny
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels: {kubernetes.io/metadata.name: smartnation-staging}
+"""
+
+
+def test_promote_refuses_when_stagings_last_update_failed(scratch: Scratch, tools):
+    # The API server itself refuses the new Deployment (an admission policy), so the update fails for real.
+    tools.run("kubectl", "--context", "dusseldorf-test", "apply", "-f", "-", input=DENY_POLICY)
+    time.sleep(2)  # admission policies are picked up asynchronously
+    scratch.edit(
+        "staging.yaml",
+        "{version: 1.4.1, repository: smartnation/device-registry, tag: 1.4.1}",
+        "{version: 1.4.2, repository: smartnation/device-registry, tag: 1.4.2}",
+    )
+    try:
+        failed = scratch.cli("up", "staging", "--yes")
+        assert failed.returncode == exit_codes.FAILED
+        assert scratch.history("staging")[0]["result"] == "failed"
+        before, history = scratch.hashes(), scratch.history("production")
+
+        proc = scratch.cli("promote", "staging", "production", "--yes")
+
+        assert proc.returncode == exit_codes.FAILED
+        assert "last update" in proc.stderr and "failed" in proc.stderr
+        assert scratch.audit()[-1]["result"] == "refused"
+        assert scratch.audit()[-1]["source_update"]["result"] == "failed"
+        after = scratch.hashes()
+        assert {k: v for k, v in after.items() if "audit" not in k} == {
+            k: v for k, v in before.items() if "audit" not in k
+        }
+        assert scratch.history("production") == history
+    finally:
+        scratch.git("checkout", "--", "environments/staging.yaml")
+        tools.run(
+            "kubectl",
+            "--context",
+            "dusseldorf-test",
+            "delete",
+            "-f",
+            "-",
+            "--ignore-not-found",
+            input=DENY_POLICY,
+            check=False,
+        )

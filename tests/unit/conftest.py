@@ -1,0 +1,63 @@
+"""Fixtures: Pulumi mocks installed by fixtures (never at import), and stack builds.
+
+``build_stack(environment, cluster=None)`` returns the recorded build of one environment on
+one cluster. Builds are pure functions of the repository's files, so each (environment,
+cluster) is built once per session and shared read-only; tests that change inputs (missing
+secrets, broken settings) use ``recorder`` and build for themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pulumi
+import pytest
+
+from smartnation.settings import load_settings
+from smartnation.stack import build
+from tests.unit.harness import BuiltStack, Recorder, environments_copy, run, secrets_for, set_secrets
+
+
+def install_mocks() -> Recorder:
+    """Fresh mocks and a fresh record; Pulumi's runtime settings are global, so one at a time."""
+    rec = Recorder()
+    pulumi.runtime.set_mocks(rec, project="smartnation", stack="test", preview=False)
+    return rec
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    rec = install_mocks()
+    yield rec
+    pulumi.runtime.set_all_config({})
+
+
+@pytest.fixture(scope="session")
+def _stack_builds(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str | None], BuiltStack]:
+    cache: dict[tuple[str, str | None], BuiltStack] = {}
+
+    def get(environment: str, cluster: str | None) -> BuiltStack:
+        key = (environment, cluster)
+        if key not in cache:
+            root = environments_copy(tmp_path_factory.mktemp("env"), environment, cluster) if cluster else None
+            settings = load_settings(environment, root)
+            rec = install_mocks()
+            set_secrets(secrets_for(settings))
+            try:
+                outputs = run(rec, lambda: build(settings))
+            finally:
+                pulumi.runtime.set_all_config({})
+            cache[key] = BuiltStack(settings, list(rec.resources), outputs)
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture
+def build_stack(_stack_builds: Callable[[str, str | None], BuiltStack]) -> Callable[..., BuiltStack]:
+    """``build_stack(environment, cluster=None)`` -> the recorded build (do not mutate it)."""
+
+    def _build(environment: str, cluster: str | None = None) -> BuiltStack:
+        return _stack_builds(environment, cluster)
+
+    return _build

@@ -1,0 +1,151 @@
+"""Pulumi mocks that record every registered resource, and helpers to build a whole stack.
+
+The mocks are installed by fixtures in conftest.py (never at import), so each test starts
+from a clean runtime and a clean record. ``build_stack(environment, cluster)`` runs ``smartnation.stack.build``
+for the environment file with its ``cluster:`` line switched to ``cluster``, exactly what
+moving an environment between sites means.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from smartnation.settings.loader import environments_dir
+from smartnation.settings.models import Settings
+from smartnation.settings.secrets import CONFIG_NAMESPACE, required_secrets
+
+ENVIRONMENTS = ("dev", "staging", "production")
+CLUSTERS = ("dusseldorf-test", "monaco-onprem")
+REPO_ENVIRONMENTS = environments_dir()
+
+# Pulumi's wire marker for a secret value (rpc._special_sig_key / _special_secret_sig).
+SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+def fake_secret(key: str) -> str:
+    """A recognisable fake value, so a test can find it wherever it leaks."""
+    return f"FAKE{abs(hash(key)) % 10**8:08d}x{key.replace('-', '')[:20]}"
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG_KEY) == SECRET_SIG
+
+
+def reveal(value: Any) -> Any:
+    """The value with Pulumi's secret wrappers removed (to inspect structure)."""
+    if is_secret(value):
+        return reveal(value.get("value"))
+    if isinstance(value, dict):
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
+
+
+def plain_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every string reachable without crossing a secret wrapper, with its path."""
+    if is_secret(value):
+        return
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from plain_strings(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from plain_strings(v, f"{path}[{i}]")
+
+
+@dataclass
+class Registered:
+    """One resource registration as the engine would have seen it."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    provider: str
+    custom: bool
+
+    @property
+    def plain(self) -> dict[str, Any]:
+        return reveal(self.inputs)
+
+    @property
+    def kind(self) -> str:
+        return self.type.split(":")[-1]
+
+
+@dataclass
+class Recorder(pulumi.runtime.Mocks):
+    resources: list[Registered] = field(default_factory=list)
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        self.resources.append(Registered(args.typ, args.name, dict(args.inputs), args.provider or "", args.custom))
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
+        return {}, None
+
+
+@dataclass
+class BuiltStack:
+    settings: Settings | None
+    resources: list[Registered]
+    outputs: dict[str, Any]
+    """Stack outputs resolved: name -> (value, is_secret)."""
+
+    def of_type(self, *types: str) -> list[Registered]:
+        return [r for r in self.resources if r.type in types]
+
+    def kubernetes(self) -> list[Registered]:
+        return [r for r in self.resources if r.type.startswith("kubernetes:")]
+
+
+def set_secrets(values: dict[str, str]) -> None:
+    keys = [f"{CONFIG_NAMESPACE}:{k}" for k in values]
+    pulumi.runtime.set_all_config(
+        {f"{CONFIG_NAMESPACE}:{k}": v for k, v in values.items()},
+        secret_keys=keys,
+    )
+
+
+def secrets_for(settings: Settings) -> dict[str, str]:
+    return {key: fake_secret(key) for key in required_secrets(settings)}
+
+
+def environments_copy(tmp: Path, environment: str, cluster: str) -> Path:
+    """A copy of environments/ with ``cluster:`` of ``environment`` switched to ``cluster``."""
+    root = tmp / "environments"
+    if not root.exists():
+        shutil.copytree(REPO_ENVIRONMENTS, root, ignore=shutil.ignore_patterns("stacks"))
+    env_file = root / f"{environment}.yaml"
+    text = env_file.read_text(encoding="utf-8")
+    new, count = re.subn(r"(?m)^cluster: .*$", f"cluster: {cluster}", text)
+    assert count == 1, f"{env_file} should have exactly one top-level cluster: line"
+    env_file.write_text(new, encoding="utf-8")
+    return root
+
+
+def run(recorder: Recorder, program: Callable[[], Any]) -> dict[str, Any]:
+    """Run ``program`` under the mocks, wait for every registration, resolve its outputs."""
+    result: dict[str, Any] = {}
+
+    def body() -> None:
+        result["value"] = program()
+
+    _sync_await(run_pulumi_func(body))
+    outputs = {}
+    for key, value in (result.get("value") or {}).items():
+        out = pulumi.Output.from_input(value)
+        outputs[key] = (_sync_await(out.future()), _sync_await(out.is_secret()))
+    return outputs

@@ -1,0 +1,198 @@
+"""Settings: every environment loads, and every kind of mistake is refused with file + key path."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from smartnation.settings import SettingsError, list_clusters, load_cluster_profile, load_settings
+from smartnation.settings.loader import ENVIRONMENTS_DIR_VARIABLE
+from smartnation.settings.models import ComponentReleases, Releases
+from tests.unit.harness import ENVIRONMENTS, REPO_ENVIRONMENTS
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def envdir(tmp_path: Path) -> Path:
+    root = tmp_path / "environments"
+    shutil.copytree(REPO_ENVIRONMENTS, root, ignore=shutil.ignore_patterns("stacks"))
+    return root
+
+
+def edit(root: Path, file: str, path: str, value: Any) -> None:
+    """Set ``path`` (dotted; list indexes allowed) in ``root/file`` to ``value``."""
+    target = root / file
+    data = yaml.safe_load(target.read_text(encoding="utf-8")) or {}
+    node = data
+    keys = path.split(".")
+    for key in keys[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    last = keys[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    target.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+# --- What the repository holds ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_every_environment_loads_with_its_profile(environment: str) -> None:
+    settings = load_settings(environment)
+    assert settings.environment == environment
+    assert settings.cluster.name in list_clusters()
+    assert settings.source == f"environments/{environment}.yaml"
+
+
+def test_sites_are_as_planned() -> None:
+    # The data vault (production) is on-premise in Monaco; dev and staging are on the test cluster.
+    assert load_settings("production").cluster.site.country == "MC"
+    for environment in ("dev", "staging"):
+        assert load_settings(environment).cluster.name == "dusseldorf-test"
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_each_environment_file_states_its_release_block_in_full(environment: str) -> None:
+    raw = yaml.safe_load((REPO_ENVIRONMENTS / f"{environment}.yaml").read_text(encoding="utf-8"))
+    releases = raw["releases"]
+    assert set(releases) == {f.name for f in dataclasses.fields(Releases)}
+    assert set(releases["components"]) == {f.name for f in dataclasses.fields(ComponentReleases)}
+
+
+def test_defaults_hold_no_release_and_no_cluster() -> None:
+    raw = yaml.safe_load((REPO_ENVIRONMENTS / "defaults.yaml").read_text(encoding="utf-8"))
+    assert "releases" not in raw and "cluster" not in raw
+
+
+def test_environment_files_hold_only_differences() -> None:
+    defaults = yaml.safe_load((REPO_ENVIRONMENTS / "defaults.yaml").read_text(encoding="utf-8"))
+
+    def repeated(env: Any, base: Any, path: str = "") -> list[str]:
+        if isinstance(env, dict) and isinstance(base, dict):
+            return [p for k, v in env.items() if k in base for p in repeated(v, base[k], f"{path}.{k}")]
+        return [path] if env == base else []
+
+    for environment in ENVIRONMENTS:
+        raw = yaml.safe_load((REPO_ENVIRONMENTS / f"{environment}.yaml").read_text(encoding="utf-8"))
+        assert repeated(raw, defaults) == [], f"{environment}.yaml repeats defaults"
+
+
+def test_promoting_staging_release_block_into_production_is_valid(envdir: Path) -> None:
+    staging = yaml.safe_load((envdir / "staging.yaml").read_text(encoding="utf-8"))["releases"]
+    edit(envdir, "production.yaml", "releases", staging)
+    assert load_settings("production", envdir).releases == load_settings("staging", envdir).releases
+
+
+def test_profiles_load_and_differ_where_sites_differ() -> None:
+    a, b = (load_cluster_profile(name) for name in list_clusters())
+    assert a.storage.default_class != b.storage.default_class
+    assert a.registry.default != b.registry.default
+    assert a.workload_node_selector != b.workload_node_selector
+
+
+def test_environments_dir_can_be_overridden(envdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    edit(envdir, "dev.yaml", "broker.replicas", 2)
+    monkeypatch.setenv(ENVIRONMENTS_DIR_VARIABLE, str(envdir))
+    assert load_settings("dev").broker.replicas == 2
+
+
+def test_merge_keeps_defaults_under_an_override(envdir: Path) -> None:
+    defaults = load_settings("dev", envdir)
+    edit(envdir, "dev.yaml", "broker", {"replicas": 2})
+    merged = load_settings("dev", envdir)
+    assert merged.broker.replicas == 2
+    assert merged.broker.device_classes == defaults.broker.device_classes
+
+
+# --- Mistakes ---------------------------------------------------------------------------
+
+MISTAKES = [
+    # (file, dotted path, bad value, key path expected in the message, words expected)
+    ("staging.yaml", "broker.replicas", "three", "broker.replicas", "expected an integer from 1 to 9, got 'three'"),
+    ("staging.yaml", "broker.replica", 3, "broker.replica", "unknown key"),
+    ("staging.yaml", "broker.replicas", 12, "broker.replicas", "from 1 to 9"),
+    ("dev.yaml", "object_storage.mode", "cluster", "object_storage.mode", "expected one of"),
+    ("dev.yaml", "database.storage_size", "50Ti", "database.storage_size", "from 1Gi to 10Ti"),
+    ("dev.yaml", "database.storage_size", "lots", "database.storage_size", "size"),
+    ("dev.yaml", "broker.resources.limits.cpu", "10m", "broker.resources", "at least requests.cpu"),
+    ("production.yaml", "releases.components.broker.tag", "latest", "releases.components.broker.tag", "not 'latest'"),
+    ("production.yaml", "releases.chart_version", "one", "releases.chart_version", "semantic version"),
+    ("dev.yaml", "cluster", "paris-edge", "cluster", "paris-edge"),
+    ("dev.yaml", "city_apis.open_data_api.storage_user", "nobody", "city_apis.open_data_api.storage_user", "users"),
+    ("dev.yaml", "city_apis.device_registry.replicas", True, "city_apis.device_registry.replicas", "integer"),
+    ("dev.yaml", "guardrails.quota.pods", 0, "guardrails.quota.pods", "from 1"),
+    ("staging.yaml", "object_storage.replicas", 3, "object_storage", "even number"),
+    ("dev.yaml", "broker.device_classes", "all", "broker.device_classes", "expected a list"),
+    ("dev.yaml", "database.backup.schedule", "nightly", "database.backup.schedule", "cron"),
+    # A mistake inherited from the defaults is reported against defaults.yaml.
+    ("defaults.yaml", "broker.storage_size", 5, "broker.storage_size", "size"),
+    ("defaults.yaml", "releases", {}, "releases", "must not be in the defaults"),
+]
+
+
+@pytest.mark.parametrize(("file", "path", "value", "key_path", "words"), MISTAKES)
+def test_mistakes_name_file_key_path_and_expectation(
+    envdir: Path, file: str, path: str, value: Any, key_path: str, words: str
+) -> None:
+    environment = "dev" if file == "defaults.yaml" else file.removesuffix(".yaml")
+    edit(envdir, file, path, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environment, envdir)
+    message = str(caught.value)
+    assert message.startswith(f"environments/{file}: {key_path}"), message
+    assert words in message
+
+
+def test_the_documented_example_message_is_exact(envdir: Path) -> None:
+    edit(envdir, "staging.yaml", "broker.replicas", "three")
+    with pytest.raises(SettingsError, match=r"^environments/staging\.yaml: broker\.replicas: expected an integer"):
+        load_settings("staging", envdir)
+
+
+def test_unknown_cluster_lists_the_known_profiles(envdir: Path) -> None:
+    edit(envdir, "dev.yaml", "cluster", "paris-edge")
+    with pytest.raises(SettingsError) as caught:
+        load_settings("dev", envdir)
+    for known in list_clusters():
+        assert known in str(caught.value)
+
+
+def test_unparseable_yaml_names_file_and_line(envdir: Path) -> None:
+    path = envdir / "staging.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + "broker:\n  replicas: [3\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match=r"^environments/staging\.yaml: <line \d+, column \d+>: not valid YAML"):
+        load_settings("staging", envdir)
+
+
+def test_duplicate_keys_are_refused(envdir: Path) -> None:
+    path = envdir / "staging.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + "broker:\n  replicas: 5\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match=r"^environments/staging\.yaml: <line \d+.*duplicate key 'broker'"):
+        load_settings("staging", envdir)
+
+
+def test_missing_release_block_is_refused(envdir: Path) -> None:
+    data = yaml.safe_load((envdir / "dev.yaml").read_text(encoding="utf-8"))
+    del data["releases"]
+    (envdir / "dev.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(SettingsError, match=r"^environments/dev\.yaml: releases: required key is missing"):
+        load_settings("dev", envdir)
+
+
+def test_unknown_environment_is_refused(envdir: Path) -> None:
+    with pytest.raises(SettingsError, match=r"environments/qa\.yaml: <file>: no such environment file"):
+        load_settings("qa", envdir)
+
+
+def test_profile_mistakes_name_the_profile_file(envdir: Path) -> None:
+    edit(envdir, "clusters/monaco-onprem.yaml", "storage.default_class", "nfs")
+    with pytest.raises(SettingsError, match=r"^environments/clusters/monaco-onprem\.yaml: storage: default_class"):
+        load_settings("production", envdir)
