@@ -49,6 +49,7 @@ def project(tmp_path_factory, tools, clusters):
     yield proj
     # Whatever happened, leave the clusters clean for the next test run.
     for environment in proj.stacks:
+        proj.pulumi("state", "unprotect", "--all", "--yes", "--stack", environment, check=False)
         proj.pulumi("destroy", "--yes", "--skip-preview", "--stack", environment, check=False)
 
 
@@ -58,7 +59,8 @@ def test_staging_on_dusseldorf_then_production_on_monaco(project, tools):
         project.pulumi("up", "--yes", "--skip-preview", "--stack", environment)
         _assert_workloads_ready(tools, context, _namespace(environment))
         outputs = project.outputs(environment)
-        assert outputs["cluster"] == context or outputs.get("targetCluster") == context
+        assert outputs["cluster"] == context
+        assert outputs["environment"] == environment
         # No secret leaves the stack in plain text.
         rendered = json.dumps(outputs)
         state = project.pulumi("stack", "export", "--stack", environment).stdout
@@ -95,8 +97,23 @@ def test_retargeting_staging_to_monaco_creates_there_and_deletes_in_dusseldorf(p
     project.set_cluster("staging", "dusseldorf-test")
 
 
+def test_production_state_is_protected_and_staging_is_not(project):
+    for environment, expected in (("staging", False), ("production", True)):
+        stateful = [
+            r
+            for r in project.resources(environment)
+            if r["type"] in ("kubernetes:apps/v1:StatefulSet", "kubernetes:core/v1:Namespace")
+        ]
+        assert stateful
+        assert {r["urn"]: bool(r.get("protect")) for r in stateful} == {r["urn"]: expected for r in stateful}
+    refused = project.pulumi("destroy", "--yes", "--skip-preview", "--stack", "production", check=False)
+    assert refused.returncode != 0 and "protected" in refused.stdout + refused.stderr
+
+
 def test_destroy_leaves_nothing_behind(project, tools):
     for environment, context in (("staging", "dusseldorf-test"), ("production", "monaco-onprem")):
+        # Production's data is protected: taking it down is a deliberate, separate step.
+        project.pulumi("state", "unprotect", "--all", "--yes", "--stack", environment)
         project.pulumi("destroy", "--yes", "--skip-preview", "--stack", environment)
         assert [r for r in project.resources(environment) if not r["type"].startswith("pulumi:")] == []
         gone = tools.run("kubectl", "--context", context, "get", "namespace", _namespace(environment), check=False)

@@ -22,3 +22,9 @@ def require_provider(opts: pulumi.ResourceOptions | None, component: str) -> pul
 def child_options(parent: pulumi.Resource, provider: pulumi.ProviderResource, **kwargs: Any) -> pulumi.ResourceOptions:
     """Options for a component's child: parented to it, on the given provider."""
     return pulumi.ResourceOptions(parent=parent, provider=provider, **kwargs)
+
+
+def stateful_options(child: pulumi.ResourceOptions, protect: bool) -> pulumi.ResourceOptions:
+    """Options for a child that holds data (a StatefulSet, the namespace): protected when the
+    environment says so, so neither a destroy nor a rename can delete it."""
+    return pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=protect))

@@ -9,7 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from smartnation import naming
-from smartnation.components import child_options, pods, require_provider
+from smartnation.components import child_options, pods, require_provider, stateful_options
 from smartnation.daemon_config.mosquitto import (
     DeviceClass,
     render_acl_file,
@@ -44,6 +44,9 @@ class BrokerArgs:
     """Target cluster: registry, storage class, LB annotations, node pools, DNS zone."""
     client_secrets: tuple[str, ...] = ()
     """Device classes used by in-cluster apps: each gets a Secret with MQTT_USERNAME/MQTT_PASSWORD."""
+
+    protect_state: bool = False
+    """Protect the data-holding children from deletion (production)."""
 
 
 class Broker(pulumi.ComponentResource):
@@ -231,7 +234,7 @@ class Broker(pulumi.ComponentResource):
                     pods.volume_claim("data", args.settings.storage_size, args.cluster, n.labels(naming.SERVER))
                 ],
             },
-            opts=child,
+            opts=stateful_options(child, args.protect_state),
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",

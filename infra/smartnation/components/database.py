@@ -9,7 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from smartnation import naming
-from smartnation.components import child_options, pods, require_provider
+from smartnation.components import child_options, pods, require_provider, stateful_options
 from smartnation.daemon_config.postgres import Database as DatabaseDef
 from smartnation.daemon_config.postgres import Grant, Role, render_init_script, render_init_sql
 from smartnation.settings import secrets
@@ -64,6 +64,9 @@ class DatabaseArgs:
     """S3 endpoint URL the dumps are uploaded to."""
     backup_credentials_secret: pulumi.Input[str]
     """Name of the Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for the backup bucket."""
+
+    protect_state: bool = False
+    """Protect the data-holding children from deletion (production)."""
 
 
 class Database(pulumi.ComponentResource):
@@ -254,7 +257,7 @@ class Database(pulumi.ComponentResource):
                 },
                 "volume_claim_templates": [pods.volume_claim("data", s.storage_size, args.cluster, n.labels())],
             },
-            opts=child,
+            opts=stateful_options(child, args.protect_state),
         )
 
         if s.replicas > 0:
@@ -303,7 +306,7 @@ class Database(pulumi.ComponentResource):
                     },
                     "volume_claim_templates": [pods.volume_claim("data", s.storage_size, args.cluster, n.labels())],
                 },
-                opts=child_options(self, provider, depends_on=[primary]),
+                opts=stateful_options(child_options(self, provider, depends_on=[primary]), args.protect_state),
             )
             k8s.policy.v1.PodDisruptionBudget(
                 f"{name}-replica-pdb",

@@ -13,7 +13,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from smartnation import naming
-from smartnation.components import broker, child_options, city_apis, database, object_storage, require_provider
+from smartnation.components import (
+    broker,
+    child_options,
+    city_apis,
+    database,
+    object_storage,
+    require_provider,
+    stateful_options,
+)
 from smartnation.settings.models import ClusterProfile, GuardrailsSettings
 
 DNS_NAMESPACE = "kube-system"
@@ -30,6 +38,9 @@ class GuardrailsArgs:
     """Target cluster (ingress controller namespace)."""
     device_source_ranges: tuple[str, ...]
     """CIDRs devices may reach the broker's TLS listener from."""
+
+    protect_state: bool = False
+    """Protect the data-holding children from deletion (production)."""
 
 
 def _peer(selector: dict[str, str]) -> dict[str, Any]:
@@ -177,7 +188,7 @@ class Guardrails(pulumi.ComponentResource):
                     "pod-security.kubernetes.io/warn-version": "latest",
                 },
             },
-            opts=child,
+            opts=stateful_options(child, args.protect_state),
         )
         namespace = ns.metadata.name
         meta = {"namespace": namespace, "labels": {**common, "app.kubernetes.io/managed-by": "pulumi"}}

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from smartnation import naming
-from smartnation.components import child_options, pods, require_provider
+from smartnation.components import child_options, pods, require_provider, stateful_options
 from smartnation.settings import secrets
 from smartnation.settings.models import ClusterProfile, ComponentRelease, ObjectStorageSettings, StorageUser
 
@@ -46,6 +46,9 @@ class ObjectStorageArgs:
     """MinIO client (mc) image for the setup Job."""
     cluster: ClusterProfile
     """Target cluster."""
+
+    protect_state: bool = False
+    """Protect the data-holding children from deletion (production)."""
 
 
 def policy_document(user: StorageUser) -> str:
@@ -235,7 +238,7 @@ class ObjectStorage(pulumi.ComponentResource):
                     pods.volume_claim("data", s.storage_size, args.cluster, n.labels(naming.SERVER))
                 ],
             },
-            opts=child,
+            opts=stateful_options(child, args.protect_state),
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",

@@ -450,6 +450,9 @@ class GuardrailsSettings:
     """ResourceQuota of the environment namespace."""
     limit_range: LimitRangeSettings
     """LimitRange of the environment namespace."""
+    protect_state: bool
+    """Protect the stateful resources (namespace, StatefulSets) from deletion by Pulumi, so a
+    destroy or a refactor cannot drop data; lifting it takes an explicit `pulumi state unprotect`."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -36,11 +36,16 @@ class Recipe:
     special: tuple[tuple[str, tuple[str, ...], str], ...] = ()
     """(binary, version args, pattern) for binaries that are asked differently from the rest."""
 
+    probe: Callable[[Path], str | None] | None = None
+    """Asks a binary its version another way than running it with version_args."""
+
     def versioned_binaries(self) -> tuple[str, ...]:
         return self.binaries[: self.versioned] if self.versioned else self.binaries
 
     def reported_version(self, binary: Path | str) -> str | None:
         """The version a binary reports, or None when it cannot run or says nothing we recognise."""
+        if self.probe is not None:
+            return self.probe(Path(binary))
         command, pattern = [str(binary), *self.version_args], self.version_pattern
         for name, special_args, special_pattern in self.special:
             if Path(binary).name == name:
@@ -55,6 +60,28 @@ class Recipe:
             return None
         match = re.search(pattern, out.stdout + out.stderr)
         return match.group(1) if match else None
+
+
+def _provider_plugin_version(binary: Path) -> str | None:
+    """The version a resource provider plugin reports in GetPluginInfo."""
+    import grpc
+    from google.protobuf import empty_pb2
+    from pulumi.runtime.proto import provider_pb2_grpc
+
+    # The engine address is only dialled lazily; the provider serves GetPluginInfo without it.
+    proc = subprocess.Popen([str(binary), "127.0.0.1:1"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        port = proc.stdout.readline().strip() if proc.stdout else ""
+        if not port.isdigit():
+            return None
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            info = provider_pb2_grpc.ResourceProviderStub(channel).GetPluginInfo(empty_pb2.Empty(), timeout=15)
+        return info.version or None
+    except grpc.RpcError:
+        return None
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def _build_pulumi(go: GoRunner, pin: Pin, out: Path, progress: Progress) -> None:
@@ -229,15 +256,8 @@ RECIPES: dict[str, Recipe] = {
             ("-version",),
             r"(\d+\.\d+\.\d+)",
             _build_kubernetes_provider,
-            # The provider has no --version flag; the version it reports to the engine is the one
-            # linked in with -X, which `go version -m` reads back from the binary.
-            special=(
-                (
-                    "pulumi-resource-kubernetes",
-                    ("go", "version", "-m", "{binary}"),
-                    r"pkg/version\.Version=(\d+\.\d+\.\d+)",
-                ),
-            ),
+            # The provider has no --version flag: start it and ask it over gRPC, as the engine does.
+            probe=_provider_plugin_version,
         ),
         Recipe(
             "kubernetes",
