@@ -7,7 +7,8 @@ import testinfra
 
 pytestmark = pytest.mark.integration
 
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# kwokctl links kwok as "kwok-controller" in each cluster directory.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
 
 
 @pytest.fixture(scope="module")

@@ -195,8 +195,22 @@ class LocalClusters:
             time.sleep(0.5)
 
     def apply_shape(self, cluster: SimulatedCluster) -> None:
-        """Nodes, storage classes and the ingress class, applied idempotently on every start."""
-        docs = [*nodes(cluster), *storage_classes(cluster), ingress_class(cluster)]
+        """kwok stages, nodes, storage classes and the ingress class, applied on every start.
+
+        Stages first: nodes only turn Ready once the node stages exist."""
+        self.kubectl(
+            cluster,
+            "wait",
+            "--for=condition=Established",
+            "crd/stages.kwok.x-k8s.io",
+            "--timeout=60s",
+        )
+        stages = kwok_stage_documents(cluster, self.kwok_dir / "stages")
+        self.apply(cluster, stages)
+        self.apply(cluster, [*nodes(cluster), *storage_classes(cluster), ingress_class(cluster)])
+        self.kubectl(cluster, "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
+
+    def apply(self, cluster: SimulatedCluster, docs: list[dict]) -> None:
         self.kubectl(
             cluster,
             "apply",
@@ -207,7 +221,6 @@ class LocalClusters:
             "-",
             stdin=yaml.safe_dump_all(docs, sort_keys=False),
         )
-        self.kubectl(cluster, "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
 
     def down(self, cluster: SimulatedCluster) -> None:
         if not self.cluster_dir(cluster.name).exists():

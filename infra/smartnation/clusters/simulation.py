@@ -231,10 +231,12 @@ def volume_stages(cluster: SimulatedCluster) -> list[dict]:
         "  annotations:\n"
         "    pv.kubernetes.io/provisioned-by: {{ .spec.storageClassName | Quote }}\n"
         "spec:\n"
+        # YAML's second argument indents every line by that many pairs of spaces, starting
+        # with a line break: 2 puts the values under keys that sit at column 2.
         "  accessModes:\n"
-        "  {{ YAML .spec.accessModes 1 }}\n"
+        "  {{ YAML .spec.accessModes 2 }}\n"
         "  capacity:\n"
-        "  {{ YAML .spec.resources.requests 1 }}\n"
+        "  {{ YAML .spec.resources.requests 2 }}\n"
         f"  persistentVolumeReclaimPolicy: {{{{ get (dict {reclaim_lookup}) .spec.storageClassName | Quote }}}}\n"
         "  storageClassName: {{ .spec.storageClassName | Quote }}\n"
         '  volumeMode: {{ default "Filesystem" .spec.volumeMode | Quote }}\n'
@@ -277,7 +279,7 @@ def volume_stages(cluster: SimulatedCluster) -> list[dict]:
                         "root": "status",
                         "subresource": "status",
                         "template": "phase: Bound\n"
-                        "accessModes:\n{{ YAML .spec.accessModes 0 }}\n"
+                        "accessModes:\n{{ YAML .spec.accessModes 1 }}\n"
                         "capacity:\n{{ YAML .spec.resources.requests 1 }}\n",
                     }
                 },
@@ -383,5 +385,8 @@ def kwokctl_configuration(cluster: SimulatedCluster, kube_version: str) -> dict:
             "kubeAdmission": True,
             "kubeAuthorization": True,
             "nodeLeaseDurationSeconds": 40,
+            # Stages live in the cluster as objects, so `make clusters` can update them on a
+            # cluster that keeps its data, instead of only at creation.
+            "enableCRDs": ["Stage"],
         },
     }

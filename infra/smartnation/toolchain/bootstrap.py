@@ -144,8 +144,8 @@ class Bootstrap:
         self.say(tool, f"built in {self.timings[tool]:.0f}s (compiling {self.compile_timings[tool]:.0f}s)")
 
     def link(self, recipe: Recipe, bin_dir: Path) -> None:
-        if recipe.name == "pulumi-language-python":
-            return  # installed beside pulumi by install_language_host, not on PATH
+        if not recipe.on_path:
+            return
         self.cache.bin.mkdir(parents=True, exist_ok=True)
         for name in recipe.binaries:
             target = bin_dir / name
@@ -209,6 +209,17 @@ class Bootstrap:
             )
         print(f"plugin resource kubernetes {pin.version} installed in {plugin_dir}", flush=True)
 
+    def prune_bin(self) -> None:
+        """Removes links that no pinned tool provides any more (a renamed or moved binary)."""
+        wanted = {b for r in RECIPES.values() if r.on_path for b in r.binaries}
+        if (self.cache.bin / "pulumi-language-python").exists() and not (
+            self.cache.tool_dir("pulumi", self.pins["pulumi"].version) / "bin" / "pulumi-language-python"
+        ).exists():
+            wanted.add("pulumi-language-python")
+        for entry in self.cache.bin.iterdir():
+            if entry.name not in wanted and not entry.name.startswith("."):
+                entry.unlink()
+
     def record_timings(self, total: float) -> None:
         """Keeps each tool's last build time for BENCHMARKS.md (a warm run builds nothing)."""
         path = self.cache.logs / "build-times.json"
@@ -250,6 +261,7 @@ class Bootstrap:
             raise BootstrapError("\n".join(errors))
         self.install_language_host()
         self.install_provider_plugin()
+        self.prune_bin()
         total = time.monotonic() - self.started
         self.record_timings(total)
         print(f"toolchain ready in {total:.0f}s: {self.cache.bin}", flush=True)

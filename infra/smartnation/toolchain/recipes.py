@@ -36,6 +36,8 @@ class Recipe:
     special: tuple[tuple[str, tuple[str, ...], str], ...] = ()
     """(binary, version args, pattern) for binaries that are asked differently from the rest."""
 
+    on_path: bool = True
+    """Linked into the cache's bin/ (the PATH entry); plugins are installed for the CLI instead."""
     probe: Callable[[Path], str | None] | None = None
     """Asks a binary its version another way than running it with version_args."""
 
@@ -249,6 +251,7 @@ RECIPES: dict[str, Recipe] = {
             r"(\d+\.\d+\.\d+)",
             _build_language_python,
             versioned=1,  # the exec script is the SDK's and has no --version
+            on_path=False,  # installed beside the pulumi binary by the bootstrap
         ),
         Recipe(
             "pulumi-resource-kubernetes",
@@ -258,6 +261,8 @@ RECIPES: dict[str, Recipe] = {
             _build_kubernetes_provider,
             # The provider has no --version flag: start it and ask it over gRPC, as the engine does.
             probe=_provider_plugin_version,
+            # On PATH the CLI would load it as an "ambient" plugin, with a warning on every run.
+            on_path=False,
         ),
         Recipe(
             "kubernetes",
