@@ -162,6 +162,7 @@ class Broker(pulumi.ComponentResource):
                 # Local keeps the device's source address, which the NetworkPolicy's
                 # device_source_ranges match on; the LB only targets nodes running a pod.
                 "external_traffic_policy": "Local",
+                "allocate_load_balancer_node_ports": args.cluster.load_balancer.node_ports,
                 "selector": selector,
                 "ports": [{"name": "mqtts", "port": TLS_PORT, "target_port": "mqtts", "protocol": "TCP"}],
             },

@@ -207,7 +207,8 @@ class Guardrails(pulumi.ComponentResource):
                     "pods": str(q.pods),
                     # Only the broker may have a LoadBalancer; APIs go through the Ingress.
                     "services.loadbalancers": "1",
-                    "services.nodeports": "0",
+                    # The broker's one TLS port, where the load balancer needs node ports.
+                    "services.nodeports": "1" if args.cluster.load_balancer.node_ports else "0",
                 }
             },
             opts=child,

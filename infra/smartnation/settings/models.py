@@ -99,6 +99,9 @@ class LoadBalancer:
     """What answers Services of type LoadBalancer (``huawei-elb``, ``metallb``)."""
     service_annotations: Mapping[str, str]
     """Annotations every LoadBalancer Service gets on this cluster."""
+    node_ports: bool
+    """Whether the load balancer reaches pods through node ports (CCE's shared ELB does;
+    MetalLB announces the Service address itself and needs none)."""
 
 
 @dataclass(frozen=True, kw_only=True)
