@@ -37,6 +37,11 @@ def _assert_workloads_ready(tools, context: str, namespace: str) -> None:
         assert pvc["status"]["phase"] == "Bound", pvc["metadata"]["name"]
 
 
+def _resource_type(urn: str) -> str:
+    """The resource's own type: the last `$`-separated part of the URN's type segment."""
+    return urn.split("::")[-2].split("$")[-1]
+
+
 def _providers_by_urn(resources: list[dict]) -> dict[str, str]:
     return {r["urn"]: r.get("provider", "") for r in resources}
 
@@ -80,12 +85,16 @@ def test_retargeting_staging_to_monaco_creates_there_and_deletes_in_dusseldorf(p
     creates = [
         s
         for s in steps
-        if s["op"] in ("create", "create-replacement") and s["urn"].split("::")[-2].startswith("kubernetes:")
+        if s["op"] in ("create", "create-replacement")
+        and _resource_type(s["urn"]).startswith("kubernetes:")
+        and (s.get("newState") or {}).get("custom")  # the Helm Chart is a component, with no provider
     ]
     deletes = [
         s
         for s in steps
-        if s["op"] in ("delete", "delete-replaced") and s["urn"].split("::")[-2].startswith("kubernetes:")
+        if s["op"] in ("delete", "delete-replaced")
+        and _resource_type(s["urn"]).startswith("kubernetes:")
+        and (s.get("oldState") or {}).get("custom")
     ]
     assert creates and deletes
     for step in creates:

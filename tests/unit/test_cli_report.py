@@ -200,7 +200,13 @@ def test_drift_is_what_a_refresh_would_change():
     for data in [
         step("resourcePreEvent", "refresh", "pulumi:pulumi:Stack", "smartnation-staging", diffs=["x"]),
         step("resOutputsEvent", "refresh", DEPLOYMENT, "unchanged"),
-        step("resOutputsEvent", "refresh", DEPLOYMENT, "scaled-by-hand", diffs=["spec"]),
+        step(
+            "resOutputsEvent",
+            "update",
+            DEPLOYMENT,
+            "scaled-by-hand",
+            detailedDiff={"spec.replicas": {"diffKind": "update", "inputDiff": False}},
+        ),
         step("resOutputsEvent", "delete", CONFIGMAP, "deleted-by-hand"),
     ]:
         collector(EngineEvent.from_json(data))

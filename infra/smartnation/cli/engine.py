@@ -17,7 +17,7 @@ from typing import Any
 from pulumi import automation as auto
 
 from smartnation.cli import stacks
-from smartnation.cli.report import EnvironmentPreview, EventCollector
+from smartnation.cli.report import EnvironmentPreview, EventCollector, urn_name
 from smartnation.settings import Settings, SettingsError
 from smartnation.settings.secrets import CONFIG_NAMESPACE, generate_missing
 
@@ -147,7 +147,12 @@ class Drift:
 
 
 class DriftCollector:
-    """`on_event` of a refresh preview: a resource drifted if the refresh step would change it."""
+    """`on_event` of a refresh preview: a resource drifted if the refresh would change its state.
+
+    The engine reports it as an `update` (or `delete`, when the object is gone) with the
+    differing properties. With server-side apply the provider compares only the fields Pulumi
+    manages: a label someone else added is not drift, a replica count someone changed is.
+    """
 
     def __init__(self) -> None:
         self.drifted: dict[str, str] = {}
@@ -161,12 +166,16 @@ class DriftCollector:
         if meta is None or meta.type.startswith(("pulumi:pulumi:Stack", "pulumi:providers:")):
             return
         op = str(getattr(meta.op, "value", meta.op))
-        if op in ("same", "read", "refresh") and not meta.diffs and not meta.detailed_diff:
+        fields = list(meta.detailed_diff or ()) or list(meta.diffs or ())
+        if op in ("same", "read", "refresh") and not fields:
             return
-        if op == "refresh" or op in ("update", "delete", "create", "replace"):
-            from smartnation.cli.report import urn_name
-
-            self.drifted[meta.urn] = f"{meta.type.removeprefix('kubernetes:')} {urn_name(meta.urn)}"
+        if op in ("refresh", "update", "delete", "create", "replace"):
+            what = f"{meta.type.removeprefix('kubernetes:')} {urn_name(meta.urn)}"
+            if op == "delete":
+                what += " (gone)"
+            elif fields:
+                what += " (" + ", ".join(fields[:3]) + (", ..." if len(fields) > 3 else "") + ")"
+            self.drifted[meta.urn] = what
 
 
 def drift(stack: auto.Stack) -> Drift:

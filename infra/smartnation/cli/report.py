@@ -155,6 +155,8 @@ class EventCollector:
         kind = _KIND_OF_OP.get(op) if op is not None else None
         if kind is None:  # reads, refreshes and pending-replace bookkeeping
             return
+        if metadata.type.startswith("pulumi:providers:") and urn_name(metadata.urn).startswith("default"):
+            return  # the engine's own default providers: not counted by the engine's summary either
         previous = self._steps.get(metadata.urn)
         diffs = tuple(metadata.diffs or ()) or (previous.diffs if previous else ())
         keys = tuple(metadata.keys or ()) or (previous.replace_keys if previous else ())
