@@ -48,7 +48,7 @@ clusters-reset: venv ## delete the local clusters and all their data
 
 .PHONY: up
 up: clusters ## bootstrap, start the clusters and deploy ENV (default staging), then print its outputs
-	$(TOOLENV) && $(PY) -m smartnation.cli.main up $(ENV) --yes
+	$(TOOLENV) && $(PY) -m smartnation.cli.main up $(ENV) --yes --init-secrets
 
 .PHONY: contract-deps
 contract-deps: ## install the Debian daemons the contract tests run against

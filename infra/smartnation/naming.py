@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pulumi
+
 PART_OF = "smartnation"
 ENVIRONMENT_LABEL = "smartnation.mc/environment"
 # Pods of every city API carry this label (set through the chart's podLabels) so one
@@ -29,8 +31,12 @@ SETUP = "setup"
 
 
 def namespace(environment: str) -> str:
-    """The namespace of an environment."""
-    return f"smartnation-{environment}"
+    """The namespace of an environment: ``<project>-<env>`` (``smartnation-staging``).
+
+    The Pulumi project name is part of it so that a second copy of the project (the
+    integration tests run one, named ``smartnation-it``) never shares a namespace with the
+    environments deployed from the real project on the same cluster."""
+    return f"{pulumi.get_project()}-{environment}"
 
 
 @dataclass(frozen=True)

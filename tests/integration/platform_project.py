@@ -18,6 +18,7 @@ import yaml
 from smartnation.settings.secrets import CONFIG_NAMESPACE, generate_missing
 
 REPO = Path(__file__).resolve().parents[2]
+PROJECT = "smartnation-it"
 
 
 @dataclass
@@ -33,6 +34,9 @@ class PlatformProject:
         shutil.copytree(REPO / "environments", root / "environments", ignore=shutil.ignore_patterns("stacks"))
         (root / "environments" / "stacks").mkdir()
         project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+        # Its own project name, hence its own namespaces (naming.namespace): the tests never
+        # meet what `make up` deployed from the real project on the same clusters.
+        project["name"] = PROJECT
         project["main"] = str(REPO / "infra")
         project["runtime"]["options"]["virtualenv"] = str(REPO / ".venv")
         (root / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from smartnation.cli import exit_codes
 from smartnation.cli.promotion import copy_releases
@@ -28,7 +29,8 @@ pytestmark = pytest.mark.integration
 
 CLI = REPO / ".venv" / "bin" / "smartnation"
 OPERATOR = "integration-tests@smartnation.mc"
-STAGING_NS = "smartnation-staging"
+# Its own project name, so its namespaces never meet test_platform_stack's or `make up`'s.
+PROJECT_NAME = "smartnation-delivery"
 
 
 class Scratch:
@@ -105,6 +107,9 @@ def scratch(tmp_path_factory, tools, clusters):
     state = tmp_path_factory.mktemp("delivery-state")
     backend = {"PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_CONFIG_PASSPHRASE": "integration-tests"}
     project = PlatformProject.create(tmp_path_factory.mktemp("delivery") / "project", tools, backend)
+    pulumi_yaml = yaml.safe_load((project.root / "Pulumi.yaml").read_text())
+    pulumi_yaml["name"] = PROJECT_NAME
+    (project.root / "Pulumi.yaml").write_text(yaml.safe_dump(pulumi_yaml, sort_keys=False))
     s = Scratch(project, state)
     # As in the real repository (README): stack files hold secrets and are not committed.
     (s.root / ".gitignore").write_text("environments/stacks/\n")
@@ -235,11 +240,12 @@ def test_promote_staging_to_production_copies_exactly_the_releases_and_converges
     assert "+    device_registry: {version: 1.4.1" in proc.stdout  # the diff shown before confirming
     deployed = _deployed(scratch, "production")
     assert deployed == _expected_releases(scratch, "production")
-    assert deployed["device_registry"]["image"] == "registry.smartnation.mc/mirror/smartnation/device-registry:1.4.1"
+    image = deployed["device_registry"]["image"]
+    assert image.startswith("registry.smartnation.mc/mirror/") and image.endswith("device-registry:1.4.1"), image
     entry = scratch.audit()[-1]
     assert entry["result"] == "applied"
     assert entry["source_update"]["result"] == "succeeded"
-    assert entry["source_update"]["version"] == scratch.history("staging")[0]["version"]
+    assert entry["source_update"]["version"] == len(scratch.history("staging"))  # file backend: position
     assert entry["target_update"]["result"] == "succeeded"
     assert entry["releases"]["components"]["device_registry"]["tag"] == "1.4.1"
     assert scratch.history("production")[0]["result"] == "succeeded"
@@ -264,24 +270,39 @@ def test_status_reports_what_is_really_deployed(scratch: Scratch):
         assert s["last_update"] == {
             "kind": "update",
             "result": "succeeded",
-            "version": newest["version"],
+            "version": len(scratch.history(environment)),
             "time": newest["endTime"][:19] + "Z",
         }
         assert s["drift"] == []
     table = scratch.cli("status", "--no-drift")
     dev = next(line for line in table.stdout.splitlines() if line.startswith("dev "))
     assert "not deployed" in dev
+    assert "production runs:" in table.stdout and "device_registry 1.4.1" in table.stdout
 
 
 def test_promote_refuses_when_staging_drifted(scratch: Scratch, tools):
     before, history = scratch.hashes(), scratch.history("production")
-    tools.run("kubectl", "--context", "dusseldorf-test", "label", "namespace", STAGING_NS, "changed-by=hand")
+    namespace = scratch.outputs("staging")["namespace"]
+    label = "smartnation.mc/environment"
+    # A field Pulumi manages (with server-side apply, a label someone else adds is not drift).
+    tools.run(
+        "kubectl", "--context", "dusseldorf-test", "label", "--overwrite", "namespace", namespace, f"{label}=hand"
+    )
     try:
         proc = scratch.cli("promote", "staging", "production", "--yes")
     finally:
-        tools.run("kubectl", "--context", "dusseldorf-test", "label", "namespace", STAGING_NS, "changed-by-")
+        tools.run(
+            "kubectl",
+            "--context",
+            "dusseldorf-test",
+            "label",
+            "--overwrite",
+            "namespace",
+            namespace,
+            f"{label}=staging",
+        )
     assert proc.returncode == exit_codes.FAILED
-    assert "staging has drifted" in proc.stderr and "Namespace" in proc.stderr
+    assert "staging has drifted" in proc.stderr and "Namespace" in proc.stderr and label in proc.stderr
     assert scratch.audit()[-1]["result"] == "refused"
     assert "drifted" in scratch.audit()[-1]["reason"]
     after = scratch.hashes()
@@ -395,13 +416,14 @@ spec:
   validationActions: [Deny]
   matchResources:
     namespaceSelector:
-      matchLabels: {kubernetes.io/metadata.name: smartnation-staging}
+      matchLabels: {kubernetes.io/metadata.name: NAMESPACE}
 """
 
 
 def test_promote_refuses_when_stagings_last_update_failed(scratch: Scratch, tools):
     # The API server itself refuses the new Deployment (an admission policy), so the update fails for real.
-    tools.run("kubectl", "--context", "dusseldorf-test", "apply", "-f", "-", input=DENY_POLICY)
+    deny = DENY_POLICY.replace("NAMESPACE", scratch.outputs("staging")["namespace"])
+    tools.run("kubectl", "--context", "dusseldorf-test", "apply", "-f", "-", input=deny)
     time.sleep(2)  # admission policies are picked up asynchronously
     scratch.edit(
         "staging.yaml",
@@ -435,6 +457,6 @@ def test_promote_refuses_when_stagings_last_update_failed(scratch: Scratch, tool
             "-f",
             "-",
             "--ignore-not-found",
-            input=DENY_POLICY,
+            input=deny,
             check=False,
         )

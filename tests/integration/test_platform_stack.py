@@ -11,13 +11,13 @@ import json
 
 import pytest
 
-from tests.integration.platform_project import PlatformProject
+from tests.integration.platform_project import PROJECT, PlatformProject
 
 pytestmark = pytest.mark.integration
 
 
 def _namespace(environment: str) -> str:
-    return f"smartnation-{environment}"
+    return f"{PROJECT}-{environment}"
 
 
 def _assert_workloads_ready(tools, context: str, namespace: str) -> None:

@@ -211,6 +211,6 @@ def test_drift_is_what_a_refresh_would_change():
     ]:
         collector(EngineEvent.from_json(data))
     assert sorted(collector.drifted.values()) == [
-        "apps/v1:Deployment scaled-by-hand",
-        "core/v1:ConfigMap deleted-by-hand",
+        "apps/v1:Deployment scaled-by-hand (spec.replicas)",
+        "core/v1:ConfigMap deleted-by-hand (gone)",
     ]

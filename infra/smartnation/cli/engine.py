@@ -203,14 +203,20 @@ class LastUpdate:
 
 
 def last_update(stack: auto.Stack, kinds: tuple[str, ...] = ("update", "destroy")) -> LastUpdate | None:
-    """The newest history entry of one of ``kinds`` (refreshes do not deploy anything)."""
-    for entry in stack.history(show_secrets=False):
+    """The newest history entry of one of ``kinds`` (refreshes do not deploy anything).
+
+    ``version`` is the engine's update version where the backend numbers updates; the file and
+    S3 backends report 0 for every entry, so there it is the entry's position in the history
+    (1 = the stack's first operation), which is as stable as the history itself.
+    """
+    history = stack.history(show_secrets=False)
+    for index, entry in enumerate(history):
         if entry.kind in kinds:
             when = entry.end_time or entry.start_time
             return LastUpdate(
                 kind=entry.kind,
                 result=entry.result,
-                version=entry.version,
+                version=entry.version or len(history) - index,
                 time=when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else None,
             )
     return None

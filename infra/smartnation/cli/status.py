@@ -64,18 +64,17 @@ def environment_status(environment: str, check_drift: bool) -> EnvironmentStatus
     return status
 
 
-def _versions(releases: dict[str, Any] | None) -> str:
-    if not releases:
-        return NOT_DEPLOYED
-    parts = [f"chart {releases.get('chart_version', '?')}"]
+def _versions(releases: dict[str, Any]) -> list[str]:
+    lines = [f"chart {releases.get('chart_version', '?')}"]
     for name, release in releases.items():
         if isinstance(release, dict) and "version" in release:
-            parts.append(f"{name}={release['version']}")
-    return ", ".join(parts)
+            lines.append(f"{name} {release['version']} ({release.get('image', '?')})")
+    return lines
 
 
 def render(statuses: list[EnvironmentStatus]) -> str:
-    rows = [("environment", "cluster", "deployed releases", "matches file", "last update", "drift")]
+    """One row per environment, then the deployed releases of each deployed one."""
+    rows = [("environment", "cluster", "deployed", "releases as in file", "last update", "drift")]
     for s in statuses:
         update = s.last_update
         last = f"{update['kind']} #{update['version']} {update['result']} {update['time']}" if update else "-"
@@ -86,15 +85,17 @@ def render(statuses: list[EnvironmentStatus]) -> str:
             drift = f"unknown ({s.drift_error.splitlines()[-1][:80]})"
         elif s.drift is None:
             drift = "not checked"
+        elif not s.drift:
+            drift = "none"
         else:
-            drift = (
-                "none"
-                if not s.drift
-                else f"{len(s.drift)}: " + ", ".join(s.drift[:3]) + (" ..." if len(s.drift) > 3 else "")
-            )
+            drift = f"{len(s.drift)}: " + "; ".join(s.drift[:3]) + (" ..." if len(s.drift) > 3 else "")
         match = "yes" if s.releases_match_file else "NO (file changed since)"
-        rows.append((s.environment, s.cluster, _versions(s.releases), match, last, drift))
-    return render_table(rows)
+        rows.append((s.environment, s.cluster, "yes", match, last, drift))
+    out = [render_table(rows)]
+    for s in statuses:
+        if s.deployed and s.releases:
+            out.append(f"\n{s.environment} runs:\n" + "".join(f"  {line}\n" for line in _versions(s.releases)))
+    return "".join(out)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
