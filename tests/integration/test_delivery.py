@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -75,6 +76,18 @@ class Scratch:
         text = path.read_text()
         assert old in text, f"{old!r} not in {path}"
         path.write_text(text.replace(old, new))
+
+    def set_release(self, environment: str, component: str, version: str) -> None:
+        """Set one component's version and tag in an environment file's releases block (one line)."""
+        path = self.file(f"{environment}.yaml")
+        text, count = re.subn(
+            rf"^(    {component}: {{version: )[^,]+(, repository: [^,]+, tag: )[^}}]+}}",
+            rf"\g<1>{version}\g<2>{version}}}",
+            path.read_text(),
+            flags=re.MULTILINE,
+        )
+        assert count == 1, f"no one-line release of {component} in {path}"
+        path.write_text(text)
 
     def history(self, environment: str) -> list[dict]:
         proc = self.project.pulumi("stack", "history", "--json", "--stack", environment, check=False)
@@ -150,11 +163,7 @@ def scratch(tmp_path_factory, tools, clusters):
 
 
 def test_a_staging_tag_change_previews_staging_alone_with_updates(scratch: Scratch):
-    scratch.edit(
-        "staging.yaml",
-        "{version: 1.4.0, repository: smartnation/device-registry, tag: 1.4.0}",
-        "{version: 1.4.1, repository: smartnation/device-registry, tag: 1.4.1}",
-    )
+    scratch.set_release("staging", "device_registry", "1.4.1")
     scratch.git("commit", "-q", "-am", "device registry 1.4.1 in staging")
 
     proc = scratch.cli("preview", "--base", "HEAD~1", "--output", "preview.md")
@@ -237,7 +246,7 @@ def test_promote_staging_to_production_copies_exactly_the_releases_and_converges
     assert proc.returncode == exit_codes.OK, proc.stderr[-3000:]
     scratch.project.stacks.append("production")
     assert scratch.file("production.yaml").read_text() == expected
-    assert "+    device_registry: {version: 1.4.1" in proc.stdout  # the diff shown before confirming
+    assert "+    device_registry: {version: 1.4.1," in proc.stdout  # the diff shown before confirming
     deployed = _deployed(scratch, "production")
     assert deployed == _expected_releases(scratch, "production")
     image = deployed["device_registry"]["image"]
@@ -425,11 +434,7 @@ def test_promote_refuses_when_stagings_last_update_failed(scratch: Scratch, tool
     deny = DENY_POLICY.replace("NAMESPACE", scratch.outputs("staging")["namespace"])
     tools.run("kubectl", "--context", "dusseldorf-test", "apply", "-f", "-", input=deny)
     time.sleep(2)  # admission policies are picked up asynchronously
-    scratch.edit(
-        "staging.yaml",
-        "{version: 1.4.1, repository: smartnation/device-registry, tag: 1.4.1}",
-        "{version: 1.4.2, repository: smartnation/device-registry, tag: 1.4.2}",
-    )
+    scratch.set_release("staging", "device_registry", "1.4.2")
     try:
         failed = scratch.cli("up", "staging", "--yes")
         assert failed.returncode == exit_codes.FAILED

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from smartnation_policy.target import policy_config_for
 
+from smartnation_policy.target import policy_config_for
 from tests.integration.platform_project import PlatformProject
 
 pytestmark = pytest.mark.integration
