@@ -47,9 +47,10 @@ def say(cluster: str, message: str) -> None:
 
 
 class LocalClusters:
-    def __init__(self, cache: CacheLayout, profiles_dir: Path = PROFILES_DIR) -> None:
+    def __init__(self, cache: CacheLayout, profiles_dir: Path = PROFILES_DIR, kubeconfig: Path | None = None) -> None:
         self.cache = cache
         self.profiles_dir = profiles_dir
+        self.kubeconfig = kubeconfig or cache.kubeconfig
         self.kwok_home = cache.clusters / "kwok"
         pins = load_pins()
         self.kube_version = pins["kubernetes"].version
@@ -255,10 +256,10 @@ class LocalClusters:
             )
         if merged["contexts"]:
             merged["current-context"] = merged["contexts"][0]["name"]
-        tmp = self.cache.kubeconfig.with_suffix(".tmp")
+        tmp = self.kubeconfig.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump(merged, sort_keys=False))
         tmp.chmod(0o600)
-        os.replace(tmp, self.cache.kubeconfig)
+        os.replace(tmp, self.kubeconfig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"{cluster.name}\t{clusters.status(cluster)}\tcontext={cluster.context}")
         if args.action == "up":
-            print(f"kubeconfig: {clusters.cache.kubeconfig}")
+            print(f"kubeconfig: {clusters.kubeconfig}")
     except (ClusterError, ProfileError) as exc:
         print(f"clusters {args.action} failed: {exc}", file=sys.stderr)
         return 1

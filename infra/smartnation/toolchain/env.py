@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 
 from smartnation.toolchain.bootstrap import tool_env
 from smartnation.toolchain.cache import layout
@@ -26,6 +27,9 @@ def exports() -> dict[str, str]:
     env["PULUMI_CONFIG_PASSPHRASE"] = os.environ.get("PULUMI_CONFIG_PASSPHRASE", LOCAL_PASSPHRASE)
     env["KUBECONFIG"] = os.environ.get("SMARTNATION_KUBECONFIG") or str(cache.kubeconfig)
     env["SMARTNATION_CACHE"] = str(cache.root)
+    # The language host runs with this checkout's virtualenv (the launcher in the shared cache
+    # may have been written by another checkout, such as CI's clone).
+    env["SMARTNATION_PYTHON"] = os.environ.get("SMARTNATION_PYTHON") or sys.executable
     return env
 
 
