@@ -1,5 +1,8 @@
 """`make bench`: measures the toolchain, the clusters and the platform, and rewrites BENCHMARKS.md.
 
+`--cold` also builds the whole toolchain into an empty cache (about half an hour on two cores);
+without it the last cold measurement in BENCHMARKS.json is kept.
+
 Numbers come from real runs on this machine; nothing here is asserted (speed targets are read
 from BENCHMARKS.md, never enforced by timed tests). Runs with a private state backend so it
 never touches the developer's stacks.
@@ -7,6 +10,7 @@ never touches the developer's stacks.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -26,6 +30,9 @@ from smartnation.toolchain.cache import layout
 from smartnation.toolchain.env import exports
 
 REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "BENCHMARKS.json"
+BENCH_PROJECT = "smartnation-bench"
+NAMESPACE = f"{BENCH_PROJECT}-production"
 DEMO = REPO / "tests" / "integration" / "demo_program"
 
 
@@ -59,6 +66,16 @@ def bench_toolchain(env: dict[str, str]) -> dict:
         "disk": {name: du(cache.root / name) for name in ("tools", "go", "pulumi-home", "clusters", "work")},
         "disk_total": du(cache.root),
     }
+
+
+def bench_cold_bootstrap(env: dict[str, str], root: Path) -> dict:
+    """The whole toolchain from nothing: an empty cache, so empty Go module and build caches too."""
+    cold_env = {**env, "SMARTNATION_CACHE": str(root)}
+    total = timed(
+        lambda: run(sys.executable, "-m", "smartnation.toolchain.bootstrap", "--python", sys.executable, env=cold_env)
+    )
+    times = json.loads((root / "logs" / "build-times.json").read_text())
+    return {"total_s": round(total, 1), "tools": times["tools"], "disk_total": du(root)}
 
 
 def bench_clusters(env: dict[str, str]) -> dict:
@@ -97,6 +114,7 @@ def bench_platform(env: dict[str, str], workdir: Path) -> dict:
     shutil.copytree(REPO / "environments", project / "environments", ignore=shutil.ignore_patterns("stacks"))
     (project / "environments" / "stacks").mkdir()
     spec = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+    spec["name"] = BENCH_PROJECT  # its own namespaces, apart from anything `make up` deployed
     spec["main"] = str(REPO / "infra")
     spec["runtime"]["options"]["virtualenv"] = str(REPO / ".venv")
     (project / "Pulumi.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -150,7 +168,7 @@ def bench_platform(env: dict[str, str], workdir: Path) -> dict:
             "all,cm,secret,pvc,networkpolicy,"
             "resourcequota,limitrange,pdb,ingress,serviceaccount,role,rolebinding,hpa,cronjob",
             "-n",
-            "smartnation-production",
+            NAMESPACE,
             "-o",
             "json",
             env=e,
@@ -178,7 +196,7 @@ def bench_platform(env: dict[str, str], workdir: Path) -> dict:
             for key in ("clusterIP", "clusterIPs"):
                 item["spec"].pop(key, None)
         cleaned.append(item)
-    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "smartnation-production"}}
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
     docs = {"apiVersion": "v1", "kind": "List", "items": [ns, *cleaned]}
     result["kubectl_apply_objects"] = len(cleaned) + 1
     result["kubectl_apply_server_side_s"] = round(
@@ -197,7 +215,7 @@ def bench_platform(env: dict[str, str], workdir: Path) -> dict:
         ),
         1,
     )
-    run("kubectl", "--context", "monaco-onprem", "delete", "namespace", "smartnation-production", "--wait=true", env=e)
+    run("kubectl", "--context", "monaco-onprem", "delete", "namespace", NAMESPACE, "--wait=true", env=e)
     return result
 
 
@@ -211,12 +229,18 @@ def bench_unit(env: dict[str, str]) -> float:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cold", action="store_true", help="also build the whole toolchain into an empty cache")
+    args = parser.parse_args()
     env = {**os.environ, **exports()}
     os.environ.update(env)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     with tempfile.TemporaryDirectory(prefix="smartnation-bench-") as tmp:
         work = Path(tmp)
         (work / "demo-state").mkdir()
+        cold = bench_cold_bootstrap(env, work / "cold-cache") if args.cold else previous.get("cold_bootstrap")
         results = {
+            "cold_bootstrap": cold,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
             f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB",
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -226,10 +250,93 @@ def main() -> int:
             "platform_production_monaco": bench_platform(env, work),
             "unit_suite_s": bench_unit(env),
         }
-    (REPO / "BENCHMARKS.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(results, indent=2, sort_keys=True))
-    print("wrote BENCHMARKS.json; BENCHMARKS.md quotes it", file=sys.stderr)
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    (REPO / "BENCHMARKS.md").write_text(render(results))
+    print(render(results))
     return 0
+
+
+def render(r: dict) -> str:
+    """BENCHMARKS.md from the measured results (BENCHMARKS.json holds the same numbers)."""
+    tc, p = r["toolchain"], r["platform_production_monaco"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured by `make bench` (`tests/benchmarks/run.py`) on {r['date']}, on this project's machine size "
+        f"({r['machine']}). Raw numbers: `BENCHMARKS.json`. Nothing here is a timed test.",
+        "",
+        "## Toolchain (`make bootstrap`)",
+        "",
+    ]
+    cold = r.get("cold_bootstrap")
+    if cold:
+        lines += [
+            f"Cold: an empty cache (no Go module or build cache either), `make bench --cold`: "
+            f"**{cold['total_s'] / 60:.1f} min** in total, cache {cold['disk_total']} afterwards.",
+            "",
+            "| tool | wall time from start of its download to its rename into place (s) | compiling alone (s) |",
+            "| --- | ---: | ---: |",
+        ]
+        for tool, t in sorted(cold["tools"].items()):
+            lines.append(f"| {tool} | {t['seconds']:.0f} | {t.get('compile_seconds', t['seconds']):.0f} |")
+        lines += [
+            "",
+            "Downloads overlap the compiles and compiles run one at a time (two cores), so a tool's wall "
+            "time includes waiting for the compile slot; the compile column is the slot held.",
+            "",
+        ]
+    else:
+        lines += ["No cold run recorded yet: `python -m tests.benchmarks.run --cold`.", ""]
+    lines += [
+        f"Warm (everything cached, every binary asked its version): **{tc['warm_bootstrap_s']} s**.",
+        "",
+        f"Cache on disk: {tc['disk_total']} in total — "
+        + ", ".join(f"{k} {v}" for k, v in tc["disk"].items())
+        + " (`go` holds the Go module and build caches; deleting it costs the next cold build).",
+        "",
+        "## Local clusters",
+        "",
+        "| cluster | start from stopped, data kept (s) |",
+        "| --- | ---: |",
+        *[f"| {k} | {v} |" for k, v in r["clusters_start_s"].items()],
+        "",
+        "## The toolchain demo program (Deployment, LoadBalancer Service, StatefulSet with a PVC)",
+        "",
+        "| cluster | `pulumi up` (s) | `pulumi destroy` (s) |",
+        "| --- | ---: | ---: |",
+        *[f"| {k} | {v['up_s']} | {v['destroy_s']} |" for k, v in r["demo"].items()],
+        "",
+        "## The platform: production on the local Monaco cluster",
+        "",
+        f"{p['resources_total']} resources in the stack ({p['kubernetes_objects']} Kubernetes objects; the rest "
+        "are components, the provider and the stack).",
+        "",
+        "| operation | time (s) |",
+        "| --- | ---: |",
+        f"| `pulumi preview` (empty stack) | {p['preview_s']} |",
+        f"| `pulumi up` from empty | {p['up_from_empty_s']} |",
+        f"| `pulumi up` with nothing to change | {p['noop_up_s']} |",
+        f"| `pulumi destroy` (after `state unprotect`) | {p['destroy_s']} |",
+        f"| floor: `kubectl apply --server-side` of the same {p['kubectl_apply_objects']} objects | "
+        f"{p['kubectl_apply_server_side_s']} |",
+        "",
+        f"Unit suite (`make test-unit`): {r['unit_suite_s']} s.",
+        "",
+        "### Where the time goes",
+        "",
+        f"- A no-op `up` ({p['noop_up_s']} s) is the fixed cost of every operation: starting the engine, the "
+        "language host and the Python program (which imports pulumi and pulumi_kubernetes and renders the three "
+        "Helm releases locally), loading the provider, and one diff per resource. The preview from empty "
+        f"({p['preview_s']} s) costs about the same.",
+        f"- `up` from empty takes {p['up_from_empty_s']} s against {p['kubectl_apply_server_side_s']} s for "
+        "the floor: the difference is the engine creating objects in dependency order rather than all at once, "
+        "and its await logic: every Deployment, StatefulSet, Job, Service and Ingress is watched until it is "
+        "ready (rollouts, PVCs bound, load-balancer addresses, Jobs complete), which `kubectl apply` does not do.",
+        "- Destroy waits for each deletion to finish (namespaced objects, then the namespace) in reverse "
+        "dependency order.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
