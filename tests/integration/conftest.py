@@ -18,6 +18,7 @@ import pytest
 from smartnation.clusters.local import LocalClusters
 from smartnation.toolchain.cache import layout
 from smartnation.toolchain.env import exports
+from tests.integration.platform_project import PROJECT as TEST_PROJECT
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,6 +73,12 @@ def clusters(tools: Tools) -> LocalClusters:
     for cluster in local.profiles():
         if not local.healthy(cluster):
             local.up(cluster)
+        # A test run that was killed half-way leaves its namespaces behind while its private
+        # state backend is gone; they belong to the tests' own project, so clear them first.
+        names = tools.run("kubectl", "--context", cluster.context, "get", "namespaces", "-o", "name").stdout.split()
+        stale = [n for n in names if n.startswith(f"namespace/{TEST_PROJECT}-") or n.startswith("namespace/demo-")]
+        if stale:
+            tools.run("kubectl", "--context", cluster.context, "delete", "--wait=true", *stale)
     return local
 
 
