@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import pty
 import re
+import select
 import subprocess
 import time
 from pathlib import Path
@@ -70,12 +73,6 @@ class Scratch:
 
     def file(self, name: str) -> Path:
         return self.envdir / name
-
-    def edit(self, name: str, old: str, new: str) -> None:
-        path = self.file(name)
-        text = path.read_text()
-        assert old in text, f"{old!r} not in {path}"
-        path.write_text(text.replace(old, new))
 
     def set_release(self, environment: str, component: str, version: str) -> None:
         """Set one component's version and tag in an environment file's releases block (one line)."""
@@ -356,49 +353,60 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(scratch: Scratch):
     assert scratch.audit() == audit  # malformed requests are not promotions
     assert {env: scratch.history(env) for env in histories} == histories
 
-    # A real concurrent update holds staging's lock (serialised and refreshing, so it lasts).
-    background = subprocess.Popen(
-        [
-            "pulumi",
-            "up",
-            "--yes",
-            "--skip-preview",
-            "--refresh",
-            "--parallel",
-            "1",
-            "--stack",
-            "staging",
-            "--non-interactive",
-        ],
-        cwd=scratch.root,
-        env={**scratch.project.tools.env, **scratch.env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+
+def test_a_stack_locked_by_a_concurrent_update_is_refused_with_its_own_exit_code(scratch: Scratch):
+    """An operator's `pulumi up` waiting at its confirmation prompt holds staging's lock (the file
+    backend locks for the whole update, prompt included): a real concurrent update, held for as
+    long as the test needs, then declined."""
+    before = scratch.hashes()
+    histories = {env: scratch.history(env) for env in ("staging", "production")}
+    configmap = next(
+        r["urn"] for r in scratch.project.resources("staging") if r["type"] == "kubernetes:core/v1:ConfigMap"
     )
+    master, slave = pty.openpty()
+    env = {**scratch.project.tools.env, **scratch.env, "TERM": "xterm"}
+    env.pop("CI", None)  # pulumi does not prompt in CI
+    holder = subprocess.Popen(
+        ["pulumi", "up", "--stack", "staging", "--replace", configmap],
+        cwd=scratch.root,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    seen = b""
     try:
-        deadline = time.monotonic() + 120
-        while not _lock_files(scratch):
-            assert background.poll() is None, background.communicate()[0][-3000:]
-            assert time.monotonic() < deadline, "the background update never took the lock"
-            time.sleep(0.2)
+        deadline = time.monotonic() + 300
+        while b"Do you want to perform this update?" not in seen:
+            assert holder.poll() is None, seen[-3000:].decode(errors="replace")
+            assert time.monotonic() < deadline, "the concurrent update never reached its prompt"
+            if select.select([master], [], [], 1)[0]:
+                seen += os.read(master, 65536)
+        assert _lock_files(scratch), "the concurrent update holds no lock file"
 
         locked_up = scratch.cli("up", "staging", "--yes")
         locked_promote = scratch.cli("promote", "staging", "production", "--yes")
-        still_running = background.poll() is None
+        still_holding = holder.poll() is None and bool(_lock_files(scratch))
     finally:
-        output, _ = background.communicate(timeout=1800)
-    assert still_running, "the background update ended before the CLI ran: make it longer"
-    assert background.returncode == 0, output[-3000:]
+        os.write(master, b"no\r")  # filter the choices to `no`, confirm: the update is declined
+        try:
+            holder.wait(timeout=60)
+        finally:
+            if holder.poll() is None:
+                holder.terminate()
+                holder.wait(timeout=60)
+            os.close(master)
+    assert still_holding, "the concurrent update let go of the lock before the CLI ran"
+    assert not _lock_files(scratch), "the declined update left its lock behind"
     assert locked_up.returncode == exit_codes.STACK_LOCKED
-    assert "locked" in locked_up.stderr
+    assert "locked by another update" in locked_up.stderr
     assert locked_promote.returncode == exit_codes.STACK_LOCKED
     assert scratch.audit()[-1]["result"] == "refused" and "locked" in scratch.audit()[-1]["reason"]
     after = scratch.hashes()
     assert {k: v for k, v in after.items() if "audit" not in k} == {k: v for k, v in before.items() if "audit" not in k}
-    assert scratch.history("production") == histories["production"]
-    # staging gained exactly the background update, nothing from the refused commands
-    assert len(scratch.history("staging")) == len(histories["staging"]) + 1
+    assert {env: scratch.history(env) for env in histories} == histories
 
 
 DENY_POLICY = """

@@ -146,6 +146,9 @@ def run(args: argparse.Namespace, handler: Callable[[argparse.Namespace], int]) 
     except auto.ConcurrentUpdateError as exc:
         log.error("the stack is locked by another update: %s", str(exc).strip().splitlines()[-1])
         return exit_codes.STACK_LOCKED
+    except engine.StackLocked as exc:
+        log.error("%s; wait for it to finish and retry", exc)
+        return exit_codes.STACK_LOCKED
     except auto.StackNotFoundError:
         name = getattr(args, "environment", None) or getattr(args, "source", None)
         log.error("environment %r has no stack in this backend yet: deploy it first", name)

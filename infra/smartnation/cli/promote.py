@@ -53,10 +53,11 @@ log = logging.getLogger("smartnation")
 class Refused(Exception):
     """A gate said no: recorded in the audit log, nothing else touched."""
 
-    def __init__(self, reason: str, code: int = exit_codes.FAILED) -> None:
+    def __init__(self, reason: str, code: int = exit_codes.FAILED, source_update: SourceUpdate | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.code = code
+        self.source_update = source_update
 
 
 def _stream_stderr(line: str) -> None:
@@ -84,20 +85,26 @@ def gate_source_deployed(source: str, environments: Path) -> tuple[SourceUpdate,
         raise Refused(f"{source} has no update in its history: nothing it ran can be promoted")
     update = SourceUpdate(version=last.version, time=last.time, result=last.result)
     if last.kind != "update":
-        raise Refused(f"{source}'s last operation was a {last.kind} (#{last.version}), not an update")
+        raise Refused(
+            f"{source}'s last operation was a {last.kind} (#{last.version}), not an update", source_update=update
+        )
     if last.result != "succeeded":
         raise Refused(
-            f"{source}'s last update #{last.version} at {last.time} {last.result}: fix and redeploy {source} first"
+            f"{source}'s last update #{last.version} at {last.time} {last.result}: fix and redeploy {source} first",
+            source_update=update,
         )
     deployed = engine.deployed_releases(stack)
     if deployed is None:
-        raise Refused(f"{source}'s stack has no `{engine.RELEASES_OUTPUT}` output: redeploy {source} first")
+        raise Refused(
+            f"{source}'s stack has no `{engine.RELEASES_OUTPUT}` output: redeploy {source} first", source_update=update
+        )
     wanted = engine.file_releases(settings)
     if deployed != wanted:
         differing = sorted(k for k in {*deployed, *wanted} if deployed.get(k) != wanted.get(k))
         raise Refused(
             f"{settings.source}: releases differ from what {source}'s last update #{last.version} deployed "
-            f"({', '.join(differing)}): {source} never ran them; deploy {source} first"
+            f"({', '.join(differing)}): {source} never ran them; deploy {source} first",
+            source_update=update,
         )
     log.info(
         "gate (a) passed: %s's last update #%s at %s deployed its current releases", source, last.version, last.time
@@ -155,9 +162,9 @@ def gate_target_preview(target: str, new_text: str, environments: Path, allow_st
 
 
 def check_target(target: str, environments: Path) -> None:
-    """Before --apply writes anything: TARGET is not locked (a refresh preview takes the lock in
-    the file and S3 backends, a preview does not) and whether it drifted (the update will not
-    refresh; the operator should know)."""
+    """Before --apply writes anything: TARGET is still not locked, and whether it drifted (the
+    update compares with the state, not the cluster; the operator should know)."""
+    engine.check_unlocked(target)
     stack, _ = stacks.select(target, create=False, environments=environments)
     found = engine.drift(stack)
     if found.error:
@@ -204,6 +211,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
         log.info("recorded in %s: %s", path, result)
 
     try:
+        # Nobody may be changing either stack while the gates judge them (previews do not lock).
+        engine.check_unlocked(source)
+        engine.check_unlocked(target)
         update, source_stack = gate_source_deployed(source, environments)
         gate_no_drift(source, source_stack)
         preview = gate_target_preview(target, new_text, environments, args.allow_stateful_changes)
@@ -211,10 +221,13 @@ def cmd_promote(args: argparse.Namespace) -> int:
             check_target(target, environments)
     except Refused as refusal:
         log.error("promotion %s -> %s refused: %s", source, target, refusal.reason)
+        update = update or refusal.source_update
         record(REFUSED, refusal.reason)
         return refusal.code
-    except auto.ConcurrentUpdateError:
-        record(REFUSED, "a stack is locked by another update")
+    except (auto.ConcurrentUpdateError, engine.StackLocked) as locked:
+        record(
+            REFUSED, str(locked) if isinstance(locked, engine.StackLocked) else "a stack is locked by another update"
+        )
         raise
 
     diff = "".join(
@@ -234,6 +247,11 @@ def cmd_promote(args: argparse.Namespace) -> int:
         record(REFUSED, "not confirmed by the operator")
         return exit_codes.ABORTED
 
+    try:
+        engine.check_unlocked(target)  # the confirmation may have taken a while
+    except engine.StackLocked as locked:
+        record(REFUSED, str(locked))
+        raise
     write_atomically(target_path, new_text)
     log.info("%s written", target_settings.source)
     if not args.apply:
