@@ -25,26 +25,12 @@ from collections.abc import Callable
 from pulumi import automation as auto
 
 from smartnation.cli import engine, exit_codes, preview, promote, status
+from smartnation.cli.console import confirm, stream_to
 from smartnation.cli.stacks import environments_dir, select
 from smartnation.settings import SettingsError
 from smartnation.settings.secrets import CONFIG_NAMESPACE, generate_missing
 
 log = logging.getLogger("smartnation")
-
-
-def _stream(line: str) -> None:
-    # Engine output is the progress of long work: pass it through as it comes.
-    sys.stdout.write(line if line.endswith("\n") else line + "\n")
-    sys.stdout.flush()
-
-
-def _confirm(question: str, assume_yes: bool) -> bool:
-    if assume_yes:
-        return True
-    if not sys.stdin.isatty():
-        log.error("%s: no terminal to ask on; pass --yes to proceed", question)
-        return False
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
 def init_secrets(stack: auto.Stack, environment: str) -> list[str]:
@@ -73,11 +59,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.init_secrets:
         init_secrets(stack, args.environment)
     log.info("deploying %s to %s", args.environment, settings.cluster.name)
-    if not _confirm(f"Deploy {args.environment} to {settings.cluster.name}?", args.yes):
+    if not confirm(f"Deploy {args.environment} to {settings.cluster.name}?", args.yes):
         return exit_codes.ABORTED
     # The guardrails run on every update, as on every preview (policy/README.md).
     with engine.policy_args(settings, environments_dir()) as policy:
-        result = stack.up(on_output=_stream, color="never", **policy)
+        result = stack.up(on_output=stream_to(sys.stdout), color="never", **policy)
     log.info("%s: %s", args.environment, json.dumps(result.summary.resource_changes or {}))
     _print_outputs(stack)
     return exit_codes.OK
@@ -85,9 +71,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_destroy(args: argparse.Namespace) -> int:
     stack, settings = select(args.environment, create=False)
-    if not _confirm(f"Destroy every resource of {args.environment} on {settings.cluster.name}?", args.yes):
+    if not confirm(f"Destroy every resource of {args.environment} on {settings.cluster.name}?", args.yes):
         return exit_codes.ABORTED
-    stack.destroy(on_output=_stream, color="never")
+    stack.destroy(on_output=stream_to(sys.stdout), color="never")
     return exit_codes.OK
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from pulumi import automation as auto
 
 from smartnation.cli import engine, exit_codes, stacks
+from smartnation.cli.console import confirm, stream_to
 from smartnation.cli.promotion import (
     APPLIED,
     FAILED,
@@ -58,20 +59,6 @@ class Refused(Exception):
         self.reason = reason
         self.code = code
         self.source_update = source_update
-
-
-def _stream_stderr(line: str) -> None:
-    sys.stderr.write(line if line.endswith("\n") else line + "\n")
-    sys.stderr.flush()
-
-
-def _confirm(question: str, assume_yes: bool) -> bool:
-    if assume_yes:
-        return True
-    if not sys.stdin.isatty():
-        log.error("%s: no terminal to ask on; pass --yes to proceed", question)
-        return False
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
 def gate_source_deployed(source: str, environments: Path) -> tuple[SourceUpdate, auto.Stack]:
@@ -243,7 +230,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     sys.stdout.flush()
 
     action = "write the file and update" if args.apply else "write the file for"
-    if not _confirm(f"Promote {source} -> {target}: {action} {target}?", args.yes):
+    if not confirm(f"Promote {source} -> {target}: {action} {target}?", args.yes):
         record(REFUSED, "not confirmed by the operator")
         return exit_codes.ABORTED
 
@@ -262,7 +249,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     log.info("updating %s on %s ...", target, settings.cluster.name)
     try:
         with engine.policy_args(settings, environments) as policy:
-            stack.up(color="never", on_output=_stream_stderr, **policy)
+            stack.up(color="never", on_output=stream_to(sys.stderr), **policy)
     except auto.ConcurrentUpdateError:
         record(FAILED, f"{target_settings.source} written; the update of {target} found the stack locked")
         raise

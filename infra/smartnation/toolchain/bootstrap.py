@@ -25,21 +25,11 @@ from pathlib import Path
 from smartnation.toolchain.cache import CacheLayout, layout
 from smartnation.toolchain.gobuild import GoRunner, StepError
 from smartnation.toolchain.recipes import RECIPES, Recipe
-from smartnation.toolchain.versions import Pin, VersionsError, load_pins
+from smartnation.toolchain.versions import TOOLS, Pin, VersionsError, load_pins
 
 log = logging.getLogger("smartnation.bootstrap")
 
-# The provider is installed into PULUMI_HOME by the CLI, so the CLI comes first.
-ORDER = (
-    "pulumi",
-    "pulumi-language-python",
-    "pulumi-resource-kubernetes",
-    "kubernetes",
-    "etcd",
-    "kwok",
-    "helm",
-    "actionlint",
-)
+ORDER = TOOLS
 
 
 class BootstrapError(RuntimeError):

@@ -18,7 +18,9 @@ _ALLOWED = {
     "exec_module_version",
     "sdk_module_version",
 }
-_REQUIRED_TOOLS = (
+# Every tool smartnation builds, in build order: the provider plugin is installed by the CLI,
+# so the CLI comes first.
+TOOLS = (
     "pulumi",
     "pulumi-language-python",
     "pulumi-resource-kubernetes",
@@ -58,12 +60,12 @@ def load_pins(path: Path = VERSIONS_FILE) -> dict[str, Pin]:
     if not isinstance(raw, dict):
         raise VersionsError(f"{path}: expected a mapping of tool name to pin, got {type(raw).__name__}")
     pins: dict[str, Pin] = {}
-    for name in _REQUIRED_TOOLS:
+    for name in TOOLS:
         if name not in raw:
             raise VersionsError(f"{path}: key '{name}' is missing")
     for name, entry in raw.items():
-        if name not in _REQUIRED_TOOLS:
-            raise VersionsError(f"{path}: key '{name}' is not a tool smartnation builds ({', '.join(_REQUIRED_TOOLS)})")
+        if name not in TOOLS:
+            raise VersionsError(f"{path}: key '{name}' is not a tool smartnation builds ({', '.join(TOOLS)})")
         if not isinstance(entry, dict):
             raise VersionsError(f"{path}: key '{name}' must be a mapping")
         unknown = set(entry) - _ALLOWED
