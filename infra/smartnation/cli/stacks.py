@@ -10,14 +10,16 @@ Where things are, so that tests (and a second checkout) can point the CLI elsewh
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from pulumi import automation as auto
 
-from smartnation.settings import Settings, load_settings
+from smartnation.settings import Settings, SettingsError, load_settings
 from smartnation.settings.loader import ENVIRONMENTS_DIR_VARIABLE
+from smartnation.settings.secrets import CONFIG_NAMESPACE
 from smartnation.toolchain.env import exports
 
 REPO = Path(__file__).resolve().parents[3]
@@ -63,8 +65,39 @@ def select(environment: str, create: bool = True, environments: Path | None = No
     settings = load_settings(environment, environments or environments_dir())
     opts = workspace_options(environments)
     work_dir = str(project_dir())
+    secrets = secrets_from_environment(environment)
     if create:
         stack = auto.create_or_select_stack(stack_name=environment, work_dir=work_dir, opts=opts)
     else:
         stack = auto.select_stack(stack_name=environment, work_dir=work_dir, opts=opts)
+    if secrets:
+        existing = stack.get_all_config()
+        missing = {k: v for k, v in secrets.items() if f"{CONFIG_NAMESPACE}:{k}" not in existing}
+        if missing:
+            stack.set_all_config(
+                {f"{CONFIG_NAMESPACE}:{k}": auto.ConfigValue(value=v, secret=True) for k, v in missing.items()}
+            )
     return stack, settings
+
+
+def secrets_variable(environment: str) -> str:
+    return f"SMARTNATION_SECRETS_{environment.upper().replace('-', '_')}"
+
+
+def secrets_from_environment(environment: str) -> dict[str, str]:
+    """An environment's secrets handed in by CI, where no stack file is checked out.
+
+    Stack files are never committed, so a workflow passes each environment's secrets as one
+    JSON object in SMARTNATION_SECRETS_<ENV> (a repository or GitHub-environment secret); they
+    fill in whatever the stack file lacks. Checked before anything is touched."""
+    name = secrets_variable(environment)
+    raw = os.environ.get(name)
+    if not raw:
+        return {}
+    try:
+        values = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"${name}", "<json>", f"expected a JSON object of secret key to value: {exc}") from None
+    if not isinstance(values, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
+        raise SettingsError(f"${name}", "<json>", "expected a JSON object mapping each secret key to a string")
+    return {k.removeprefix(f"{CONFIG_NAMESPACE}:"): v for k, v in values.items()}
