@@ -70,7 +70,10 @@ def bench_toolchain(env: dict[str, str]) -> dict:
 
 def bench_cold_bootstrap(env: dict[str, str], root: Path) -> dict:
     """The whole toolchain from nothing: an empty cache, so empty Go module and build caches too."""
-    cold_env = {**env, "SMARTNATION_CACHE": str(root)}
+    # Without the warm toolchain on PATH, or bootstrap would rightly take those binaries.
+    warm_bin = str(layout().bin)
+    path = os.pathsep.join(d for d in env["PATH"].split(os.pathsep) if d != warm_bin)
+    cold_env = {**env, "SMARTNATION_CACHE": str(root), "PATH": path}
     total = timed(
         lambda: run(sys.executable, "-m", "smartnation.toolchain.bootstrap", "--python", sys.executable, env=cold_env)
     )
