@@ -437,6 +437,33 @@ def test_ingress_follows_the_profile(built: BuiltStack) -> None:
         assert url.startswith("https://") and url.endswith(ingress.base_domain)
 
 
+CERTIFICATE = "kubernetes:cert-manager.io/v1:Certificate"
+
+
+def test_every_served_or_mounted_key_pair_is_certified_by_the_profiles_issuer(built: BuiltStack) -> None:
+    """The broker's TLS listener and every API's Ingress get their key pair from a Certificate
+    signed by the cluster's issuer, for the names clients dial."""
+    issuer = built.settings.cluster.ingress.tls_issuer
+    certificates = {r.plain["spec"]["secretName"]: r.plain["spec"] for r in built.of_type(CERTIFICATE)}
+    assert all(
+        spec["issuerRef"] == {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": issuer}
+        for spec in certificates.values()
+    )
+    for values in chart_values(built).values():
+        spec = certificates[values["ingress"]["tlsSecretName"]]
+        assert values["ingress"]["host"] in spec["dnsNames"]
+    broker = by_name(built, STATEFULSET, "broker")[0]
+    mounted = [
+        v["secret"]["secretName"]
+        for v in pod_template(broker)["spec"]["volumes"]
+        if "secret" in v and v["secret"]["secretName"].endswith("-tls")
+    ]
+    assert len(mounted) == 1
+    mqtt_host = built.outputs["mqtt_endpoint"][0].removeprefix("mqtts://").rsplit(":", 1)[0]
+    assert mqtt_host in certificates[mounted[0]]["dnsNames"]
+    assert len(certificates) == 1 + len(chart_values(built))
+
+
 def merged_with_chart_defaults(values: dict[str, Any]) -> dict[str, Any]:
     """What helm validates: the chart's values.yaml with ``values`` merged over it."""
 

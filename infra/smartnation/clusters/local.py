@@ -23,6 +23,8 @@ import yaml
 from smartnation.clusters.simulation import (
     ProfileError,
     SimulatedCluster,
+    cert_manager_crds,
+    cluster_issuer,
     ingress_class,
     kwok_stage_documents,
     kwokctl_configuration,
@@ -206,9 +208,17 @@ class LocalClusters:
             "crd/stages.kwok.x-k8s.io",
             "--timeout=60s",
         )
+        self.apply(cluster, cert_manager_crds())
+        for crd in cert_manager_crds():
+            self.kubectl(
+                cluster, "wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}", "--timeout=60s"
+            )
         stages = kwok_stage_documents(cluster, self.kwok_dir / "stages")
         self.apply(cluster, stages)
-        self.apply(cluster, [*nodes(cluster), *storage_classes(cluster), ingress_class(cluster)])
+        self.apply(
+            cluster,
+            [*nodes(cluster), *storage_classes(cluster), ingress_class(cluster), cluster_issuer(cluster)],
+        )
         self.kubectl(cluster, "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
 
     def apply(self, cluster: SimulatedCluster, docs: list[dict]) -> None:

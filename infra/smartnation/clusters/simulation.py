@@ -8,6 +8,7 @@ controller (an address in every Ingress status). No controller of our own runs.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,7 @@ class SimulatedCluster:
     storage_classes: tuple[StorageClassSpec, ...]
     default_storage_class: str
     ingress_class: str
+    tls_issuer: str
     apiserver_port: int
     load_balancer_pool: ipaddress.IPv4Network
     ingress_address: str
@@ -120,6 +122,7 @@ def load_simulation(profile_file: Path) -> SimulatedCluster:
         storage_classes=classes,
         default_storage_class=str(_need(data, "storage.default_class", profile_file)),
         ingress_class=str(_need(data, "ingress.class", profile_file)),
+        tls_issuer=str(_need(data, "ingress.tls_issuer", profile_file)),
         apiserver_port=int(_need(data, "simulation.apiserver_port", profile_file)),
         load_balancer_pool=pool,
         ingress_address=str(_need(data, "simulation.ingress_address", profile_file)),
@@ -361,6 +364,93 @@ def network_stages(cluster: SimulatedCluster) -> list[dict]:
     ]
 
 
+def _crd(kind: str, plural: str, scope: str) -> dict:
+    """A cert-manager CRD as the cluster serves it; the schema is left open (the real one is
+    cert-manager's to validate), the status subresource is real."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.cert-manager.io"},
+        "spec": {
+            "group": "cert-manager.io",
+            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()},
+            "scope": scope,
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
+
+
+def cert_manager_crds() -> list[dict]:
+    """Both sites run cert-manager; the stand-ins serve its API so Certificates can be created."""
+    return [_crd("Certificate", "certificates", "Namespaced"), _crd("ClusterIssuer", "clusterissuers", "Cluster")]
+
+
+def cluster_issuer(cluster: SimulatedCluster) -> dict:
+    return {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "ClusterIssuer",
+        "metadata": {"name": cluster.tls_issuer},
+        "spec": {"selfSigned": {}},
+    }
+
+
+def certificate_stages(cluster: SimulatedCluster) -> list[dict]:
+    """The issuer's part: a key pair Secret for every Certificate naming the profile's issuer,
+    then the Ready condition. The data is a marked placeholder: kwok's pods never read it."""
+    placeholder = base64.b64encode(f"placeholder issued by the local stand-in of {cluster.tls_issuer}".encode())
+    return [
+        _stage(
+            "smartnation-certificate-issue",
+            "Certificate",
+            "cert-manager.io/v1",
+            [
+                f"self.spec.issuerRef.name == '{cluster.tls_issuer}'",
+                "!has(self.metadata.deletionTimestamp)",
+                # A new custom resource has no status at all until someone writes one.
+                "!has(self.status) || !has(self.status.conditions)",
+            ],
+            [
+                {
+                    "apply": {
+                        "template": "apiVersion: v1\n"
+                        "kind: Secret\n"
+                        "type: kubernetes.io/tls\n"
+                        "metadata:\n"
+                        "  name: {{ .spec.secretName | Quote }}\n"
+                        "  namespace: {{ .metadata.namespace | Quote }}\n"
+                        "  annotations:\n"
+                        "    cert-manager.io/certificate-name: {{ .metadata.name | Quote }}\n"
+                        f"    cert-manager.io/issuer-name: {cluster.tls_issuer}\n"
+                        "data:\n"
+                        f"  tls.crt: {placeholder.decode()}\n"
+                        f"  tls.key: {placeholder.decode()}\n"
+                    }
+                },
+                {
+                    "patch": {
+                        "root": "status",
+                        "subresource": "status",
+                        "template": "conditions:\n"
+                        "- type: Ready\n"
+                        '  status: "True"\n'
+                        "  reason: Ready\n"
+                        "  message: Certificate is up to date and has not expired\n"
+                        "  lastTransitionTime: {{ Now | Quote }}\n",
+                    }
+                },
+            ],
+        )
+    ]
+
+
 def kwok_stage_documents(cluster: SimulatedCluster, kwok_stage_dir: Path) -> list[dict]:
     docs: list[dict] = []
     for name in KWOK_DEFAULT_STAGES:
@@ -368,7 +458,7 @@ def kwok_stage_documents(cluster: SimulatedCluster, kwok_stage_dir: Path) -> lis
         if not path.is_file():
             raise ProfileError(f"{path} is missing: run `make bootstrap` (it copies kwok's default stages)")
         docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
-    return docs + volume_stages(cluster) + network_stages(cluster)
+    return docs + volume_stages(cluster) + network_stages(cluster) + certificate_stages(cluster)
 
 
 def kwokctl_configuration(cluster: SimulatedCluster, kube_version: str) -> dict:

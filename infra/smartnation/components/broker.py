@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 
 from smartnation import naming
 from smartnation.components import child_options, pods, require_provider, stateful_options
+from smartnation.components.certificates import certificate
 from smartnation.daemon_config.mosquitto import (
     DeviceClass,
     render_acl_file,
@@ -176,6 +177,21 @@ class Broker(pulumi.ComponentResource):
             lambda text: hashlib.sha256(text.encode()).hexdigest()
         )
         probe = {"tcp_socket": {"port": "mqtt"}, "period_seconds": 10}
+        # The TLS listener's key pair, from the cluster's issuer: the public name devices dial
+        # and the in-cluster names, so a client inside the cluster can use TLS too.
+        tls = certificate(
+            f"{name}-tls",
+            namespace=args.namespace,
+            secret_name=n.child("tls"),
+            dns_names=[
+                naming.mqtt_hostname(args.environment, args.cluster.ingress.base_domain),
+                f"{n.name}.{naming.namespace(args.environment)}.svc",
+                f"*.{headless_name}.{naming.namespace(args.environment)}.svc.cluster.local",
+            ],
+            issuer=args.cluster.ingress.tls_issuer,
+            labels=labels,
+            opts=child,
+        )
         statefulset = k8s.apps.v1.StatefulSet(
             f"{name}-server",
             metadata={**metadata, "name": n.name},
@@ -225,8 +241,8 @@ class Broker(pulumi.ComponentResource):
                                 "name": "passwords",
                                 "secret": {"secret_name": passwords.metadata.name, "default_mode": 0o440},
                             },
-                            # Issued outside this program (profile ingress.tls_issuer) for
-                            # mqtt.<env>.<base domain>; pods wait until it exists.
+                            # Written by the profile's issuer for the Certificate above
+                            # (`tls`); the StatefulSet is created after it.
                             {"name": "tls", "secret": {"secret_name": n.child("tls"), "default_mode": 0o440}},
                         ],
                     },
@@ -235,7 +251,7 @@ class Broker(pulumi.ComponentResource):
                     pods.volume_claim("data", args.settings.storage_size, args.cluster, n.labels(naming.SERVER))
                 ],
             },
-            opts=stateful_options(child, args.protect_state),
+            opts=stateful_options(child_options(self, provider, depends_on=[tls]), args.protect_state),
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",

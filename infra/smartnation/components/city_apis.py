@@ -15,6 +15,7 @@ import yaml
 
 from smartnation import naming
 from smartnation.components import child_options, pods, require_provider
+from smartnation.components.certificates import certificate
 from smartnation.settings.models import ApiSettings, CityApisSettings, ClusterProfile, Releases
 
 API_PORT = 8080
@@ -186,6 +187,16 @@ class CityApis(pulumi.ComponentResource):
             secrets=secret_refs,
             pod_annotations={"smartnation.mc/connections-sha256": _digest(data)},
         )
+        hostname = naming.api_hostname(app, args.environment, args.cluster.ingress.base_domain)
+        tls = certificate(
+            f"{name}-{app}-tls",
+            namespace=args.namespace,
+            secret_name=n.child("tls"),
+            dns_names=[hostname],
+            issuer=args.cluster.ingress.tls_issuer,
+            labels=n.labels("api", release.version),
+            opts=child_options(self, self._provider),
+        )
         k8s.helm.v4.Chart(
             f"{name}-{app}",
             k8s.helm.v4.ChartArgs(
@@ -194,6 +205,6 @@ class CityApis(pulumi.ComponentResource):
                 namespace=args.namespace,
                 values=values,
             ),
-            opts=child_options(self, self._provider, depends_on=[connections]),
+            opts=child_options(self, self._provider, depends_on=[connections, tls]),
         )
         return n.name

@@ -111,7 +111,7 @@ class Ingress:
     annotations: Mapping[str, str] = setting(default_factory=dict)
     """Annotations every Ingress gets on this cluster."""
     tls_issuer: str = setting()
-    """Who issues certificates (a cert-manager ClusterIssuer or the cloud certificate manager)."""
+    """The cert-manager ClusterIssuer that signs the broker's and the APIs' certificates."""
     base_domain: str = setting()
     """DNS zone under which API hostnames are created."""
     controller_namespace: str = setting(default="ingress-nginx", pattern=DNS_LABEL, describe="a namespace name")
