@@ -201,7 +201,8 @@ def bench_platform(env: dict[str, str], workdir: Path) -> dict:
     cleaned = []
     for item in live["items"]:
         made_by_cluster = (
-            item["kind"] in ("Pod", "ReplicaSet", "Endpoints", "EndpointSlice", "Job")
+            # PVCs come from the StatefulSets' claim templates, made by the StatefulSet controller.
+            item["kind"] in ("Pod", "ReplicaSet", "Endpoints", "EndpointSlice", "Job", "PersistentVolumeClaim")
             or item["metadata"].get("ownerReferences")
             or (item["kind"] == "ServiceAccount" and item["metadata"]["name"] == "default")
             or (item["kind"] == "ConfigMap" and item["metadata"]["name"] == "kube-root-ca.crt")
