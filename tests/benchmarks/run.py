@@ -317,7 +317,7 @@ def render(r: dict) -> str:
     for note in r.get("notes", []):
         lines += [f"> Observed by hand, not by this script: {note}", ""]
     lines += [
-        f"Warm (everything cached, every binary asked its version): **{tc['warm_bootstrap_s']} s**.",
+        f"Warm (every tool found finished in the cache, nothing built): **{tc['warm_bootstrap_s']} s**.",
         "",
         f"Cache on disk: {tc['disk_total']} in total — "
         + ", ".join(f"{k} {v}" for k, v in tc["disk"].items())
