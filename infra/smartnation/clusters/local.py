@@ -215,6 +215,12 @@ class LocalClusters:
             )
         stages = kwok_stage_documents(cluster, self.kwok_dir / "stages")
         self.apply(cluster, stages)
+        # Our stages that the code no longer defines go, so a kept cluster behaves like a new one.
+        current = {f"stage.kwok.x-k8s.io/{d['metadata']['name']}" for d in stages}
+        listed = self.kubectl(cluster, "get", "stages.kwok.x-k8s.io", "-o", "name").stdout.split()
+        stale = [n for n in listed if n.startswith("stage.kwok.x-k8s.io/smartnation-") and n not in current]
+        if stale:
+            self.kubectl(cluster, "delete", *stale)
         self.apply(
             cluster,
             [*nodes(cluster), *storage_classes(cluster), ingress_class(cluster), cluster_issuer(cluster)],

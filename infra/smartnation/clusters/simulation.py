@@ -215,8 +215,8 @@ def _stage(name: str, kind: str, api_group: str, expressions: list[str], steps: 
 
 
 def volume_stages(cluster: SimulatedCluster) -> list[dict]:
-    """A PV per claim on our classes, bound at once, deleted with its claim when the class says
-    Delete: what the everest or Ceph CSI provisioner and the PV controller do together."""
+    """A PV per claim on our classes, deleted with its claim when the class says Delete: the
+    everest or Ceph CSI provisioner's part; kube-controller-manager's PV controller binds."""
     classes = [sc.name for sc in cluster.storage_classes]
     drivers = {
         sc.name: sc.parameters.get("csi.storage.k8s.io/csi-driver-name", sc.provisioner)
@@ -266,39 +266,11 @@ def volume_stages(cluster: SimulatedCluster) -> list[dict]:
                 "self.status.phase != 'Bound'",
             ],
             [
+                # Only the provisioner's part: a volume pre-bound to the claim. The real PV
+                # controller then binds the claim, as with a CSI provisioner; setting the claim's
+                # volumeName here too raced with it and left claims "Lost" for a resync period.
                 {"apply": {"template": pv_template}},
-                {
-                    "patch": {
-                        "root": "metadata",
-                        "template": "annotations:\n"
-                        '  pv.kubernetes.io/bind-completed: "yes"\n'
-                        '  pv.kubernetes.io/bound-by-controller: "yes"\n'
-                        "  volume.kubernetes.io/storage-provisioner: {{ .spec.storageClassName | Quote }}\n",
-                    }
-                },
-                {"patch": {"root": "spec", "template": "volumeName: pvc-{{ .metadata.uid }}\n"}},
-                {
-                    "patch": {
-                        "root": "status",
-                        "subresource": "status",
-                        "template": "phase: Bound\n"
-                        "accessModes:\n{{ YAML .spec.accessModes 1 }}\n"
-                        "capacity:\n{{ YAML .spec.resources.requests 1 }}\n",
-                    }
-                },
             ],
-        ),
-        _stage(
-            "smartnation-pv-bind",
-            "PersistentVolume",
-            "v1",
-            [
-                on_our_classes,
-                "!has(self.metadata.deletionTimestamp)",
-                "has(self.spec.claimRef.name)",
-                "!(self.status.phase in ['Bound', 'Released', 'Failed'])",
-            ],
-            [{"patch": {"root": "status", "subresource": "status", "template": "phase: Bound\n"}}],
         ),
         _stage(
             "smartnation-pv-delete",
