@@ -42,6 +42,7 @@ class Bootstrap:
         self.pins = pins
         self.python = python
         self.compile_slot = threading.Semaphore(1)
+        self.print_lock = threading.Lock()
         self.started = time.monotonic()
         self.timings: dict[str, float] = {}
         self.compile_timings: dict[str, float] = {}
@@ -50,7 +51,10 @@ class Bootstrap:
         pin = self.pins[tool]
         elapsed = time.monotonic() - self.started
         index = ORDER.index(tool) + 1
-        print(f"[{elapsed:6.0f}s] [{index}/{len(ORDER)}] {tool} {pin.version}: {message}", flush=True)
+        line = f"[{elapsed:6.0f}s] [{index}/{len(ORDER)}] {tool} {pin.version}: {message}\n"
+        with self.print_lock:  # tools report from several threads; keep their lines whole
+            sys.stdout.write(line)
+            sys.stdout.flush()
 
     # -- one tool ---------------------------------------------------------------------------
     def ensure(self, tool: str) -> str:
