@@ -8,6 +8,7 @@ moving an environment between sites means.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -33,8 +34,12 @@ SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 
 
 def fake_secret(key: str) -> str:
-    """A recognisable fake value, so a test can find it wherever it leaks."""
-    return f"FAKE{abs(hash(key)) % 10**8:08d}x{key.replace('-', '')[:20]}"
+    """A recognisable fake value, so a test can find it wherever it leaks.
+
+    Derived with sha256 rather than ``hash()`` so that two runs (and two renderings of the
+    same tree, tests/tools/render_environments.py) see the same values."""
+    digest = int(hashlib.sha256(key.encode()).hexdigest(), 16) % 10**8
+    return f"FAKE{digest:08d}x{key.replace('-', '')[:20]}"
 
 
 def is_secret(value: Any) -> bool:
