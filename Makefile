@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ENV ?= staging
 # The toolchain, the local clusters and the local state backend live outside the repository.
-TOOLENV = eval "$$($(PY) -m smartnation.toolchain.env)"
+TOOLENV = eval "$$($(PY) -m smartnation.tooling.toolchain.env)"
 
 .PHONY: help
 help: ## list the targets
@@ -24,27 +24,27 @@ venv: $(VENV)/.installed ## the project's virtualenv (PyPI only)
 
 .PHONY: bootstrap
 bootstrap: venv ## build or reuse every pinned tool (Go module proxy only)
-	$(PY) -m smartnation.toolchain.bootstrap --python $(abspath $(PY))
+	$(PY) -m smartnation.tooling.toolchain.bootstrap --python $(abspath $(PY))
 
 .PHONY: env
 env: ## print the exports for your shell: eval "$$(make -s env)"
-	@$(PY) -m smartnation.toolchain.env
+	@$(PY) -m smartnation.tooling.toolchain.env
 
 .PHONY: clusters
 clusters: bootstrap ## start the local dusseldorf-test and monaco-onprem clusters
-	$(PY) -m smartnation.clusters.local up
+	$(PY) -m smartnation.tooling.local_clusters.lifecycle up
 
 .PHONY: clusters-down
 clusters-down: venv ## stop the local clusters (their data is kept)
-	$(PY) -m smartnation.clusters.local down
+	$(PY) -m smartnation.tooling.local_clusters.lifecycle down
 
 .PHONY: clusters-status
 clusters-status: venv ## show whether each local cluster runs
-	$(PY) -m smartnation.clusters.local status
+	$(PY) -m smartnation.tooling.local_clusters.lifecycle status
 
 .PHONY: clusters-reset
 clusters-reset: venv ## delete the local clusters and all their data
-	$(PY) -m smartnation.clusters.local reset
+	$(PY) -m smartnation.tooling.local_clusters.lifecycle reset
 
 .PHONY: up
 up: clusters ## bootstrap, start the clusters and deploy ENV (default staging), then print its outputs

@@ -2,7 +2,7 @@
 
 import pulumi
 
+from smartnation.program.city_platform import build
 from smartnation.settings import load_settings
-from smartnation.stack import build
 
 build(load_settings(pulumi.get_stack()))

@@ -28,4 +28,4 @@ unset CLUSTER_KUBECONFIG
 
 # The toolchain's PATH and plugin settings, exactly as `make up` gets them. Values already set
 # above (backend URL, passphrase, kubeconfig) win over its local defaults.
-eval "$("$GITHUB_WORKSPACE/.venv/bin/python" -m smartnation.toolchain.env)"
+eval "$("$GITHUB_WORKSPACE/.venv/bin/python" -m smartnation.tooling.toolchain.env)"

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import yaml
 
-from smartnation.clusters.local import LocalClusters
-from smartnation.settings.secrets import CONFIG_NAMESPACE, generate_missing
-from smartnation.toolchain.cache import layout
-from smartnation.toolchain.env import exports
+from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, generate_missing
+from smartnation.tooling.local_clusters.lifecycle import LocalClusters
+from smartnation.tooling.toolchain.cache import layout
+from smartnation.tooling.toolchain.env import exports
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "BENCHMARKS.json"
@@ -56,7 +56,9 @@ def du(path: Path) -> str:
 def bench_toolchain(env: dict[str, str]) -> dict:
     cache = layout()
     warm = timed(
-        lambda: run(sys.executable, "-m", "smartnation.toolchain.bootstrap", "--python", sys.executable, env=env)
+        lambda: run(
+            sys.executable, "-m", "smartnation.tooling.toolchain.bootstrap", "--python", sys.executable, env=env
+        )
     )
     times_file = cache.logs / "build-times.json"
     builds = json.loads(times_file.read_text())["tools"] if times_file.exists() else {}
@@ -75,7 +77,9 @@ def bench_cold_bootstrap(env: dict[str, str], root: Path) -> dict:
     path = os.pathsep.join(d for d in env["PATH"].split(os.pathsep) if d != warm_bin)
     cold_env = {**env, "SMARTNATION_CACHE": str(root), "PATH": path}
     total = timed(
-        lambda: run(sys.executable, "-m", "smartnation.toolchain.bootstrap", "--python", sys.executable, env=cold_env)
+        lambda: run(
+            sys.executable, "-m", "smartnation.tooling.toolchain.bootstrap", "--python", sys.executable, env=cold_env
+        )
     )
     times = json.loads((root / "logs" / "build-times.json").read_text())
     return {"total_s": round(total, 1), "tools": times["tools"], "disk_total": du(root)}

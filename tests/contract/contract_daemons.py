@@ -23,13 +23,13 @@ from pathlib import Path
 
 import pytest
 
-from smartnation.daemon_config.mosquitto import (
+from smartnation.program.daemon_config.mosquitto import (
     DeviceClass,
     render_acl_file,
     render_mosquitto_conf,
     render_password_file,
 )
-from smartnation.daemon_config.postgres import (
+from smartnation.program.daemon_config.postgres import (
     Database,
     Grant,
     Role,

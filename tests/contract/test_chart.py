@@ -18,14 +18,14 @@ import jsonschema
 import pytest
 import yaml
 
-from smartnation.components.city_apis import CHART_PATH, chart_values
+from smartnation.program.components.city_apis import CHART_PATH, chart_values
 from smartnation.settings import list_clusters, list_environments, load_cluster_profile, load_settings
 
 pytestmark = pytest.mark.contract
 
 CASES = [(env, cluster) for env in list_environments() for cluster in list_clusters()]
 # Render for the Kubernetes the clusters run (helm built without version stamps assumes 1.20).
-VERSIONS = Path(__file__).resolve().parents[2] / "infra" / "smartnation" / "toolchain" / "versions.yaml"
+VERSIONS = Path(__file__).resolve().parents[2] / "infra" / "smartnation" / "tooling" / "toolchain" / "versions.yaml"
 KUBE_VERSION = yaml.safe_load(VERSIONS.read_text(encoding="utf-8"))["kubernetes"]["version"]
 APPS = ("device-registry", "telemetry-ingest", "open-data-api")
 

@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.reasoncodes import ReasonCode
 
-from smartnation.daemon_config.mosquitto import hash_password
+from smartnation.program.daemon_config.mosquitto import hash_password
 
 from .contract_daemons import (
     MOSQUITTO_PUB,

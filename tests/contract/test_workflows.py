@@ -1,6 +1,6 @@
 """The GitHub Actions workflows: linted by the real actionlint, then held to the deployment rules.
 
-actionlint is the pinned build from `make bootstrap` (infra/smartnation/toolchain/versions.yaml),
+actionlint is the pinned build from `make bootstrap` (infra/smartnation/tooling/toolchain/versions.yaml),
 with the shell in `run:` blocks checked by Debian's shellcheck. Neither is optional: a missing
 tool fails the test with the command that installs it.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from smartnation.toolchain.cache import layout
+from smartnation.tooling.toolchain.cache import layout
 
 pytestmark = pytest.mark.contract
 
@@ -221,7 +221,7 @@ def test_pull_requests_preview_against_the_base_with_the_cached_toolchain(workfl
     assert str(python["with"]["python-version"]) == "3.11"
     cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache@"))
     assert cache["with"]["path"] == "~/.cache/smartnation"
-    assert "hashFiles('infra/smartnation/toolchain/versions.yaml')" in cache["with"]["key"]
+    assert "hashFiles('infra/smartnation/tooling/toolchain/versions.yaml')" in cache["with"]["key"]
     runs = [s.get("run", "") for s in steps]
     bootstrap = next(i for i, r in enumerate(runs) if "make bootstrap" in r)
     preview_at = next(i for i, r in enumerate(runs) if "smartnation preview" in r)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from smartnation.clusters.local import LocalClusters
-from smartnation.toolchain.cache import layout
-from smartnation.toolchain.env import exports
+from smartnation.tooling.local_clusters.lifecycle import LocalClusters
+from smartnation.tooling.toolchain.cache import layout
+from smartnation.tooling.toolchain.env import exports
 from tests.integration.platform_project import PROJECT as TEST_PROJECT
 
 REPO = Path(__file__).resolve().parents[2]

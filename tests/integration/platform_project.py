@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from smartnation.settings.secrets import CONFIG_NAMESPACE, generate_missing
+from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, generate_missing
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "smartnation-it"

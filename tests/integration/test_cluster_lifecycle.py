@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smartnation.clusters.local import ClusterError, LocalClusters
-from smartnation.toolchain.cache import layout
+from smartnation.tooling.local_clusters.lifecycle import ClusterError, LocalClusters
+from smartnation.tooling.toolchain.cache import layout
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

@@ -25,8 +25,8 @@ import yaml
 
 from smartnation.cli import exit_codes
 from smartnation.cli.promotion import copy_releases
+from smartnation.program.city_platform import release_summary
 from smartnation.settings import load_settings
-from smartnation.stack import release_summary
 from tests.integration.platform_project import REPO, PlatformProject
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""The toolchain on PATH is exactly what infra/smartnation/toolchain/versions.yaml pins."""
+"""The toolchain on PATH is exactly what infra/smartnation/tooling/toolchain/versions.yaml pins."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from smartnation.toolchain.versions import load_pins
+from smartnation.tooling.toolchain.versions import load_pins
 
 pytestmark = pytest.mark.integration
 PINS = load_pins()
@@ -58,7 +58,7 @@ def test_other_tools(tools, tool, args):
 
 
 def test_binaries_come_from_the_cache_not_the_system(tools):
-    from smartnation.toolchain.cache import layout
+    from smartnation.tooling.toolchain.cache import layout
 
     cache_bin = str(layout().bin)
     for binary in ("pulumi", "kubectl", "etcd", "helm"):

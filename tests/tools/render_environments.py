@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-from pulumi.runtime import rpc, settings as runtime_settings
+from pulumi.runtime import rpc
+from pulumi.runtime import settings as runtime_settings
 
 from tests.unit.harness import CLUSTERS, ENVIRONMENTS, Recorder, environments_copy, run, secrets_for, set_secrets
 
@@ -56,7 +57,7 @@ def render(environment: str, cluster: str, workdir: Path) -> list[dict[str, Any]
     try:
         from smartnation.program.platform import build
     except ImportError:  # the layout before the architecture issue
-        from smartnation.stack import build  # type: ignore[no-redef]
+        from smartnation.program.city_platform import build  # type: ignore[no-redef]
 
     root = environments_copy(workdir, environment, cluster)
     settings = load_settings(environment, root)

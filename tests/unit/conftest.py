@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 import pulumi
 import pytest
 
+from smartnation.program.city_platform import build
 from smartnation.settings import load_settings
-from smartnation.stack import build
 from tests.unit.harness import BuiltStack, Recorder, environments_copy, run, secrets_for, set_secrets
 
 

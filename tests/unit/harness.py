@@ -1,9 +1,9 @@
 """Pulumi mocks that record every registered resource, and helpers to build a whole stack.
 
 The mocks are installed by fixtures in conftest.py (never at import), so each test starts
-from a clean runtime and a clean record. ``build_stack(environment, cluster)`` runs ``smartnation.stack.build``
-for the environment file with its ``cluster:`` line switched to ``cluster``, exactly what
-moving an environment between sites means.
+from a clean runtime and a clean record. ``build_stack(environment, cluster)`` runs
+``smartnation.program.city_platform.build`` for the environment file with its ``cluster:`` line
+switched to ``cluster``, exactly what moving an environment between sites means.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import pulumi
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from smartnation.settings.loader import environments_dir
+from smartnation.paths import environments_dir
 from smartnation.settings.models import Settings
-from smartnation.settings.secrets import CONFIG_NAMESPACE, required_secrets
+from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, required_secrets
 
 ENVIRONMENTS = ("dev", "staging", "production")
 CLUSTERS = ("dusseldorf-test", "monaco-onprem")

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from smartnation.toolchain import bootstrap as boot
-from smartnation.toolchain.cache import CacheLayout
-from smartnation.toolchain.gobuild import StepError
-from smartnation.toolchain.recipes import Recipe
-from smartnation.toolchain.versions import Pin, VersionsError, load_pins
+from smartnation.tooling.toolchain import bootstrap as boot
+from smartnation.tooling.toolchain.cache import CacheLayout
+from smartnation.tooling.toolchain.gobuild import StepError
+from smartnation.tooling.toolchain.recipes import Recipe
+from smartnation.tooling.toolchain.versions import Pin, VersionsError, load_pins
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from smartnation.components.city_apis import CHART_PATH, chart_version
+from smartnation.program.components.city_apis import CHART_PATH, chart_version
 from smartnation.settings import load_settings
 from tests.unit.harness import ENVIRONMENTS
 

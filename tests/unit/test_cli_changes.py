@@ -48,7 +48,7 @@ def test_a_cluster_profile_affects_an_environment_whose_file_cannot_be_read():
 @pytest.mark.parametrize(
     "path",
     [
-        "infra/smartnation/stack.py",
+        "infra/smartnation/program/city_platform.py",
         "charts/city-api/values.yaml",
         "policy/smartnation_policy/rules.py",
         "Pulumi.yaml",

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from smartnation.cli.stacks import secrets_from_environment, secrets_variable
+from smartnation.cli.workspace import secrets_from_environment, secrets_variable
 from smartnation.settings import SettingsError
 
 pytestmark = pytest.mark.unit

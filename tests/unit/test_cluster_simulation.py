@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smartnation.clusters.simulation import (
+from smartnation.tooling.local_clusters.simulation import (
     ProfileError,
     kwokctl_configuration,
     load_simulation,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from smartnation.daemon_config import (
+from smartnation.program.daemon_config import (
     Database,
     DeviceClass,
     Grant,

@@ -6,7 +6,7 @@ import pytest
 from google.protobuf import struct_pb2
 from pulumi.runtime.proto import language_pb2
 
-from smartnation.toolchain import language_host
+from smartnation.tooling.toolchain import language_host
 
 pytestmark = pytest.mark.unit
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from smartnation.paths import ENVIRONMENTS_DIR_VARIABLE
 from smartnation.settings import SettingsError, list_clusters, load_cluster_profile, load_settings
-from smartnation.settings.loader import ENVIRONMENTS_DIR_VARIABLE
 from smartnation.settings.models import ComponentReleases, Releases
 from tests.unit.harness import ENVIRONMENTS, REPO_ENVIRONMENTS
 

@@ -16,10 +16,10 @@ import jsonschema
 import pytest
 import yaml
 
-from smartnation.components.city_apis import CHART_PATH
+from smartnation.program.components.city_apis import CHART_PATH
 from smartnation.settings import SettingsError, load_cluster_profile
-from smartnation.settings.schema import parse_quantity
-from smartnation.settings.secrets import MissingSecretsError, required_secrets
+from smartnation.settings.stack_secrets import MissingSecretsError, required_secrets
+from smartnation.settings.validation import parse_quantity
 from tests.unit.harness import (
     CLUSTERS,
     ENVIRONMENTS,
@@ -238,8 +238,8 @@ def test_apis_get_credentials_only_by_secret_reference(built: BuiltStack) -> Non
 
 
 def test_missing_secret_names_stack_file_and_key_and_registers_nothing(recorder) -> None:
+    from smartnation.program.city_platform import build
     from smartnation.settings import load_settings
-    from smartnation.stack import build
 
     settings = load_settings("staging")
     values = secrets_for(settings)
@@ -255,8 +255,8 @@ def test_missing_secret_names_stack_file_and_key_and_registers_nothing(recorder)
 
 
 def test_settings_errors_register_nothing(recorder, tmp_path: Path) -> None:
+    from smartnation.program.city_platform import build
     from smartnation.settings import load_settings
-    from smartnation.stack import build
 
     root = environments_copy(tmp_path, "dev", "dusseldorf-test")
     text = (root / "dev.yaml").read_text(encoding="utf-8").replace("chart_version: 0.1.0", "chart_version: 9.9.9")
@@ -270,7 +270,7 @@ def test_settings_errors_register_nothing(recorder, tmp_path: Path) -> None:
 
 def test_required_secrets_cover_every_role_class_and_user() -> None:
     from smartnation.settings import load_settings
-    from smartnation.settings.secrets import generate_missing
+    from smartnation.settings.stack_secrets import generate_missing
 
     for environment in ENVIRONMENTS:
         settings = load_settings(environment)

@@ -16,15 +16,16 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from smartnation.cli import stacks
+from smartnation.cli import workspace
 from smartnation.cli.report import EnvironmentPreview, EventCollector, urn_name
+from smartnation.paths import POLICY_PACK, environments_dir, project_dir
 from smartnation.settings import Settings, SettingsError
-from smartnation.settings.secrets import CONFIG_NAMESPACE, generate_missing
+from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, generate_missing
 
 log = logging.getLogger("smartnation")
 
 RELEASES_OUTPUT = "deployed_releases"
-"""The stack output (infra/smartnation/stack.py) recording the releases the last update deployed."""
+"""The stack output (infra/smartnation/program/city_platform.py) recording the releases the last update deployed."""
 _DERIVED_RELEASE_KEYS = ("helm_releases",)  # outputs of the deployment, not of the settings
 
 
@@ -50,8 +51,8 @@ def policy_config(environment: str, profile_path: Path) -> dict[str, Any]:
     """
     proc = subprocess.run(
         [sys.executable, "-c", _POLICY_CONFIG_SCRIPT, environment, str(profile_path)],
-        cwd=stacks.POLICY_PACK,
-        env={**stacks.tool_environment(), "PYTHONPATH": str(stacks.POLICY_PACK)},
+        cwd=POLICY_PACK,
+        env={**workspace.tool_environment(), "PYTHONPATH": str(POLICY_PACK)},
         capture_output=True,
         text=True,
         timeout=120,
@@ -70,7 +71,7 @@ def policy_args(settings: Settings, environments: Path) -> Iterator[dict[str, li
     with tempfile.TemporaryDirectory(prefix="smartnation-policy-") as tmp:
         path = Path(tmp) / f"{settings.environment}-policy.json"
         path.write_text(json.dumps(config, indent=2), encoding="utf-8")
-        yield {"policy_packs": [str(stacks.POLICY_PACK)], "policy_pack_configs": [str(path)]}
+        yield {"policy_packs": [str(POLICY_PACK)], "policy_pack_configs": [str(path)]}
 
 
 # --- stacks ---------------------------------------------------------------------------------------
@@ -84,10 +85,10 @@ def open_stack(environment: str, environments: Path | None = None) -> tuple[auto
     Pulumi.<env>.yaml) as `smartnation secrets init` would. An existing stack is never altered.
     """
     try:
-        stack, settings = stacks.select(environment, create=False, environments=environments)
+        stack, settings = workspace.select(environment, create=False, environments=environments)
         return stack, settings, False
     except auto.StackNotFoundError:
-        stack, settings = stacks.select(environment, create=True, environments=environments)
+        stack, settings = workspace.select(environment, create=True, environments=environments)
     generated = generate_missing(environment, stack.get_all_config().keys(), root=environments)
     if generated:
         stack.set_all_config(
@@ -112,7 +113,7 @@ def preview(
 
     ConcurrentUpdateError and SettingsError do propagate: they are the caller's exit codes.
     """
-    envdir = environments or stacks.environments_dir()
+    envdir = environments or environments_dir()
     stack, settings, created = open_stack(environment, envdir)
     collector = EventCollector()
     failed, tail = False, ""
@@ -205,7 +206,7 @@ def lock_holders(environment: str) -> list[dict[str, Any]] | None:
     `.pulumi/locks/<org>/<project>/<stack>/<id>.json` (older layout: `.pulumi/locks/<stack>/`).
     Other backends (S3) are not listed here: there the update itself refuses with STACK_LOCKED.
     """
-    url = stacks.tool_environment().get("PULUMI_BACKEND_URL", "")
+    url = workspace.tool_environment().get("PULUMI_BACKEND_URL", "")
     if not url.startswith("file://"):
         return None
     root = Path(url.removeprefix("file://")).expanduser() / ".pulumi" / "locks"
@@ -223,7 +224,7 @@ def lock_holders(environment: str) -> list[dict[str, Any]] | None:
 def _project_name() -> str:
     import yaml
 
-    data = yaml.safe_load((stacks.project_dir() / "Pulumi.yaml").read_text(encoding="utf-8"))
+    data = yaml.safe_load((project_dir() / "Pulumi.yaml").read_text(encoding="utf-8"))
     return str(data["name"])
 
 
@@ -282,6 +283,6 @@ def deployed_releases(stack: auto.Stack) -> dict[str, Any] | None:
 def file_releases(settings: Settings) -> dict[str, Any]:
     """What the releases output would be for the settings as they are in the files now."""
     # Imported late: the stack module pulls in the Kubernetes SDK and every component.
-    from smartnation.stack import release_summary
+    from smartnation.program.city_platform import release_summary
 
     return json.loads(json.dumps(release_summary(settings)))

@@ -26,9 +26,9 @@ from pulumi import automation as auto
 
 from smartnation.cli import engine, exit_codes, preview, promote, status
 from smartnation.cli.console import confirm, stream_to
-from smartnation.cli.stacks import environments_dir, select
+from smartnation.cli.workspace import environments_dir, select
 from smartnation.settings import SettingsError
-from smartnation.settings.secrets import CONFIG_NAMESPACE, generate_missing
+from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, generate_missing
 
 log = logging.getLogger("smartnation")
 

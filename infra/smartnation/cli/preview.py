@@ -15,10 +15,11 @@ from pathlib import Path
 
 import yaml
 
-from smartnation.cli import engine, exit_codes, stacks
+from smartnation.cli import engine, exit_codes
 from smartnation.cli.changes import affected_environments, changed_files, git_toplevel
 from smartnation.cli.promotion import load_order
 from smartnation.cli.report import ERROR, POLICY, EnvironmentPreview, render_markdown
+from smartnation.paths import environments_dir, project_dir
 from smartnation.settings import SettingsError, list_environments
 
 log = logging.getLogger("smartnation")
@@ -63,8 +64,8 @@ def exit_code_for(previews: list[EnvironmentPreview]) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    environments = stacks.environments_dir()
-    project = stacks.project_dir()
+    environments = environments_dir()
+    project = project_dir()
     header: list[str] = []
     if args.environments:
         check_environments(args.environments, environments)

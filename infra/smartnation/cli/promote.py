@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pulumi import automation as auto
 
-from smartnation.cli import engine, exit_codes, stacks
+from smartnation.cli import engine, exit_codes, workspace
 from smartnation.cli.console import confirm, stream_to
 from smartnation.cli.promotion import (
     APPLIED,
@@ -46,6 +46,7 @@ from smartnation.cli.promotion import (
     write_atomically,
 )
 from smartnation.cli.report import EnvironmentPreview, render_environment
+from smartnation.paths import environments_dir, project_dir
 from smartnation.settings import load_settings
 
 log = logging.getLogger("smartnation")
@@ -64,7 +65,7 @@ class Refused(Exception):
 def gate_source_deployed(source: str, environments: Path) -> tuple[SourceUpdate, auto.Stack]:
     """(a) SOURCE's last update succeeded and deployed what SOURCE's file says now."""
     try:
-        stack, settings = stacks.select(source, create=False, environments=environments)
+        stack, settings = workspace.select(source, create=False, environments=environments)
     except auto.StackNotFoundError as error:
         raise Refused(f"{source} was never deployed to this backend: nothing it ran can be promoted") from error
     last = engine.last_update(stack)
@@ -152,7 +153,7 @@ def check_target(target: str, environments: Path) -> None:
     """Before --apply writes anything: TARGET is still not locked, and whether it drifted (the
     update compares with the state, not the cluster; the operator should know)."""
     engine.check_unlocked(target)
-    stack, _ = stacks.select(target, create=False, environments=environments)
+    stack, _ = workspace.select(target, create=False, environments=environments)
     found = engine.drift(stack)
     if found.error:
         raise Refused(f"the drift check of {target} failed: {found.error}")
@@ -165,8 +166,8 @@ def check_target(target: str, environments: Path) -> None:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    environments = stacks.environments_dir()
-    project = stacks.project_dir()
+    environments = environments_dir()
+    project = project_dir()
     source, target = args.source, args.target
     # Input first: nothing is read from the backend and nothing is recorded for a malformed request.
     order = load_order(environments)
@@ -245,7 +246,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         record(WRITTEN_ONLY, f"{target_settings.source} written; deploy with `smartnation up {target}`")
         return exit_codes.OK
 
-    stack, settings = stacks.select(target, create=True, environments=environments)
+    stack, settings = workspace.select(target, create=True, environments=environments)
     log.info("updating %s on %s ...", target, settings.cluster.name)
     try:
         with engine.policy_args(settings, environments) as policy:
@@ -269,7 +270,7 @@ def _last(stack: auto.Stack) -> SourceUpdate | None:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    entries = read_audit(stacks.environments_dir())
+    entries = read_audit(environments_dir())
     if args.last:
         entries = entries[-args.last :]
     if args.json:

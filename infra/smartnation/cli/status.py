@@ -16,9 +16,10 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from smartnation.cli import engine, exit_codes, stacks
+from smartnation.cli import engine, exit_codes, workspace
 from smartnation.cli.preview import check_environments, known_environments
 from smartnation.cli.promotion import render_table
+from smartnation.paths import environments_dir
 from smartnation.settings import load_settings
 
 log = logging.getLogger("smartnation")
@@ -41,11 +42,11 @@ class EnvironmentStatus:
 
 
 def environment_status(environment: str, check_drift: bool) -> EnvironmentStatus:
-    environments = stacks.environments_dir()
+    environments = environments_dir()
     settings = load_settings(environment, environments)
     status = EnvironmentStatus(environment, settings.cluster.name, deployed=False)
     try:
-        stack, _ = stacks.select(environment, create=False, environments=environments)
+        stack, _ = workspace.select(environment, create=False, environments=environments)
     except auto.StackNotFoundError:
         return status
     last = engine.last_update(stack)
@@ -99,7 +100,7 @@ def render(statuses: list[EnvironmentStatus]) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    environments = stacks.environments_dir()
+    environments = environments_dir()
     names = args.environments or list(known_environments(environments))
     check_environments(names, environments)
     statuses = []

@@ -7,7 +7,6 @@ problem raises ``SettingsError`` naming the file the offending key came from.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,31 +14,20 @@ from typing import Any
 
 import yaml
 
+from smartnation.paths import CLUSTERS_DIR, environments_dir
 from smartnation.settings.errors import SettingsError
 from smartnation.settings.models import ClusterProfile, EnvironmentSpec, Settings
-from smartnation.settings.schema import Origins, convert, display_path
+from smartnation.settings.validation import Origins, convert, display_path
 
-ENVIRONMENTS_DIR_VARIABLE = "SMARTNATION_ENVIRONMENTS_DIR"
 DEFAULTS_FILE = "defaults.yaml"
 # Files in environments/ that are not environments: the shared defaults and the promotion
 # order (owned by the ops CLI, smartnation.cli.promotion).
 NOT_ENVIRONMENTS = frozenset({DEFAULTS_FILE, "promotion.yaml"})
-CLUSTERS_DIR = "clusters"
 # Blocks every environment file must state itself rather than inherit from the defaults:
 # `promote staging production` copies `releases` verbatim, so a release must never be
 # half in defaults.yaml; `cluster` is the one line that moves an environment between sites.
 OWN_BLOCKS = ("cluster", "releases")
 _NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
-
-
-def environments_dir(root: Path | None = None) -> Path:
-    """The environments/ directory: ``root``, else $SMARTNATION_ENVIRONMENTS_DIR, else the repo's."""
-    if root is not None:
-        return Path(root)
-    if os.environ.get(ENVIRONMENTS_DIR_VARIABLE):
-        return Path(os.environ[ENVIRONMENTS_DIR_VARIABLE])
-    # infra/smartnation/settings/loader.py -> repository root is three levels above the package.
-    return Path(__file__).resolve().parents[3] / "environments"
 
 
 def list_environments(root: Path | None = None) -> tuple[str, ...]:

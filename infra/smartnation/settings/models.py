@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from smartnation.daemon_config.mosquitto import validate_topic_filter
-from smartnation.settings.schema import parse_quantity, setting
+from smartnation.program.daemon_config.mosquitto import validate_topic_filter
+from smartnation.settings.validation import parse_quantity, setting
 
 DNS_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 SQL_IDENTIFIER = r"[a-z_][a-z0-9_]{0,62}"

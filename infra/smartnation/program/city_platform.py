@@ -7,15 +7,15 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from smartnation.components.broker import Broker, BrokerArgs
-from smartnation.components.city_apis import CityApis, CityApisArgs, Connections, chart_version
-from smartnation.components.database import Database, DatabaseArgs
-from smartnation.components.guardrails import Guardrails, GuardrailsArgs
-from smartnation.components.object_storage import ObjectStorage, ObjectStorageArgs
-from smartnation.components.providers import cluster_providers
+from smartnation.program.components.broker import Broker, BrokerArgs
+from smartnation.program.components.city_apis import CityApis, CityApisArgs, Connections, chart_version
+from smartnation.program.components.database import Database, DatabaseArgs
+from smartnation.program.components.guardrails import Guardrails, GuardrailsArgs
+from smartnation.program.components.object_storage import ObjectStorage, ObjectStorageArgs
+from smartnation.program.components.providers import cluster_providers
 from smartnation.settings import SettingsError
 from smartnation.settings.models import ClusterProfile, Settings
-from smartnation.settings.secrets import check_secrets
+from smartnation.settings.stack_secrets import check_secrets
 
 
 def preflight(settings: Settings) -> None:

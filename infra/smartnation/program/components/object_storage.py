@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from smartnation import naming
-from smartnation.components import child_options, pods, require_provider, stateful_options
-from smartnation.settings import secrets
+from smartnation.program import naming
+from smartnation.program.components import child_options, pods, require_provider, stateful_options
+from smartnation.settings import stack_secrets
 from smartnation.settings.models import ClusterProfile, ComponentRelease, ObjectStorageSettings, StorageUser
 
 PORT = 9000
@@ -109,7 +109,7 @@ class ObjectStorage(pulumi.ComponentResource):
         provider = require_provider(opts, "ObjectStorage")
         child = child_options(self, provider)
         n = naming.names(args.environment, naming.OBJECT_STORAGE)
-        cfg = pulumi.Config(secrets.CONFIG_NAMESPACE)
+        cfg = pulumi.Config(stack_secrets.CONFIG_NAMESPACE)
         s = args.settings
         version = args.release.version
 
@@ -121,8 +121,8 @@ class ObjectStorage(pulumi.ComponentResource):
             metadata=meta(None, n.child("root")),
             type="Opaque",
             string_data={
-                "MINIO_ROOT_USER": cfg.require_secret(secrets.OBJECT_STORAGE_ROOT_USER),
-                "MINIO_ROOT_PASSWORD": cfg.require_secret(secrets.OBJECT_STORAGE_ROOT_PASSWORD),
+                "MINIO_ROOT_USER": cfg.require_secret(stack_secrets.OBJECT_STORAGE_ROOT_USER),
+                "MINIO_ROOT_PASSWORD": cfg.require_secret(stack_secrets.OBJECT_STORAGE_ROOT_PASSWORD),
             },
             opts=child,
         )
@@ -132,7 +132,7 @@ class ObjectStorage(pulumi.ComponentResource):
         user_secret_values = []
         for user in s.users:
             secret_name = n.child(f"user-{user.name}")
-            secret_key = cfg.require_secret(secrets.object_storage_secret_key(user.name))
+            secret_key = cfg.require_secret(stack_secrets.object_storage_secret_key(user.name))
             user_secret_values.append(secret_key)
             k8s.core.v1.Secret(
                 f"{name}-user-{user.name}",

@@ -12,8 +12,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from smartnation import naming
-from smartnation.components import (
+from smartnation.program import naming
+from smartnation.program.components import (
     broker,
     child_options,
     city_apis,

@@ -7,17 +7,10 @@ on-prem site).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def cache_root() -> Path:
-    explicit = os.environ.get("SMARTNATION_CACHE")
-    if explicit:
-        return Path(explicit).expanduser().resolve()
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser().resolve() / "smartnation"
+from smartnation.paths import cache_root
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from smartnation.toolchain.cache import CacheLayout, layout
-from smartnation.toolchain.gobuild import GoRunner, StepError
-from smartnation.toolchain.recipes import RECIPES, Recipe
-from smartnation.toolchain.versions import TOOLS, Pin, VersionsError, load_pins
+from smartnation.tooling.toolchain.cache import CacheLayout, layout
+from smartnation.tooling.toolchain.gobuild import GoRunner, StepError
+from smartnation.tooling.toolchain.recipes import LANGUAGE_HOST_MODULE, RECIPES, Recipe
+from smartnation.tooling.toolchain.versions import TOOLS, Pin, VersionsError, load_pins
 
 log = logging.getLogger("smartnation.bootstrap")
 
@@ -162,11 +162,16 @@ class Bootstrap:
         launcher = pulumi_bin / "pulumi-language-python"
         tmp = pulumi_bin / ".pulumi-language-python.tmp"
         tmp.unlink(missing_ok=True)
+        # The launcher names the host's module itself (rewritten on every bootstrap), so a cache
+        # built by an older checkout still starts the host where this checkout keeps it.
+        pin = self.pins["pulumi-language-python"]
         tmp.write_text(
             "#!/bin/sh\n"
             f'SMARTNATION_PYTHON="${{SMARTNATION_PYTHON:-{self.python}}}"\n'
-            "export SMARTNATION_PYTHON\n"
-            f'exec "{host_dir / "pulumi-language-python"}" "$@"\n'
+            f'SMARTNATION_LANGUAGE_HOST_VERSION="{pin.version}"\n'
+            f'SMARTNATION_LANGUAGE_DIR="{host_dir}"\n'
+            "export SMARTNATION_PYTHON SMARTNATION_LANGUAGE_HOST_VERSION SMARTNATION_LANGUAGE_DIR\n"
+            f'exec "$SMARTNATION_PYTHON" -m {LANGUAGE_HOST_MODULE} "$@"\n'
         )
         tmp.chmod(0o755)
         os.replace(tmp, launcher)

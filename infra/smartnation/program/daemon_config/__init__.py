@@ -5,13 +5,13 @@ components put their output into ConfigMaps and Secrets; ``tests/contract/`` run
 same output against the real daemons from Debian packages.
 """
 
-from smartnation.daemon_config.mosquitto import (
+from smartnation.program.daemon_config.mosquitto import (
     DeviceClass,
     render_acl_file,
     render_mosquitto_conf,
     render_password_file,
 )
-from smartnation.daemon_config.postgres import (
+from smartnation.program.daemon_config.postgres import (
     Database,
     Grant,
     Role,

@@ -1,12 +1,6 @@
 """Selecting an environment's stack through the Automation API, with the toolchain's environment.
 
-Where things are, so that tests (and a second checkout) can point the CLI elsewhere:
-
-- the code (infra/, policy/, charts/) is always this checkout (``REPO``);
-- the *project* (Pulumi.yaml, the stack files under environments/stacks, the git history that
-  ``preview`` diffs) is ``$SMARTNATION_PROJECT_DIR``, by default this checkout;
-- the environment files are ``$SMARTNATION_ENVIRONMENTS_DIR``, by default ``<project>/environments``.
-"""
+Where the project, the environments and the policy pack are is ``smartnation.paths``."""
 
 from __future__ import annotations
 
@@ -17,26 +11,10 @@ from pathlib import Path
 
 from pulumi import automation as auto
 
+from smartnation.paths import ENVIRONMENTS_DIR_VARIABLE, environments_dir, project_dir
 from smartnation.settings import Settings, SettingsError, load_settings
-from smartnation.settings.loader import ENVIRONMENTS_DIR_VARIABLE
-from smartnation.settings.secrets import CONFIG_NAMESPACE
-from smartnation.toolchain.env import exports
-
-REPO = Path(__file__).resolve().parents[3]
-PROJECT_DIR_VARIABLE = "SMARTNATION_PROJECT_DIR"
-POLICY_PACK = REPO / "policy"
-
-
-def project_dir() -> Path:
-    """The Pulumi project directory: $SMARTNATION_PROJECT_DIR, else this checkout."""
-    configured = os.environ.get(PROJECT_DIR_VARIABLE)
-    return Path(configured).resolve() if configured else REPO
-
-
-def environments_dir() -> Path:
-    """The environment files: $SMARTNATION_ENVIRONMENTS_DIR, else <project>/environments."""
-    configured = os.environ.get(ENVIRONMENTS_DIR_VARIABLE)
-    return Path(configured).resolve() if configured else project_dir() / "environments"
+from smartnation.settings.stack_secrets import CONFIG_NAMESPACE
+from smartnation.tooling.toolchain.env import exports
 
 
 def tool_environment() -> dict[str, str]:

@@ -13,14 +13,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from smartnation import naming
-from smartnation.components import child_options, pods, require_provider
-from smartnation.components.certificates import certificate
+from smartnation.paths import CHART
+from smartnation.program import naming
+from smartnation.program.components import child_options, pods, require_provider
+from smartnation.program.components.certificates import certificate
 from smartnation.settings.models import ApiSettings, CityApisSettings, ClusterProfile, Releases
 
 API_PORT = 8080
-# infra/smartnation/components/city_apis.py -> repository root/charts/city-api
-CHART_PATH = Path(__file__).resolve().parents[3] / "charts" / "city-api"
+
+CHART_PATH = CHART
 
 
 def chart_version(chart: Path = CHART_PATH) -> str:

@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from smartnation.toolchain.cache import CacheLayout
+from smartnation.tooling.toolchain.cache import CacheLayout
 
 
 class StepError(RuntimeError):

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from smartnation.clusters.simulation import (
+from smartnation.paths import cluster_profiles_dir
+from smartnation.tooling.local_clusters.simulation import (
     ProfileError,
     SimulatedCluster,
     cert_manager_crds,
@@ -32,12 +33,9 @@ from smartnation.clusters.simulation import (
     nodes,
     storage_classes,
 )
-from smartnation.toolchain.bootstrap import tool_env
-from smartnation.toolchain.cache import CacheLayout, layout
-from smartnation.toolchain.versions import load_pins
-
-REPO = Path(__file__).resolve().parents[3]
-PROFILES_DIR = Path(os.environ.get("SMARTNATION_ENVIRONMENTS_DIR", REPO / "environments")) / "clusters"
+from smartnation.tooling.toolchain.bootstrap import tool_env
+from smartnation.tooling.toolchain.cache import CacheLayout, layout
+from smartnation.tooling.toolchain.versions import load_pins
 
 
 class ClusterError(RuntimeError):
@@ -49,9 +47,9 @@ def say(cluster: str, message: str) -> None:
 
 
 class LocalClusters:
-    def __init__(self, cache: CacheLayout, profiles_dir: Path = PROFILES_DIR, kubeconfig: Path | None = None) -> None:
+    def __init__(self, cache: CacheLayout, profiles_dir: Path | None = None, kubeconfig: Path | None = None) -> None:
         self.cache = cache
-        self.profiles_dir = profiles_dir
+        self.profiles_dir = profiles_dir or cluster_profiles_dir()
         self.kubeconfig = kubeconfig or cache.kubeconfig
         self.kwok_home = cache.clusters / "kwok"
         pins = load_pins()

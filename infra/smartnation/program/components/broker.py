@@ -8,16 +8,16 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from smartnation import naming
-from smartnation.components import child_options, pods, require_provider, stateful_options
-from smartnation.components.certificates import certificate
-from smartnation.daemon_config.mosquitto import (
+from smartnation.program import naming
+from smartnation.program.components import child_options, pods, require_provider, stateful_options
+from smartnation.program.components.certificates import certificate
+from smartnation.program.daemon_config.mosquitto import (
     DeviceClass,
     render_acl_file,
     render_mosquitto_conf,
     render_password_file,
 )
-from smartnation.settings import secrets
+from smartnation.settings import stack_secrets
 from smartnation.settings.models import BrokerSettings, ClusterProfile, ComponentRelease
 
 PLAIN_PORT = 1883
@@ -69,7 +69,7 @@ class Broker(pulumi.ComponentResource):
         provider = require_provider(opts, "Broker")
         child = child_options(self, provider)
         n = naming.names(args.environment, naming.BROKER)
-        cfg = pulumi.Config(secrets.CONFIG_NAMESPACE)
+        cfg = pulumi.Config(stack_secrets.CONFIG_NAMESPACE)
         replicas = args.settings.replicas
         selector = n.selector(naming.SERVER)
         labels = n.labels(naming.SERVER, args.release.version)
@@ -100,7 +100,7 @@ class Broker(pulumi.ComponentResource):
         # Hashing happens inside apply so cleartext passwords never leave the secret Output.
         usernames = [c.username for c in classes]
         password_file = pulumi.Output.secret(
-            pulumi.Output.all(*[cfg.require_secret(secrets.broker_password(c.name)) for c in classes]).apply(
+            pulumi.Output.all(*[cfg.require_secret(stack_secrets.broker_password(c.name)) for c in classes]).apply(
                 lambda passwords: render_password_file(dict(zip(usernames, passwords, strict=True)))
             )
         )
@@ -121,7 +121,7 @@ class Broker(pulumi.ComponentResource):
                 type="Opaque",
                 string_data={
                     "MQTT_USERNAME": class_name,
-                    "MQTT_PASSWORD": cfg.require_secret(secrets.broker_password(class_name)),
+                    "MQTT_PASSWORD": cfg.require_secret(stack_secrets.broker_password(class_name)),
                 },
                 opts=child,
             )

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from smartnation import naming
-from smartnation.components import child_options, pods, require_provider, stateful_options
-from smartnation.daemon_config.postgres import Database as DatabaseDef
-from smartnation.daemon_config.postgres import Grant, Role, render_init_script, render_init_sql
-from smartnation.settings import secrets
+from smartnation.program import naming
+from smartnation.program.components import child_options, pods, require_provider, stateful_options
+from smartnation.program.daemon_config.postgres import Database as DatabaseDef
+from smartnation.program.daemon_config.postgres import Grant, Role, render_init_script, render_init_sql
+from smartnation.settings import stack_secrets
 from smartnation.settings.models import BackupSettings, ClusterProfile, ComponentRelease, DatabaseSettings
 
 PORT = 5432
@@ -86,7 +86,7 @@ class Database(pulumi.ComponentResource):
         provider = require_provider(opts, "Database")
         child = child_options(self, provider)
         n = naming.names(args.environment, naming.DATABASE)
-        cfg = pulumi.Config(secrets.CONFIG_NAMESPACE)
+        cfg = pulumi.Config(stack_secrets.CONFIG_NAMESPACE)
         s = args.settings
         image = pods.image(args.cluster, args.release)
         version = args.release.version
@@ -118,12 +118,12 @@ class Database(pulumi.ComponentResource):
         # Server-side credentials: superuser, replication and every role, as the env var names
         # the init script reads (Role.password_env).
         credential_data: dict[str, pulumi.Input[str]] = {
-            "POSTGRES_PASSWORD": cfg.require_secret(secrets.DATABASE_SUPERUSER_PASSWORD),
-            "REPLICATION_PASSWORD": cfg.require_secret(secrets.DATABASE_REPLICATION_PASSWORD),
+            "POSTGRES_PASSWORD": cfg.require_secret(stack_secrets.DATABASE_SUPERUSER_PASSWORD),
+            "REPLICATION_PASSWORD": cfg.require_secret(stack_secrets.DATABASE_REPLICATION_PASSWORD),
         }
         for role in roles:
             if role.login:
-                credential_data[role.password_env] = cfg.require_secret(secrets.database_role_password(role.name))
+                credential_data[role.password_env] = cfg.require_secret(stack_secrets.database_role_password(role.name))
         credentials = k8s.core.v1.Secret(
             f"{name}-credentials",
             metadata=meta(None, n.child("credentials")),
@@ -145,7 +145,7 @@ class Database(pulumi.ComponentResource):
                 type="Opaque",
                 string_data={
                     "PGUSER": role.name,
-                    "PGPASSWORD": cfg.require_secret(secrets.database_role_password(role.name)),
+                    "PGPASSWORD": cfg.require_secret(stack_secrets.database_role_password(role.name)),
                 },
                 opts=child,
             )

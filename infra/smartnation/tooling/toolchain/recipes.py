@@ -9,14 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from smartnation.toolchain.gobuild import (
+from smartnation.tooling.toolchain.gobuild import (
     GoRunner,
     StepError,
     build_in_wrapper,
     download_module,
     writable_module_copy,
 )
-from smartnation.toolchain.versions import Pin
+from smartnation.tooling.toolchain.versions import Pin
 
 Progress = Callable[[str], None]
 
@@ -101,6 +101,10 @@ def _build_pulumi(go: GoRunner, pin: Pin, out: Path, progress: Progress) -> None
     )
 
 
+LANGUAGE_HOST_MODULE = "smartnation.tooling.toolchain.language_host"
+"""Our Python language host (language_host.py), by module name: importing it needs grpc."""
+
+
 def _build_language_python(go: GoRunner, pin: Pin, out: Path, progress: Progress) -> None:
     """Our language host shim plus the SDK's own program runner, taken from sdk/v3."""
     progress("downloading pulumi-language-python-exec")
@@ -121,7 +125,7 @@ def _build_language_python(go: GoRunner, pin: Pin, out: Path, progress: Progress
         f'SMARTNATION_LANGUAGE_HOST_VERSION="{pin.version}"\n'
         'SMARTNATION_LANGUAGE_DIR="$(cd "$(dirname "$0")" && pwd)"\n'
         "export SMARTNATION_LANGUAGE_HOST_VERSION SMARTNATION_LANGUAGE_DIR\n"
-        'exec "${SMARTNATION_PYTHON:-python3}" -m smartnation.toolchain.language_host "$@"\n'
+        f'exec "${{SMARTNATION_PYTHON:-python3}}" -m {LANGUAGE_HOST_MODULE} "$@"\n'
     )
     shim.chmod(0o755)
 

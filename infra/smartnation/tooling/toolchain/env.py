@@ -13,8 +13,8 @@ import os
 import shlex
 import sys
 
-from smartnation.toolchain.bootstrap import tool_env
-from smartnation.toolchain.cache import layout
+from smartnation.tooling.toolchain.bootstrap import tool_env
+from smartnation.tooling.toolchain.cache import layout
 
 # Only for stacks on the local stand-in clusters; real sites set their own (see README).
 LOCAL_PASSPHRASE = "smartnation-local-clusters-only"
