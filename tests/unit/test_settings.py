@@ -13,6 +13,7 @@ import yaml
 from smartnation.paths import ENVIRONMENTS_DIR_VARIABLE
 from smartnation.settings import SettingsError, list_clusters, load_cluster_profile, load_settings
 from smartnation.settings.models import ComponentReleases, Releases
+from smartnation.settings.yaml_files import read_yaml, read_yaml_documents
 from tests.unit.harness import ENVIRONMENTS, REPO_ENVIRONMENTS
 
 pytestmark = pytest.mark.unit
@@ -196,3 +197,27 @@ def test_profile_mistakes_name_the_profile_file(envdir: Path) -> None:
     edit(envdir, "clusters/monaco-onprem.yaml", "storage.default_class", "nfs")
     with pytest.raises(SettingsError, match=r"^environments/clusters/monaco-onprem\.yaml: storage: default_class"):
         load_settings("production", envdir)
+
+
+# --- The one YAML reader ------------------------------------------------------------------
+
+
+def test_the_yaml_reader_refuses_duplicate_keys_in_nested_mappings(tmp_path: Path) -> None:
+    path = tmp_path / "pins.yaml"
+    path.write_text("kwok:\n  version: 0.8.0\n  version: 0.9.0\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match=r"pins\.yaml: <line 3, column 3>: not valid YAML: duplicate key 'version'"):
+        read_yaml(path)
+
+
+def test_the_yaml_reader_reads_every_document_of_a_stage_file(tmp_path: Path) -> None:
+    path = tmp_path / "stages.yaml"
+    path.write_text("kind: Stage\n---\n---\nkind: Stage\n", encoding="utf-8")
+    assert read_yaml_documents(path) == [{"kind": "Stage"}, {"kind": "Stage"}]
+    path.write_text("kind: Stage\n---\nkind: [Stage\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match=r"stages\.yaml: <line \d+, column \d+>: not valid YAML"):
+        read_yaml_documents(path, "stages.yaml")
+
+
+def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"^clusters/absent\.yaml: <file>: cannot read"):
+        read_yaml(tmp_path / "absent.yaml", "clusters/absent.yaml")

@@ -12,12 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from smartnation.paths import CLUSTERS_DIR, environments_dir
 from smartnation.settings.errors import SettingsError
 from smartnation.settings.models import ClusterProfile, EnvironmentSpec, Settings
 from smartnation.settings.validation import Origins, convert, display_path
+from smartnation.settings.yaml_files import read_yaml
 
 DEFAULTS_FILE = "defaults.yaml"
 # Files in environments/ that are not environments: the shared defaults and the promotion
@@ -49,7 +48,7 @@ def load_cluster_profile(name: str, root: Path | None = None) -> ClusterProfile:
     if not _NAME_RE.fullmatch(name) or not path.is_file():
         known = ", ".join(list_clusters(directory)) or "none"
         raise SettingsError(shown, "<file>", f"no such cluster profile; known profiles: {known}")
-    data = _read_yaml(path, shown)
+    data = read_yaml(path, shown)
     profile = convert(ClusterProfile, data, (), Origins(shown))
     if profile.name != name:
         raise SettingsError(shown, "name", f"expected {name!r} (the file name), got {profile.name!r}")
@@ -69,8 +68,8 @@ def load_settings(environment: str, root: Path | None = None) -> Settings:
 
     defaults_path = directory / DEFAULTS_FILE
     defaults_shown = display_path(defaults_path, directory)
-    defaults = _read_yaml(defaults_path, defaults_shown) if defaults_path.is_file() else {}
-    overrides = _read_yaml(env_path, env_shown)
+    defaults = read_yaml(defaults_path, defaults_shown) if defaults_path.is_file() else {}
+    overrides = read_yaml(env_path, env_shown)
     for name, data, shown in ((DEFAULTS_FILE, defaults, defaults_shown), (env_path.name, overrides, env_shown)):
         if not isinstance(data, Mapping):
             raise SettingsError(shown, "<top level>", f"expected a mapping of settings in {name}")
@@ -104,38 +103,6 @@ def load_settings(environment: str, root: Path | None = None) -> Settings:
         city_apis=spec.city_apis,
         guardrails=spec.guardrails,
     )
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML would silently keep the last one)."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _read_yaml(path: Path, shown: str) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise SettingsError(shown, "<file>", f"cannot read: {error.strerror}") from error
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"<line {mark.line + 1}, column {mark.column + 1}>" if mark else "<file>"
-        problem = getattr(error, "problem", None) or str(error)
-        raise SettingsError(shown, where, f"not valid YAML: {problem}") from error
-    return {} if data is None else data
 
 
 def _merge(
