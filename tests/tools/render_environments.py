@@ -16,39 +16,32 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-from pulumi.runtime import rpc
-from pulumi.runtime import settings as runtime_settings
 
-from tests.unit.harness import CLUSTERS, ENVIRONMENTS, Recorder, environments_copy, run, secrets_for, set_secrets
+from tests.unit.harness import (
+    CLUSTERS,
+    ENVIRONMENTS,
+    Registered,
+    environments_copy,
+    install_mocks,
+    run,
+    secrets_for,
+    set_secrets,
+)
 
 
-class _Recording:
-    """Wraps the mock monitor: records each RegisterResource request before delegating."""
-
-    def __init__(self, monitor: Any, into: list[dict[str, Any]]) -> None:
-        self._monitor = monitor
-        self._into = into
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._monitor, name)
-
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
-        response = self._monitor.RegisterResource(request)
-        inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
-        self._into.append(
-            {
-                "urn": response.urn,
-                "parent": request.parent,
-                "provider": request.provider,
-                "protect": request.protect if request.HasField("protect") else None,
-                "aliases": sorted(str(a).replace("\n", " ") for a in request.aliases),
-                "dependencies": sorted(request.dependencies),
-                "delete_before_replace": request.deleteBeforeReplace,
-                "ignore_changes": list(request.ignoreChanges),
-                "inputs": inputs,
-            }
-        )
-        return response
+def _record(registered: Registered) -> dict[str, Any]:
+    """One registration as the engine receives it (the harness's RecordingMonitor saw it)."""
+    return {
+        "urn": registered.urn,
+        "parent": registered.parent,
+        "provider": registered.provider,
+        "protect": registered.protect,
+        "aliases": list(registered.aliases),
+        "dependencies": list(registered.dependencies),
+        "delete_before_replace": registered.delete_before_replace,
+        "ignore_changes": list(registered.ignore_changes),
+        "inputs": registered.inputs,
+    }
 
 
 def render(environment: str, cluster: str, workdir: Path) -> list[dict[str, Any]]:
@@ -61,16 +54,13 @@ def render(environment: str, cluster: str, workdir: Path) -> list[dict[str, Any]
 
     root = environments_copy(workdir, environment, cluster)
     settings = load_settings(environment, root)
-    recorder = Recorder()
-    pulumi.runtime.set_mocks(recorder, project="smartnation", stack=environment, preview=False)
-    records: list[dict[str, Any]] = []
-    runtime_settings.SETTINGS.monitor = _Recording(runtime_settings.SETTINGS.monitor, records)
+    recorder = install_mocks(stack=environment)
     set_secrets(secrets_for(settings))
     try:
         run(recorder, lambda: build(settings))
     finally:
         pulumi.runtime.set_all_config({})
-    return sorted(records, key=lambda r: r["urn"])
+    return sorted((_record(r) for r in recorder.resources), key=lambda r: r["urn"])
 
 
 def main(argv: list[str]) -> int:

@@ -15,14 +15,15 @@ import pytest
 
 from smartnation.program.city_platform import build
 from smartnation.settings import load_settings
-from tests.unit.harness import BuiltStack, Recorder, environments_copy, run, secrets_for, set_secrets
-
-
-def install_mocks() -> Recorder:
-    """Fresh mocks and a fresh record; Pulumi's runtime settings are global, so one at a time."""
-    rec = Recorder()
-    pulumi.runtime.set_mocks(rec, project="smartnation", stack="test", preview=False)
-    return rec
+from tests.unit.harness import (
+    BuiltStack,
+    Recorder,
+    environments_copy,
+    install_mocks,
+    run,
+    secrets_for,
+    set_secrets,
+)
 
 
 @pytest.fixture

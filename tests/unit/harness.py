@@ -1,7 +1,10 @@
 """Pulumi mocks that record every registered resource, and helpers to build a whole stack.
 
 The mocks are installed by fixtures in conftest.py (never at import), so each test starts
-from a clean runtime and a clean record. ``build_stack(environment, cluster)`` runs
+from a clean runtime and a clean record. Each record holds what the engine would receive:
+the inputs and the resource options (parent, provider, protect, dependencies, aliases), so a
+test can check that production's data is protected, not only how its objects look.
+``build_stack(environment, cluster)`` runs
 ``smartnation.program.city_platform.build`` for the environment file with its ``cluster:`` line
 switched to ``cluster``, exactly what moving an environment between sites means.
 """
@@ -17,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -73,13 +78,24 @@ def plain_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
 
 @dataclass
 class Registered:
-    """One resource registration as the engine would have seen it."""
+    """One resource registration as the engine would have seen it: inputs and options."""
 
     type: str
     name: str
     inputs: dict[str, Any]
     provider: str
     custom: bool
+    urn: str = ""
+    parent: str = ""
+    """URN of the parent ("" for none, which the engine reads as the stack)."""
+    protect: bool | None = None
+    """The protect option, None when the program did not set it."""
+    dependencies: tuple[str, ...] = ()
+    """URNs this resource depends on (explicit depends_on and those its inputs carry), sorted."""
+    aliases: tuple[str, ...] = ()
+    """The aliases, each as one line of text, sorted."""
+    delete_before_replace: bool = False
+    ignore_changes: tuple[str, ...] = ()
 
     @property
     def plain(self) -> dict[str, Any]:
@@ -92,14 +108,57 @@ class Registered:
 
 @dataclass
 class Recorder(pulumi.runtime.Mocks):
+    """The mocks: answer every resource with its inputs; ``RecordingMonitor`` fills ``resources``."""
+
     resources: list[Registered] = field(default_factory=list)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
-        self.resources.append(Registered(args.typ, args.name, dict(args.inputs), args.provider or "", args.custom))
         return f"{args.name}-id", dict(args.inputs)
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
         return {}, None
+
+
+class RecordingMonitor(MockMonitor):
+    """Pulumi's mock resource monitor, recording each RegisterResource request it answers.
+
+    The mocks' ``new_resource`` sees only type, name, inputs and provider; the request also
+    carries the options (protect, parent, dependencies, aliases) a refactor must keep."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        super().__init__(recorder)
+        self.recorder = recorder
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        response = super().RegisterResource(request)
+        # The root stack is the engine's own resource: MockMonitor answers it without the mocks.
+        if request.type != "pulumi:pulumi:Stack":
+            self.recorder.resources.append(
+                Registered(
+                    type=request.type,
+                    name=request.name,
+                    inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
+                    provider=request.provider,
+                    custom=request.custom,
+                    urn=response.urn,
+                    parent=request.parent,
+                    protect=request.protect if request.HasField("protect") else None,
+                    dependencies=tuple(sorted(request.dependencies)),
+                    aliases=tuple(sorted(str(a).replace("\n", " ") for a in request.aliases)),
+                    delete_before_replace=request.deleteBeforeReplace,
+                    ignore_changes=tuple(request.ignoreChanges),
+                )
+            )
+        return response
+
+
+def install_mocks(stack: str = "test") -> Recorder:
+    """Fresh mocks and a fresh record; Pulumi's runtime settings are global, so one at a time."""
+    recorder = Recorder()
+    pulumi.runtime.set_mocks(
+        recorder, project="smartnation", stack=stack, preview=False, monitor=RecordingMonitor(recorder)
+    )
+    return recorder
 
 
 @dataclass

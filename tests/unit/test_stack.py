@@ -48,6 +48,7 @@ SERVICE = "kubernetes:core/v1:Service"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 CHART = "kubernetes:helm.sh/v4:Chart"
+NAMESPACE = "kubernetes:core/v1:Namespace"
 ZONE = "topology.kubernetes.io/zone"
 
 MATRIX = [(env, cluster) for env in ENVIRONMENTS for cluster in CLUSTERS]
@@ -120,6 +121,35 @@ def test_children_are_named_after_their_component(built: BuiltStack) -> None:
     components = [r.name for r in built.resources if r.type.startswith("smartnation:")]
     for r in built.kubernetes():
         assert any(r.name.startswith(f"{c}-") for c in components), r.name
+
+
+def test_every_kubernetes_resource_is_a_child_of_a_platform_component(built: BuiltStack) -> None:
+    """URNs follow the parent chain: a child that lost its parent would be a new resource."""
+    components = {r.urn for r in built.resources if r.type.startswith("smartnation:")}
+    for r in built.kubernetes():
+        assert r.parent in components, f"{r.type} {r.name}: parent {r.parent!r}"
+
+
+# --- State survives updates where the environment says so ---------------------------------
+
+
+def holds_state(stack: BuiltStack) -> list[Registered]:
+    """What loses data when deleted: the namespace (its deletion takes everything in it) and
+    every object that owns PersistentVolumeClaims."""
+    owners = [r for r in stack.kubernetes() if (r.plain.get("spec") or {}).get("volumeClaimTemplates")]
+    return stack.of_type(NAMESPACE) + owners
+
+
+@pytest.mark.parametrize("cluster", CLUSTERS)
+def test_production_state_is_protected_and_dev_state_is_not(build_stack, cluster: str) -> None:
+    production, dev = build_stack("production", cluster), build_stack("dev", cluster)
+    for stack in (production, dev):
+        held = holds_state(stack)
+        assert {r.type for r in held} == {NAMESPACE, STATEFULSET}
+        # Every StatefulSet of the platform keeps data; none may slip out of the check above.
+        assert {r.urn for r in stack.of_type(STATEFULSET)} <= {r.urn for r in held}
+    assert [r.name for r in holds_state(production) if r.protect is not True] == []
+    assert [r.name for r in holds_state(dev) if r.protect] == []
 
 
 # --- Pod security -----------------------------------------------------------------------
