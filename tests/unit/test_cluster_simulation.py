@@ -7,10 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from smartnation.settings import SettingsError, load_cluster_profile
 from smartnation.tooling.local_clusters.simulation import (
-    ProfileError,
+    LocalCluster,
+    certificate_stages,
+    cluster_issuer,
+    ingress_class,
     kwokctl_configuration,
-    load_simulation,
     network_stages,
     nodes,
     storage_classes,
@@ -23,17 +26,18 @@ PROFILES = sorted((Path(__file__).resolve().parents[2] / "environments" / "clust
 
 @pytest.fixture(params=PROFILES, ids=lambda p: p.stem)
 def cluster(request):
-    return load_simulation(request.param)
+    return LocalCluster.read(request.param)
 
 
 def test_every_pool_is_spread_over_the_zones_with_the_profiles_labels(cluster):
     made = nodes(cluster)
-    assert len(made) == sum(p.count for p in cluster.node_pools)
-    for pool in cluster.node_pools:
+    profile = cluster.profile
+    assert len(made) == sum(p.count for p in profile.node_pools)
+    for pool in profile.node_pools:
         members = [n for n in made if all(n["metadata"]["labels"].get(k) == v for k, v in pool.label.items())]
         assert len(members) == pool.count
         zones = {n["metadata"]["labels"]["topology.kubernetes.io/zone"] for n in members}
-        assert zones == set(cluster.zones[: pool.count])
+        assert zones == set(profile.zones[: pool.count])
         assert all(n["status"]["capacity"]["memory"] == pool.memory for n in members)
     assert all(n["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake" for n in made)
 
@@ -45,14 +49,14 @@ def test_exactly_one_default_storage_class_the_profiles(cluster):
         for c in classes
         if c["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
     ]
-    assert defaults == [cluster.default_storage_class]
+    assert defaults == [cluster.profile.storage.default_class]
 
 
 def test_volume_stages_cover_the_profiles_classes_only(cluster):
     for stage in volume_stages(cluster):
         expressions = [m["cel"]["expression"] for m in stage["spec"]["selector"]["matchExpressions"]]
         class_filter = next(e for e in expressions if "storageClassName" in e)
-        for sc in cluster.storage_classes:
+        for sc in cluster.profile.storage.classes:
             assert f"'{sc.name}'" in class_filter
         assert "kwok-volume" not in class_filter
 
@@ -60,24 +64,67 @@ def test_volume_stages_cover_the_profiles_classes_only(cluster):
 def test_load_balancer_addresses_come_from_the_profiles_pool(cluster):
     lb, ingress = network_stages(cluster)
     template = lb["spec"]["steps"][0]["patch"]["template"]
-    prefix = ".".join(str(cluster.load_balancer_pool.network_address).split(".")[:3])
+    prefix = ".".join(str(cluster.simulation.load_balancer_pool.network_address).split(".")[:3])
     assert f'ip: "{prefix}.' in template
-    assert cluster.ingress_address in ingress["spec"]["steps"][0]["patch"]["template"]
-    assert f"'{cluster.ingress_class}'" in ingress["spec"]["selector"]["matchExpressions"][0]["cel"]["expression"]
+    assert str(cluster.simulation.ingress_address) in ingress["spec"]["steps"][0]["patch"]["template"]
+    assert (
+        f"'{cluster.profile.ingress.ingress_class}'"
+        in ingress["spec"]["selector"]["matchExpressions"][0]["cel"]["expression"]
+    )
 
 
 def test_control_plane_binds_loopback_with_admission_and_rbac(cluster):
     options = kwokctl_configuration(cluster, "1.37.2")["options"]
     assert options["bindAddress"] == "127.0.0.1"
     assert options["kubeAdmission"] is True and options["kubeAuthorization"] is True
-    assert options["kubeApiserverPort"] == cluster.apiserver_port
+    assert options["kubeApiserverPort"] == cluster.simulation.apiserver_port
 
 
-def test_a_profile_without_the_simulation_block_names_file_and_key(tmp_path):
+def test_everything_applied_to_a_stand_in_is_plain_yaml(cluster):
+    # `make clusters` pipes these through yaml.safe_dump_all into kubectl; the profile's
+    # read-only mappings must not leak into them.
+    docs = [
+        kwokctl_configuration(cluster, "1.37.2"),
+        *nodes(cluster),
+        *storage_classes(cluster),
+        ingress_class(cluster),
+        cluster_issuer(cluster),
+        *volume_stages(cluster),
+        *network_stages(cluster),
+        *certificate_stages(cluster),
+    ]
+    assert list(yaml.safe_load_all(yaml.safe_dump_all(docs))) == docs
+
+
+def _broken_profile(tmp_path, mutate) -> Path:
     profile = yaml.safe_load(PROFILES[0].read_text())
-    del profile["simulation"]["apiserver_port"]
-    path = tmp_path / "broken.yaml"
+    mutate(profile)
+    path = tmp_path / PROFILES[0].name
     path.write_text(yaml.safe_dump(profile))
-    with pytest.raises(ProfileError) as err:
-        load_simulation(path)
-    assert str(path) in str(err.value) and "simulation.apiserver_port" in str(err.value)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key_path", "words"),
+    [
+        (lambda p: p["simulation"].pop("apiserver_port"), "simulation.apiserver_port", "required key is missing"),
+        (lambda p: p.pop("simulation"), "simulation", "needed to simulate this cluster locally"),
+        (lambda p: p["simulation"].update(apiserver_port="auto"), "simulation.apiserver_port", "integer"),
+        (lambda p: p["simulation"].update(load_balancer_pool="10.0.0.0/16"), "simulation.load_balancer_pool", "/24"),
+        (lambda p: p["simulation"].update(load_balancer_pool="10.0.0.1/24"), "simulation.load_balancer_pool", "/24"),
+        (lambda p: p["simulation"].update(ingress_address="local"), "simulation.ingress_address", "IPv4 address"),
+        (lambda p: p["simulation"]["volume_pool"].update(size="big"), "simulation.volume_pool.size", "size"),
+        (lambda p: p["node_pools"][0].pop("pods"), "node_pools.0.pods", "required key is missing"),
+    ],
+)
+def test_a_profile_the_stand_in_cannot_use_names_file_and_key(tmp_path, mutate, key_path, words):
+    path = _broken_profile(tmp_path, mutate)
+    with pytest.raises(SettingsError) as err:
+        LocalCluster.read(path)
+    assert str(err.value).startswith(f"{path}: {key_path}: "), err.value
+    assert words in str(err.value)
+
+
+def test_the_stand_in_reads_the_profile_the_program_reads():
+    for path in PROFILES:
+        assert LocalCluster.read(path).profile == load_cluster_profile(path.stem)

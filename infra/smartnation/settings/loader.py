@@ -48,10 +48,18 @@ def load_cluster_profile(name: str, root: Path | None = None) -> ClusterProfile:
     if not _NAME_RE.fullmatch(name) or not path.is_file():
         known = ", ".join(list_clusters(directory)) or "none"
         raise SettingsError(shown, "<file>", f"no such cluster profile; known profiles: {known}")
-    data = read_yaml(path, shown)
-    profile = convert(ClusterProfile, data, (), Origins(shown))
-    if profile.name != name:
-        raise SettingsError(shown, "name", f"expected {name!r} (the file name), got {profile.name!r}")
+    return read_cluster_profile(path, shown)
+
+
+def read_cluster_profile(path: Path, shown: str | None = None) -> ClusterProfile:
+    """Parse and validate the cluster profile in ``path``, whose ``name`` must be its file name.
+
+    ``shown`` is how messages name the file; the path itself by default.
+    """
+    shown = shown or str(path)
+    profile = convert(ClusterProfile, read_yaml(path, shown), (), Origins(shown))
+    if profile.name != path.stem:
+        raise SettingsError(shown, "name", f"expected {path.stem!r} (the file name), got {profile.name!r}")
     return profile
 
 

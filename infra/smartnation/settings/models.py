@@ -7,6 +7,7 @@ types, enums (``Literal``) and the ranges declared with ``setting(...)``.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -131,6 +132,33 @@ class Registry:
 
 
 @dataclass(frozen=True, kw_only=True)
+class VolumePool:
+    count: int = setting(range=(1, 1000))
+    """Volumes per storage class."""
+    size: str = setting(quantity="memory", quantity_range=("1Gi", "100Ti"))
+    """Size of each volume."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Simulation:
+    """How `make clusters` stands in for the cluster locally (smartnation.tooling.local_clusters).
+
+    Read only there: the program deploys the same way to the stand-in and to the real cluster.
+    """
+
+    apiserver_port: int = setting(range=(1024, 65535))
+    """Loopback port of the stand-in's API server; each profile needs its own."""
+    load_balancer_pool: ipaddress.IPv4Network = setting(range=(24, 24))
+    """Addresses handed to Services of type LoadBalancer; a /24, because a Service gets the
+    address ending in the last octet of its cluster IP."""
+    ingress_address: ipaddress.IPv4Address = setting()
+    """Address every Ingress of the cluster reports, as the ingress controller's would."""
+    volume_pool: VolumePool = setting()
+    """Volumes the site has per storage class (the stand-in's provisioner makes one per claim
+    instead and does not read this)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class ClusterProfile:
     """Where an environment runs: everything that differs between clusters."""
 
@@ -154,8 +182,8 @@ class ClusterProfile:
     """Ingress class, annotations, certificate issuer and DNS zone."""
     registry: Registry = setting()
     """Image registry."""
-    simulation: Mapping[str, Any] = setting(default_factory=dict)
-    """Local stand-in parameters; owned by the cluster simulation, opaque here."""
+    simulation: Simulation | None = setting(default=None)
+    """How the local stand-in of this cluster is made; a profile without it cannot be simulated."""
 
 
 # --- Environment settings (environments/defaults.yaml + environments/<env>.yaml) ------------

@@ -5,13 +5,16 @@ annotated field with a docstring: unknown keys, wrong types, bad enums and range
 rejected with the file and the key path without writing any validation code by hand.
 
 Field metadata understood by the converter (see ``setting``):
-``range=(lo, hi)`` for ints, ``pattern=`` (regex) for strings, ``quantity="cpu"|"memory"``
-with optional ``quantity_range=(lo, hi)`` for Kubernetes quantities.
+``range=(lo, hi)`` for ints (and for the prefix length of an ``IPv4Network``), ``pattern=``
+(regex) for strings, ``quantity="cpu"|"memory"`` with optional ``quantity_range=(lo, hi)`` for
+Kubernetes quantities, ``key=`` for a YAML key that is not a Python name, and ``from_key=True``
+for a field filled with the key its mapping sits under rather than read from the file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import types
 import typing
@@ -34,6 +37,7 @@ def setting(
     quantity_range: tuple[str, str] | None = None,
     describe: str | None = None,
     key: str | None = None,
+    from_key: bool = False,
 ) -> Any:
     """A dataclass field carrying the validation rules the converter applies."""
     metadata = {
@@ -44,6 +48,8 @@ def setting(
         "describe": describe,
         # YAML key when it cannot be a Python name (``class`` in the ingress profile).
         "key": key,
+        # The mapping's own key, e.g. the tool name a pin in versions.yaml is listed under.
+        "from_key": from_key,
     }
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
@@ -107,7 +113,7 @@ def convert(cls: type, data: Any, path: tuple[str, ...], origins: Origins) -> An
     if not isinstance(data, Mapping):
         _fail(origins, path, f"expected a mapping with keys {_field_names(cls)}, got {_describe(data)}")
     hints = typing.get_type_hints(cls)
-    fields = {_yaml_key(f): f for f in dataclasses.fields(cls) if f.init}
+    fields = {_yaml_key(f): f for f in _read_fields(cls)}
     unknown = sorted(str(k) for k in data if k not in fields)
     if unknown:
         _fail(
@@ -115,7 +121,7 @@ def convert(cls: type, data: Any, path: tuple[str, ...], origins: Origins) -> An
             (*path, unknown[0]),
             f"unknown key; expected one of {_field_names(cls)}",
         )
-    kwargs = {}
+    kwargs: dict[str, Any] = {f.name: path[-1] for f in dataclasses.fields(cls) if f.metadata.get("from_key")}
     for name, field in fields.items():
         sub = (*path, name)
         if name in data:
@@ -128,12 +134,17 @@ def convert(cls: type, data: Any, path: tuple[str, ...], origins: Origins) -> An
         _fail(origins, path, str(error))
 
 
+def _read_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields a file states (not those filled from the mapping's key)."""
+    return [f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("from_key")]
+
+
 def _yaml_key(field: dataclasses.Field) -> str:
     return field.metadata.get("key") or field.name
 
 
 def _field_names(cls: type) -> str:
-    return ", ".join(_yaml_key(f) for f in dataclasses.fields(cls) if f.init)
+    return ", ".join(_yaml_key(f) for f in _read_fields(cls))
 
 
 def _value(tp: Any, value: Any, path: tuple[str, ...], origins: Origins, meta: Mapping[str, Any]) -> Any:
@@ -188,6 +199,18 @@ def _value(tp: Any, value: Any, path: tuple[str, ...], origins: Origins, meta: M
     if tp is str:
         return _string(value, path, origins, meta)
 
+    if tp is ipaddress.IPv4Network:
+        return _network(value, path, origins, meta)
+
+    if tp is ipaddress.IPv4Address:
+        expected = "an IPv4 address such as 198.51.100.250"
+        if not isinstance(value, str):
+            _fail(origins, path, f"expected {expected}, got {_describe(value)}")
+        try:
+            return ipaddress.IPv4Address(value)
+        except ValueError:
+            _fail(origins, path, f"expected {expected}, got {value!r}")
+
     if tp is Any:
         return value
 
@@ -220,6 +243,25 @@ def _string(value: Any, path: tuple[str, ...], origins: Origins, meta: Mapping[s
         what = meta.get("describe") or f"a string matching {pattern.pattern}"
         _fail(origins, path, f"expected {what}, got {value!r}")
     return value
+
+
+def _network(value: Any, path: tuple[str, ...], origins: Origins, meta: Mapping[str, Any]) -> ipaddress.IPv4Network:
+    bounds = meta.get("range")
+    if bounds and bounds[0] == bounds[1]:
+        expected = f"a /{bounds[0]} IPv4 network such as 198.51.100.0/{bounds[0]}"
+    elif bounds:
+        expected = f"an IPv4 network from /{bounds[0]} to /{bounds[1]} such as 198.51.100.0/24"
+    else:
+        expected = "an IPv4 network such as 198.51.100.0/24"
+    if not isinstance(value, str):
+        _fail(origins, path, f"expected {expected}, got {_describe(value)}")
+    try:
+        network = ipaddress.IPv4Network(value)  # strict: host bits set is a mistake, not a shorthand
+    except ValueError as error:
+        _fail(origins, path, f"expected {expected}, got {value!r} ({error})")
+    if bounds and not bounds[0] <= network.prefixlen <= bounds[1]:
+        _fail(origins, path, f"expected {expected}, got {value!r}")
+    return network
 
 
 def display_path(file: Path, root: Path) -> str:

@@ -21,25 +21,22 @@ from pathlib import Path
 import yaml
 
 from smartnation.paths import cluster_profiles_dir
+from smartnation.settings.errors import SettingsError
+from smartnation.settings.yaml_files import read_yaml
 from smartnation.tooling.local_clusters.simulation import (
-    ProfileError,
-    SimulatedCluster,
+    ClusterError,
+    LocalCluster,
     cert_manager_crds,
     cluster_issuer,
     ingress_class,
     kwok_stage_documents,
     kwokctl_configuration,
-    load_simulation,
     nodes,
     storage_classes,
 )
 from smartnation.tooling.toolchain.bootstrap import tool_env
 from smartnation.tooling.toolchain.cache import CacheLayout, layout
 from smartnation.tooling.toolchain.versions import load_pins
-
-
-class ClusterError(RuntimeError):
-    pass
 
 
 def say(cluster: str, message: str) -> None:
@@ -58,11 +55,11 @@ class LocalClusters:
         self.env = dict(os.environ, **tool_env(cache), KWOK_WORKDIR=str(self.kwok_home))
 
     # -- discovery ----------------------------------------------------------------------------
-    def profiles(self, names: Sequence[str] = ()) -> list[SimulatedCluster]:
+    def profiles(self, names: Sequence[str] = ()) -> list[LocalCluster]:
         files = sorted(self.profiles_dir.glob("*.yaml"))
         if not files:
             raise ClusterError(f"no cluster profiles in {self.profiles_dir}")
-        found = [load_simulation(f) for f in files]
+        found = [LocalCluster.read(f) for f in files]
         if names:
             known = {c.name: c for c in found}
             unknown = [n for n in names if n not in known]
@@ -85,7 +82,7 @@ class LocalClusters:
             raise ClusterError(f"kwokctl {' '.join(args)} failed:\n{(proc.stderr or proc.stdout).strip()[-2000:]}")
         return proc
 
-    def kubectl(self, cluster: SimulatedCluster, *args: str, stdin: str | None = None, check: bool = True):
+    def kubectl(self, cluster: LocalCluster, *args: str, stdin: str | None = None, check: bool = True):
         kubeconfig = self.cluster_dir(cluster.name) / "kubeconfig.yaml"
         proc = subprocess.run(
             ["kubectl", "--kubeconfig", str(kubeconfig), *args],
@@ -98,7 +95,7 @@ class LocalClusters:
             raise ClusterError(f"[{cluster.name}] kubectl {' '.join(args[:3])} failed: {proc.stderr.strip()[-1500:]}")
         return proc
 
-    def healthy(self, cluster: SimulatedCluster) -> bool:
+    def healthy(self, cluster: LocalCluster) -> bool:
         if not (self.cluster_dir(cluster.name) / "kubeconfig.yaml").exists():
             return False
         return self.kubectl(cluster, "get", "--raw=/readyz", "--request-timeout=3s", check=False).returncode == 0
@@ -111,19 +108,20 @@ class LocalClusters:
         if missing:
             raise ClusterError(f"{', '.join(missing)} not in {self.cache.bin}: run `make bootstrap` first")
 
-    def check_port_free(self, cluster: SimulatedCluster) -> None:
+    def check_port_free(self, cluster: LocalCluster) -> None:
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            port = cluster.simulation.apiserver_port
             try:
-                sock.bind(("127.0.0.1", cluster.apiserver_port))
+                sock.bind(("127.0.0.1", port))
             except OSError:
                 raise ClusterError(
-                    f"[{cluster.name}] port {cluster.apiserver_port} on 127.0.0.1 is taken by another process, so "
+                    f"[{cluster.name}] port {port} on 127.0.0.1 is taken by another process, so "
                     f"the API server cannot start ({cluster.source}: simulation.apiserver_port). "
                     "Free the port or change it."
                 ) from None
 
-    def up(self, cluster: SimulatedCluster) -> float:
+    def up(self, cluster: LocalCluster) -> float:
         began = time.monotonic()
         if self.healthy(cluster):
             say(cluster.name, "already running")
@@ -145,11 +143,11 @@ class LocalClusters:
         took = time.monotonic() - began
         say(
             cluster.name,
-            f"ready in {took:.1f}s (context {cluster.context}, API https://127.0.0.1:{cluster.apiserver_port})",
+            f"ready in {took:.1f}s (context {cluster.context}, API https://127.0.0.1:{cluster.simulation.apiserver_port})",
         )
         return took
 
-    def create(self, cluster: SimulatedCluster) -> None:
+    def create(self, cluster: LocalCluster) -> None:
         say(cluster.name, f"creating: Kubernetes {self.kube_version} control plane with kwok nodes")
         config = self.cache.clusters / f"{cluster.name}.kwok.yaml"
         config.parent.mkdir(parents=True, exist_ok=True)
@@ -185,7 +183,7 @@ class LocalClusters:
         )
         self.ready_marker(cluster.name).write_text(f"{self.kube_version}\n")
 
-    def wait_ready(self, cluster: SimulatedCluster, timeout: float = 60) -> None:
+    def wait_ready(self, cluster: LocalCluster, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while not self.healthy(cluster):
             if time.monotonic() > deadline:
@@ -195,7 +193,7 @@ class LocalClusters:
                 )
             time.sleep(0.5)
 
-    def apply_shape(self, cluster: SimulatedCluster) -> None:
+    def apply_shape(self, cluster: LocalCluster) -> None:
         """kwok stages, nodes, storage classes and the ingress class, applied on every start.
 
         Stages first: nodes only turn Ready once the node stages exist."""
@@ -225,7 +223,7 @@ class LocalClusters:
         )
         self.kubectl(cluster, "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
 
-    def apply(self, cluster: SimulatedCluster, docs: list[dict]) -> None:
+    def apply(self, cluster: LocalCluster, docs: list[dict]) -> None:
         self.kubectl(
             cluster,
             "apply",
@@ -237,20 +235,20 @@ class LocalClusters:
             stdin=yaml.safe_dump_all(docs, sort_keys=False),
         )
 
-    def down(self, cluster: SimulatedCluster) -> None:
+    def down(self, cluster: LocalCluster) -> None:
         if not self.cluster_dir(cluster.name).exists():
             say(cluster.name, "not created")
             return
         self.kwokctl("stop", "cluster", "--name", cluster.name)
         say(cluster.name, "stopped (data kept; `make clusters` starts it again)")
 
-    def reset(self, cluster: SimulatedCluster) -> None:
+    def reset(self, cluster: LocalCluster) -> None:
         self.kwokctl("delete", "cluster", "--name", cluster.name, check=False)
         shutil.rmtree(self.cluster_dir(cluster.name), ignore_errors=True)
         self.ready_marker(cluster.name).unlink(missing_ok=True)
         say(cluster.name, "deleted with all its data")
 
-    def status(self, cluster: SimulatedCluster) -> str:
+    def status(self, cluster: LocalCluster) -> str:
         if not self.cluster_dir(cluster.name).exists():
             return "absent"
         return "running" if self.healthy(cluster) else "stopped"
@@ -262,7 +260,7 @@ class LocalClusters:
             src = self.cluster_dir(cluster.name) / "kubeconfig.yaml"
             if not src.exists():
                 continue
-            data = yaml.safe_load(src.read_text())
+            data = read_yaml(src)
             merged["clusters"].append({"name": cluster.context, "cluster": data["clusters"][0]["cluster"]})
             merged["users"].append({"name": cluster.context, "user": data["users"][0]["user"]})
             merged["contexts"].append(
@@ -297,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{cluster.name}\t{clusters.status(cluster)}\tcontext={cluster.context}")
         if args.action == "up":
             print(f"kubeconfig: {clusters.kubeconfig}")
-    except (ClusterError, ProfileError) as exc:
+    except (ClusterError, SettingsError) as exc:
         print(f"clusters {args.action} failed: {exc}", file=sys.stderr)
         return 1
     return 0

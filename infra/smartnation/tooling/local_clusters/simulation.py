@@ -9,12 +9,13 @@ controller (an address in every Ingress status). No controller of our own runs.
 from __future__ import annotations
 
 import base64
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import yaml
+from smartnation.settings.errors import SettingsError
+from smartnation.settings.loader import read_cluster_profile
+from smartnation.settings.models import ClusterProfile, Simulation
+from smartnation.settings.yaml_files import read_yaml_documents
 
 # kwok's own default stages for nodes and pods, copied from its module by `make bootstrap`;
 # kwok drops its defaults as soon as any custom stage is configured, so we pass them again.
@@ -27,114 +28,53 @@ KWOK_DEFAULT_STAGES = (
 )
 
 
-class ProfileError(ValueError):
-    """A cluster profile lacks what the simulation needs; the message names the file and key."""
+class ClusterError(RuntimeError):
+    """A local stand-in cannot be made or started; the message says what to do."""
 
 
 @dataclass(frozen=True)
-class StorageClassSpec:
-    name: str
-    provisioner: str
-    parameters: dict[str, str]
-    binding_mode: str
-    reclaim_policy: str
+class LocalCluster:
+    """A cluster profile `make clusters` stands in for: the validated profile and its file.
 
+    Only a view: the profile is read by the settings loader like every other, and this adds
+    the file (for messages) and the guarantee that the profile has a ``simulation`` block.
+    """
 
-@dataclass(frozen=True)
-class NodePool:
-    name: str
-    label: dict[str, str]
-    count: int
-    cpu: str
-    memory: str
-    pods: int
-
-
-@dataclass(frozen=True)
-class SimulatedCluster:
-    """The parts of a cluster profile that the local stand-in reproduces."""
-
-    name: str
-    context: str
+    profile: ClusterProfile
     source: Path
-    zones: tuple[str, ...]
-    region: str
-    node_pools: tuple[NodePool, ...]
-    storage_classes: tuple[StorageClassSpec, ...]
-    default_storage_class: str
-    ingress_class: str
-    tls_issuer: str
-    apiserver_port: int
-    load_balancer_pool: ipaddress.IPv4Network
-    ingress_address: str
+
+    def __post_init__(self) -> None:
+        if self.profile.simulation is None:
+            raise SettingsError(
+                str(self.source), "simulation", "required key is missing (needed to simulate this cluster locally)"
+            )
+
+    @classmethod
+    def read(cls, profile_file: Path) -> LocalCluster:
+        """The stand-in of the profile in ``profile_file``; SettingsError names the file and key."""
+        return cls(read_cluster_profile(profile_file, str(profile_file)), profile_file)
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+    @property
+    def context(self) -> str:
+        return self.profile.context
+
+    @property
+    def simulation(self) -> Simulation:
+        assert self.profile.simulation is not None  # checked in __post_init__
+        return self.profile.simulation
 
 
-def _need(data: dict, path: str, source: Path) -> Any:
-    node: Any = data
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ProfileError(f"{source}: key '{path}' is missing (needed to simulate this cluster locally)")
-        node = node[part]
-    return node
-
-
-def load_simulation(profile_file: Path) -> SimulatedCluster:
-    try:
-        data = yaml.safe_load(profile_file.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ProfileError(f"{profile_file}: cannot read: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ProfileError(f"{profile_file}: expected a mapping at the top level")
-    pools = tuple(
-        NodePool(
-            name=str(_need(p, "name", profile_file)),
-            label={str(k): str(v) for k, v in _need(p, "label", profile_file).items()},
-            count=int(_need(p, "count", profile_file)),
-            cpu=str(_need(p, "cpu", profile_file)),
-            memory=str(_need(p, "memory", profile_file)),
-            pods=int(_need(p, "pods", profile_file)),
-        )
-        for p in _need(data, "node_pools", profile_file)
-    )
-    classes = tuple(
-        StorageClassSpec(
-            name=str(c["name"]),
-            provisioner=str(c["provisioner"]),
-            parameters={str(k): str(v) for k, v in (c.get("parameters") or {}).items()},
-            binding_mode=str(c.get("binding_mode", "Immediate")),
-            reclaim_policy=str(c.get("reclaim_policy", "Delete")),
-        )
-        for c in _need(data, "storage.classes", profile_file)
-    )
-    try:
-        pool = ipaddress.IPv4Network(str(_need(data, "simulation.load_balancer_pool", profile_file)))
-    except ValueError as exc:
-        raise ProfileError(f"{profile_file}: key 'simulation.load_balancer_pool': {exc}") from exc
-    if pool.prefixlen != 24:
-        raise ProfileError(f"{profile_file}: key 'simulation.load_balancer_pool' must be a /24, got {pool}")
-    return SimulatedCluster(
-        name=str(_need(data, "name", profile_file)),
-        context=str(_need(data, "context", profile_file)),
-        source=profile_file,
-        zones=tuple(str(z) for z in _need(data, "zones", profile_file)),
-        region=str(_need(data, "site.region", profile_file)),
-        node_pools=pools,
-        storage_classes=classes,
-        default_storage_class=str(_need(data, "storage.default_class", profile_file)),
-        ingress_class=str(_need(data, "ingress.class", profile_file)),
-        tls_issuer=str(_need(data, "ingress.tls_issuer", profile_file)),
-        apiserver_port=int(_need(data, "simulation.apiserver_port", profile_file)),
-        load_balancer_pool=pool,
-        ingress_address=str(_need(data, "simulation.ingress_address", profile_file)),
-    )
-
-
-def nodes(cluster: SimulatedCluster) -> list[dict]:
+def nodes(cluster: LocalCluster) -> list[dict]:
     """kwok-managed Node objects: every pool spread round-robin over the zones."""
     out = []
-    for pool in cluster.node_pools:
+    profile = cluster.profile
+    for pool in profile.node_pools:
         for i in range(pool.count):
-            zone = cluster.zones[i % len(cluster.zones)]
+            zone = profile.zones[i % len(profile.zones)]
             name = f"{cluster.name}-{pool.name}-{i}"
             capacity = {"cpu": pool.cpu, "memory": pool.memory, "pods": str(pool.pods), "ephemeral-storage": "200Gi"}
             out.append(
@@ -150,7 +90,7 @@ def nodes(cluster: SimulatedCluster) -> list[dict]:
                             "kubernetes.io/os": "linux",
                             "kubernetes.io/arch": "amd64",
                             "node.kubernetes.io/instance-type": f"{pool.name}.{pool.cpu}c{pool.memory}",
-                            "topology.kubernetes.io/region": cluster.region,
+                            "topology.kubernetes.io/region": profile.site.region,
                             "topology.kubernetes.io/zone": zone,
                             "type": "kwok",
                             **pool.label,
@@ -163,7 +103,8 @@ def nodes(cluster: SimulatedCluster) -> list[dict]:
     return out
 
 
-def storage_classes(cluster: SimulatedCluster) -> list[dict]:
+def storage_classes(cluster: LocalCluster) -> list[dict]:
+    storage = cluster.profile.storage
     return [
         {
             "apiVersion": "storage.k8s.io/v1",
@@ -171,28 +112,29 @@ def storage_classes(cluster: SimulatedCluster) -> list[dict]:
             "metadata": {
                 "name": sc.name,
                 "annotations": {
-                    "storageclass.kubernetes.io/is-default-class": str(sc.name == cluster.default_storage_class).lower()
+                    "storageclass.kubernetes.io/is-default-class": str(sc.name == storage.default_class).lower()
                 },
             },
             "provisioner": sc.provisioner,
-            "parameters": sc.parameters,
+            "parameters": dict(sc.parameters),
             "reclaimPolicy": sc.reclaim_policy,
             "volumeBindingMode": sc.binding_mode,
             "allowVolumeExpansion": True,
         }
-        for sc in cluster.storage_classes
+        for sc in storage.classes
     ]
 
 
-def ingress_class(cluster: SimulatedCluster) -> dict:
+def ingress_class(cluster: LocalCluster) -> dict:
+    name = cluster.profile.ingress.ingress_class
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "IngressClass",
         "metadata": {
-            "name": cluster.ingress_class,
+            "name": name,
             "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"},
         },
-        "spec": {"controller": f"smartnation.local/{cluster.ingress_class}-simulated"},
+        "spec": {"controller": f"smartnation.local/{name}-simulated"},
     }
 
 
@@ -214,15 +156,13 @@ def _stage(name: str, kind: str, api_group: str, expressions: list[str], steps: 
     }
 
 
-def volume_stages(cluster: SimulatedCluster) -> list[dict]:
+def volume_stages(cluster: LocalCluster) -> list[dict]:
     """A PV per claim on our classes, deleted with its claim when the class says Delete: the
     everest or Ceph CSI provisioner's part; kube-controller-manager's PV controller binds."""
-    classes = [sc.name for sc in cluster.storage_classes]
-    drivers = {
-        sc.name: sc.parameters.get("csi.storage.k8s.io/csi-driver-name", sc.provisioner)
-        for sc in cluster.storage_classes
-    }
-    reclaim = {sc.name: sc.reclaim_policy for sc in cluster.storage_classes}
+    ours = cluster.profile.storage.classes
+    classes = [sc.name for sc in ours]
+    drivers = {sc.name: sc.parameters.get("csi.storage.k8s.io/csi-driver-name", sc.provisioner) for sc in ours}
+    reclaim = {sc.name: sc.reclaim_policy for sc in ours}
     driver_lookup = " ".join(f'"{k}" "{v}"' for k, v in drivers.items())
     reclaim_lookup = " ".join(f'"{k}" "{v}"' for k, v in reclaim.items())
     on_our_classes = _cel_in("self.spec.storageClassName", classes)
@@ -287,9 +227,9 @@ def volume_stages(cluster: SimulatedCluster) -> list[dict]:
     ]
 
 
-def network_stages(cluster: SimulatedCluster) -> list[dict]:
+def network_stages(cluster: LocalCluster) -> list[dict]:
     """Addresses for LoadBalancer Services (ELB or MetalLB) and Ingresses (the ingress controller)."""
-    prefix = ".".join(str(cluster.load_balancer_pool.network_address).split(".")[:3])
+    prefix = ".".join(str(cluster.simulation.load_balancer_pool.network_address).split(".")[:3])
     return [
         _stage(
             "smartnation-service-load-balancer",
@@ -319,7 +259,7 @@ def network_stages(cluster: SimulatedCluster) -> list[dict]:
             "Ingress",
             "networking.k8s.io/v1",
             [
-                f"self.spec.ingressClassName == '{cluster.ingress_class}'",
+                f"self.spec.ingressClassName == '{cluster.profile.ingress.ingress_class}'",
                 "!has(self.metadata.deletionTimestamp)",
                 "!has(self.status.loadBalancer.ingress)",
             ],
@@ -328,7 +268,7 @@ def network_stages(cluster: SimulatedCluster) -> list[dict]:
                     "patch": {
                         "root": "status",
                         "subresource": "status",
-                        "template": f'loadBalancer:\n  ingress:\n  - ip: "{cluster.ingress_address}"\n',
+                        "template": f'loadBalancer:\n  ingress:\n  - ip: "{cluster.simulation.ingress_address}"\n',
                     }
                 }
             ],
@@ -365,26 +305,28 @@ def cert_manager_crds() -> list[dict]:
     return [_crd("Certificate", "certificates", "Namespaced"), _crd("ClusterIssuer", "clusterissuers", "Cluster")]
 
 
-def cluster_issuer(cluster: SimulatedCluster) -> dict:
+def cluster_issuer(cluster: LocalCluster) -> dict:
     return {
         "apiVersion": "cert-manager.io/v1",
         "kind": "ClusterIssuer",
-        "metadata": {"name": cluster.tls_issuer},
+        "metadata": {"name": cluster.profile.ingress.tls_issuer},
         "spec": {"selfSigned": {}},
     }
 
 
-def certificate_stages(cluster: SimulatedCluster) -> list[dict]:
+def certificate_stages(cluster: LocalCluster) -> list[dict]:
     """The issuer's part: a key pair Secret for every Certificate naming the profile's issuer,
     then the Ready condition. The data is a marked placeholder: kwok's pods never read it."""
-    placeholder = base64.b64encode(f"placeholder issued by the local stand-in of {cluster.tls_issuer}".encode())
+    placeholder = base64.b64encode(
+        f"placeholder issued by the local stand-in of {cluster.profile.ingress.tls_issuer}".encode()
+    )
     return [
         _stage(
             "smartnation-certificate-issue",
             "Certificate",
             "cert-manager.io/v1",
             [
-                f"self.spec.issuerRef.name == '{cluster.tls_issuer}'",
+                f"self.spec.issuerRef.name == '{cluster.profile.ingress.tls_issuer}'",
                 "!has(self.metadata.deletionTimestamp)",
                 # A new custom resource has no status at all until someone writes one.
                 "!has(self.status) || !has(self.status.conditions)",
@@ -400,7 +342,7 @@ def certificate_stages(cluster: SimulatedCluster) -> list[dict]:
                         "  namespace: {{ .metadata.namespace | Quote }}\n"
                         "  annotations:\n"
                         "    cert-manager.io/certificate-name: {{ .metadata.name | Quote }}\n"
-                        f"    cert-manager.io/issuer-name: {cluster.tls_issuer}\n"
+                        f"    cert-manager.io/issuer-name: {cluster.profile.ingress.tls_issuer}\n"
                         "data:\n"
                         f"  tls.crt: {placeholder.decode()}\n"
                         f"  tls.key: {placeholder.decode()}\n"
@@ -423,24 +365,24 @@ def certificate_stages(cluster: SimulatedCluster) -> list[dict]:
     ]
 
 
-def kwok_stage_documents(cluster: SimulatedCluster, kwok_stage_dir: Path) -> list[dict]:
+def kwok_stage_documents(cluster: LocalCluster, kwok_stage_dir: Path) -> list[dict]:
     docs: list[dict] = []
     for name in KWOK_DEFAULT_STAGES:
         path = kwok_stage_dir / name
         if not path.is_file():
-            raise ProfileError(f"{path} is missing: run `make bootstrap` (it copies kwok's default stages)")
-        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+            raise ClusterError(f"{path} is missing: run `make bootstrap` (it copies kwok's default stages)")
+        docs.extend(read_yaml_documents(path))
     return docs + volume_stages(cluster) + network_stages(cluster) + certificate_stages(cluster)
 
 
-def kwokctl_configuration(cluster: SimulatedCluster, kube_version: str) -> dict:
+def kwokctl_configuration(cluster: LocalCluster, kube_version: str) -> dict:
     return {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
         "kind": "KwokctlConfiguration",
         "options": {
             "runtime": "binary",
             "kubeVersion": f"v{kube_version}",
-            "kubeApiserverPort": cluster.apiserver_port,
+            "kubeApiserverPort": cluster.simulation.apiserver_port,
             # Every component listens on loopback only.
             "bindAddress": "127.0.0.1",
             # Pod Security admission and RBAC as on the real clusters.
