@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from smartnation.settings import SettingsError
 from smartnation.tooling.toolchain import bootstrap as boot
 from smartnation.tooling.toolchain.cache import CacheLayout
 from smartnation.tooling.toolchain.gobuild import StepError
 from smartnation.tooling.toolchain.recipes import Recipe
-from smartnation.tooling.toolchain.versions import Pin, VersionsError, load_pins
+from smartnation.tooling.toolchain.versions import Pin, load_pins
 
 pytestmark = pytest.mark.unit
 
@@ -124,19 +125,25 @@ def test_the_versions_file_pins_every_tool():
 
 
 @pytest.mark.parametrize(
-    ("text", "key"),
+    ("text", "key", "words"),
     [
-        ("pulumi: {version: 1.0.0, modul: x}\n", "pulumi.modul"),
-        ("pulumi: {version: v1.0.0}\n", "pulumi.version"),
-        ("kubectl: {version: 1.0.0}\n", "kubectl"),
-        ("pulumi: [1, 2]\n", "pulumi"),
+        ("pulumi: {version: 1.0.0, modul: x}\n", "pulumi.modul", "unknown key"),
+        ("pulumi: {version: v1.0.0}\n", "pulumi.version", "without a leading 'v'"),
+        ("pulumi: {version: ''}\n", "pulumi.version", "without a leading 'v'"),
+        ("pulumi: {module: x}\n", "pulumi.version", "required key is missing"),
+        ("pulumi: {version: 1.0.0, name: other}\n", "pulumi.name", "unknown key"),
+        ("kubectl: {version: 1.0.0}\n", "kubectl", "unknown key"),
+        ("pulumi: [1, 2]\n", "pulumi", "expected a mapping"),
+        ("", "pulumi", "required key is missing"),
+        ("pulumi: {version: 1.0.0}\npulumi: {version: 2.0.0}\n", "<line", "duplicate key 'pulumi'"),
     ],
 )
-def test_a_malformed_versions_file_names_the_file_and_key(tmp_path, text, key):
+def test_a_malformed_versions_file_names_the_file_and_key(tmp_path, text, key, words):
     path = tmp_path / "versions.yaml"
     full = load_pins()
-    lines = [f"{name}: {{version: {pin.version}}}\n" for name, pin in full.items() if not text.startswith(name)]
+    lines = [f"{name}: {{version: {pin.version}}}\n" for name, pin in full.items() if name != "pulumi"]
     path.write_text("".join(lines) + text)
-    with pytest.raises(VersionsError) as err:
+    with pytest.raises(SettingsError) as err:
         load_pins(path)
-    assert str(path) in str(err.value) and f"'{key}" in str(err.value)
+    assert str(err.value).startswith(f"{path}: {key}"), err.value
+    assert words in str(err.value)

@@ -2,80 +2,63 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from smartnation.settings.errors import SettingsError
+from smartnation.settings.validation import Origins, convert, setting
+from smartnation.settings.yaml_files import read_yaml
 
 VERSIONS_FILE = Path(__file__).with_name("versions.yaml")
 
-# Keys each entry may carry; anything else is a typo that would silently be ignored.
-_ALLOWED = {
-    "version",
-    "module",
-    "module_version",
-    "exec_module",
-    "exec_module_version",
-    "sdk_module_version",
-}
-# Every tool smartnation builds, in build order: the provider plugin is installed by the CLI,
-# so the CLI comes first.
-TOOLS = (
-    "pulumi",
-    "pulumi-language-python",
-    "pulumi-resource-kubernetes",
-    "kubernetes",
-    "etcd",
-    "kwok",
-    "helm",
-    "actionlint",
-)
+VersionsError = SettingsError
+"""What a malformed versions file raises (the name bootstrap reports under): the settings'
+own error, naming the file and the key path."""
+
+_VERSION = r"[0-9][0-9A-Za-z.+-]*"
 
 
-class VersionsError(ValueError):
-    """The versions file is malformed; the message names the file and the key."""
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Pin:
     """One tool's pin."""
 
-    name: str
-    version: str
+    name: str = setting(from_key=True)
+    """The tool, as versions.yaml lists it (not written inside the entry)."""
+    version: str = setting(pattern=_VERSION, describe="a version without a leading 'v', such as 1.37.2")
     """The version the tool reports about itself, without a leading v."""
-    module: str = ""
+    module: str = setting(default="")
     """The Go module the tool is built from."""
-    module_version: str = ""
+    module_version: str = setting(default="")
     """The exact module version (a tag or a pseudo-version) asked of the Go proxy."""
-    exec_module: str = ""
-    exec_module_version: str = ""
-    sdk_module_version: str = ""
+    exec_module: str = setting(default="")
+    """A second module a tool needs a binary from (the Python language host's executor)."""
+    exec_module_version: str = setting(default="")
+    """Its exact module version."""
+    sdk_module_version: str = setting(default="")
+    """The SDK module version a module's go.mod replaces with a path outside the module."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolPins:
+    """versions.yaml: every tool smartnation builds, in build order (the provider plugin is
+    installed by the CLI, so the CLI comes first). Any other key is a typo and is refused."""
+
+    pulumi: Pin
+    pulumi_language_python: Pin = setting(key="pulumi-language-python")
+    pulumi_resource_kubernetes: Pin = setting(key="pulumi-resource-kubernetes")
+    kubernetes: Pin
+    etcd: Pin
+    kwok: Pin
+    helm: Pin
+    actionlint: Pin
+
+
+TOOLS: tuple[str, ...] = tuple(field.metadata.get("key") or field.name for field in dataclasses.fields(ToolPins))
+"""Every tool smartnation builds, in build order."""
 
 
 def load_pins(path: Path = VERSIONS_FILE) -> dict[str, Pin]:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise VersionsError(f"{path}: cannot read: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise VersionsError(f"{path}: expected a mapping of tool name to pin, got {type(raw).__name__}")
-    pins: dict[str, Pin] = {}
-    for name in TOOLS:
-        if name not in raw:
-            raise VersionsError(f"{path}: key '{name}' is missing")
-    for name, entry in raw.items():
-        if name not in TOOLS:
-            raise VersionsError(f"{path}: key '{name}' is not a tool smartnation builds ({', '.join(TOOLS)})")
-        if not isinstance(entry, dict):
-            raise VersionsError(f"{path}: key '{name}' must be a mapping")
-        unknown = set(entry) - _ALLOWED
-        if unknown:
-            raise VersionsError(
-                f"{path}: key '{name}.{sorted(unknown)[0]}' is unknown (allowed: {', '.join(sorted(_ALLOWED))})"
-            )
-        if not isinstance(entry.get("version"), str) or not entry["version"]:
-            raise VersionsError(f"{path}: key '{name}.version' must be a non-empty string")
-        if entry["version"].startswith("v"):
-            raise VersionsError(f"{path}: key '{name}.version' is written without a leading 'v'")
-        pins[name] = Pin(name=name, **{k: str(v) for k, v in entry.items()})
-    return pins
+    """The pins of ``path`` by tool name, in build order; SettingsError names the file and key."""
+    pins = convert(ToolPins, read_yaml(path), (), Origins(str(path)))
+    return {pin.name: pin for pin in (getattr(pins, field.name) for field in dataclasses.fields(ToolPins))}
