@@ -182,7 +182,7 @@ def _op(value: object) -> OpType | None:
         return None
 
 
-OK, POLICY, ERROR, SKIPPED = "ok", "policy-violation", "error", "skipped"
+OK, POLICY, ERROR = "ok", "policy-violation", "error"
 
 
 @dataclass
@@ -241,7 +241,7 @@ class EnvironmentPreview:
 
 
 _SYMBOL = {CREATE: "+", UPDATE: "~", REPLACE: "+-", DELETE: "-"}
-_RESULT = {OK: "ok", POLICY: "**mandatory policy violation**", ERROR: "**engine error**", SKIPPED: "skipped"}
+_RESULT = {OK: "ok", POLICY: "**mandatory policy violation**", ERROR: "**engine error**"}
 
 
 def _cell(text: str) -> str:
