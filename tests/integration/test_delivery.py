@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from smartnation.cli import exit_codes
-from smartnation.cli.promotion import copy_releases
+from smartnation.cli.releases_copy import copy_releases
 from smartnation.program.city_platform import release_summary
 from smartnation.settings import load_settings
 from tests.integration.platform_project import REPO, PlatformProject

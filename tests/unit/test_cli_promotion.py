@@ -9,18 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smartnation.cli.promotion import (
-    AuditEntry,
-    SourceUpdate,
-    append_audit,
-    check_promotion,
-    copy_releases,
-    load_order,
-    operator,
-    read_audit,
-    releases_of,
-    render_audit,
-)
+from smartnation.cli.audit_log import AuditEntry, SourceUpdate, append_audit, operator, read_audit, render_audit
+from smartnation.cli.promotion_order import check_promotion, load_order
+from smartnation.cli.releases_copy import copy_releases, releases_of
 from smartnation.settings import SettingsError, load_settings
 from tests.unit.harness import REPO_ENVIRONMENTS
 

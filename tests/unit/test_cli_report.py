@@ -6,7 +6,7 @@ import pytest
 from pulumi.automation import EngineEvent
 
 from smartnation.cli import exit_codes
-from smartnation.cli.engine import DriftCollector
+from smartnation.cli.drift import DriftCollector
 from smartnation.cli.preview import exit_code_for
 from smartnation.cli.report import (
     ERROR,

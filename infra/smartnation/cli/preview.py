@@ -11,46 +11,33 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
-from smartnation.cli import engine, exit_codes
+from smartnation.cli import exit_codes
 from smartnation.cli.changes import affected_environments, changed_files, git_toplevel
-from smartnation.cli.promotion import load_order
+from smartnation.cli.engine_preview import preview_environment
+from smartnation.cli.environment_names import check_environments, known_environments
 from smartnation.cli.report import ERROR, POLICY, EnvironmentPreview, render_markdown
 from smartnation.paths import environments_dir, project_dir
-from smartnation.settings import SettingsError, list_environments
+from smartnation.settings import SettingsError
+from smartnation.settings.yaml_files import read_yaml
 
 log = logging.getLogger("smartnation")
 
 
-def known_environments(environments: Path) -> tuple[str, ...]:
-    """The promotion order first, then any other environment file (never promotion.yaml itself)."""
-    order = load_order(environments)
-    others = [e for e in list_environments(environments) if e not in order and e != "promotion"]
-    return (*order, *others)
+def _cluster_of(environments: Path) -> Callable[[str], str | None]:
+    """The cluster an environment file names; None when the file cannot tell (then every cluster counts)."""
 
-
-def _cluster_of(environments: Path):
     def cluster_of(environment: str) -> str | None:
         try:
-            data = yaml.safe_load((environments / f"{environment}.yaml").read_text(encoding="utf-8"))
-            cluster = data.get("cluster") if isinstance(data, dict) else None
-            return cluster if isinstance(cluster, str) else None
-        except (OSError, yaml.YAMLError):
+            data = read_yaml(environments / f"{environment}.yaml")
+        except SettingsError:
             return None
+        cluster = data.get("cluster") if isinstance(data, dict) else None
+        return cluster if isinstance(cluster, str) else None
 
     return cluster_of
-
-
-def check_environments(names: list[str], environments: Path) -> None:
-    known = known_environments(environments)
-    for name in names:
-        if name not in known:
-            raise SettingsError(
-                f"{environments.name}/{name}.yaml", "<file>", f"no such environment; known: {', '.join(known)}"
-            )
 
 
 def exit_code_for(previews: list[EnvironmentPreview]) -> int:
@@ -88,7 +75,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     previews: list[EnvironmentPreview] = []
     for number, (environment, reasons) in enumerate(selected.items(), start=1):
         log.info("[%d/%d] previewing %s ...", number, len(selected), environment)
-        result = engine.preview(environment, tuple(reasons), on_output=_verbose if args.verbose else None)
+        result = preview_environment(environment, tuple(reasons), on_output=_verbose if args.verbose else None)
         c = result.counts()
         log.info(
             "[%d/%d] %s on %s: %d to create, %d to update, %d to replace, %d to delete; "

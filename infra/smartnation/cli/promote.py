@@ -1,4 +1,4 @@
-"""`smartnation promote SOURCE TARGET` and `smartnation audit`.
+"""`smartnation promote SOURCE TARGET [--yes] [--apply] [--allow-stateful-changes]`.
 
 Promotion copies SOURCE's `releases:` block into TARGET's file, after three gates:
 
@@ -24,28 +24,28 @@ from pathlib import Path
 
 from pulumi import automation as auto
 
-from smartnation.cli import engine, exit_codes, workspace
-from smartnation.cli.console import confirm, stream_to
-from smartnation.cli.promotion import (
+from smartnation.cli import exit_codes
+from smartnation.cli.audit_log import (
     APPLIED,
     FAILED,
-    PROMOTION_FILE,
     REFUSED,
     WRITTEN_ONLY,
     AuditEntry,
     SourceUpdate,
     append_audit,
-    check_promotion,
-    copy_releases,
-    load_order,
     operator,
-    read_audit,
-    releases_of,
-    render_audit,
     utc_now,
-    write_atomically,
 )
+from smartnation.cli.console import confirm, stream_to
+from smartnation.cli.drift import drift
+from smartnation.cli.engine_preview import preview_environment
+from smartnation.cli.history import RELEASES_OUTPUT, deployed_releases, file_releases, last_update
+from smartnation.cli.locks import StackLocked, check_unlocked
+from smartnation.cli.policy import policy_args
+from smartnation.cli.promotion_order import PROMOTION_FILE, check_promotion, load_order
+from smartnation.cli.releases_copy import copy_releases, releases_of, write_atomically
 from smartnation.cli.report import EnvironmentPreview, render_environment
+from smartnation.cli.workspace import select
 from smartnation.paths import environments_dir, project_dir
 from smartnation.settings import load_settings
 
@@ -65,10 +65,10 @@ class Refused(Exception):
 def gate_source_deployed(source: str, environments: Path) -> tuple[SourceUpdate, auto.Stack]:
     """(a) SOURCE's last update succeeded and deployed what SOURCE's file says now."""
     try:
-        stack, settings = workspace.select(source, create=False, environments=environments)
+        stack, settings = select(source, create=False, environments=environments)
     except auto.StackNotFoundError as error:
         raise Refused(f"{source} was never deployed to this backend: nothing it ran can be promoted") from error
-    last = engine.last_update(stack)
+    last = last_update(stack)
     if last is None:
         raise Refused(f"{source} has no update in its history: nothing it ran can be promoted")
     update = SourceUpdate(version=last.version, time=last.time, result=last.result)
@@ -81,12 +81,12 @@ def gate_source_deployed(source: str, environments: Path) -> tuple[SourceUpdate,
             f"{source}'s last update #{last.version} at {last.time} {last.result}: fix and redeploy {source} first",
             source_update=update,
         )
-    deployed = engine.deployed_releases(stack)
+    deployed = deployed_releases(stack)
     if deployed is None:
         raise Refused(
-            f"{source}'s stack has no `{engine.RELEASES_OUTPUT}` output: redeploy {source} first", source_update=update
+            f"{source}'s stack has no `{RELEASES_OUTPUT}` output: redeploy {source} first", source_update=update
         )
-    wanted = engine.file_releases(settings)
+    wanted = file_releases(settings)
     if deployed != wanted:
         differing = sorted(k for k in {*deployed, *wanted} if deployed.get(k) != wanted.get(k))
         raise Refused(
@@ -103,7 +103,7 @@ def gate_source_deployed(source: str, environments: Path) -> tuple[SourceUpdate,
 def gate_no_drift(source: str, stack: auto.Stack) -> None:
     """(b) SOURCE's resources on the cluster are what its state says."""
     log.info("gate (b): checking %s for drift (refresh preview) ...", source)
-    found = engine.drift(stack)
+    found = drift(stack)
     if found.error:
         raise Refused(f"the drift check of {source} failed: {found.error}")
     if found.drifted:
@@ -125,7 +125,7 @@ def gate_target_preview(target: str, new_text: str, environments: Path, allow_st
         shutil.copytree(environments, copy, ignore=shutil.ignore_patterns("stacks", "audit"))
         (copy / f"{target}.yaml").write_text(new_text, encoding="utf-8")
         load_settings(target, copy)  # the promoted file must be valid before the engine sees it
-        result = engine.preview(target, (f"{environments.name}/{target}.yaml",), environments=copy)
+        result = preview_environment(target, (f"{environments.name}/{target}.yaml",), environments=copy)
     if result.result == "error":
         raise Refused(f"the preview of {target} failed: {(result.errors or ['see the output above'])[-1]}")
     if result.mandatory_violations:
@@ -152,9 +152,9 @@ def gate_target_preview(target: str, new_text: str, environments: Path, allow_st
 def check_target(target: str, environments: Path) -> None:
     """Before --apply writes anything: TARGET is still not locked, and whether it drifted (the
     update compares with the state, not the cluster; the operator should know)."""
-    engine.check_unlocked(target)
-    stack, _ = workspace.select(target, create=False, environments=environments)
-    found = engine.drift(stack)
+    check_unlocked(target)
+    stack, _ = select(target, create=False, environments=environments)
+    found = drift(stack)
     if found.error:
         raise Refused(f"the drift check of {target} failed: {found.error}")
     if found.drifted:
@@ -200,8 +200,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     try:
         # Nobody may be changing either stack while the gates judge them (previews do not lock).
-        engine.check_unlocked(source)
-        engine.check_unlocked(target)
+        check_unlocked(source)
+        check_unlocked(target)
         update, source_stack = gate_source_deployed(source, environments)
         gate_no_drift(source, source_stack)
         preview = gate_target_preview(target, new_text, environments, args.allow_stateful_changes)
@@ -212,10 +212,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
         update = update or refusal.source_update
         record(REFUSED, refusal.reason)
         return refusal.code
-    except (auto.ConcurrentUpdateError, engine.StackLocked) as locked:
-        record(
-            REFUSED, str(locked) if isinstance(locked, engine.StackLocked) else "a stack is locked by another update"
-        )
+    except (auto.ConcurrentUpdateError, StackLocked) as locked:
+        record(REFUSED, str(locked) if isinstance(locked, StackLocked) else "a stack is locked by another update")
         raise
 
     diff = "".join(
@@ -236,8 +234,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
         return exit_codes.ABORTED
 
     try:
-        engine.check_unlocked(target)  # the confirmation may have taken a while
-    except engine.StackLocked as locked:
+        check_unlocked(target)  # the confirmation may have taken a while
+    except StackLocked as locked:
         record(REFUSED, str(locked))
         raise
     write_atomically(target_path, new_text)
@@ -246,10 +244,10 @@ def cmd_promote(args: argparse.Namespace) -> int:
         record(WRITTEN_ONLY, f"{target_settings.source} written; deploy with `smartnation up {target}`")
         return exit_codes.OK
 
-    stack, settings = workspace.select(target, create=True, environments=environments)
+    stack, settings = select(target, create=True, environments=environments)
     log.info("updating %s on %s ...", target, settings.cluster.name)
     try:
-        with engine.policy_args(settings, environments) as policy:
+        with policy_args(settings) as policy:
             stack.up(color="never", on_output=stream_to(sys.stderr), **policy)
     except auto.ConcurrentUpdateError:
         record(FAILED, f"{target_settings.source} written; the update of {target} found the stack locked")
@@ -265,27 +263,11 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def _last(stack: auto.Stack) -> SourceUpdate | None:
-    last = engine.last_update(stack)
+    last = last_update(stack)
     return SourceUpdate(version=last.version, time=last.time, result=last.result) if last else None
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
-    entries = read_audit(environments_dir())
-    if args.last:
-        entries = entries[-args.last :]
-    if args.json:
-        import json
-
-        for entry in entries:
-            print(json.dumps(entry, ensure_ascii=False))
-    elif entries:
-        sys.stdout.write(render_audit(entries))
-    else:
-        log.info("no promotion recorded yet")
-    return exit_codes.OK
-
-
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     promote = sub.add_parser(
         "promote",
         help="copy SOURCE's releases into TARGET's file after the gates (order: environments/promotion.yaml)",
@@ -300,8 +282,3 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="accept replacing or deleting StatefulSets, volumes, namespaces or data-service resources",
     )
     promote.set_defaults(func=cmd_promote)
-
-    audit = sub.add_parser("audit", help="list recorded promotions (environments/audit/promotions.jsonl)")
-    audit.add_argument("--last", type=int, metavar="N", help="only the last N entries")
-    audit.add_argument("--json", action="store_true", help="one JSON object per line")
-    audit.set_defaults(func=cmd_audit)

@@ -16,9 +16,12 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from smartnation.cli import engine, exit_codes, workspace
-from smartnation.cli.preview import check_environments, known_environments
-from smartnation.cli.promotion import render_table
+from smartnation.cli import exit_codes
+from smartnation.cli.console import render_table
+from smartnation.cli.drift import drift
+from smartnation.cli.environment_names import check_environments, known_environments
+from smartnation.cli.history import deployed_releases, file_releases, last_update
+from smartnation.cli.workspace import select
 from smartnation.paths import environments_dir
 from smartnation.settings import load_settings
 
@@ -46,21 +49,21 @@ def environment_status(environment: str, check_drift: bool) -> EnvironmentStatus
     settings = load_settings(environment, environments)
     status = EnvironmentStatus(environment, settings.cluster.name, deployed=False)
     try:
-        stack, _ = workspace.select(environment, create=False, environments=environments)
+        stack, _ = select(environment, create=False, environments=environments)
     except auto.StackNotFoundError:
         return status
-    last = engine.last_update(stack)
+    last = last_update(stack)
     if last is None:
         return status
     status.last_update = asdict(last)
-    releases = engine.deployed_releases(stack)
+    releases = deployed_releases(stack)
     status.deployed = releases is not None and not (last.kind == "destroy" and last.result == "succeeded")
     if not status.deployed:
         return status
     status.releases = releases
-    status.releases_match_file = releases == engine.file_releases(settings)
+    status.releases_match_file = releases == file_releases(settings)
     if check_drift:
-        found = engine.drift(stack)
+        found = drift(stack)
         status.drift, status.drift_error = list(found.resources), found.error
     return status
 
@@ -83,15 +86,15 @@ def render(statuses: list[EnvironmentStatus]) -> str:
             rows.append((s.environment, s.cluster, NOT_DEPLOYED, "-", last, "-"))
             continue
         if s.drift_error:
-            drift = f"unknown ({s.drift_error.splitlines()[-1][:80]})"
+            drift_text = f"unknown ({s.drift_error.splitlines()[-1][:80]})"
         elif s.drift is None:
-            drift = "not checked"
+            drift_text = "not checked"
         elif not s.drift:
-            drift = "none"
+            drift_text = "none"
         else:
-            drift = f"{len(s.drift)}: " + "; ".join(s.drift[:3]) + (" ..." if len(s.drift) > 3 else "")
+            drift_text = f"{len(s.drift)}: " + "; ".join(s.drift[:3]) + (" ..." if len(s.drift) > 3 else "")
         match = "yes" if s.releases_match_file else "NO (file changed since)"
-        rows.append((s.environment, s.cluster, "yes", match, last, drift))
+        rows.append((s.environment, s.cluster, "yes", match, last, drift_text))
     out = [render_table(rows)]
     for s in statuses:
         if s.deployed and s.releases:

@@ -1,0 +1,127 @@
+"""The promotion audit log (environments/audit/promotions.jsonl): one JSON line per promotion."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from smartnation.cli.console import render_table
+from smartnation.settings import SettingsError
+
+AUDIT_FILE = "audit/promotions.jsonl"
+OPERATOR_VARIABLE = "SMARTNATION_OPERATOR"
+
+# What became of a promotion (AuditEntry.result).
+APPLIED = "applied"
+WRITTEN_ONLY = "written-only"
+REFUSED = "refused"
+FAILED = "failed"  # the file was written, the update of TARGET failed
+
+
+@dataclass(frozen=True)
+class SourceUpdate:
+    """The SOURCE stack's last update, the one whose releases are promoted."""
+
+    version: int | None
+    """The stack's update number (`pulumi stack history`)."""
+    time: str | None
+    """When it ended (UTC, ISO 8601)."""
+    result: str | None
+    """`succeeded`, `failed` or `in-progress`."""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of environments/audit/promotions.jsonl."""
+
+    when: str
+    """UTC time the promotion ended, ISO 8601 with a Z."""
+    who: str
+    """$SMARTNATION_OPERATOR, else git's user.email, else the login name."""
+    source: str
+    target: str
+    result: str
+    """APPLIED, WRITTEN_ONLY, REFUSED or FAILED."""
+    reason: str
+    """Why it was refused or failed; what was done otherwise."""
+    source_update: SourceUpdate | None = None
+    releases: Mapping[str, Any] | None = None
+    """SOURCE's releases block (what TARGET got or would have got)."""
+    target_update: SourceUpdate | None = None
+    """TARGET's update run by --apply."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        if not data["extra"]:
+            del data["extra"]
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def operator(project: Path) -> str:
+    """Who is promoting: $SMARTNATION_OPERATOR, else git user.email, else the login name."""
+    if os.environ.get(OPERATOR_VARIABLE):
+        return os.environ[OPERATOR_VARIABLE]
+    try:
+        email = subprocess.run(
+            ["git", "config", "user.email"], cwd=project, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        email = ""
+    if email:
+        return email
+    return os.environ.get("USER") or getpass.getuser()
+
+
+def append_audit(environments: Path, entry: AuditEntry) -> Path:
+    path = environments / AUDIT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as stream:
+        stream.write(entry.to_json() + "\n")
+    return path
+
+
+def read_audit(environments: Path) -> list[dict[str, Any]]:
+    path = environments / AUDIT_FILE
+    if not path.is_file():
+        return []
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            shown = f"{environments.name}/{AUDIT_FILE}"
+            raise SettingsError(shown, f"<line {number}>", f"not JSON: {error}") from error
+    return entries
+
+
+def render_audit(entries: Sequence[Mapping[str, Any]]) -> str:
+    """The audit entries as a plain-text table, oldest first."""
+    header = ("when", "who", "promotion", "source update", "result", "reason")
+    rows = [header]
+    for entry in entries:
+        update = entry.get("source_update") or {}
+        rows.append(
+            (
+                str(entry.get("when", "")),
+                str(entry.get("who", "")),
+                f"{entry.get('source', '?')} -> {entry.get('target', '?')}",
+                f"#{update['version']}" if update.get("version") is not None else "-",
+                str(entry.get("result", "")),
+                str(entry.get("reason", "")),
+            )
+        )
+    return render_table(rows)

@@ -1,0 +1,32 @@
+"""The policy pack on every preview and update: its target for one environment, as engine arguments."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from smartnation.paths import POLICY_PACK
+from smartnation.settings import Settings, SettingsError
+from smartnation_policy.target import TargetConfigError, policy_config_for
+
+
+def policy_config(settings: Settings) -> dict[str, Any]:
+    """The pack's config (`--policy-pack-config`) for this environment on its cluster."""
+    try:
+        return policy_config_for(settings.environment, settings.cluster)
+    except TargetConfigError as error:
+        raise SettingsError(f"{settings.cluster.name}.yaml", "<policy target>", str(error)) from error
+
+
+@contextmanager
+def policy_args(settings: Settings) -> Iterator[dict[str, list[str]]]:
+    """Keyword arguments for preview/up that run the policy pack against this environment's target."""
+    config = policy_config(settings)
+    with tempfile.TemporaryDirectory(prefix="smartnation-policy-") as tmp:
+        path = Path(tmp) / f"{settings.environment}-policy.json"
+        path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+        yield {"policy_packs": [str(POLICY_PACK)], "policy_pack_configs": [str(path)]}
