@@ -1,11 +1,11 @@
 """What the policy pack is checking against: one environment deployed to one cluster.
 
 The pack itself knows nothing about clusters. The ops CLI builds the target from the
-environment name and the cluster profile (environments/clusters/<name>.yaml) with
-`policy_config_for`, writes it as the pack's config file and passes it to the engine with
-`--policy-pack-config`. Every policy that needs the target declares `TARGET_CONFIG_SCHEMA`, so
-the engine rejects a missing or malformed target before any policy runs (fail closed), and
-`Target.from_config` is the one place that reads it.
+environment name and its cluster profile as the settings loader read it (`Settings.cluster`,
+from environments/clusters/<name>.yaml) with `policy_config_for`, writes it as the pack's
+config file and passes it to the engine with `--policy-pack-config`. Every policy that needs
+the target declares `TARGET_CONFIG_SCHEMA`, so the engine rejects a missing or malformed target
+before any policy runs (fail closed), and `Target.from_config` is the one place that reads it.
 """
 
 from __future__ import annotations
@@ -13,9 +13,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pulumi_policy import PolicyConfigSchema
+
+if TYPE_CHECKING:
+    # Only for the signature: the pack's own process (run by the engine) never needs the
+    # settings package, it reads the target from its policy config.
+    from smartnation.settings.models import ClusterProfile
 
 ENVIRONMENTS: tuple[str, ...] = ("dev", "staging", "production")
 """The environments the project deploys; `production` is the one the stricter rules apply to."""
@@ -151,62 +156,40 @@ class Target:
 
 def target_for(
     environment: str,
-    cluster_profile: Mapping[str, Any],
+    profile: ClusterProfile,
     *,
     production_countries: Sequence[str] = PRODUCTION_COUNTRIES,
 ) -> Target:
-    """Builds the target for `environment` deployed to the cluster a profile mapping describes."""
-    cluster = cluster_profile.get("name")
-    where = f"cluster profile {cluster!r}" if isinstance(cluster, str) else "cluster profile"
-    if not isinstance(cluster, str) or not cluster:
-        raise TargetConfigError(f"{where}: name: expected a non-empty string")
-    site = cluster_profile.get("site")
-    registry = cluster_profile.get("registry")
-    storage = cluster_profile.get("storage")
-    country = site.get("country") if isinstance(site, Mapping) else None
-    allowed = registry.get("allowed") if isinstance(registry, Mapping) else None
-    classes = storage.get("classes") if isinstance(storage, Mapping) else None
-    if not isinstance(country, str) or not _COUNTRY_RE.match(country):
-        raise TargetConfigError(
-            f"{where}: site.country: expected an ISO 3166-1 alpha-2 code like 'MC', got {country!r}"
-        )
-    if (
-        isinstance(allowed, str)
-        or not isinstance(allowed, Sequence)
-        or not allowed
-        or not all(isinstance(prefix, str) and prefix for prefix in allowed)
-    ):
-        raise TargetConfigError(f"{where}: registry.allowed: expected a non-empty list of image prefixes")
-    if isinstance(classes, str) or not isinstance(classes, Sequence) or not classes:
-        raise TargetConfigError(f"{where}: storage.classes: expected a non-empty list of storage classes")
-    class_names = []
-    for i, storage_class in enumerate(classes):
-        name = storage_class.get("name") if isinstance(storage_class, Mapping) else None
-        if not isinstance(name, str) or not name:
-            raise TargetConfigError(f"{where}: storage.classes[{i}].name: expected a non-empty string")
-        class_names.append(name)
+    """The target for ``environment`` deployed to the cluster ``profile`` describes.
+
+    The profile is the one the settings loader validated (smartnation.settings), so its shape is
+    settled; ``Target.from_config`` still checks what the pack itself demands of a target.
+    """
     try:
         return Target.from_config(
             {
                 "environment": environment,
-                "cluster": cluster,
-                "country": country,
-                "allowed_registries": list(allowed),
-                "storage_classes": class_names,
+                "cluster": profile.name,
+                "country": profile.site.country,
+                "allowed_registries": list(profile.registry.allowed),
+                "storage_classes": [storage_class.name for storage_class in profile.storage.classes],
                 "production_countries": list(production_countries),
             }
         )
     except TargetConfigError as err:
-        raise TargetConfigError(f"{where}: {err}") from err
+        raise TargetConfigError(f"cluster profile {profile.name!r}: {err}") from err
 
 
 def policy_config_for(
     environment: str,
-    cluster_profile: Mapping[str, Any],
+    profile: ClusterProfile,
     *,
     production_countries: Sequence[str] = PRODUCTION_COUNTRIES,
 ) -> dict[str, dict[str, Any]]:
     """The content of the `--policy-pack-config` JSON file for one environment on one cluster.
+
+    A pure function of the environment name and its loaded cluster profile
+    (``Settings.cluster``); the ops CLI writes the result as JSON for the engine.
 
     Pulumi keys policy config by policy name (a top-level key that is not a policy name must be an
     enforcement level), so the target is repeated under every policy that declares
@@ -215,7 +198,7 @@ def policy_config_for(
     # Imported here because the rules module imports this one for Target and the schema.
     from smartnation_policy.rules import POLICIES
 
-    properties = target_for(environment, cluster_profile, production_countries=production_countries).as_config()
+    properties = target_for(environment, profile, production_countries=production_countries).as_config()
     return {policy.name: dict(properties) for policy in POLICIES if policy.config_schema is TARGET_CONFIG_SCHEMA}
 
 

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
+from smartnation.settings import load_cluster_profile
 from smartnation_policy.target import policy_config_for
 from tests.integration.platform_project import PlatformProject
 
@@ -25,7 +25,7 @@ def project(tmp_path_factory, tools, clusters):
 
 
 def _preview_with_policy(project: PlatformProject, cluster: str, **overrides):
-    profile = yaml.safe_load((project.root / "environments" / "clusters" / f"{cluster}.yaml").read_text())
+    profile = load_cluster_profile(cluster, project.root / "environments")
     config = project.root / f"policy-{cluster}.json"
     config.write_text(json.dumps(policy_config_for("production", profile, **overrides)))
     return project.pulumi(

@@ -5,7 +5,8 @@ the way its analyzer builds them (props wrapped in the unknown-checking proxy), 
 place of `report_violation`. The last tests start the real pack process and talk to it over the
 analyzer gRPC protocol, as the Pulumi engine does.
 
-Run with `policy/` importable: `pythonpath = ["policy"]` in pytest's config, or PYTHONPATH=policy.
+`smartnation_policy` imports from the project's install (pyproject.toml lists policy/ as a
+package root); the targets are built from cluster profiles as the settings loader reads them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
+from smartnation.settings import SettingsError, load_cluster_profile
+from smartnation.settings.models import ClusterProfile
 from smartnation_policy import rules
 from smartnation_policy.target import (
     PRODUCTION_COUNTRIES,
@@ -60,22 +63,18 @@ CLUSTERS = REPO / "environments" / "clusters"
 # --- fixtures and builders ----------------------------------------------------------------------
 
 
-def load_profile(name: str) -> dict[str, Any]:
-    return yaml.safe_load((CLUSTERS / f"{name}.yaml").read_text())
-
-
 @pytest.fixture(params=sorted(p.stem for p in CLUSTERS.glob("*.yaml")))
-def profile(request: pytest.FixtureRequest) -> dict[str, Any]:
+def profile(request: pytest.FixtureRequest) -> ClusterProfile:
     """Each real cluster profile of the repository."""
-    return load_profile(request.param)
+    return load_cluster_profile(request.param)
 
 
-ONPREM = load_profile("monaco-onprem")
-MIRROR = ONPREM["registry"]["allowed"][0]
-GOOD_CLASS = ONPREM["storage"]["classes"][0]["name"]
+ONPREM = load_cluster_profile("monaco-onprem")
+MIRROR = ONPREM.registry.allowed[0]
+GOOD_CLASS = ONPREM.storage.classes[0].name
 
 
-def target_config(environment: str = "dev", profile: dict[str, Any] | None = None, **overrides: Any) -> dict:
+def target_config(environment: str = "dev", profile: ClusterProfile | None = None, **overrides: Any) -> dict:
     """The config a targeted policy receives, as the CLI's file hands it over."""
     config = target_for(environment, profile or ONPREM).as_config()
     config.update(overrides)
@@ -274,10 +273,10 @@ def test_policy_config_carries_the_cluster_profile_to_every_targeted_policy(prof
         jsonschema.validate(properties, schema)
         assert json.loads(json.dumps(properties)) == properties
         target = Target.from_config(properties)
-        assert target.cluster == profile["name"]
-        assert target.country == profile["site"]["country"]
-        assert target.allowed_registries == tuple(profile["registry"]["allowed"])
-        assert target.storage_classes == tuple(c["name"] for c in profile["storage"]["classes"])
+        assert target.cluster == profile.name
+        assert target.country == profile.site.country
+        assert target.allowed_registries == profile.registry.allowed
+        assert target.storage_classes == tuple(c.name for c in profile.storage.classes)
         assert target.production_countries == PRODUCTION_COUNTRIES
 
 
@@ -290,20 +289,27 @@ def test_policy_config_file_keys_are_policy_names_as_the_engine_requires():
 
 
 @pytest.mark.parametrize(
-    ("mutate", "key_path"),
+    ("mutate", "key_path", "words"),
     [
-        (lambda p: p["registry"].pop("allowed"), "registry.allowed"),
-        (lambda p: p["storage"].update(classes=[]), "storage.classes"),
-        (lambda p: p["storage"]["classes"][0].pop("name"), "storage.classes[0].name"),
-        (lambda p: p["site"].update(country="Monaco"), "site.country"),
-        (lambda p: p.pop("name"), "name"),
+        (lambda p: p["registry"].pop("allowed"), "registry.allowed", "required key is missing"),
+        (lambda p: p["registry"].update(allowed=[]), "registry", "not in registry.allowed"),
+        (lambda p: p["storage"].update(classes=[]), "storage", "not one of the classes"),
+        (lambda p: p["storage"]["classes"][0].pop("name"), "storage.classes.0.name", "required key is missing"),
+        (lambda p: p["site"].update(country="Monaco"), "site.country", "ISO 3166 country code"),
+        (lambda p: p.pop("name"), "name", "required key is missing"),
     ],
 )
-def test_a_malformed_cluster_profile_is_rejected_naming_the_key(mutate, key_path):
-    profile = copy.deepcopy(ONPREM)
-    mutate(profile)
-    with pytest.raises(TargetConfigError, match=re.escape(key_path)):
-        policy_config_for("dev", profile)
+def test_a_profile_the_pack_cannot_judge_against_is_refused_when_read(tmp_path, mutate, key_path, words):
+    # What the pack needs of a profile (a country, registries, storage classes) the settings
+    # model guarantees: a profile without it never reaches policy_config_for.
+    data = yaml.safe_load((CLUSTERS / "monaco-onprem.yaml").read_text())
+    mutate(data)
+    environments = tmp_path / "environments"
+    (environments / "clusters").mkdir(parents=True)
+    (environments / "clusters" / "monaco-onprem.yaml").write_text(yaml.safe_dump(data))
+    expected = f"^environments/clusters/monaco-onprem.yaml: {re.escape(key_path)}: .*{words}"
+    with pytest.raises(SettingsError, match=expected):
+        load_cluster_profile("monaco-onprem", environments)
 
 
 def test_an_unknown_environment_is_rejected():
@@ -429,7 +435,7 @@ def test_allowed_registries_rejects_images_from_elsewhere(image):
 
 
 def test_allowed_registries_accepts_the_clusters_own_registry(profile):
-    registry = profile["registry"]["allowed"][0]
+    registry = profile.registry.allowed[0]
     props = workload(DEPLOYMENT, pod(container("api", image=f"{registry}/api:1.0.0")))
     args = resource_args(DEPLOYMENT, props, config=target_config("dev", profile))
     assert check(rules.allowed_registries_validator, args) == []
@@ -471,13 +477,13 @@ def test_allowed_storage_classes_checks_volume_claim_templates_and_ephemeral_vol
 
 def test_allowed_storage_classes_accepts_every_class_of_the_cluster(profile):
     config = target_config("dev", profile)
-    for storage_class in profile["storage"]["classes"]:
+    for storage_class in profile.storage.classes:
         props = workload(STATEFULSET, pod())
         props["spec"]["volumeClaimTemplates"] = [
-            {"metadata": {"name": "data"}, "spec": {"storageClassName": storage_class["name"]}}
+            {"metadata": {"name": "data"}, "spec": {"storageClassName": storage_class.name}}
         ]
         assert check(rules.allowed_storage_classes_validator, resource_args(STATEFULSET, props, config=config)) == []
-        pvc = {"spec": {"storageClassName": storage_class["name"]}}
+        pvc = {"spec": {"storageClassName": storage_class.name}}
         assert check(rules.allowed_storage_classes_validator, resource_args(PVC, pvc, config=config)) == []
 
 
@@ -654,7 +660,7 @@ def test_protect_production_state_leaves_stateless_resources_alone():
 
 
 def test_data_residency_refuses_production_outside_the_allowed_countries():
-    dusseldorf = load_profile("dusseldorf-test")
+    dusseldorf = load_cluster_profile("dusseldorf-test")
     config = target_config("production", dusseldorf, production_countries=["MC"])
     violations = check(rules.data_residency_validator, resource_args(STATEFULSET, {}, name="postgres", config=config))
     assert len(violations) == 1
@@ -668,7 +674,7 @@ def test_data_residency_allows_production_on_both_clusters_until_the_migration(p
 
 
 def test_data_residency_does_not_restrict_dev_and_staging():
-    config = target_config("staging", load_profile("dusseldorf-test"), production_countries=["MC"])
+    config = target_config("staging", load_cluster_profile("dusseldorf-test"), production_countries=["MC"])
     assert check(rules.data_residency_validator, resource_args(DEPLOYMENT, {}, config=config)) == []
 
 
