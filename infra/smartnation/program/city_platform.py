@@ -13,6 +13,7 @@ from smartnation.program.components.database import Database, DatabaseArgs
 from smartnation.program.components.guardrails import Guardrails, GuardrailsArgs
 from smartnation.program.components.object_storage import ObjectStorage, ObjectStorageArgs
 from smartnation.program.components.providers import cluster_providers
+from smartnation.program.placement import Placement
 from smartnation.settings import SettingsError
 from smartnation.settings.models import ClusterProfile, Settings
 from smartnation.settings.stack_secrets import check_secrets
@@ -58,13 +59,10 @@ def deploy(settings: Settings, cluster: ClusterProfile, provider: k8s.Provider) 
     storage = ObjectStorage(
         f"{prefix}-object-storage",
         ObjectStorageArgs(
-            environment=env,
-            namespace=namespace,
+            placement=Placement.of(env, cluster, settings.guardrails.protect_state).inside(namespace),
             settings=settings.object_storage,
             release=rel.object_storage,
             client_release=rel.object_storage_client,
-            cluster=cluster,
-            protect_state=settings.guardrails.protect_state,
         ),
         opts,
     )
@@ -72,12 +70,9 @@ def deploy(settings: Settings, cluster: ClusterProfile, provider: k8s.Provider) 
     broker = Broker(
         f"{prefix}-broker",
         BrokerArgs(
-            environment=env,
-            namespace=namespace,
+            placement=Placement.of(env, cluster, settings.guardrails.protect_state).inside(namespace),
             settings=settings.broker,
             release=rel.broker,
-            cluster=cluster,
-            protect_state=settings.guardrails.protect_state,
             client_secrets=api_clients,
         ),
         opts,

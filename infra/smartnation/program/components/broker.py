@@ -9,14 +9,16 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from smartnation.program import naming
-from smartnation.program.components import child_options, pods, require_provider, stateful_options
+from smartnation.program.components import pods
 from smartnation.program.components.certificates import certificate
+from smartnation.program.components.stateful import Children
 from smartnation.program.daemon_config.mosquitto import (
     DeviceClass,
     render_acl_file,
     render_mosquitto_conf,
     render_password_file,
 )
+from smartnation.program.placement import Placement
 from smartnation.settings import stack_secrets
 from smartnation.settings.models import BrokerSettings, ClusterProfile, ComponentRelease
 
@@ -30,24 +32,22 @@ _PASSWORD_DIR = "/mosquitto/passwords"
 _TLS_DIR = "/mosquitto/tls"
 _DATA_DIR = "/mosquitto/data"
 
+# Pod annotations that roll the pods when what mosquitto reads at start changes.
+CONFIG_HASH = "smartnation.mc/config-sha256"
+PASSWORDS_HASH = "smartnation.mc/passwords-sha256"
+
 
 @dataclass(frozen=True)
 class BrokerArgs:
-    environment: str
-    """Environment name; names and labels derive from it."""
-    namespace: pulumi.Input[str]
-    """Namespace to deploy into (the guardrails' output, so the namespace exists first)."""
+    placement: Placement
+    """Environment, namespace, cluster (registry, storage class, LB annotations, node pools, DNS
+    zone) and whether the retained messages are protected."""
     settings: BrokerSettings
     """Replicas, sizes, device classes and their ACLs."""
     release: ComponentRelease
     """Mosquitto image from the environment's release block."""
-    cluster: ClusterProfile
-    """Target cluster: registry, storage class, LB annotations, node pools, DNS zone."""
     client_secrets: tuple[str, ...] = ()
     """Device classes used by in-cluster apps: each gets a Secret with MQTT_USERNAME/MQTT_PASSWORD."""
-
-    protect_state: bool = False
-    """Protect the data-holding children from deletion (production)."""
 
 
 class Broker(pulumi.ComponentResource):
@@ -66,207 +66,22 @@ class Broker(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: BrokerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("smartnation:broker:Broker", name, None, opts)
-        provider = require_provider(opts, "Broker")
-        child = child_options(self, provider)
-        n = naming.names(args.environment, naming.BROKER)
-        cfg = pulumi.Config(stack_secrets.CONFIG_NAMESPACE)
-        replicas = args.settings.replicas
-        selector = n.selector(naming.SERVER)
-        labels = n.labels(naming.SERVER, args.release.version)
-        metadata = {"namespace": args.namespace, "labels": labels}
-
-        classes = [
-            DeviceClass(name=c.name, username=c.name, publish=c.publish, subscribe=c.subscribe)
-            for c in args.settings.device_classes
-        ]
-        conf = render_mosquitto_conf(
-            plain_port=PLAIN_PORT,
-            tls_port=TLS_PORT,
-            certfile=f"{_TLS_DIR}/tls.crt",
-            keyfile=f"{_TLS_DIR}/tls.key",
-            cafile=None,
-            password_file=f"{_PASSWORD_DIR}/passwords",
-            acl_file=f"{_CONFIG_DIR}/acl",
-            persistence_dir=_DATA_DIR,
-        )
-        acl = render_acl_file(classes)
-        config = k8s.core.v1.ConfigMap(
-            f"{name}-config",
-            metadata={**metadata, "name": n.child("config")},
-            data={"mosquitto.conf": conf, "acl": acl},
-            opts=child,
+        children = Children.of(self, name, opts, args.placement, naming.BROKER, args.release.version)
+        config, config_hash = _config(children, args.settings)
+        passwords, password_hash, client_secret_names = _credentials(children, args)
+        headless, internal_name, public = _services(children, args.placement.cluster)
+        tls = _certificate(children)
+        server = _server(
+            children, args, config, passwords, tls, {CONFIG_HASH: config_hash, PASSWORDS_HASH: password_hash}
         )
 
-        # Hashing happens inside apply so cleartext passwords never leave the secret Output.
-        usernames = [c.username for c in classes]
-        password_file = pulumi.Output.secret(
-            pulumi.Output.all(*[cfg.require_secret(stack_secrets.broker_password(c.name)) for c in classes]).apply(
-                lambda passwords: render_password_file(dict(zip(usernames, passwords, strict=True)))
-            )
-        )
-        passwords = k8s.core.v1.Secret(
-            f"{name}-passwords",
-            metadata={**metadata, "name": n.child("passwords")},
-            type="Opaque",
-            string_data={"passwords": password_file},
-            opts=child,
-        )
-
-        client_secret_names: dict[str, str] = {}
-        for class_name in args.client_secrets:
-            secret_name = n.child(f"client-{class_name}")
-            k8s.core.v1.Secret(
-                f"{name}-client-{class_name}",
-                metadata={**metadata, "name": secret_name},
-                type="Opaque",
-                string_data={
-                    "MQTT_USERNAME": class_name,
-                    "MQTT_PASSWORD": cfg.require_secret(stack_secrets.broker_password(class_name)),
-                },
-                opts=child,
-            )
-            client_secret_names[class_name] = secret_name
-
-        headless_name = n.child("headless")
-        headless = k8s.core.v1.Service(
-            f"{name}-headless",
-            metadata={**metadata, "name": headless_name},
-            spec={
-                # Per-pod DNS names (<pod>.<headless>) for subscribers that attach to every pod.
-                "cluster_ip": "None",
-                "selector": selector,
-                "ports": [{"name": "mqtt", "port": PLAIN_PORT, "target_port": "mqtt"}],
-            },
-            opts=child,
-        )
-        internal_name = n.child("internal")
-        k8s.core.v1.Service(
-            f"{name}-internal",
-            metadata={**metadata, "name": internal_name},
-            spec={
-                # Plain MQTT stays inside the cluster: ClusterIP only.
-                "type": "ClusterIP",
-                "selector": selector,
-                "ports": [{"name": "mqtt", "port": PLAIN_PORT, "target_port": "mqtt"}],
-            },
-            opts=child,
-        )
-        public = k8s.core.v1.Service(
-            f"{name}-public",
-            metadata={
-                **metadata,
-                "name": n.name,
-                "annotations": dict(args.cluster.load_balancer.service_annotations),
-            },
-            spec={
-                "type": "LoadBalancer",
-                # Local keeps the device's source address, which the NetworkPolicy's
-                # device_source_ranges match on; the LB only targets nodes running a pod.
-                "external_traffic_policy": "Local",
-                "allocate_load_balancer_node_ports": args.cluster.load_balancer.node_ports,
-                "selector": selector,
-                "ports": [{"name": "mqtts", "port": TLS_PORT, "target_port": "mqtts", "protocol": "TCP"}],
-            },
-            opts=child,
-        )
-
-        config_hash = hashlib.sha256((conf + acl).encode()).hexdigest()
-        # A hash of the password file (itself only PBKDF2 hashes) rolls the pods when a
-        # password changes; mosquitto reads the file at start only.
-        password_hash = pulumi.Output.unsecret(password_file).apply(
-            lambda text: hashlib.sha256(text.encode()).hexdigest()
-        )
-        probe = {"tcp_socket": {"port": "mqtt"}, "period_seconds": 10}
-        # The TLS listener's key pair, from the cluster's issuer: the public name devices dial
-        # and the in-cluster names, so a client inside the cluster can use TLS too.
-        tls = certificate(
-            f"{name}-tls",
-            namespace=args.namespace,
-            secret_name=n.child("tls"),
-            dns_names=[
-                naming.mqtt_hostname(args.environment, args.cluster.ingress.base_domain),
-                f"{n.name}.{naming.namespace(args.environment)}.svc",
-                f"*.{headless_name}.{naming.namespace(args.environment)}.svc.cluster.local",
-            ],
-            issuer=args.cluster.ingress.tls_issuer,
-            labels=labels,
-            opts=child,
-        )
-        statefulset = k8s.apps.v1.StatefulSet(
-            f"{name}-server",
-            metadata={**metadata, "name": n.name},
-            spec={
-                "replicas": replicas,
-                "service_name": headless_name,
-                # Pods are independent (no cluster protocol): start and replace them together.
-                "pod_management_policy": "Parallel",
-                "selector": {"match_labels": selector},
-                "template": {
-                    "metadata": {
-                        "labels": labels,
-                        "annotations": {
-                            "smartnation.mc/config-sha256": config_hash,
-                            "smartnation.mc/passwords-sha256": password_hash,
-                        },
-                    },
-                    "spec": {
-                        "automount_service_account_token": False,
-                        "security_context": pods.pod_security_context(MOSQUITTO_UID),
-                        "node_selector": pods.node_selector(args.cluster, "stateful"),
-                        "topology_spread_constraints": pods.spread(selector, replicas),
-                        "containers": [
-                            {
-                                "name": "mosquitto",
-                                "image": pods.image(args.cluster, args.release),
-                                "command": ["mosquitto", "-c", f"{_CONFIG_DIR}/mosquitto.conf"],
-                                "ports": [
-                                    {"name": "mqtt", "container_port": PLAIN_PORT},
-                                    {"name": "mqtts", "container_port": TLS_PORT},
-                                ],
-                                "resources": pods.resources(args.settings.resources),
-                                "security_context": pods.container_security_context(),
-                                "readiness_probe": {**probe, "initial_delay_seconds": 2},
-                                "liveness_probe": {**probe, "initial_delay_seconds": 15, "failure_threshold": 6},
-                                "volume_mounts": [
-                                    {"name": "config", "mount_path": _CONFIG_DIR, "read_only": True},
-                                    {"name": "passwords", "mount_path": _PASSWORD_DIR, "read_only": True},
-                                    {"name": "tls", "mount_path": _TLS_DIR, "read_only": True},
-                                    {"name": "data", "mount_path": _DATA_DIR},
-                                ],
-                            }
-                        ],
-                        "volumes": [
-                            {"name": "config", "config_map": {"name": config.metadata.name}},
-                            {
-                                "name": "passwords",
-                                "secret": {"secret_name": passwords.metadata.name, "default_mode": 0o440},
-                            },
-                            # Written by the profile's issuer for the Certificate above
-                            # (`tls`); the StatefulSet is created after it.
-                            {"name": "tls", "secret": {"secret_name": n.child("tls"), "default_mode": 0o440}},
-                        ],
-                    },
-                },
-                "volume_claim_templates": [
-                    pods.volume_claim("data", args.settings.storage_size, args.cluster, n.labels(naming.SERVER))
-                ],
-            },
-            opts=stateful_options(child_options(self, provider, depends_on=[tls]), args.protect_state),
-        )
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-pdb",
-            metadata={**metadata, "name": n.name},
-            spec={"min_available": max(replicas - 1, 0), "selector": {"match_labels": selector}},
-            opts=child,
-        )
-
-        self.mqtt_endpoint = pulumi.Output.from_input(
-            f"mqtts://{naming.mqtt_hostname(args.environment, args.cluster.ingress.base_domain)}:{TLS_PORT}"
-        )
+        names = children.names
+        hostname = naming.mqtt_hostname(args.placement.environment, args.placement.cluster.ingress.base_domain)
+        self.mqtt_endpoint = pulumi.Output.from_input(f"mqtts://{hostname}:{TLS_PORT}")
         self.load_balancer_address = public.status.apply(_lb_address)
-        self.internal_endpoint = pulumi.Output.from_input(f"mqtt://{n.host(internal_name, PLAIN_PORT)}")
-        self.pod_endpoints = pulumi.Output.all(statefulset.metadata.name, headless.metadata.name).apply(
-            lambda names: [f"mqtt://{names[0]}-{i}.{n.host(names[1], PLAIN_PORT)}" for i in range(replicas)]
+        self.internal_endpoint = pulumi.Output.from_input(f"mqtt://{names.host(internal_name, PLAIN_PORT)}")
+        self.pod_endpoints = pulumi.Output.all(server.metadata.name, headless.metadata.name).apply(
+            lambda both: _pod_urls(names, both[0], both[1], args.settings.replicas)
         )
         self.client_secret_names = pulumi.Output.from_input(client_secret_names)
         self.register_outputs(
@@ -278,6 +93,156 @@ class Broker(pulumi.ComponentResource):
                 "client_secret_names": self.client_secret_names,
             }
         )
+
+
+def _config(children: Children, settings: BrokerSettings) -> tuple[k8s.core.v1.ConfigMap, str]:
+    """mosquitto.conf and the ACL file; returns the ConfigMap and a hash of its content."""
+    classes = _device_classes(settings)
+    conf = render_mosquitto_conf(
+        plain_port=PLAIN_PORT,
+        tls_port=TLS_PORT,
+        certfile=f"{_TLS_DIR}/tls.crt",
+        keyfile=f"{_TLS_DIR}/tls.key",
+        cafile=None,
+        password_file=f"{_PASSWORD_DIR}/passwords",
+        acl_file=f"{_CONFIG_DIR}/acl",
+        persistence_dir=_DATA_DIR,
+    )
+    acl = render_acl_file(classes)
+    config = children.config_map("config", {"mosquitto.conf": conf, "acl": acl}, naming.SERVER)
+    return config, hashlib.sha256((conf + acl).encode()).hexdigest()
+
+
+def _device_classes(settings: BrokerSettings) -> list[DeviceClass]:
+    return [
+        DeviceClass(name=c.name, username=c.name, publish=c.publish, subscribe=c.subscribe)
+        for c in settings.device_classes
+    ]
+
+
+def _credentials(children: Children, args: BrokerArgs) -> tuple[k8s.core.v1.Secret, pulumi.Output[str], dict[str, str]]:
+    """The password file the server reads, and one Secret per in-cluster client.
+
+    Returns the password file's Secret, a hash of the file (it rolls the pods: mosquitto reads
+    the file at start only) and device class -> client Secret name."""
+    config = pulumi.Config(stack_secrets.CONFIG_NAMESPACE)
+    classes = _device_classes(args.settings)
+    usernames = [c.username for c in classes]
+    # Hashing happens inside apply so cleartext passwords never leave the secret Output.
+    password_file = pulumi.Output.secret(
+        pulumi.Output.all(*[config.require_secret(stack_secrets.broker_password(c.name)) for c in classes]).apply(
+            lambda passwords: render_password_file(dict(zip(usernames, passwords, strict=True)))
+        )
+    )
+    passwords = children.secret("passwords", {"passwords": password_file}, naming.SERVER)
+    # The file holds only PBKDF2 hashes; its own hash may be plain.
+    password_hash = pulumi.Output.unsecret(password_file).apply(lambda text: hashlib.sha256(text.encode()).hexdigest())
+
+    client_secret_names: dict[str, str] = {}
+    for class_name in args.client_secrets:
+        password = config.require_secret(stack_secrets.broker_password(class_name))
+        children.secret(f"client-{class_name}", {"MQTT_USERNAME": class_name, "MQTT_PASSWORD": password}, naming.SERVER)
+        client_secret_names[class_name] = children.names.child(f"client-{class_name}")
+    return passwords, password_hash, client_secret_names
+
+
+def _services(children: Children, cluster: ClusterProfile) -> tuple[k8s.core.v1.Service, str, k8s.core.v1.Service]:
+    """Headless (per-pod DNS names for subscribers that attach to every pod), internal plain MQTT
+    (ClusterIP only: plain MQTT stays inside the cluster) and the public TLS LoadBalancer."""
+    headless = children.headless_service("mqtt", PLAIN_PORT, naming.SERVER)
+    children.cluster_ip_service("internal", "mqtt", PLAIN_PORT, naming.SERVER)
+    public = k8s.core.v1.Service(
+        children.resource_name("public"),
+        metadata={
+            **children.metadata(children.names.name, naming.SERVER),
+            "annotations": dict(cluster.load_balancer.service_annotations),
+        },
+        spec={
+            "type": "LoadBalancer",
+            # Local keeps the device's source address, which the NetworkPolicy's
+            # device_source_ranges match on; the LB only targets nodes running a pod.
+            "external_traffic_policy": "Local",
+            "allocate_load_balancer_node_ports": cluster.load_balancer.node_ports,
+            "selector": children.names.selector(naming.SERVER),
+            "ports": [{"name": "mqtts", "port": TLS_PORT, "target_port": "mqtts", "protocol": "TCP"}],
+        },
+        opts=children.options(),
+    )
+    return headless, children.names.child("internal"), public
+
+
+def _certificate(children: Children) -> k8s.apiextensions.CustomResource:
+    """The TLS listener's key pair, from the cluster's issuer: the public name devices dial and
+    the in-cluster names, so a client inside the cluster can use TLS too."""
+    placement, names = children.placement, children.names
+    namespace = naming.namespace(placement.environment)
+    return certificate(
+        children.resource_name("tls"),
+        namespace=placement.namespace,
+        secret_name=names.child("tls"),
+        dns_names=[
+            naming.mqtt_hostname(placement.environment, placement.cluster.ingress.base_domain),
+            f"{names.name}.{namespace}.svc",
+            f"*.{names.child('headless')}.{namespace}.svc.cluster.local",
+        ],
+        issuer=placement.cluster.ingress.tls_issuer,
+        labels=names.labels(naming.SERVER, children.version),
+        opts=children.options(),
+    )
+
+
+def _server(
+    children: Children,
+    args: BrokerArgs,
+    config: k8s.core.v1.ConfigMap,
+    passwords: k8s.core.v1.Secret,
+    tls: pulumi.Resource,
+    pod_annotations: dict[str, pulumi.Input[str]],
+) -> k8s.apps.v1.StatefulSet:
+    """N independent Mosquitto pods (no cluster protocol) and their disruption budget."""
+    settings, names = args.settings, children.names
+    probe = {"tcp_socket": {"port": "mqtt"}, "period_seconds": 10}
+    mosquitto = pods.container(
+        "mosquitto",
+        pods.image(args.placement.cluster, args.release),
+        settings.resources,
+        command=["mosquitto", "-c", f"{_CONFIG_DIR}/mosquitto.conf"],
+        ports=[{"name": "mqtt", "container_port": PLAIN_PORT}, {"name": "mqtts", "container_port": TLS_PORT}],
+        readiness_probe={**probe, "initial_delay_seconds": 2},
+        liveness_probe={**probe, "initial_delay_seconds": 15, "failure_threshold": 6},
+        volume_mounts=[
+            {"name": "config", "mount_path": _CONFIG_DIR, "read_only": True},
+            {"name": "passwords", "mount_path": _PASSWORD_DIR, "read_only": True},
+            {"name": "tls", "mount_path": _TLS_DIR, "read_only": True},
+            {"name": "data", "mount_path": _DATA_DIR},
+        ],
+    )
+    volumes = [
+        pods.config_map_volume("config", config.metadata.name),
+        pods.secret_volume("passwords", passwords.metadata.name),
+        # Written by the profile's issuer for the Certificate (`tls`); the StatefulSet waits for it.
+        pods.secret_volume("tls", names.child("tls")),
+    ]
+    server = children.stateful_set(
+        "server",
+        names.name,
+        naming.SERVER,
+        replicas=settings.replicas,
+        service_name=names.child("headless"),
+        # Pods are independent (no cluster protocol): start and replace them together.
+        parallel=True,
+        pod_annotations=pod_annotations,
+        pod=children.pod_spec(MOSQUITTO_UID, containers=[mosquitto], volumes=volumes),
+        claims=[children.data_claim(settings.storage_size, naming.SERVER)],
+        depends_on=[tls],
+    )
+    children.disruption_budget("pdb", names.name, naming.SERVER, min_available=max(settings.replicas - 1, 0))
+    return server
+
+
+def _pod_urls(names: naming.Names, statefulset: str, headless: str, replicas: int) -> list[str]:
+    """Plain MQTT URL of each pod, by its stable DNS name ``<statefulset>-<i>.<headless Service>``."""
+    return [f"mqtt://{statefulset}-{i}.{names.host(headless, PLAIN_PORT)}" for i in range(replicas)]
 
 
 def _lb_address(status: object) -> str:

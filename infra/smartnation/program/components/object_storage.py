@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 from dataclasses import dataclass
@@ -11,9 +10,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from smartnation.program import naming
-from smartnation.program.components import child_options, pods, require_provider, stateful_options
+from smartnation.program.components import pods
+from smartnation.program.components.stateful import Children, secret_digest, sha256
+from smartnation.program.placement import Placement
 from smartnation.settings import stack_secrets
-from smartnation.settings.models import ClusterProfile, ComponentRelease, ObjectStorageSettings, StorageUser
+from smartnation.settings.models import ComponentRelease, ObjectStorageSettings, StorageUser
 
 PORT = 9000
 CONSOLE_PORT = 9001
@@ -34,21 +35,14 @@ _WRITE_ACTIONS = [
 
 @dataclass(frozen=True)
 class ObjectStorageArgs:
-    environment: str
-    """Environment name; names and labels derive from it."""
-    namespace: pulumi.Input[str]
-    """Namespace to deploy into."""
+    placement: Placement
+    """Environment, namespace, cluster and whether the data is protected."""
     settings: ObjectStorageSettings
     """Mode, pods, sizes, buckets and users."""
     release: ComponentRelease
     """MinIO server image."""
     client_release: ComponentRelease
     """MinIO client (mc) image for the setup Job."""
-    cluster: ClusterProfile
-    """Target cluster."""
-
-    protect_state: bool = False
-    """Protect the data-holding children from deletion (production)."""
 
 
 def policy_document(user: StorageUser) -> str:
@@ -99,226 +93,135 @@ class ObjectStorage(pulumi.ComponentResource):
     """In-cluster S3 endpoint URL."""
     user_secret_names: pulumi.Output[dict[str, str]]
     """Storage user -> Secret with its AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."""
-    buckets: pulumi.Output[list[str]]
-    """Bucket names the setup Job creates."""
-    server_count: pulumi.Output[int]
-    """Number of MinIO pods."""
 
     def __init__(self, name: str, args: ObjectStorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("smartnation:object_storage:ObjectStorage", name, None, opts)
-        provider = require_provider(opts, "ObjectStorage")
-        child = child_options(self, provider)
-        n = naming.names(args.environment, naming.OBJECT_STORAGE)
-        cfg = pulumi.Config(stack_secrets.CONFIG_NAMESPACE)
-        s = args.settings
-        version = args.release.version
-
-        def meta(component: str | None, object_name: str) -> dict:
-            return {"namespace": args.namespace, "name": object_name, "labels": n.labels(component, version)}
-
-        root = k8s.core.v1.Secret(
-            f"{name}-root",
-            metadata=meta(None, n.child("root")),
-            type="Opaque",
-            string_data={
-                "MINIO_ROOT_USER": cfg.require_secret(stack_secrets.OBJECT_STORAGE_ROOT_USER),
-                "MINIO_ROOT_PASSWORD": cfg.require_secret(stack_secrets.OBJECT_STORAGE_ROOT_PASSWORD),
-            },
-            opts=child,
-        )
-        root_name = root.metadata.name
-
-        user_secret_names: dict[str, str] = {}
-        user_secret_values = []
-        for user in s.users:
-            secret_name = n.child(f"user-{user.name}")
-            secret_key = cfg.require_secret(stack_secrets.object_storage_secret_key(user.name))
-            user_secret_values.append(secret_key)
-            k8s.core.v1.Secret(
-                f"{name}-user-{user.name}",
-                metadata=meta(None, secret_name),
-                type="Opaque",
-                string_data={"AWS_ACCESS_KEY_ID": user.name, "AWS_SECRET_ACCESS_KEY": secret_key},
-                opts=child,
-            )
-            user_secret_names[user.name] = secret_name
-
-        headless_name = n.child("headless")
-        k8s.core.v1.Service(
-            f"{name}-headless",
-            metadata=meta(naming.SERVER, headless_name),
-            spec={
-                "cluster_ip": "None",
-                # Distributed MinIO resolves its peers before any of them is ready.
-                "publish_not_ready_addresses": True,
-                "selector": n.selector(naming.SERVER),
-                "ports": [{"name": "s3", "port": PORT, "target_port": "s3"}],
-            },
-            opts=child,
-        )
-        service_name = n.name
-        k8s.core.v1.Service(
-            f"{name}-api",
-            metadata=meta(naming.SERVER, service_name),
-            spec={
-                "type": "ClusterIP",
-                "selector": n.selector(naming.SERVER),
-                "ports": [{"name": "s3", "port": PORT, "target_port": "s3"}],
-            },
-            opts=child,
-        )
-        s3_endpoint = f"http://{n.host(service_name, PORT)}"
-
-        statefulset_name = n.name
-        if s.mode == "distributed":
-            # MinIO's own ellipsis syntax: every pod lists all pods' volumes.
-            volumes = [f"http://{statefulset_name}-{{0...{s.replicas - 1}}}.{n.host(headless_name)}{_DATA_DIR}"]
-        else:
-            volumes = [_DATA_DIR]
-        selector = n.selector(naming.SERVER)
-        statefulset = k8s.apps.v1.StatefulSet(
-            f"{name}-server",
-            metadata=meta(naming.SERVER, statefulset_name),
-            spec={
-                "replicas": s.replicas,
-                "service_name": headless_name,
-                "pod_management_policy": "Parallel",
-                "selector": {"match_labels": selector},
-                "template": {
-                    "metadata": {"labels": n.labels(naming.SERVER, version)},
-                    "spec": {
-                        "automount_service_account_token": False,
-                        "security_context": pods.pod_security_context(MINIO_UID),
-                        "node_selector": pods.node_selector(args.cluster, "stateful"),
-                        "topology_spread_constraints": pods.spread(selector, s.replicas),
-                        "containers": [
-                            {
-                                "name": "minio",
-                                "image": pods.image(args.cluster, args.release),
-                                "args": [
-                                    "server",
-                                    "--address",
-                                    f":{PORT}",
-                                    "--console-address",
-                                    f":{CONSOLE_PORT}",
-                                    "--certs-dir",
-                                    "/tmp/certs",
-                                    *volumes,
-                                ],
-                                "env": [
-                                    pods.secret_env("MINIO_ROOT_USER", root_name, "MINIO_ROOT_USER"),
-                                    pods.secret_env("MINIO_ROOT_PASSWORD", root_name, "MINIO_ROOT_PASSWORD"),
-                                ],
-                                "ports": [
-                                    {"name": "s3", "container_port": PORT},
-                                    {"name": "console", "container_port": CONSOLE_PORT},
-                                ],
-                                "resources": pods.resources(s.resources),
-                                "security_context": pods.container_security_context(),
-                                "readiness_probe": {
-                                    "http_get": {"path": "/minio/health/ready", "port": "s3"},
-                                    "period_seconds": 10,
-                                },
-                                "liveness_probe": {
-                                    "http_get": {"path": "/minio/health/live", "port": "s3"},
-                                    "initial_delay_seconds": 30,
-                                    "period_seconds": 20,
-                                    "failure_threshold": 6,
-                                },
-                                "volume_mounts": [
-                                    {"name": "data", "mount_path": _DATA_DIR},
-                                    {"name": "tmp", "mount_path": "/tmp"},
-                                ],
-                            }
-                        ],
-                        "volumes": [pods.tmp_volume()],
-                    },
-                },
-                "volume_claim_templates": [
-                    pods.volume_claim("data", s.storage_size, args.cluster, n.labels(naming.SERVER))
-                ],
-            },
-            opts=stateful_options(child, args.protect_state),
-        )
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-pdb",
-            metadata=meta(naming.SERVER, n.name),
-            # Erasure coding over N pods keeps writing with one pod down; standalone has no choice.
-            spec={"max_unavailable": 1, "selector": {"match_labels": selector}},
-            opts=child,
-        )
-
-        script = setup_script(s)
-        client_image = pods.image(args.cluster, args.client_release)
-        policies = {f"policy-{u.name}.json": policy_document(u) for u in s.users}
-        setup = k8s.core.v1.ConfigMap(
-            f"{name}-setup",
-            metadata=meta(naming.SETUP, n.child("setup")),
-            data={"setup.sh": script, **policies},
-            opts=child,
-        )
-        digest = (
-            pulumi.Output.unsecret(pulumi.Output.secret(pulumi.Output.all(*user_secret_values)))
-            # Everything in the (immutable) Job spec, so any change comes with a new Job name.
-            .apply(
-                lambda values: hashlib.sha256("\0".join([client_image, script, *policies.values(), *values]).encode())
-            )
-            .apply(lambda h: h.hexdigest()[:10])
-        )
-        k8s.batch.v1.Job(
-            f"{name}-setup-job",
-            metadata={**meta(naming.SETUP, ""), "name": digest.apply(lambda d: n.child(f"setup-{d}"))},
-            spec={
-                "backoff_limit": 6,
-                "active_deadline_seconds": 1800,
-                "template": {
-                    "metadata": {"labels": n.labels(naming.SETUP, version)},
-                    "spec": {
-                        "restart_policy": "Never",
-                        "automount_service_account_token": False,
-                        "security_context": pods.pod_security_context(MINIO_UID),
-                        "node_selector": pods.node_selector(args.cluster, "stateful"),
-                        "containers": [
-                            {
-                                "name": "setup",
-                                "image": client_image,
-                                "command": ["sh", f"{_SETUP_DIR}/setup.sh"],
-                                "env": [
-                                    {"name": "S3_ENDPOINT", "value": s3_endpoint},
-                                    {"name": "MC_CONFIG_DIR", "value": "/tmp/mc"},
-                                    pods.secret_env("MINIO_ROOT_USER", root_name, "MINIO_ROOT_USER"),
-                                    pods.secret_env("MINIO_ROOT_PASSWORD", root_name, "MINIO_ROOT_PASSWORD"),
-                                    *[
-                                        pods.secret_env(
-                                            _secret_env_name(user), user_secret_names[user], "AWS_SECRET_ACCESS_KEY"
-                                        )
-                                        for user in user_secret_names
-                                    ],
-                                ],
-                                "resources": pods.resources(pods.JOB_RESOURCES),
-                                "security_context": pods.container_security_context(),
-                                "volume_mounts": [
-                                    {"name": "setup", "mount_path": _SETUP_DIR, "read_only": True},
-                                    {"name": "tmp", "mount_path": "/tmp"},
-                                ],
-                            }
-                        ],
-                        "volumes": [{"name": "setup", "config_map": {"name": setup.metadata.name}}, pods.tmp_volume()],
-                    },
-                },
-            },
-            opts=child_options(self, provider, depends_on=[statefulset]),
-        )
+        children = Children.of(self, name, opts, args.placement, naming.OBJECT_STORAGE, args.release.version)
+        root, users = _credentials(children, args.settings)
+        s3_endpoint = _services(children)
+        server = _server(children, args, root.metadata.name)
+        _setup(children, args, root.metadata.name, users, s3_endpoint, after=server)
 
         self.s3_endpoint = pulumi.Output.from_input(s3_endpoint)
-        self.user_secret_names = pulumi.Output.from_input(user_secret_names)
-        self.buckets = pulumi.Output.from_input([b.name for b in s.buckets])
-        self.server_count = pulumi.Output.from_input(s.replicas)
-        self.register_outputs(
-            {
-                "s3_endpoint": self.s3_endpoint,
-                "user_secret_names": self.user_secret_names,
-                "buckets": self.buckets,
-                "server_count": self.server_count,
-            }
-        )
+        self.user_secret_names = pulumi.Output.from_input({user: secret for user, (secret, _) in users.items()})
+        self.register_outputs({"s3_endpoint": self.s3_endpoint, "user_secret_names": self.user_secret_names})
+
+
+def _credentials(
+    children: Children, settings: ObjectStorageSettings
+) -> tuple[k8s.core.v1.Secret, dict[str, tuple[str, pulumi.Output[str]]]]:
+    """The root Secret, and per user a Secret with its keys: user -> (Secret name, secret key)."""
+    config = pulumi.Config(stack_secrets.CONFIG_NAMESPACE)
+    root = children.secret(
+        "root",
+        {
+            "MINIO_ROOT_USER": config.require_secret(stack_secrets.OBJECT_STORAGE_ROOT_USER),
+            "MINIO_ROOT_PASSWORD": config.require_secret(stack_secrets.OBJECT_STORAGE_ROOT_PASSWORD),
+        },
+    )
+    users: dict[str, tuple[str, pulumi.Output[str]]] = {}
+    for user in settings.users:
+        secret_key = config.require_secret(stack_secrets.object_storage_secret_key(user.name))
+        children.secret(f"user-{user.name}", {"AWS_ACCESS_KEY_ID": user.name, "AWS_SECRET_ACCESS_KEY": secret_key})
+        users[user.name] = (children.names.child(f"user-{user.name}"), secret_key)
+    return root, users
+
+
+def _services(children: Children) -> str:
+    """The headless Service (peers find each other) and the API Service; returns the S3 URL."""
+    # Distributed MinIO resolves its peers before any of them is ready.
+    children.headless_service("s3", PORT, naming.SERVER, publish_not_ready=True)
+    children.cluster_ip_service("api", "s3", PORT, naming.SERVER, object_name=children.names.name)
+    return f"http://{children.names.host(children.names.name, PORT)}"
+
+
+def _root_env(root: pulumi.Input[str]) -> list[dict]:
+    return [
+        pods.secret_env("MINIO_ROOT_USER", root, "MINIO_ROOT_USER"),
+        pods.secret_env("MINIO_ROOT_PASSWORD", root, "MINIO_ROOT_PASSWORD"),
+    ]
+
+
+def _server(children: Children, args: ObjectStorageArgs, root: pulumi.Input[str]) -> k8s.apps.v1.StatefulSet:
+    """The MinIO pods (one, or an erasure-coded set) and their disruption budget."""
+    settings, names = args.settings, children.names
+    headless = names.child("headless")
+    if settings.mode == "distributed":
+        # MinIO's own ellipsis syntax: every pod lists all pods' volumes.
+        volumes = [f"http://{names.name}-{{0...{settings.replicas - 1}}}.{names.host(headless)}{_DATA_DIR}"]
+    else:
+        volumes = [_DATA_DIR]
+    minio = pods.container(
+        "minio",
+        pods.image(args.placement.cluster, args.release),
+        settings.resources,
+        args=["server", "--address", f":{PORT}", "--console-address", f":{CONSOLE_PORT}", "--certs-dir", "/tmp/certs"]
+        + volumes,
+        env=_root_env(root),
+        ports=[{"name": "s3", "container_port": PORT}, {"name": "console", "container_port": CONSOLE_PORT}],
+        readiness_probe={"http_get": {"path": "/minio/health/ready", "port": "s3"}, "period_seconds": 10},
+        liveness_probe={
+            "http_get": {"path": "/minio/health/live", "port": "s3"},
+            "initial_delay_seconds": 30,
+            "period_seconds": 20,
+            "failure_threshold": 6,
+        },
+        volume_mounts=[{"name": "data", "mount_path": _DATA_DIR}, {"name": "tmp", "mount_path": "/tmp"}],
+    )
+    server = children.stateful_set(
+        "server",
+        names.name,
+        naming.SERVER,
+        replicas=settings.replicas,
+        service_name=headless,
+        parallel=True,
+        pod=children.pod_spec(MINIO_UID, containers=[minio], volumes=[pods.tmp_volume()]),
+        claims=[children.data_claim(settings.storage_size, naming.SERVER)],
+    )
+    # Erasure coding over N pods keeps writing with one pod down; standalone has no choice.
+    children.disruption_budget("pdb", names.name, naming.SERVER, max_unavailable=1)
+    return server
+
+
+def _setup(
+    children: Children,
+    args: ObjectStorageArgs,
+    root: pulumi.Input[str],
+    users: dict[str, tuple[str, pulumi.Output[str]]],
+    s3_endpoint: str,
+    after: pulumi.Resource,
+) -> None:
+    """The setup script and policies, and the Job that runs them (buckets, users, policies)."""
+    script = setup_script(args.settings)
+    client_image = pods.image(args.placement.cluster, args.client_release)
+    policies = {f"policy-{u.name}.json": policy_document(u) for u in args.settings.users}
+    setup = children.config_map("setup", {"setup.sh": script, **policies}, naming.SETUP)
+    # Everything in the (immutable) Job spec, so any change comes with a new Job name.
+    digest = secret_digest(
+        [key for _, key in users.values()],
+        lambda keys: sha256("\0".join([client_image, script, *policies.values(), *keys])),
+    )
+    user_env = [
+        pods.secret_env(_secret_env_name(u), secret, "AWS_SECRET_ACCESS_KEY") for u, (secret, _) in users.items()
+    ]
+    container = pods.container(
+        "setup",
+        client_image,
+        pods.JOB_RESOURCES,
+        command=["sh", f"{_SETUP_DIR}/setup.sh"],
+        env=[{"name": "S3_ENDPOINT", "value": s3_endpoint}, {"name": "MC_CONFIG_DIR", "value": "/tmp/mc"}]
+        + _root_env(root)
+        + user_env,
+        volume_mounts=[
+            {"name": "setup", "mount_path": _SETUP_DIR, "read_only": True},
+            {"name": "tmp", "mount_path": "/tmp"},
+        ],
+    )
+    children.setup_job(
+        "setup-job",
+        children.hashed_name("setup", digest),
+        uid=MINIO_UID,
+        container=container,
+        volumes=[pods.config_map_volume("setup", setup.metadata.name), pods.tmp_volume()],
+        depends_on=[after],
+    )

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import pulumi
+
 from smartnation.settings.models import ClusterProfile, ComponentRelease, Compute, Resources
 
 ZONE_KEY = "topology.kubernetes.io/zone"
@@ -47,6 +49,17 @@ def pod_security_context(uid: int, gid: int | None = None) -> dict[str, Any]:
         "fs_group": group,
         "fs_group_change_policy": "OnRootMismatch",
         "seccomp_profile": {"type": "RuntimeDefault"},
+    }
+
+
+def container(name: str, image: str, resources_spec: Resources, **fields: Any) -> dict[str, Any]:
+    """A container under the restricted profile, with requests and limits: ``fields`` add the rest."""
+    return {
+        "name": name,
+        "image": image,
+        "resources": resources(resources_spec),
+        "security_context": container_security_context(),
+        **fields,
     }
 
 
@@ -100,6 +113,16 @@ def volume_claim(name: str, size: str, cluster: ClusterProfile, labels: dict[str
 def tmp_volume(name: str = "tmp", size: str = "64Mi") -> dict[str, Any]:
     """A small emptyDir for the scratch paths a read-only root filesystem lacks."""
     return {"name": name, "empty_dir": {"size_limit": size}}
+
+
+def config_map_volume(name: str, config_map: pulumi.Input[str]) -> dict[str, Any]:
+    """A volume holding the files of ConfigMap ``config_map``."""
+    return {"name": name, "config_map": {"name": config_map}}
+
+
+def secret_volume(name: str, secret: pulumi.Input[str]) -> dict[str, Any]:
+    """A volume holding the keys of Secret ``secret``, readable by the pod's user and group only."""
+    return {"name": name, "secret": {"secret_name": secret, "default_mode": 0o440}}
 
 
 def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
