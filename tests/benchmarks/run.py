@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from smartnation.settings import load_settings
 from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, generate_missing
 from smartnation.tooling.local_clusters.lifecycle import LocalClusters
 from smartnation.tooling.toolchain.cache import layout
@@ -147,7 +148,7 @@ def bench_platform(env: dict[str, str], workdir: Path) -> dict:
     }
     stack = ("--stack", "production", "--non-interactive")
     run("pulumi", "stack", "init", *stack, cwd=project, env=e)
-    secrets = generate_missing("production", root=project / "environments")
+    secrets = generate_missing(load_settings("production", project / "environments"))
     run(
         "pulumi",
         "config",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from smartnation.settings import load_settings
 from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, generate_missing
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,7 +55,7 @@ class PlatformProject:
     def init_stack(self, environment: str) -> None:
         self.pulumi("stack", "init", environment)
         self.stacks.append(environment)
-        secrets = generate_missing(environment, root=self.root / "environments")
+        secrets = generate_missing(load_settings(environment, self.root / "environments"))
         pairs = [f"{CONFIG_NAMESPACE}:{k}={v}" for k, v in secrets.items()]
         self.pulumi("config", "set-all", "--stack", environment, *[x for p in pairs for x in ("--secret", p)])
 

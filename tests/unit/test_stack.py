@@ -312,11 +312,11 @@ def test_required_secrets_cover_every_role_class_and_user() -> None:
             assert f"broker-password-{name}" in text
         for name in [u.name for u in settings.object_storage.users]:
             assert f"object-storage-secret-key-{name}" in text
-        generated = generate_missing(environment)
+        generated = generate_missing(settings)
         assert set(generated) == set(keys)
         assert len(set(generated.values())) == len(generated) and min(map(len, generated.values())) >= 16
         some = sorted(keys)[:2]
-        assert set(generate_missing(environment, [f"smartnation:{some[0]}", some[1]])) == set(keys) - set(some)
+        assert set(generate_missing(settings, [f"smartnation:{some[0]}", some[1]])) == set(keys) - set(some)
 
 
 # --- Network policy -------------------------------------------------------------------------

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import string
 from collections.abc import Collection
-from pathlib import Path
 from secrets import choice  # the standard library module, not this one (absolute import)
 
 import pulumi
 
 from smartnation.settings.errors import SettingsError
-from smartnation.settings.loader import load_settings
 from smartnation.settings.models import Settings
 
 CONFIG_NAMESPACE = "smartnation"
@@ -94,14 +92,13 @@ def random_secret(length: int = 32) -> str:
     return "".join(choice(_ALPHABET) for _ in range(length))
 
 
-def generate_missing(environment: str, existing: Collection[str] = (), root: Path | None = None) -> dict[str, str]:
-    """Random values for every required secret of ``environment`` not in ``existing``.
+def generate_missing(settings: Settings, existing: Collection[str] = ()) -> dict[str, str]:
+    """Random values for every secret ``settings`` require that is not in ``existing``.
 
     ``existing`` holds keys already set (with or without the ``smartnation:`` prefix); the
     ops CLI passes the stack's current config keys and writes the result as secrets.
     """
     present = {key.removeprefix(f"{CONFIG_NAMESPACE}:") for key in existing}
-    settings = load_settings(environment, root)
     values = {}
     for key in required_secrets(settings):
         if key in present:
