@@ -61,10 +61,17 @@ class Bootstrap:
         """Makes one tool available and returns how: 'cached', 'path' or 'built'."""
         pin, recipe = self.pins[tool], RECIPES[tool]
         final = self.cache.tool_dir(tool, pin.version)
-        if final.is_dir():
+        missing = recipe.missing_binaries(final / "bin") if final.is_dir() else []
+        if final.is_dir() and not missing:
             self.link(recipe, final / "bin")
             self.say(tool, "cached")
             return "cached"
+        if missing:
+            # Built before the recipe named these binaries: build again (the Go build cache
+            # makes it incremental) and replace the old build once the new one is verified.
+            self.say(tool, f"cached build lacks {', '.join(missing)}: building again")
+            self.build(tool, pin, recipe, final)
+            return "built"
         on_path = self.matching_binary_on_path(recipe, pin)
         if on_path is not None:
             final.mkdir(parents=True)
@@ -119,7 +126,14 @@ class Bootstrap:
                 got = recipe.reported_version(scratch / "bin" / name)
                 if got != pin.version:
                     raise StepError("verify", f"{name} reports version {got!r}, the versions file pins {pin.version}")
-            os.replace(scratch, final)
+            if final.exists():
+                # An incomplete earlier build: move it aside in one rename, then drop it.
+                stale = self.cache.tools / f".stale-{tool}-{pin.version}-{os.getpid()}"
+                os.replace(final, stale)
+                os.replace(scratch, final)
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                os.replace(scratch, final)
         except StepError as exc:
             self.say(tool, f"FAILED at step '{exc.step}' (log: {logfile})")
             # The scratch directory stays for a look; its name never passes for a finished build,
@@ -246,7 +260,7 @@ class Bootstrap:
             self.cache.clusters,
         ):
             d.mkdir(parents=True, exist_ok=True)
-        for stale in self.cache.tools.glob(".partial-*"):
+        for stale in [*self.cache.tools.glob(".partial-*"), *self.cache.tools.glob(".stale-*")]:
             shutil.rmtree(stale, ignore_errors=True)
         errors: list[str] = []
         with ThreadPoolExecutor(max_workers=3) as pool:

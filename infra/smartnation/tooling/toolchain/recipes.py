@@ -41,6 +41,11 @@ class Recipe:
     probe: Callable[[Path], str | None] | None = None
     """Asks a binary its version another way than running it with version_args."""
 
+    def missing_binaries(self, bin_dir: Path) -> list[str]:
+        """The binaries a finished build lacks: a cache built before the recipe grew (kubelet and
+        kube-proxy joined the kubernetes tool later) is incomplete and gets built again."""
+        return [b for b in self.binaries if not (bin_dir / b).exists()]
+
     def versioned_binaries(self) -> tuple[str, ...]:
         return self.binaries[: self.versioned] if self.versioned else self.binaries
 
@@ -155,6 +160,9 @@ def _build_kubernetes(go: GoRunner, pin: Pin, out: Path, progress: Progress) -> 
             "k8s.io/kubernetes/cmd/kube-controller-manager",
             "k8s.io/kubernetes/cmd/kube-scheduler",
             "k8s.io/kubernetes/cmd/kubectl",
+            # The real nodes' agents (local_clusters/real_nodes.py): same module, same build.
+            "k8s.io/kubernetes/cmd/kubelet",
+            "k8s.io/kubernetes/cmd/kube-proxy",
         ],
         out_dir=out,
         ldflags=_kube_ldflags(pin.version),
@@ -270,7 +278,7 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             "kubernetes",
-            ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"),
+            ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy"),
             ("--version",),
             r"Kubernetes v(\d+\.\d+\.\d+)",
             _build_kubernetes,

@@ -1,0 +1,98 @@
+"""A real node's network: its own namespace, a veth to the host, and its path to the API server.
+
+- `ip netns add sn-<cluster>-<i>`: containerd, the kubelet and kube-proxy run in it (through
+  `nsenter --net`, which keeps the host's mount namespace so the kubelet's volume mounts and
+  containerd's root file systems see each other); the Pods' bridge, their veths and kube-proxy's
+  iptables rules live only in there;
+- a veth pair, host end snveth<s>x<i> with .1 of the node's /30, node end eth0 with .2: the API
+  server on the host reaches the kubelet at the node's address over it (logs, exec), and a host
+  route sends the node's Pod /24 the same way. The host does not forward: nothing goes further;
+- the API server listens on the host's loopback only. A socat on the host listens on a unix
+  socket and connects to 127.0.0.1:<port>; a socat in the node's namespace listens on that
+  namespace's 127.0.0.1:<port> and connects to the socket. The kubelet and kube-proxy use
+  https://127.0.0.1:<port>, the address the API server's certificate names.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from smartnation.tooling.local_clusters.node_plan import RealNodePlan
+
+NETNS_DIR = Path("/run/netns")
+
+
+class NetworkError(RuntimeError):
+    pass
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(args), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise NetworkError(f"`{' '.join(args)}` failed: {(proc.stderr or proc.stdout).strip()}")
+    return proc
+
+
+def netns_path(plan: RealNodePlan) -> Path:
+    return NETNS_DIR / plan.netns
+
+
+def in_netns(plan: RealNodePlan, argv: list[str]) -> list[str]:
+    """argv run inside the node's network namespace, in the host's mount namespace."""
+    return ["nsenter", f"--net={netns_path(plan)}", "--", *argv]
+
+
+def link_exists(name: str, netns: str | None = None) -> bool:
+    args = ["ip", *(["-n", netns] if netns else []), "link", "show", "dev", name]
+    return run(*args, check=False).returncode == 0
+
+
+def ensure(plan: RealNodePlan) -> None:
+    """Creates what is missing of the node's namespace, link, addresses and routes (idempotent)."""
+    if not netns_path(plan).exists():
+        run("ip", "netns", "add", plan.netns)
+    ns = plan.netns
+    if not link_exists(plan.node_interface, ns):
+        # A half-made link from an interrupted start goes first.
+        if link_exists(plan.host_veth):
+            run("ip", "link", "del", "dev", plan.host_veth)
+        run("ip", "link", "add", plan.host_veth, "type", "veth", "peer", "name", plan.node_veth)
+        run("ip", "link", "set", plan.node_veth, "netns", ns)
+        run("ip", "-n", ns, "link", "set", plan.node_veth, "name", plan.node_interface)
+    run("ip", "link", "set", plan.host_veth, "up")
+    run("ip", "addr", "replace", f"{plan.host_ip}/{plan.link.prefixlen}", "dev", plan.host_veth)
+    run("ip", "-n", ns, "link", "set", "lo", "up")
+    run("ip", "-n", ns, "addr", "replace", f"{plan.node_ip}/{plan.link.prefixlen}", "dev", plan.node_interface)
+    run("ip", "-n", ns, "link", "set", plan.node_interface, "up")
+    # From the node: everything through the host end (ClusterIPs need a route before kube-proxy's
+    # DNAT). The host does not forward, so nothing leaves the machine this way.
+    run("ip", "-n", ns, "route", "replace", "default", "via", str(plan.host_ip))
+    run("ip", "route", "replace", str(plan.pod_cidr), "via", str(plan.node_ip), "dev", plan.host_veth)
+    # Inside the node only: Pods on the bridge reach the node's address and each other through it.
+    run(*in_netns(plan, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]))
+
+
+def remove(plan: RealNodePlan) -> None:
+    """Deletes the namespace (and with it the node end, the Pods' bridge and every iptables rule
+    in it) and the host end with its route, if still there."""
+    if netns_path(plan).exists():
+        run("ip", "netns", "del", plan.netns)
+    if link_exists(plan.host_veth):
+        run("ip", "link", "del", "dev", plan.host_veth)
+
+
+def api_forwarders(plan: RealNodePlan, apiserver_port: int) -> dict[str, list[str]]:
+    """The two socat processes of the node's path to its API server: name -> argv."""
+    sock = plan.api_socket
+    return {
+        "api-forward-host": [
+            "socat",
+            f"UNIX-LISTEN:{sock},fork,unlink-early,mode=600",
+            f"TCP:127.0.0.1:{apiserver_port}",
+        ],
+        "api-forward-node": in_netns(
+            plan,
+            ["socat", f"TCP-LISTEN:{apiserver_port},bind=127.0.0.1,fork,reuseaddr", f"UNIX-CONNECT:{sock}"],
+        ),
+    }

@@ -1,0 +1,145 @@
+"""Where a real node lives on this host: its names, addresses, directories and cgroup.
+
+Everything a real node changes on the host is derived here from (cluster, site, index), so
+`reset` can find and undo all of it from the same plan, and two clusters' nodes never share a
+name, an address, a directory or a cgroup.
+
+Addresses (none routed anywhere outside this host; the host does not forward):
+- the link between the host and node i of site s: 10.213.s.(4i)/30, host end .4i+1, node .4i+2;
+- node i of site s hands its Pods addresses from 10.214.(16s+i).0/24, on a bridge inside the
+  node's own network namespace.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+REAL_NODE_LABEL = "smartnation.mc/node-kind"
+"""Label key on every Node: `real` for ours, `simulated` for kwok's (`kubectl get nodes -L ...`)."""
+
+MAX_SITES = 16
+MAX_NODES_PER_SITE = 16
+LINK_BASE = ipaddress.IPv4Network("10.213.0.0/16")
+POD_BASE = ipaddress.IPv4Network("10.214.0.0/16")
+RUN_ROOT = Path("/run/smartnation/nodes")
+"""Runtime state (sockets, containerd's state, pod network namespaces): short paths, because a
+unix socket path may not exceed 107 bytes, and on tmpfs like any runtime state."""
+CGROUP_PARENT = "smartnation"
+"""Every real node's processes and Pods live under /<this>/<node> in each cgroup hierarchy."""
+
+
+class PlanError(ValueError):
+    """A node cannot be placed (too many sites or nodes for the address plan)."""
+
+
+@dataclass(frozen=True)
+class RealNodePlan:
+    """One real node: what it is called and where everything it owns lives."""
+
+    cluster: str
+    site: int
+    """The cluster's number on this host (its place among the profiles), picks its addresses."""
+    index: int
+    cluster_dir: Path
+    """<cache>/clusters/real-nodes/<cluster>: the nodes' data and the cluster's logs folder."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.site < MAX_SITES:
+            raise PlanError(f"site number {self.site} of {self.cluster} is outside 0..{MAX_SITES - 1}")
+        if not 0 <= self.index < MAX_NODES_PER_SITE:
+            raise PlanError(f"node index {self.index} of {self.cluster} is outside 0..{MAX_NODES_PER_SITE - 1}")
+
+    # -- names --------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The Node's name in the cluster."""
+        return f"{self.cluster}-real-{self.index}"
+
+    @property
+    def netns(self) -> str:
+        """The node's network namespace (`ip netns`): containerd, kubelet and kube-proxy run in it."""
+        return f"sn-{self.cluster}-{self.index}"
+
+    @property
+    def host_veth(self) -> str:
+        """The host's end of the link (interface names are limited to 15 characters)."""
+        return f"snveth{self.site}x{self.index}"
+
+    @property
+    def node_veth(self) -> str:
+        """The node's end, created under a temporary host-unique name, then renamed inside."""
+        return f"snpeer{self.site}x{self.index}"
+
+    node_interface = "eth0"
+    bridge = "snbr0"
+    """The pods' bridge inside the node's namespace; the name only needs to be unique in there."""
+
+    @property
+    def cni_network(self) -> str:
+        return f"smartnation-{self.name}"
+
+    # -- addresses ----------------------------------------------------------------------------
+    @property
+    def link(self) -> ipaddress.IPv4Network:
+        base = int(LINK_BASE.network_address) + self.site * 256 + self.index * 4
+        return ipaddress.IPv4Network((base, 30))
+
+    @property
+    def host_ip(self) -> ipaddress.IPv4Address:
+        return self.link.network_address + 1
+
+    @property
+    def node_ip(self) -> ipaddress.IPv4Address:
+        """The node's InternalIP: the API server reaches the kubelet here, over the veth."""
+        return self.link.network_address + 2
+
+    @property
+    def pod_cidr(self) -> ipaddress.IPv4Network:
+        base = int(POD_BASE.network_address) + (self.site * MAX_NODES_PER_SITE + self.index) * 256
+        return ipaddress.IPv4Network((base, 24))
+
+    @property
+    def pod_gateway(self) -> ipaddress.IPv4Address:
+        return self.pod_cidr.network_address + 1
+
+    # -- directories --------------------------------------------------------------------------
+    @property
+    def node_dir(self) -> Path:
+        """Persistent data: containerd's root (images, containers), the kubelet's root, configs."""
+        return self.cluster_dir / self.name
+
+    @property
+    def logs_dir(self) -> Path:
+        """One logs folder per cluster; each file is named after its node and process."""
+        return self.cluster_dir / "logs"
+
+    @property
+    def state_file(self) -> Path:
+        """The node's processes (PIDs) and the host changes it made, for stop, status and reset."""
+        return self.node_dir / "state.json"
+
+    @property
+    def run_dir(self) -> Path:
+        return RUN_ROOT / self.name
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.run_dir / "containerd.sock"
+
+    @property
+    def api_socket(self) -> Path:
+        """The host end of the node's path to its API server (socat, unix socket)."""
+        return self.run_dir / "apiserver.sock"
+
+    @property
+    def cgroup(self) -> str:
+        """The node's cgroup (cgroupfs path): its daemons in <this>/system, its Pods in <this>/kubepods."""
+        return f"/{CGROUP_PARENT}/{self.name}"
+
+
+def plans(cluster: str, site: int, count: int, cluster_dir: Path) -> list[RealNodePlan]:
+    if count > MAX_NODES_PER_SITE:
+        raise PlanError(f"{cluster}: {count} real nodes asked, the address plan holds {MAX_NODES_PER_SITE}")
+    return [RealNodePlan(cluster, site, i, cluster_dir) for i in range(count)]

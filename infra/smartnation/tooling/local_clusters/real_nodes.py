@@ -1,0 +1,384 @@
+"""Real nodes for the local clusters: containerd, kubelet and kube-proxy in their own namespaces.
+
+Besides kwok's simulated nodes, each local cluster gets nodes that run containers for real.
+Each real node has its own network namespace, veth, Pod bridge and /24, its own containerd
+(own root, state and socket), its own cgroup subtree, and a kubelet and kube-proxy built from
+the pinned Kubernetes; see node_plan.py for names and addresses. Every process is recorded by
+PID in the node's state file; logs go to one folder per cluster.
+
+    python -m smartnation.tooling.local_clusters.real_nodes up|down|status|reset CLUSTER...
+
+`up` is idempotent and restarts what died; `down` stops every process of the node (containers
+and data kept); `reset` removes everything the nodes put on the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from smartnation.tooling.local_clusters import host_record, node_cgroups, node_network, node_processes
+from smartnation.tooling.local_clusters.containerd_config import cni_config, containerd_config
+from smartnation.tooling.local_clusters.kubelet_config import (
+    kube_proxy_args,
+    kube_proxy_configuration,
+    kubeconfig,
+    kubelet_args,
+    kubelet_configuration,
+)
+from smartnation.tooling.local_clusters.node_credentials import ClusterCA, node_credentials
+from smartnation.tooling.local_clusters.node_images import import_images
+from smartnation.tooling.local_clusters.node_plan import CGROUP_PARENT, RUN_ROOT, RealNodePlan, plans
+from smartnation.tooling.toolchain.bootstrap import tool_env
+from smartnation.tooling.toolchain.cache import CacheLayout, layout
+
+# Started in this order, stopped in the reverse one.
+PROCESSES = ("api-forward-host", "api-forward-node", "containerd", "kubelet", "kube-proxy")
+HOST_BINARIES = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "socat", "nsenter", "ip", "iptables",
+                 "conntrack", "openssl")  # fmt: skip
+TOOL_BINARIES = ("kubelet", "kube-proxy", "kubectl")
+
+
+class RealNodeError(RuntimeError):
+    pass
+
+
+def say(cluster: str, message: str) -> None:
+    print(f"[{cluster}] {message}", flush=True)
+
+
+@dataclass(frozen=True)
+class ClusterAccess:
+    """What the nodes need to know of their cluster's control plane (kwokctl made it)."""
+
+    name: str
+    site: int
+    apiserver_port: int
+    region: str
+    zone: str
+    pki: Path
+    admin_kubeconfig: Path
+
+    @property
+    def ca(self) -> ClusterCA:
+        return ClusterCA(self.pki / "ca.crt", self.pki / "ca.key")
+
+
+def cluster_access(cache: CacheLayout, name: str) -> ClusterAccess:
+    # Imported here: the lifecycle module reads the cluster profiles, which this module only needs for up/reset.
+    from smartnation.tooling.local_clusters.lifecycle import LocalClusters
+
+    clusters = LocalClusters(cache)
+    profiles = clusters.profiles()
+    names = [c.name for c in profiles]
+    if name not in names:
+        raise RealNodeError(f"unknown cluster {name!r}: profiles are {', '.join(names)}")
+    profile = profiles[names.index(name)]
+    kwok_dir = clusters.cluster_dir(name)
+    return ClusterAccess(
+        name=name,
+        site=names.index(name),  # the profiles' sorted order: a stable number per cluster on this host
+        apiserver_port=profile.apiserver_port,
+        region=profile.region,
+        zone=profile.zones[0],
+        pki=kwok_dir / "pki",
+        admin_kubeconfig=kwok_dir / "kubeconfig.yaml",
+    )
+
+
+class RealNodes:
+    """The real nodes of one cluster."""
+
+    def __init__(self, cache: CacheLayout, access: ClusterAccess, count: int = 1) -> None:
+        self.cache = cache
+        self.access = access
+        self.cluster_dir = cache.clusters / "real-nodes" / access.name
+        self.nodes = plans(access.name, access.site, count, self.cluster_dir)
+        self.env = dict(os.environ, **tool_env(cache))
+        self.host_file = cache.clusters / "real-nodes" / "host.json"
+
+    # -- helpers ------------------------------------------------------------------------------
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(self.cache.bin / "kubectl"), "--kubeconfig", str(self.access.admin_kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+        )
+        if check and proc.returncode != 0:
+            raise RealNodeError(f"[{self.access.name}] kubectl {' '.join(args[:3])} failed: {proc.stderr.strip()}")
+        return proc
+
+    def read_state(self, plan: RealNodePlan) -> dict:
+        if plan.state_file.exists():
+            return json.loads(plan.state_file.read_text())
+        return {"node": plan.name, "processes": {}}
+
+    def write_state(self, plan: RealNodePlan, state: dict) -> None:
+        plan.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = plan.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+        os.replace(tmp, plan.state_file)
+
+    def check_host(self) -> None:
+        missing = [b for b in HOST_BINARIES if not shutil.which(b)]
+        if missing:
+            raise RealNodeError(f"{', '.join(missing)} not found: run `bash .ci/node-deps.sh` (Debian packages)")
+        missing = [b for b in TOOL_BINARIES if not (self.cache.bin / b).exists()]
+        if missing:
+            raise RealNodeError(f"{', '.join(missing)} not in {self.cache.bin}: run `make bootstrap`")
+        if not self.access.ca.key.exists():
+            raise RealNodeError(f"{self.access.ca.key} is missing: start the cluster first (`make clusters`)")
+
+    # -- configuration ------------------------------------------------------------------------
+    def write_configs(self, plan: RealNodePlan) -> dict[str, list[str]]:
+        """Writes every config file of the node and returns the argv of each process."""
+        d = plan.node_dir
+        for sub in ("containerd", "cni", "cni-leases", "kubelet", "pod-logs", "pki", "opt"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        plan.run_dir.mkdir(parents=True, exist_ok=True)
+        (d / "containerd.toml").write_text(containerd_config(plan))
+        (d / "cni" / "10-smartnation.conflist").write_text(json.dumps(cni_config(plan), indent=2))
+        creds = node_credentials(plan, self.access.ca)
+        server = f"https://127.0.0.1:{self.access.apiserver_port}"
+        kubelet_kc, proxy_kc = d / "kubelet.kubeconfig", d / "kube-proxy.kubeconfig"
+        kubelet_kc.write_text(yaml.safe_dump(kubeconfig(server, creds["ca"], creds["kubelet_cert"],
+                                                        creds["kubelet_key"], f"system:node:{plan.name}")))  # fmt: skip
+        proxy_kc.write_text(yaml.safe_dump(kubeconfig(server, creds["ca"], creds["proxy_cert"], creds["proxy_key"],
+                                                      "system:kube-proxy")))  # fmt: skip
+        (d / "kubelet.yaml").write_text(yaml.safe_dump(kubelet_configuration(plan, creds["ca"]), sort_keys=False))
+        (d / "kube-proxy.yaml").write_text(yaml.safe_dump(kube_proxy_configuration(plan, proxy_kc), sort_keys=False))
+        labels = {"topology.kubernetes.io/region": self.access.region, "topology.kubernetes.io/zone": self.access.zone}
+        b = self.cache.bin
+        return {
+            **node_network.api_forwarders(plan, self.access.apiserver_port),
+            "containerd": node_network.in_netns(plan, ["containerd", "--config", str(d / "containerd.toml")]),
+            "kubelet": node_network.in_netns(
+                plan, [str((b / "kubelet").resolve()), *kubelet_args(plan, d / "kubelet.yaml", kubelet_kc, labels)]
+            ),
+            "kube-proxy": node_network.in_netns(
+                plan, [str((b / "kube-proxy").resolve()), *kube_proxy_args(d / "kube-proxy.yaml")]
+            ),
+        }
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def up(self) -> float:
+        began = time.monotonic()
+        self.check_host()
+        host_record.record(self.host_file)
+        for plan in self.nodes:
+            self.start_node(plan)
+        for plan in self.nodes:
+            self.wait_ready(plan)
+        took = time.monotonic() - began
+        say(self.access.name, f"{len(self.nodes)} real node(s) Ready in {took:.1f}s")
+        return took
+
+    def start_node(self, plan: RealNodePlan) -> None:
+        node_cgroups.create(plan.cgroup)
+        node_network.ensure(plan)
+        argv = self.write_configs(plan)
+        state = self.read_state(plan)
+        state.update(
+            {
+                "node": plan.name,
+                "cluster": plan.cluster,
+                "netns": plan.netns,
+                "host_veth": plan.host_veth,
+                "node_ip": str(plan.node_ip),
+                "pod_cidr": str(plan.pod_cidr),
+                "cgroup": plan.cgroup,
+                "run_dir": str(plan.run_dir),
+            }
+        )
+        procs = state.setdefault("processes", {})
+        started = []
+        for name in PROCESSES:
+            known = procs.get(name)
+            if known and node_processes.alive(node_processes.Running.from_json(known)):
+                continue
+            if name == "kubelet":
+                self.wait_for_socket(plan.containerd_socket, "containerd", plan)
+                imported = import_images(plan.containerd_socket, plan.node_dir / "images")
+                if imported:
+                    say(plan.cluster, f"{plan.name}: imported {', '.join(imported)}")
+            log = plan.logs_dir / f"{plan.name}.{name}.log"
+            running = node_processes.start(argv[name], log, plan.cgroup, plan.node_dir)
+            procs[name] = running.to_json()
+            self.write_state(plan, state)  # recorded at once: an interrupted start leaves nothing unknown
+            started.append(name)
+            if name == "api-forward-host":
+                self.wait_for_socket(plan.api_socket, "the API forwarder", plan)
+        state["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.write_state(plan, state)
+        say(plan.cluster, f"{plan.name}: {'started ' + ', '.join(started) if started else 'already running'}")
+
+    def wait_for_socket(self, socket: Path, what: str, plan: RealNodePlan, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not socket.exists():
+            if time.monotonic() > deadline:
+                raise RealNodeError(
+                    f"[{plan.cluster}] {plan.name}: {what} did not create {socket}; see {plan.logs_dir}"
+                )
+            time.sleep(0.1)
+
+    def wait_ready(self, plan: RealNodePlan, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            proc = self.kubectl(
+                "get", "node", plan.name, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False
+            )
+            if proc.returncode == 0 and proc.stdout.strip() == "True":
+                return
+            if time.monotonic() > deadline:
+                raise RealNodeError(
+                    f"[{plan.cluster}] {plan.name} not Ready after {timeout:.0f}s; logs in {plan.logs_dir}"
+                )
+            time.sleep(1)
+
+    def down(self) -> None:
+        for plan in self.nodes:
+            left = self.stop_node(plan)
+            say(
+                plan.cluster,
+                f"{plan.name}: stopped (containers and data kept)" + (f"; still alive: {left}" if left else ""),
+            )
+
+    def stop_node(self, plan: RealNodePlan) -> set[int]:
+        state = self.read_state(plan)
+        procs = state.get("processes", {})
+        # The agents first, so nothing restarts a container while the rest is stopped.
+        for name in ("kubelet", "kube-proxy"):
+            if name in procs:
+                running = node_processes.Running.from_json(procs[name])
+                if node_processes.alive(running):
+                    node_processes.stop({running.pid})
+        recorded = {
+            node_processes.Running.from_json(p).pid
+            for p in procs.values()
+            if node_processes.alive(node_processes.Running.from_json(p))
+        }
+        # Then every other process of the node: containers, shims, containerd, socat. The
+        # node's cgroup subtree holds them all, whoever started them.
+        left = node_processes.stop(recorded | node_cgroups.pids(plan.cgroup))
+        unmount_under(plan.run_dir, plan.node_dir)
+        state["processes"] = {}
+        if plan.state_file.parent.exists():
+            self.write_state(plan, state)
+        return left
+
+    def reset(self) -> None:
+        for plan in self.nodes:
+            self.stop_node(plan)
+            if self.access.admin_kubeconfig.exists():
+                self.kubectl("delete", "node", plan.name, "--ignore-not-found", "--request-timeout=10s", check=False)
+            node_network.remove(plan)
+            left = node_cgroups.remove(plan.cgroup)
+            remove_container_log_links(plan.node_dir)
+            shutil.rmtree(plan.run_dir, ignore_errors=True)
+            shutil.rmtree(plan.node_dir, ignore_errors=True)
+            say(plan.cluster, f"{plan.name}: removed" + (f" (cgroups still busy: {left})" if left else ""))
+        shutil.rmtree(self.cluster_dir, ignore_errors=True)
+        if RUN_ROOT.exists() and not any(RUN_ROOT.iterdir()):
+            RUN_ROOT.rmdir()
+            if not any(RUN_ROOT.parent.iterdir()):
+                RUN_ROOT.parent.rmdir()
+        node_cgroups.remove_parent_if_empty(CGROUP_PARENT)
+        others = [p for p in self.host_file.parent.iterdir() if p.is_dir()] if self.host_file.parent.exists() else []
+        if not others:
+            for change in host_record.restore(self.host_file):
+                say(self.access.name, f"host: {change}")
+            if self.host_file.parent.exists() and not any(self.host_file.parent.iterdir()):
+                self.host_file.parent.rmdir()
+
+    def status(self) -> list[str]:
+        lines = []
+        for plan in self.nodes:
+            state = self.read_state(plan)
+            procs = state.get("processes", {})
+            alive = {n: node_processes.alive(node_processes.Running.from_json(p)) for n, p in procs.items()}
+            if not plan.state_file.exists():
+                summary = "absent"
+            elif alive and all(alive.values()) and set(alive) == set(PROCESSES):
+                summary = "running"
+            elif any(alive.values()):
+                dead = [n for n in PROCESSES if not alive.get(n)]
+                summary = f"degraded (not running: {', '.join(dead)})"
+            else:
+                summary = "stopped"
+            ready = ""
+            if self.access.admin_kubeconfig.exists():
+                proc = self.kubectl("get", "node", plan.name, "-o",
+                                    "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+                                    "--request-timeout=5s", check=False)  # fmt: skip
+                ready = f"\tReady={proc.stdout.strip() or 'unknown'}" if proc.returncode == 0 else "\tnot registered"
+            pids = " ".join(f"{n}={procs[n]['pid']}" for n in PROCESSES if n in procs)
+            lines.append(f"{plan.name}\t{summary}{ready}\tnetns={plan.netns}\tip={plan.node_ip}\t{pids}")
+        return lines
+
+
+def mounts_under(*roots: Path) -> list[str]:
+    """Mount points at or below the given directories, deepest first (from /proc/self/mountinfo)."""
+    found = []
+    prefixes = [str(r.resolve()) if r.exists() else str(r) for r in roots]
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].encode().decode("unicode_escape")
+        if any(point == p or point.startswith(p + "/") for p in prefixes):
+            found.append(point)
+    return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
+
+
+def unmount_under(*roots: Path) -> None:
+    for _ in range(3):  # stacked mounts come off one layer per pass
+        points = mounts_under(*roots)
+        if not points:
+            return
+        for point in points:
+            subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+def remove_container_log_links(node_dir: Path, links: Path = Path("/var/log/containers")) -> None:
+    """The kubelet links each container's log into /var/log/containers (a fixed path): ours go."""
+    if not links.is_dir():
+        return
+    for link in links.iterdir():
+        if link.is_symlink() and os.readlink(link).startswith(str(node_dir) + "/"):
+            link.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="real_nodes", description="The local clusters' real nodes")
+    parser.add_argument("action", choices=["up", "down", "status", "reset"])
+    parser.add_argument("clusters", nargs="+", help="cluster names (as in environments/clusters)")
+    parser.add_argument("--count", type=int, default=1, help="real nodes per cluster (default 1)")
+    args = parser.parse_args(argv)
+    cache = layout()
+    try:
+        for name in args.clusters:
+            nodes = RealNodes(cache, cluster_access(cache, name), args.count)
+            if args.action == "up":
+                nodes.up()
+            elif args.action == "down":
+                nodes.down()
+            elif args.action == "reset":
+                nodes.reset()
+            else:
+                for line in nodes.status():
+                    print(line)
+    except (RealNodeError, RuntimeError) as exc:
+        print(f"real nodes {args.action} failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
