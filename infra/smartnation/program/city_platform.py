@@ -81,13 +81,10 @@ def deploy(settings: Settings, cluster: ClusterProfile, provider: k8s.Provider) 
     database = Database(
         f"{prefix}-database",
         DatabaseArgs(
-            environment=env,
-            namespace=namespace,
+            placement=Placement.of(env, cluster, settings.guardrails.protect_state).inside(namespace),
             settings=settings.database,
             release=rel.database,
             backup_client_release=rel.object_storage_client,
-            cluster=cluster,
-            protect_state=settings.guardrails.protect_state,
             backup_endpoint=storage.s3_endpoint,
             backup_credentials_secret=storage.user_secret_names[backup.storage_user],
         ),

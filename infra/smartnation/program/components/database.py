@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from smartnation.program import naming
-from smartnation.program.components import child_options, pods, require_provider, stateful_options
-from smartnation.program.daemon_config.postgres import Database as DatabaseDef
-from smartnation.program.daemon_config.postgres import Grant, Role, render_init_script, render_init_sql
+from smartnation.program.components import pods
+from smartnation.program.components.stateful import Children, secret_digest, sha256
+from smartnation.program.daemon_config import postgres
+from smartnation.program.placement import Placement
 from smartnation.settings import stack_secrets
-from smartnation.settings.models import BackupSettings, ClusterProfile, ComponentRelease, DatabaseSettings
+from smartnation.settings.models import ComponentRelease, DatabaseSettings
 
 PORT = 5432
 # postgres in the (Alpine based) TimescaleDB image.
@@ -36,6 +37,21 @@ host    replication  replicator  all      scram-sha-256
 host    all          all         all      scram-sha-256
 """
 
+SERVER_ARGS = [
+    "postgres",
+    "-c",
+    f"hba_file={_CONFIG_DIR}/pg_hba.conf",
+    "-c",
+    "wal_level=replica",
+    "-c",
+    "max_wal_senders=10",
+    "-c",
+    "hot_standby=on",
+    # Without replication slots, keep enough WAL for a replica that restarts to catch up.
+    "-c",
+    "wal_keep_size=1GB",
+]
+
 # daemon_config.postgres converges application roles and resets them to NOREPLICATION, so
 # the one role with REPLICATION is kept here, outside the managed set.
 REPLICATION_SQL = """\
@@ -48,25 +64,18 @@ SELECT format('ALTER ROLE replicator WITH LOGIN REPLICATION NOSUPERUSER PASSWORD
 
 @dataclass(frozen=True)
 class DatabaseArgs:
-    environment: str
-    """Environment name; names and labels derive from it."""
-    namespace: pulumi.Input[str]
-    """Namespace to deploy into."""
+    placement: Placement
+    """Environment, namespace, cluster and whether the data is protected."""
     settings: DatabaseSettings
     """Replicas, sizes, roles, databases, grants and backup schedule."""
     release: ComponentRelease
     """TimescaleDB image (server, and pg_dump for backups)."""
     backup_client_release: ComponentRelease
     """MinIO client image that uploads the dumps."""
-    cluster: ClusterProfile
-    """Target cluster."""
     backup_endpoint: pulumi.Input[str]
     """S3 endpoint URL the dumps are uploaded to."""
     backup_credentials_secret: pulumi.Input[str]
     """Name of the Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for the backup bucket."""
-
-    protect_state: bool = False
-    """Protect the data-holding children from deletion (production)."""
 
 
 class Database(pulumi.ComponentResource):
@@ -78,408 +87,308 @@ class Database(pulumi.ComponentResource):
     """In-cluster DNS name of the read-only Service (replicas; empty set when there are none)."""
     role_secret_names: pulumi.Output[dict[str, str]]
     """Application role -> Secret with its PGUSER/PGPASSWORD."""
-    replica_count: pulumi.Output[int]
-    """Number of streaming replicas."""
 
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("smartnation:database:Database", name, None, opts)
-        provider = require_provider(opts, "Database")
-        child = child_options(self, provider)
-        n = naming.names(args.environment, naming.DATABASE)
-        cfg = pulumi.Config(stack_secrets.CONFIG_NAMESPACE)
-        s = args.settings
-        image = pods.image(args.cluster, args.release)
-        version = args.release.version
-
-        def meta(component: str | None, object_name: str) -> dict:
-            return {"namespace": args.namespace, "name": object_name, "labels": n.labels(component, version)}
-
-        roles = [
-            Role(name=r.name, login=r.login, password_var=f"{r.name}_password" if r.login else "") for r in s.roles
-        ]
-        databases = [DatabaseDef(name=d.name, owner=d.owner, extensions=d.extensions) for d in s.databases]
-        grants = [Grant(role=g.role, database=g.database, privilege=g.privilege) for g in s.grants]
-        init_sql = render_init_sql(databases, roles, grants)
-        init_sh = render_init_script(databases, roles, grants, sql_path=f"{_INIT_DIR}/init.sql")
-
-        config = k8s.core.v1.ConfigMap(
-            f"{name}-config",
-            metadata=meta(None, n.child("config")),
-            data={"pg_hba.conf": PG_HBA},
-            opts=child,
-        )
-        init = k8s.core.v1.ConfigMap(
-            f"{name}-init",
-            metadata=meta(naming.SETUP, n.child("init")),
-            data={"init.sql": init_sql, "init.sh": init_sh, "replication.sql": REPLICATION_SQL},
-            opts=child,
-        )
-
-        # Server-side credentials: superuser, replication and every role, as the env var names
-        # the init script reads (Role.password_env).
-        credential_data: dict[str, pulumi.Input[str]] = {
-            "POSTGRES_PASSWORD": cfg.require_secret(stack_secrets.DATABASE_SUPERUSER_PASSWORD),
-            "REPLICATION_PASSWORD": cfg.require_secret(stack_secrets.DATABASE_REPLICATION_PASSWORD),
-        }
-        for role in roles:
-            if role.login:
-                credential_data[role.password_env] = cfg.require_secret(stack_secrets.database_role_password(role.name))
-        credentials = k8s.core.v1.Secret(
-            f"{name}-credentials",
-            metadata=meta(None, n.child("credentials")),
-            type="Opaque",
-            string_data=credential_data,
-            opts=child,
-        )
-        credentials_name = credentials.metadata.name
-
-        # Client-side: one Secret per role, so an API mounts only its own password.
-        role_secret_names: dict[str, str] = {}
-        for role in roles:
-            if not role.login:
-                continue
-            secret_name = n.child(f"role-{role.name.replace('_', '-')}")
-            k8s.core.v1.Secret(
-                f"{name}-role-{role.name.replace('_', '-')}",
-                metadata=meta(None, secret_name),
-                type="Opaque",
-                string_data={
-                    "PGUSER": role.name,
-                    "PGPASSWORD": cfg.require_secret(stack_secrets.database_role_password(role.name)),
-                },
-                opts=child,
-            )
-            role_secret_names[role.name] = secret_name
-
-        headless_name = n.child("headless")
-        k8s.core.v1.Service(
-            f"{name}-headless",
-            metadata=meta(None, headless_name),
-            spec={
-                "cluster_ip": "None",
-                "selector": n.selector(),
-                "ports": [{"name": "postgres", "port": PORT, "target_port": "postgres"}],
-            },
-            opts=child,
-        )
-        primary_service = n.child("primary")
-        k8s.core.v1.Service(
-            f"{name}-primary",
-            metadata=meta(naming.PRIMARY, primary_service),
-            spec={
-                "type": "ClusterIP",
-                "selector": n.selector(naming.PRIMARY),
-                "ports": [{"name": "postgres", "port": PORT, "target_port": "postgres"}],
-            },
-            opts=child,
-        )
-        replicas_service = n.child("replicas")
-        k8s.core.v1.Service(
-            f"{name}-replicas",
-            metadata=meta(naming.REPLICA, replicas_service),
-            spec={
-                "type": "ClusterIP",
-                "selector": n.selector(naming.REPLICA),
-                "ports": [{"name": "postgres", "port": PORT, "target_port": "postgres"}],
-            },
-            opts=child,
-        )
-        primary_host = n.host(primary_service)
-
-        server_args = [
-            "postgres",
-            "-c",
-            f"hba_file={_CONFIG_DIR}/pg_hba.conf",
-            "-c",
-            "wal_level=replica",
-            "-c",
-            "max_wal_senders=10",
-            "-c",
-            "hot_standby=on",
-            # Without replication slots, keep enough WAL for a replica that restarts to catch up.
-            "-c",
-            "wal_keep_size=1GB",
-        ]
-        probe = {
-            "exec": {"command": ["pg_isready", "-h", "127.0.0.1", "-p", str(PORT), "-U", SUPERUSER]},
-            "period_seconds": 10,
-            "timeout_seconds": 5,
-        }
-
-        def server_container() -> dict:
-            return {
-                "name": "postgres",
-                "image": image,
-                "args": server_args,
-                "ports": [{"name": "postgres", "container_port": PORT}],
-                "env": [
-                    {"name": "PGDATA", "value": _PGDATA},
-                    pods.secret_env("POSTGRES_PASSWORD", credentials_name, "POSTGRES_PASSWORD"),
-                ],
-                "resources": pods.resources(s.resources),
-                "security_context": pods.container_security_context(),
-                "readiness_probe": {**probe, "initial_delay_seconds": 5},
-                "liveness_probe": {**probe, "initial_delay_seconds": 60, "failure_threshold": 6},
-                "volume_mounts": [
-                    {"name": "data", "mount_path": _DATA_DIR},
-                    {"name": "config", "mount_path": _CONFIG_DIR, "read_only": True},
-                    # The read-only root filesystem lacks the socket directory and /tmp.
-                    {"name": "run", "mount_path": "/var/run/postgresql"},
-                    {"name": "tmp", "mount_path": "/tmp"},
-                ],
-            }
-
-        def pod_spec(component: str, replicas: int, extra: dict | None = None) -> dict:
-            return {
-                "automount_service_account_token": False,
-                "security_context": pods.pod_security_context(POSTGRES_UID),
-                "node_selector": pods.node_selector(args.cluster, "stateful"),
-                "topology_spread_constraints": pods.spread(n.selector(component), replicas),
-                "containers": [server_container()],
-                "volumes": [
-                    {"name": "config", "config_map": {"name": config.metadata.name}},
-                    pods.tmp_volume("run", "16Mi"),
-                    pods.tmp_volume(),
-                ],
-                **(extra or {}),
-            }
-
-        primary = k8s.apps.v1.StatefulSet(
-            f"{name}-primary-server",
-            metadata=meta(naming.PRIMARY, n.child("primary")),
-            spec={
-                "replicas": 1,
-                "service_name": headless_name,
-                "selector": {"match_labels": n.selector(naming.PRIMARY)},
-                "template": {
-                    "metadata": {"labels": n.labels(naming.PRIMARY, version)},
-                    "spec": pod_spec(naming.PRIMARY, 1),
-                },
-                "volume_claim_templates": [pods.volume_claim("data", s.storage_size, args.cluster, n.labels())],
-            },
-            opts=stateful_options(child, args.protect_state),
-        )
-
-        if s.replicas > 0:
-            # Clone once from the primary; after that the replica streams WAL (standby.signal
-            # and primary_conninfo are written by pg_basebackup -R onto the replica's volume).
-            clone = (
-                'if [ -s "$PGDATA/PG_VERSION" ]; then echo "data present, not cloning"; exit 0; fi; '
-                f'until pg_isready -q -h "$PRIMARY_HOST" -p {PORT}; do echo "waiting for primary"; sleep 2; done; '
-                f'pg_basebackup -h "$PRIMARY_HOST" -p {PORT} -U {REPLICATION_USER} -D "$PGDATA" '
-                "-R -X stream -c fast --no-password"
-            )
-            k8s.apps.v1.StatefulSet(
-                f"{name}-replica-server",
-                metadata=meta(naming.REPLICA, n.child("replica")),
-                spec={
-                    "replicas": s.replicas,
-                    "service_name": headless_name,
-                    "pod_management_policy": "Parallel",
-                    "selector": {"match_labels": n.selector(naming.REPLICA)},
-                    "template": {
-                        "metadata": {"labels": n.labels(naming.REPLICA, version)},
-                        "spec": pod_spec(
-                            naming.REPLICA,
-                            s.replicas,
-                            {
-                                "init_containers": [
-                                    {
-                                        "name": "clone-primary",
-                                        "image": image,
-                                        "command": ["sh", "-c", clone],
-                                        "env": [
-                                            {"name": "PGDATA", "value": _PGDATA},
-                                            {"name": "PRIMARY_HOST", "value": primary_host},
-                                            pods.secret_env("PGPASSWORD", credentials_name, "REPLICATION_PASSWORD"),
-                                        ],
-                                        "resources": pods.resources(s.resources),
-                                        "security_context": pods.container_security_context(),
-                                        "volume_mounts": [
-                                            {"name": "data", "mount_path": _DATA_DIR},
-                                            {"name": "tmp", "mount_path": "/tmp"},
-                                        ],
-                                    }
-                                ]
-                            },
-                        ),
-                    },
-                    "volume_claim_templates": [pods.volume_claim("data", s.storage_size, args.cluster, n.labels())],
-                },
-                opts=stateful_options(child_options(self, provider, depends_on=[primary]), args.protect_state),
-            )
-            k8s.policy.v1.PodDisruptionBudget(
-                f"{name}-replica-pdb",
-                metadata=meta(naming.REPLICA, n.child("replica")),
-                spec={"max_unavailable": 1, "selector": {"match_labels": n.selector(naming.REPLICA)}},
-                opts=child,
-            )
-
-        # Roles, databases and grants: a Job that converges them, renamed (so re-run) whenever
-        # the script or a password changes.
-        password_digest = pulumi.Output.unsecret(
-            pulumi.Output.secret(pulumi.Output.all(*credential_data.values()))
-        ).apply(lambda values: hashlib.sha256("\0".join(values).encode()).hexdigest())
-        # The image is part of the name too: a Job's pod template is immutable, so any change
-        # must come with a new name (Pulumi creates the new Job before deleting the old one).
-        script_digest = hashlib.sha256((image + init_sql + init_sh + REPLICATION_SQL).encode()).hexdigest()
-        job_name = password_digest.apply(
-            lambda digest: n.child(f"init-{hashlib.sha256((script_digest + digest).encode()).hexdigest()[:10]}")
-        )
-        setup_command = (
-            f'until pg_isready -q -h "$PGHOST" -p {PORT}; do echo "waiting for postgres"; sleep 2; done; '
-            f"sh {_INIT_DIR}/init.sh && "
-            f'psql -X -v ON_ERROR_STOP=1 -v replication_password="$REPLICATION_PASSWORD" -f {_INIT_DIR}/replication.sql'
-        )
-        k8s.batch.v1.Job(
-            f"{name}-setup",
-            metadata={**meta(naming.SETUP, ""), "name": job_name},
-            spec={
-                "backoff_limit": 6,
-                "active_deadline_seconds": 1800,
-                "template": {
-                    "metadata": {"labels": n.labels(naming.SETUP, version)},
-                    "spec": {
-                        "restart_policy": "Never",
-                        "automount_service_account_token": False,
-                        "security_context": pods.pod_security_context(POSTGRES_UID),
-                        "node_selector": pods.node_selector(args.cluster, "stateful"),
-                        "containers": [
-                            {
-                                "name": "setup",
-                                "image": image,
-                                "command": ["sh", "-c", setup_command],
-                                "env": [
-                                    {"name": "PGHOST", "value": primary_host},
-                                    {"name": "PGUSER", "value": SUPERUSER},
-                                    pods.secret_env("PGPASSWORD", credentials_name, "POSTGRES_PASSWORD"),
-                                ],
-                                # The role passwords, under the names init.sh expects.
-                                "env_from": [{"secret_ref": {"name": credentials_name}}],
-                                "resources": pods.resources(pods.JOB_RESOURCES),
-                                "security_context": pods.container_security_context(),
-                                "volume_mounts": [
-                                    {"name": "init", "mount_path": _INIT_DIR, "read_only": True},
-                                    {"name": "tmp", "mount_path": "/tmp"},
-                                ],
-                            }
-                        ],
-                        "volumes": [
-                            {"name": "init", "config_map": {"name": init.metadata.name}},
-                            pods.tmp_volume(),
-                        ],
-                    },
-                },
-            },
-            opts=child_options(self, provider, depends_on=[primary], delete_before_replace=False),
-        )
-
-        self._backup(name, n, args, s.backup, image, credentials_name, primary_host, provider)
+        children = Children.of(self, name, opts, args.placement, naming.DATABASE, args.release.version)
+        scripts = _Scripts.of(args.settings)
+        config = children.config_map("config", {"pg_hba.conf": PG_HBA})
+        credentials = _credentials(children, scripts.roles)
+        primary_host, replicas_host = _services(children)
+        primary = _servers(children, args, config.metadata.name, credentials.secret, primary_host)
+        _setup(children, args, scripts, credentials, primary_host, after=primary)
+        _backup(children, args, credentials.secret, primary_host)
 
         self.primary_host = pulumi.Output.from_input(primary_host)
-        self.replicas_host = pulumi.Output.from_input(n.host(replicas_service))
-        self.role_secret_names = pulumi.Output.from_input(role_secret_names)
-        self.replica_count = pulumi.Output.from_input(s.replicas)
+        self.replicas_host = pulumi.Output.from_input(replicas_host)
+        self.role_secret_names = pulumi.Output.from_input(credentials.role_secrets)
         self.register_outputs(
             {
                 "primary_host": self.primary_host,
                 "replicas_host": self.replicas_host,
                 "role_secret_names": self.role_secret_names,
-                "replica_count": self.replica_count,
             }
         )
 
-    def _backup(
-        self,
-        name: str,
-        n: naming.Names,
-        args: DatabaseArgs,
-        backup: BackupSettings,
-        image: str,
-        credentials_name: pulumi.Input[str],
-        primary_host: str,
-        provider: pulumi.ProviderResource,
-    ) -> None:
-        """Nightly pg_dumpall into an emptyDir (init container), then mc uploads it."""
-        dump = (
-            "set -eu; "
-            f'pg_dumpall -h "$PGHOST" -p {PORT} -U {SUPERUSER} --clean --if-exists | gzip > /backup/dump.sql.gz; '
-            "ls -l /backup/dump.sql.gz"
+
+@dataclass(frozen=True)
+class _Scripts:
+    """Roles, databases and grants from the settings, and the scripts that converge them."""
+
+    roles: list[postgres.Role]
+    init_sql: str
+    init_sh: str
+
+    @classmethod
+    def of(cls, settings: DatabaseSettings) -> _Scripts:
+        roles = [
+            postgres.Role(name=r.name, login=r.login, password_var=f"{r.name}_password" if r.login else "")
+            for r in settings.roles
+        ]
+        databases = [postgres.Database(name=d.name, owner=d.owner, extensions=d.extensions) for d in settings.databases]
+        grants = [postgres.Grant(role=g.role, database=g.database, privilege=g.privilege) for g in settings.grants]
+        return cls(
+            roles,
+            postgres.render_init_sql(databases, roles, grants),
+            postgres.render_init_script(databases, roles, grants, sql_path=f"{_INIT_DIR}/init.sql"),
         )
-        upload = (
-            "set -eu; "
-            'mc alias set store "$S3_ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null; '
-            'mc cp /backup/dump.sql.gz "store/$BUCKET/$ENVIRONMENT/$(date -u +%Y%m%dT%H%M%SZ).sql.gz"'
+
+
+@dataclass(frozen=True)
+class _Credentials:
+    secret: pulumi.Input[str]
+    """Name of the server's Secret: superuser, replication and every role's password, under the
+    env var names init.sh reads (Role.password_env)."""
+    passwords: list[pulumi.Output[str]]
+    """The values of that Secret, in order (their digest names the setup Job)."""
+    role_secrets: dict[str, str]
+    """Role -> the Secret its clients mount (an API mounts only its own password)."""
+
+
+def _credentials(children: Children, roles: list[postgres.Role]) -> _Credentials:
+    config = pulumi.Config(stack_secrets.CONFIG_NAMESPACE)
+    logins = [role for role in roles if role.login]
+    role_passwords = {
+        role.name: config.require_secret(stack_secrets.database_role_password(role.name)) for role in logins
+    }
+    server_passwords = {
+        "POSTGRES_PASSWORD": config.require_secret(stack_secrets.DATABASE_SUPERUSER_PASSWORD),
+        "REPLICATION_PASSWORD": config.require_secret(stack_secrets.DATABASE_REPLICATION_PASSWORD),
+        **{role.password_env: role_passwords[role.name] for role in logins},
+    }
+    secret = children.secret("credentials", server_passwords)
+    role_secrets: dict[str, str] = {}
+    for role, password in role_passwords.items():
+        suffix = f"role-{role.replace('_', '-')}"
+        children.secret(suffix, {"PGUSER": role, "PGPASSWORD": password})
+        role_secrets[role] = children.names.child(suffix)
+    return _Credentials(secret.metadata.name, list(server_passwords.values()), role_secrets)
+
+
+def _services(children: Children) -> tuple[str, str]:
+    """Headless (the StatefulSets' pod names), primary (read-write) and replicas (read-only);
+    returns the hosts of the last two."""
+    children.headless_service("postgres", PORT)
+    children.cluster_ip_service("primary", "postgres", PORT, naming.PRIMARY)
+    children.cluster_ip_service("replicas", "postgres", PORT, naming.REPLICA)
+    return children.names.host(children.names.child("primary")), children.names.host(children.names.child("replicas"))
+
+
+def _servers(
+    children: Children,
+    args: DatabaseArgs,
+    config: pulumi.Input[str],
+    credentials: pulumi.Input[str],
+    primary_host: str,
+) -> k8s.apps.v1.StatefulSet:
+    """The primary, and the streaming replicas cloned from it when the settings ask for any;
+    returns the primary. Both run the same server container (replicas as hot standbys)."""
+    names, settings = children.names, args.settings
+    image = pods.image(args.placement.cluster, args.release)
+    postgres = _postgres_container(image, settings, credentials)
+    volumes = [pods.config_map_volume("config", config), pods.tmp_volume("run", "16Mi"), pods.tmp_volume()]
+    primary = children.stateful_set(
+        "primary-server",
+        names.child("primary"),
+        naming.PRIMARY,
+        replicas=1,
+        service_name=names.child("headless"),
+        pod=children.pod_spec(POSTGRES_UID, containers=[postgres], volumes=volumes),
+        claims=[children.data_claim(settings.storage_size)],
+    )
+    if settings.replicas > 0:
+        clone = _clone_container(image, settings, credentials, primary_host)
+        children.stateful_set(
+            "replica-server",
+            names.child("replica"),
+            naming.REPLICA,
+            replicas=settings.replicas,
+            service_name=names.child("headless"),
+            parallel=True,
+            pod=children.pod_spec(POSTGRES_UID, containers=[postgres], volumes=volumes, init_containers=[clone]),
+            claims=[children.data_claim(settings.storage_size)],
+            depends_on=[primary],
         )
-        labels = n.labels(naming.BACKUP, args.release.version)
-        k8s.batch.v1.CronJob(
-            f"{name}-backup",
-            metadata={"namespace": args.namespace, "name": n.child("backup"), "labels": labels},
-            spec={
-                "schedule": backup.schedule,
-                "time_zone": "Etc/UTC",
-                "concurrency_policy": "Forbid",
-                "successful_jobs_history_limit": 3,
-                "failed_jobs_history_limit": 3,
-                "job_template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "backoff_limit": 2,
-                        "active_deadline_seconds": 4 * 3600,
-                        "template": {
-                            "metadata": {"labels": labels},
-                            "spec": {
-                                "restart_policy": "Never",
-                                "automount_service_account_token": False,
-                                "security_context": pods.pod_security_context(POSTGRES_UID),
-                                "node_selector": pods.node_selector(args.cluster, "stateful"),
-                                "init_containers": [
-                                    {
-                                        "name": "dump",
-                                        "image": image,
-                                        "command": ["sh", "-c", dump],
-                                        "env": [
-                                            {"name": "PGHOST", "value": primary_host},
-                                            pods.secret_env("PGPASSWORD", credentials_name, "POSTGRES_PASSWORD"),
-                                        ],
-                                        "resources": pods.resources(pods.JOB_RESOURCES),
-                                        "security_context": pods.container_security_context(),
-                                        "volume_mounts": [
-                                            {"name": "backup", "mount_path": "/backup"},
-                                            {"name": "tmp", "mount_path": "/tmp"},
-                                        ],
-                                    }
-                                ],
-                                "containers": [
-                                    {
-                                        "name": "upload",
-                                        "image": pods.image(args.cluster, args.backup_client_release),
-                                        "command": ["sh", "-c", upload],
-                                        "env": [
-                                            {"name": "S3_ENDPOINT", "value": args.backup_endpoint},
-                                            {"name": "BUCKET", "value": backup.bucket},
-                                            {"name": "ENVIRONMENT", "value": args.environment},
-                                            {"name": "MC_CONFIG_DIR", "value": "/tmp/mc"},
-                                        ],
-                                        "env_from": [{"secret_ref": {"name": args.backup_credentials_secret}}],
-                                        "resources": pods.resources(pods.JOB_RESOURCES),
-                                        "security_context": pods.container_security_context(),
-                                        "volume_mounts": [
-                                            {"name": "backup", "mount_path": "/backup", "read_only": True},
-                                            {"name": "tmp", "mount_path": "/tmp"},
-                                        ],
-                                    }
-                                ],
-                                "volumes": [
-                                    # Dumps can be large; the scratch volume is not size limited
-                                    # below the node's ephemeral storage.
-                                    {"name": "backup", "empty_dir": {}},
-                                    pods.tmp_volume(),
-                                ],
-                            },
-                        },
-                    },
+        children.disruption_budget("replica-pdb", names.child("replica"), naming.REPLICA, max_unavailable=1)
+    return primary
+
+
+def _postgres_container(image: str, settings: DatabaseSettings, credentials: pulumi.Input[str]) -> dict[str, Any]:
+    probe = {
+        "exec": {"command": ["pg_isready", "-h", "127.0.0.1", "-p", str(PORT), "-U", SUPERUSER]},
+        "period_seconds": 10,
+        "timeout_seconds": 5,
+    }
+    return pods.container(
+        "postgres",
+        image,
+        settings.resources,
+        args=SERVER_ARGS,
+        ports=[{"name": "postgres", "container_port": PORT}],
+        env=[
+            {"name": "PGDATA", "value": _PGDATA},
+            pods.secret_env("POSTGRES_PASSWORD", credentials, "POSTGRES_PASSWORD"),
+        ],
+        readiness_probe={**probe, "initial_delay_seconds": 5},
+        liveness_probe={**probe, "initial_delay_seconds": 60, "failure_threshold": 6},
+        volume_mounts=[
+            {"name": "data", "mount_path": _DATA_DIR},
+            {"name": "config", "mount_path": _CONFIG_DIR, "read_only": True},
+            # The read-only root filesystem lacks the socket directory and /tmp.
+            {"name": "run", "mount_path": "/var/run/postgresql"},
+            {"name": "tmp", "mount_path": "/tmp"},
+        ],
+    )
+
+
+def _clone_container(
+    image: str, settings: DatabaseSettings, credentials: pulumi.Input[str], primary_host: str
+) -> dict[str, Any]:
+    """Clone once from the primary; after that the replica streams WAL (standby.signal and
+    primary_conninfo are written by pg_basebackup -R onto the replica's volume)."""
+    clone = (
+        'if [ -s "$PGDATA/PG_VERSION" ]; then echo "data present, not cloning"; exit 0; fi; '
+        f'until pg_isready -q -h "$PRIMARY_HOST" -p {PORT}; do echo "waiting for primary"; sleep 2; done; '
+        f'pg_basebackup -h "$PRIMARY_HOST" -p {PORT} -U {REPLICATION_USER} -D "$PGDATA" '
+        "-R -X stream -c fast --no-password"
+    )
+    return pods.container(
+        "clone-primary",
+        image,
+        settings.resources,
+        command=["sh", "-c", clone],
+        env=[
+            {"name": "PGDATA", "value": _PGDATA},
+            {"name": "PRIMARY_HOST", "value": primary_host},
+            pods.secret_env("PGPASSWORD", credentials, "REPLICATION_PASSWORD"),
+        ],
+        volume_mounts=[{"name": "data", "mount_path": _DATA_DIR}, {"name": "tmp", "mount_path": "/tmp"}],
+    )
+
+
+def _setup(
+    children: Children,
+    args: DatabaseArgs,
+    scripts: _Scripts,
+    credentials: _Credentials,
+    primary_host: str,
+    after: pulumi.Resource,
+) -> None:
+    """Roles, databases and grants: a Job that converges them, renamed (so re-run) whenever the
+    scripts, the image or a password changes."""
+    init = children.config_map(
+        "init",
+        {"init.sql": scripts.init_sql, "init.sh": scripts.init_sh, "replication.sql": REPLICATION_SQL},
+        naming.SETUP,
+    )
+    image = pods.image(args.placement.cluster, args.release)
+    # The image is part of the name too: a Job's pod template is immutable.
+    script_digest = sha256(image + scripts.init_sql + scripts.init_sh + REPLICATION_SQL)
+    digest = secret_digest(
+        credentials.passwords,
+        lambda passwords: sha256(script_digest + sha256("\0".join(passwords))),
+    )
+    command = (
+        f'until pg_isready -q -h "$PGHOST" -p {PORT}; do echo "waiting for postgres"; sleep 2; done; '
+        f"sh {_INIT_DIR}/init.sh && "
+        f'psql -X -v ON_ERROR_STOP=1 -v replication_password="$REPLICATION_PASSWORD" -f {_INIT_DIR}/replication.sql'
+    )
+    credentials_name = credentials.secret
+    container = pods.container(
+        "setup",
+        image,
+        pods.JOB_RESOURCES,
+        command=["sh", "-c", command],
+        env=[
+            {"name": "PGHOST", "value": primary_host},
+            {"name": "PGUSER", "value": SUPERUSER},
+            pods.secret_env("PGPASSWORD", credentials_name, "POSTGRES_PASSWORD"),
+        ],
+        # The role passwords, under the names init.sh expects.
+        env_from=[{"secret_ref": {"name": credentials_name}}],
+        volume_mounts=[
+            {"name": "init", "mount_path": _INIT_DIR, "read_only": True},
+            {"name": "tmp", "mount_path": "/tmp"},
+        ],
+    )
+    children.setup_job(
+        "setup",
+        children.hashed_name("init", digest),
+        uid=POSTGRES_UID,
+        container=container,
+        volumes=[pods.config_map_volume("init", init.metadata.name), pods.tmp_volume()],
+        depends_on=[after],
+        delete_before_replace=False,
+    )
+
+
+def _backup(children: Children, args: DatabaseArgs, credentials: pulumi.Input[str], primary_host: str) -> None:
+    """Nightly pg_dumpall into an emptyDir (init container), then mc uploads it."""
+    backup = args.settings.backup
+    dump = (
+        "set -eu; "
+        f'pg_dumpall -h "$PGHOST" -p {PORT} -U {SUPERUSER} --clean --if-exists | gzip > /backup/dump.sql.gz; '
+        "ls -l /backup/dump.sql.gz"
+    )
+    upload = (
+        "set -eu; "
+        'mc alias set store "$S3_ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null; '
+        'mc cp /backup/dump.sql.gz "store/$BUCKET/$ENVIRONMENT/$(date -u +%Y%m%dT%H%M%SZ).sql.gz"'
+    )
+    dump_container = pods.container(
+        "dump",
+        pods.image(args.placement.cluster, args.release),
+        pods.JOB_RESOURCES,
+        command=["sh", "-c", dump],
+        env=[
+            {"name": "PGHOST", "value": primary_host},
+            pods.secret_env("PGPASSWORD", credentials, "POSTGRES_PASSWORD"),
+        ],
+        volume_mounts=[{"name": "backup", "mount_path": "/backup"}, {"name": "tmp", "mount_path": "/tmp"}],
+    )
+    upload_container = pods.container(
+        "upload",
+        pods.image(args.placement.cluster, args.backup_client_release),
+        pods.JOB_RESOURCES,
+        command=["sh", "-c", upload],
+        env=[
+            {"name": "S3_ENDPOINT", "value": args.backup_endpoint},
+            {"name": "BUCKET", "value": backup.bucket},
+            {"name": "ENVIRONMENT", "value": args.placement.environment},
+            {"name": "MC_CONFIG_DIR", "value": "/tmp/mc"},
+        ],
+        env_from=[{"secret_ref": {"name": args.backup_credentials_secret}}],
+        volume_mounts=[
+            {"name": "backup", "mount_path": "/backup", "read_only": True},
+            {"name": "tmp", "mount_path": "/tmp"},
+        ],
+    )
+    pod = children.pod_spec(
+        POSTGRES_UID,
+        restart_policy="Never",
+        init_containers=[dump_container],
+        containers=[upload_container],
+        # Dumps can be large; the scratch volume is not size limited below the node's ephemeral storage.
+        volumes=[{"name": "backup", "empty_dir": {}}, pods.tmp_volume()],
+    )
+    labels = children.names.labels(naming.BACKUP, children.version)
+    k8s.batch.v1.CronJob(
+        children.resource_name("backup"),
+        metadata=children.metadata(children.names.child("backup"), naming.BACKUP),
+        spec={
+            "schedule": backup.schedule,
+            "time_zone": "Etc/UTC",
+            "concurrency_policy": "Forbid",
+            "successful_jobs_history_limit": 3,
+            "failed_jobs_history_limit": 3,
+            "job_template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "backoff_limit": 2,
+                    "active_deadline_seconds": 4 * 3600,
+                    "template": {"metadata": {"labels": labels}, "spec": pod},
                 },
             },
-            opts=child_options(self, provider),
-        )
+        },
+        opts=children.options(),
+    )
