@@ -2,8 +2,9 @@
 # Sourced (`. .github/scripts/state-env.sh`) by every workflow step that talks to the Pulumi state.
 #
 # The state backend URL, the secrets passphrase and the MinIO keys arrive ONLY as environment
-# variables mapped from repository/environment secrets in the step's `env:`; nothing here reads
-# them from a file. An unset secret fails the step here: the toolchain would otherwise fall back
+# variables mapped from the job's GitHub-environment secrets (dev, staging, production: each has
+# its own passphrase; none is a repository secret) in the step's `env:`; nothing here reads them
+# from a file. Pull-request previews source preview-env.sh instead: they get none of these. An unset secret fails the step here: the toolchain would otherwise fall back
 # to a local file backend and deploy as if the stack were new.
 
 : "${PULUMI_BACKEND_URL:?the PULUMI_BACKEND_URL secret is not set}"
@@ -27,5 +28,7 @@ fi
 unset CLUSTER_KUBECONFIG
 
 # The toolchain's PATH and plugin settings, exactly as `make up` gets them. Values already set
-# above (backend URL, passphrase, kubeconfig) win over its local defaults.
-eval "$("$GITHUB_WORKSPACE/.venv/bin/python" -m smartnation.tooling.toolchain.env)"
+# above (backend URL, passphrase, kubeconfig) win over its local defaults. An assignment, not
+# `eval "$(...)"`, so that a refusal (exit status non-zero) stops the step under bash -e.
+toolchain_env="$("$GITHUB_WORKSPACE/.venv/bin/python" -m smartnation.tooling.toolchain.env)"
+eval "$toolchain_env"

@@ -7,9 +7,12 @@ tool fails the test with the command that installs it.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ GITHUB = REPO / ".github"
 WORKFLOWS = sorted((GITHUB / "workflows").glob("*.y*ml"))
 STATE_SECRETS = ("PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 PREVIEW_MARKER = "<!-- smartnation-preview -->"
+PREVIEW_ENV = GITHUB / "scripts" / "preview-env.sh"
 
 
 def actionlint() -> str:
@@ -139,6 +143,8 @@ def test_merges_deploy_dev_then_staging(workflows):
 def test_each_environment_deploys_one_run_at_a_time(workflows):
     groups: dict[str, set[str]] = {}
     for workflow in workflows.values():
+        if triggers(workflow) & PULL_REQUEST_EVENTS:
+            continue  # previews deploy nothing (their environment holds a read-only identity)
         for job in workflow["jobs"].values():
             environment = environment_of(job)
             if environment is None:
@@ -169,22 +175,45 @@ def test_state_backend_and_passphrase_come_only_from_secrets(workflows):
         for block in _env_blocks(workflow):
             for key in STATE_SECRETS:
                 if key in block:
-                    assert block[key] == f"${{{{ secrets.{key} }}}}", f"{name}: {key} = {block[key]!r}"
-    texts = [p.read_text() for p in [*WORKFLOWS, *local_actions(), *sorted((GITHUB / "scripts").glob("*"))]]
-    for text in texts:
-        assert not re.search(r"\b(s3|file|gs|azblob)://[\w.-]", text), "a literal state backend URL"
+                    # Pull requests get the read-only PREVIEW_* key under the same variable name.
+                    allowed = {f"${{{{ secrets.{key} }}}}", f"${{{{ secrets.PREVIEW_STATE_{key.removeprefix('AWS_')} }}}}"}
+                    if not triggers(workflow) & PULL_REQUEST_EVENTS:
+                        allowed = {f"${{{{ secrets.{key} }}}}"}
+                    assert block[key] in allowed, f"{name}: {key} = {block[key]!r}"
+    paths = [*WORKFLOWS, *local_actions(), *sorted((GITHUB / "scripts").glob("*"))]
+    for path in paths:
+        text = path.read_text()
+        assert not re.search(r"\b(s3|file|gs|azblob)://[\w.-]", text), f"{path.name}: a literal state backend URL"
         assert "PULUMI_CONFIG_PASSPHRASE_FILE:" not in text and "PULUMI_CONFIG_PASSPHRASE_FILE=" not in text
-        assert not re.search(r"(PULUMI_CONFIG_PASSPHRASE|PULUMI_BACKEND_URL)\s*=\s*\S", text), "set from a literal"
         assert "pulumi login" not in text  # the backend URL travels in the environment only
+        if path.name != PREVIEW_ENV.name:
+            assert not re.search(r"(PULUMI_CONFIG_PASSPHRASE|PULUMI_BACKEND_URL)\s*=\s*\S", text), path.name
+
+
+def test_the_preview_engine_gets_only_a_scratch_backend_and_a_made_up_passphrase():
+    # The one place that sets them: a file backend in the job's temporary directory and a
+    # passphrase drawn for this run, so whatever the engine writes there decrypts nothing real.
+    text = PREVIEW_ENV.read_text()
+    assert re.findall(r"PULUMI_BACKEND_URL=\S+", text) == ['PULUMI_BACKEND_URL="file://$RUNNER_TEMP/scratch-state"']
+    assert re.findall(r"PULUMI_CONFIG_PASSPHRASE=\S+", text) == ['PULUMI_CONFIG_PASSPHRASE="$scratch_passphrase"']
+    assert re.search(r'scratch_passphrase="\$\(head -c 32 /dev/urandom \| base64\)"', text)
+    assert "unset PULUMI_CONFIG_PASSPHRASE_FILE" in text
 
 
 def test_jobs_that_use_the_state_map_all_state_secrets(workflows):
     for name, workflow in workflows.items():
+        pull_request = bool(triggers(workflow) & PULL_REQUEST_EVENTS)
         for job_id, job in workflow["jobs"].items():
             for step in job.get("steps", []):
                 if "smartnation " in step.get("run", ""):
                     env = step.get("env") or {}
-                    assert set(STATE_SECRETS) <= set(env), f"{name}/{job_id}: {step.get('name')}"
+                    if pull_request:
+                        # Read-only: the state's URL under another name, never a passphrase.
+                        assert not {"PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE"} & set(env), f"{name}/{job_id}"
+                        assert ". .github/scripts/preview-env.sh" in step["run"], f"{name}/{job_id}"
+                    else:
+                        assert set(STATE_SECRETS) <= set(env), f"{name}/{job_id}: {step.get('name')}"
+                        assert ". .github/scripts/state-env.sh" in step["run"], f"{name}/{job_id}"
 
 
 # --- hygiene ------------------------------------------------------------------------------------
@@ -197,7 +226,8 @@ def test_permissions_are_least_privilege(workflows):
             permissions = job.get("permissions", workflow["permissions"])
             assert isinstance(permissions, dict), f"{name}/{job_id}: permissions must be listed"
             writes = {scope for scope, level in permissions.items() if level == "write"}
-            allowed = {"pull-requests"} if name == "preview.yml" else set()
+            # The preview comment; the promotion commit.
+            allowed = {"preview.yml": {"pull-requests"}, "promote.yml": {"contents"}}.get(name, set())
             assert writes <= allowed, f"{name}/{job_id}: {writes}"
 
 
@@ -226,7 +256,9 @@ def test_pull_requests_preview_against_the_base_with_the_cached_toolchain(workfl
     bootstrap = next(i for i, r in enumerate(runs) if "make bootstrap" in r)
     preview_at = next(i for i, r in enumerate(runs) if "smartnation preview" in r)
     assert bootstrap < preview_at
-    assert re.search(r'smartnation preview --base "?origin/\$\{?BASE_REF\}?"? --output preview\.md', runs[preview_at])
+    assert re.search(
+        r'smartnation preview --redacted --base "?origin/\$\{?BASE_REF\}?"? --output preview\.md', runs[preview_at]
+    )
     assert next(s for s in job["steps"] if "smartnation preview" in s.get("run", ""))["env"]["BASE_REF"] == (
         "${{ github.base_ref }}"
     )
@@ -242,3 +274,331 @@ def test_the_preview_updates_one_marked_comment(workflows):
     # Update when the marked comment exists, create only otherwise.
     assert re.search(r"if \(existing\)\s*\{.*?updateComment.*?\}\s*else\s*\{.*?createComment", script, re.S)
     assert job["permissions"].get("pull-requests") == "write"
+
+
+# --- pull requests never reach production -------------------------------------------------------
+#
+# A pull request runs the branch's own code, so any secret its job can name, the branch can print.
+# The check follows every path a secret takes into a job: the workflow's, the job's and the steps'
+# `env:`, `with:` inputs (of actions, local composite actions expanded, and of called workflows),
+# `run:` scripts, the job's `secrets:` block (and `secrets: inherit`), and the jobs of a local
+# reusable workflow it calls, whose own `environment:` would hand them that environment's secrets.
+# It stops accidents in reviewed changes; against a hostile branch, which can edit this file too,
+# the guard is the repository settings (docs/operations.md, "Secrets in CI").
+
+PULL_REQUEST_EVENTS = frozenset({"pull_request", "pull_request_target"})
+PRODUCTION = "production"
+# Names that only production has. The other secrets production's job maps (passphrase, state keys,
+# kubeconfig) are GitHub-environment secrets under names every deploy environment shares.
+PRODUCTION_ONLY = frozenset({"SMARTNATION_SECRETS_PRODUCTION", "SMARTNATION_PASSPHRASE_PRODUCTION"})
+# All a pull request may name: the read-only preview identity and the run's own token.
+PULL_REQUEST_MAY_USE = re.compile(r"PREVIEW_[A-Z0-9_]+|GITHUB_TOKEN")
+EVERY_SECRET = "<every secret>"
+EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.S)
+NAMED_SECRET = re.compile(r"\bsecrets\s*(?:\.\s*([A-Za-z_][\w-]*)|\[\s*'([^']+)'\s*\])")
+ANY_SECRETS = re.compile(r"(?<![\w.-])secrets\b")
+
+
+def triggers(workflow: dict[str, Any]) -> set[str]:
+    on = workflow.get("on") or {}
+    return {on} if isinstance(on, str) else set(on)
+
+
+def strings_in(node: Any) -> list[str]:
+    """Every string anywhere in a YAML node, keys included."""
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for key, value in node.items() for s in (*strings_in(key), *strings_in(value))]
+    if isinstance(node, list):
+        return [s for item in node for s in strings_in(item)]
+    return []
+
+
+def secret_names(node: Any) -> set[str]:
+    """Secrets named in the `${{ }}` expressions of a node; EVERY_SECRET for `toJSON(secrets)`,
+    `secrets[matrix.name]` and the like (secret names are case-insensitive)."""
+    names = set()
+    for text in strings_in(node):
+        for expression in EXPRESSION.findall(text):
+            named = list(NAMED_SECRET.finditer(expression))
+            names |= {(m.group(1) or m.group(2)).upper() for m in named}
+            if len(ANY_SECRETS.findall(expression)) > len(named):
+                names.add(EVERY_SECRET)
+    return names
+
+
+def read_local(uses: str) -> dict[str, Any]:
+    """A local reusable workflow (./.github/workflows/x.yml) or composite action (./dir)."""
+    path = REPO / uses
+    return load(next(path.glob("action.y*ml")) if path.is_dir() else path)
+
+
+@dataclass
+class Reach:
+    """What one job can get at."""
+
+    secrets: set[str] = field(default_factory=set)
+    environments: set[str] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+
+
+def job_reach(job: dict[str, Any], read: Callable[[str], dict[str, Any]] = read_local) -> Reach:
+    reach = Reach(secrets=secret_names({k: v for k, v in job.items() if k != "steps"}))
+    if environment_of(job):
+        reach.environments.add(environment_of(job))
+    if job.get("secrets") == "inherit":
+        reach.secrets.add(EVERY_SECRET)
+        reach.problems.append("`secrets: inherit` hands every secret to the called workflow")
+    if job.get("uses", "").startswith("./"):
+        called = read(job["uses"])
+        on_call = (called.get("on") or {}) if isinstance(called.get("on"), dict) else {}
+        passed_in = {name.upper() for name in ((on_call.get("workflow_call") or {}).get("secrets") or {})}
+        for called_id, called_job in called.get("jobs", {}).items():
+            inner = job_reach(called_job, read)
+            # Secrets the caller passes in were counted at the call; the rest come from the
+            # called job's own environment.
+            reach.secrets |= inner.secrets - passed_in
+            reach.environments |= inner.environments
+            reach.problems += [f"{job['uses']}/{called_id}: {p}" for p in inner.problems]
+    for step in job.get("steps", []):
+        reach.secrets |= secret_names(step)
+        if step.get("uses", "").startswith("./"):
+            action = read(step["uses"])
+            reach.secrets |= secret_names(action)
+            inner = job_reach({"steps": (action.get("runs") or {}).get("steps", [])}, read)
+            reach.secrets |= inner.secrets
+            reach.problems += inner.problems
+    return reach
+
+
+def production_reach(
+    workflows: dict[str, dict[str, Any]], read: Callable[[str], dict[str, Any]] = read_local
+) -> list[str]:
+    """Every way a pull_request / pull_request_target job reaches a production secret."""
+    production_secrets = set(PRODUCTION_ONLY)
+    deploy_environments: set[str] = set()
+    holders = {PRODUCTION}  # environments that hold production secrets
+    for workflow in workflows.values():
+        if triggers(workflow) & PULL_REQUEST_EVENTS:
+            continue
+        for job in workflow.get("jobs", {}).values():
+            reach = job_reach(job, read)
+            reach.secrets |= secret_names(workflow.get("env") or {})
+            deploy_environments |= reach.environments
+            if PRODUCTION in reach.environments:
+                production_secrets |= reach.secrets
+            if reach.secrets & PRODUCTION_ONLY:
+                holders |= reach.environments
+    production_secrets.discard("GITHUB_TOKEN")
+
+    findings = []
+    for name, workflow in workflows.items():
+        events = triggers(workflow) & PULL_REQUEST_EVENTS
+        for job_id, job in workflow.get("jobs", {}).items() if events else ():
+            where = f"{name}/{job_id} (on {', '.join(sorted(events))})"
+            reach = job_reach(job, read)
+            reach.secrets |= secret_names(workflow.get("env") or {})
+            findings += [f"{where}: {problem}" for problem in reach.problems]
+            for secret in sorted(reach.secrets):
+                if secret in production_secrets or secret == EVERY_SECRET:
+                    findings.append(f"{where}: reaches the production secret {secret}")
+                elif not PULL_REQUEST_MAY_USE.fullmatch(secret):
+                    findings.append(f"{where}: reaches {secret}, not a read-only PREVIEW_* secret")
+            for environment in sorted(reach.environments):
+                if environment in holders:
+                    findings.append(f"{where}: uses the environment {environment!r}, which holds production secrets")
+                elif environment in deploy_environments:
+                    findings.append(f"{where}: uses {environment!r}, a deploy environment (write credentials)")
+    return findings
+
+
+def test_pull_requests_cannot_reach_production_secrets(workflows):
+    assert any(triggers(w) & PULL_REQUEST_EVENTS for w in workflows.values()), "no pull-request workflow left"
+    findings = production_reach(workflows)
+    assert not findings, "\n".join(findings)
+
+
+PROMOTE_JOB = {
+    "environment": PRODUCTION,
+    "steps": [{"run": "smartnation promote", "env": {"P": "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"}}],
+}
+CALLED_IN_PRODUCTION = {"on": {"workflow_call": {}}, "jobs": {"deploy": {"environment": {"name": PRODUCTION}}}}
+COMPOSITE = {"runs": {"using": "composite", "steps": [{"run": "echo ${{ inputs.token }}", "shell": "bash"}]}}
+
+
+def pull_request_job(**job: Any) -> dict[str, dict[str, Any]]:
+    return {
+        "promote.yml": {"on": {"workflow_dispatch": None}, "jobs": {"production": PROMOTE_JOB}},
+        "pr.yml": {"on": {"pull_request_target": {"branches": ["main"]}}, "jobs": {"pr": job}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("job", "expected"),
+    [
+        ({"steps": [{"run": "x", "env": {"P": "${{ secrets.pulumi_config_passphrase }}"}}]}, "PULUMI_CONFIG_PASSPHRASE"),
+        ({"steps": [{"uses": "./.github/actions/x", "with": {"token": "${{ secrets.P }}"}}]}, "reaches P, not"),
+        ({"steps": [{"run": "echo '${{ toJSON(secrets) }}'"}]}, EVERY_SECRET),
+        ({"steps": [{"run": "echo ${{ secrets[matrix.name] }}"}]}, EVERY_SECRET),
+        ({"uses": "./.github/workflows/called.yml", "secrets": "inherit"}, "secrets: inherit"),
+        ({"uses": "./.github/workflows/called.yml"}, "uses the environment 'production'"),
+        ({"environment": PRODUCTION, "steps": [{"run": "make test"}]}, "uses the environment 'production'"),
+        ({"steps": [{"run": "echo ${{ secrets.SMARTNATION_SECRETS_PRODUCTION }}"}]}, "SMARTNATION_SECRETS_PRODUCTION"),
+    ],
+    ids=["env", "composite-input", "toJSON", "dynamic-index", "inherit", "called-environment", "environment", "by-name"],
+)
+def test_the_pull_request_check_finds_each_path_to_a_secret(job, expected):
+    read = {"./.github/workflows/called.yml": CALLED_IN_PRODUCTION, "./.github/actions/x": COMPOSITE}.__getitem__
+    findings = production_reach(pull_request_job(**job), read)
+    assert any(expected in finding for finding in findings), findings
+
+
+def test_the_pull_request_check_accepts_the_read_only_preview_identity():
+    job = {
+        "environment": "preview",
+        "steps": [
+            {"uses": "./.github/actions/x", "with": {"token": "${{ secrets.GITHUB_TOKEN }}"}},
+            {"run": "smartnation preview", "env": {"K": "${{ secrets.PREVIEW_KUBECONFIG }}"}},
+        ],
+    }
+    assert production_reach(pull_request_job(**job), {"./.github/actions/x": COMPOSITE}.__getitem__) == []
+
+
+# --- promotion is committed back to main --------------------------------------------------------
+
+COMMIT_PROMOTION = GITHUB / "scripts" / "commit-promotion.sh"
+ACTOR, ACTOR_ID = "octo-lead", "4242"
+
+
+def promote_job(workflows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    (job,) = workflows["promote.yml"]["jobs"].values()
+    return job
+
+
+def test_the_promote_job_commits_with_write_access_only_there(workflows):
+    job = promote_job(workflows)
+    assert job["permissions"] == {"contents": "write"}
+    for name, workflow in workflows.items():
+        assert workflow["permissions"] == {"contents": "read"}, name
+    checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["persist-credentials"] is False, "the write token must not sit in .git/config"
+    names = [s.get("run", "") for s in job["steps"]]
+    promote_at = next(i for i, r in enumerate(names) if "smartnation promote staging production" in r)
+    commit_at = next(i for i, r in enumerate(names) if "commit-promotion.sh" in r)
+    assert promote_at < commit_at
+    commit = job["steps"][commit_at]
+    assert commit["run"].split() == [".github/scripts/commit-promotion.sh", "production"]
+    assert "!cancelled()" in commit["if"] and "success()" not in commit["if"], "refusals are recorded too"
+    assert commit["env"]["GITHUB_TOKEN"] in ("${{ secrets.GITHUB_TOKEN }}", "${{ github.token }}")
+    # Only the commit step holds the token.
+    assert [s for s in job["steps"] if "GITHUB_TOKEN" in (s.get("env") or {})] == [commit]
+
+
+def test_no_workflow_chooses_who_the_audit_names():
+    # In CI the audit's `who` is the runner's GITHUB_ACTOR; no env block, no $GITHUB_ENV line and no
+    # script may name someone else.
+    for path in [*WORKFLOWS, *local_actions(), *sorted((GITHUB / "scripts").glob("*"))]:
+        assert not re.search(r"SMARTNATION_OPERATOR\s*[:=]", path.read_text()), path.name
+
+
+def _git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True, timeout=60
+    ).stdout.strip()
+
+
+@pytest.fixture
+def promotion_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, dict[str, str]]:
+    """A bare `origin` with main, a clone of it as the job's checkout, and the runner's variables."""
+    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    origin, seed, work = tmp_path / "origin.git", tmp_path / "seed", tmp_path / "work"
+    _git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(origin))
+    (seed / "environments").mkdir(parents=True)
+    for environment in ("staging", "production"):
+        (seed / "environments" / f"{environment}.yaml").write_text(f"releases:\n  chart_version: 0.1.0 # {environment}\n")
+    (seed / "README.md").write_text("seed\n")
+    identity = ["-c", "user.name=seed", "-c", "user.email=seed@example.org"]
+    _git(seed.parent, "init", "--quiet", "--initial-branch=main", str(seed))
+    _git(seed, "add", ".")
+    _git(seed, *identity, "commit", "--quiet", "-m", "seed")
+    _git(seed, "push", "--quiet", str(origin), "main")
+    _git(tmp_path, "clone", "--quiet", "--depth=1", f"file://{origin}", str(work))
+    env = {
+        **os.environ,
+        "GITHUB_TOKEN": "not-a-real-token",
+        "GITHUB_ACTOR": ACTOR,
+        "GITHUB_ACTOR_ID": ACTOR_ID,
+        "GITHUB_SERVER_URL": f"file://{tmp_path}",
+        "GITHUB_REPOSITORY": "origin",
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+    }
+    return origin, work, env
+
+
+def _promote_in(work: Path) -> None:
+    """What `smartnation promote staging production` leaves in the checkout, plus a stray change."""
+    (work / "environments" / "production.yaml").write_text("releases:\n  chart_version: 0.2.0 # production\n")
+    (work / "environments" / "audit").mkdir()
+    (work / "environments" / "audit" / "promotions.jsonl").write_text('{"who":"github:octo-lead"}\n')
+    (work / "environments" / "staging.yaml").write_text("releases: {}  # a change the job made by accident\n")
+
+
+def _commit_promotion(work: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(COMMIT_PROMOTION), "production"], cwd=work, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_promotion_commit_holds_the_two_files_and_names_the_actor(promotion_checkout):
+    origin, work, env = promotion_checkout
+    _promote_in(work)
+    result = _commit_promotion(work, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    author = _git(origin, "log", "-1", "--format=%an <%ae>", "main")
+    assert author == f"{ACTOR} <{ACTOR_ID}+{ACTOR}@users.noreply.github.com>"
+    changed = _git(origin, "show", "--name-only", "--format=", "main").splitlines()
+    assert sorted(changed) == ["environments/audit/promotions.jsonl", "environments/production.yaml"]
+    assert "0.2.0" in _git(origin, "show", "main:environments/production.yaml")
+
+
+def test_the_promotion_commit_is_rebased_when_main_moved(promotion_checkout, tmp_path):
+    origin, work, env = promotion_checkout
+    other = tmp_path / "other"
+    _git(tmp_path, "clone", "--quiet", f"file://{origin}", str(other))
+    (other / "README.md").write_text("merged meanwhile\n")
+    _git(other, "-c", "user.name=x", "-c", "user.email=x@example.org", "commit", "--quiet", "-am", "meanwhile")
+    _git(other, "push", "--quiet", "origin", "main")
+    _promote_in(work)
+    result = _commit_promotion(work, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _git(origin, "log", "--format=%s", "main").splitlines()[:2] == [
+        "Promote to production (by octo-lead)",
+        "meanwhile",
+    ]
+
+
+def test_a_promotion_that_wrote_nothing_pushes_nothing(promotion_checkout):
+    origin, work, env = promotion_checkout
+    before = _git(origin, "rev-parse", "main")
+    result = _commit_promotion(work, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _git(origin, "rev-parse", "main") == before
+
+
+def test_a_promotion_that_cannot_be_rebased_fails_and_keeps_the_commit_in_the_summary(promotion_checkout, tmp_path):
+    origin, work, env = promotion_checkout
+    other = tmp_path / "other"
+    _git(tmp_path, "clone", "--quiet", f"file://{origin}", str(other))
+    (other / "environments" / "production.yaml").write_text("releases:\n  chart_version: 9.9.9 # hand edit\n")
+    _git(other, "-c", "user.name=x", "-c", "user.email=x@example.org", "commit", "--quiet", "-am", "hand edit")
+    _git(other, "push", "--quiet", "origin", "main")
+    _promote_in(work)
+    result = _commit_promotion(work, env)
+    assert result.returncode != 0
+    assert _git(origin, "log", "-1", "--format=%s", "main") == "hand edit"
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert "chart_version: 0.2.0" in summary and '{"who":"github:octo-lead"}' in summary
