@@ -175,10 +175,10 @@ def test_state_backend_and_passphrase_come_only_from_secrets(workflows):
         for block in _env_blocks(workflow):
             for key in STATE_SECRETS:
                 if key in block:
-                    # Pull requests get the read-only PREVIEW_* key under the same variable name.
-                    allowed = {f"${{{{ secrets.{key} }}}}", f"${{{{ secrets.PREVIEW_STATE_{key.removeprefix('AWS_')} }}}}"}
-                    if not triggers(workflow) & PULL_REQUEST_EVENTS:
-                        allowed = {f"${{{{ secrets.{key} }}}}"}
+                    allowed = {f"${{{{ secrets.{key} }}}}"}
+                    if triggers(workflow) & PULL_REQUEST_EVENTS:
+                        # The read-only PREVIEW_* key, under the variable name the tools read.
+                        allowed = {f"${{{{ secrets.PREVIEW_STATE_{key.removeprefix('AWS_')} }}}}"}
                     assert block[key] in allowed, f"{name}: {key} = {block[key]!r}"
     paths = [*WORKFLOWS, *local_actions(), *sorted((GITHUB / "scripts").glob("*"))]
     for path in paths:
@@ -437,7 +437,7 @@ def pull_request_job(**job: Any) -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize(
     ("job", "expected"),
     [
-        ({"steps": [{"run": "x", "env": {"P": "${{ secrets.pulumi_config_passphrase }}"}}]}, "PULUMI_CONFIG_PASSPHRASE"),
+        ({"steps": [{"env": {"P": "${{ secrets.pulumi_config_passphrase }}"}}]}, "PULUMI_CONFIG_PASSPHRASE"),
         ({"steps": [{"uses": "./.github/actions/x", "with": {"token": "${{ secrets.P }}"}}]}, "reaches P, not"),
         ({"steps": [{"run": "echo '${{ toJSON(secrets) }}'"}]}, EVERY_SECRET),
         ({"steps": [{"run": "echo ${{ secrets[matrix.name] }}"}]}, EVERY_SECRET),
@@ -446,7 +446,7 @@ def pull_request_job(**job: Any) -> dict[str, dict[str, Any]]:
         ({"environment": PRODUCTION, "steps": [{"run": "make test"}]}, "uses the environment 'production'"),
         ({"steps": [{"run": "echo ${{ secrets.SMARTNATION_SECRETS_PRODUCTION }}"}]}, "SMARTNATION_SECRETS_PRODUCTION"),
     ],
-    ids=["env", "composite-input", "toJSON", "dynamic-index", "inherit", "called-environment", "environment", "by-name"],
+    ids=["env", "composite-input", "toJSON", "dynamic-index", "inherit", "called-env", "environment", "by-name"],
 )
 def test_the_pull_request_check_finds_each_path_to_a_secret(job, expected):
     read = {"./.github/workflows/called.yml": CALLED_IN_PRODUCTION, "./.github/actions/x": COMPOSITE}.__getitem__
@@ -519,7 +519,8 @@ def promotion_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple
     _git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(origin))
     (seed / "environments").mkdir(parents=True)
     for environment in ("staging", "production"):
-        (seed / "environments" / f"{environment}.yaml").write_text(f"releases:\n  chart_version: 0.1.0 # {environment}\n")
+        text = f"releases:\n  chart_version: 0.1.0 # {environment}\n"
+        (seed / "environments" / f"{environment}.yaml").write_text(text)
     (seed / "README.md").write_text("seed\n")
     identity = ["-c", "user.name=seed", "-c", "user.email=seed@example.org"]
     _git(seed.parent, "init", "--quiet", "--initial-branch=main", str(seed))
