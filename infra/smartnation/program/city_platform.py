@@ -38,55 +38,45 @@ def deploy(settings: Settings, cluster: ClusterProfile, provider: k8s.Provider) 
     Component names start with the cluster name so that the same environment can exist on
     two clusters in one stack while it moves between them.
     """
-    env = settings.environment
-    rel = settings.releases.components
+    releases = settings.releases.components
     opts = pulumi.ResourceOptions(provider=provider)
     prefix = cluster.name
+    site = Placement.of(settings.environment, cluster, protect_state=settings.guardrails.protect_state)
 
     guardrails = Guardrails(
         f"{prefix}-guardrails",
-        GuardrailsArgs(
-            environment=env,
-            settings=settings.guardrails,
-            cluster=cluster,
-            protect_state=settings.guardrails.protect_state,
-            device_source_ranges=settings.broker.device_source_ranges,
-        ),
+        GuardrailsArgs(site, settings.guardrails, device_source_ranges=settings.broker.device_source_ranges),
         opts,
     )
-    namespace = guardrails.namespace
+    # Everything else goes into the namespace Guardrails made; its output makes them wait for it.
+    placement = site.inside(guardrails.namespace)
 
     storage = ObjectStorage(
         f"{prefix}-object-storage",
         ObjectStorageArgs(
-            placement=Placement.of(env, cluster, settings.guardrails.protect_state).inside(namespace),
-            settings=settings.object_storage,
-            release=rel.object_storage,
-            client_release=rel.object_storage_client,
+            placement,
+            settings.object_storage,
+            release=releases.object_storage,
+            client_release=releases.object_storage_client,
         ),
         opts,
     )
     api_clients = tuple(sorted({a.broker_client for _, a in settings.city_apis.items() if a.broker_client}))
     broker = Broker(
         f"{prefix}-broker",
-        BrokerArgs(
-            placement=Placement.of(env, cluster, settings.guardrails.protect_state).inside(namespace),
-            settings=settings.broker,
-            release=rel.broker,
-            client_secrets=api_clients,
-        ),
+        BrokerArgs(placement, settings.broker, release=releases.broker, client_secrets=api_clients),
         opts,
     )
-    backup = settings.database.backup
+    backup_user = settings.database.backup.storage_user
     database = Database(
         f"{prefix}-database",
         DatabaseArgs(
-            placement=Placement.of(env, cluster, settings.guardrails.protect_state).inside(namespace),
-            settings=settings.database,
-            release=rel.database,
-            backup_client_release=rel.object_storage_client,
+            placement,
+            settings.database,
+            release=releases.database,
+            backup_client_release=releases.object_storage_client,
             backup_endpoint=storage.s3_endpoint,
-            backup_credentials_secret=storage.user_secret_names[backup.storage_user],
+            backup_credentials_secret=storage.user_secret_names[backup_user],
         ),
         opts,
     )
@@ -94,11 +84,9 @@ def deploy(settings: Settings, cluster: ClusterProfile, provider: k8s.Provider) 
     apis = CityApis(
         f"{prefix}-city-apis",
         CityApisArgs(
-            environment=env,
-            namespace=namespace,
-            settings=settings.city_apis,
+            placement,
+            settings.city_apis,
             releases=settings.releases,
-            cluster=cluster,
             connections=Connections(
                 mqtt_url=broker.internal_endpoint,
                 mqtt_pod_urls=broker.pod_endpoints,
@@ -113,7 +101,7 @@ def deploy(settings: Settings, cluster: ClusterProfile, provider: k8s.Provider) 
         pulumi.ResourceOptions(provider=provider, depends_on=[broker, database, storage]),
     )
     return {
-        "namespace": namespace,
+        "namespace": placement.namespace,
         "mqtt_endpoint": broker.mqtt_endpoint,
         "mqtt_load_balancer_address": broker.load_balancer_address,
         "api_urls": apis.api_urls,

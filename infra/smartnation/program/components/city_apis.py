@@ -15,8 +15,9 @@ import yaml
 
 from smartnation.paths import CHART
 from smartnation.program import naming
-from smartnation.program.components import child_options, pods, require_provider
+from smartnation.program.components import child_options, database, pods, require_provider
 from smartnation.program.components.certificates import certificate
+from smartnation.program.placement import Placement
 from smartnation.settings.models import ApiSettings, CityApisSettings, ClusterProfile, Releases
 
 API_PORT = 8080
@@ -53,16 +54,13 @@ class Connections:
 
 @dataclass(frozen=True)
 class CityApisArgs:
-    environment: str
-    """Environment name; release names are <env>-<api>."""
-    namespace: pulumi.Input[str]
-    """Namespace to deploy into."""
+    placement: Placement
+    """Environment (release names are <env>-<api>), namespace and cluster (registry, ingress
+    class and annotations, DNS zone, node pool)."""
     settings: CityApisSettings
     """Per-API replicas, autoscaling, resources and which services each uses."""
     releases: Releases
     """Images of the APIs and the chart version."""
-    cluster: ClusterProfile
-    """Target cluster: registry, ingress class/annotations, DNS zone, node pool."""
     connections: Connections
     """Service endpoints and the Secrets that hold credentials."""
     chart_path: str = str(CHART_PATH)
@@ -81,7 +79,7 @@ def chart_values(
     pod_annotations: Mapping[str, pulumi.Input[str]] | None = None,
 ) -> dict[str, Any]:
     """Values of one charts/city-api release (pure: the contract tests render them with helm)."""
-    n = naming.names(environment, app)
+    names = naming.names(environment, app)
     release = getattr(releases.components, app.replace("-", "_"))
     ha = api.replicas > 1
     return {
@@ -103,7 +101,7 @@ def chart_values(
             "className": cluster.ingress.ingress_class,
             "annotations": dict(cluster.ingress.annotations),
             "host": naming.api_hostname(app, environment, cluster.ingress.base_domain),
-            "tlsSecretName": n.child("tls"),
+            "tlsSecretName": names.child("tls"),
         },
         "nodeSelector": pods.node_selector(cluster, "stateless"),
         "zoneSpread": {"enabled": True, "whenUnsatisfiable": "DoNotSchedule" if ha else "ScheduleAnyway"},
@@ -132,80 +130,86 @@ class CityApis(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: CityApisArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("smartnation:city_apis:CityApis", name, None, opts)
-        self._provider = require_provider(opts, "CityApis")
+        provider = require_provider(opts, "CityApis")
         urls: dict[str, str] = {}
         releases: dict[str, str] = {}
         for app, api in args.settings.items():
-            release = self._deploy(name, app, api, args)
-            releases[app] = release
-            urls[app] = f"https://{naming.api_hostname(app, args.environment, args.cluster.ingress.base_domain)}"
+            releases[app], hostname = self._deploy(name, app, api, args, provider)
+            urls[app] = f"https://{hostname}"
         self.api_urls = pulumi.Output.from_input(urls)
         self.helm_releases = pulumi.Output.from_input(releases)
         self.register_outputs({"api_urls": self.api_urls, "helm_releases": self.helm_releases})
 
-    def _deploy(self, name: str, app: str, api: ApiSettings, args: CityApisArgs) -> str:
-        n = naming.names(args.environment, app)
-        c = args.connections
+    def _deploy(
+        self, name: str, app: str, api: ApiSettings, args: CityApisArgs, provider: pulumi.ProviderResource
+    ) -> tuple[str, str]:
+        """The API's connections ConfigMap, its TLS Certificate and its chart release; returns
+        the release name and the public hostname."""
+        names = args.placement.names(app)
         release = getattr(args.releases.components, app.replace("-", "_"))
-
-        data: dict[str, pulumi.Input[str]] = {"SMARTNATION_ENVIRONMENT": args.environment}
-        secret_refs: list[pulumi.Input[str]] = []
-        if api.database is not None:
-            data |= {
-                "PGHOST": c.database_host,
-                "PGHOST_READONLY": c.database_read_host,
-                "PGPORT": "5432",
-                "PGDATABASE": api.database.name,
-            }
-            secret_refs.append(pulumi.Output.from_input(c.database_role_secrets)[api.database.role])
-        if api.broker_client is not None:
-            data["MQTT_URL"] = c.mqtt_url
-            if api.broker_all_pods:
-                data["MQTT_BROKER_URLS"] = pulumi.Output.from_input(c.mqtt_pod_urls).apply(",".join)
-            secret_refs.append(pulumi.Output.from_input(c.broker_client_secrets)[api.broker_client])
-        if api.storage_user is not None:
-            data["S3_ENDPOINT"] = c.s3_endpoint
-            secret_refs.append(pulumi.Output.from_input(c.storage_user_secrets)[api.storage_user])
-
+        data, secret_refs = _connections(args.placement.environment, api, args.connections)
         connections = k8s.core.v1.ConfigMap(
             f"{name}-{app}-connections",
             metadata={
-                "namespace": args.namespace,
-                "name": n.child("connections"),
-                "labels": n.labels("api", release.version),
+                "namespace": args.placement.namespace,
+                "name": names.child("connections"),
+                "labels": names.labels("api", release.version),
             },
             data=data,
-            opts=child_options(self, self._provider),
+            opts=child_options(self, provider),
         )
-
         values = chart_values(
-            environment=args.environment,
+            environment=args.placement.environment,
             app=app,
             api=api,
             releases=args.releases,
-            cluster=args.cluster,
+            cluster=args.placement.cluster,
             config_maps=[connections.metadata.name],
             secrets=secret_refs,
             pod_annotations={"smartnation.mc/connections-sha256": _digest(data)},
         )
-        hostname = naming.api_hostname(app, args.environment, args.cluster.ingress.base_domain)
+        # The Certificate is for exactly the host the chart's Ingress serves.
+        hostname = values["ingress"]["host"]
         tls = certificate(
             f"{name}-{app}-tls",
-            namespace=args.namespace,
-            secret_name=n.child("tls"),
+            namespace=args.placement.namespace,
+            secret_name=values["ingress"]["tlsSecretName"],
             dns_names=[hostname],
-            issuer=args.cluster.ingress.tls_issuer,
-            labels=n.labels("api", release.version),
-            opts=child_options(self, self._provider),
+            issuer=args.placement.cluster.ingress.tls_issuer,
+            labels=names.labels("api", release.version),
+            opts=child_options(self, provider),
         )
         k8s.helm.v4.Chart(
             f"{name}-{app}",
             k8s.helm.v4.ChartArgs(
-                chart=args.chart_path,
-                name=n.name,
-                namespace=args.namespace,
-                values=values,
+                chart=args.chart_path, name=names.name, namespace=args.placement.namespace, values=values
             ),
-            opts=child_options(self, self._provider, depends_on=[connections, tls]),
+            opts=child_options(self, provider, depends_on=[connections, tls]),
         )
-        return n.name
+        return names.name, hostname
+
+
+def _connections(
+    environment: str, api: ApiSettings, connections: Connections
+) -> tuple[dict[str, pulumi.Input[str]], list[pulumi.Input[str]]]:
+    """What one API is told about the services it uses: ConfigMap data (hosts, URLs, names) and
+    the Secrets (credentials) it reads, by reference."""
+    data: dict[str, pulumi.Input[str]] = {"SMARTNATION_ENVIRONMENT": environment}
+    secret_refs: list[pulumi.Input[str]] = []
+    if api.database is not None:
+        data |= {
+            "PGHOST": connections.database_host,
+            "PGHOST_READONLY": connections.database_read_host,
+            "PGPORT": str(database.PORT),
+            "PGDATABASE": api.database.name,
+        }
+        secret_refs.append(pulumi.Output.from_input(connections.database_role_secrets)[api.database.role])
+    if api.broker_client is not None:
+        data["MQTT_URL"] = connections.mqtt_url
+        if api.broker_all_pods:
+            data["MQTT_BROKER_URLS"] = pulumi.Output.from_input(connections.mqtt_pod_urls).apply(",".join)
+        secret_refs.append(pulumi.Output.from_input(connections.broker_client_secrets)[api.broker_client])
+    if api.storage_user is not None:
+        data["S3_ENDPOINT"] = connections.s3_endpoint
+        secret_refs.append(pulumi.Output.from_input(connections.storage_user_secrets)[api.storage_user])
+    return data, secret_refs

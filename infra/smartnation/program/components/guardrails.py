@@ -22,6 +22,7 @@ from smartnation.program.components import (
     require_provider,
     stateful_options,
 )
+from smartnation.program.placement import Placement
 from smartnation.settings.models import ClusterProfile, GuardrailsSettings
 
 DNS_NAMESPACE = "kube-system"
@@ -30,17 +31,13 @@ _NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 @dataclass(frozen=True)
 class GuardrailsArgs:
-    environment: str
-    """Environment name; the namespace is smartnation-<env>."""
+    placement: Placement
+    """Environment (the namespace is ``<project>-<env>``), cluster (ingress controller namespace,
+    node ports) and whether the namespace is protected."""
     settings: GuardrailsSettings
     """Quota and LimitRange sizes."""
-    cluster: ClusterProfile
-    """Target cluster (ingress controller namespace)."""
     device_source_ranges: tuple[str, ...]
     """CIDRs devices may reach the broker's TLS listener from."""
-
-    protect_state: bool = False
-    """Protect the data-holding children from deletion (production)."""
 
 
 def _peer(selector: dict[str, str]) -> dict[str, Any]:
@@ -53,17 +50,16 @@ def _ports(port: int, *more: int) -> list[dict[str, Any]]:
 
 def flows(environment: str, cluster: ClusterProfile, device_source_ranges: tuple[str, ...]) -> dict[str, dict]:
     """NetworkPolicy specs by policy suffix: the exact set of allowed connections."""
-    b = naming.names(environment, naming.BROKER)
-    db = naming.names(environment, naming.DATABASE)
-    st = naming.names(environment, naming.OBJECT_STORAGE)
+    database_names = naming.names(environment, naming.DATABASE)
+    storage_names = naming.names(environment, naming.OBJECT_STORAGE)
     apis = {naming.TIER_LABEL: naming.API_TIER}
-    broker_pods = b.selector(naming.SERVER)
-    primary = db.selector(naming.PRIMARY)
-    replica = db.selector(naming.REPLICA)
-    backup = db.selector(naming.BACKUP)
-    db_setup = db.selector(naming.SETUP)
-    storage = st.selector(naming.SERVER)
-    storage_setup = st.selector(naming.SETUP)
+    broker_pods = naming.names(environment, naming.BROKER).selector(naming.SERVER)
+    primary = database_names.selector(naming.PRIMARY)
+    replica = database_names.selector(naming.REPLICA)
+    backup = database_names.selector(naming.BACKUP)
+    db_setup = database_names.selector(naming.SETUP)
+    storage = storage_names.selector(naming.SERVER)
+    storage_setup = storage_names.selector(naming.SETUP)
     pg, s3, mqtt = database.PORT, object_storage.PORT, broker.PLAIN_PORT
     return {
         # Every pod may resolve names, and nothing else, unless a policy below says so.
@@ -164,88 +160,97 @@ class Guardrails(pulumi.ComponentResource):
 
     namespace: pulumi.Output[str]
     """Name of the environment namespace (depend on it to deploy after it exists)."""
-    network_policies: pulumi.Output[list[str]]
-    """Names of the NetworkPolicies, default deny first."""
 
     def __init__(self, name: str, args: GuardrailsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("smartnation:guardrails:Guardrails", name, None, opts)
         provider = require_provider(opts, "Guardrails")
         child = child_options(self, provider)
-        ns_name = naming.namespace(args.environment)
-        common = {"app.kubernetes.io/part-of": naming.PART_OF, naming.ENVIRONMENT_LABEL: args.environment}
-        ns = k8s.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata={
-                "name": ns_name,
-                "labels": {
-                    **common,
-                    "app.kubernetes.io/managed-by": "pulumi",
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "latest",
-                    "pod-security.kubernetes.io/audit": "restricted",
-                    "pod-security.kubernetes.io/audit-version": "latest",
-                    "pod-security.kubernetes.io/warn": "restricted",
-                    "pod-security.kubernetes.io/warn-version": "latest",
-                },
-            },
-            opts=stateful_options(child, args.protect_state),
-        )
-        namespace = ns.metadata.name
-        meta = {"namespace": namespace, "labels": {**common, "app.kubernetes.io/managed-by": "pulumi"}}
-        q = args.settings.quota
-        k8s.core.v1.ResourceQuota(
-            f"{name}-quota",
-            metadata={**meta, "name": f"{args.environment}-quota"},
-            spec={
-                "hard": {
-                    "requests.cpu": q.requests_cpu,
-                    "requests.memory": q.requests_memory,
-                    "limits.cpu": q.limits_cpu,
-                    "limits.memory": q.limits_memory,
-                    "requests.storage": q.requests_storage,
-                    "persistentvolumeclaims": str(q.persistent_volume_claims),
-                    "pods": str(q.pods),
-                    # Only the broker may have a LoadBalancer; APIs go through the Ingress.
-                    "services.loadbalancers": "1",
-                    # The broker's one TLS port, where the load balancer needs node ports.
-                    "services.nodeports": "1" if args.cluster.load_balancer.node_ports else "0",
-                }
-            },
-            opts=child,
-        )
-        lr = args.settings.limit_range
-        k8s.core.v1.LimitRange(
-            f"{name}-limits",
-            metadata={**meta, "name": f"{args.environment}-limits"},
-            spec={
-                "limits": [
-                    {
-                        "type": "Container",
-                        "default_request": {"cpu": lr.default_request.cpu, "memory": lr.default_request.memory},
-                        "default": {"cpu": lr.default_limit.cpu, "memory": lr.default_limit.memory},
-                        "max": {"cpu": lr.max.cpu, "memory": lr.max.memory},
-                    }
-                ]
-            },
-            opts=child,
-        )
+        environment = args.placement.environment
+        namespace = _namespace(name, args.placement, child).metadata.name
+        metadata = {
+            "namespace": namespace,
+            "labels": {**_common_labels(environment), "app.kubernetes.io/managed-by": "pulumi"},
+        }
+        _quota_and_limits(name, args, metadata, child)
         k8s.networking.v1.NetworkPolicy(
             f"{name}-default-deny",
-            metadata={**meta, "name": f"{args.environment}-default-deny"},
+            metadata={**metadata, "name": f"{environment}-default-deny"},
             spec={"pod_selector": {}, "policy_types": ["Ingress", "Egress"]},
             opts=child,
         )
-        policy_names = [f"{args.environment}-default-deny"]
-        for suffix, spec in flows(args.environment, args.cluster, args.device_source_ranges).items():
-            policy_name = f"{args.environment}-{suffix}"
+        for suffix, spec in flows(environment, args.placement.cluster, args.device_source_ranges).items():
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-{suffix}",
-                metadata={**meta, "name": policy_name},
+                metadata={**metadata, "name": f"{environment}-{suffix}"},
                 spec=spec,
                 opts=child,
             )
-            policy_names.append(policy_name)
 
         self.namespace = namespace
-        self.network_policies = pulumi.Output.from_input(policy_names)
-        self.register_outputs({"namespace": self.namespace, "network_policies": self.network_policies})
+        self.register_outputs({"namespace": self.namespace})
+
+
+def _common_labels(environment: str) -> dict[str, str]:
+    return {"app.kubernetes.io/part-of": naming.PART_OF, naming.ENVIRONMENT_LABEL: environment}
+
+
+def _namespace(name: str, placement: Placement, child: pulumi.ResourceOptions) -> k8s.core.v1.Namespace:
+    """The environment namespace under the restricted Pod Security profile, enforced, audited
+    and warned. Deleting it deletes everything in it: protected with the state."""
+    return k8s.core.v1.Namespace(
+        f"{name}-namespace",
+        metadata={
+            "name": naming.namespace(placement.environment),
+            "labels": {
+                **_common_labels(placement.environment),
+                "app.kubernetes.io/managed-by": "pulumi",
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+                "pod-security.kubernetes.io/audit": "restricted",
+                "pod-security.kubernetes.io/audit-version": "latest",
+                "pod-security.kubernetes.io/warn": "restricted",
+                "pod-security.kubernetes.io/warn-version": "latest",
+            },
+        },
+        opts=stateful_options(child, placement.protect_state),
+    )
+
+
+def _quota_and_limits(name: str, args: GuardrailsArgs, metadata: dict, child: pulumi.ResourceOptions) -> None:
+    """What the whole namespace may request, and the defaults and ceiling of one container."""
+    environment, quota, limits = args.placement.environment, args.settings.quota, args.settings.limit_range
+    k8s.core.v1.ResourceQuota(
+        f"{name}-quota",
+        metadata={**metadata, "name": f"{environment}-quota"},
+        spec={
+            "hard": {
+                "requests.cpu": quota.requests_cpu,
+                "requests.memory": quota.requests_memory,
+                "limits.cpu": quota.limits_cpu,
+                "limits.memory": quota.limits_memory,
+                "requests.storage": quota.requests_storage,
+                "persistentvolumeclaims": str(quota.persistent_volume_claims),
+                "pods": str(quota.pods),
+                # Only the broker may have a LoadBalancer; APIs go through the Ingress.
+                "services.loadbalancers": "1",
+                # The broker's one TLS port, where the load balancer needs node ports.
+                "services.nodeports": "1" if args.placement.cluster.load_balancer.node_ports else "0",
+            }
+        },
+        opts=child,
+    )
+    k8s.core.v1.LimitRange(
+        f"{name}-limits",
+        metadata={**metadata, "name": f"{environment}-limits"},
+        spec={
+            "limits": [
+                {
+                    "type": "Container",
+                    "default_request": {"cpu": limits.default_request.cpu, "memory": limits.default_request.memory},
+                    "default": {"cpu": limits.default_limit.cpu, "memory": limits.default_limit.memory},
+                    "max": {"cpu": limits.max.cpu, "memory": limits.max.memory},
+                }
+            ]
+        },
+        opts=child,
+    )
