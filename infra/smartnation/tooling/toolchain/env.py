@@ -5,6 +5,12 @@
 gives a working `pulumi` (our build, our plugins, the file state backend in the cache) and
 `kubectl` (the two local clusters' contexts). Values already set in the environment win, so a
 site that points PULUMI_BACKEND_URL at its own object storage keeps doing so.
+
+The secrets passphrase has a default only where it protects nothing: the file backend in the
+cache, which holds the local clusters' stacks. Anywhere else (an s3:// backend, any other
+directory) the caller gives PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE, or gets
+PassphraseMissing naming them; `python -m smartnation.tooling.toolchain.env` then exits 2 with the
+message on stderr and prints nothing for `eval`.
 """
 
 from __future__ import annotations
@@ -12,19 +18,62 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from pathlib import Path
 
+from smartnation.settings.errors import SettingsError
 from smartnation.tooling.toolchain.bootstrap import tool_env
-from smartnation.tooling.toolchain.cache import layout
+from smartnation.tooling.toolchain.cache import CacheLayout, layout
 
-# Only for stacks on the local stand-in clusters; real sites set their own (see README).
+BACKEND = "PULUMI_BACKEND_URL"
+PASSPHRASE = "PULUMI_CONFIG_PASSPHRASE"
+PASSPHRASE_FILE = "PULUMI_CONFIG_PASSPHRASE_FILE"
+
+# Public on purpose: it guards only the local stand-in clusters' stacks in the cache's file
+# backend. Real sites and CI give their own (see docs/operations.md, "Secrets provider").
 LOCAL_PASSPHRASE = "smartnation-local-clusters-only"
+
+
+class PassphraseMissing(SettingsError):
+    """No passphrase was given for a state backend other than the local clusters' one."""
+
+    def __init__(self, backend: str) -> None:
+        super().__init__(
+            f"${PASSPHRASE}",
+            "<unset>",
+            f"the state backend {backend} is not the local clusters' file backend, so there is no "
+            f"default passphrase: set {PASSPHRASE} (or {PASSPHRASE_FILE}) to the passphrase of its stacks",
+        )
+
+
+def local_backend(cache: CacheLayout) -> str:
+    return f"file://{cache.state}"
+
+
+def is_local_backend(url: str, cache: CacheLayout) -> bool:
+    """Whether URL is the file backend in the cache (however spelled: ~, trailing slash, options)."""
+    if not url.startswith("file://"):
+        return False
+    path = url.removeprefix("file://").split("?", 1)[0]
+    return bool(path) and Path(path).expanduser().resolve() == cache.state.resolve()
+
+
+def passphrase_exports(backend: str, cache: CacheLayout) -> dict[str, str]:
+    """The passphrase variable to export for BACKEND, if any; raise PassphraseMissing if none may be."""
+    given = os.environ.get(PASSPHRASE)
+    if given:
+        return {PASSPHRASE: given}
+    if os.environ.get(PASSPHRASE_FILE):
+        return {}  # Pulumi reads the file; a passphrase next to it would win over it
+    if is_local_backend(backend, cache):
+        return {PASSPHRASE: LOCAL_PASSPHRASE}
+    raise PassphraseMissing(backend)
 
 
 def exports() -> dict[str, str]:
     cache = layout()
     env = tool_env(cache)
-    env["PULUMI_BACKEND_URL"] = os.environ.get("PULUMI_BACKEND_URL") or f"file://{cache.state}"
-    env["PULUMI_CONFIG_PASSPHRASE"] = os.environ.get("PULUMI_CONFIG_PASSPHRASE", LOCAL_PASSPHRASE)
+    env[BACKEND] = os.environ.get(BACKEND) or local_backend(cache)
+    env.update(passphrase_exports(env[BACKEND], cache))
     env["KUBECONFIG"] = os.environ.get("SMARTNATION_KUBECONFIG") or str(cache.kubeconfig)
     env["SMARTNATION_CACHE"] = str(cache.root)
     # The language host runs with this checkout's virtualenv (the launcher in the shared cache
@@ -33,10 +82,17 @@ def exports() -> dict[str, str]:
     return env
 
 
-def main() -> None:
-    for key, value in exports().items():
+def main() -> int:
+    try:
+        env = exports()
+    except PassphraseMissing as error:
+        # Nothing on stdout: `eval "$(...)"` must not half-configure the shell.
+        print(f"smartnation env: {error}", file=sys.stderr)
+        return 2
+    for key, value in env.items():
         print(f"export {key}={shlex.quote(value)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
