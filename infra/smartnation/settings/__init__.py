@@ -7,6 +7,7 @@ from smartnation.settings.loader import (
     list_environments,
     load_cluster_profile,
     load_settings,
+    read_cluster_profile,
 )
 from smartnation.settings.models import ClusterProfile, Settings
 
@@ -19,4 +20,5 @@ __all__ = [
     "list_environments",
     "load_cluster_profile",
     "load_settings",
+    "read_cluster_profile",
 ]
