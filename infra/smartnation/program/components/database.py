@@ -293,30 +293,22 @@ def _setup(
         f"sh {_INIT_DIR}/init.sh && "
         f'psql -X -v ON_ERROR_STOP=1 -v replication_password="$REPLICATION_PASSWORD" -f {_INIT_DIR}/replication.sql'
     )
-    credentials_name = credentials.secret
-    container = pods.container(
-        "setup",
-        image,
-        pods.JOB_RESOURCES,
-        command=["sh", "-c", command],
-        env=[
-            {"name": "PGHOST", "value": primary_host},
-            {"name": "PGUSER", "value": SUPERUSER},
-            pods.secret_env("PGPASSWORD", credentials_name, "POSTGRES_PASSWORD"),
-        ],
-        # The role passwords, under the names init.sh expects.
-        env_from=[{"secret_ref": {"name": credentials_name}}],
-        volume_mounts=[
-            {"name": "init", "mount_path": _INIT_DIR, "read_only": True},
-            {"name": "tmp", "mount_path": "/tmp"},
-        ],
-    )
     children.setup_job(
         "setup",
         children.hashed_name("init", digest),
         uid=POSTGRES_UID,
-        container=container,
-        volumes=[pods.config_map_volume("init", init.metadata.name), pods.tmp_volume()],
+        image=image,
+        command=["sh", "-c", command],
+        env=[
+            {"name": "PGHOST", "value": primary_host},
+            {"name": "PGUSER", "value": SUPERUSER},
+            pods.secret_env("PGPASSWORD", credentials.secret, "POSTGRES_PASSWORD"),
+        ],
+        # The role passwords, under the names init.sh expects.
+        env_from=[{"secret_ref": {"name": credentials.secret}}],
+        scripts=init,
+        volume="init",
+        mount_path=_INIT_DIR,
         depends_on=[after],
         delete_before_replace=False,
     )

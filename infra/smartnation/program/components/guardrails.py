@@ -200,7 +200,7 @@ def _namespace(name: str, placement: Placement, child: pulumi.ResourceOptions) -
     return k8s.core.v1.Namespace(
         f"{name}-namespace",
         metadata={
-            "name": naming.namespace(placement.environment),
+            "name": placement.namespace,
             "labels": {
                 **_common_labels(placement.environment),
                 "app.kubernetes.io/managed-by": "pulumi",

@@ -204,24 +204,17 @@ def _setup(
     user_env = [
         pods.secret_env(_secret_env_name(u), secret, "AWS_SECRET_ACCESS_KEY") for u, (secret, _) in users.items()
     ]
-    container = pods.container(
-        "setup",
-        client_image,
-        pods.JOB_RESOURCES,
-        command=["sh", f"{_SETUP_DIR}/setup.sh"],
-        env=[{"name": "S3_ENDPOINT", "value": s3_endpoint}, {"name": "MC_CONFIG_DIR", "value": "/tmp/mc"}]
-        + _root_env(root)
-        + user_env,
-        volume_mounts=[
-            {"name": "setup", "mount_path": _SETUP_DIR, "read_only": True},
-            {"name": "tmp", "mount_path": "/tmp"},
-        ],
-    )
     children.setup_job(
         "setup-job",
         children.hashed_name("setup", digest),
         uid=MINIO_UID,
-        container=container,
-        volumes=[pods.config_map_volume("setup", setup.metadata.name), pods.tmp_volume()],
+        image=client_image,
+        command=["sh", f"{_SETUP_DIR}/setup.sh"],
+        env=[{"name": "S3_ENDPOINT", "value": s3_endpoint}, {"name": "MC_CONFIG_DIR", "value": "/tmp/mc"}]
+        + _root_env(root)
+        + user_env,
+        scripts=setup,
+        volume="setup",
+        mount_path=_SETUP_DIR,
         depends_on=[after],
     )

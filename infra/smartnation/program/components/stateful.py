@@ -223,15 +223,34 @@ class Children:
         job_name: pulumi.Input[str],
         *,
         uid: int,
-        container: dict[str, Any],
-        volumes: list[dict[str, Any]],
+        image: str,
+        command: list[str],
+        env: list[dict[str, Any]],
+        scripts: k8s.core.v1.ConfigMap,
+        volume: str,
+        mount_path: str,
+        env_from: list[dict[str, Any]] | None = None,
         **options: Any,
     ) -> k8s.batch.v1.Job:
-        """The Job that converges what the server holds (roles, buckets, users).
+        """The Job that converges what the server holds (roles, buckets, users): ``command`` in
+        ``image`` as ``uid``, with the ConfigMap ``scripts`` mounted read-only at ``mount_path``.
 
         A Job's pod template is immutable, so ``job_name`` must change with everything in it
         (``hashed_name``): a new name is a new run, and Pulumi creates the new Job before it
         deletes the old one."""
+        container = pods.container(
+            "setup",
+            image,
+            pods.JOB_RESOURCES,
+            command=command,
+            env=env,
+            **({"env_from": env_from} if env_from else {}),
+            volume_mounts=[
+                {"name": volume, "mount_path": mount_path, "read_only": True},
+                {"name": "tmp", "mount_path": "/tmp"},
+            ],
+        )
+        volumes = [pods.config_map_volume(volume, scripts.metadata.name), pods.tmp_volume()]
         return k8s.batch.v1.Job(
             self.resource_name(role),
             metadata=self.metadata(job_name, naming.SETUP),
@@ -240,7 +259,12 @@ class Children:
                 "active_deadline_seconds": _SETUP_DEADLINE_SECONDS,
                 "template": {
                     "metadata": {"labels": self.names.labels(naming.SETUP, self.version)},
-                    "spec": self.pod_spec(uid, restart_policy="Never", containers=[container], volumes=volumes),
+                    "spec": self.pod_spec(
+                        uid,
+                        restart_policy="Never",
+                        containers=[container],
+                        volumes=volumes,
+                    ),
                 },
             },
             opts=self.options(**options),
