@@ -1,7 +1,7 @@
 """Frozen dataclasses for cluster profiles and environment settings.
 
 The YAML shape is exactly the dataclass shape: a key in ``environments/*.yaml`` is a field
-here, and the docstring under each field is its documentation. ``schema.convert`` enforces
+here, and the docstring under each field is its documentation. ``validation.convert`` enforces
 types, enums (``Literal``) and the ranges declared with ``setting(...)``.
 """
 

@@ -121,7 +121,12 @@ def convert(cls: type, data: Any, path: tuple[str, ...], origins: Origins) -> An
             (*path, unknown[0]),
             f"unknown key; expected one of {_field_names(cls)}",
         )
-    kwargs: dict[str, Any] = {f.name: path[-1] for f in dataclasses.fields(cls) if f.metadata.get("from_key")}
+    kwargs: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        if field.metadata.get("from_key"):
+            if not path:
+                raise TypeError(f"{cls.__name__}.{field.name}: from_key needs the dataclass to sit under a key")
+            kwargs[field.name] = path[-1]
     for name, field in fields.items():
         sub = (*path, name)
         if name in data:
