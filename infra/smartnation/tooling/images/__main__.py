@@ -1,0 +1,5 @@
+import sys
+
+from smartnation.tooling.images.main import main
+
+sys.exit(main())

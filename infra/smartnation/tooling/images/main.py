@@ -1,0 +1,128 @@
+"""`make images`: build or reuse every image, start each site's registry, push what it lacks.
+
+    python -m smartnation.tooling.images [build] [--only NAME ...] [--rebuild] [--no-push]
+    python -m smartnation.tooling.images digests       # release name -> repository@sha256 (JSON)
+    python -m smartnation.tooling.images registry start|stop|status
+
+A warm run builds nothing, pushes nothing and says so. ``--rebuild`` builds again what is cached
+and reports whether each image came out with the same digest (the reproducibility check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from smartnation.tooling.images.builder import Builder, BuiltImage
+from smartnation.tooling.images.cache import ImageCache, image_cache
+from smartnation.tooling.images.pins import IMAGE_NAMES, Pins, PinsError, load_pins
+from smartnation.tooling.images.recipes import all_recipes
+from smartnation.tooling.images.registry import RegistryError, site_registries
+from smartnation.tooling.images.steps import ImageBuildError
+from smartnation.tooling.toolchain.cache import layout
+
+REQUIRED_COMMANDS = ("mmdebstrap", "umoci", "skopeo", "docker-registry", "cmake", "go", "chroot", "ldconfig")
+
+
+class ImagesError(RuntimeError):
+    pass
+
+
+def digest_map(built: list[BuiltImage]) -> dict[str, str]:
+    """Release name (environments' releases.components key) -> repository@sha256."""
+    refs: dict[str, str] = {}
+    for image in built:
+        for release, repository in image.repositories.items():
+            if release in IMAGE_NAMES and release == "city_api_placeholder":
+                continue  # only pushed under the APIs' own names
+            refs[release] = image.reference(repository)
+    return dict(sorted(refs.items()))
+
+
+def check_commands() -> None:
+    missing = [c for c in REQUIRED_COMMANDS if not shutil.which(c)]
+    if missing:
+        raise ImagesError(f"missing {', '.join(missing)}: run `bash .ci/image-deps.sh` (as root) first")
+
+
+def build(pins: Pins, cache: ImageCache, only: list[str], rebuild: bool, fresh_go_cache: bool, push: bool) -> int:
+    check_commands()
+    recipes = [r for r in all_recipes(pins) if not only or r.name in only]
+    builder = Builder(pins, cache, layout(), total=len(recipes))
+    go_env: dict[str, str] = {}
+    scratch_gocache = None
+    if fresh_go_cache:
+        scratch_gocache = Path(tempfile.mkdtemp(prefix="gocache-", dir=cache.root))
+        go_env["GOCACHE"] = str(scratch_gocache)
+    started = time.monotonic()
+    try:
+        built = [builder.ensure(r, rebuild=rebuild, go_env=go_env) for r in recipes]
+    finally:
+        if scratch_gocache:
+            shutil.rmtree(scratch_gocache, ignore_errors=True)
+    pushed = 0
+    if push:
+        for registry in site_registries(pins, cache):
+            registry.ensure_running(say=print)
+            for image in built:
+                pushed += registry.ensure_image(image, say=print)
+    if not only:
+        refs = digest_map(built)
+        cache.digests.write_text(json.dumps(refs, indent=2) + "\n")
+    total = time.monotonic() - started
+    rebuilt = [b for b in built if b.status == "built"]
+    if not rebuilt and not pushed:
+        print(f"images: nothing to do: {len(built)} images cached" + (", every registry holds them" if push else ""))
+    else:
+        print(f"images: {len(rebuilt)} built, {pushed} pushed in {total:.0f}s")
+    differing = [b.name for b in built if b.reproduced is False]
+    if differing:
+        print(f"images: NOT reproduced (digest changed on rebuild): {', '.join(differing)}", file=sys.stderr)
+        return 2
+    if not only:
+        print(f"images: digests in {cache.digests}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m smartnation.tooling.images", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    b = sub.add_parser("build", help="build or reuse every image and push it to each site registry (default)")
+    for p in (parser, b):
+        p.add_argument("--only", action="append", choices=IMAGE_NAMES, default=[], help="build only this image")
+        p.add_argument("--rebuild", action="store_true", help="build again what is cached and compare digests")
+        p.add_argument("--fresh-go-cache", action="store_true", help="with --rebuild: compile Go code from scratch")
+        p.add_argument("--no-push", action="store_true", help="do not start the registries or push")
+    sub.add_parser("digests", help="print release name -> repository@sha256 of the last build (JSON)")
+    r = sub.add_parser("registry", help="the local site registries")
+    r.add_argument("action", choices=("start", "stop", "status"))
+    args = parser.parse_args(argv)
+    cache = image_cache()
+    try:
+        pins = load_pins()
+        if args.command == "digests":
+            if not cache.digests.is_file():
+                raise ImagesError("no images built yet: run `make images`")
+            print(cache.digests.read_text(), end="")
+            return 0
+        if args.command == "registry":
+            registries = site_registries(pins, cache)
+            for registry in registries:
+                if args.action == "start":
+                    registry.ensure_running(say=print)
+                elif args.action == "stop":
+                    registry.stop(say=print)
+                else:
+                    print(registry.describe())
+            if args.action == "status":
+                return 0 if all(reg.running() for reg in registries) else 3
+            return 0
+        return build(pins, cache, args.only, args.rebuild, args.fresh_go_cache, not args.no_push)
+    except (ImagesError, PinsError, ImageBuildError, RegistryError) as exc:
+        print(f"images failed: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,180 @@
+"""images.yaml read into frozen records and checked before anything is built."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PINS_FILE = Path(__file__).with_name("images.yaml")
+
+IMAGE_NAMES = ("broker", "database", "object_storage", "object_storage_client", "city_api_placeholder")
+"""Every image `make images` builds, in build order (the Go builds last: they take longest)."""
+
+_REPOSITORY = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*")
+_TAG = re.compile(r"(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_COMMON_KEYS = {"repository", "version", "tag"}
+_ALLOWED = {
+    "broker": _COMMON_KEYS | {"debian_packages"},
+    "database": _COMMON_KEYS | {"debian_packages", "timescaledb"},
+    "object_storage": {"repository", "module", "module_version"},
+    "object_storage_client": {"repository", "module", "module_version"},
+    "city_api_placeholder": _COMMON_KEYS | {"also_pushed_as"},
+}
+
+
+class PinsError(ValueError):
+    """images.yaml is malformed; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class SourceArchive:
+    """A vendored source archive (../shared/vendor), checked against its sha256 before use."""
+
+    version: str
+    archive: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ImagePin:
+    """What one image is built from."""
+
+    name: str
+    repository: str
+    """Repository under the site registry (the cluster profile's registry.default)."""
+    version: str
+    """Upstream version of what runs in the image (the environments' release version)."""
+    debian_packages: tuple[tuple[str, str], ...] = ()
+    """(package, exact Debian version) installed into the root filesystem."""
+    module: str = ""
+    """Go module the image's program is built from."""
+    module_version: str = ""
+    source: SourceArchive | None = None
+    also_pushed_as: tuple[tuple[str, str], ...] = ()
+    """(release name, repository): further repositories the same image is pushed under."""
+    explicit_tag: str = ""
+    """The tag, when it says more than the version (the Debian revision of a Debian-built image)."""
+
+    @property
+    def tag(self) -> str:
+        """The OCI tag: explicit, else the version (Debian's '+' and a Go pseudo-version's 'v' do not belong in one)."""
+        return self.explicit_tag or self.version.removeprefix("v").replace("+", "-").replace("~", "-")
+
+    def repositories(self) -> dict[str, str]:
+        """Release name -> repository, for every repository this image is pushed under."""
+        return {self.name: self.repository, **dict(self.also_pushed_as)}
+
+
+@dataclass(frozen=True)
+class Pins:
+    """Every image pin, the Debian suite they come from and the registry ports."""
+
+    source_date_epoch: int
+    suite: str
+    apt_sources: Path
+    images: dict[str, ImagePin]
+    registry_ports: dict[str, int] = field(default_factory=dict)
+
+
+def _need(raw: dict, key: str, kind: type, where: str) -> Any:
+    value = raw.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, str) and not value):
+        raise PinsError(f"{where}.{key} must be a non-empty {kind.__name__}")
+    return value
+
+
+def _string_map(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict) or not value:
+        raise PinsError(f"{where} must be a non-empty mapping")
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str) or not item:
+            raise PinsError(f"{where}.{key} must map to a non-empty string")
+    return tuple(sorted(value.items()))
+
+
+def _image(name: str, raw: Any, where: str) -> ImagePin:
+    if not isinstance(raw, dict):
+        raise PinsError(f"{where} must be a mapping")
+    unknown = set(raw) - _ALLOWED[name]
+    if unknown:
+        raise PinsError(f"{where}.{sorted(unknown)[0]} is unknown (allowed: {', '.join(sorted(_ALLOWED[name]))})")
+    repository = _need(raw, "repository", str, where)
+    if not _REPOSITORY.fullmatch(repository):
+        raise PinsError(f"{where}.repository {repository!r} is not an image repository path")
+    if "module" in _ALLOWED[name]:
+        module = _need(raw, "module", str, where)
+        module_version = _need(raw, "module_version", str, where)
+        if not module_version.startswith("v"):
+            raise PinsError(f"{where}.module_version must be a Go module version (v...)")
+        return ImagePin(name, repository, module_version, module=module, module_version=module_version)
+    version = str(_need(raw, "version", str, where))
+    packages = _string_map(raw["debian_packages"], f"{where}.debian_packages") if "debian_packages" in raw else ()
+    source = None
+    if "timescaledb" in raw:
+        archive = raw["timescaledb"]
+        if not isinstance(archive, dict) or set(archive) != {"version", "archive", "sha256"}:
+            raise PinsError(f"{where}.timescaledb must have exactly version, archive and sha256")
+        if not _SHA256.fullmatch(str(archive["sha256"])):
+            raise PinsError(f"{where}.timescaledb.sha256 must be 64 lowercase hex digits")
+        source = SourceArchive(str(archive["version"]), str(archive["archive"]), str(archive["sha256"]))
+    also = _string_map(raw["also_pushed_as"], f"{where}.also_pushed_as") if "also_pushed_as" in raw else ()
+    for release, repo in also:
+        if not _REPOSITORY.fullmatch(repo):
+            raise PinsError(f"{where}.also_pushed_as.{release} {repo!r} is not an image repository path")
+    tag = str(raw.get("tag", ""))
+    if tag and not _TAG.fullmatch(tag):
+        raise PinsError(f"{where}.tag {tag!r} is not an image tag")
+    return ImagePin(
+        name, repository, version, debian_packages=packages, source=source, also_pushed_as=also, explicit_tag=tag
+    )
+
+
+def load_pins(path: Path = PINS_FILE) -> Pins:
+    """Reads and checks images.yaml; every error names the file and the key."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise PinsError(f"{path}: cannot read: {exc}") from exc
+    try:
+        if not isinstance(raw, dict):
+            raise PinsError("expected a mapping")
+        unknown = set(raw) - {"source_date_epoch", "debian", "images", "registries"}
+        if unknown:
+            raise PinsError(f"{sorted(unknown)[0]} is unknown")
+        epoch = _need(raw, "source_date_epoch", int, "")
+        debian = raw.get("debian")
+        if not isinstance(debian, dict):
+            raise PinsError("debian must be a mapping with suite and sources")
+        images_raw = raw.get("images")
+        if not isinstance(images_raw, dict):
+            raise PinsError("images must be a mapping of image name to pin")
+        for name in images_raw:
+            if name not in IMAGE_NAMES:
+                raise PinsError(f"images.{name} is not an image smartnation builds ({', '.join(IMAGE_NAMES)})")
+        missing = [name for name in IMAGE_NAMES if name not in images_raw]
+        if missing:
+            raise PinsError(f"images.{missing[0]} is missing")
+        images = {name: _image(name, images_raw[name], f"images.{name}") for name in IMAGE_NAMES}
+        registries = raw.get("registries") or {}
+        ports: dict[str, int] = {}
+        for cluster, entry in registries.items():
+            port = entry.get("port") if isinstance(entry, dict) else None
+            if not isinstance(port, int) or not 1024 <= port <= 65535:
+                raise PinsError(f"registries.{cluster}.port must be a port number above 1023")
+            ports[str(cluster)] = port
+        if len(set(ports.values())) != len(ports):
+            raise PinsError("registries: two sites share a port")
+        return Pins(
+            source_date_epoch=epoch,
+            suite=_need(debian, "suite", str, "debian"),
+            apt_sources=Path(_need(debian, "sources", str, "debian")),
+            images=images,
+            registry_ports=ports,
+        )
+    except PinsError as exc:
+        raise PinsError(f"{path}: {exc}") from exc
