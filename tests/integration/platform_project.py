@@ -28,24 +28,42 @@ class PlatformProject:
     tools: object  # conftest.Tools
     backend: dict[str, str]
     stacks: list[str] = field(default_factory=list)
+    python_path: str = str(REPO / "infra")
 
     @classmethod
-    def create(cls, root: Path, tools, backend: dict[str, str]) -> PlatformProject:
+    def create(cls, root: Path, tools, backend: dict[str, str], checkout: Path = REPO) -> PlatformProject:
+        """A scratch project running the program and environment files of ``checkout``
+        (this one by default; a test of an older release passes a worktree of it)."""
         root.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(REPO / "environments", root / "environments", ignore=shutil.ignore_patterns("stacks"))
+        project = cls(root=root, tools=tools, backend=backend)
+        project.use_checkout(checkout)
         (root / "environments" / "stacks").mkdir()
-        project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+        return project
+
+    def use_checkout(self, checkout: Path) -> None:
+        """Run the program and environment files of ``checkout`` from now on (stack files stay)."""
+        environments = self.root / "environments"
+        shutil.copytree(
+            checkout / "environments", environments, ignore=shutil.ignore_patterns("stacks"), dirs_exist_ok=True
+        )
+        project = yaml.safe_load((checkout / "Pulumi.yaml").read_text())
         # Its own project name, hence its own namespaces (naming.namespace): the tests never
         # meet what `make up` deployed from the real project on the same clusters.
         project["name"] = PROJECT
-        project["main"] = str(REPO / "infra")
+        project["main"] = str(checkout / "infra")
         project["runtime"]["options"]["virtualenv"] = str(REPO / ".venv")
-        (root / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
-        return cls(root=root, tools=tools, backend=backend)
+        (self.root / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
+        # The virtualenv's editable install points at this checkout's infra/; the program's
+        # own package must win for another checkout.
+        self.python_path = str(checkout / "infra")
 
     @property
     def env(self) -> dict[str, str]:
-        return {**self.backend, "SMARTNATION_ENVIRONMENTS_DIR": str(self.root / "environments")}
+        return {
+            **self.backend,
+            "SMARTNATION_ENVIRONMENTS_DIR": str(self.root / "environments"),
+            "PYTHONPATH": self.python_path,
+        }
 
     def pulumi(self, *args: str, check: bool = True, timeout: float = 1200):
         return self.tools.run(

@@ -1,0 +1,66 @@
+"""A staging deployed by an older release is previewed by this checkout: nothing is replaced or deleted.
+
+A refactor that renames or re-parents a resource without an alias changes its URN, and the engine
+then plans a delete of the live object and a create of a new one: for a StatefulSet or a namespace
+that is data loss. This test deploys staging with the program of BASELINE (the last commit before
+the architecture was reshaped: packages moved, components split) and previews it with this one.
+Updates are allowed (a later release may change a value on purpose); a replacement or a delete is
+not. Move BASELINE forward only to a commit that itself passed this test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.platform_project import REPO, PlatformProject
+
+pytestmark = pytest.mark.integration
+
+BASELINE = "16df945b"
+"""The release before the architecture issue (packages moved, components split)."""
+ENVIRONMENT, CONTEXT = "staging", "dusseldorf-test"
+
+
+@pytest.fixture()
+def baseline(tmp_path: Path) -> Path:
+    checkout = tmp_path / "baseline"
+    added = subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(checkout), BASELINE],
+        capture_output=True,
+        text=True,
+    )
+    assert added.returncode == 0, f"cannot check out the baseline {BASELINE} (a full clone is needed): {added.stderr}"
+    yield checkout
+    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(checkout)], capture_output=True)
+
+
+def test_preview_of_a_staging_deployed_by_the_baseline_replaces_and_deletes_nothing(
+    tmp_path, tools, clusters, baseline
+):
+    backend = {"PULUMI_BACKEND_URL": f"file://{tmp_path}", "PULUMI_CONFIG_PASSPHRASE": "integration-tests"}
+    (tmp_path / ".pulumi").mkdir()
+    project = PlatformProject.create(tmp_path / "project", tools, backend, checkout=baseline)
+    try:
+        project.init_stack(ENVIRONMENT)
+        project.pulumi("up", "--yes", "--skip-preview", "--stack", ENVIRONMENT)
+        deployed = {r["urn"] for r in project.resources(ENVIRONMENT)}
+
+        project.use_checkout(REPO)
+        preview = json.loads(project.pulumi("preview", "--json", "--stack", ENVIRONMENT).stdout)
+        ops = [(step["op"], step["urn"]) for step in preview["steps"]]
+        assert ops, "the preview listed no steps at all"
+        unsafe = [(op, urn) for op, urn in ops if op in ("replace", "create-replacement", "delete-replaced", "delete")]
+        assert unsafe == [], "this checkout would replace or delete live resources:\n" + "\n".join(
+            f"  {op} {urn}" for op, urn in unsafe
+        )
+        # Every resource the baseline deployed is still addressed by the same URN (or an alias).
+        planned = {urn for _, urn in ops}
+        assert deployed <= planned | {urn for urn in deployed if urn.endswith("::" + ENVIRONMENT)}
+    finally:
+        project.use_checkout(REPO)
+        project.pulumi("destroy", "--yes", "--skip-preview", "--stack", ENVIRONMENT)
+        assert [r for r in project.resources(ENVIRONMENT) if not r["type"].startswith("pulumi:")] == []
