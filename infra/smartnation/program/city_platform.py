@@ -80,23 +80,13 @@ def deploy(settings: Settings, cluster: ClusterProfile, provider: k8s.Provider) 
         ),
         opts,
     )
-    read_host = database.replicas_host if settings.database.replicas > 0 else database.primary_host
     apis = CityApis(
         f"{prefix}-city-apis",
         CityApisArgs(
             placement,
             settings.city_apis,
             releases=settings.releases,
-            connections=Connections(
-                mqtt_url=broker.internal_endpoint,
-                mqtt_pod_urls=broker.pod_endpoints,
-                broker_client_secrets=broker.client_secret_names,
-                database_host=database.primary_host,
-                database_read_host=read_host,
-                database_role_secrets=database.role_secret_names,
-                s3_endpoint=storage.s3_endpoint,
-                storage_user_secrets=storage.user_secret_names,
-            ),
+            connections=_connections(settings, broker, database, storage),
         ),
         pulumi.ResourceOptions(provider=provider, depends_on=[broker, database, storage]),
     )
@@ -108,6 +98,21 @@ def deploy(settings: Settings, cluster: ClusterProfile, provider: k8s.Provider) 
         "s3_endpoint": storage.s3_endpoint,
         "helm_releases": apis.helm_releases,
     }
+
+
+def _connections(settings: Settings, broker: Broker, database: Database, storage: ObjectStorage) -> Connections:
+    """Where the APIs find the broker, the database and the object storage."""
+    read_host = database.replicas_host if settings.database.replicas > 0 else database.primary_host
+    return Connections(
+        mqtt_url=broker.internal_endpoint,
+        mqtt_pod_urls=broker.pod_endpoints,
+        broker_client_secrets=broker.client_secret_names,
+        database_host=database.primary_host,
+        database_read_host=read_host,
+        database_role_secrets=database.role_secret_names,
+        s3_endpoint=storage.s3_endpoint,
+        storage_user_secrets=storage.user_secret_names,
+    )
 
 
 def release_summary(settings: Settings) -> dict[str, Any]:

@@ -316,50 +316,11 @@ def _setup(
 
 def _backup(children: Children, args: DatabaseArgs, credentials: pulumi.Input[str], primary_host: str) -> None:
     """Nightly pg_dumpall into an emptyDir (init container), then mc uploads it."""
-    backup = args.settings.backup
-    dump = (
-        "set -eu; "
-        f'pg_dumpall -h "$PGHOST" -p {PORT} -U {SUPERUSER} --clean --if-exists | gzip > /backup/dump.sql.gz; '
-        "ls -l /backup/dump.sql.gz"
-    )
-    upload = (
-        "set -eu; "
-        'mc alias set store "$S3_ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null; '
-        'mc cp /backup/dump.sql.gz "store/$BUCKET/$ENVIRONMENT/$(date -u +%Y%m%dT%H%M%SZ).sql.gz"'
-    )
-    dump_container = pods.container(
-        "dump",
-        pods.image(args.placement.cluster, args.release),
-        pods.JOB_RESOURCES,
-        command=["sh", "-c", dump],
-        env=[
-            {"name": "PGHOST", "value": primary_host},
-            pods.secret_env("PGPASSWORD", credentials, "POSTGRES_PASSWORD"),
-        ],
-        volume_mounts=[{"name": "backup", "mount_path": "/backup"}, {"name": "tmp", "mount_path": "/tmp"}],
-    )
-    upload_container = pods.container(
-        "upload",
-        pods.image(args.placement.cluster, args.backup_client_release),
-        pods.JOB_RESOURCES,
-        command=["sh", "-c", upload],
-        env=[
-            {"name": "S3_ENDPOINT", "value": args.backup_endpoint},
-            {"name": "BUCKET", "value": backup.bucket},
-            {"name": "ENVIRONMENT", "value": args.placement.environment},
-            {"name": "MC_CONFIG_DIR", "value": "/tmp/mc"},
-        ],
-        env_from=[{"secret_ref": {"name": args.backup_credentials_secret}}],
-        volume_mounts=[
-            {"name": "backup", "mount_path": "/backup", "read_only": True},
-            {"name": "tmp", "mount_path": "/tmp"},
-        ],
-    )
     pod = children.pod_spec(
         POSTGRES_UID,
         restart_policy="Never",
-        init_containers=[dump_container],
-        containers=[upload_container],
+        init_containers=[_dump_container(args, credentials, primary_host)],
+        containers=[_upload_container(args)],
         # Dumps can be large; the scratch volume is not size limited below the node's ephemeral storage.
         volumes=[{"name": "backup", "empty_dir": {}}, pods.tmp_volume()],
     )
@@ -368,7 +329,7 @@ def _backup(children: Children, args: DatabaseArgs, credentials: pulumi.Input[st
         children.resource_name("backup"),
         metadata=children.metadata(children.names.child("backup"), naming.BACKUP),
         spec={
-            "schedule": backup.schedule,
+            "schedule": args.settings.backup.schedule,
             "time_zone": "Etc/UTC",
             "concurrency_policy": "Forbid",
             "successful_jobs_history_limit": 3,
@@ -383,4 +344,48 @@ def _backup(children: Children, args: DatabaseArgs, credentials: pulumi.Input[st
             },
         },
         opts=children.options(),
+    )
+
+
+def _dump_container(args: DatabaseArgs, credentials: pulumi.Input[str], primary_host: str) -> dict[str, Any]:
+    dump = (
+        "set -eu; "
+        f'pg_dumpall -h "$PGHOST" -p {PORT} -U {SUPERUSER} --clean --if-exists | gzip > /backup/dump.sql.gz; '
+        "ls -l /backup/dump.sql.gz"
+    )
+    return pods.container(
+        "dump",
+        pods.image(args.placement.cluster, args.release),
+        pods.JOB_RESOURCES,
+        command=["sh", "-c", dump],
+        env=[
+            {"name": "PGHOST", "value": primary_host},
+            pods.secret_env("PGPASSWORD", credentials, "POSTGRES_PASSWORD"),
+        ],
+        volume_mounts=[{"name": "backup", "mount_path": "/backup"}, {"name": "tmp", "mount_path": "/tmp"}],
+    )
+
+
+def _upload_container(args: DatabaseArgs) -> dict[str, Any]:
+    upload = (
+        "set -eu; "
+        'mc alias set store "$S3_ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null; '
+        'mc cp /backup/dump.sql.gz "store/$BUCKET/$ENVIRONMENT/$(date -u +%Y%m%dT%H%M%SZ).sql.gz"'
+    )
+    return pods.container(
+        "upload",
+        pods.image(args.placement.cluster, args.backup_client_release),
+        pods.JOB_RESOURCES,
+        command=["sh", "-c", upload],
+        env=[
+            {"name": "S3_ENDPOINT", "value": args.backup_endpoint},
+            {"name": "BUCKET", "value": args.settings.backup.bucket},
+            {"name": "ENVIRONMENT", "value": args.placement.environment},
+            {"name": "MC_CONFIG_DIR", "value": "/tmp/mc"},
+        ],
+        env_from=[{"secret_ref": {"name": args.backup_credentials_secret}}],
+        volume_mounts=[
+            {"name": "backup", "mount_path": "/backup", "read_only": True},
+            {"name": "tmp", "mount_path": "/tmp"},
+        ],
     )
