@@ -27,6 +27,8 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SMARTNATION_CACHE", str(tmp_path / "cache"))
     for name in ("PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"):
         monkeypatch.delenv(name, raising=False)
+    for name in [n for n in os.environ if n.startswith("SMARTNATION_PASSPHRASE_")]:
+        monkeypatch.delenv(name)
     return tmp_path / "cache"
 
 
@@ -108,3 +110,21 @@ def test_the_shell_exports_evaluate_for_the_local_clusters(cache):
     exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in result.stdout.splitlines())
     assert exported["PULUMI_CONFIG_PASSPHRASE"] == toolchain_env.LOCAL_PASSPHRASE
     assert exported["PULUMI_BACKEND_URL"] == f"file://{cache.resolve() / 'state'}"
+
+
+def test_a_stack_of_its_own_passphrase_gets_it(cache, monkeypatch):
+    # promote opens staging and production in one job, each under its own passphrase.
+    monkeypatch.setenv("PULUMI_BACKEND_URL", S3)
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "production's")
+    monkeypatch.setenv("SMARTNATION_PASSPHRASE_STAGING", "staging's")
+    assert toolchain_env.exports("staging")["PULUMI_CONFIG_PASSPHRASE"] == "staging's"
+    assert toolchain_env.exports("production")["PULUMI_CONFIG_PASSPHRASE"] == "production's"
+    assert toolchain_env.exports()["PULUMI_CONFIG_PASSPHRASE"] == "production's"
+
+
+def test_an_environment_passphrase_alone_is_enough_for_its_stack(cache, monkeypatch):
+    monkeypatch.setenv("PULUMI_BACKEND_URL", S3)
+    monkeypatch.setenv("SMARTNATION_PASSPHRASE_STAGING", "staging's")
+    assert toolchain_env.exports("staging")["PULUMI_CONFIG_PASSPHRASE"] == "staging's"
+    with pytest.raises(toolchain_env.PassphraseMissing):
+        toolchain_env.exports("production")

@@ -27,6 +27,9 @@ from smartnation.tooling.toolchain.cache import CacheLayout, layout
 BACKEND = "PULUMI_BACKEND_URL"
 PASSPHRASE = "PULUMI_CONFIG_PASSPHRASE"
 PASSPHRASE_FILE = "PULUMI_CONFIG_PASSPHRASE_FILE"
+# One passphrase per environment where a job opens several stacks (promote reads staging's and
+# production's): SMARTNATION_PASSPHRASE_<ENV> wins over PULUMI_CONFIG_PASSPHRASE for that stack.
+ENVIRONMENT_PASSPHRASE = "SMARTNATION_PASSPHRASE_{}"
 
 # Public on purpose: it guards only the local stand-in clusters' stacks in the cache's file
 # backend. Real sites and CI give their own (see docs/operations.md, "Secrets provider").
@@ -57,8 +60,14 @@ def is_local_backend(url: str, cache: CacheLayout) -> bool:
     return bool(path) and Path(path).expanduser().resolve() == cache.state.resolve()
 
 
-def passphrase_exports(backend: str, cache: CacheLayout) -> dict[str, str]:
+def environment_passphrase_variable(environment: str) -> str:
+    return ENVIRONMENT_PASSPHRASE.format(environment.upper().replace("-", "_"))
+
+
+def passphrase_exports(backend: str, cache: CacheLayout, environment: str | None = None) -> dict[str, str]:
     """The passphrase variable to export for BACKEND, if any; raise PassphraseMissing if none may be."""
+    if environment and os.environ.get(environment_passphrase_variable(environment)):
+        return {PASSPHRASE: os.environ[environment_passphrase_variable(environment)]}
     given = os.environ.get(PASSPHRASE)
     if given:
         return {PASSPHRASE: given}
@@ -69,11 +78,13 @@ def passphrase_exports(backend: str, cache: CacheLayout) -> dict[str, str]:
     raise PassphraseMissing(backend)
 
 
-def exports() -> dict[str, str]:
+def exports(environment: str | None = None) -> dict[str, str]:
+    """The variables our tools run with; ENVIRONMENT, when the caller opens that stack, selects
+    its own passphrase (SMARTNATION_PASSPHRASE_<ENV>) if one is given."""
     cache = layout()
     env = tool_env(cache)
     env[BACKEND] = os.environ.get(BACKEND) or local_backend(cache)
-    env.update(passphrase_exports(env[BACKEND], cache))
+    env.update(passphrase_exports(env[BACKEND], cache, environment))
     env["KUBECONFIG"] = os.environ.get("SMARTNATION_KUBECONFIG") or str(cache.kubeconfig)
     env["SMARTNATION_CACHE"] = str(cache.root)
     # The language host runs with this checkout's virtualenv (the launcher in the shared cache
