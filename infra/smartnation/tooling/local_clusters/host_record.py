@@ -21,7 +21,7 @@ KUBELET_SYSCTLS = (
     "kernel/keys/root_maxkeys",
     "kernel/keys/root_maxbytes",
 )
-HOST_PATHS = ("/run/netns", "/run/containerd", "/var/log/containers", "/run/xtables.lock")
+HOST_PATHS = ("/run/netns", "/run/containerd", "/var/lib/cni", "/var/log/containers", "/run/xtables.lock")
 
 
 def is_mount_point(path: str) -> bool:
@@ -61,11 +61,20 @@ def restore(file: Path) -> list[str]:
         if existed or not os.path.lexists(p):
             continue
         if p.is_dir() and not p.is_symlink():
-            if not any(p.iterdir()):
-                p.rmdir()
+            if _remove_empty_tree(p):
                 done.append(f"removed {p}")
         else:
             p.unlink()
             done.append(f"removed {p}")
     file.unlink()
     return done
+
+
+def _remove_empty_tree(top: Path) -> bool:
+    """Removes top and its subfolders if no file is left in them (a file means someone else's)."""
+    for d in sorted((d for d in [top, *top.rglob("*")] if d.is_dir()), key=lambda d: len(d.parts), reverse=True):
+        try:
+            d.rmdir()
+        except OSError:
+            return False
+    return True

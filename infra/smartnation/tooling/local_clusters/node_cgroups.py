@@ -19,14 +19,15 @@ SYSTEM = "system"
 
 
 def hierarchies(root: Path = CGROUP_FS) -> list[Path]:
-    """Every mounted v1 hierarchy holding processes (cpu, memory, pids, name=systemd...); on a
-    pure cgroup v2 host, the unified root alone. An empty v2 mount beside v1 is left alone."""
+    """Every mounted hierarchy (cpu, memory, pids, name=systemd..., and the hybrid mode's v2
+    mount `unified`, where runc and the kubelet also make their groups); on a pure cgroup v2
+    host, the unified root alone."""
     if (root / "cgroup.controllers").exists():
         return [root]
     found = []
     for entry in sorted(root.iterdir()):
-        if entry.is_symlink() or not entry.is_dir() or entry.name == "unified":
-            continue  # cpu,cpuacct style links; the hybrid mode's empty v2 mount
+        if entry.is_symlink() or not entry.is_dir():
+            continue  # cpu,cpuacct style links
         if (entry / "cgroup.procs").exists():
             found.append(entry)
     return found

@@ -26,7 +26,13 @@ from pathlib import Path
 
 import yaml
 
-from smartnation.tooling.local_clusters import host_record, node_cgroups, node_network, node_processes
+from smartnation.tooling.local_clusters import (
+    host_record,
+    node_cgroups,
+    node_leftovers,
+    node_network,
+    node_processes,
+)
 from smartnation.tooling.local_clusters.containerd_config import cni_config, containerd_config
 from smartnation.tooling.local_clusters.kubelet_config import (
     kube_proxy_args,
@@ -270,7 +276,8 @@ class RealNodes:
         # Then every other process of the node: containers, shims, containerd, socat. The
         # node's cgroup subtree holds them all, whoever started them.
         left = node_processes.stop(recorded | node_cgroups.pids(plan.cgroup))
-        unmount_under(plan.run_dir, plan.node_dir)
+        node_leftovers.unmount_under(plan.run_dir, plan.node_dir)
+        node_leftovers.remove_shim_sockets(plan)
         state["processes"] = {}
         if plan.state_file.parent.exists():
             self.write_state(plan, state)
@@ -283,7 +290,8 @@ class RealNodes:
                 self.kubectl("delete", "node", plan.name, "--ignore-not-found", "--request-timeout=10s", check=False)
             node_network.remove(plan)
             left = node_cgroups.remove(plan.cgroup)
-            remove_container_log_links(plan.node_dir)
+            node_leftovers.remove_container_log_links(plan)
+            node_leftovers.remove_cni_results(plan)
             shutil.rmtree(plan.run_dir, ignore_errors=True)
             shutil.rmtree(plan.node_dir, ignore_errors=True)
             say(plan.cluster, f"{plan.name}: removed" + (f" (cgroups still busy: {left})" if left else ""))
@@ -324,35 +332,6 @@ class RealNodes:
             pids = " ".join(f"{n}={procs[n]['pid']}" for n in PROCESSES if n in procs)
             lines.append(f"{plan.name}\t{summary}{ready}\tnetns={plan.netns}\tip={plan.node_ip}\t{pids}")
         return lines
-
-
-def mounts_under(*roots: Path) -> list[str]:
-    """Mount points at or below the given directories, deepest first (from /proc/self/mountinfo)."""
-    found = []
-    prefixes = [str(r.resolve()) if r.exists() else str(r) for r in roots]
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].encode().decode("unicode_escape")
-        if any(point == p or point.startswith(p + "/") for p in prefixes):
-            found.append(point)
-    return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
-
-
-def unmount_under(*roots: Path) -> None:
-    for _ in range(3):  # stacked mounts come off one layer per pass
-        points = mounts_under(*roots)
-        if not points:
-            return
-        for point in points:
-            subprocess.run(["umount", "-l", point], capture_output=True)
-
-
-def remove_container_log_links(node_dir: Path, links: Path = Path("/var/log/containers")) -> None:
-    """The kubelet links each container's log into /var/log/containers (a fixed path): ours go."""
-    if not links.is_dir():
-        return
-    for link in links.iterdir():
-        if link.is_symlink() and os.readlink(link).startswith(str(node_dir) + "/"):
-            link.unlink()
 
 
 def main(argv: list[str] | None = None) -> int:
