@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import pulumi
@@ -11,7 +10,7 @@ import pulumi_kubernetes as k8s
 from smartnation.program import naming
 from smartnation.program.components import pods
 from smartnation.program.components.certificates import certificate
-from smartnation.program.components.stateful import Children
+from smartnation.program.components.stateful import Children, sha256
 from smartnation.program.daemon_config.mosquitto import (
     DeviceClass,
     render_acl_file,
@@ -110,7 +109,7 @@ def _config(children: Children, settings: BrokerSettings) -> tuple[k8s.core.v1.C
     )
     acl = render_acl_file(classes)
     config = children.config_map("config", {"mosquitto.conf": conf, "acl": acl}, naming.SERVER)
-    return config, hashlib.sha256((conf + acl).encode()).hexdigest()
+    return config, sha256(conf + acl)
 
 
 def _device_classes(settings: BrokerSettings) -> list[DeviceClass]:
@@ -136,7 +135,7 @@ def _credentials(children: Children, args: BrokerArgs) -> tuple[k8s.core.v1.Secr
     )
     passwords = children.secret("passwords", {"passwords": password_file}, naming.SERVER)
     # The file holds only PBKDF2 hashes; its own hash may be plain.
-    password_hash = pulumi.Output.unsecret(password_file).apply(lambda text: hashlib.sha256(text.encode()).hexdigest())
+    password_hash = pulumi.Output.unsecret(password_file).apply(sha256)
 
     client_secret_names: dict[str, str] = {}
     for class_name in args.client_secrets:
