@@ -11,7 +11,8 @@ For the lead to merge into `kwokctl_configuration()` (simulation.py) as its top-
 - kube-apiserver: kwokctl gives it no kubelet client certificate, and a real kubelet refuses
   anonymous requests, so logs, exec and port-forward would fail with 401. The admin
   certificate kwokctl made (group system:masters) is the API server's kubelet client identity;
-  the cluster CA verifies the kubelet's serving certificate (node_credentials.py).
+  the cluster CA verifies the kubelet's serving certificate (node_credentials.py), and the
+  API server dials the node's InternalIP (its address on the veth), since no name resolves.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def real_node_component_patches(pki_dir: Path) -> list[dict]:
                 _arg("kubelet-client-certificate", str(pki_dir / "admin.crt")),
                 _arg("kubelet-client-key", str(pki_dir / "admin.key")),
                 _arg("kubelet-certificate-authority", str(pki_dir / "ca.crt")),
+                # The default tries the Hostname first, which nothing here resolves.
+                _arg("kubelet-preferred-address-types", "InternalIP,Hostname"),
             ],
         },
     ]
