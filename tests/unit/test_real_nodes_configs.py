@@ -94,3 +94,20 @@ def test_kube_proxy_leaves_machine_wide_conntrack_settings_alone(plan, tmp_path)
     assert config["iptables"]["localhostNodePorts"] is False  # would need route_localnet
     assert config["clusterCIDR"] == str(plan.pod_cidr)
     assert config["hostnameOverride"] == plan.name
+
+
+def test_kwok_is_limited_to_the_simulated_nodes_and_the_api_server_can_reach_kubelets(tmp_path):
+    from smartnation.paths import cluster_profiles_dir
+    from smartnation.tooling.local_clusters.kwok_patches import real_node_component_patches
+    from smartnation.tooling.local_clusters.simulation import LocalCluster, nodes
+
+    patches = {p["name"]: {a["key"]: a for a in p["extraArgs"]} for p in real_node_component_patches(tmp_path)}
+    kwok = patches["kwok-controller"]
+    assert kwok["manage-all-nodes"]["value"] == "false" and kwok["manage-all-nodes"]["override"] is True
+    key, value = kwok["manage-nodes-with-annotation-selector"]["value"].split("=")
+    for profile in sorted(cluster_profiles_dir().glob("*.yaml")):
+        simulated = nodes(LocalCluster.read(profile))
+        assert simulated and all(n["metadata"]["annotations"].get(key) == value for n in simulated)
+    api = patches["kube-apiserver"]
+    assert api["kubelet-client-certificate"]["value"].startswith(str(tmp_path))
+    assert api["kubelet-preferred-address-types"]["value"].split(",")[0] == "InternalIP"

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import yaml
 
+from smartnation.settings.errors import SettingsError
 from smartnation.tooling.local_clusters import (
     host_record,
     node_cgroups,
@@ -93,9 +94,9 @@ def cluster_access(cache: CacheLayout, name: str) -> ClusterAccess:
     return ClusterAccess(
         name=name,
         site=names.index(name),  # the profiles' sorted order: a stable number per cluster on this host
-        apiserver_port=profile.apiserver_port,
-        region=profile.region,
-        zone=profile.zones[0],
+        apiserver_port=profile.simulation.apiserver_port,
+        region=profile.profile.site.region,
+        zone=profile.profile.zones[0],
         pki=kwok_dir / "pki",
         admin_kubeconfig=kwok_dir / "kubeconfig.yaml",
     )
@@ -353,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 for line in nodes.status():
                     print(line)
-    except (RealNodeError, RuntimeError) as exc:
+    except (RuntimeError, SettingsError) as exc:  # RealNodeError, ClusterError and tool failures
         print(f"real nodes {args.action} failed: {exc}", file=sys.stderr)
         return 1
     return 0
