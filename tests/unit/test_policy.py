@@ -292,8 +292,10 @@ def test_policy_config_file_keys_are_policy_names_as_the_engine_requires():
     ("mutate", "key_path", "words"),
     [
         (lambda p: p["registry"].pop("allowed"), "registry.allowed", "required key is missing"),
-        (lambda p: p["registry"].update(allowed=[]), "registry", "not in registry.allowed"),
-        (lambda p: p["storage"].update(classes=[]), "storage", "not one of the classes"),
+        (lambda p: p["registry"].update(allowed=[]), "registry.allowed", "expected from 1 to 20 items, got 0"),
+        (lambda p: p["registry"].update(default="other.example/x"), "registry.default", "not in registry.allowed"),
+        (lambda p: p["storage"].update(classes=[]), "storage.classes", "expected from 1 to 20 items, got 0"),
+        (lambda p: p["storage"].update(default_class="nfs"), "storage.default_class", "not one of the classes"),
         (lambda p: p["storage"]["classes"][0].pop("name"), "storage.classes.0.name", "required key is missing"),
         (lambda p: p["site"].update(country="Monaco"), "site.country", "ISO 3166 country code"),
         (lambda p: p.pop("name"), "name", "required key is missing"),

@@ -195,7 +195,9 @@ def test_unknown_environment_is_refused(envdir: Path) -> None:
 
 def test_profile_mistakes_name_the_profile_file(envdir: Path) -> None:
     edit(envdir, "clusters/monaco-onprem.yaml", "storage.default_class", "nfs")
-    with pytest.raises(SettingsError, match=r"^environments/clusters/monaco-onprem\.yaml: storage: default_class"):
+    with pytest.raises(
+        SettingsError, match=r"^environments/clusters/monaco-onprem\.yaml: storage\.default_class: .nfs. is not one"
+    ):
         load_settings("production", envdir)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from smartnation.paths import CLUSTERS_DIR, environments_dir
+from smartnation.settings.derived_names import check_derived_names
 from smartnation.settings.errors import SettingsError
 from smartnation.settings.models import ClusterProfile, EnvironmentSpec, Settings
 from smartnation.settings.validation import Origins, convert, display_path
@@ -40,10 +41,14 @@ def list_clusters(root: Path | None = None) -> tuple[str, ...]:
     return tuple(sorted(p.stem for p in (environments_dir(root) / CLUSTERS_DIR).glob("*.yaml")))
 
 
+def _profile_path(name: str, directory: Path) -> Path:
+    return directory / CLUSTERS_DIR / f"{name}.yaml"
+
+
 def load_cluster_profile(name: str, root: Path | None = None) -> ClusterProfile:
     """Parse and validate environments/clusters/<name>.yaml."""
     directory = environments_dir(root)
-    path = directory / CLUSTERS_DIR / f"{name}.yaml"
+    path = _profile_path(name, directory)
     shown = display_path(path, directory)
     if not _NAME_RE.fullmatch(name) or not path.is_file():
         known = ", ".join(list_clusters(directory)) or "none"
@@ -100,6 +105,11 @@ def load_settings(environment: str, root: Path | None = None) -> Settings:
             f"expected one of the cluster profiles in {CLUSTERS_DIR}/ ({known}), got {spec.cluster!r}",
         )
     profile = load_cluster_profile(spec.cluster, directory)
+    # Names the program derives (namespace, Services, Secrets, Jobs, hostnames) are checked
+    # here too, so that no resource is registered with a name the cluster would refuse.
+    check_derived_names(
+        environment, spec, profile, origins, display_path(_profile_path(spec.cluster, directory), directory)
+    )
     return Settings(
         environment=environment,
         source=env_shown,
@@ -144,6 +154,7 @@ def _check_references(spec: EnvironmentSpec, origins: Origins) -> None:
 
     classes = {c.name for c in spec.broker.device_classes}
     roles = {r.name for r in spec.database.roles}
+    logins = {r.name for r in spec.database.roles if r.login}
     databases = {d.name: d for d in spec.database.databases}
     users = {u.name: u for u in spec.object_storage.users}
     buckets = {b.name for b in spec.object_storage.buckets}
@@ -165,6 +176,8 @@ def _check_references(spec: EnvironmentSpec, origins: Origins) -> None:
                 fail((*path, "database", "name"), f"expected one of database.databases ({', '.join(databases)})")
             if api.database.role not in roles:
                 fail((*path, "database", "role"), f"expected one of database.roles ({', '.join(sorted(roles))})")
+            if api.database.role not in logins:
+                fail((*path, "database", "role"), "the role cannot log in (login: false in database.roles)")
             granted = databases[api.database.name].owner == api.database.role or any(
                 g.role == api.database.role and g.database == api.database.name for g in spec.database.grants
             )

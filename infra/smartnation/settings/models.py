@@ -8,27 +8,68 @@ types, enums (``Literal``) and the ranges declared with ``setting(...)``.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from smartnation.program.daemon_config.mosquitto import validate_topic_filter
-from smartnation.settings.validation import parse_quantity, setting
+from smartnation.settings.validation import FieldProblem, parse_quantity, setting
 
 DNS_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-SQL_IDENTIFIER = r"[a-z_][a-z0-9_]{0,62}"
 # A tag is pinned: never `latest`, never empty (an untagged image means latest).
 IMAGE_TAG = r"(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 IMAGE_REPOSITORY = r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
 SEMVER = r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?"
-CRON = r"(\S+\s+){4}\S+"
+# A registry prefix: host[:port] then path segments (what an image reference starts with).
+REGISTRY_PREFIX = r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+
+# PostgreSQL names that are not ours to converge: the superuser and the streaming replication
+# role the database component creates (program/components/database.py SUPERUSER and
+# REPLICATION_USER; tests/unit/test_settings_rules.py checks they are listed here), and names
+# PostgreSQL itself refuses or owns.
+RESERVED_ROLES = frozenset({"postgres", "replicator", "public", "none"})
+RESERVED_ROLE_PREFIX = "pg_"
+RESERVED_DATABASES = frozenset({"postgres", "template0", "template1"})
+# The database component passes each login role's password to psql as `<role>_password`, an
+# identifier of at most 63 characters itself.
+ROLE_NAME_MAX = 63 - len("_password")
+
+# Variables the program gives every API, from its connection ConfigMap and the Secrets it mounts
+# (program/components/city_apis.py, database.py, broker.py, object_storage.py) plus the chart's
+# PORT. An `env` entry wins over `envFrom` in Kubernetes, so an extra_env entry with one of these
+# names would silently replace a credential or a connection. tests/unit/test_settings_rules.py
+# checks this list against what a built stack sets.
+API_PROVIDED_ENV = frozenset(
+    {
+        "PORT",
+        "SMARTNATION_ENVIRONMENT",
+        "PGHOST",
+        "PGHOST_READONLY",
+        "PGPORT",
+        "PGDATABASE",
+        "PGUSER",
+        "PGPASSWORD",
+        "MQTT_URL",
+        "MQTT_BROKER_URLS",
+        "MQTT_USERNAME",
+        "MQTT_PASSWORD",
+        "S3_ENDPOINT",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    }
+)
+# extra_env is plain text in the environment files and in the Deployment: no credentials.
+_SECRET_NAME_RE = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE_?KEY|ACCESS_?KEY|API_?KEY", re.I)
+_URL_USERINFO_RE = re.compile(r"://[^/\s@:]*:[^/\s@]+@")
 
 
-def _unique(items: tuple[Any, ...], what: str) -> None:
-    names = [item.name for item in items]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"{what} must have unique names, {', '.join(duplicates)} appears more than once")
+def _unique(items: tuple[Any, ...], field: str) -> None:
+    """Names within ``field`` are unique; the duplicate's own key path is named."""
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if item.name in seen:
+            raise FieldProblem((field, str(index), "name"), f"{item.name!r} is already used in {field}")
+        seen.add(item.name)
 
 
 # --- Cluster profile (environments/clusters/<name>.yaml) -----------------------------------
@@ -46,9 +87,9 @@ class Site:
 
 @dataclass(frozen=True, kw_only=True)
 class NodePool:
-    name: str
+    name: str = setting(kind="dns_label")
     """Pool name."""
-    label: Mapping[str, str]
+    label: Mapping[str, str] = setting(key_kind="label_key", kind="label_value", items=(1, 20))
     """Node label that selects this pool."""
     count: int = setting(range=(1, 1000))
     """Number of nodes."""
@@ -62,19 +103,20 @@ class NodePool:
 
 @dataclass(frozen=True, kw_only=True)
 class WorkloadNodeSelector:
-    stateless: Mapping[str, str]
-    """Node selector for Deployments (APIs)."""
-    stateful: Mapping[str, str]
-    """Node selector for StatefulSets and backup jobs (broker, database, object storage)."""
+    stateless: Mapping[str, str] = setting(key_kind="label_key", kind="label_value", items=(1, 20))
+    """Node selector for Deployments (APIs); must select one of the node pools."""
+    stateful: Mapping[str, str] = setting(key_kind="label_key", kind="label_value", items=(1, 20))
+    """Node selector for StatefulSets and backup jobs (broker, database, object storage); must
+    select one of the node pools."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class StorageClass:
-    name: str
+    name: str = setting(kind="dns_subdomain")
     """StorageClass name."""
-    provisioner: str
+    provisioner: str = setting(kind="label_key")
     """CSI provisioner."""
-    parameters: Mapping[str, str]
+    parameters: Mapping[str, str] = setting(key_kind="label_key")
     """Provisioner parameters."""
     binding_mode: Literal["Immediate", "WaitForFirstConsumer"]
     """volumeBindingMode."""
@@ -84,21 +126,22 @@ class StorageClass:
 
 @dataclass(frozen=True, kw_only=True)
 class Storage:
-    default_class: str
+    default_class: str = setting(kind="dns_subdomain")
     """StorageClass every PVC of smartnation uses."""
-    classes: tuple[StorageClass, ...]
+    classes: tuple[StorageClass, ...] = setting(items=(1, 20))
     """StorageClasses the cluster offers."""
 
     def __post_init__(self) -> None:
+        _unique(self.classes, "classes")
         if self.default_class not in {c.name for c in self.classes}:
-            raise ValueError(f"default_class {self.default_class!r} is not one of the classes listed")
+            raise FieldProblem("default_class", f"{self.default_class!r} is not one of the classes listed")
 
 
 @dataclass(frozen=True, kw_only=True)
 class LoadBalancer:
     implementation: str
     """What answers Services of type LoadBalancer (``huawei-elb``, ``metallb``)."""
-    service_annotations: Mapping[str, str]
+    service_annotations: Mapping[str, str] = setting(key_kind="label_key")
     """Annotations every LoadBalancer Service gets on this cluster."""
     node_ports: bool
     """Whether the load balancer reaches pods through node ports (CCE's shared ELB does;
@@ -107,13 +150,13 @@ class LoadBalancer:
 
 @dataclass(frozen=True, kw_only=True)
 class Ingress:
-    ingress_class: str = setting(key="class")
+    ingress_class: str = setting(key="class", kind="dns_subdomain")
     """ingressClassName for the APIs."""
-    annotations: Mapping[str, str] = setting(default_factory=dict)
+    annotations: Mapping[str, str] = setting(default_factory=dict, key_kind="label_key")
     """Annotations every Ingress gets on this cluster."""
-    tls_issuer: str = setting()
+    tls_issuer: str = setting(kind="dns_subdomain")
     """The cert-manager ClusterIssuer that signs the broker's and the APIs' certificates."""
-    base_domain: str = setting()
+    base_domain: str = setting(kind="dns_subdomain")
     """DNS zone under which API hostnames are created."""
     controller_namespace: str = setting(default="ingress-nginx", pattern=DNS_LABEL, describe="a namespace name")
     """Namespace the ingress controller's pods run in; NetworkPolicies admit API traffic from it."""
@@ -121,14 +164,16 @@ class Ingress:
 
 @dataclass(frozen=True, kw_only=True)
 class Registry:
-    default: str
+    default: str = setting(pattern=REGISTRY_PREFIX, describe="a registry prefix such as registry.example/path")
     """Registry prefix (host/path) every smartnation image is pulled from."""
-    allowed: tuple[str, ...]
+    allowed: tuple[str, ...] = setting(
+        pattern=REGISTRY_PREFIX, describe="a registry prefix such as registry.example/path", items=(1, 20), unique=True
+    )
     """Registry prefixes admission allows on this cluster."""
 
     def __post_init__(self) -> None:
         if self.default not in self.allowed:
-            raise ValueError(f"registry.default {self.default!r} is not in registry.allowed")
+            raise FieldProblem("default", f"{self.default!r} is not in registry.allowed")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,9 +213,9 @@ class ClusterProfile:
     """kubeconfig context the Kubernetes provider targets."""
     site: Site = setting()
     """Operator, region and data-residency country."""
-    zones: tuple[str, ...] = setting()
+    zones: tuple[str, ...] = setting(kind="dns_label", items=(1, 10), unique=True)
     """Failure zones (topology.kubernetes.io/zone values)."""
-    node_pools: tuple[NodePool, ...] = setting()
+    node_pools: tuple[NodePool, ...] = setting(items=(1, 50))
     """Node pools and their labels."""
     workload_node_selector: WorkloadNodeSelector = setting()
     """Which pool stateless and stateful workloads are scheduled on."""
@@ -184,6 +229,13 @@ class ClusterProfile:
     """Image registry."""
     simulation: Simulation | None = setting(default=None)
     """How the local stand-in of this cluster is made; a profile without it cannot be simulated."""
+
+    def __post_init__(self) -> None:
+        _unique(self.node_pools, "node_pools")
+        for kind in ("stateless", "stateful"):
+            selector = dict(getattr(self.workload_node_selector, kind))
+            if not any(selector.items() <= dict(pool.label).items() for pool in self.node_pools):
+                raise FieldProblem(("workload_node_selector", kind), "selects none of the node_pools by their label")
 
 
 # --- Environment settings (environments/defaults.yaml + environments/<env>.yaml) ------------
@@ -252,14 +304,12 @@ class Releases:
 class DeviceClassSettings:
     name: str = setting(pattern=DNS_LABEL, describe="a lowercase DNS label")
     """Class name; also the MQTT username and part of the secret key of its password."""
-    publish: tuple[str, ...] = setting(default=())
-    """Topic filters the class may publish to."""
-    subscribe: tuple[str, ...] = setting(default=())
-    """Topic filters the class may subscribe to."""
+    publish: tuple[str, ...] = setting(default=(), kind="topic_filter", unique=True)
+    """Topic filters the class may publish to; never wildcards alone (``#``)."""
+    subscribe: tuple[str, ...] = setting(default=(), kind="topic_filter", unique=True)
+    """Topic filters the class may subscribe to; never wildcards alone (``#``)."""
 
     def __post_init__(self) -> None:
-        for topic in (*self.publish, *self.subscribe):
-            validate_topic_filter(topic, where=f"device class {self.name!r}")
         if not self.publish and not self.subscribe:
             raise ValueError("a device class needs at least one publish or subscribe topic")
 
@@ -272,10 +322,11 @@ class BrokerSettings:
     """Persistence volume per pod (retained messages, sessions)."""
     resources: Resources = setting()
     """Per-pod requests and limits."""
-    device_classes: tuple[DeviceClassSettings, ...] = setting()
+    device_classes: tuple[DeviceClassSettings, ...] = setting(items=(1, 100))
     """MQTT clients by class with their topic ACLs; each has its own password secret."""
-    device_source_ranges: tuple[str, ...] = setting(default=("0.0.0.0/0",))
-    """CIDRs devices may connect from (NetworkPolicy on 8883)."""
+    device_source_ranges: tuple[str, ...] = setting(default=("0.0.0.0/0",), kind="cidr", items=(1, 100), unique=True)
+    """CIDRs devices may connect from (NetworkPolicy on 8883); at least one, since an empty
+    list would render `from: []`, which admits every source."""
 
     def __post_init__(self) -> None:
         _unique(self.device_classes, "device_classes")
@@ -283,27 +334,38 @@ class BrokerSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class RoleSettings:
-    name: str = setting(pattern=SQL_IDENTIFIER, describe="a lowercase SQL identifier")
-    """PostgreSQL role; its password is the secret ``database-password-<name>``."""
+    name: str = setting(kind="sql_identifier")
+    """PostgreSQL role; its password is the secret ``database-password-<name>``. Not a role
+    PostgreSQL or the platform owns (postgres, replicator, public, pg_*)."""
     login: bool = setting(default=True)
     """Whether the role can log in (false for group roles)."""
+
+    def __post_init__(self) -> None:
+        if self.name in RESERVED_ROLES or self.name.startswith(RESERVED_ROLE_PREFIX):
+            raise FieldProblem("name", f"{self.name!r} is reserved (PostgreSQL's own or the platform's role)")
+        if len(self.name) > ROLE_NAME_MAX:
+            raise FieldProblem("name", f"expected at most {ROLE_NAME_MAX} characters, got {len(self.name)}")
 
 
 @dataclass(frozen=True, kw_only=True)
 class DatabaseSpec:
-    name: str = setting(pattern=SQL_IDENTIFIER, describe="a lowercase SQL identifier")
-    """Database name."""
-    owner: str = setting(pattern=SQL_IDENTIFIER, describe="a lowercase SQL identifier")
+    name: str = setting(kind="sql_identifier")
+    """Database name; not postgres or a template."""
+    owner: str = setting(kind="sql_identifier")
     """Owning role (one of database.roles)."""
-    extensions: tuple[str, ...] = setting(default=())
+    extensions: tuple[str, ...] = setting(default=(), kind="sql_identifier", unique=True)
     """Extensions created in the database (``timescaledb``)."""
+
+    def __post_init__(self) -> None:
+        if self.name in RESERVED_DATABASES:
+            raise FieldProblem("name", f"{self.name!r} is reserved by PostgreSQL")
 
 
 @dataclass(frozen=True, kw_only=True)
 class GrantSettings:
-    role: str
+    role: str = setting(kind="sql_identifier")
     """Role that receives the privilege."""
-    database: str
+    database: str = setting(kind="sql_identifier")
     """Database it applies to."""
     privilege: Literal["connect", "read", "write", "all"]
     """connect, read (SELECT), write (read + DML) or all."""
@@ -311,11 +373,11 @@ class GrantSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class BackupSettings:
-    schedule: str = setting(pattern=CRON, describe="a five-field cron schedule")
+    schedule: str = setting(kind="cron")
     """When pg_dump runs (cluster time zone, UTC)."""
-    bucket: str = setting(default="backups")
+    bucket: str = setting(default="backups", kind="bucket")
     """Object storage bucket the dumps go to."""
-    storage_user: str = setting(default="database-backup")
+    storage_user: str = setting(default="database-backup", kind="dns_label")
     """Object storage user (access key) the backup job uses."""
 
 
@@ -327,9 +389,9 @@ class DatabaseSettings:
     """Data volume per pod."""
     resources: Resources = setting()
     """Per-pod requests and limits (primary and replicas)."""
-    roles: tuple[RoleSettings, ...] = setting()
+    roles: tuple[RoleSettings, ...] = setting(items=(1, 100))
     """Application roles."""
-    databases: tuple[DatabaseSpec, ...] = setting()
+    databases: tuple[DatabaseSpec, ...] = setting(items=(1, 100))
     """Databases and their owners."""
     grants: tuple[GrantSettings, ...] = setting(default=())
     """Extra privileges beyond ownership."""
@@ -341,17 +403,25 @@ class DatabaseSettings:
         _unique(self.databases, "databases")
         roles = {r.name for r in self.roles}
         names = {d.name for d in self.databases}
-        for db in self.databases:
+        for index, db in enumerate(self.databases):
             if db.owner not in roles:
-                raise ValueError(f"database {db.name!r}: owner {db.owner!r} is not one of the roles")
-        for grant in self.grants:
-            if grant.role not in roles or grant.database not in names:
-                raise ValueError(f"grant {grant.privilege} on {grant.database!r} to {grant.role!r}: unknown role or db")
+                raise FieldProblem(("databases", str(index), "owner"), f"{db.owner!r} is not one of the roles")
+        pairs: set[tuple[str, str]] = set()
+        for index, grant in enumerate(self.grants):
+            if grant.role not in roles:
+                raise FieldProblem(("grants", str(index), "role"), f"{grant.role!r} is not one of the roles")
+            if grant.database not in names:
+                raise FieldProblem(
+                    ("grants", str(index), "database"), f"{grant.database!r} is not one of the databases"
+                )
+            if (grant.role, grant.database) in pairs:
+                raise FieldProblem(("grants", str(index)), f"{grant.role!r} already has a grant on {grant.database!r}")
+            pairs.add((grant.role, grant.database))
 
 
 @dataclass(frozen=True, kw_only=True)
 class Bucket:
-    name: str = setting(pattern=r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", describe="an S3 bucket name")
+    name: str = setting(kind="bucket")
     """Bucket name."""
     anonymous_read: bool = setting(default=False)
     """Anyone may download (open data)."""
@@ -359,9 +429,10 @@ class Bucket:
 
 @dataclass(frozen=True, kw_only=True)
 class StorageUser:
-    name: str = setting(pattern=DNS_LABEL, describe="a lowercase DNS label")
-    """Access key; the secret key is the secret ``object-storage-secret-key-<name>``."""
-    buckets: tuple[str, ...] = setting()
+    name: str = setting(pattern=r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", describe="a DNS label of at least 3 characters")
+    """Access key (MinIO wants at least 3 characters); the secret key is the secret
+    ``object-storage-secret-key-<name>``."""
+    buckets: tuple[str, ...] = setting(kind="bucket", items=(1, 100), unique=True)
     """Buckets this user may use."""
     access: Literal["read", "readwrite"] = setting()
     """read or readwrite."""
@@ -377,9 +448,9 @@ class ObjectStorageSettings:
     """Data volume per pod."""
     resources: Resources = setting()
     """Per-pod requests and limits."""
-    buckets: tuple[Bucket, ...] = setting()
+    buckets: tuple[Bucket, ...] = setting(items=(1, 100))
     """Buckets created by the setup job."""
-    users: tuple[StorageUser, ...] = setting()
+    users: tuple[StorageUser, ...] = setting(items=(1, 100))
     """Per-application access keys and their bucket policies."""
 
     def __post_init__(self) -> None:
@@ -390,18 +461,18 @@ class ObjectStorageSettings:
         _unique(self.buckets, "buckets")
         _unique(self.users, "users")
         buckets = {b.name for b in self.buckets}
-        for user in self.users:
+        for index, user in enumerate(self.users):
             missing = sorted(set(user.buckets) - buckets)
             if missing:
-                raise ValueError(f"user {user.name!r} refers to unknown bucket(s) {', '.join(missing)}")
+                raise FieldProblem(("users", str(index), "buckets"), f"unknown bucket(s) {', '.join(missing)}")
 
 
 @dataclass(frozen=True, kw_only=True)
 class DatabaseAccess:
-    name: str
+    name: str = setting(kind="sql_identifier")
     """Database the API connects to."""
-    role: str
-    """Role it connects as."""
+    role: str = setting(kind="sql_identifier")
+    """Role it connects as (a login role)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -416,18 +487,30 @@ class ApiSettings:
     """Per-pod requests and limits."""
     database: DatabaseAccess | None = setting(default=None)
     """Database and role, or null for none."""
-    broker_client: str | None = setting(default=None)
+    broker_client: str | None = setting(default=None, kind="dns_label")
     """Device class whose MQTT credentials the API uses, or null."""
     broker_all_pods: bool = setting(default=False)
     """Connect to every broker pod by its own DNS name (the telemetry ingest)."""
-    storage_user: str | None = setting(default=None)
+    storage_user: str | None = setting(default=None, kind="dns_label")
     """Object storage user whose access key the API uses, or null."""
-    extra_env: Mapping[str, str] = setting(default_factory=dict)
-    """Escape hatch: extra non-secret environment variables."""
+    extra_env: Mapping[str, str] = setting(default_factory=dict, key_kind="env_var", items=(0, 50))
+    """Escape hatch: extra non-secret environment variables; never a credential, never one of
+    the variables the program sets (API_PROVIDED_ENV)."""
 
     def __post_init__(self) -> None:
         if self.max_replicas < self.replicas:
-            raise ValueError(f"max_replicas ({self.max_replicas}) must be at least replicas ({self.replicas})")
+            raise FieldProblem("max_replicas", f"must be at least replicas ({self.replicas}), got {self.max_replicas}")
+        for name, value in self.extra_env.items():
+            if name in API_PROVIDED_ENV:
+                raise FieldProblem(
+                    ("extra_env", name),
+                    "the program sets this variable (from a ConfigMap or a Secret); it cannot be overridden",
+                )
+            if _SECRET_NAME_RE.search(name) or _URL_USERINFO_RE.search(value):
+                raise FieldProblem(
+                    ("extra_env", name),
+                    "looks like a credential; extra_env is plain text: put secrets in the stack file, never here",
+                )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -474,6 +557,16 @@ class LimitRangeSettings:
     max: Compute
     """Largest container allowed."""
 
+    def __post_init__(self) -> None:
+        for kind in ("cpu", "memory"):
+            request, limit, largest = (
+                parse_quantity(getattr(c, kind)) for c in (self.default_request, self.default_limit, self.max)
+            )
+            if limit < request:
+                raise FieldProblem(("default_limit", kind), f"must be at least default_request.{kind}")
+            if largest < limit:
+                raise FieldProblem(("max", kind), f"must be at least default_limit.{kind}")
+
 
 @dataclass(frozen=True, kw_only=True)
 class GuardrailsSettings:
@@ -503,7 +596,41 @@ class EnvironmentSpec:
     city_apis: CityApisSettings = setting()
     """The three city APIs (charts/city-api)."""
     guardrails: GuardrailsSettings = setting()
-    """Namespace quota and limits."""
+    """Namespace quota and limits; they must hold every workload at its largest (footprint.py)."""
+
+    def __post_init__(self) -> None:
+        # Imported here: footprint reads these models' fields.
+        from smartnation.settings.footprint import needs, workloads
+
+        quota = self.guardrails.quota
+        for field, need in needs(self).items():
+            value = getattr(quota, field)
+            amount = value if isinstance(value, int) else parse_quantity(str(value))
+            if amount < need.amount * (1 - 1e-9):
+                raise FieldProblem(
+                    ("guardrails", "quota", field),
+                    f"{value!r} is below what the workloads need with every API at its HPA ceiling and the "
+                    f"jobs running: {_amount(field, need.amount)} ({need.detail})",
+                )
+        largest = self.guardrails.limit_range.max
+        for workload in workloads(self):
+            for kind in ("cpu", "memory"):
+                for section in ("requests", "limits"):
+                    wanted = getattr(getattr(workload.resources, section), kind)
+                    if parse_quantity(str(wanted)) > parse_quantity(str(getattr(largest, kind))):
+                        raise FieldProblem(
+                            ("guardrails", "limit_range", "max", kind),
+                            f"{getattr(largest, kind)!r} is below {workload.name}'s {section}.{kind} ({wanted!r}); "
+                            "the LimitRange would refuse its pods",
+                        )
+
+
+def _amount(field: str, amount: float) -> str:
+    if field in ("pods", "persistent_volume_claims"):
+        return str(int(amount))
+    if "memory" in field or "storage" in field:
+        return f"{amount / 2**30:g}Gi"
+    return f"{amount:g}"
 
 
 @dataclass(frozen=True, kw_only=True)

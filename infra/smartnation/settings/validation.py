@@ -6,9 +6,16 @@ rejected with the file and the key path without writing any validation code by h
 
 Field metadata understood by the converter (see ``setting``):
 ``range=(lo, hi)`` for ints (and for the prefix length of an ``IPv4Network``), ``pattern=``
-(regex) for strings, ``quantity="cpu"|"memory"`` with optional ``quantity_range=(lo, hi)`` for
-Kubernetes quantities, ``key=`` for a YAML key that is not a Python name, and ``from_key=True``
-for a field filled with the key its mapping sits under rather than read from the file.
+(regex) for strings, ``kind=`` for strings that end up somewhere with rules of their own (a
+CIDR, a cron schedule, a Kubernetes name or label, an environment variable name, a SQL
+identifier, an MQTT topic filter: see ``KINDS``), ``quantity="cpu"|"memory"`` with optional
+``quantity_range=(lo, hi)`` for Kubernetes quantities, ``items=(lo, hi)`` and ``unique=True``
+for lists (and the size of mappings), ``key_kind=`` for the keys of a mapping, ``key=`` for a
+YAML key that is not a Python name, and ``from_key=True`` for a field filled with the key its
+mapping sits under rather than read from the file.
+
+Cross-field checks live in the dataclasses' ``__post_init__``: a ``ValueError`` there is
+reported at the dataclass's key path, a ``FieldProblem`` at the key path it names below it.
 """
 
 from __future__ import annotations
@@ -36,13 +43,27 @@ def setting(
     quantity: Literal["cpu", "memory"] | None = None,
     quantity_range: tuple[str, str] | None = None,
     describe: str | None = None,
+    kind: str | None = None,
+    key_kind: str | None = None,
+    items: tuple[int, int] | None = None,
+    unique: bool = False,
     key: str | None = None,
     from_key: bool = False,
 ) -> Any:
     """A dataclass field carrying the validation rules the converter applies."""
+    for named in (kind, key_kind):
+        if named is not None and named not in KINDS:
+            raise TypeError(f"unknown setting kind {named!r}; known: {', '.join(sorted(KINDS))}")
     metadata = {
         "range": range,
         "pattern": re.compile(pattern) if pattern else None,
+        # What the string ends up as (KINDS): checked to the rules of that destination.
+        "kind": kind,
+        # The same for the keys of a mapping (environment variable names, label keys).
+        "key_kind": key_kind,
+        # Number of items of a list or entries of a mapping, and whether list items must differ.
+        "items": items,
+        "unique": unique,
         "quantity": quantity,
         "quantity_range": quantity_range,
         "describe": describe,
@@ -54,6 +75,178 @@ def setting(
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+class FieldProblem(ValueError):
+    """A cross-field problem found in ``__post_init__`` that belongs to one key below the
+    dataclass (``FieldProblem(("roles", "0", "name"), "...")``), so the message names it."""
+
+    def __init__(self, key: str | tuple[str, ...], message: str) -> None:
+        self.key = (key,) if isinstance(key, str) else tuple(key)
+        super().__init__(message)
+
+
+# --- Kinds: the rules of where a string ends up ------------------------------------------------
+
+_DNS_LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+_LABEL_NAME_RE = re.compile(r"([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?")
+_ENV_VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SQL_IDENTIFIER_RE = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+# NAMEDATALEN - 1: PostgreSQL silently truncates longer identifiers.
+SQL_IDENTIFIER_MAX = 63
+# PostgreSQL's reserved key words (SQL Key Words appendix, "reserved" and "reserved (can be
+# function or type)"): the init script writes identifiers unquoted (`ALTER ROLE user ...`), where
+# one of these is a syntax error at the next pod start rather than a name.
+SQL_RESERVED_WORDS = frozenset(
+    _words(
+        """all analyse analyze and any array as asc asymmetric authorization binary both case cast check
+    collate collation column concurrently constraint create cross current_catalog current_date
+    current_role current_schema current_time current_timestamp current_user default deferrable desc
+    distinct do else end except false fetch for foreign freeze from full grant group having ilike in
+    initially inner intersect into is isnull join lateral leading left like limit localtime
+    localtimestamp natural not notnull null offset on only or order outer overlaps placing primary
+    references returning right select session_user similar some symmetric system_user table
+    tablesample then to trailing true union unique user using variadic verbose when where window
+    with"""
+    )
+)
+_CRON_FIELDS = (
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day of month", 1, 31, {}),
+    ("month", 1, 12, {m: i for i, m in enumerate(_words("jan feb mar apr may jun jul aug sep oct nov dec"), 1)}),
+    ("day of week", 0, 7, {d: i for i, d in enumerate(_words("sun mon tue wed thu fri sat"))}),
+)
+
+
+def _dns_label(value: str) -> str | None:
+    return None if _DNS_LABEL_RE.fullmatch(value) else "lowercase letters, digits and '-', at most 63 characters"
+
+
+def _dns_subdomain(value: str) -> str | None:
+    if len(value) > 253 or not _DNS_SUBDOMAIN_RE.fullmatch(value):
+        return "lowercase DNS labels separated by '.', at most 253 characters"
+    if any(len(label) > 63 for label in value.split(".")):
+        return "each label at most 63 characters"
+    return None
+
+
+def _label_key(value: str) -> str | None:
+    """A qualified name: ``[prefix/]name`` (label, annotation and node-selector keys)."""
+    prefix, _, name = value.rpartition("/")
+    if "/" in value and (not prefix or _dns_subdomain(prefix)):
+        return "its prefix before '/' must be a DNS subdomain"
+    if not name or not _LABEL_NAME_RE.fullmatch(name):
+        return "a name of letters, digits, '-', '_' and '.', starting and ending alphanumeric, at most 63"
+    return None
+
+
+def _label_value(value: str) -> str | None:
+    return None if _LABEL_NAME_RE.fullmatch(value) else "at most 63 letters, digits, '-', '_', '.', alphanumeric ends"
+
+
+def _cidr(value: str) -> str | None:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as error:
+        return str(error)
+    return None if "/" in value else "the prefix length (/NN) must be written"
+
+
+def _cron(value: str) -> str | None:
+    fields = value.split()
+    if len(fields) != 5:
+        return f"five fields (minute hour day-of-month month day-of-week), got {len(fields)}"
+    for text, (what, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        for part in text.split(","):
+            problem = _cron_part(part.lower(), low, high, names)
+            if problem:
+                return f"{what} field {text!r}: {problem}"
+    return None
+
+
+def _cron_part(part: str, low: int, high: int, names: Mapping[str, int]) -> str | None:
+    spec, slash, step = part.partition("/")
+    if slash and not (step.isdigit() and 0 < int(step) <= high):
+        return f"step {step!r} must be a number from 1 to {high}"
+
+    def number(text: str) -> int | None:
+        value = names.get(text, int(text) if text.isdigit() else None)
+        return value if value is not None and low <= value <= high else None
+
+    if spec == "*":
+        return None
+    first, dash, last = spec.partition("-")
+    start, end = number(first), number(last) if dash else None
+    if start is None or (dash and end is None):
+        return f"{spec!r} is not a value from {low} to {high}"
+    if dash and end < start:
+        return f"range {spec!r} runs backwards"
+    return None
+
+
+def _env_var(value: str) -> str | None:
+    return None if _ENV_VAR_RE.fullmatch(value) else "letters, digits and '_', not starting with a digit"
+
+
+def _sql_identifier(value: str) -> str | None:
+    if not _SQL_IDENTIFIER_RE.fullmatch(value) or len(value) > SQL_IDENTIFIER_MAX:
+        return f"a lowercase SQL identifier [a-z_][a-z0-9_]* of at most {SQL_IDENTIFIER_MAX} characters"
+    if value in SQL_RESERVED_WORDS:
+        return "a name that is not a reserved SQL key word"
+    return None
+
+
+def _topic_filter(value: str) -> str | None:
+    # The broker's own rules (the ACL renderer refuses the same), then ours: a filter made only
+    # of wildcards (`#`, `+/#`) reaches every topic, so no class may hold one.
+    from smartnation.program.daemon_config.mosquitto import validate_topic_filter
+
+    try:
+        validate_topic_filter(value, where="topic filter")
+    except ValueError as error:
+        return str(error).removeprefix("topic filter: ")
+    if all(level in ("+", "#") for level in value.split("/")):
+        return "a filter with at least one literal level (wildcards alone reach every topic)"
+    return None
+
+
+def _bucket(value: str) -> str | None:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value) or ".." in value or ".-" in value or "-." in value:
+        return "3 to 63 lowercase letters, digits, '.' and '-', alphanumeric ends, no '..'"
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", value) or value.startswith("xn--") or value.endswith("-s3alias"):
+        return "not an IP address, no 'xn--' prefix, no '-s3alias' suffix"
+    return None
+
+
+KINDS: dict[str, tuple[str, Callable[[str], str | None]]] = {
+    # kind: (what the message says is expected, checker returning the problem or None)
+    "cidr": ("an IP network in CIDR notation such as 198.51.100.0/24", _cidr),
+    "cron": ("a five-field cron schedule such as '15 2 * * *'", _cron),
+    "dns_label": ("a DNS label (Kubernetes name)", _dns_label),
+    "dns_subdomain": ("a DNS subdomain (Kubernetes object or host name)", _dns_subdomain),
+    "label_key": ("a Kubernetes label or annotation key", _label_key),
+    "label_value": ("a Kubernetes label value", _label_value),
+    "env_var": ("an environment variable name", _env_var),
+    "sql_identifier": ("a lowercase SQL identifier", _sql_identifier),
+    "topic_filter": ("an MQTT topic filter", _topic_filter),
+    "bucket": ("an S3 bucket name", _bucket),
+}
+"""Kinds a string setting can be declared as (``setting(kind=...)``)."""
+
+
+def check_kind(kind: str, value: str) -> str | None:
+    """The problem with ``value`` as a ``kind``, or None: for checks outside the converter."""
+    expected, checker = KINDS[kind]
+    problem = checker(value)
+    return f"expected {expected} ({problem}), got {value!r}" if problem else None
 
 
 # --- Kubernetes quantities ------------------------------------------------------------------
@@ -135,6 +328,8 @@ def convert(cls: type, data: Any, path: tuple[str, ...], origins: Origins) -> An
             _fail(origins, sub, "required key is missing")
     try:
         return cls(**kwargs)
+    except FieldProblem as problem:  # a cross-field check that names its key
+        _fail(origins, (*path, *problem.key), str(problem))
     except ValueError as error:  # cross-field checks in __post_init__
         _fail(origins, path, str(error))
 
@@ -174,16 +369,28 @@ def _value(tp: Any, value: Any, path: tuple[str, ...], origins: Origins, meta: M
     if origin is tuple:
         if not isinstance(value, list):
             _fail(origins, path, f"expected a list, got {_describe(value)}")
-        return tuple(_value(args[0], item, (*path, str(i)), origins, meta) for i, item in enumerate(value))
+        _count(value, "items", path, origins, meta)
+        items = tuple(_value(args[0], item, (*path, str(i)), origins, meta) for i, item in enumerate(value))
+        if meta.get("unique"):
+            for i, item in enumerate(items):
+                if item in items[:i]:
+                    _fail(origins, (*path, str(i)), f"{_describe(item)} is already listed")
+        return items
 
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, Mapping):
             _fail(origins, path, f"expected a mapping, got {_describe(value)}")
+        _count(value, "entries", path, origins, meta)
         key_type, value_type = args
+        key_kind = meta.get("key_kind")
         result = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 _fail(origins, (*path, str(key)), f"expected a string key, got {_describe(key)}")
+            if key_kind:
+                problem = check_kind(key_kind, key)
+                if problem:
+                    _fail(origins, (*path, key), f"key: {problem}")
             result[key] = _value(value_type, item, (*path, key), origins, meta)
         return types.MappingProxyType(result)
 
@@ -222,6 +429,12 @@ def _value(tp: Any, value: Any, path: tuple[str, ...], origins: Origins, meta: M
     raise TypeError(f"settings schema uses an unsupported type {tp!r} at {'.'.join(path)}")
 
 
+def _count(value: Any, what: str, path: tuple[str, ...], origins: Origins, meta: Mapping[str, Any]) -> None:
+    bounds = meta.get("items")
+    if bounds and not bounds[0] <= len(value) <= bounds[1]:
+        _fail(origins, path, f"expected from {bounds[0]} to {bounds[1]} {what}, got {len(value)}")
+
+
 def _string(value: Any, path: tuple[str, ...], origins: Origins, meta: Mapping[str, Any]) -> str:
     kind = meta.get("quantity")
     if kind:
@@ -247,6 +460,14 @@ def _string(value: Any, path: tuple[str, ...], origins: Origins, meta: Mapping[s
     if pattern and not pattern.fullmatch(value):
         what = meta.get("describe") or f"a string matching {pattern.pattern}"
         _fail(origins, path, f"expected {what}, got {value!r}")
+    kind = meta.get("kind")
+    if kind:
+        problem = check_kind(kind, value)
+        if problem:
+            _fail(origins, path, problem)
+    elif not value:
+        # An empty string is never a useful setting; a kind or a pattern says more than this.
+        _fail(origins, path, "expected a non-empty string, got ''")
     return value
 
 
