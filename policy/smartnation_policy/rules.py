@@ -11,6 +11,7 @@ resources they are, so third-party charts are held to the same rules.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,14 +26,19 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError
 
+from smartnation_policy import plaintext
+from smartnation_policy.plaintext import is_secret_name
+from smartnation_policy.residency import production_allowed_in, residency_refusal
 from smartnation_policy.target import TARGET_CONFIG_SCHEMA, Target
 from smartnation_policy.workloads import (
+    CONFIG_MAP_TYPE,
     NAMESPACE_TYPE,
     NETWORK_POLICY_TYPE,
     PDB_TYPE,
     PV_TYPE,
     PVC_TYPE,
     REPLICATED_TYPES,
+    SERVICE_TYPE,
     STATEFULSET_TYPE,
     ZONE_KEY,
     containers,
@@ -329,10 +335,340 @@ def data_residency_validator(args: ResourceValidationArgs, report_violation: Rep
     A resource policy, not a stack policy, so that it blocks before the first resource is created.
     """
     target = Target.from_config(args.get_config())
-    if target.is_production and target.country not in target.production_countries:
+    if target.is_production and not production_allowed_in(target.country, target.production_countries):
         report_violation(
-            f"{_subject(args)}: production must not deploy to cluster '{target.cluster}' in country "
-            f"{target.country}; production may run only in {list(target.production_countries)}.",
+            f"{_subject(args)}: {residency_refusal(target.cluster, target.country, target.production_countries)}.",
+            None,
+        )
+
+
+# --- no-added-capabilities ----------------------------------------------------------------------
+
+# The one capability the restricted Pod Security profile lets a container add back: binding a
+# port below 1024. Everything else widens what a compromised process can do to the node.
+_ADDABLE_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
+
+
+def no_added_capabilities_validator(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """Every container drops ALL capabilities and adds none back but NET_BIND_SERVICE.
+
+    `no-privileged` refuses the root-equivalent ones outright; this is the restricted profile's
+    rule, so that a NET_ADMIN or SYS_PTRACE slipped into one container is caught before the
+    namespace's admission refuses the pod at 3 a.m.
+    """
+    spec = pod_spec(args.resource_type, args.props)
+    if spec is None:
+        return
+    for container in containers(spec):
+        capabilities = dig(container.spec, "securityContext", "capabilities") or {}
+        added = sorted({str(c).upper().removeprefix("CAP_") for c in items(dig(capabilities, "add"))})
+        extra = [c for c in added if c not in _ADDABLE_CAPABILITIES]
+        dropped = {str(c).upper() for c in items(dig(capabilities, "drop"))}
+        problems = []
+        if extra:
+            problems.append(f"adds capabilities {extra}")
+        if "ALL" not in dropped:
+            problems.append("does not drop ALL capabilities")
+        if problems:
+            report_violation(
+                f"{_subject(args)}: {container} {' and '.join(problems)}; set securityContext.capabilities "
+                "to drop: [ALL] and add at most NET_BIND_SERVICE.",
+                None,
+            )
+
+
+# --- require-seccomp-profile --------------------------------------------------------------------
+
+_CONFINING_SECCOMP = ("RuntimeDefault", "Localhost")
+
+
+def require_seccomp_profile_validator(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """Every container runs under a seccomp profile (RuntimeDefault or Localhost), set on the pod
+    or on the container; an absent profile means Unconfined on most runtimes.
+
+    seccomp is what stands between a container escape bug in the kernel's syscall surface and the
+    node that also runs the city's broker and database.
+    """
+    spec = pod_spec(args.resource_type, args.props)
+    if spec is None:
+        return
+    pod_type = dig(spec, "securityContext", "seccompProfile", "type")
+    for container in containers(spec):
+        # The container's own setting wins over the pod's, as in Kubernetes.
+        profile = dig(container.spec, "securityContext", "seccompProfile", "type") or pod_type
+        if profile not in _CONFINING_SECCOMP:
+            found = f"seccompProfile {profile}" if profile else "no seccompProfile"
+            report_violation(
+                f"{_subject(args)}: {container} runs with {found}; set securityContext.seccompProfile.type "
+                "to RuntimeDefault on the pod (or Localhost with a reviewed profile).",
+                None,
+            )
+
+
+# --- read-only-root-filesystem ------------------------------------------------------------------
+
+
+def read_only_root_filesystem_validator(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """Every container mounts its root filesystem read-only; what it must write goes to a volume.
+
+    An attacker who gets code execution cannot then drop tools into the image's filesystem, and
+    nothing the daemon writes is lost silently on restart because it lived in the container layer.
+    """
+    spec = pod_spec(args.resource_type, args.props)
+    if spec is None:
+        return
+    for container in containers(spec):
+        if dig(container.spec, "securityContext", "readOnlyRootFilesystem") is not True:
+            report_violation(
+                f"{_subject(args)}: {container} has a writable root filesystem; set "
+                "securityContext.readOnlyRootFilesystem: true and mount an emptyDir or a claim where it writes.",
+                None,
+            )
+
+
+# --- no-plaintext-secrets -----------------------------------------------------------------------
+
+
+def _known(read: Any) -> tuple[bool, Any]:
+    """(known, value) of a property read that may hit a value unknown during a preview."""
+    try:
+        return True, read()
+    except UnknownValueError:
+        return False, None
+
+
+def no_plaintext_secrets_validator(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """No credential in plain text where anyone who can read the object (or `kubectl describe` the
+    pod) sees it: container env `value`s and ConfigMap data. Credentials live in Secrets and reach
+    containers through `valueFrom.secretKeyRef`, `envFrom.secretRef` or a mounted Secret.
+
+    The detection is `smartnation_policy.plaintext` (shared with the program's preflight). Values
+    not known yet during a preview are judged by their name alone: a key named for a password in a
+    ConfigMap is wrong whatever its value turns out to be. Messages never repeat the value.
+    """
+    subject = _subject(args)
+    if args.resource_type == CONFIG_MAP_TYPE:
+        for section in ("data", "binaryData"):
+            known, entries = _known(lambda section=section: args.props.get(section))
+            if not known or not isinstance(entries, Mapping):
+                continue
+            for key in list(entries):
+                known, value = _known(lambda key=key, entries=entries: entries[key])
+                if section == "binaryData" and known and isinstance(value, str):
+                    value = _decoded(value)
+                if not known:
+                    findings = [plaintext.Finding(key, "a key named for a credential")] if is_secret_name(key) else []
+                elif isinstance(value, str):
+                    findings = plaintext.in_config_entry(key, value)
+                else:
+                    findings = []
+                for finding in findings:
+                    report_violation(
+                        f"{subject}: {section}.{finding}; put credentials in a Secret and mount it or "
+                        "reference it with envFrom.secretRef.",
+                        None,
+                    )
+        return
+    spec = pod_spec(args.resource_type, args.props)
+    if spec is None:
+        return
+    for container in containers(spec):
+        for index, entry in enumerate(items(container.spec.get("env"))):
+            name = dig(entry, "name") or f"#{index}"
+            if not isinstance(entry, Mapping) or "value" not in entry:
+                continue  # valueFrom: the value lives in a Secret or ConfigMap, judged there
+            known, value = _known(lambda entry=entry: entry["value"])
+            if not known:
+                findings = [plaintext.Finding(name, "a credential from a value")] if is_secret_name(name) else []
+            elif isinstance(value, str):
+                findings = plaintext.in_variable(name, value)
+            else:
+                findings = []
+            for finding in findings:
+                report_violation(
+                    f"{subject}: {container} env {finding}; read it from a Secret with valueFrom.secretKeyRef instead.",
+                    None,
+                )
+
+
+def _decoded(value: str) -> str:
+    """binaryData arrives base64-encoded; text is judged like data, anything else is skipped."""
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return ""
+
+
+# --- no-allow-all-network-policy ----------------------------------------------------------------
+
+_EVERYWHERE = ("0.0.0.0/0", "::/0")
+
+
+def _peer_is_everything(peer: Any) -> bool:
+    """A peer that admits every source or destination: any address, or every pod of every namespace."""
+    if not isinstance(peer, Mapping):
+        return False
+    block = peer.get("ipBlock")
+    if isinstance(block, Mapping):
+        return block.get("cidr") in _EVERYWHERE and not items(block.get("except"))
+    namespaces = peer.get("namespaceSelector")
+    pods = peer.get("podSelector")
+    return _selects_everything(namespaces) and (pods is None or _selects_everything(pods))
+
+
+def _selects_everything(selector: Any) -> bool:
+    return (
+        isinstance(selector, Mapping)
+        and not dig(selector, "matchLabels")
+        and not items(dig(selector, "matchExpressions"))
+    )
+
+
+def no_allow_all_network_policy_validator(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """No NetworkPolicy rule allows all traffic: a rule must name its peers or its ports.
+
+    A rule with neither (`ingress: [{}]`, `egress: [{to: [{ipBlock: {cidr: 0.0.0.0/0}}]}]`) undoes
+    the namespace's default deny for the pods it selects, silently, because the default deny is
+    still there for `namespace-default-deny` to see. A rule open to every source on one port (the
+    broker's device listener) is a decision and passes.
+    """
+    if args.resource_type != NETWORK_POLICY_TYPE:
+        return
+    spec = args.props.get("spec")
+    if not isinstance(spec, Mapping):
+        return
+    for direction, peers_key in (("ingress", "from"), ("egress", "to")):
+        for index, rule in enumerate(items(spec.get(direction))):
+            if not isinstance(rule, Mapping) or items(rule.get("ports")):
+                continue
+            peers = items(rule.get(peers_key))
+            if not peers or any(_peer_is_everything(peer) for peer in peers):
+                report_violation(
+                    f"{_subject(args)}: {direction}[{index}] allows all traffic (no ports and "
+                    f"{'no ' + peers_key if not peers else 'a ' + peers_key + ' peer that matches everything'}); "
+                    "name the pods, namespaces or address ranges and the ports it needs.",
+                    None,
+                )
+
+
+# --- no-public-data-services --------------------------------------------------------------------
+
+# What identifies the database and the object storage: their ports, the names Kubernetes gives
+# those ports, and the app names their pods carry. The pack knows these itself (it runs without
+# the program), so a third-party chart's PostgreSQL or MinIO is caught as well as ours.
+DATA_SERVICE_PORTS: dict[int, str] = {5432: "PostgreSQL", 9000: "object storage (S3)", 9001: "object storage console"}
+DATA_SERVICE_PORT_NAMES: dict[str, str] = {
+    "postgres": "PostgreSQL",
+    "postgresql": "PostgreSQL",
+    "s3": "object storage (S3)",
+    "minio": "object storage (S3)",
+    "console": "object storage console",
+}
+DATA_SERVICE_APPS: dict[str, str] = {
+    "database": "the database",
+    "postgres": "the database",
+    "postgresql": "the database",
+    "timescaledb": "the database",
+    "object-storage": "the object storage",
+    "minio": "the object storage",
+}
+_EXPOSING_SERVICE_TYPES = ("LoadBalancer", "NodePort")
+
+
+def _data_service_reasons(spec: Mapping[str, Any]) -> list[str]:
+    reasons = []
+    selector = spec.get("selector") if isinstance(spec.get("selector"), Mapping) else {}
+    for label in ("app.kubernetes.io/name", "app"):
+        app = selector.get(label)
+        if isinstance(app, str) and app in DATA_SERVICE_APPS:
+            reasons.append(f"selects {DATA_SERVICE_APPS[app]} ({label}={app})")
+    for port in items(spec.get("ports")):
+        for field in ("port", "targetPort"):
+            value = dig(port, field)
+            if isinstance(value, int | float) and int(value) in DATA_SERVICE_PORTS:
+                reasons.append(f"{field} {int(value)} ({DATA_SERVICE_PORTS[int(value)]})")
+            elif isinstance(value, str) and value in DATA_SERVICE_PORT_NAMES:
+                reasons.append(f"{field} '{value}' ({DATA_SERVICE_PORT_NAMES[value]})")
+        name = dig(port, "name")
+        if isinstance(name, str) and name in DATA_SERVICE_PORT_NAMES:
+            reasons.append(f"port name '{name}' ({DATA_SERVICE_PORT_NAMES[name]})")
+    return list(dict.fromkeys(reasons))
+
+
+def no_public_data_services_validator(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """No Service of type LoadBalancer or NodePort reaches the database or the object storage.
+
+    Both hold the city's data and answer to passwords alone; they are reached inside the cluster
+    through ClusterIP Services that the NetworkPolicies guard. Only the broker's device listener
+    and the APIs' ingress face outside.
+    """
+    if args.resource_type != SERVICE_TYPE:
+        return
+    spec = args.props.get("spec")
+    if not isinstance(spec, Mapping) or spec.get("type") not in _EXPOSING_SERVICE_TYPES:
+        return
+    reasons = _data_service_reasons(spec)
+    if reasons:
+        report_violation(
+            f"{_subject(args)} of type {spec.get('type')} exposes a data service outside the cluster "
+            f"({'; '.join(reasons)}); make it type ClusterIP and let the NetworkPolicies admit its clients.",
+            None,
+        )
+
+
+# --- retain-production-claims -------------------------------------------------------------------
+
+
+def retain_production_claims_validator(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """In production, the volumes that Pulumi's `protect` cannot reach keep their data too.
+
+    A StatefulSet's claims are made by its controller, not by Pulumi, so `protect-production-state`
+    keeps the StatefulSet but not them: `persistentVolumeClaimRetentionPolicy` with `Delete` drops a
+    claim (and, with the usual reclaim policy, the disk) when the StatefulSet is deleted or scaled
+    down. A PersistentVolume that production declares is kept with reclaim policy `Retain`.
+    """
+    if args.resource_type not in (STATEFULSET_TYPE, PV_TYPE):
+        return
+    target = Target.from_config(args.get_config())
+    if not target.is_production:
+        return
+    if args.resource_type == STATEFULSET_TYPE:
+        policy = dig(args.props, "spec", "persistentVolumeClaimRetentionPolicy") or {}
+        deleting = [f"{when}: Delete" for when in ("whenDeleted", "whenScaled") if dig(policy, when) == "Delete"]
+        if deleting:
+            report_violation(
+                f"{_subject(args)} deletes its production claims (persistentVolumeClaimRetentionPolicy "
+                f"{', '.join(deleting)}); set both to Retain (the default).",
+                None,
+            )
+    elif dig(args.props, "spec", "persistentVolumeReclaimPolicy") == "Delete":
+        report_violation(
+            f"{_subject(args)} holds production data with persistentVolumeReclaimPolicy Delete; set it to Retain.",
+            None,
+        )
+
+
+# --- namespace-pod-security ---------------------------------------------------------------------
+
+POD_SECURITY_ENFORCE = "pod-security.kubernetes.io/enforce"
+POD_SECURITY_LEVEL = "restricted"
+
+
+def namespace_pod_security_validator(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """Every Namespace the stack creates enforces the restricted Pod Security Standard.
+
+    The pack judges what the program declares; the label makes the API server refuse whatever
+    reaches the namespace another way (a `kubectl run`, a chart's hook, a debug pod) too.
+    """
+    if args.resource_type != NAMESPACE_TYPE:
+        return
+    labels = dig(args.props, "metadata", "labels") or {}
+    level = labels.get(POD_SECURITY_ENFORCE) if isinstance(labels, Mapping) else None
+    if level != POD_SECURITY_LEVEL:
+        found = f"'{POD_SECURITY_ENFORCE}: {level}'" if level else f"no '{POD_SECURITY_ENFORCE}' label"
+        report_violation(
+            f"{_subject(args)} has {found}; label it '{POD_SECURITY_ENFORCE}: {POD_SECURITY_LEVEL}' "
+            "(with audit and warn at the same level) so the API server enforces the restricted profile.",
             None,
         )
 
@@ -471,6 +807,63 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         enforcement_level=_MANDATORY,
         config_schema=TARGET_CONFIG_SCHEMA,
         severity=Severity.CRITICAL,
+    ),
+    ResourceValidationPolicy(
+        name="no-added-capabilities",
+        description="Containers drop ALL capabilities and add none back but NET_BIND_SERVICE.",
+        validate=no_added_capabilities_validator,
+        enforcement_level=_MANDATORY,
+        severity=Severity.HIGH,
+    ),
+    ResourceValidationPolicy(
+        name="require-seccomp-profile",
+        description="Containers run under the RuntimeDefault (or a Localhost) seccomp profile.",
+        validate=require_seccomp_profile_validator,
+        enforcement_level=_MANDATORY,
+        severity=Severity.HIGH,
+    ),
+    ResourceValidationPolicy(
+        name="read-only-root-filesystem",
+        description="Containers mount their root filesystem read-only.",
+        validate=read_only_root_filesystem_validator,
+        enforcement_level=_MANDATORY,
+        severity=Severity.MEDIUM,
+    ),
+    ResourceValidationPolicy(
+        name="no-plaintext-secrets",
+        description="No credential in plain text in container env values or ConfigMap data.",
+        validate=no_plaintext_secrets_validator,
+        enforcement_level=_MANDATORY,
+        severity=Severity.CRITICAL,
+    ),
+    ResourceValidationPolicy(
+        name="no-allow-all-network-policy",
+        description="No NetworkPolicy rule allows all traffic (no ports and no peers, or peers matching everything).",
+        validate=no_allow_all_network_policy_validator,
+        enforcement_level=_MANDATORY,
+        severity=Severity.HIGH,
+    ),
+    ResourceValidationPolicy(
+        name="no-public-data-services",
+        description="No LoadBalancer or NodePort Service exposes the database or the object storage.",
+        validate=no_public_data_services_validator,
+        enforcement_level=_MANDATORY,
+        severity=Severity.CRITICAL,
+    ),
+    ResourceValidationPolicy(
+        name="retain-production-claims",
+        description="In production, StatefulSets keep their claims and PersistentVolumes are retained.",
+        validate=retain_production_claims_validator,
+        enforcement_level=_MANDATORY,
+        config_schema=TARGET_CONFIG_SCHEMA,
+        severity=Severity.HIGH,
+    ),
+    ResourceValidationPolicy(
+        name="namespace-pod-security",
+        description="Every Namespace enforces the restricted Pod Security Standard.",
+        validate=namespace_pod_security_validator,
+        enforcement_level=_MANDATORY,
+        severity=Severity.HIGH,
     ),
     StackValidationPolicy(
         name="prefer-pod-disruption-budget",

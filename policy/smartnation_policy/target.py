@@ -17,6 +17,21 @@ from typing import TYPE_CHECKING, Any
 
 from pulumi_policy import PolicyConfigSchema
 
+# The allowed production countries live in residency.py, the one list the program's preflight
+# reads too; re-exported here because the target's config defaults to it.
+from smartnation_policy.residency import PRODUCTION_COUNTRIES
+
+__all__ = [
+    "ENVIRONMENTS",
+    "PRODUCTION_COUNTRIES",
+    "TARGET_CONFIG_SCHEMA",
+    "TARGET_KEYS",
+    "Target",
+    "TargetConfigError",
+    "policy_config_for",
+    "target_for",
+]
+
 if TYPE_CHECKING:
     # Only for the signature: the pack's own process (run by the engine) never needs the
     # settings package, it reads the target from its policy config.
@@ -25,12 +40,6 @@ if TYPE_CHECKING:
 ENVIRONMENTS: tuple[str, ...] = ("dev", "staging", "production")
 """The environments the project deploys; `production` is the one the stricter rules apply to."""
 
-PRODUCTION_COUNTRIES: tuple[str, ...] = ("DE", "MC")
-"""ISO 3166-1 alpha-2 countries whose clusters may run production (data residency).
-
-Production still runs on the Düsseldorf test cluster during the migration; once everything has
-moved to the Monaco data vault this becomes ("MC") and the pack refuses production anywhere else.
-"""
 
 TARGET_KEYS: tuple[str, ...] = (
     "environment",

@@ -31,11 +31,13 @@ WORKLOAD_TYPES: tuple[str, ...] = tuple(POD_SPEC_PATHS)
 # Workloads that keep a replica count and are meant to stay up while nodes drain.
 REPLICATED_TYPES: tuple[str, ...] = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet")
 
+CONFIG_MAP_TYPE = "kubernetes:core/v1:ConfigMap"
 NAMESPACE_TYPE = "kubernetes:core/v1:Namespace"
 NETWORK_POLICY_TYPE = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 PDB_TYPE = "kubernetes:policy/v1:PodDisruptionBudget"
 PVC_TYPE = "kubernetes:core/v1:PersistentVolumeClaim"
 PV_TYPE = "kubernetes:core/v1:PersistentVolume"
+SERVICE_TYPE = "kubernetes:core/v1:Service"
 STATEFULSET_TYPE = "kubernetes:apps/v1:StatefulSet"
 
 ZONE_KEY = "topology.kubernetes.io/zone"

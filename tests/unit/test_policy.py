@@ -156,7 +156,14 @@ def container(name: str = "api", **overrides: Any) -> dict[str, Any]:
         "name": name,
         "image": f"{MIRROR}/{name}:1.4.2",
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
-        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 10001},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
     }
     spec.update(overrides)
     return spec
@@ -236,6 +243,14 @@ def test_the_mandatory_guardrails_block_and_the_judgment_calls_advise():
         "namespace-default-deny",
         "protect-production-state",
         "data-residency",
+        "no-added-capabilities",
+        "require-seccomp-profile",
+        "read-only-root-filesystem",
+        "no-plaintext-secrets",
+        "no-allow-all-network-policy",
+        "no-public-data-services",
+        "retain-production-claims",
+        "namespace-pod-security",
     }
     assert {n for n, level in levels.items() if level == EnforcementLevel.MANDATORY} == mandatory
     assert {n for n, level in levels.items() if level == EnforcementLevel.ADVISORY} == {
@@ -262,7 +277,13 @@ def test_policy_config_carries_the_cluster_profile_to_every_targeted_policy(prof
     config = policy_config_for("staging", profile)
     targeted = {p.name for p in rules.POLICIES if p.config_schema is TARGET_CONFIG_SCHEMA}
     assert set(config) == targeted
-    assert {"allowed-registries", "allowed-storage-classes", "protect-production-state", "data-residency"} <= targeted
+    assert {
+        "allowed-registries",
+        "allowed-storage-classes",
+        "protect-production-state",
+        "data-residency",
+        "retain-production-claims",
+    } <= targeted
     # What the engine does with the file: validate each policy's entry against its schema.
     schema = {
         "type": "object",

@@ -14,13 +14,19 @@ from smartnation.program.components.guardrails import Guardrails, GuardrailsArgs
 from smartnation.program.components.object_storage import ObjectStorage, ObjectStorageArgs
 from smartnation.program.components.providers import cluster_providers
 from smartnation.program.placement import Placement
+from smartnation.program.preflight import check_non_negotiables
 from smartnation.settings import SettingsError
 from smartnation.settings.models import ClusterProfile, Settings
 from smartnation.settings.stack_secrets import check_secrets
 
 
 def preflight(settings: Settings) -> None:
-    """Everything that can be wrong before a resource is registered: raise, register nothing."""
+    """Everything that can be wrong before a resource is registered: raise, register nothing.
+
+    The non-negotiables (residency, production's state protected, no plaintext credentials) come
+    first and hold even when the engine runs without the policy pack (preflight.py).
+    """
+    check_non_negotiables(settings)
     expected = chart_version()
     if settings.releases.chart_version != expected:
         raise SettingsError(
