@@ -1,0 +1,22 @@
+"""``python -m telemetry_ingest.migrate``: apply the schema and exit (for a Job run as the owner)."""
+
+from __future__ import annotations
+
+import psycopg
+
+from service_common.logging import configure_logging
+from service_common.settings import DatabaseSettings, ServiceSettings
+from telemetry_ingest.schema import migrate
+from telemetry_ingest.settings import SERVICE
+
+
+def main() -> None:
+    service = ServiceSettings()
+    configure_logging(f"{SERVICE}-migrate", service.environment, service.log_level)
+    database = DatabaseSettings()  # type: ignore[call-arg] - read from the environment
+    with psycopg.connect(**database.conninfo(application=f"{SERVICE}-migrate")) as conn:  # type: ignore[arg-type]
+        migrate(conn)
+
+
+if __name__ == "__main__":
+    main()

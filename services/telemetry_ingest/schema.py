@@ -1,0 +1,62 @@
+"""The telemetry schema, as ordered idempotent migrations.
+
+Who runs them: today the ingest itself at start (``MIGRATE_ON_START``, default on), as the
+``telemetry_ingest`` role, which owns the ``telemetry`` database (environments/defaults.yaml).
+Concurrent replicas serialise on an advisory lock. Tables the owner creates are readable by
+``open_data`` through the default privileges the database setup grants.
+
+Least privilege later (issue 11): run ``python -m telemetry_ingest.migrate`` as a Job (or a
+Helm hook) with an owner role, set ``MIGRATE_ON_START=false``, and give the ingest's role only
+INSERT/SELECT on ``readings`` and ``archived_hours``.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from service_common import migrations
+
+# Any fixed number; the ingest's replicas take it to migrate one at a time.
+MIGRATION_LOCK = 4_011_900_001
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE IF NOT EXISTS readings (
+            device_id   text        NOT NULL,
+            ts          timestamptz NOT NULL,
+            domain      text        NOT NULL,
+            metrics     jsonb       NOT NULL,
+            received_at timestamptz NOT NULL,
+            stored_at   timestamptz NOT NULL DEFAULT now(),
+            -- The idempotence key: a reading delivered twice is the same row.
+            PRIMARY KEY (device_id, ts)
+        );
+        SELECT create_hypertable('readings', by_range('ts', INTERVAL '1 day'), if_not_exists => TRUE);
+        CREATE TABLE IF NOT EXISTS archived_hours (
+            hour        timestamptz PRIMARY KEY,
+            object_key  text        NOT NULL,
+            readings    bigint      NOT NULL,
+            archived_at timestamptz NOT NULL DEFAULT now()
+        );
+        """,
+    ),
+)
+
+
+class MissingExtension(RuntimeError):
+    """The telemetry database has no TimescaleDB (the image or the init script is wrong)."""
+
+
+def require_timescaledb(conn: psycopg.Connection) -> None:
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone() is None:
+        raise MissingExtension(
+            "the timescaledb extension is not installed in this database; the database setup Job "
+            "creates it where the server offers it (shared_preload_libraries = 'timescaledb')"
+        )
+
+
+def migrate(conn: psycopg.Connection) -> int:
+    """Apply what is missing; returns the schema version. Safe to run from every replica."""
+    return migrations.apply(conn, MIGRATION_LOCK, MIGRATIONS, precheck=require_timescaledb)

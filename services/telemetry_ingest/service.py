@@ -1,0 +1,180 @@
+"""The ingest pipeline: broker connections -> validation -> batcher -> ReadingStore; and the
+hourly archiver. Started and stopped by the app's lifespan."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from service_common import database, storage
+from service_common.health import Check
+from service_common.mqtt import BrokerConnection, Subscription, client_id
+from telemetry_ingest.archive import Archiver
+from telemetry_ingest.batching import Batcher, Pending
+from telemetry_ingest.database import ReadingStore, prepare_session
+from telemetry_ingest.schema import migrate
+from telemetry_ingest.settings import SERVICE, IngestSettings
+from telemetry_ingest.validation import Reading, Rejected, parse_message
+
+log = logging.getLogger(__name__)
+
+
+class Metrics:
+    """Prometheus counters of the ingest (one registry per service instance)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.received = Counter("ingest_messages_received", "MQTT messages received", registry=self.registry)
+        self.rejected = Counter(
+            "ingest_messages_rejected", "Messages rejected by validation", ["reason"], registry=self.registry
+        )
+        self.stored = Counter("ingest_readings_stored", "New readings stored", registry=self.registry)
+        self.duplicates = Counter(
+            "ingest_readings_duplicate", "Readings already stored (redeliveries)", registry=self.registry
+        )
+        self.flush_seconds = Histogram("ingest_batch_seconds", "Time to store one batch", registry=self.registry)
+        self.queued = Gauge("ingest_queue_depth", "Readings waiting for the writer", registry=self.registry)
+
+
+class IngestService:
+    def __init__(self, settings: IngestSettings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.received = 0
+        self.rejected_by_reason: dict[str, int] = {}
+        self.pool = database.make_pool(
+            settings.conninfo(application=SERVICE), name=f"{SERVICE}-db", max_size=4, configure=prepare_session
+        )
+        self.s3: Any = storage.make_client(settings)
+        self.store = ReadingStore(self.pool)
+        self.batcher: Batcher[Reading] = Batcher(
+            self._write,
+            max_size=settings.batch_size,
+            max_wait_s=settings.batch_max_wait_s,
+            queue_size=settings.queue_size,
+            before_first=self._migrate if settings.migrate_on_start else None,
+        )
+        self.archiver = Archiver(
+            self.pool,
+            self.s3,
+            settings.archive_bucket,
+            interval_s=settings.archive_interval_s,
+            grace=timedelta(seconds=settings.archive_grace_s),
+            lookback_hours=settings.archive_lookback_hours,
+            wait_for=self.batcher.ready,
+        )
+        subscription = Subscription(settings.subscription_filter(), qos=1)
+        self.brokers = [
+            BrokerConnection(
+                url,
+                client_id=client_id(SERVICE, index),
+                username=settings.mqtt_username,
+                password=settings.mqtt_password.get_secret_value(),
+                subscriptions=[subscription],
+                handler=self._on_message,
+                manual_ack=True,
+                receive_maximum=settings.receive_maximum,
+            )
+            for index, url in enumerate(settings.broker_urls())
+        ]
+
+    # lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.batcher.start()
+        self.archiver.start()
+        for broker in self.brokers:
+            broker.start()
+        log.info("ingest started", extra={"brokers": [b.name for b in self.brokers]})
+
+    def stop(self) -> None:
+        """Graceful: no new deliveries, store and acknowledge what is queued, then disconnect."""
+        for broker in self.brokers:
+            broker.unsubscribe_all()
+        time.sleep(0.2)  # deliveries already on the wire
+        drained = self.batcher.stop(self.settings.shutdown_timeout_s)
+        for broker in self.brokers:
+            broker.stop()
+        self.archiver.stop()
+        self.pool.close()
+        log.info("ingest stopped", extra={"drained": drained, "stored": self.batcher.stats.stored})
+
+    # pipeline --------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self.pool.connection() as conn:
+            migrate(conn)
+
+    def _on_message(self, broker: BrokerConnection, message: mqtt.MQTTMessage) -> None:
+        self.metrics.received.inc()
+        self.received += 1
+        try:
+            reading = parse_message(
+                message.topic,
+                message.payload,
+                now=datetime.now(UTC),
+                max_clock_skew=timedelta(seconds=self.settings.max_clock_skew_s),
+                max_age=timedelta(seconds=self.settings.max_age_s),
+            )
+        except Rejected as rejected:
+            self.metrics.rejected.labels(rejected.reason).inc()
+            self.rejected_by_reason[rejected.reason] = self.rejected_by_reason.get(rejected.reason, 0) + 1
+            log.warning(
+                "rejected a message",
+                extra={"reason": rejected.reason, "detail": rejected.detail, "topic": message.topic[:200]},
+            )
+            # Acknowledged: a malformed message stays malformed; redelivering it helps nobody.
+            broker.ack(message.mid, message.qos)
+            return
+        mid, qos = message.mid, message.qos
+        self.batcher.put(Pending(reading, lambda: broker.ack(mid, qos)))
+        self.metrics.queued.set(self.batcher.queued())
+
+    def _write(self, readings: list[Reading]) -> tuple[int, int]:
+        with self.metrics.flush_seconds.time():
+            stored, duplicates = self.store.write(readings)
+        self.metrics.stored.inc(stored)
+        self.metrics.duplicates.inc(duplicates)
+        return stored, duplicates
+
+    # health and stats ----------------------------------------------------------------------
+
+    def checks(self) -> list[Check]:
+        return [
+            Check("database", lambda: database.probe(self.pool)),
+            Check("storage", lambda: storage.probe_bucket(self.s3, self.settings.archive_bucket)),
+            Check("brokers", self._brokers_probe),
+            Check("schema", self._schema_probe),
+        ]
+
+    def _brokers_probe(self) -> str:
+        states = {b.name: b.status() for b in self.brokers}
+        if not any(b.connected.is_set() for b in self.brokers):
+            raise ConnectionError(f"no broker connected: {states}")
+        return ", ".join(f"{name} {state}" for name, state in states.items())
+
+    def _schema_probe(self) -> str:
+        if not self.batcher.ready.is_set():
+            raise RuntimeError(f"schema not migrated yet: {self.batcher.stats.last_error or 'waiting'}")
+        return "migrated"
+
+    def stats(self) -> dict[str, Any]:
+        s = self.batcher.stats
+        return {
+            "received": self.received,
+            "rejected": dict(self.rejected_by_reason),
+            "stored": s.stored,
+            "duplicates": s.duplicates,
+            "batches": s.batches,
+            "write_failures": s.failures,
+            "last_error": s.last_error,
+            "queued": self.batcher.queued(),
+            "archived_hours": self.archiver.archived,
+            "archive_error": self.archiver.last_error,
+            "brokers": {b.name: b.status() for b in self.brokers},
+        }
