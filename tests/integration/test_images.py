@@ -65,8 +65,14 @@ def built() -> dict[str, Image]:
     return images
 
 
+_DEVICES = (("null", 1, 3), ("zero", 1, 5), ("random", 1, 8), ("urandom", 1, 9))
+
+
 @pytest.fixture
-def unpack(tmp_path: Path):
+def unpack(tmp_path: Path) -> Iterator:
+    """Unpacks an image and gives it what a container runtime mounts: /proc and a minimal /dev."""
+    mounts: list[Path] = []
+
     def _unpack(image: Image) -> Path:
         bundle = tmp_path / image.name
         subprocess.run(
@@ -74,15 +80,28 @@ def unpack(tmp_path: Path):
             check=True,
             capture_output=True,
         )
-        return bundle / "rootfs"
+        root = bundle / "rootfs"
+        subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)
+        mounts.append(root / "proc")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755,size=1m", "tmpfs", str(root / "dev")], check=True)
+        mounts.append(root / "dev")
+        for name, major, minor in _DEVICES:
+            os.mknod(root / "dev" / name, 0o20666, os.makedev(major, minor))
+            os.chmod(root / "dev" / name, 0o666)
+        for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1")):
+            os.symlink(target, root / "dev" / name)
+        return root
 
-    return _unpack
+    yield _unpack
+    for mount in reversed(mounts):
+        subprocess.run(["umount", "--lazy", str(mount)], check=False)
 
 
-def _in_image(image: Image, root: Path, *command: str, env: dict[str, str] | None = None, **kwargs):
-    """Runs ``command`` in the unpacked image as its user, with its environment."""
+def _in_image(image: Image, root: Path, *command: str, env: dict[str, str] | None = None, user: str = "", **kwargs):
+    """Runs ``command`` in the unpacked image as its user (or ``user``, as a pod's runAsUser would),
+    with its environment."""
     return subprocess.run(
-        ["/usr/sbin/chroot", f"--userspec={image.user}", str(root), *command],
+        ["/usr/sbin/chroot", f"--userspec={user or image.user}", str(root), *command],
         env={**image.env, **(env or {})},
         capture_output=True,
         text=True,
@@ -199,9 +218,7 @@ def test_database_image_creates_its_cluster_and_runs_the_programs_init_sql(
     (root / "etc/smartnation/pg_hba.conf").write_text(database_component.PG_HBA)
     port = _free_port()
     settings = load_settings("staging").database
-    roles = [
-        postgres_config.Role(r.name, r.login, f"{r.name}_password" if r.login else "") for r in settings.roles
-    ]
+    roles = [postgres_config.Role(r.name, r.login, f"{r.name}_password" if r.login else "") for r in settings.roles]
     databases = [postgres_config.Database(d.name, d.owner, d.extensions) for d in settings.databases]
     grants = [postgres_config.Grant(g.role, g.database, g.privilege) for g in settings.grants]
     (root / "init").mkdir()
@@ -250,8 +267,20 @@ def test_database_image_creates_its_cluster_and_runs_the_programs_init_sql(
     assert replication.returncode == 0, replication.stderr
 
     def sql(database: str, statement: str, **who: str) -> str:
-        result = _in_image(image, root, "psql", "-X", "-tA", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", statement,
-                           env={**client, **who})
+        result = _in_image(
+            image,
+            root,
+            "psql",
+            "-X",
+            "-tA",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            database,
+            "-c",
+            statement,
+            env={**client, **who},
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 
@@ -271,7 +300,11 @@ def test_database_image_creates_its_cluster_and_runs_the_programs_init_sql(
     assert sql("telemetry", "SELECT count(*) FROM readings", **reader) == "100000"
     # The backup CronJob's dump, with the tools of this image.
     dump = _in_image(
-        image, root, "sh", "-c", "set -eu; pg_dumpall --clean --if-exists | gzip > /tmp/dump.sql.gz; ls -l /tmp/dump.sql.gz",
+        image,
+        root,
+        "sh",
+        "-c",
+        "set -eu; pg_dumpall --clean --if-exists | gzip > /tmp/dump.sql.gz; ls -l /tmp/dump.sql.gz",
         env=client,
     )
     assert dump.returncode == 0, dump.stderr
@@ -315,7 +348,8 @@ def test_object_storage_images_run_the_programs_bucket_setup(
     for run in range(2):  # the setup Job converges
         setup = _in_image(client_image, client_root, "sh", "/setup/setup.sh", env=job_env, timeout=300)
         assert setup.returncode == 0, f"run {run}: {setup.stdout}{setup.stderr}"
-    # The backup CronJob's upload, as the backup user, with this image's sh, date and mc.
+    # The backup CronJob's upload, with this image's sh, date and mc, as the CronJob's pod runs it:
+    # under the database's UID, which this image does not know.
     (client_root / "backup").mkdir()
     (client_root / "backup/dump.sql.gz").write_bytes(os.urandom(4096))
     upload = _in_image(
@@ -331,6 +365,7 @@ def test_object_storage_images_run_the_programs_bucket_setup(
             "AWS_ACCESS_KEY_ID": "database-backup",
             "AWS_SECRET_ACCESS_KEY": secrets["SECRET_KEY_DATABASE_BACKUP"],
         },
+        user=f"{database_component.POSTGRES_UID}:{database_component.POSTGRES_UID}",
         timeout=120,
     )
     assert upload.returncode == 0, upload.stdout + upload.stderr

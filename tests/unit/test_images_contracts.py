@@ -72,7 +72,8 @@ def _entrypoint(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.C
     stubs.mkdir(exist_ok=True)
     (stubs / "initdb").write_text(
         '#!/bin/sh\necho "initdb $*" >> "$CALLS"\necho "password=$(cat)" >> "$CALLS"\n'
-        'for a in "$@"; do case "$a" in -D) next=1;; *) [ -n "${next:-}" ] && echo 15 > "$a/PG_VERSION"; next=;; esac; done\n'
+        'for a in "$@"; do case "$a" in -D) next=1;; '
+        '*) [ -n "${next:-}" ] && echo 15 > "$a/PG_VERSION"; next=;; esac; done\n'
     )
     (stubs / "postgres").write_text('#!/bin/sh\necho "postgres $* password=${POSTGRES_PASSWORD:-unset}" >> "$CALLS"\n')
     for stub in stubs.iterdir():
@@ -95,7 +96,7 @@ def test_database_entrypoint_creates_the_cluster_once_then_runs_the_server(tmp_p
     first = _entrypoint(tmp_path, env, "postgres", "-c", "wal_level=replica")
     assert first.returncode == 0, first.stderr
     calls = (tmp_path / "calls").read_text().splitlines()
-    assert calls[0].startswith("initdb --username=postgres --pwfile=/dev/stdin --auth=scram-sha-256")
+    assert calls[0].startswith("initdb --username=postgres --pwfile=/proc/self/fd/0 --auth=scram-sha-256")
     assert calls[1] == "password=s3cret"
     # The server gets the component's arguments, and the password stays out of its environment.
     assert calls[2] == "postgres -c wal_level=replica password=unset"

@@ -219,6 +219,7 @@ class Builder:
             manifest = recipe.make_rootfs(ctx, tree)
         except (OSError, ValueError) as exc:
             raise ctx.runner.fail("rootfs", str(exc)) from exc
+        rootfs.base_dirs(tree)
         self._check_linking(recipe, ctx, tree)
         ctx.progress("writing the layer")
         layer = work / "layer.tar"

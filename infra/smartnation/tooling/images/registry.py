@@ -9,6 +9,7 @@ references, by digest. The registry's data lives in the cache and outlives a sto
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -80,14 +81,26 @@ class LocalRegistry:
         return f"{self.path_prefix}/{repository}" if self.path_prefix else repository
 
     def config(self) -> str:
-        return (
-            "# Written by smartnation (tooling/images/registry.py) on every start.\n"
-            "version: 0.1\n"
-            "log:\n  level: info\n  formatter: text\n  fields: {service: registry, site: %s}\n"
-            "storage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\n"
-            "  maintenance:\n    uploadpurging:\n      enabled: false\n"
-            "http:\n  addr: %s\n  headers:\n    X-Content-Type-Options: [nosniff]\n"
-        ) % (self.cluster, json.dumps(str(self.data_dir)), self.address)
+        return "\n".join(
+            [
+                "# Written by smartnation (tooling/images/registry.py) on every start.",
+                "version: 0.1",
+                "log:",
+                "  level: info",
+                "  formatter: text",
+                f"  fields: {{service: registry, site: {self.cluster}}}",
+                "storage:",
+                "  filesystem:",
+                f"    rootdirectory: {json.dumps(str(self.data_dir))}",
+                "  delete:",
+                "    enabled: true",
+                "http:",
+                f"  addr: {self.address}",
+                "  headers:",
+                "    X-Content-Type-Options: [nosniff]",
+                "",
+            ]
+        )
 
     # -- processes --------------------------------------------------------------------------
     def pid(self) -> int | None:
@@ -114,7 +127,10 @@ class LocalRegistry:
         if pid is None:
             return f"registry {self.cluster}: stopped (stands for {self.site_registry}; data {self.data_dir})"
         health = "answers" if self.answers() else "DOES NOT ANSWER"
-        return f"registry {self.cluster}: running, pid {pid}, http://{self.address} {health} (stands for {self.site_registry})"
+        return (
+            f"registry {self.cluster}: running, pid {pid}, http://{self.address} {health}"
+            f" (stands for {self.site_registry})"
+        )
 
     def ensure_running(self, say: Say) -> None:
         if self.running():
@@ -211,10 +227,8 @@ class LocalRegistry:
 
 def _reap(pid: int) -> None:
     """Collects the registry's exit status when this process started it (no zombie left behind)."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def site_registries(pins: Pins, cache: ImageCache) -> list[LocalRegistry]:

@@ -193,6 +193,15 @@ def finish(runner: StepRunner, rootfs: Path, manifest: Sequence[str]) -> None:
             path.chmod(0o1777)
 
 
+def base_dirs(rootfs: Path) -> None:
+    """The mount points every OCI runtime fills (/dev, /proc, /sys) and a world-writable /tmp."""
+    for folder in ("dev", "proc", "sys"):
+        (rootfs / folder).mkdir(exist_ok=True)
+        (rootfs / folder).chmod(0o755)
+    (rootfs / "tmp").mkdir(exist_ok=True)
+    (rootfs / "tmp").chmod(0o1777)
+
+
 def make_dirs(rootfs: Path, dirs: Iterable[tuple[str, int, int]]) -> None:
     """(path, uid, mode): directories a container writes into when nothing is mounted there."""
     for rel, uid, mode in dirs:

@@ -74,6 +74,7 @@ NOT_NEEDED = (
     "etc/logcheck",
     "etc/sysctl.d",
     "usr/lib/x86_64-linux-gnu/libperl*",
+    "usr/share/i18n",  # locale sources for locale-gen; clusters are created with locale C
 )
 
 ENTRYPOINT_SCRIPT = r"""#!/bin/sh
@@ -99,9 +100,10 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     mkdir -p "$PGDATA"
     chmod 700 "$PGDATA"
     echo "database: creating the cluster in $PGDATA"
-    # The password goes through a pipe, never onto a command line or into a file.
+    # The password goes through a pipe, never onto a command line or into a file; /proc is
+    # mounted in every container (/dev/stdin, a link into it, is the runtime's choice).
     # shellcheck disable=SC2086 # POSTGRES_INITDB_ARGS is a list of options
-    printf '%s\n' "$POSTGRES_PASSWORD" | initdb --username=postgres --pwfile=/dev/stdin \
+    printf '%s\n' "$POSTGRES_PASSWORD" | initdb --username=postgres --pwfile=/proc/self/fd/0 \
         --auth=scram-sha-256 --encoding=UTF8 --locale=C -D "$PGDATA" ${POSTGRES_INITDB_ARGS:-}
 fi
 # PostgreSQL refuses a data directory others may read; a volume's fsGroup can widen it.
@@ -138,7 +140,9 @@ def _build_timescaledb(ctx: BuildContext, pin: ImagePin, out: Path) -> None:
         raise ctx.runner.fail("timescaledb-source", f"{archive} is missing (see shared/vendor/README.md)")
     actual = _sha256(archive)
     if actual != pin.source.sha256:
-        raise ctx.runner.fail("timescaledb-source", f"{archive} has sha256 {actual}, images.yaml pins {pin.source.sha256}")
+        raise ctx.runner.fail(
+            "timescaledb-source", f"{archive} has sha256 {actual}, images.yaml pins {pin.source.sha256}"
+        )
     work = ctx.cache.work / "timescaledb"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -151,8 +155,16 @@ def _build_timescaledb(ctx: BuildContext, pin: ImagePin, out: Path) -> None:
     prefix_map = f"-ffile-prefix-map={src}=timescaledb-{pin.source.version} -ffile-prefix-map={build}=build"
     ctx.runner.run(
         "timescaledb-configure",
-        ["cmake", "-S", str(src), "-B", str(build), f"-DPG_CONFIG={PG_CONFIG}", *CMAKE_FLAGS,
-         f"-DCMAKE_C_FLAGS={prefix_map}"],
+        [
+            "cmake",
+            "-S",
+            str(src),
+            "-B",
+            str(build),
+            f"-DPG_CONFIG={PG_CONFIG}",
+            *CMAKE_FLAGS,
+            f"-DCMAKE_C_FLAGS={prefix_map}",
+        ],
         env={"SOURCE_DATE_EPOCH": str(ctx.pins.source_date_epoch)},
     )
     ctx.runner.run("timescaledb-build", ["cmake", "--build", str(build), "-j2"])
@@ -203,7 +215,11 @@ def recipe(pins: Pins) -> Recipe:
             (tree / "var/run").symlink_to("/run")
         rootfs.make_dirs(
             tree,
-            [("run/postgresql", UID, 0o2775), ("var/lib/postgresql", UID, 0o755), ("var/lib/postgresql/data", UID, 0o700)],
+            [
+                ("run/postgresql", UID, 0o2775),
+                ("var/lib/postgresql", UID, 0o755),
+                ("var/lib/postgresql/data", UID, 0o700),
+            ],
         )
         rootfs.finish(ctx.runner, tree, [*manifest, f"timescaledb {pin.source.version} (built from source)"])
         return manifest

@@ -82,8 +82,9 @@ def _go_program(ctx: BuildContext, pin: ImagePin, binary: str) -> Path:
         except StepError as exc:
             raise ctx.runner.fail(f"go-{exc.step}", str(exc)) from exc
 
-    folder = ctx.program(binary, {"module": pin.module, "version": pin.module_version, "ldflags": ldflags,
-                                  "go": go_version}, build)
+    folder = ctx.program(
+        binary, {"module": pin.module, "version": pin.module_version, "ldflags": ldflags, "go": go_version}, build
+    )
     return folder / binary
 
 
