@@ -21,7 +21,7 @@ from smartnation.settings.yaml_files import read_yaml
 
 DEFAULTS_FILE = "defaults.yaml"
 # Files in environments/ that are not environments: the shared defaults and the promotion
-# order (owned by the ops CLI, smartnation.cli.promotion).
+# order (owned by the ops CLI, smartnation.cli.promotion_order).
 NOT_ENVIRONMENTS = frozenset({DEFAULTS_FILE, "promotion.yaml"})
 # Blocks every environment file must state itself rather than inherit from the defaults:
 # `promote staging production` copies `releases` verbatim, so a release must never be
@@ -92,7 +92,12 @@ def load_settings(environment: str, root: Path | None = None) -> Settings:
         if key not in overrides:
             raise SettingsError(env_shown, key, "required key is missing (every environment file states it in full)")
 
-    origins = Origins(env_shown)
+    def missing_file(path: tuple[str, ...]) -> str:
+        # Environment files hold only differences: a key in neither file belongs in the defaults,
+        # except in the blocks each environment file states in full.
+        return env_shown if not defaults_path.is_file() or path[:1] in {(k,) for k in OWN_BLOCKS} else defaults_shown
+
+    origins = Origins(env_shown, missing_file)
     merged = _merge(defaults, overrides, (), origins, defaults_shown, env_shown)
     spec = convert(EnvironmentSpec, merged, (), origins)
     _check_references(spec, origins)
