@@ -1,0 +1,212 @@
+"""telemetry-ingest against the real daemons: two independent Mosquitto brokers (two broker
+pods) with the project's ACLs, PostgreSQL 15 + TimescaleDB with the project's roles, and MinIO
+set up by the program's own script. The service runs as its container runs it
+(``python -m telemetry_ingest``), configured only by the variables the chart sets."""
+
+from __future__ import annotations
+
+import gzip
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+
+from service_testing.daemons import Platform, RunningService, start_service, wait_until
+from service_testing.devices import Device, reading
+
+pytestmark = pytest.mark.contract
+
+
+@pytest.fixture(scope="module")
+def ingest(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    env = platform.env("telemetry-ingest") | {"ARCHIVE_INTERVAL_SECONDS": "3600"}
+    service = start_service("telemetry_ingest", env, tmp_path_factory.mktemp("ingest"))
+    wait_until(lambda: httpx.get(f"{service.url}/readyz").status_code == 200, 30, what="ingest ready")
+    yield service
+    service.terminate()
+
+
+@pytest.fixture()
+def devices(platform: Platform) -> Iterator[list[Device]]:
+    """A parking sensor connected to each broker pod."""
+    user, password = platform.device_credentials("parking-sensor")
+    connected = [Device(port, user, password) for port in platform.brokers.ports]
+    yield connected
+    for device in connected:
+        device.close()
+
+
+def stored(platform: Platform, device_id: str) -> int:
+    return int(platform.postgres.sql(f"SELECT count(*) FROM readings WHERE device_id = '{device_id}'", "telemetry"))
+
+
+def stats(service: RunningService) -> dict:
+    return httpx.get(f"{service.url}/v1/stats").json()
+
+
+def new_id() -> str:
+    return f"p-{uuid.uuid4().hex[:10]}"
+
+
+def test_the_readings_table_is_a_hypertable(platform: Platform, ingest: RunningService) -> None:
+    names = platform.postgres.sql("SELECT hypertable_name FROM timescaledb_information.hypertables", "telemetry")
+    assert names.split() == ["readings"]
+
+
+def test_readings_on_every_broker_pod_reach_the_hypertable(
+    platform: Platform, ingest: RunningService, devices: list[Device]
+) -> None:
+    ids = [new_id() for _ in devices]
+    for device, device_id in zip(devices, ids, strict=True):
+        device.publish(f"city/parking/{device_id}/telemetry", reading({"occupied": 1}))
+    for device_id in ids:
+        wait_until(lambda device_id=device_id: stored(platform, device_id) == 1, what=f"{device_id} stored")
+    row = platform.postgres.sql(f"SELECT domain, metrics FROM readings WHERE device_id = '{ids[1]}'", "telemetry")
+    assert row == 'parking|{"occupied": 1}'
+
+
+def test_a_reading_delivered_twice_is_stored_once(
+    platform: Platform, ingest: RunningService, devices: list[Device]
+) -> None:
+    device_id = new_id()
+    payload = reading({"occupied": 0}, ts=time.time())
+    before = stats(ingest)["duplicates"]
+    devices[0].publish(f"city/parking/{device_id}/telemetry", payload)
+    wait_until(lambda: stored(platform, device_id) == 1, what="first copy stored")
+    # The same reading again: a QoS 1 redelivery on the same pod, and a re-send via the other pod.
+    devices[0].publish(f"city/parking/{device_id}/telemetry", payload)
+    devices[1].publish(f"city/parking/{device_id}/telemetry", payload)
+    wait_until(lambda: stats(ingest)["duplicates"] >= before + 2, what="duplicates counted")
+    assert stored(platform, device_id) == 1
+
+
+def test_malformed_messages_are_counted_and_the_service_stays_up(
+    platform: Platform, ingest: RunningService, devices: list[Device]
+) -> None:
+    device_id = new_id()
+    topic = f"city/parking/{device_id}/telemetry"
+    before = stats(ingest)["rejected"]
+    bad = {
+        "not_json": [b"\x00\xff garbage", b"{"],
+        "schema": [b"[]", b'{"metrics": {"a": 1}}'],
+        "ts": [b'{"ts": "not a time", "metrics": {"a": 1}}'],
+        "metrics": [reading({"a": "high"}).encode()],  # type: ignore[dict-item]
+        "ts_too_old": [b'{"ts": 1, "metrics": {"a": 1}}'],
+        "too_large": [b"x" * 20_000],
+    }
+    for payloads in bad.values():
+        for payload in payloads:
+            devices[0].publish(topic, payload)
+    devices[0].publish("city/parking/bad*id/telemetry", reading({"a": 1}))
+    devices[0].publish(topic, reading({"occupied": 1}))  # after all that, a good one
+
+    wait_until(lambda: stored(platform, device_id) == 1, what="the valid reading after the bad ones")
+    after = stats(ingest)["rejected"]
+    for reason, payloads in bad.items():
+        assert after.get(reason, 0) - before.get(reason, 0) == len(payloads), reason
+    assert after.get("topic", 0) - before.get("topic", 0) == 1
+    assert ingest.proc.poll() is None
+    assert httpx.get(f"{ingest.url}/healthz").status_code == 200
+    assert 'ingest_messages_rejected_total{reason="not_json"}' in httpx.get(f"{ingest.url}/metrics").text
+
+
+def test_readyz_turns_false_while_the_database_is_down_and_nothing_is_lost(
+    platform: Platform, ingest: RunningService, devices: list[Device]
+) -> None:
+    device_id = new_id()
+    platform.postgres.stop()
+    try:
+        response = wait_until(
+            lambda: (r := httpx.get(f"{ingest.url}/readyz", timeout=10)).status_code == 503 and r,
+            what="readyz 503",
+        )
+        checks = response.json()["checks"]
+        assert checks["database"]["ok"] is False
+        assert checks["brokers"]["ok"] is True and checks["storage"]["ok"] is True
+        # Published while the database is down: the broker has it, the ingest holds it unacknowledged.
+        devices[1].publish(f"city/parking/{device_id}/telemetry", reading({"occupied": 1}))
+        time.sleep(1)
+        assert httpx.get(f"{ingest.url}/healthz").status_code == 200
+    finally:
+        platform.postgres.start()
+    wait_until(lambda: httpx.get(f"{ingest.url}/readyz", timeout=10).status_code == 200, 30, what="ready again")
+    wait_until(lambda: stored(platform, device_id) == 1, 30, what="the reading from the outage stored")
+
+
+def test_closed_hours_are_archived_to_the_bucket(
+    platform: Platform, ingest: RunningService, devices: list[Device], tmp_path: Path
+) -> None:
+    hour = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    device_id = new_id()
+    for minute in range(5):
+        devices[minute % 2].publish(
+            f"city/parking/{device_id}/telemetry", reading({"occupied": minute}, ts=hour + timedelta(minutes=minute))
+        )
+    wait_until(lambda: stored(platform, device_id) == 5, what="old readings stored")
+    # A second replica: its archiver runs at start (the first one's runs hourly). The advisory
+    # lock and archived_hours keep the two from archiving an hour twice.
+    env = platform.env("telemetry-ingest") | {"ARCHIVE_INTERVAL_SECONDS": "1", "ARCHIVE_GRACE_SECONDS": "0"}
+    second = start_service("telemetry_ingest", env, tmp_path)
+    try:
+        key = f"readings/{hour:%Y/%m/%d/%H}.csv.gz"
+        s3 = boto3.client(
+            "s3", endpoint_url=platform.minio.endpoint, aws_access_key_id=platform.minio.root_user,
+            aws_secret_access_key=platform.minio.root_password, region_name="us-east-1",
+        )  # fmt: skip
+
+        def archived() -> bytes | None:
+            try:
+                return s3.get_object(Bucket="telemetry-archive", Key=key)["Body"].read()
+            except s3.exceptions.NoSuchKey:
+                return None
+
+        body = wait_until(archived, 30, what=f"{key} in telemetry-archive")
+        lines = gzip.decompress(body).decode().splitlines()
+        assert lines[0] == "device_id,ts,domain,metrics"
+        assert sum(1 for line in lines if line.startswith(device_id)) == 5
+        recorded = platform.postgres.sql(
+            f"SELECT object_key, readings FROM archived_hours WHERE hour = '{hour.isoformat()}'", "telemetry"
+        )
+        assert recorded == f"{key}|{len(lines) - 1}"
+    finally:
+        assert second.terminate() == 0
+
+
+def test_sigterm_drains_the_queue_and_exits_zero(platform: Platform, devices: list[Device], tmp_path: Path) -> None:
+    service = start_service("telemetry_ingest", platform.env("telemetry-ingest"), tmp_path)
+    wait_until(lambda: httpx.get(f"{service.url}/readyz").status_code == 200, 30, what="ready")
+    device_id = new_id()
+    start = datetime.now(UTC) - timedelta(seconds=10)
+    infos = [
+        devices[i % 2].publish_async(
+            f"city/parking/{device_id}/telemetry", reading({"n": i}, ts=start + timedelta(milliseconds=i))
+        )
+        for i in range(500)
+    ]
+    for info in infos:
+        info.wait_for_publish(10)
+    assert service.terminate() == 0
+    assert '"message": "ingest stopped"' in service.logs()
+    # Whatever the stopped replica had taken, it stored before it left (the module's ingest, in
+    # the same shared subscription, stores the rest).
+    wait_until(lambda: stored(platform, device_id) == 500, 30, what="all 500 stored")
+
+
+def test_the_service_writes_nothing_outside_tmp(ingest: RunningService) -> None:
+    """A read-only root filesystem in the pod: the service opens no file for writing."""
+    fds = Path(f"/proc/{ingest.proc.pid}/fd")
+    written = []
+    for fd in fds.iterdir():
+        try:
+            target = fd.readlink()
+        except OSError:
+            continue
+        flags = int((Path(f"/proc/{ingest.proc.pid}/fdinfo") / fd.name).read_text().split("flags:")[1].split()[0], 8)
+        if str(target).startswith("/") and flags & 0o3 and not str(target).startswith(("/tmp", "/dev")):
+            written.append(str(target))
+    assert written == [str(ingest.log)] or written == [], written
