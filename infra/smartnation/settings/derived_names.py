@@ -13,9 +13,11 @@ is one of the kinds checked here, so a new suffix cannot slip past.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from smartnation.paths import project_dir
 from smartnation.program import naming
@@ -56,8 +58,11 @@ class Derived:
 def project_name() -> str:
     """The Pulumi project name (Pulumi.yaml of the project directory), if there is one."""
     path = project_dir() / "Pulumi.yaml"
-    if not path.is_file():
-        return ""
+    return _project_name(path, path.stat().st_mtime_ns) if path.is_file() else ""
+
+
+@functools.lru_cache(maxsize=16)
+def _project_name(path: Path, _mtime: int) -> str:
     data = read_yaml(path, "Pulumi.yaml")
     name = data.get("name") if isinstance(data, dict) else None
     return name if isinstance(name, str) else ""

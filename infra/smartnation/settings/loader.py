@@ -93,9 +93,14 @@ def load_settings(environment: str, root: Path | None = None) -> Settings:
             raise SettingsError(env_shown, key, "required key is missing (every environment file states it in full)")
 
     def missing_file(path: tuple[str, ...]) -> str:
-        # Environment files hold only differences: a key in neither file belongs in the defaults,
-        # except in the blocks each environment file states in full.
-        return env_shown if not defaults_path.is_file() or path[:1] in {(k,) for k in OWN_BLOCKS} else defaults_shown
+        # Environment files hold only differences, so a key missing from a block belongs in the
+        # defaults; but a list is stated whole by one file (items are not merged), and `cluster`
+        # and `releases` are stated in full by every environment file.
+        if any(part.isdigit() for part in path[:-1]):  # inside a list item
+            return origins.file_for(path)
+        if path[0] in OWN_BLOCKS or not defaults_path.is_file():
+            return env_shown
+        return defaults_shown
 
     origins = Origins(env_shown, missing_file)
     merged = _merge(defaults, overrides, (), origins, defaults_shown, env_shown)
@@ -136,6 +141,7 @@ def _merge(
         # A mapping both files touch is blamed on the environment file: a cross-field error
         # there (limits below requests) comes from what the environment changed.
         origins.record(path, override_file if override else base_file)
+
         for key in {**base, **override}:
             sub = (*path, str(key))
             if key in override and key in base:

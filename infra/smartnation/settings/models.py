@@ -77,9 +77,9 @@ def _unique(items: tuple[Any, ...], field: str) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class Site:
-    provider: str
+    provider: str = setting(kind="dns_label")
     """Who runs the cluster (``huawei-cloud-cce``, ``on-premise``)."""
-    region: str
+    region: str = setting(kind="dns_label")
     """Provider region or site code."""
     country: str = setting(pattern=r"[A-Z]{2}", describe="an ISO 3166 country code such as MC")
     """Where data at rest on this cluster lives (data residency)."""
@@ -116,7 +116,7 @@ class StorageClass:
     """StorageClass name."""
     provisioner: str = setting(kind="label_key")
     """CSI provisioner."""
-    parameters: Mapping[str, str] = setting(key_kind="label_key")
+    parameters: Mapping[str, str] = setting(key_kind="label_key", max_length=4096)
     """Provisioner parameters."""
     binding_mode: Literal["Immediate", "WaitForFirstConsumer"]
     """volumeBindingMode."""
@@ -139,9 +139,9 @@ class Storage:
 
 @dataclass(frozen=True, kw_only=True)
 class LoadBalancer:
-    implementation: str
+    implementation: str = setting(kind="dns_label")
     """What answers Services of type LoadBalancer (``huawei-elb``, ``metallb``)."""
-    service_annotations: Mapping[str, str] = setting(key_kind="label_key")
+    service_annotations: Mapping[str, str] = setting(key_kind="label_key", max_length=4096)
     """Annotations every LoadBalancer Service gets on this cluster."""
     node_ports: bool
     """Whether the load balancer reaches pods through node ports (CCE's shared ELB does;
@@ -152,7 +152,7 @@ class LoadBalancer:
 class Ingress:
     ingress_class: str = setting(key="class", kind="dns_subdomain")
     """ingressClassName for the APIs."""
-    annotations: Mapping[str, str] = setting(default_factory=dict, key_kind="label_key")
+    annotations: Mapping[str, str] = setting(default_factory=dict, key_kind="label_key", max_length=4096)
     """Annotations every Ingress gets on this cluster."""
     tls_issuer: str = setting(kind="dns_subdomain")
     """The cert-manager ClusterIssuer that signs the broker's and the APIs' certificates."""
@@ -209,7 +209,7 @@ class ClusterProfile:
 
     name: str = setting(pattern=DNS_LABEL, describe="a lowercase DNS label")
     """Profile name, equal to the file name."""
-    context: str = setting()
+    context: str = setting(pattern=r"[A-Za-z0-9@:/._-]{1,253}", describe="a kubeconfig context name")
     """kubeconfig context the Kubernetes provider targets."""
     site: Site = setting()
     """Operator, region and data-residency country."""
@@ -264,7 +264,7 @@ class Resources:
 
 @dataclass(frozen=True, kw_only=True)
 class ComponentRelease:
-    version: str
+    version: str = setting(pattern=r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,127}", describe="a version such as 2.0.20")
     """Upstream version of the software (what release notes talk about)."""
     repository: str = setting(pattern=IMAGE_REPOSITORY, describe="an image repository path without registry")
     """Image repository under the cluster registry (``eclipse-mosquitto``)."""

@@ -21,6 +21,7 @@ reported at the dataclass's key path, a ``FieldProblem`` at the key path it name
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import re
 import types
@@ -47,6 +48,7 @@ def setting(
     key_kind: str | None = None,
     items: tuple[int, int] | None = None,
     unique: bool = False,
+    max_length: int = 253,
     key: str | None = None,
     from_key: bool = False,
 ) -> Any:
@@ -64,6 +66,8 @@ def setting(
         # Number of items of a list or entries of a mapping, and whether list items must differ.
         "items": items,
         "unique": unique,
+        # Plain strings end up in object fields, labels or annotations: none wants a novel.
+        "max_length": max_length,
         "quantity": quantity,
         "quantity_range": quantity_range,
         "describe": describe,
@@ -272,9 +276,12 @@ def parse_quantity(text: str) -> float:
 class Origins:
     """Which file each key path came from, so an error after merging names the right file."""
 
-    def __init__(self, default_file: str) -> None:
+    def __init__(self, default_file: str, missing_file: Callable[[tuple[str, ...]], str] | None = None) -> None:
         self.default_file = default_file
         self._by_path: dict[tuple[str, ...], str] = {}
+        # Where a key that is in no file should have been: the loader says the shared defaults
+        # (which hold every key) rather than the environment file that merely overrides the block.
+        self._missing_file = missing_file
 
     def record(self, path: tuple[str, ...], file: str) -> None:
         self._by_path[path] = file
@@ -285,6 +292,11 @@ class Origins:
             if found:
                 return found
         return self.default_file
+
+    def missing_file_for(self, path: tuple[str, ...]) -> str:
+        """The file a required key missing at ``path`` should be in (``missing_file`` decides,
+        else the file its mapping came from)."""
+        return self._missing_file(path) if self._missing_file else self.file_for(path)
 
 
 def _fail(origins: Origins, path: tuple[str, ...], message: str) -> typing.NoReturn:
@@ -305,8 +317,7 @@ def convert(cls: type, data: Any, path: tuple[str, ...], origins: Origins) -> An
     """Build dataclass ``cls`` from ``data`` (a mapping), recursively and strictly."""
     if not isinstance(data, Mapping):
         _fail(origins, path, f"expected a mapping with keys {_field_names(cls)}, got {_describe(data)}")
-    hints = typing.get_type_hints(cls)
-    fields = {_yaml_key(f): f for f in _read_fields(cls)}
+    hints, fields, from_key = _schema(cls)
     unknown = sorted(str(k) for k in data if k not in fields)
     if unknown:
         _fail(
@@ -315,23 +326,35 @@ def convert(cls: type, data: Any, path: tuple[str, ...], origins: Origins) -> An
             f"unknown key; expected one of {_field_names(cls)}",
         )
     kwargs: dict[str, Any] = {}
-    for field in dataclasses.fields(cls):
-        if field.metadata.get("from_key"):
-            if not path:
-                raise TypeError(f"{cls.__name__}.{field.name}: from_key needs the dataclass to sit under a key")
-            kwargs[field.name] = path[-1]
+    for field in from_key:
+        if not path:
+            raise TypeError(f"{cls.__name__}.{field.name}: from_key needs the dataclass to sit under a key")
+        kwargs[field.name] = path[-1]
     for name, field in fields.items():
         sub = (*path, name)
         if name in data:
             kwargs[field.name] = _value(hints[field.name], data[name], sub, origins, field.metadata)
         elif field.default is MISSING and field.default_factory is MISSING:
-            _fail(origins, sub, "required key is missing")
+            raise SettingsError(origins.missing_file_for(sub), ".".join(sub), "required key is missing")
     try:
         return cls(**kwargs)
     except FieldProblem as problem:  # a cross-field check that names its key
         _fail(origins, (*path, *problem.key), str(problem))
     except ValueError as error:  # cross-field checks in __post_init__
         _fail(origins, path, str(error))
+
+
+@functools.cache
+def _schema(
+    cls: type,
+) -> tuple[dict[str, Any], dict[str, dataclasses.Field], tuple[dataclasses.Field, ...]]:
+    """Type hints, fields by YAML key, and fields filled from the mapping's key, of ``cls``.
+
+    Resolving annotations and listing fields was most of a conversion's time; a class's schema
+    never changes, so it is worked out once."""
+    fields = {_yaml_key(f): f for f in _read_fields(cls)}
+    from_key = tuple(f for f in dataclasses.fields(cls) if f.metadata.get("from_key"))
+    return typing.get_type_hints(cls), fields, from_key
 
 
 def _read_fields(cls: type) -> list[dataclasses.Field]:
@@ -468,6 +491,9 @@ def _string(value: Any, path: tuple[str, ...], origins: Origins, meta: Mapping[s
     elif not value:
         # An empty string is never a useful setting; a kind or a pattern says more than this.
         _fail(origins, path, "expected a non-empty string, got ''")
+    longest = meta.get("max_length") or 253
+    if len(value) > longest:
+        _fail(origins, path, f"expected at most {longest} characters, got {len(value)}")
     return value
 
 
@@ -490,6 +516,7 @@ def _network(value: Any, path: tuple[str, ...], origins: Origins, meta: Mapping[
     return network
 
 
+@functools.lru_cache(maxsize=256)
 def display_path(file: Path, root: Path) -> str:
     """``environments/staging.yaml`` style path for messages: relative to the parent of root."""
     try:
