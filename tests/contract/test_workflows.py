@@ -478,7 +478,7 @@ def promote_job(workflows: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def test_the_promote_job_commits_with_write_access_only_there(workflows):
     job = promote_job(workflows)
-    assert job["permissions"] == {"contents": "write"}
+    assert job.get("permissions") == {"contents": "write"}, "only the promote job may write: it pushes its commit"
     for name, workflow in workflows.items():
         assert workflow["permissions"] == {"contents": "read"}, name
     checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@"))
