@@ -23,6 +23,7 @@ def make_pool(
         max_size=max_size,
         name=name,
         configure=configure,
+        timeout=5,  # a caller waiting for a connection fails fast and retries (or reports not ready)
         open=False,
         check=ConnectionPool.check_connection,
         reconnect_timeout=0,  # keep trying for ever; readiness reports the outage

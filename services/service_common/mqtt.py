@@ -8,6 +8,8 @@ Maximum, which bounds how many unacknowledged QoS 1 messages it sends us (the in
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import ssl
 import threading
 import uuid
@@ -47,6 +49,7 @@ class BrokerConnection:
         manual_ack: bool = False,
         receive_maximum: int = 1000,
         keepalive_s: int = 15,
+        session_expiry_s: int = 0,
     ) -> None:
         self.url = url
         self.subscriptions = tuple(subscriptions)
@@ -70,6 +73,11 @@ class BrokerConnection:
             self._client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
         self._connect_properties = Properties(PacketTypes.CONNECT)
         self._connect_properties.ReceiveMaximum = receive_maximum
+        # A session that outlives the connection (session_expiry_s > 0) is resumed by the next
+        # connection with the same client id: the broker then resends what was not acknowledged.
+        self._session_expiry_s = session_expiry_s
+        if session_expiry_s:
+            self._connect_properties.SessionExpiryInterval = session_expiry_s
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -81,14 +89,19 @@ class BrokerConnection:
     def start(self) -> None:
         """Connect in the background; paho's loop thread reconnects after any loss."""
         self._client.connect_async(
-            self.url.host, self.url.port, keepalive=self._keepalive, clean_start=True,
+            self.url.host, self.url.port, keepalive=self._keepalive, clean_start=not self._session_expiry_s,
             properties=self._connect_properties,
         )  # fmt: skip
         self._client.loop_start()
 
     def stop(self) -> None:
+        """Disconnect and end the session: after a clean stop nothing is left unacknowledged, and a
+        session kept for a client id that never returns would collect messages for nobody."""
         self._stopping = True
-        self._client.disconnect()
+        properties = Properties(PacketTypes.DISCONNECT)
+        if self._session_expiry_s:
+            properties.SessionExpiryInterval = 0
+        self._client.disconnect(properties=properties)
         self._client.loop_stop()
         self.connected.clear()
 
@@ -144,5 +157,12 @@ class BrokerConnection:
 
 
 def client_id(service: str, index: int) -> str:
-    """Unique per process and broker; clean sessions, so it need not be stable across restarts."""
+    """Unique per process and broker, for clean sessions."""
     return f"{service}-{uuid.uuid4().hex[:12]}-{index}"
+
+
+def stable_client_id(service: str, index: int) -> str:
+    """The same for every start of the container in one pod (the pod name is the hostname), so a
+    restarted container resumes its sessions. Two processes on one host must set HOSTNAME apart."""
+    host = os.environ.get("HOSTNAME") or socket.gethostname()
+    return f"{service}-{host}-{index}"[:128]

@@ -357,6 +357,11 @@ class RunningService:
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def kill(self) -> None:
+        """SIGKILL: a crash (OOM kill, node lost) that leaves no time to drain."""
+        self.proc.kill()
+        self.proc.wait()
+
     def terminate(self, timeout_s: float = 30) -> int:
         """SIGTERM, as the kubelet sends it; returns the exit code."""
         if self.proc.poll() is None:
@@ -378,7 +383,9 @@ def start_service(package: str, env: Mapping[str, str], workdir: Path) -> Runnin
 
     port = cd.free_port()
     log = workdir / f"{package}.log"
+    # HOSTNAME: each instance is its own "pod" (Kubernetes sets the pod name there).
     full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent", "PORT": str(port),
+                "HOSTNAME": f"{package.replace('_', '-')}-{secrets.token_hex(4)}",
                 "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"} | dict(env)  # fmt: skip
     with log.open("wb") as handle:
         proc = subprocess.Popen(

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service_common import database, storage
 from service_common.health import Check
-from service_common.mqtt import BrokerConnection, Subscription, client_id
+from service_common.mqtt import BrokerConnection, Subscription, client_id, stable_client_id
 from telemetry_ingest.archive import Archiver
 from telemetry_ingest.batching import Batcher, Pending
 from telemetry_ingest.database import ReadingStore, prepare_session
@@ -72,13 +72,14 @@ class IngestService:
         self.brokers = [
             BrokerConnection(
                 url,
-                client_id=client_id(SERVICE, index),
+                client_id=stable_client_id(SERVICE, index) if settings.session_expiry_s else client_id(SERVICE, index),
                 username=settings.mqtt_username,
                 password=settings.mqtt_password.get_secret_value(),
                 subscriptions=[subscription],
                 handler=self._on_message,
                 manual_ack=True,
                 receive_maximum=settings.receive_maximum,
+                session_expiry_s=settings.session_expiry_s,
             )
             for index, url in enumerate(settings.broker_urls())
         ]

@@ -25,6 +25,9 @@ class IngestSettings(ServiceSettings, BrokerSettings, DatabaseSettings, StorageS
     batch_max_wait_s: float = Field(default=0.1, gt=0, le=10, validation_alias="INGEST_BATCH_MAX_WAIT_SECONDS")
     queue_size: int = Field(default=50_000, ge=100, le=1_000_000, validation_alias="INGEST_QUEUE_SIZE")
     receive_maximum: int = Field(default=20_000, ge=1, le=65535, validation_alias="INGEST_RECEIVE_MAXIMUM")
+    # Sessions outlive a crash for this long: the restarted container (same pod name, same
+    # client id) gets every unacknowledged message again. A clean stop ends them at once.
+    session_expiry_s: int = Field(default=300, ge=0, le=86400, validation_alias="INGEST_SESSION_EXPIRY_SECONDS")
     max_clock_skew_s: float = Field(default=300, ge=0, validation_alias="INGEST_MAX_CLOCK_SKEW_SECONDS")
     max_age_s: float = Field(default=7 * 86400, gt=0, validation_alias="INGEST_MAX_AGE_SECONDS")
 

@@ -197,6 +197,32 @@ def test_sigterm_drains_the_queue_and_exits_zero(platform: Platform, devices: li
     wait_until(lambda: stored(platform, device_id) == 500, 30, what="all 500 stored")
 
 
+def test_a_crashed_ingest_gets_its_unacknowledged_readings_again(
+    platform: Platform, ingest: RunningService, devices: list[Device], tmp_path: Path
+) -> None:
+    """At-least-once across a crash: readings the ingest held but had not stored (the database
+    was down) when it was killed come back to the restarted container, which has the same pod
+    name, hence the same client ids and MQTT sessions."""
+    env = platform.env("telemetry-ingest") | {"HOSTNAME": f"telemetry-ingest-crash-{uuid.uuid4().hex[:6]}"}
+    crashing = start_service("telemetry_ingest", env, tmp_path)
+    wait_until(lambda: httpx.get(f"{crashing.url}/readyz").status_code == 200, 30, what="ready")
+    device_id = new_id()
+    platform.postgres.stop()
+    try:
+        for n in range(40):
+            devices[n % 2].publish(f"city/parking/{device_id}/telemetry", reading({"n": n}, ts=time.time() + n / 1000))
+        # Both members of the share group hold some of them, unacknowledged.
+        wait_until(lambda: "store failed" in crashing.logs(), 30, what="the crashing ingest holds readings")
+        crashing.kill()
+    finally:
+        platform.postgres.start()
+    restarted = start_service("telemetry_ingest", env, tmp_path)
+    try:
+        wait_until(lambda: stored(platform, device_id) == 40, 60, what="all 40 stored after the crash")
+    finally:
+        assert restarted.terminate() == 0
+
+
 def test_the_service_writes_nothing_outside_tmp(ingest: RunningService) -> None:
     """A read-only root filesystem in the pod: the service opens no file for writing."""
     fds = Path(f"/proc/{ingest.proc.pid}/fd")
