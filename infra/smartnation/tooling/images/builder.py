@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from smartnation.tooling.images.oci import ImageConfig
 from smartnation.tooling.images.pins import ImagePin, Pins
 from smartnation.tooling.images.steps import ImageBuildError, StepRunner
 from smartnation.tooling.toolchain.cache import CacheLayout
+from smartnation.tooling.toolchain.gobuild import GoRunner
 
 VENDOR_VARIABLE = "SMARTNATION_VENDOR_DIR"
 _SHARED_MODULES = ("builder.py", "rootfs.py", "oci.py")
@@ -56,6 +57,11 @@ class BuildContext:
     go_env: dict[str, str] = field(default_factory=dict)
     """Overrides for Go builds (a fresh GOCACHE for a rebuild that proves the compile, too)."""
 
+    def go_runner(self) -> GoRunner:
+        """The toolchain's Go runner (its module and build caches), logging to this image's log,
+        with ``go_env`` on top."""
+        return _OverriddenGoRunner(self.toolchain, self.runner.log, self.go_env)
+
     def program(self, name: str, inputs: dict, build: Callable[[Path], None]) -> Path:
         """A built program's directory, cached by its inputs; ``build(out_dir)`` fills it on a miss."""
         key = _digest({"program": name, "inputs": inputs})
@@ -74,6 +80,15 @@ class BuildContext:
             if stale != final:
                 shutil.rmtree(stale, ignore_errors=True)
         return final
+
+
+class _OverriddenGoRunner(GoRunner):
+    def __init__(self, cache: CacheLayout, log: Path, overrides: dict[str, str]) -> None:
+        super().__init__(cache, log)
+        self.overrides = dict(overrides)
+
+    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        return {**super().env(extra), **self.overrides}
 
 
 @dataclass(frozen=True)

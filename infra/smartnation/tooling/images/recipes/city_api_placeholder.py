@@ -16,7 +16,6 @@ from smartnation.tooling.images.builder import BuildContext, Recipe
 from smartnation.tooling.images.oci import ImageConfig
 from smartnation.tooling.images.pins import Pins
 from smartnation.tooling.images.recipes import labels
-from smartnation.tooling.toolchain.gobuild import GoRunner
 
 UID = 10001
 BINARY = "city-api-placeholder"
@@ -84,7 +83,7 @@ def recipe(pins: Pins) -> Recipe:
         source.mkdir(parents=True, exist_ok=True)
         (source / "go.mod").write_text(GO_MOD)
         (source / "main.go").write_text(MAIN_GO)
-        go = GoRunner(ctx.toolchain, ctx.runner.log)
+        go = ctx.go_runner()
         ctx.runner.note("building the placeholder API")
         go.run("go-build", ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / BINARY), "."], source)
 

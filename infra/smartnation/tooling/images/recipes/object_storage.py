@@ -25,24 +25,11 @@ from smartnation.tooling.images.builder import BuildContext, Recipe
 from smartnation.tooling.images.oci import ImageConfig
 from smartnation.tooling.images.pins import ImagePin, Pins
 from smartnation.tooling.images.recipes import DEBIAN_PATH, labels
-from smartnation.tooling.toolchain.gobuild import GoRunner, StepError, build_in_wrapper
+from smartnation.tooling.toolchain.gobuild import StepError, build_in_wrapper
 
 UID = 1000
 _PSEUDO = re.compile(r"v0\.0\.0-(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})-([0-9a-f]{12})")
 CLIENT_TOOLS = ("bin/sh", "bin/dash", "bin/date", "bin/cat", "bin/ls", "bin/sleep", "usr/bin/mc")
-
-
-class _ImageGoRunner(GoRunner):
-    """The toolchain's Go runner, with the image build's overrides (a fresh GOCACHE on request)."""
-
-    def __init__(self, ctx: BuildContext) -> None:
-        super().__init__(ctx.toolchain, ctx.runner.log)
-        self.overrides = dict(ctx.go_env)
-
-    def env(self, extra=None):  # noqa: ANN001, ANN201 - same signature as GoRunner.env
-        env = super().env(extra)
-        env.update(self.overrides)
-        return env
 
 
 def version_stamps(pin: ImagePin, package: str) -> str:
@@ -67,7 +54,7 @@ def _go_program(ctx: BuildContext, pin: ImagePin, binary: str) -> Path:
     ).stdout.strip()
 
     def build(out: Path) -> None:
-        go = _ImageGoRunner(ctx)
+        go = ctx.go_runner()
         try:
             build_in_wrapper(
                 go,
