@@ -54,6 +54,11 @@ up: clusters ## bootstrap, start the clusters and deploy ENV (default staging), 
 contract-deps: ## install the Debian daemons the contract tests run against
 	bash .ci/contract-deps.sh
 
+.PHONY: images
+images: venv ## build the platform's images (cached) and push them by digest to each site's local registry
+	bash .ci/image-deps.sh
+	$(PY) -m smartnation.tooling.images build
+
 .PHONY: test-unit
 test-unit: venv ## the unit tests alone: seconds, no toolchain, no cluster
 	$(PY) -m pytest -m unit -q
