@@ -66,9 +66,27 @@ class Brokers:
     passwords: dict[str, str]
     run_as: cd.RunAs
     logs: list[Path]
+    tls_ports: list[int] = field(default_factory=list)
 
     def urls(self) -> list[str]:
         return [f"mqtt://127.0.0.1:{port}" for port in self.ports]
+
+    def stop(self, index: int) -> None:
+        """Take one broker pod away (its clients see the connection drop)."""
+        cd.stop(self.procs[index])
+
+    def start(self, index: int) -> None:
+        """Bring it back on the same ports with the same config, as a restarted pod."""
+        self.procs[index] = _run_mosquitto(self.workdir, index, self.run_as)
+        cd.wait_for_ports(self.procs[index], [self.ports[index], self.tls_ports[index]], self.logs[index], "mosquitto")
+
+
+def _run_mosquitto(workdir: Path, index: int, run_as: cd.RunAs) -> subprocess.Popen:
+    with (workdir / f"mosquitto-{index}.log").open("ab") as handle:
+        return subprocess.Popen(
+            [cd.MOSQUITTO, "-c", str(workdir / f"mosquitto-{index}.conf")], stdout=handle, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, **run_as.popen_kwargs(),
+        )  # fmt: skip
 
 
 def start_brokers(count: int = 2) -> Brokers:
@@ -106,13 +124,10 @@ def start_brokers(count: int = 2) -> Brokers:
                 )
             )  # fmt: skip
             log = workdir / f"mosquitto-{index}.log"
-            with log.open("wb") as handle:
-                proc = subprocess.Popen(
-                    [cd.MOSQUITTO, "-c", str(conf)], stdout=handle, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, **run_as.popen_kwargs(),
-                )  # fmt: skip
+            proc = _run_mosquitto(workdir, index, run_as)
             brokers.procs.append(proc)
             brokers.ports.append(plain)
+            brokers.tls_ports.append(tls)
             brokers.logs.append(log)
             cd.wait_for_ports(proc, [plain, tls], log, f"mosquitto {index}")
     except BaseException:

@@ -197,6 +197,33 @@ def test_sigterm_drains_the_queue_and_exits_zero(platform: Platform, devices: li
     wait_until(lambda: stored(platform, device_id) == 500, 30, what="all 500 stored")
 
 
+def test_one_broker_pod_away_is_a_normal_state(
+    platform: Platform, ingest: RunningService, devices: list[Device]
+) -> None:
+    """docs/broker-ha.md: the ingest keeps the other pods, stays ready, and re-subscribes to the
+    pod when it is back."""
+    platform.brokers.stop(0)
+    try:
+        response = wait_until(
+            lambda: "disconnected" in (r := httpx.get(f"{ingest.url}/readyz")).text and r, what="broker 0 seen gone"
+        )
+        assert response.status_code == 200 and response.json()["checks"]["brokers"]["ok"] is True
+        device_id = new_id()
+        devices[1].publish(f"city/parking/{device_id}/telemetry", reading({"occupied": 1}))
+        wait_until(lambda: stored(platform, device_id) == 1, what="a reading through the remaining pod")
+    finally:
+        platform.brokers.start(0)
+    wait_until(lambda: "disconnected" not in httpx.get(f"{ingest.url}/readyz").text, 30, what="broker 0 back")
+    user, password = platform.device_credentials("parking-sensor")
+    back = Device(platform.brokers.ports[0], user, password)
+    try:
+        device_id = new_id()
+        back.publish(f"city/parking/{device_id}/telemetry", reading({"occupied": 1}))
+        wait_until(lambda: stored(platform, device_id) == 1, what="a reading through the returned pod")
+    finally:
+        back.close()
+
+
 def test_a_crashed_ingest_gets_its_unacknowledged_readings_again(
     platform: Platform, ingest: RunningService, devices: list[Device], tmp_path: Path
 ) -> None:
