@@ -181,6 +181,18 @@ def test_each_site_registry_serves_the_paths_of_its_profile_registry(tmp_path: P
         assert registry.pid() is None
 
 
+def test_containerd_pulls_the_site_registry_from_its_local_stand_in(tmp_path: Path) -> None:
+    import tomllib
+
+    registries = {r.cluster: r for r in site_registries(load_pins(), ImageCache(tmp_path))}
+    dusseldorf, monaco = registries["dusseldorf-test"], registries["monaco-onprem"]
+    assert dusseldorf.site_host == "swr.eu-west-101.myhuaweicloud.eu"
+    hosts = tomllib.loads(dusseldorf.containerd_hosts_toml())
+    assert hosts["server"] == f"http://{dusseldorf.address}"
+    assert hosts["host"][f"http://{dusseldorf.address}"]["capabilities"] == ["pull", "resolve"]
+    assert monaco.address not in dusseldorf.containerd_hosts_toml()
+
+
 def test_vendor_dir_is_beside_the_checkout_unless_set(tmp_path: Path) -> None:
     assert builder.vendor_dir({}).parts[-2:] == ("shared", "vendor")
     assert builder.vendor_dir({builder.VENDOR_VARIABLE: str(tmp_path)}) == tmp_path

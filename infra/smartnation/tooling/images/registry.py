@@ -77,6 +77,22 @@ class LocalRegistry:
     def log_file(self) -> Path:
         return self.home / "registry.log"
 
+    @property
+    def site_host(self) -> str:
+        """The host part of the site registry's name (what an image reference starts with)."""
+        return self.site_registry.partition("/")[0]
+
+    def containerd_hosts_toml(self) -> str:
+        """containerd's hosts.toml for ``certs.d/<site_host>/``: pulls of the site registry's images
+        go to this registry, over plain HTTP, and nowhere else (no fallback to the real host).
+        A node whose containerd runs in its own network namespace reaches 127.0.0.1:<port> of the
+        host through a socat pair, like its path to the API server."""
+        url = f"http://{self.address}"
+        return (
+            f"# Written by smartnation: {self.site_host} is served locally by the {self.cluster} registry.\n"
+            f'server = "{url}"\n\n[host."{url}"]\n  capabilities = ["pull", "resolve"]\n'
+        )
+
     def remote_repository(self, repository: str) -> str:
         return f"{self.path_prefix}/{repository}" if self.path_prefix else repository
 
