@@ -83,7 +83,7 @@ def test_kubelet_labels_its_node_real_and_names_it_after_the_plan(plan, tmp_path
     assert f"{REAL_NODE_LABEL}=real" in labels and "topology.kubernetes.io/zone=z1" in labels
     assert f"--hostname-override={plan.name}" in args
     assert f"--node-ip={plan.node_ip}" in args
-    assert any(a.startswith("--root-dir=") and _under(a.split("=", 1)[1], plan.node_dir) for a in args)
+    assert f"--root-dir={plan.kubelet_dir}" in args
 
 
 def test_kube_proxy_leaves_machine_wide_conntrack_settings_alone(plan, tmp_path):

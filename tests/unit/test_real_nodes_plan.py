@@ -27,7 +27,9 @@ def _all_plans(tmp_path: Path) -> list[RealNodePlan]:
 
 def test_every_node_of_every_site_gets_its_own_names_addresses_and_cgroup(tmp_path):
     every = _all_plans(tmp_path)
-    for attr in ("name", "netns", "host_veth", "node_veth", "node_ip", "host_ip", "cgroup", "run_dir", "node_dir"):
+    attrs = ("name", "netns", "host_veth", "node_veth", "node_ip", "host_ip", "cgroup", "run_dir", "node_dir")
+    attrs += ("kubelet_dir",)
+    for attr in attrs:
         values = [getattr(p, attr) for p in every]
         assert len(set(values)) == len(values), attr
     links = [p.link for p in every]
@@ -58,6 +60,8 @@ def test_interface_names_and_socket_paths_fit_the_kernels_limits(tmp_path):
         # sun_path holds 108 bytes including the terminating NUL.
         assert len(str(plan.containerd_socket) + ".ttrpc") < 108
         assert len(str(plan.api_socket)) < 108
+        # The kubelet serves its pod-resources API on <root-dir>/pod-resources/<10 digits>.
+        assert len(str(plan.kubelet_dir / "pod-resources" / "4042708043")) < 108
 
 
 def test_everything_a_node_writes_is_under_its_own_directories(tmp_path):

@@ -80,7 +80,7 @@ def kubelet_args(plan: RealNodePlan, config: Path, kubeconfig_path: Path, labels
     return [
         f"--config={config}",
         f"--kubeconfig={kubeconfig_path}",
-        f"--root-dir={plan.node_dir / 'kubelet'}",
+        f"--root-dir={plan.kubelet_dir}",
         f"--cert-dir={plan.node_dir / 'pki'}",
         f"--hostname-override={plan.name}",
         f"--node-ip={plan.node_ip}",

@@ -26,6 +26,10 @@ POD_BASE = ipaddress.IPv4Network("10.214.0.0/16")
 RUN_ROOT = Path("/run/smartnation/nodes")
 """Runtime state (sockets, containerd's state, pod network namespaces): short paths, because a
 unix socket path may not exceed 107 bytes, and on tmpfs like any runtime state."""
+KUBELET_ROOT = Path("/var/lib/smartnation/nodes")
+"""The kubelets' root directories (Pod volumes, checkpoints, and the sockets of its pod-resources,
+device-plugin and plugin-registration servers): persistent like the node's data, but on a short
+path, since those sockets live below it and a cache path can be long."""
 CGROUP_PARENT = "smartnation"
 """Every real node's processes and Pods live under /<this>/<node> in each cgroup hierarchy."""
 
@@ -123,6 +127,10 @@ class RealNodePlan:
     @property
     def run_dir(self) -> Path:
         return RUN_ROOT / self.name
+
+    @property
+    def kubelet_dir(self) -> Path:
+        return KUBELET_ROOT / self.name
 
     @property
     def containerd_socket(self) -> Path:

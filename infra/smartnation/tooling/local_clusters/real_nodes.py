@@ -44,7 +44,7 @@ from smartnation.tooling.local_clusters.kubelet_config import (
 )
 from smartnation.tooling.local_clusters.node_credentials import ClusterCA, node_credentials
 from smartnation.tooling.local_clusters.node_images import import_images
-from smartnation.tooling.local_clusters.node_plan import CGROUP_PARENT, RUN_ROOT, RealNodePlan, plans
+from smartnation.tooling.local_clusters.node_plan import CGROUP_PARENT, KUBELET_ROOT, RUN_ROOT, RealNodePlan, plans
 from smartnation.tooling.toolchain.bootstrap import tool_env
 from smartnation.tooling.toolchain.cache import CacheLayout, layout
 
@@ -150,20 +150,24 @@ class RealNodes:
     def write_configs(self, plan: RealNodePlan) -> dict[str, list[str]]:
         """Writes every config file of the node and returns the argv of each process."""
         d = plan.node_dir
-        for sub in ("containerd", "cni", "cni-leases", "kubelet", "pod-logs", "pki", "opt"):
+        for sub in ("containerd", "cni", "cni-leases", "pod-logs", "pki", "opt"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         plan.run_dir.mkdir(parents=True, exist_ok=True)
-        (d / "containerd.toml").write_text(containerd_config(plan))
-        (d / "cni" / "10-smartnation.conflist").write_text(json.dumps(cni_config(plan), indent=2))
+        plan.kubelet_dir.mkdir(parents=True, exist_ok=True)
         creds = node_credentials(plan, self.access.ca)
         server = f"https://127.0.0.1:{self.access.apiserver_port}"
         kubelet_kc, proxy_kc = d / "kubelet.kubeconfig", d / "kube-proxy.kubeconfig"
-        kubelet_kc.write_text(yaml.safe_dump(kubeconfig(server, creds["ca"], creds["kubelet_cert"],
-                                                        creds["kubelet_key"], f"system:node:{plan.name}")))  # fmt: skip
-        proxy_kc.write_text(yaml.safe_dump(kubeconfig(server, creds["ca"], creds["proxy_cert"], creds["proxy_key"],
-                                                      "system:kube-proxy")))  # fmt: skip
-        (d / "kubelet.yaml").write_text(yaml.safe_dump(kubelet_configuration(plan, creds["ca"]), sort_keys=False))
-        (d / "kube-proxy.yaml").write_text(yaml.safe_dump(kube_proxy_configuration(plan, proxy_kc), sort_keys=False))
+        kubelet_user = f"system:node:{plan.name}"
+        files = {
+            d / "containerd.toml": containerd_config(plan),
+            d / "cni" / "10-smartnation.conflist": json.dumps(cni_config(plan), indent=2),
+            kubelet_kc: kubeconfig(server, creds["ca"], creds["kubelet_cert"], creds["kubelet_key"], kubelet_user),
+            proxy_kc: kubeconfig(server, creds["ca"], creds["proxy_cert"], creds["proxy_key"], "system:kube-proxy"),
+            d / "kubelet.yaml": kubelet_configuration(plan, creds["ca"]),
+            d / "kube-proxy.yaml": kube_proxy_configuration(plan, proxy_kc),
+        }
+        for path, content in files.items():
+            write_if_changed(path, content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False))
         labels = {"topology.kubernetes.io/region": self.access.region, "topology.kubernetes.io/zone": self.access.zone}
         b = self.cache.bin
         return {
@@ -274,10 +278,13 @@ class RealNodes:
             for p in procs.values()
             if node_processes.alive(node_processes.Running.from_json(p))
         }
-        # Then every other process of the node: containers, shims, containerd, socat. The
-        # node's cgroup subtree holds them all, whoever started them.
+        # The containers next, at once: a container's first process ignores SIGTERM from
+        # outside its PID namespace unless it handles it, and the node is going down anyway.
+        node_processes.stop(node_cgroups.pids(f"{plan.cgroup}/kubepods"), timeout=0)
+        # Then every other process of the node: shims, containerd, socat. The node's cgroup
+        # subtree holds them all, whoever started them.
         left = node_processes.stop(recorded | node_cgroups.pids(plan.cgroup))
-        node_leftovers.unmount_under(plan.run_dir, plan.node_dir)
+        node_leftovers.unmount_under(plan.run_dir, plan.kubelet_dir, plan.node_dir)
         node_leftovers.remove_shim_sockets(plan)
         state["processes"] = {}
         if plan.state_file.parent.exists():
@@ -294,13 +301,15 @@ class RealNodes:
             node_leftovers.remove_container_log_links(plan)
             node_leftovers.remove_cni_results(plan)
             shutil.rmtree(plan.run_dir, ignore_errors=True)
+            shutil.rmtree(plan.kubelet_dir, ignore_errors=True)
             shutil.rmtree(plan.node_dir, ignore_errors=True)
             say(plan.cluster, f"{plan.name}: removed" + (f" (cgroups still busy: {left})" if left else ""))
         shutil.rmtree(self.cluster_dir, ignore_errors=True)
-        if RUN_ROOT.exists() and not any(RUN_ROOT.iterdir()):
-            RUN_ROOT.rmdir()
-            if not any(RUN_ROOT.parent.iterdir()):
-                RUN_ROOT.parent.rmdir()
+        for root in (RUN_ROOT, KUBELET_ROOT):
+            if root.exists() and not any(root.iterdir()):
+                root.rmdir()
+                if not any(root.parent.iterdir()):
+                    root.parent.rmdir()
         node_cgroups.remove_parent_if_empty(CGROUP_PARENT)
         others = [p for p in self.host_file.parent.iterdir() if p.is_dir()] if self.host_file.parent.exists() else []
         if not others:
@@ -333,6 +342,16 @@ class RealNodes:
             pids = " ".join(f"{n}={procs[n]['pid']}" for n in PROCESSES if n in procs)
             lines.append(f"{plan.name}\t{summary}{ready}\tnetns={plan.netns}\tip={plan.node_ip}\t{pids}")
         return lines
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """Rewrites a config only when its content changes: kube-proxy exits when its config file
+    is touched, and an unchanged node must keep running through `make clusters`."""
+    if path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
