@@ -107,3 +107,13 @@ def test_the_shim_socket_path_is_containerds_hash_of_address_namespace_and_sandb
     assert sock == Path("/run/containerd/s") / expected
     other = RealNodePlan("probe", 9, 1, plan.cluster_dir)
     assert node_leftovers.shim_socket(other, "abc") != sock
+
+
+def test_a_directory_bind_mounted_onto_itself_counts_as_a_mount_point(tmp_path):
+    # What `ip netns add` does to /run/netns; os.path.ismount cannot see it on the same file system.
+    from smartnation.tooling.local_clusters.host_record import is_mount_point
+
+    info = tmp_path / "mountinfo"
+    info.write_text("22 1 254:0 / / rw - ext4 /dev/vda rw\n40 22 254:0 /run/netns /run/netns rw shared:5 - ext4 /dev/vda rw\n")
+    assert is_mount_point("/run/netns", info)
+    assert not is_mount_point("/run", info)
