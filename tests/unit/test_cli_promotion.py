@@ -235,6 +235,7 @@ def test_entries_are_appended_and_listed_oldest_first(tmp_path: Path):
 
 
 def test_the_operator_is_taken_from_the_environment_first(monkeypatch, tmp_path: Path):
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)  # this suite also runs in CI
     monkeypatch.setenv("SMARTNATION_OPERATOR", "night-shift@smartnation.mc")
     assert operator(tmp_path) == "night-shift@smartnation.mc"
     monkeypatch.delenv("SMARTNATION_OPERATOR")
@@ -242,3 +243,18 @@ def test_the_operator_is_taken_from_the_environment_first(monkeypatch, tmp_path:
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "none"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     assert operator(tmp_path) == "someone"
+
+
+def test_in_github_actions_the_operator_is_the_actor_and_cannot_be_set(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_ACTOR", "alice")
+    monkeypatch.setenv("SMARTNATION_OPERATOR", "mallory")
+    assert operator(tmp_path) == "github:alice"
+
+
+def test_in_github_actions_a_missing_actor_is_refused(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.delenv("GITHUB_ACTOR", raising=False)
+    monkeypatch.setenv("SMARTNATION_OPERATOR", "mallory")
+    with pytest.raises(SettingsError, match=r"\$GITHUB_ACTOR"):
+        operator(tmp_path)

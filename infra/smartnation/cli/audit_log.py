@@ -17,6 +17,8 @@ from smartnation.settings import SettingsError
 
 AUDIT_FILE = "audit/promotions.jsonl"
 OPERATOR_VARIABLE = "SMARTNATION_OPERATOR"
+# Set by the GitHub Actions runner itself, not by the workflow: the user who started the run.
+GITHUB_ACTOR_VARIABLE = "GITHUB_ACTOR"
 
 # What became of a promotion (AuditEntry.result).
 APPLIED = "applied"
@@ -44,7 +46,8 @@ class AuditEntry:
     when: str
     """UTC time the promotion ended, ISO 8601 with a Z."""
     who: str
-    """$SMARTNATION_OPERATOR, else git's user.email, else the login name."""
+    """In GitHub Actions `github:<GITHUB_ACTOR>` (the user who started the run); elsewhere
+    $SMARTNATION_OPERATOR, else git's user.email, else the login name."""
     source: str
     target: str
     result: str
@@ -70,7 +73,18 @@ def utc_now() -> str:
 
 
 def operator(project: Path) -> str:
-    """Who is promoting: $SMARTNATION_OPERATOR, else git user.email, else the login name."""
+    """Who is promoting.
+
+    In GitHub Actions it is `github:<actor>`, from the runner's GITHUB_ACTOR: a workflow step can
+    set SMARTNATION_OPERATOR to anything, so it is ignored there. Elsewhere: $SMARTNATION_OPERATOR,
+    else git user.email, else the login name."""
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        actor = os.environ.get(GITHUB_ACTOR_VARIABLE, "").strip()
+        if not actor:
+            raise SettingsError(
+                f"${GITHUB_ACTOR_VARIABLE}", "<unset>", "running in GitHub Actions without the user who started the run"
+            )
+        return f"github:{actor}"
     if os.environ.get(OPERATOR_VARIABLE):
         return os.environ[OPERATOR_VARIABLE]
     try:
