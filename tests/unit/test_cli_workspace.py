@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
+from smartnation.cli import workspace
 from smartnation.cli.workspace import pulumi_command, seed_secrets, tool_environment
 
 pytestmark = pytest.mark.unit
@@ -62,3 +63,38 @@ def test_pulumi_is_taken_from_the_path_it_is_handed(tmp_path: Path, monkeypatch)
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no pulumi on this process's PATH
     command = pulumi_command({"PATH": f"{fake.parent}{os.pathsep}/usr/bin"})
     assert command.command == str(fake)
+
+
+@pytest.fixture
+def two_passphrases(monkeypatch, tmp_path: Path):
+    """A shared (non-local) backend where staging and production have passphrases of their own."""
+    monkeypatch.setenv("PULUMI_BACKEND_URL", f"file://{tmp_path / 'shared-state'}")
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE_FILE", raising=False)
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "production-passphrase")
+    monkeypatch.setenv("SMARTNATION_PASSPHRASE_STAGING", "staging-passphrase")
+    # No engine here: the workspace options are only built, with a stand-in command.
+    monkeypatch.setattr(workspace, "pulumi_command", lambda env: "pulumi")
+
+
+def test_each_environment_gets_its_own_passphrase(two_passphrases):
+    assert tool_environment("staging")["PULUMI_CONFIG_PASSPHRASE"] == "staging-passphrase"
+    assert tool_environment("production")["PULUMI_CONFIG_PASSPHRASE"] == "production-passphrase"
+    staging = workspace.workspace_options(environment="staging")
+    production = workspace.workspace_options(environment="production")
+    assert staging.env_vars["PULUMI_CONFIG_PASSPHRASE"] == "staging-passphrase"
+    assert production.env_vars["PULUMI_CONFIG_PASSPHRASE"] == "production-passphrase"
+
+
+def test_select_opens_each_stack_under_its_own_passphrase(two_passphrases, monkeypatch):
+    opened: dict[str, str] = {}
+
+    def select_stack(stack_name: str, work_dir: str, opts: auto.LocalWorkspaceOptions) -> RecordingStack:
+        opened[stack_name] = opts.env_vars["PULUMI_CONFIG_PASSPHRASE"]
+        return RecordingStack({})
+
+    monkeypatch.setattr(workspace.auto, "select_stack", select_stack)
+    monkeypatch.delenv("SMARTNATION_SECRETS_STAGING", raising=False)
+    monkeypatch.delenv("SMARTNATION_SECRETS_PRODUCTION", raising=False)
+    for environment in ("staging", "production"):
+        workspace.select(environment, create=False)
+    assert opened == {"staging": "staging-passphrase", "production": "production-passphrase"}

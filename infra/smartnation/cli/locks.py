@@ -23,7 +23,7 @@ def lock_holders(environment: str) -> list[dict[str, Any]] | None:
     `.pulumi/locks/<org>/<project>/<stack>/<id>.json` (older layout: `.pulumi/locks/<stack>/`).
     Other backends (S3) are not listed here: there the update itself refuses with STACK_LOCKED.
     """
-    url = tool_environment().get("PULUMI_BACKEND_URL", "")
+    url = tool_environment(environment).get("PULUMI_BACKEND_URL", "")
     if not url.startswith("file://"):
         return None
     root = Path(url.removeprefix("file://")).expanduser() / ".pulumi" / "locks"

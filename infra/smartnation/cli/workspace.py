@@ -24,11 +24,15 @@ log = logging.getLogger("smartnation")
 _SKIP_VERSION_CHECK = "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK"
 
 
-def tool_environment() -> dict[str, str]:
+def tool_environment(environment: str | None = None) -> dict[str, str]:
     """The variables our tools run with: the toolchain first on PATH, local defaults for what the
     caller did not set. This process's own environment is left as it is; whoever starts the engine
-    or a tool passes these explicitly (``env_vars`` of the workspace, ``env=`` of a subprocess)."""
-    return exports()
+    or a tool passes these explicitly (``env_vars`` of the workspace, ``env=`` of a subprocess).
+
+    ``environment``, when the caller opens that stack, picks its own passphrase
+    (SMARTNATION_PASSPHRASE_<ENV>, else PULUMI_CONFIG_PASSPHRASE): one promote job opens staging
+    and production, each under its own."""
+    return exports(environment)
 
 
 def pulumi_command(env: Mapping[str, str]) -> auto.PulumiCommand:
@@ -42,14 +46,17 @@ def pulumi_command(env: Mapping[str, str]) -> auto.PulumiCommand:
     return auto.PulumiCommand(root=root, skip_version_check=_SKIP_VERSION_CHECK in env)
 
 
-def workspace_options(environments: Path | None = None) -> auto.LocalWorkspaceOptions:
-    """Workspace options; ``environments`` points the program at another environments/ copy.
+def workspace_options(
+    environments: Path | None = None, environment: str | None = None
+) -> auto.LocalWorkspaceOptions:
+    """Workspace options; ``environments`` points the program at another environments/ copy,
+    ``environment`` picks that stack's passphrase (``tool_environment``).
 
     The program (infra/__main__.py) reads its settings from $SMARTNATION_ENVIRONMENTS_DIR, so
     the variable always goes to the engine explicitly: the CLI and the program must read the
     same files (promote previews the target with a temporary copy of environments/).
     """
-    env = {**tool_environment(), ENVIRONMENTS_DIR_VARIABLE: str(environments or environments_dir())}
+    env = {**tool_environment(environment), ENVIRONMENTS_DIR_VARIABLE: str(environments or environments_dir())}
     return auto.LocalWorkspaceOptions(
         work_dir=str(project_dir()),
         env_vars=env,
@@ -63,7 +70,7 @@ def select(environment: str, create: bool = True, environments: Path | None = No
 
     Secrets CI hands in (SMARTNATION_SECRETS_<ENV>) fill in whatever the stack config lacks."""
     settings = load_settings(environment, environments or environments_dir())
-    opts = workspace_options(environments)
+    opts = workspace_options(environments, environment)
     work_dir = str(project_dir())
     secrets = secrets_from_environment(environment)
     if create:
