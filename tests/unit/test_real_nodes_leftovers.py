@@ -114,6 +114,8 @@ def test_a_directory_bind_mounted_onto_itself_counts_as_a_mount_point(tmp_path):
     from smartnation.tooling.local_clusters.host_record import is_mount_point
 
     info = tmp_path / "mountinfo"
-    info.write_text("22 1 254:0 / / rw - ext4 /dev/vda rw\n40 22 254:0 /run/netns /run/netns rw shared:5 - ext4 /dev/vda rw\n")
+    info.write_text(
+        "22 1 254:0 / / rw - ext4 /dev/vda rw\n40 22 254:0 /run/netns /run/netns rw shared:5 - ext4 /dev/vda rw\n"
+    )
     assert is_mount_point("/run/netns", info)
     assert not is_mount_point("/run", info)
