@@ -46,9 +46,7 @@ def pulumi_command(env: Mapping[str, str]) -> auto.PulumiCommand:
     return auto.PulumiCommand(root=root, skip_version_check=_SKIP_VERSION_CHECK in env)
 
 
-def workspace_options(
-    environments: Path | None = None, environment: str | None = None
-) -> auto.LocalWorkspaceOptions:
+def workspace_options(environments: Path | None = None, environment: str | None = None) -> auto.LocalWorkspaceOptions:
     """Workspace options; ``environments`` points the program at another environments/ copy,
     ``environment`` picks that stack's passphrase (``tool_environment``).
 
