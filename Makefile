@@ -7,7 +7,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ENV ?= staging
 # The toolchain, the local clusters and the local state backend live outside the repository.
-TOOLENV = eval "$$($(PY) -m smartnation.tooling.toolchain.env)"
+# An assignment first, so that a refusal of the env module (exit 2: no passphrase for this backend)
+# stops the recipe; `eval "$$(...)"` alone would evaluate nothing and carry on.
+TOOLENV = toolenv="$$($(PY) -m smartnation.tooling.toolchain.env)" && eval "$$toolenv"
 
 .PHONY: help
 help: ## list the targets
