@@ -89,8 +89,9 @@ def test_production_as_written_passes_every_mandatory_rule(project):
 
 
 def test_the_pack_stops_a_code_mistake_the_settings_cannot_make(project, tmp_path):
-    # A checkout whose program has two mistakes no settings file can produce: containers with a
-    # writable root filesystem, and a namespace that only warns instead of enforcing Pod Security.
+    # A checkout with mistakes no settings file can produce: containers with a writable root
+    # filesystem (in the program and in the city APIs' chart, which the engine renders for the pack)
+    # and a namespace that enforces only the baseline Pod Security profile.
     checkout = tmp_path / "checkout"
     shutil.copytree(REPO / "infra", checkout / "infra", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "charts", checkout / "charts")
@@ -98,8 +99,10 @@ def test_the_pack_stops_a_code_mistake_the_settings_cannot_make(project, tmp_pat
     shutil.copy2(REPO / "Pulumi.yaml", checkout / "Pulumi.yaml")
     components = checkout / "infra" / "smartnation" / "program" / "components"
     pods, guardrails = components / "pods.py", components / "guardrails.py"
+    chart_deployment = checkout / "charts" / "city-api" / "templates" / "deployment.yaml"
     for path, old, new in (
         (pods, "read_only_root: bool = True", "read_only_root: bool = False"),
+        (chart_deployment, "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"),
         (
             guardrails,
             '"pod-security.kubernetes.io/enforce": "restricted"',
@@ -119,6 +122,9 @@ def test_the_pack_stops_a_code_mistake_the_settings_cannot_make(project, tmp_pat
     assert proc.returncode != 0, _policy_rows(out)
     assert "read-only-root-filesystem" in out and "has a writable root filesystem" in out, _policy_rows(out)
     assert "namespace-pod-security" in out and "pod-security.kubernetes.io/enforce: baseline" in out
+    flagged = [line for line in out.splitlines() if "read-only-root-filesystem" in line]
+    assert any("kubernetes:apps/v1:StatefulSet" in line for line in flagged), _policy_rows(out)
+    assert any("kubernetes:apps/v1:Deployment" in line for line in flagged), _policy_rows(out)  # the chart's
     # The mandatory level is what failed the preview, not an error of the program.
     assert "mandatory" in out.lower(), _policy_rows(out)
 
