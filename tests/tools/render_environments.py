@@ -1,6 +1,7 @@
 """Render every environment on every cluster under Pulumi mocks and write one JSON per build.
 
-Each file lists every registration as the engine would receive it: URN, parent, provider,
+The program runs under smartnation.cli.mock_program (the redacted preview's renderer). Each
+file lists every registration as the engine would receive it: URN, parent, provider,
 protect, aliases, dependencies and the inputs (secrets kept as markers). Two renderings of
 the same tree are byte-identical, so a refactor is checked by rendering before and after and
 diffing the folders:
@@ -15,52 +16,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pulumi
-
-from tests.unit.harness import (
-    CLUSTERS,
-    ENVIRONMENTS,
-    Registered,
-    environments_copy,
-    install_mocks,
-    run,
-    secrets_for,
-    set_secrets,
-)
+from smartnation.cli.mock_program import records, render
+from tests.unit.harness import CLUSTERS, ENVIRONMENTS, environments_copy
 
 
-def _record(registered: Registered) -> dict[str, Any]:
-    """One registration as the engine receives it (the harness's RecordingMonitor saw it)."""
-    return {
-        "urn": registered.urn,
-        "parent": registered.parent,
-        "provider": registered.provider,
-        "protect": registered.protect,
-        "aliases": list(registered.aliases),
-        "dependencies": list(registered.dependencies),
-        "delete_before_replace": registered.delete_before_replace,
-        "ignore_changes": list(registered.ignore_changes),
-        "inputs": registered.inputs,
-    }
-
-
-def render(environment: str, cluster: str, workdir: Path) -> list[dict[str, Any]]:
-    from smartnation.settings import load_settings
-
-    try:
-        from smartnation.program.platform import build
-    except ImportError:  # the layout before the architecture issue
-        from smartnation.program.city_platform import build  # type: ignore[no-redef]
-
-    root = environments_copy(workdir, environment, cluster)
-    settings = load_settings(environment, root)
-    recorder = install_mocks(stack=environment)
-    set_secrets(secrets_for(settings))
-    try:
-        run(recorder, lambda: build(settings))
-    finally:
-        pulumi.runtime.set_all_config({})
-    return sorted((_record(r) for r in recorder.resources), key=lambda r: r["urn"])
+def render_on(environment: str, cluster: str, workdir: Path) -> list[dict[str, Any]]:
+    """Every registration of ``environment`` with its ``cluster:`` switched to ``cluster``."""
+    return records(render(environment, environments_copy(workdir, environment, cluster)))
 
 
 def main(argv: list[str]) -> int:
@@ -71,7 +33,7 @@ def main(argv: list[str]) -> int:
     for environment in ENVIRONMENTS:
         for cluster in CLUSTERS:
             with tempfile.TemporaryDirectory() as tmp:
-                records = render(environment, cluster, Path(tmp))
+                records = render_on(environment, cluster, Path(tmp))
             path = out / f"{environment}@{cluster}.json"
             path.write_text(json.dumps(records, indent=1, sort_keys=True, default=str) + "\n", encoding="utf-8")
             print(f"{path}: {len(records)} registrations")
