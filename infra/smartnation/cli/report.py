@@ -200,6 +200,8 @@ class EnvironmentPreview:
     new_stack: bool = False
     """The stack did not exist in the backend: the preview is against an empty stack."""
     result: str = OK
+    notes: list[str] = field(default_factory=list)
+    """Markdown lines for the end of the environment's section (how the preview was made)."""
 
     @classmethod
     def from_collector(cls, environment: str, cluster: str, collector: EventCollector, **kwargs) -> EnvironmentPreview:
@@ -315,6 +317,8 @@ def render_environment(p: EnvironmentPreview) -> list[str]:
         out += ["", "</details>"]
     elif p.result == OK:
         out.append("No changes.")
+    if p.notes:
+        out += ["", *p.notes]
     return out
 
 
