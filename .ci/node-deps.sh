@@ -5,7 +5,8 @@
 # loopback, portmap), iptables and conntrack (kube-proxy's rules, inside each node's own
 # network namespace), iproute2 (ip netns, veth), socat (the node's path to its API server on
 # the host's loopback), catatonit (the pod sandbox's pause process) and busybox-static (the
-# test image's only binary).
+# test image's only binary); openssl signs the nodes' certificates, procps' sysctl and
+# util-linux's nsenter enter a node's namespace.
 #
 # Idempotent: when every package is already installed it does nothing, not even
 # `apt-get update`, so it is cheap to call before every `make clusters`.
@@ -15,7 +16,8 @@
 # socket), so it is stopped and disabled: a stray runtime on the machine only hides mistakes.
 set -eu
 
-PACKAGES="containerd runc containernetworking-plugins iptables iproute2 socat conntrack catatonit busybox-static"
+PACKAGES="containerd runc containernetworking-plugins iptables iproute2 socat conntrack catatonit busybox-static
+    openssl procps util-linux"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "node-deps: must run as root (it installs Debian packages)" >&2
@@ -49,7 +51,7 @@ fi
 for bin in /usr/bin/containerd /usr/bin/containerd-shim-runc-v2 /usr/bin/ctr /usr/sbin/runc \
     /usr/lib/cni/bridge /usr/lib/cni/host-local /usr/lib/cni/loopback /usr/lib/cni/portmap \
     /usr/sbin/iptables /usr/sbin/iptables-save /usr/sbin/conntrack /usr/bin/socat /usr/sbin/ip \
-    /usr/bin/catatonit /bin/busybox; do
+    /usr/bin/catatonit /bin/busybox /usr/bin/openssl /usr/sbin/sysctl /usr/bin/nsenter; do
     if [ ! -x "$bin" ]; then
         echo "node-deps: $bin is missing after install" >&2
         exit 1
