@@ -221,6 +221,7 @@ def test_a_redacted_preview_of_a_tag_bump_and_a_rotated_secret(scratch_change, t
     assert "`spec.template.spec.containers[0].image`" in report
     assert "| `database-superuser-password` | changed |" in report
     assert "| `object-storage-root-password` | unchanged |" in report
+    assert "Policy pack: its rules ran over the head's" in report
 
     keys = required_secrets(load_settings("staging", repo / "environments"))
     leaks = [placeholder_secret(key) for key in keys] + [*base_values.values(), *head_values.values()]

@@ -31,7 +31,7 @@ from smartnation.cli.report import Violation
 from smartnation.settings import Settings
 from smartnation_policy.rules import POLICIES
 
-NOT_JUDGED_UNDER_MOCKS = "helm.sh/v4:Chart"
+NOT_JUDGED_UNDER_MOCKS = "kubernetes:helm.sh/v4:Chart"
 
 
 class _Reported(list):

@@ -382,16 +382,17 @@ def preview_redacted(environment: str, reasons: tuple[str, ...], inputs: Redacte
         result.finish(engine_failed=True)
         return result
     if inputs.base is None:
-        result.notes.append(f"New at the head: the base has no `{environment}.yaml`, so every resource is created.")
+        result.notes += ["", f"New at the head: the base has no `{environment}.yaml`, so every resource is created."]
     result.steps = diff_registrations(base, head)
     result.violations = [
         Violation(v.policy, _scrub(v.message, placeholders), v.level, v.urn) for v in judge(head, settings)
     ]
-    if any(r.type == NOT_JUDGED_UNDER_MOCKS for r in head):
-        result.notes.append(
-            "Policy pack: run on the head's registrations without an engine; "
-            f"the resources a `{NOT_JUDGED_UNDER_MOCKS}` renders are judged only by `smartnation up`."
-        )
+    charts = sum(1 for r in head if r.type == NOT_JUDGED_UNDER_MOCKS)
+    policy_note = f"Policy pack: its rules ran over the head's {len(head)} registrations without an engine."
+    if charts:
+        chart = NOT_JUDGED_UNDER_MOCKS.removeprefix("kubernetes:")
+        policy_note += f" What the {charts} `{chart}` resource(s) render is judged only by an engine preview."
+    result.notes += ["", policy_note]
     base_stack = git_show(inputs.repo, inputs.merge_base, inputs.base_stack_file) if inputs.base_stack_file else None
     secrets = compare_secrets(keys, base_stack, _read(inputs.head_stack_file))
     result.notes += render_secrets(secrets)
