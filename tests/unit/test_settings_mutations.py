@@ -15,13 +15,18 @@ The number of mutations tried is printed and written to ``<pytest tmp>/settings-
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import functools
+import hashlib
+import multiprocessing
+import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,7 +160,8 @@ class Sandbox:
     texts: dict[str, str] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
     clusters: dict[str, str] = field(default_factory=dict)
-    built: set[str] = field(default_factory=set)
+    built: MutableMapping[str, bool] = field(default_factory=dict)
+    """Digests of the settings already built (shared between the sweep's worker processes)."""
     override: tuple[Path, Any] | None = None
     """The mutated file and its document, handed to the loader instead of the file's own."""
     counts: Counter = field(default_factory=Counter)
@@ -240,12 +246,13 @@ class Sandbox:
         self.counts["loads"] += 1
         try:
             settings = load_settings(environment, self.root)
-            key = repr(settings)
+            # A build is a function of the settings: equal settings are built once.
+            key = hashlib.sha256(repr(settings).encode()).hexdigest()
             if key in self.built:
                 self.counts["built (same settings as before)"] += 1
                 return
             _build(settings)
-            self.built.add(key)
+            self.built[key] = True
             self.counts["built"] += 1
             self.counts[f"built after {kind}"] += 1
         except SettingsError as error:
@@ -296,11 +303,10 @@ def _build(settings: Any) -> None:
     assert recorder.resources, "a clean build registers resources"
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
-    box = Sandbox.create(tmp_path_factory.mktemp("mutations") / "environments")
-    # The unchanged files are parsed once (the loader never changes what it reads); a file
-    # written by a mutation is parsed for real, keyed by its text.
+@contextlib.contextmanager
+def _reading(box: Sandbox) -> Iterator[None]:
+    """The loader reads through this: the mutated document for the mutated file, and each
+    unchanged file parsed once (a file written by a mutation is parsed for real, keyed by its text)."""
     parsed: dict[tuple[str, str], Any] = {}
     original = loader.read_yaml
 
@@ -316,14 +322,50 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
 
     patch = pytest.MonkeyPatch()
     patch.setattr(loader, "read_yaml", cached)
+    try:
+        yield
+    finally:
+        patch.undo()
+
+
+def _sweep(root: str, share: int, shares: int, built: MutableMapping[str, bool]) -> tuple[Counter, list[str]]:
+    """Every ``shares``-th target from ``share`` on, mutated every way (in a worker process)."""
+    box = Sandbox.create(Path(root))
+    box.built = built
+    with _reading(box):
+        for file, path, value in box.targets()[share::shares]:
+            for kind, new in mutations(path[-1], value):
+                box.check(file, path, kind, new)
+    return box.counts, box.failures
+
+
+@dataclass
+class Tally:
+    """Counts and wrong outcomes of every test in this module, for the figure in the report."""
+
+    counts: Counter = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def tally(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tally]:
+    result = Tally()
     started = time.monotonic()
-    yield box
-    patch.undo()
+    yield result
     seconds = time.monotonic() - started
-    summary = ", ".join(f"{k} {v}" for k, v in sorted(box.counts.items()))
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
     report = tmp_path_factory.getbasetemp() / "settings-mutations.txt"
-    report.write_text(f"{box.counts['mutations']} mutations in {seconds:.1f} s: {summary}\n", encoding="utf-8")
+    report.write_text(f"{result.counts['mutations']} mutations in {seconds:.1f} s: {summary}\n", encoding="utf-8")
     print(f"\nsettings mutations: {report.read_text(encoding='utf-8').strip()} (written to {report})")
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory, tally: Tally) -> Iterator[Sandbox]:
+    box = Sandbox.create(tmp_path_factory.mktemp("mutations") / "environments")
+    box.counts = tally.counts
+    box.failures = tally.failures
+    with _reading(box):
+        yield box
 
 
 def test_the_unmutated_files_load_and_build(sandbox: Sandbox) -> None:
@@ -331,15 +373,30 @@ def test_the_unmutated_files_load_and_build(sandbox: Sandbox) -> None:
         _build(load_settings(environment, sandbox.root))
 
 
-def test_every_key_of_every_file_mutated_every_way(sandbox: Sandbox) -> None:
-    targets = sandbox.targets()
-    assert {file for file, _, _ in targets} == set(FILES)
-    for file, path, value in targets:
-        for kind, new in mutations(path[-1], value):
-            sandbox.check(file, path, kind, new)
-    assert not sandbox.failures, f"{len(sandbox.failures)} wrong outcomes:\n" + "\n".join(sandbox.failures[:40])
+def test_every_key_of_every_file_mutated_every_way(
+    sandbox: Sandbox, tally: Tally, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    assert {file for file, _, _ in sandbox.targets()} == set(FILES)
+    # The builds are most of the time and independent: one process per core (spawned, so no
+    # Pulumi runtime or event loop state is inherited), sharing which settings were built.
+    shares = max(1, min(os.cpu_count() or 1, 4))
+    base = tmp_path_factory.mktemp("sweep")
+    counts, failures = Counter(), []
+    with multiprocessing.get_context("spawn").Manager() as manager:
+        built = manager.dict()
+        with ProcessPoolExecutor(shares, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [
+                pool.submit(_sweep, str(base / f"share{i}" / "environments"), i, shares, built) for i in range(shares)
+            ]
+            for future in futures:
+                share_counts, share_failures = future.result()
+                counts.update(share_counts)
+                failures.extend(share_failures)
+    tally.counts.update(counts)
+    tally.failures.extend(failures)
+    assert not failures, f"{len(failures)} wrong outcomes:\n" + "\n".join(failures[:40])
     # Both outcomes must occur, or the oracle is not being exercised.
-    assert sandbox.counts["refused"] > 1000 and sandbox.counts["built"] > 20, sandbox.counts
+    assert counts["refused"] > 1000 and counts["built"] > 20, counts
 
 
 _scalars = st.one_of(
