@@ -23,6 +23,7 @@ import hashlib
 import multiprocessing
 import os
 import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, MutableMapping
@@ -37,6 +38,7 @@ import yaml
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 import smartnation.settings.loader as loader
 from smartnation.program.city_platform import build
@@ -44,6 +46,9 @@ from smartnation.settings import SettingsError, load_settings
 from tests.unit.harness import ENVIRONMENTS, REPO_ENVIRONMENTS, install_mocks, run, secrets_for, set_secrets
 
 pytestmark = pytest.mark.unit
+
+# Hypothesis keeps a cache (.hypothesis/) in the working directory: keep it out of the source tree.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "smartnation-hypothesis")
 
 DEFAULTS = "defaults.yaml"
 PROFILES = ("clusters/dusseldorf-test.yaml", "clusters/monaco-onprem.yaml")
