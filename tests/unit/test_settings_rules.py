@@ -426,7 +426,7 @@ CASES = [
         "production",
         "clusters/monaco-onprem.yaml",
         "ingress.base_domain",
-        "DNS subdomain",
+        "DNS host name",
     ),
 ]
 
@@ -455,6 +455,11 @@ def test_an_environment_name_whose_namespace_is_too_long_is_refused(envdir: Path
 
 def test_the_project_name_comes_from_pulumi_yaml() -> None:
     assert project_name() == "smartnation"
+
+
+def test_the_longest_environment_name_is_bounded_by_the_job_names(envdir: Path) -> None:
+    # <env>-object-storage-setup-<10 hex digits> is a Job name, 63 characters at most.
+    assert len(_longest_accepted(envdir)) == 63 - len("-object-storage-setup-0123456789")
 
 
 def test_an_environment_name_starting_with_a_digit_is_refused_for_its_service_names(envdir: Path) -> None:

@@ -147,6 +147,6 @@ def check_derived_names(
     base_domain = profile.ingress.base_domain
     hosts = [naming.api_hostname(app, environment, base_domain) for app, _ in spec.city_apis.items()]
     for host in (*hosts, naming.mqtt_hostname(environment, base_domain)):
-        problem = check_kind("dns_subdomain", host)
+        problem = check_kind("hostname", host)
         if problem:
             raise SettingsError(profile_file, "ingress.base_domain", f"gives the host name {host!r}: {problem}")

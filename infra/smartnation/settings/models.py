@@ -156,7 +156,7 @@ class Ingress:
     """Annotations every Ingress gets on this cluster."""
     tls_issuer: str = setting(kind="dns_subdomain")
     """The cert-manager ClusterIssuer that signs the broker's and the APIs' certificates."""
-    base_domain: str = setting(kind="dns_subdomain")
+    base_domain: str = setting(kind="hostname")
     """DNS zone under which API hostnames are created."""
     controller_namespace: str = setting(default="ingress-nginx", pattern=DNS_LABEL, describe="a namespace name")
     """Namespace the ingress controller's pods run in; NetworkPolicies admit API traffic from it."""
@@ -201,6 +201,9 @@ class Simulation:
     volume_pool: VolumePool = setting()
     """Volumes the site has per storage class (the stand-in's provisioner makes one per claim
     instead and does not read this)."""
+    real_nodes: int = setting(default=1, range=(0, 16))
+    """Real nodes (kubelet, containerd, runc in a network namespace of their own) beside the
+    simulated ones; what the platform is for is proven on their Pods (0: simulation only)."""
 
 
 @dataclass(frozen=True, kw_only=True)

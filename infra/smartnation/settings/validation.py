@@ -135,11 +135,18 @@ def _dns_label(value: str) -> str | None:
 
 
 def _dns_subdomain(value: str) -> str | None:
+    """A Kubernetes object name (IsDNS1123Subdomain: no limit per label)."""
     if len(value) > 253 or not _DNS_SUBDOMAIN_RE.fullmatch(value):
         return "lowercase DNS labels separated by '.', at most 253 characters"
-    if any(len(label) > 63 for label in value.split(".")):
-        return "each label at most 63 characters"
     return None
+
+
+def _hostname(value: str) -> str | None:
+    """A name DNS resolves: a subdomain whose every label has at most 63 characters."""
+    problem = _dns_subdomain(value)
+    if problem is None and any(len(label) > 63 for label in value.split(".")):
+        return "each label at most 63 characters"
+    return problem
 
 
 def _label_key(value: str) -> str | None:
@@ -235,7 +242,8 @@ KINDS: dict[str, tuple[str, Callable[[str], str | None]]] = {
     "cidr": ("an IP network in CIDR notation such as 198.51.100.0/24", _cidr),
     "cron": ("a five-field cron schedule such as '15 2 * * *'", _cron),
     "dns_label": ("a DNS label (Kubernetes name)", _dns_label),
-    "dns_subdomain": ("a DNS subdomain (Kubernetes object or host name)", _dns_subdomain),
+    "dns_subdomain": ("a DNS subdomain (Kubernetes object name)", _dns_subdomain),
+    "hostname": ("a DNS host name", _hostname),
     "label_key": ("a Kubernetes label or annotation key", _label_key),
     "label_value": ("a Kubernetes label value", _label_value),
     "env_var": ("an environment variable name", _env_var),
