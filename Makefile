@@ -33,7 +33,8 @@ env: ## print the exports for your shell: eval "$$(make -s env)"
 	@$(PY) -m smartnation.tooling.toolchain.env
 
 .PHONY: clusters
-clusters: bootstrap ## start the local dusseldorf-test and monaco-onprem clusters
+clusters: bootstrap ## start the local dusseldorf-test and monaco-onprem clusters (control planes, simulated and real nodes)
+	bash .ci/node-deps.sh
 	$(PY) -m smartnation.tooling.local_clusters.lifecycle up
 
 .PHONY: clusters-down
@@ -49,12 +50,13 @@ clusters-reset: venv ## delete the local clusters and all their data
 	$(PY) -m smartnation.tooling.local_clusters.lifecycle reset
 
 .PHONY: up
-up: clusters ## bootstrap, start the clusters and deploy ENV (default staging), then print its outputs
+up: clusters images ## bootstrap, start the clusters and deploy ENV (default staging), then print its outputs
 	$(TOOLENV) && $(PY) -m smartnation.cli.main up $(ENV) --yes --init-secrets
 
 .PHONY: contract-deps
-contract-deps: ## install the Debian daemons the contract tests run against
+contract-deps: ## install the Debian daemons the contract tests run against (and TimescaleDB for the host's PostgreSQL)
 	bash .ci/contract-deps.sh
+	bash .ci/timescaledb-host.sh
 
 .PHONY: images
 images: venv ## build the platform's images (cached) and push them by digest to each site's local registry
@@ -67,11 +69,11 @@ test-unit: venv ## the unit tests alone: seconds, no toolchain, no cluster
 
 .PHONY: lint
 lint: venv ## ruff
-	$(VENV)/bin/ruff check infra tests policy
-	$(VENV)/bin/ruff format --check infra tests policy
+	$(VENV)/bin/ruff check infra tests policy services
+	$(VENV)/bin/ruff format --check infra tests policy services
 
 .PHONY: test
-test: clusters contract-deps ## the whole suite: unit, contract and integration
+test: clusters images contract-deps ## the whole suite: unit, contract and integration
 	$(TOOLENV) && $(PY) -m pytest -m "unit or contract or integration"
 
 .PHONY: bench

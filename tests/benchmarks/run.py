@@ -105,7 +105,7 @@ def bench_demo(env: dict[str, str], state: Path) -> dict:
         run("pulumi", "stack", "init", *stack, cwd=DEMO, env=e)
         for k, v in (
             ("kubeContext", cluster.context),
-            ("storageClass", cluster.default_storage_class),
+            ("storageClass", cluster.profile.storage.default_class),
             ("namespace", "demo-bench"),
         ):
             run("pulumi", "config", "set", k, v, *stack, cwd=DEMO, env=e)

@@ -1,11 +1,12 @@
 """Starting and stopping the local clusters: data survives, bad starts fail clearly or recover.
 
-The port and half-start cases use a scratch cluster of their own (a copy of the Monaco profile
-on another port, with its own kubeconfig), so the two real stand-ins are never disturbed by them.
+Every case uses a scratch cluster of its own (a copy of the Monaco profile on another port, with
+its own kubeconfig), so the two stand-ins that `make up` deployed to are never disturbed.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import uuid
 from pathlib import Path
@@ -28,6 +29,7 @@ def scratch(tmp_path: Path):
     name = "lifecycle-probe"
     profile.update(name=name, context=name)
     profile["simulation"]["apiserver_port"] = SCRATCH_PORT
+    profile["simulation"]["real_nodes"] = 0  # its addresses would be the first real cluster's
     for pool in profile["node_pools"]:
         pool["count"] = 1
     (tmp_path / "clusters").mkdir()
@@ -37,25 +39,24 @@ def scratch(tmp_path: Path):
     local.reset(local.profiles()[0])
 
 
-def test_data_survives_clusters_down_and_up(tools, clusters):
-    monaco = next(c for c in clusters.profiles() if c.name == "monaco-onprem")
+def test_data_survives_clusters_down_and_up(scratch, tools):
+    """On the scratch cluster: the shared stand-ins that `make up` deployed to are never restarted."""
+    local, cluster = scratch
+    local.up(cluster)
+    kubectl = ("kubectl", "--kubeconfig", str(local.kubeconfig), "--context", cluster.context)
     marker = f"survivor-{uuid.uuid4().hex[:8]}"
-    tools.run("kubectl", "--context", monaco.context, "create", "configmap", marker, "--from-literal=city=monaco")
-    try:
-        clusters.down(monaco)
-        assert clusters.status(monaco) == "stopped"
-        down = tools.run(
-            "kubectl", "--context", monaco.context, "get", "--raw=/readyz", "--request-timeout=3s", check=False
-        )
-        assert down.returncode != 0
-        took = clusters.up(monaco)
-        assert took < 60, f"restart took {took:.0f}s"
-        kept = tools.kubectl_json(monaco.context, "get", "configmap", marker)
-        assert kept["data"] == {"city": "monaco"}
-        nodes = tools.kubectl_json(monaco.context, "get", "nodes")["items"]
-        assert all({c["type"]: c["status"] for c in n["status"]["conditions"]}["Ready"] == "True" for n in nodes)
-    finally:
-        tools.run("kubectl", "--context", monaco.context, "delete", "configmap", marker, check=False)
+    tools.run(*kubectl, "create", "configmap", marker, "--from-literal=city=monaco")
+    local.down(cluster)
+    assert local.status(cluster) == "stopped"
+    down = tools.run(*kubectl, "get", "--raw=/readyz", "--request-timeout=3s", check=False)
+    assert down.returncode != 0
+    took = local.up(cluster)
+    assert took < 60, f"restart took {took:.0f}s"
+    kept = json.loads(tools.run(*kubectl, "get", "configmap", marker, "-o", "json").stdout)
+    assert kept["data"] == {"city": "monaco"}
+    nodes = json.loads(tools.run(*kubectl, "get", "nodes", "-o", "json").stdout)["items"]
+    assert nodes
+    assert all({c["type"]: c["status"] for c in n["status"]["conditions"]}["Ready"] == "True" for n in nodes)
 
 
 def test_a_taken_port_is_a_clear_error_naming_the_profile_key(scratch):
@@ -81,4 +82,4 @@ def test_a_half_created_cluster_is_cleaned_up_and_created_again(scratch, tools):
     nodes = tools.run(
         "kubectl", "--kubeconfig", str(local.kubeconfig), "--context", cluster.context, "get", "nodes", "-o", "name"
     ).stdout.split()
-    assert len(nodes) == sum(p.count for p in cluster.node_pools)
+    assert len(nodes) == sum(p.count for p in cluster.profile.node_pools)

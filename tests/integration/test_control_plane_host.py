@@ -42,5 +42,5 @@ def test_control_plane_listens_only_on_loopback(host, clusters):
 
 def test_api_servers_on_the_profile_ports(host, clusters):
     for cluster in clusters.profiles():
-        assert host.socket(f"tcp://127.0.0.1:{cluster.apiserver_port}").is_listening
-        assert not host.socket(f"tcp://0.0.0.0:{cluster.apiserver_port}").is_listening
+        assert host.socket(f"tcp://127.0.0.1:{cluster.simulation.apiserver_port}").is_listening
+        assert not host.socket(f"tcp://0.0.0.0:{cluster.simulation.apiserver_port}").is_listening

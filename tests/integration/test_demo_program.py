@@ -21,7 +21,7 @@ def _stack(tools, backend, cluster, namespace: str) -> dict[str, str]:
     tools.run("pulumi", "stack", "init", cluster.name, "--non-interactive", cwd=PROGRAM, env=env)
     for key, value in (
         ("kubeContext", cluster.context),
-        ("storageClass", cluster.default_storage_class),
+        ("storageClass", cluster.profile.storage.default_class),
         ("namespace", namespace),
     ):
         tools.run("pulumi", "config", "set", key, value, "--stack", cluster.name, cwd=PROGRAM, env=env)

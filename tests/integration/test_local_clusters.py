@@ -33,32 +33,37 @@ def test_context_per_cluster_in_one_kubeconfig(tools, clusters):
 
 
 def test_ready_nodes_over_zones_and_pools(tools, cluster):
-    nodes = tools.kubectl_json(cluster.context, "get", "nodes")["items"]
-    assert len(nodes) == sum(p.count for p in cluster.node_pools)
+    every = tools.kubectl_json(cluster.context, "get", "nodes")["items"]
+    kinds = [n["metadata"]["labels"].get("smartnation.mc/node-kind") for n in every]
+    # Real and simulated nodes tell themselves apart at a glance (kubectl get nodes -L ...).
+    assert kinds.count("real") == cluster.simulation.real_nodes
+    assert kinds.count("simulated") + kinds.count("real") == len(every)
+    nodes = [n for n in every if n["metadata"]["labels"]["smartnation.mc/node-kind"] == "simulated"]
+    assert len(nodes) == sum(p.count for p in cluster.profile.node_pools)
     for node in nodes:
         ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"]
         assert ready == "True", node["metadata"]["name"]
         assert int(node["status"]["allocatable"]["pods"]) >= 100
     zones = {n["metadata"]["labels"]["topology.kubernetes.io/zone"] for n in nodes}
-    assert zones == set(cluster.zones)
-    for pool in cluster.node_pools:
+    assert zones == set(cluster.profile.zones)
+    for pool in cluster.profile.node_pools:
         ((key, value),) = pool.label.items()
         members = [n for n in nodes if n["metadata"]["labels"].get(key) == value]
         assert len(members) == pool.count
         assert len({n["metadata"]["labels"]["topology.kubernetes.io/zone"] for n in members}) == min(
-            pool.count, len(cluster.zones)
+            pool.count, len(cluster.profile.zones)
         )
 
 
 def test_storage_classes_of_the_real_cluster(tools, cluster):
     classes = tools.kubectl_json(cluster.context, "get", "storageclass")["items"]
-    assert {c["metadata"]["name"] for c in classes} == {s.name for s in cluster.storage_classes}
+    assert {c["metadata"]["name"] for c in classes} == {s.name for s in cluster.profile.storage.classes}
     defaults = [
         c["metadata"]["name"]
         for c in classes
         if c["metadata"].get("annotations", {}).get("storageclass.kubernetes.io/is-default-class") == "true"
     ]
-    assert defaults == [cluster.default_storage_class]
+    assert defaults == [cluster.profile.storage.default_class]
 
 
 @pytest.fixture()
@@ -74,7 +79,7 @@ def _apply(tools, context: str, doc: dict) -> None:
 
 
 def test_claims_bind_on_every_immediate_class_and_volumes_follow_the_reclaim_policy(tools, cluster, scratch_namespace):
-    for sc in cluster.storage_classes:
+    for sc in cluster.profile.storage.classes:
         if sc.binding_mode != "Immediate":
             continue
         claim = f"claim-{sc.name}"
@@ -128,7 +133,7 @@ def test_load_balancer_services_and_ingresses_get_addresses(tools, cluster, scra
         )
     )
     address = ipaddress.ip_address(svc["status"]["loadBalancer"]["ingress"][0]["ip"])
-    assert address in cluster.load_balancer_pool
+    assert address in cluster.simulation.load_balancer_pool
     _apply(
         tools,
         cluster.context,
@@ -137,7 +142,7 @@ def test_load_balancer_services_and_ingresses_get_addresses(tools, cluster, scra
             "kind": "Ingress",
             "metadata": {"name": "web", "namespace": scratch_namespace},
             "spec": {
-                "ingressClassName": cluster.ingress_class,
+                "ingressClassName": cluster.profile.ingress.ingress_class,
                 "rules": [
                     {
                         "host": "x.test",
@@ -160,7 +165,7 @@ def test_load_balancer_services_and_ingresses_get_addresses(tools, cluster, scra
             tools.kubectl_json(cluster.context, "-n", scratch_namespace, "get", "ingress", "web")
         )
     )
-    assert ing["status"]["loadBalancer"]["ingress"][0]["ip"] == cluster.ingress_address
+    assert ing["status"]["loadBalancer"]["ingress"][0]["ip"] == cluster.simulation.ingress_address
 
 
 def test_pod_security_admission_is_enforced(tools, cluster, scratch_namespace):
@@ -199,7 +204,11 @@ def test_certificates_from_the_profiles_issuer_are_issued(tools, cluster, scratc
             "metadata": {"name": "web-tls", "namespace": scratch_namespace},
             "spec": {
                 "secretName": "web-tls",
-                "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": cluster.tls_issuer},
+                "issuerRef": {
+                    "group": "cert-manager.io",
+                    "kind": "ClusterIssuer",
+                    "name": cluster.profile.ingress.tls_issuer,
+                },
                 "dnsNames": ["web.example.test"],
             },
         },

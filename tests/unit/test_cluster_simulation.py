@@ -74,7 +74,7 @@ def test_load_balancer_addresses_come_from_the_profiles_pool(cluster):
 
 
 def test_control_plane_binds_loopback_with_admission_and_rbac(cluster):
-    options = kwokctl_configuration(cluster, "1.37.2")["options"]
+    options = kwokctl_configuration(cluster, "1.37.2", Path("/tmp/pki"))["options"]
     assert options["bindAddress"] == "127.0.0.1"
     assert options["kubeAdmission"] is True and options["kubeAuthorization"] is True
     assert options["kubeApiserverPort"] == cluster.simulation.apiserver_port
@@ -84,7 +84,7 @@ def test_everything_applied_to_a_stand_in_is_plain_yaml(cluster):
     # `make clusters` pipes these through yaml.safe_dump_all into kubectl; the profile's
     # read-only mappings must not leak into them.
     docs = [
-        kwokctl_configuration(cluster, "1.37.2"),
+        kwokctl_configuration(cluster, "1.37.2", Path("/tmp/pki")),
         *nodes(cluster),
         *storage_classes(cluster),
         ingress_class(cluster),
@@ -128,3 +128,16 @@ def test_a_profile_the_stand_in_cannot_use_names_file_and_key(tmp_path, mutate, 
 def test_the_stand_in_reads_the_profile_the_program_reads():
     for path in PROFILES:
         assert LocalCluster.read(path).profile == load_cluster_profile(path.stem)
+
+
+def test_kwok_plays_only_the_simulated_nodes_and_labels_them(cluster):
+    # A real node's Pods must never be reported Running by kwok (FACTS.md): kwok manages only
+    # nodes with its annotation, and every simulated node carries it and says it is simulated.
+    config = kwokctl_configuration(cluster, "1.37.2", Path("/tmp/pki"))
+    controller = next(p for p in config["componentsPatches"] if p["name"] == "kwok-controller")
+    args = {a["key"]: a["value"] for a in controller["extraArgs"]}
+    assert args["manage-all-nodes"] == "false"
+    assert args["manage-nodes-with-annotation-selector"] == "kwok.x-k8s.io/node=fake"
+    for node in nodes(cluster):
+        assert node["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
+        assert node["metadata"]["labels"]["smartnation.mc/node-kind"] == "simulated"

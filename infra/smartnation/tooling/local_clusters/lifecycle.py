@@ -23,6 +23,8 @@ import yaml
 from smartnation.paths import cluster_profiles_dir
 from smartnation.settings.errors import SettingsError
 from smartnation.settings.yaml_files import read_yaml
+from smartnation.tooling.local_clusters.node_plan import REAL_NODE_LABEL
+from smartnation.tooling.local_clusters.real_nodes import ClusterAccess, RealNodes
 from smartnation.tooling.local_clusters.simulation import (
     ClusterError,
     LocalCluster,
@@ -69,6 +71,26 @@ class LocalClusters:
                 )
             return [known[n] for n in names]
         return found
+
+    def access(self, cluster: LocalCluster) -> ClusterAccess:
+        """What the real nodes of ``cluster`` need to know of its control plane (kwokctl made it)."""
+        names = [c.name for c in self.profiles()]
+        kwok_dir = self.cluster_dir(cluster.name)
+        return ClusterAccess(
+            name=cluster.name,
+            # The profiles' sorted order: a stable number per cluster on this host, which picks
+            # the addresses of its nodes (node_plan.py).
+            site=names.index(cluster.name),
+            apiserver_port=cluster.simulation.apiserver_port,
+            region=cluster.profile.site.region,
+            zone=cluster.profile.zones[0],
+            pki=kwok_dir / "pki",
+            admin_kubeconfig=kwok_dir / "kubeconfig.yaml",
+        )
+
+    def real_nodes(self, cluster: LocalCluster) -> RealNodes:
+        """The cluster's real nodes: as many as its profile's ``simulation.real_nodes``."""
+        return RealNodes(self.cache, self.access(cluster), cluster.simulation.real_nodes)
 
     def cluster_dir(self, name: str) -> Path:
         return self.kwok_home / "clusters" / name
@@ -140,6 +162,8 @@ class LocalClusters:
         self.wait_ready(cluster)
         self.apply_shape(cluster)
         self.write_kubeconfig()
+        if cluster.simulation.real_nodes:
+            self.real_nodes(cluster).up()
         took = time.monotonic() - began
         say(
             cluster.name,
@@ -152,7 +176,7 @@ class LocalClusters:
         config = self.cache.clusters / f"{cluster.name}.kwok.yaml"
         config.parent.mkdir(parents=True, exist_ok=True)
         docs = [
-            kwokctl_configuration(cluster, self.kube_version),
+            kwokctl_configuration(cluster, self.kube_version, self.cluster_dir(cluster.name) / "pki"),
             *kwok_stage_documents(cluster, self.kwok_dir / "stages"),
         ]
         config.write_text(yaml.safe_dump_all(docs, sort_keys=False))
@@ -221,7 +245,10 @@ class LocalClusters:
             cluster,
             [*nodes(cluster), *storage_classes(cluster), ingress_class(cluster), cluster_issuer(cluster)],
         )
-        self.kubectl(cluster, "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
+        # The simulated nodes only: a real node turns Ready when its kubelet runs (real_nodes.py).
+        self.kubectl(
+            cluster, "wait", "--for=condition=Ready", "node", "-l", f"{REAL_NODE_LABEL}=simulated", "--timeout=60s"
+        )
 
     def apply(self, cluster: LocalCluster, docs: list[dict]) -> None:
         self.kubectl(
@@ -239,10 +266,15 @@ class LocalClusters:
         if not self.cluster_dir(cluster.name).exists():
             say(cluster.name, "not created")
             return
+        # The nodes first: their kubelets would otherwise retry an absent API server.
+        if cluster.simulation.real_nodes:
+            self.real_nodes(cluster).down()
         self.kwokctl("stop", "cluster", "--name", cluster.name)
         say(cluster.name, "stopped (data kept; `make clusters` starts it again)")
 
     def reset(self, cluster: LocalCluster) -> None:
+        # The nodes first, while the API server still answers (their Node objects go too).
+        self.real_nodes(cluster).reset()
         self.kwokctl("delete", "cluster", "--name", cluster.name, check=False)
         shutil.rmtree(self.cluster_dir(cluster.name), ignore_errors=True)
         self.ready_marker(cluster.name).unlink(missing_ok=True)

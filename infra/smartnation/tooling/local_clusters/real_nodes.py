@@ -81,25 +81,12 @@ class ClusterAccess:
 
 
 def cluster_access(cache: CacheLayout, name: str) -> ClusterAccess:
-    # Imported here: the lifecycle module reads the cluster profiles, which this module only needs for up/reset.
+    """The control plane of the cluster profile ``name``, as its real nodes see it."""
+    # Imported here: the lifecycle module starts real nodes itself, so it imports this one.
     from smartnation.tooling.local_clusters.lifecycle import LocalClusters
 
     clusters = LocalClusters(cache)
-    profiles = clusters.profiles()
-    names = [c.name for c in profiles]
-    if name not in names:
-        raise RealNodeError(f"unknown cluster {name!r}: profiles are {', '.join(names)}")
-    profile = profiles[names.index(name)]
-    kwok_dir = clusters.cluster_dir(name)
-    return ClusterAccess(
-        name=name,
-        site=names.index(name),  # the profiles' sorted order: a stable number per cluster on this host
-        apiserver_port=profile.simulation.apiserver_port,
-        region=profile.profile.site.region,
-        zone=profile.profile.zones[0],
-        pki=kwok_dir / "pki",
-        admin_kubeconfig=kwok_dir / "kubeconfig.yaml",
-    )
+    return clusters.access(clusters.profiles([name])[0])
 
 
 class RealNodes:

@@ -16,6 +16,8 @@ from smartnation.settings.errors import SettingsError
 from smartnation.settings.loader import read_cluster_profile
 from smartnation.settings.models import ClusterProfile, Simulation
 from smartnation.settings.yaml_files import read_yaml_documents
+from smartnation.tooling.local_clusters.kwok_patches import real_node_component_patches
+from smartnation.tooling.local_clusters.node_plan import REAL_NODE_LABEL
 
 # kwok's own default stages for nodes and pods, copied from its module by `make bootstrap`;
 # kwok drops its defaults as soon as any custom stage is configured, so we pass them again.
@@ -93,6 +95,7 @@ def nodes(cluster: LocalCluster) -> list[dict]:
                             "topology.kubernetes.io/region": profile.site.region,
                             "topology.kubernetes.io/zone": zone,
                             "type": "kwok",
+                            REAL_NODE_LABEL: "simulated",
                             **pool.label,
                         },
                     },
@@ -375,7 +378,9 @@ def kwok_stage_documents(cluster: LocalCluster, kwok_stage_dir: Path) -> list[di
     return docs + volume_stages(cluster) + network_stages(cluster) + certificate_stages(cluster)
 
 
-def kwokctl_configuration(cluster: LocalCluster, kube_version: str) -> dict:
+def kwokctl_configuration(cluster: LocalCluster, kube_version: str, pki_dir: Path) -> dict:
+    """kwokctl's configuration; ``pki_dir`` is kwokctl's <cluster>/pki (the patches for real nodes
+    name the certificates it makes there)."""
     return {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
         "kind": "KwokctlConfiguration",
@@ -393,4 +398,5 @@ def kwokctl_configuration(cluster: LocalCluster, kube_version: str) -> dict:
             # cluster that keeps its data, instead of only at creation.
             "enableCRDs": ["Stage"],
         },
+        "componentsPatches": real_node_component_patches(pki_dir),
     }
