@@ -1,5 +1,6 @@
 """The images `make images` builds: reproducible, served by digest by both site registries, and each
-one runs what the program runs in it (the init SQL, the bucket setup, the broker, the APIs' probes).
+one runs what the program runs in it (the init SQL, the bucket setup, the broker, each city API's
+health and readiness on a read-only root).
 
 Each image is unpacked with umoci and its programs run with chroot as the image's user: the
 image's own files, user and PATH, on this machine's kernel, without a container runtime.
@@ -25,8 +26,8 @@ from smartnation.program.components import object_storage as object_storage_comp
 from smartnation.program.daemon_config import postgres as postgres_config
 from smartnation.settings import load_settings
 from smartnation.tooling.images.cache import image_cache
-from smartnation.tooling.images.oci import image_config
-from smartnation.tooling.images.pins import load_pins
+from smartnation.tooling.images.oci import blob, image_config
+from smartnation.tooling.images.pins import API_NAMES, load_pins
 from smartnation.tooling.images.registry import site_registries
 
 pytestmark = pytest.mark.integration
@@ -58,6 +59,8 @@ def built() -> dict[str, Image]:
     images = {}
     for record in sorted(image_cache().oci.glob("*/built.json")):
         data = json.loads(record.read_text())
+        if data["name"] not in load_pins().images:
+            continue  # left by another checkout's build; this one's run prunes it
         config = image_config(record.parent, data["tag"])["config"]
         env = dict(line.split("=", 1) for line in config.get("Env", []))
         images[data["name"]] = Image(data["name"], data["tag"], data["digest"], record.parent, config["User"], env)
@@ -73,7 +76,8 @@ def unpack(tmp_path: Path) -> Iterator:
     """Unpacks an image and gives it what a container runtime mounts: /proc and a minimal /dev."""
     mounts: list[Path] = []
 
-    def _unpack(image: Image) -> Path:
+    def _unpack(image: Image, read_only: bool = False) -> Path:
+        """``read_only``: the root as the chart mounts it (readOnlyRootFilesystem), a tmpfs on /tmp."""
         bundle = tmp_path / image.name
         subprocess.run(
             ["umoci", "unpack", "--image", f"{image.layout}:{image.tag}", str(bundle)],
@@ -81,6 +85,12 @@ def unpack(tmp_path: Path) -> Iterator:
             capture_output=True,
         )
         root = bundle / "rootfs"
+        if read_only:
+            subprocess.run(["mount", "--bind", str(root), str(root)], check=True)
+            mounts.append(root)
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(root)], check=True)
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=1777,size=16m", "tmpfs", str(root / "tmp")], check=True)
+            mounts.append(root / "tmp")
         subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)
         mounts.append(root / "proc")
         subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755,size=1m", "tmpfs", str(root / "dev")], check=True)
@@ -176,8 +186,12 @@ def test_a_warm_build_does_nothing_and_says_so(built: dict[str, Image]) -> None:
 
 
 def test_a_rebuild_gives_the_same_digest(built: dict[str, Image]) -> None:
-    out = _images("build", "--only", "broker", "--only", "city_api_placeholder", "--rebuild", "--no-push").stdout
-    assert out.count("same digest as before") == 2, out
+    out = _images(
+        "build", "--only", "broker", "--only", "device_registry", "--only", "open_data_api", "--rebuild", "--no-push"
+    ).stdout
+    assert out.count("same digest as before") == 3, out
+    # The APIs' root filesystem is made once per run, however many API images use it.
+    assert out.count("city-apis-rootfs: cached") == 1, out
     assert image_cache().digests.is_file()
 
 
@@ -414,17 +428,62 @@ def test_broker_image_serves_mqtt_as_its_user(
     assert received == [b"hello"]
 
 
-def test_placeholder_answers_the_charts_probes_and_nothing_else(
-    built: dict[str, Image], unpack, processes: list[subprocess.Popen]
+# Every dependency named, none reachable: closed ports on loopback (what the chart's ConfigMap and
+# Secrets set, services/README.md).
+_UNREACHABLE = {
+    "SMARTNATION_ENVIRONMENT": "image-test",
+    "PGHOST": "127.0.0.1",
+    "PGHOST_READONLY": "127.0.0.1",
+    "PGPORT": "1",
+    "PGDATABASE": "devices",
+    "PGUSER": "someone",
+    "PGPASSWORD": "not-a-secret",
+    "MQTT_URL": "mqtt://127.0.0.1:2",
+    "MQTT_BROKER_URLS": "mqtt://127.0.0.1:2,mqtt://127.0.0.1:3",
+    "MQTT_USERNAME": "someone",
+    "MQTT_PASSWORD": "not-a-secret",
+    "S3_ENDPOINT": "http://127.0.0.1:4",
+    "AWS_ACCESS_KEY_ID": "someone",
+    "AWS_SECRET_ACCESS_KEY": "not-a-secret",
+    "ARCHIVE_INTERVAL_SECONDS": "3600",
+}
+
+
+def test_api_images_share_one_layer_and_carry_no_shell_and_no_build_tools(built: dict[str, Image]) -> None:
+    layers = set()
+    for api in API_NAMES:
+        image = built[api]
+        manifest = json.loads(blob(image.layout, image.digest).read_text())
+        layers.add(tuple(layer["digest"] for layer in manifest["layers"]))
+    assert len(layers) == 1 and len(next(iter(layers))) == 1, layers
+    assert len({built[api].digest for api in API_NAMES}) == 3  # one entrypoint each
+
+
+@pytest.mark.parametrize("api", API_NAMES)
+def test_api_image_is_alive_and_not_ready_without_its_dependencies(
+    api: str, built: dict[str, Image], unpack, processes: list[subprocess.Popen]
 ) -> None:
-    image = built["city_api_placeholder"]
-    root = unpack(image)
+    image = built[api]
+    root = unpack(image, read_only=True)
+    for absent in ("bin/sh", "bin/bash", "bin/dash", "usr/bin/pip", "usr/bin/pip3", "usr/bin/gcc", "usr/bin/apt"):
+        assert not os.path.lexists(root / absent), absent
+    assert not list((root / "usr/local/lib/python3.11/dist-packages").glob("service_testing*"))
+    assert not list((root / "opt/city-apis").glob("*/tests"))
     port = _free_port()
     entrypoint = image_config(image.layout, image.tag)["config"]["Entrypoint"]
-    api = _start(image, root, *entrypoint, env={"PORT": str(port)})
-    processes.append(api)
-    _wait("placeholder", lambda: _http(f"http://127.0.0.1:{port}/healthz/ready")[0] == 200, api)
+    assert entrypoint[-2:] == ["-m", api]
+    service = _start(image, root, *entrypoint, env={**_UNREACHABLE, "PORT": str(port)})
+    processes.append(service)
+    _wait(api, lambda: _http(f"http://127.0.0.1:{port}/healthz")[0] == 200, service)
+    assert _uid_of(service, "python3.11") == 10001
     assert _http(f"http://127.0.0.1:{port}/healthz/live")[0] == 200
-    status, body = _http(f"http://127.0.0.1:{port}/devices")
-    assert status == 503 and json.loads(body)["placeholder"] is True
-    assert _uid_of(api, "city-api-placeh") == 10001
+    status, body = _http(f"http://127.0.0.1:{port}/readyz")
+    assert status == 503, body
+    checks = json.loads(body)["checks"]
+    assert checks and not any(check["ok"] for check in checks.values()), checks
+    assert _http(f"http://127.0.0.1:{port}/healthz/ready")[0] == 503
+    assert service.poll() is None  # unreachable dependencies do not stop it
+    # SIGTERM drains and exits 0 (service_common.server), on a read-only root.
+    service.terminate()
+    assert service.wait(timeout=30) == 0, service.stdout.read() if service.stdout else ""
+    assert not list((root / "tmp").iterdir())

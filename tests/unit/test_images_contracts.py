@@ -14,12 +14,12 @@ from smartnation.paths import CHART
 from smartnation.program.components import broker as broker_component
 from smartnation.program.components import database as database_component
 from smartnation.program.components import object_storage as object_storage_component
-from smartnation.tooling.images import builder
+from smartnation.tooling.images import builder, python_lock
 from smartnation.tooling.images.builder import BuiltImage, input_digest
 from smartnation.tooling.images.cache import ImageCache
-from smartnation.tooling.images.main import digest_map
-from smartnation.tooling.images.pins import load_pins
-from smartnation.tooling.images.recipes import all_recipes, database
+from smartnation.tooling.images.main import digest_map, prune
+from smartnation.tooling.images.pins import API_NAMES, load_pins
+from smartnation.tooling.images.recipes import all_recipes, city_apis, database
 from smartnation.tooling.images.recipes.object_storage import version_stamps
 from smartnation.tooling.images.registry import site_registries
 
@@ -38,7 +38,7 @@ def test_each_image_runs_as_the_uid_its_component_declares(recipes: dict) -> Non
         "database": database_component.POSTGRES_UID,
         "object_storage": object_storage_component.MINIO_UID,
         "object_storage_client": object_storage_component.MINIO_UID,
-        "city_api_placeholder": int(chart_values),
+        **{api: int(chart_values) for api in API_NAMES},
     }
     assert {name: recipes[name].config.user for name in expected} == {
         name: f"{uid}:{uid}" for name, uid in expected.items()
@@ -196,3 +196,53 @@ def test_containerd_pulls_the_site_registry_from_its_local_stand_in(tmp_path: Pa
 def test_vendor_dir_is_beside_the_checkout_unless_set(tmp_path: Path) -> None:
     assert builder.vendor_dir({}).parts[-2:] == ("shared", "vendor")
     assert builder.vendor_dir({builder.VENDOR_VARIABLE: str(tmp_path)}) == tmp_path
+
+
+def test_each_api_image_starts_its_own_package_as_the_chart_runs_it(recipes: dict) -> None:
+    # The chart sets no command: the entrypoint alone must start the API.
+    for api in API_NAMES:
+        config = recipes[api].config
+        assert config.entrypoint == (city_apis.PYTHON, "-m", api)
+        assert (city_apis.SERVICES / api / "__main__.py").is_file()
+        env = dict(line.split("=", 1) for line in config.env)
+        assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+        assert env["PYTHONPATH"] == city_apis.APP_DIR
+        assert env["PORT"] == "8080"
+    # Built once: the three recipes install the very same root filesystem.
+    assert len({repr(sorted(recipes[api].inputs.items())) for api in API_NAMES}) == 1
+
+
+def test_api_images_carry_the_services_but_not_their_tests_or_test_support() -> None:
+    files = city_apis._package_files()
+    tops = {rel.split("/")[0] for rel in files}
+    assert tops == {"service_common", *API_NAMES}
+    assert not [rel for rel in files if "/tests/" in rel or rel.endswith(".pyc")]
+    assert "device_registry/__main__.py" in files
+
+
+def test_constraints_pin_exactly_the_services_extra_closure_within_its_ranges() -> None:
+    pinned = python_lock.read()
+    requirements = python_lock.extra_requirements()
+    assert set(pinned) == set(python_lock.closure(requirements))
+    for requirement in requirements:
+        name = python_lock.canonicalize_name(requirement.name)
+        assert requirement.specifier.contains(pinned[name], prereleases=True), (name, pinned[name])
+    # psycopg[binary]: the extra's extra is followed, so the wheel with libpq is pinned too.
+    assert pinned["psycopg-binary"] == pinned["psycopg"]
+
+
+def test_constraints_refuse_anything_but_exact_pins(tmp_path: Path) -> None:
+    path = tmp_path / "constraints.txt"
+    path.write_text("# comment\nfastapi==0.1 # why\n\n")
+    assert python_lock.read(path) == {"fastapi": "0.1"}
+    path.write_text("fastapi>=0.1\n")
+    with pytest.raises(ValueError, match="constraints.txt:1: expected NAME==VERSION"):
+        python_lock.read(path)
+
+
+def test_prune_removes_only_images_no_recipe_builds(tmp_path: Path) -> None:
+    cache = ImageCache(tmp_path)
+    for name in ("broker-0123456789abcdef", "city_api_placeholder-0123456789abcdef", ".partial-broker-42"):
+        (cache.oci / name).mkdir(parents=True)
+    prune(cache, {"broker", "device_registry"})
+    assert sorted(p.name for p in cache.oci.iterdir()) == [".partial-broker-42", "broker-0123456789abcdef"]

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smartnation.tooling.images.pins import IMAGE_NAMES, PINS_FILE, PinsError, load_pins
+from smartnation.paths import REPO
+from smartnation.tooling.images.pins import API_NAMES, IMAGE_NAMES, PINS_FILE, PinsError, load_pins
 
 pytestmark = pytest.mark.unit
 
@@ -43,14 +44,15 @@ def test_each_site_has_its_own_registry_port() -> None:
     assert len(set(ports.values())) == 2
 
 
-def test_placeholder_is_pushed_under_every_api_release_name() -> None:
-    placeholder = load_pins().images["city_api_placeholder"]
-    assert set(placeholder.repositories()) == {
-        "city_api_placeholder",
-        "device_registry",
-        "telemetry_ingest",
-        "open_data_api",
-    }
+def test_each_city_api_has_its_own_repository_and_the_same_sources() -> None:
+    pins = load_pins()
+    apis = [pins.images[name] for name in API_NAMES]
+    assert {pin.repository for pin in apis} == {"device-registry", "telemetry-ingest", "open-data-api"}
+    assert all(set(pin.repositories()) == {pin.name} for pin in apis)
+    # One root filesystem for all three: the same version, Debian and Python pins.
+    assert len({(pin.tag, pin.debian_packages, pin.python_constraints) for pin in apis}) == 1
+    assert dict(apis[0].debian_packages)["python3.11-minimal"].startswith("3.11.")
+    assert (REPO / apis[0].python_constraints).is_file()
 
 
 @pytest.mark.parametrize(
@@ -65,6 +67,10 @@ def test_placeholder_is_pushed_under_every_api_release_name() -> None:
         (lambda raw: raw["images"]["broker"].update(tag="latest"), "is not an image tag"),
         (lambda raw: raw["registries"]["monaco-onprem"].update(port=15000), "two sites share a port"),
         (lambda raw: raw.update(source_date_epoch="soon"), "source_date_epoch must be"),
+        (lambda raw: raw["images"]["city_apis"]["repositories"].pop("open_data_api"), "must name exactly"),
+        (lambda raw: raw["images"]["city_apis"].update(repository="x"), "images.city_apis.repository is unknown"),
+        (lambda raw: raw["images"]["city_apis"].update(python_constraints="/etc/c.txt"), "inside the repository"),
+        (lambda raw: raw["images"].update(device_registry={}), "images.device_registry is not an image"),
     ],
 )
 def test_a_bad_pin_is_refused_with_the_file_and_key(tmp_path: Path, change, message: str) -> None:

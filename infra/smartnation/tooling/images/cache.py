@@ -21,7 +21,7 @@ class ImageCache:
 
     @property
     def programs(self) -> Path:
-        """Built programs (TimescaleDB, MinIO, mc, the placeholder API), one directory per input digest."""
+        """Built programs (TimescaleDB, MinIO, mc, the city APIs' root filesystem), one directory per input digest."""
         return self.root / "programs"
 
     @property

@@ -38,10 +38,18 @@ def digest_map(built: list[BuiltImage]) -> dict[str, str]:
     refs: dict[str, str] = {}
     for image in built:
         for release, repository in image.repositories.items():
-            if release == "city_api_placeholder":
-                continue  # the releases name the APIs, each of which runs the placeholder for now
             refs[release] = image.reference(repository)
     return dict(sorted(refs.items()))
+
+
+def prune(cache: ImageCache, names: set[str]) -> None:
+    """Removes finished images no recipe builds any more (a replaced image must not pass for a
+    current one: the digests, the registries and the tests read every finished image)."""
+    for finished in sorted(cache.oci.glob("*-*")) if cache.oci.is_dir() else []:
+        name = finished.name.rpartition("-")[0]
+        if finished.is_dir() and not name.startswith(".partial") and name not in names:
+            print(f"images: removing {finished.name} (no longer built)")
+            shutil.rmtree(finished, ignore_errors=True)
 
 
 def check_commands() -> None:
@@ -60,6 +68,8 @@ def build(pins: Pins, cache: ImageCache, only: list[str], rebuild: bool, fresh_g
         scratch_gocache = Path(tempfile.mkdtemp(prefix="gocache-", dir=cache.root))
         go_env["GOCACHE"] = str(scratch_gocache)
     started = time.monotonic()
+    if not only:
+        prune(cache, {r.name for r in recipes})
     try:
         built = [builder.ensure(r, rebuild=rebuild, go_env=go_env) for r in recipes]
     finally:

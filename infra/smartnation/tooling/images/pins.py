@@ -11,8 +11,12 @@ import yaml
 
 PINS_FILE = Path(__file__).with_name("images.yaml")
 
-IMAGE_NAMES = ("broker", "database", "object_storage", "object_storage_client", "city_api_placeholder")
-"""Every image `make images` builds, in build order (the Go builds last: they take longest)."""
+API_NAMES = ("device_registry", "telemetry_ingest", "open_data_api")
+"""The city APIs: one image each (the environments' release names), from one shared root filesystem."""
+IMAGE_NAMES = ("broker", "database", "object_storage", "object_storage_client", *API_NAMES)
+"""Every image `make images` builds."""
+API_GROUP = "city_apis"
+"""The images.yaml entry that pins the three API images together."""
 
 _REPOSITORY = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*")
 _TAG = re.compile(r"(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -23,7 +27,7 @@ _ALLOWED = {
     "database": _COMMON_KEYS | {"debian_packages", "timescaledb"},
     "object_storage": {"repository", "module", "module_version"},
     "object_storage_client": {"repository", "module", "module_version"},
-    "city_api_placeholder": _COMMON_KEYS | {"also_pushed_as"},
+    API_GROUP: _COMMON_KEYS | {"debian_packages", "python_constraints", "repositories"},
 }
 
 
@@ -59,6 +63,8 @@ class ImagePin:
     """(release name, repository): further repositories the same image is pushed under."""
     explicit_tag: str = ""
     """The tag, when it says more than the version (the Debian revision of a Debian-built image)."""
+    python_constraints: str = ""
+    """Exact Python package pins (a file relative to the repository) installed into the image."""
 
     @property
     def tag(self) -> str:
@@ -134,6 +140,38 @@ def _image(name: str, raw: Any, where: str) -> ImagePin:
     )
 
 
+def _api_images(raw: Any, where: str) -> dict[str, ImagePin]:
+    """The city_apis entry: one pin per API, sharing version, tag, Debian and Python pins."""
+    if not isinstance(raw, dict):
+        raise PinsError(f"{where} must be a mapping")
+    allowed = _ALLOWED[API_GROUP] - {"repository"}  # one per API, under repositories
+    unknown = set(raw) - allowed
+    if unknown:
+        raise PinsError(f"{where}.{sorted(unknown)[0]} is unknown (allowed: {', '.join(sorted(allowed))})")
+    repositories = dict(_string_map(raw.get("repositories"), f"{where}.repositories"))
+    if set(repositories) != set(API_NAMES):
+        raise PinsError(f"{where}.repositories must name exactly {', '.join(API_NAMES)}")
+    constraints = _need(raw, "python_constraints", str, where)
+    if constraints.startswith("/") or ".." in Path(constraints).parts:
+        raise PinsError(f"{where}.python_constraints must be a path inside the repository")
+    shared = _image(API_GROUP, {k: v for k, v in raw.items() if k not in ("repositories", "python_constraints")}
+                    | {"repository": repositories[API_NAMES[0]]}, where)  # fmt: skip
+    for api, repository in repositories.items():
+        if not _REPOSITORY.fullmatch(repository):
+            raise PinsError(f"{where}.repositories.{api} {repository!r} is not an image repository path")
+    return {
+        api: ImagePin(
+            api,
+            repositories[api],
+            shared.version,
+            debian_packages=shared.debian_packages,
+            explicit_tag=shared.explicit_tag,
+            python_constraints=constraints,
+        )
+        for api in API_NAMES
+    }
+
+
 def load_pins(path: Path = PINS_FILE) -> Pins:
     """Reads and checks images.yaml; every error names the file and the key."""
     try:
@@ -153,13 +191,15 @@ def load_pins(path: Path = PINS_FILE) -> Pins:
         images_raw = raw.get("images")
         if not isinstance(images_raw, dict):
             raise PinsError("images must be a mapping of image name to pin")
+        entries = [name for name in IMAGE_NAMES if name not in API_NAMES] + [API_GROUP]
         for name in images_raw:
-            if name not in IMAGE_NAMES:
-                raise PinsError(f"images.{name} is not an image smartnation builds ({', '.join(IMAGE_NAMES)})")
-        missing = [name for name in IMAGE_NAMES if name not in images_raw]
+            if name not in entries:
+                raise PinsError(f"images.{name} is not an image smartnation builds ({', '.join(entries)})")
+        missing = [name for name in entries if name not in images_raw]
         if missing:
             raise PinsError(f"images.{missing[0]} is missing")
-        images = {name: _image(name, images_raw[name], f"images.{name}") for name in IMAGE_NAMES}
+        images = {name: _image(name, images_raw[name], f"images.{name}") for name in entries if name != API_GROUP}
+        images |= _api_images(images_raw[API_GROUP], f"images.{API_GROUP}")
         registries = raw.get("registries") or {}
         ports: dict[str, int] = {}
         for cluster, entry in registries.items():

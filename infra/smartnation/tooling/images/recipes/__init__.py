@@ -25,12 +25,13 @@ def labels(pin: ImagePin, pins: Pins, title: str, source: str, licenses: str) ->
 
 
 def all_recipes(pins: Pins) -> list[Recipe]:
-    from smartnation.tooling.images.recipes import broker, city_api_placeholder, database, object_storage
+    from smartnation.tooling.images.pins import API_NAMES
+    from smartnation.tooling.images.recipes import broker, city_apis, database, object_storage
 
     return [
         broker.recipe(pins),
         database.recipe(pins),
         object_storage.client_recipe(pins),
         object_storage.server_recipe(pins),
-        city_api_placeholder.recipe(pins),
+        *(city_apis.recipe(pins, api) for api in API_NAMES),
     ]
