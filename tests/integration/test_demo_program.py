@@ -8,9 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.integration
 PROGRAM = Path(__file__).parent / "demo_program"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
@@ -18,6 +20,9 @@ def program(tmp_path: Path) -> Path:
     """A copy of the demo program: its stack files go there, never into the source tree."""
     copy = tmp_path / "demo_program"
     shutil.copytree(PROGRAM, copy, ignore=shutil.ignore_patterns("Pulumi.*-*.yaml", "__pycache__"))
+    project = yaml.safe_load((copy / "Pulumi.yaml").read_text())
+    project["runtime"]["options"]["virtualenv"] = str(REPO / ".venv")
+    (copy / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
     return copy
 
 

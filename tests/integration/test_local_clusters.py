@@ -165,7 +165,7 @@ def test_load_balancer_services_and_ingresses_get_addresses(tools, cluster, scra
             tools.kubectl_json(cluster.context, "-n", scratch_namespace, "get", "ingress", "web")
         )
     )
-    assert ing["status"]["loadBalancer"]["ingress"][0]["ip"] == cluster.simulation.ingress_address
+    assert ing["status"]["loadBalancer"]["ingress"][0]["ip"] == str(cluster.simulation.ingress_address)
 
 
 def test_pod_security_admission_is_enforced(tools, cluster, scratch_namespace):

@@ -141,3 +141,12 @@ def test_kwok_plays_only_the_simulated_nodes_and_labels_them(cluster):
     for node in nodes(cluster):
         assert node["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
         assert node["metadata"]["labels"]["smartnation.mc/node-kind"] == "simulated"
+
+
+def test_kwok_patches_replace_only_what_kwokctl_sets_and_append_the_rest(cluster):
+    # kwokctl drops an `override` patch whose argument it does not set itself; those must be
+    # appended, or a new cluster's kwok-controller runs with no node selector and exits.
+    config = kwokctl_configuration(cluster, "1.37.2", Path("/tmp/pki"))
+    for patch in config["componentsPatches"]:
+        for arg in patch["extraArgs"]:
+            assert arg["override"] == (arg["key"] == "manage-all-nodes"), (patch["name"], arg)

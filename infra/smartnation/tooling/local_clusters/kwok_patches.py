@@ -22,9 +22,16 @@ from pathlib import Path
 SIMULATED_NODE_ANNOTATION = "kwok.x-k8s.io/node=fake"
 
 
+# The arguments kwokctl's binary runtime sets itself. kwokctl's `override` only REPLACES an
+# argument that is already there (pkg/kwokctl/runtime/util.go, applyComponentArgsOverride) and
+# silently drops one that is not, so every other patch must be appended instead: with override
+# on all of them, a new cluster's kwok-controller had no selector and exited ("no nodes are
+# managed") and the API server got no kubelet client certificate.
+SET_BY_KWOKCTL = frozenset({"manage-all-nodes"})
+
+
 def _arg(key: str, value: str) -> dict:
-    # override: replace the argument kwokctl sets itself rather than add a second one.
-    return {"key": key, "value": value, "override": True}
+    return {"key": key, "value": value, "override": key in SET_BY_KWOKCTL}
 
 
 def real_node_component_patches(pki_dir: Path) -> list[dict]:

@@ -130,18 +130,23 @@ class LocalClusters:
         if missing:
             raise ClusterError(f"{', '.join(missing)} not in {self.cache.bin}: run `make bootstrap` first")
 
-    def check_port_free(self, cluster: LocalCluster) -> None:
+    def port_free(self, cluster: LocalCluster) -> bool:
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            port = cluster.simulation.apiserver_port
             try:
-                sock.bind(("127.0.0.1", port))
+                sock.bind(("127.0.0.1", cluster.simulation.apiserver_port))
             except OSError:
-                raise ClusterError(
-                    f"[{cluster.name}] port {port} on 127.0.0.1 is taken by another process, so "
-                    f"the API server cannot start ({cluster.source}: simulation.apiserver_port). "
-                    "Free the port or change it."
-                ) from None
+                return False
+            return True
+
+    def check_port_free(self, cluster: LocalCluster) -> None:
+        port = cluster.simulation.apiserver_port
+        if not self.port_free(cluster):
+            raise ClusterError(
+                f"[{cluster.name}] port {port} on 127.0.0.1 is taken by another process, so "
+                f"the API server cannot start ({cluster.source}: simulation.apiserver_port). "
+                "Free the port or change it."
+            ) from None
 
     def up(self, cluster: LocalCluster) -> float:
         began = time.monotonic()
@@ -278,6 +283,11 @@ class LocalClusters:
         self.kwokctl("delete", "cluster", "--name", cluster.name, check=False)
         shutil.rmtree(self.cluster_dir(cluster.name), ignore_errors=True)
         self.ready_marker(cluster.name).unlink(missing_ok=True)
+        # kwokctl returns while the API server is still exiting: wait until its port is free, so
+        # a `make clusters` right after a reset does not find it taken.
+        deadline = time.monotonic() + 30
+        while not self.port_free(cluster) and time.monotonic() < deadline:
+            time.sleep(0.2)
         say(cluster.name, "deleted with all its data")
 
     def status(self, cluster: LocalCluster) -> str:
