@@ -62,6 +62,8 @@ def test_data_survives_clusters_down_and_up(scratch, tools):
 def test_a_taken_port_is_a_clear_error_naming_the_profile_key(scratch):
     local, cluster = scratch
     with socket.socket() as squatter:
+        # The previous test's scratch API server may leave connections in TIME_WAIT on the port.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", SCRATCH_PORT))
         squatter.listen()
         with pytest.raises(ClusterError) as err:
