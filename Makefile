@@ -64,7 +64,7 @@ images: venv ## build the platform's images (cached) and push them by digest to 
 	$(PY) -m smartnation.tooling.images build
 
 .PHONY: test-unit
-test-unit: venv ## the unit tests alone: seconds, no toolchain, no cluster
+test-unit: venv ## the unit tests alone: about two minutes, no toolchain, no cluster
 	$(PY) -m pytest -m unit -q
 
 .PHONY: lint
