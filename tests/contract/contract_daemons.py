@@ -44,6 +44,7 @@ MOSQUITTO_PUB = "/usr/bin/mosquitto_pub"
 MOSQUITTO_SUB = "/usr/bin/mosquitto_sub"
 OPENSSL = "/usr/bin/openssl"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_LIB = Path("/usr/lib/postgresql/15/lib")
 PSQL = "/usr/bin/psql"
 
 STARTUP_TIMEOUT = 20.0
@@ -274,10 +275,11 @@ PG_ROLES = (
     Role(name="analysts", login=False, password_var=""),
 )
 PG_DATABASES = (
-    # timescaledb is not in Debian's vanilla PostgreSQL: the script must skip it, not fail.
+    # timescaledb is built for the host (and is in the database image): the script creates it.
     Database(name="telemetry", owner="telemetry_owner", extensions=("timescaledb",)),
-    # pgcrypto ships with Debian's postgresql-15 (contrib): the script must create it.
-    Database(name="registry", owner="registry_owner", extensions=("pgcrypto",)),
+    # pgcrypto ships with Debian's postgresql-15 (contrib): the script must create it; postgis is
+    # not installed anywhere here: the script must skip it, not fail.
+    Database(name="registry", owner="registry_owner", extensions=("pgcrypto", "postgis")),
 )
 PG_GRANTS = (
     Grant(role="telemetry_writer", database="telemetry", privilege="write"),
@@ -376,7 +378,15 @@ def start_pg_cluster() -> PgCluster:
 
     port = free_port()
     log = workdir / "postgres.log"
-    options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={socket_dir}"
+    # TimescaleDB preloaded as in the database image (tooling/images): the environments create the
+    # extension, which refuses to load otherwise. `make contract-deps` installs it for the host.
+    if not (PG_LIB / "timescaledb.so").is_file():
+        missing = PG_LIB / "timescaledb.so"
+        pytest.fail(f"missing {missing}: run `make contract-deps` (.ci/timescaledb-host.sh)", pytrace=False)
+    options = (
+        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={socket_dir}"
+        " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
+    )
     with log.open("wb"):
         pass
     run_as.chown(log)
