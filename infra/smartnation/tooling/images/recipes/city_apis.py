@@ -38,6 +38,8 @@ from smartnation.tooling.images.recipes import DEBIAN_PATH, labels
 
 UID = 10001
 PYTHON = "/usr/bin/python3.11"
+SCRIPTS_IN_RECORD = "../../bin/"
+"""How a RECORD names pip's console scripts, relative to the dist-packages it installed into."""
 SITE_PACKAGES = "usr/local/lib/python3.11/dist-packages"
 """On Debian's sys.path by default: the dependencies need no PYTHONPATH."""
 APP_DIR = "/opt/city-apis"
@@ -115,6 +117,13 @@ def _install_wheels(ctx: BuildContext, constraints: Path, target: Path) -> None:
         env={"PIP_NO_CACHE_DIR": "1", "PYTHONDONTWRITEBYTECODE": "1"},
     )
     shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: the images run `python -m`
+    # Their RECORD lines go too: pip wrote each script with the HOST interpreter's path in its
+    # shebang, so their hashes differed between checkouts and the image was not reproducible.
+    for record in sorted(target.glob("*.dist-info/RECORD")):
+        lines = record.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if not line.startswith(SCRIPTS_IN_RECORD)]
+        if kept != lines:
+            record.write_text("".join(kept))
     for library, top in (("botocore", "data"), ("boto3", "data")):
         models = target / library / top
         for entry in sorted(models.iterdir()) if models.is_dir() else []:
@@ -170,6 +179,7 @@ def recipe(pins: Pins, api: str) -> Recipe:
         "services": _package_files(),
         "not_needed": NOT_NEEDED,
         "boto_models": sorted(KEPT_BOTO_MODELS),
+        "records": f"without {SCRIPTS_IN_RECORD}",  # a rootfs built before that fix is not reused
     }
 
     def make(ctx: BuildContext, tree: Path) -> list[str]:
