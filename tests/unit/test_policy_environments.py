@@ -20,18 +20,11 @@ from typing import Any
 import pytest
 from pulumi_policy import (
     EnforcementLevel,
-    PolicyProviderResource,
-    PolicyResource,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-    StackValidationArgs,
 )
-from pulumi_policy.proxy import unknown_checking_proxy
 
+from smartnation.cli import policy_sweep
 from smartnation_policy import rules
-from smartnation_policy.target import target_for
 from tests.unit.harness import CLUSTERS, ENVIRONMENTS, BuiltStack, Registered
-from tests.unit.test_policy import Violations, options
 
 pytestmark = pytest.mark.unit
 
@@ -40,48 +33,11 @@ MANDATORY = {p.name for p in rules.POLICIES if p.enforcement_level == Enforcemen
 
 
 def judge(stack: BuiltStack, resources: list[Registered] | None = None) -> list[tuple[str, str]]:
-    """(policy name, message) for every violation of every policy over the build's resources."""
+    """(policy name, message) for every violation of every policy over the build's resources: the
+    same sweep `smartnation preview --redacted` runs (smartnation.cli.policy_sweep)."""
     assert stack.settings is not None
-    resources = stack.resources if resources is None else resources
-    config = target_for(stack.settings.environment, stack.settings.cluster).as_config()
-    providers = {
-        f"{r.urn}::{r.name}-id": PolicyProviderResource(r.type, unknown_checking_proxy(r.plain), r.urn, r.name)
-        for r in resources
-        if r.type.startswith("pulumi:providers:")
-    }
-    policy_resources = {
-        r.urn: PolicyResource(
-            r.type,
-            unknown_checking_proxy(r.plain),
-            r.urn,
-            r.name,
-            options(protect=bool(r.protect)),
-            providers.get(r.provider),
-            None,
-            [],
-            {},
-        )
-        for r in resources
-    }
-    for r in resources:
-        policy_resources[r.urn].dependencies.extend(
-            policy_resources[urn] for urn in r.dependencies if urn in policy_resources
-        )
-
-    found: list[tuple[str, str]] = []
-    for policy in rules.POLICIES:
-        violations = Violations()
-        if isinstance(policy, ResourceValidationPolicy):
-            for r in resources:
-                resource = policy_resources[r.urn]
-                args = ResourceValidationArgs(
-                    r.type, resource.props, r.urn, r.name, resource.opts, resource.provider, config
-                )
-                policy.validate(args, violations)
-        else:
-            policy.validate(StackValidationArgs(list(policy_resources.values()), config), violations)
-        found.extend((policy.name, message) for message in violations.messages)
-    return found
+    found = policy_sweep.judge(stack.resources if resources is None else resources, stack.settings)
+    return [(violation.policy, violation.message) for violation in found]
 
 
 @pytest.mark.parametrize(("environment", "cluster"), BUILDS, ids=[f"{e}@{c}" for e, c in BUILDS])
