@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.integration.platform_project import PROJECT, PlatformProject
+from tests.unit.harness import set_dotted
 
 pytestmark = pytest.mark.integration
 
@@ -30,17 +31,6 @@ NAMESPACE = f"{PROJECT}-{ENVIRONMENT}"
 # by identity (uid) only. Events are a log, not objects anyone deployed: left out.
 CONTROLLER_OWNED = {"Endpoints", "EndpointSlice"}
 LOGS = {"Event"}
-
-
-def _set(data: dict, path: str, value: Any) -> None:
-    node = data
-    keys = path.split(".")
-    for key in keys[:-1]:
-        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
-    if isinstance(node, list):
-        node[int(keys[-1])] = value
-    else:
-        node[keys[-1]] = value
 
 
 # (what, file, dotted path, value, text expected in the failed update's output)
@@ -159,7 +149,7 @@ def _malformed(project: PlatformProject, file: str, path: str, value: Any) -> Ca
     target: Path = project.root / "environments" / file
     original = target.read_text(encoding="utf-8")
     data = yaml.safe_load(original)
-    _set(data, path, value)
+    set_dotted(data, path, value)
     target.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return lambda: target.write_text(original, encoding="utf-8")
 

@@ -8,7 +8,9 @@ secrets, broken settings) use ``recorder`` and build for themselves.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pulumi
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from smartnation.program.city_platform import build
 from smartnation.settings import load_settings
 from tests.unit.harness import (
+    REPO_ENVIRONMENTS,
     BuiltStack,
     Recorder,
     environments_copy,
@@ -62,3 +65,11 @@ def build_stack(_stack_builds: Callable[[str, str | None], BuiltStack]) -> Calla
         return _stack_builds(environment, cluster)
 
     return _build
+
+
+@pytest.fixture
+def envdir(tmp_path: Path) -> Path:
+    """A writable copy of the repository's environments/ (without stack files)."""
+    root = tmp_path / "environments"
+    shutil.copytree(REPO_ENVIRONMENTS, root, ignore=shutil.ignore_patterns("stacks"))
+    return root

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 # One copy of the mocks and the recorder, shared with the render tool and the redacted preview.
 from smartnation.cli.mock_program import (  # noqa: F401 - re-exported for the tests
     SECRET_SIG,
@@ -74,6 +76,26 @@ class BuiltStack:
 
 def secrets_for(settings: Settings) -> dict[str, str]:
     return {key: fake_secret(key) for key in required_secrets(settings)}
+
+
+def set_dotted(data: Any, path: str, value: Any) -> None:
+    """Set ``path`` (dotted; list indexes allowed, missing mappings made) in ``data`` to ``value``."""
+    node = data
+    keys = path.split(".")
+    for key in keys[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    if isinstance(node, list):
+        node[int(keys[-1])] = value
+    else:
+        node[keys[-1]] = value
+
+
+def edit(root: Path, file: str, path: str, value: Any) -> None:
+    """Set ``path`` (dotted; list indexes allowed) in the YAML file ``root/file`` to ``value``."""
+    target = root / file
+    data = yaml.safe_load(target.read_text(encoding="utf-8")) or {}
+    set_dotted(data, path, value)
+    target.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
 def environments_copy(tmp: Path, environment: str, cluster: str) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,32 +13,9 @@ from smartnation.paths import ENVIRONMENTS_DIR_VARIABLE
 from smartnation.settings import SettingsError, list_clusters, load_cluster_profile, load_settings
 from smartnation.settings.models import ComponentReleases, Releases
 from smartnation.settings.yaml_files import read_yaml, read_yaml_documents
-from tests.unit.harness import ENVIRONMENTS, REPO_ENVIRONMENTS
+from tests.unit.harness import ENVIRONMENTS, REPO_ENVIRONMENTS, edit
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def envdir(tmp_path: Path) -> Path:
-    root = tmp_path / "environments"
-    shutil.copytree(REPO_ENVIRONMENTS, root, ignore=shutil.ignore_patterns("stacks"))
-    return root
-
-
-def edit(root: Path, file: str, path: str, value: Any) -> None:
-    """Set ``path`` (dotted; list indexes allowed) in ``root/file`` to ``value``."""
-    target = root / file
-    data = yaml.safe_load(target.read_text(encoding="utf-8")) or {}
-    node = data
-    keys = path.split(".")
-    for key in keys[:-1]:
-        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
-    last = keys[-1]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-    target.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
 # --- What the repository holds ------------------------------------------------------------

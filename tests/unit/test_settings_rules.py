@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from smartnation.program.city_platform import build
 from smartnation.program.components import database as database_component
@@ -20,31 +19,17 @@ from smartnation.settings.derived_names import PROJECT_NAME_ROOM, project_name
 from smartnation.settings.footprint import needs
 from smartnation.settings.models import API_PROVIDED_ENV, RESERVED_ROLES
 from smartnation.settings.validation import parse_quantity
-from tests.unit.harness import ENVIRONMENTS, REPO_ENVIRONMENTS, BuiltStack, Recorder, run, secrets_for, set_secrets
+from tests.unit.harness import (
+    ENVIRONMENTS,
+    BuiltStack,
+    Recorder,
+    edit,
+    run,
+    secrets_for,
+    set_secrets,
+)
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def envdir(tmp_path: Path) -> Path:
-    root = tmp_path / "environments"
-    shutil.copytree(REPO_ENVIRONMENTS, root, ignore=shutil.ignore_patterns("stacks"))
-    return root
-
-
-def edit(root: Path, file: str, path: str, value: Any) -> None:
-    """Set ``path`` (dotted; list indexes allowed) in ``root/file`` to ``value``."""
-    target = root / file
-    data = yaml.safe_load(target.read_text(encoding="utf-8")) or {}
-    node = data
-    keys = path.split(".")
-    for key in keys[:-1]:
-        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
-    if isinstance(node, list):
-        node[int(keys[-1])] = value
-    else:
-        node[keys[-1]] = value
-    target.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
 def refused(root: Path, environment: str) -> SettingsError:
