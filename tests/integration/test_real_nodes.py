@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import signal
 import time
 import uuid
 
 import pytest
 
+from smartnation.tooling.local_clusters import node_processes
 from smartnation.tooling.local_clusters.node_images import BUSYBOX_IMAGE, NONROOT_UID
 from smartnation.tooling.local_clusters.node_plan import POD_BASE, REAL_NODE_LABEL
 
@@ -140,3 +143,27 @@ def test_a_pod_that_cannot_start_on_a_real_node_is_not_reported_running(tools, c
         time.sleep(2)
     # The kubelet said why: it never tried a registry.
     assert "ErrImageNeverPull" in reasons, reasons
+
+
+def test_a_killed_real_node_comes_back_with_make_clusters(tools, cluster, clusters):
+    """What CI met on a machine whose clusters had been killed with it: containerd's socket file
+    was left behind, and the restart dialled it before the new containerd listened. Kill the
+    node's processes as a crash does (by the PIDs the node recorded), start it as `make clusters`
+    does, and it is Ready again by a live kubelet, its old socket replaced."""
+    nodes = clusters.real_nodes(cluster)
+    for plan in nodes.nodes:
+        for known in nodes.read_state(plan)["processes"].values():
+            running = node_processes.Running.from_json(known)
+            if node_processes.alive(running):
+                os.kill(running.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(node_processes.alive(node_processes.Running.from_json(p))
+                  for p in nodes.read_state(plan)["processes"].values()):  # fmt: skip
+            assert time.monotonic() < deadline, "killed processes did not exit"
+            time.sleep(0.1)
+        assert plan.containerd_socket.exists(), "the killed containerd's socket file is the case under test"
+    took = nodes.up()
+    assert took < 120
+    node = _real_node(tools, cluster)
+    ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"

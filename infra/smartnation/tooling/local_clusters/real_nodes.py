@@ -18,10 +18,12 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -57,6 +59,24 @@ TOOL_BINARIES = ("kubelet", "kube-proxy", "kubectl")
 
 class RealNodeError(RuntimeError):
     pass
+
+
+def parse_k8s_time(text: str) -> float | None:
+    """Seconds since the epoch of a Kubernetes MicroTime/Time ("2026-11-29T00:50:01.123456Z")."""
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def socket_accepts(path: Path) -> bool:
+    """True when a process listens on the unix socket at path."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def say(cluster: str, message: str) -> None:
@@ -171,12 +191,13 @@ class RealNodes:
     # -- lifecycle ----------------------------------------------------------------------------
     def up(self) -> float:
         began = time.monotonic()
+        since = time.time() - 1  # a lease renewed before this is the old kubelet's
         self.check_host()
         host_record.record(self.host_file)
         for plan in self.nodes:
             self.start_node(plan)
         for plan in self.nodes:
-            self.wait_ready(plan)
+            self.wait_ready(plan, since)
         took = time.monotonic() - began
         say(self.access.name, f"{len(self.nodes)} real node(s) Ready in {took:.1f}s")
         return took
@@ -220,22 +241,33 @@ class RealNodes:
         self.write_state(plan, state)
         say(plan.cluster, f"{plan.name}: {'started ' + ', '.join(started) if started else 'already running'}")
 
-    def wait_for_socket(self, socket: Path, what: str, plan: RealNodePlan, timeout: float = 30) -> None:
+    def wait_for_socket(self, socket_path: Path, what: str, plan: RealNodePlan, timeout: float = 30) -> None:
+        """Wait until the socket accepts a connection. Its file alone proves nothing: a node stopped
+        by `make clusters-down` or killed with the machine leaves the file behind, and a client that
+        dials it before the new process listens gets "connection refused"."""
         deadline = time.monotonic() + timeout
-        while not socket.exists():
+        while not socket_accepts(socket_path):
             if time.monotonic() > deadline:
                 raise RealNodeError(
-                    f"[{plan.cluster}] {plan.name}: {what} did not create {socket}; see {plan.logs_dir}"
+                    f"[{plan.cluster}] {plan.name}: {what} does not answer on {socket_path} after "
+                    f"{timeout:.0f}s; see {plan.logs_dir}"
                 )
             time.sleep(0.1)
 
-    def wait_ready(self, plan: RealNodePlan, timeout: float = 120) -> None:
+    def wait_ready(self, plan: RealNodePlan, since: float, timeout: float = 120) -> None:
+        """Ready, as reported by the kubelet running now. A node's Ready condition outlives its
+        kubelet (the controller marks it Unknown only 40 s later), so a just-restarted cluster shows
+        the old Ready; the node's Lease, renewed every 10 s by a live kubelet, tells them apart."""
         deadline = time.monotonic() + timeout
         while True:
-            proc = self.kubectl(
+            ready = self.kubectl(
                 "get", "node", plan.name, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False
             )
-            if proc.returncode == 0 and proc.stdout.strip() == "True":
+            lease = self.kubectl(
+                "get", "lease", "-n", "kube-node-lease", plan.name, "-o", "jsonpath={.spec.renewTime}", check=False
+            )
+            renewed = parse_k8s_time(lease.stdout.strip()) if lease.returncode == 0 else None
+            if ready.returncode == 0 and ready.stdout.strip() == "True" and renewed is not None and renewed >= since:
                 return
             if time.monotonic() > deadline:
                 raise RealNodeError(
