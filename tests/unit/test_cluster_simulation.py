@@ -9,15 +9,16 @@ import yaml
 
 from smartnation.settings import SettingsError, load_cluster_profile
 from smartnation.tooling.local_clusters.simulation import (
+    KWOK_DEFAULT_STAGES,
     LocalCluster,
     certificate_stages,
     cluster_issuer,
     ingress_class,
+    kwok_stage_documents,
     kwokctl_configuration,
     network_stages,
     nodes,
     storage_classes,
-    volume_stages,
 )
 
 pytestmark = pytest.mark.unit
@@ -52,13 +53,14 @@ def test_exactly_one_default_storage_class_the_profiles(cluster):
     assert defaults == [cluster.profile.storage.default_class]
 
 
-def test_volume_stages_cover_the_profiles_classes_only(cluster):
-    for stage in volume_stages(cluster):
-        expressions = [m["cel"]["expression"] for m in stage["spec"]["selector"]["matchExpressions"]]
-        class_filter = next(e for e in expressions if "storageClassName" in e)
-        for sc in cluster.profile.storage.classes:
-            assert f"'{sc.name}'" in class_filter
-        assert "kwok-volume" not in class_filter
+def test_no_kwok_stage_plays_the_storage_provisioner(cluster, tmp_path):
+    # Volumes are made by volume_provisioner.py as real directories a kubelet can mount; a kwok
+    # stage making PersistentVolumes as well would race it and hand out unmountable ones.
+    for name in KWOK_DEFAULT_STAGES:
+        (tmp_path / name).write_text("")
+    stages = kwok_stage_documents(cluster, tmp_path)
+    kinds = {s["spec"]["resourceRef"]["kind"] for s in stages}
+    assert kinds and not kinds & {"PersistentVolumeClaim", "PersistentVolume"}
 
 
 def test_load_balancer_addresses_come_from_the_profiles_pool(cluster):
@@ -89,7 +91,6 @@ def test_everything_applied_to_a_stand_in_is_plain_yaml(cluster):
         *storage_classes(cluster),
         ingress_class(cluster),
         cluster_issuer(cluster),
-        *volume_stages(cluster),
         *network_stages(cluster),
         *certificate_stages(cluster),
     ]

@@ -36,6 +36,7 @@ from smartnation.tooling.local_clusters.simulation import (
     nodes,
     storage_classes,
 )
+from smartnation.tooling.local_clusters.volume_provisioner_service import VolumeProvisionerService
 from smartnation.tooling.toolchain.bootstrap import tool_env
 from smartnation.tooling.toolchain.cache import CacheLayout, layout
 from smartnation.tooling.toolchain.versions import load_pins
@@ -91,6 +92,10 @@ class LocalClusters:
     def real_nodes(self, cluster: LocalCluster) -> RealNodes:
         """The cluster's real nodes: as many as its profile's ``simulation.real_nodes``."""
         return RealNodes(self.cache, self.access(cluster), cluster.simulation.real_nodes)
+
+    def volume_provisioner(self, cluster: LocalCluster) -> VolumeProvisionerService:
+        """The cluster's stand-in for its CSI provisioner (volume_provisioner.py)."""
+        return VolumeProvisionerService(self.cache, cluster, self.cluster_dir(cluster.name) / "kubeconfig.yaml")
 
     def cluster_dir(self, name: str) -> Path:
         return self.kwok_home / "clusters" / name
@@ -167,6 +172,8 @@ class LocalClusters:
         self.wait_ready(cluster)
         self.apply_shape(cluster)
         self.write_kubeconfig()
+        # Before the nodes: claims waiting since the last run get their volumes while they start.
+        say(cluster.name, self.volume_provisioner(cluster).up())
         if cluster.simulation.real_nodes:
             self.real_nodes(cluster).up()
         took = time.monotonic() - began
@@ -274,11 +281,14 @@ class LocalClusters:
         # The nodes first: their kubelets would otherwise retry an absent API server.
         if cluster.simulation.real_nodes:
             self.real_nodes(cluster).down()
+        say(cluster.name, self.volume_provisioner(cluster).down())
         self.kwokctl("stop", "cluster", "--name", cluster.name)
         say(cluster.name, "stopped (data kept; `make clusters` starts it again)")
 
     def reset(self, cluster: LocalCluster) -> None:
-        # The nodes first, while the API server still answers (their Node objects go too).
+        # The provisioner first (it would act on what goes next), then the nodes, while the API
+        # server still answers (their Node objects go too).
+        self.volume_provisioner(cluster).reset()
         self.real_nodes(cluster).reset()
         self.kwokctl("delete", "cluster", "--name", cluster.name, check=False)
         shutil.rmtree(self.cluster_dir(cluster.name), ignore_errors=True)

@@ -48,7 +48,9 @@ def alive(proc: Running) -> bool:
     return start_time(proc.pid) == proc.start
 
 
-def start(argv: list[str], log: Path, cgroup: str, cwd: Path) -> Running:
+def start(argv: list[str], log: Path, cgroup: str | None, cwd: Path) -> Running:
+    """Starts ``argv`` detached, in ``cgroup`` (a node's; None: the caller's own, for a host
+    process such as the volume provisioner), its output appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         out.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {' '.join(argv)}\n".encode())
@@ -61,7 +63,7 @@ def start(argv: list[str], log: Path, cgroup: str, cwd: Path) -> Running:
             cwd=cwd,
             start_new_session=True,  # outlives the command that started it, like a daemon
             close_fds=True,
-            preexec_fn=lambda: node_cgroups.join_system(cgroup),
+            preexec_fn=(lambda: node_cgroups.join_system(cgroup)) if cgroup else None,
         )
     for _ in range(50):
         began = start_time(proc.pid)

@@ -1,9 +1,11 @@
 """What a local stand-in cluster looks like: nodes, storage classes and kwok stages, from a profile.
 
-The stand-ins behave like their real counterparts only through what Kubernetes and kwok already
-offer: kwok Stages play the kubelets, the CSI provisioner (a PV per claim, like EVS or Ceph), the
-cloud load balancer or MetalLB (an address on every Service of type LoadBalancer) and the ingress
-controller (an address in every Ingress status). No controller of our own runs.
+The stand-ins behave like their real counterparts through what Kubernetes and kwok already
+offer: kwok Stages play the simulated nodes' kubelets, the cloud load balancer or MetalLB (an
+address on every Service of type LoadBalancer) and the ingress controller (an address in every
+Ingress status). The CSI provisioner is played by a process of ours instead
+(volume_provisioner.py): a real kubelet must mount the volumes, and a kwok stage can only make
+objects.
 """
 
 from __future__ import annotations
@@ -141,11 +143,6 @@ def ingress_class(cluster: LocalCluster) -> dict:
     }
 
 
-def _cel_in(field: str, values: list[str]) -> str:
-    quoted = ", ".join(f"'{v}'" for v in values)
-    return f"{field} in [{quoted}]"
-
-
 def _stage(name: str, kind: str, api_group: str, expressions: list[str], steps: list[dict]) -> dict:
     return {
         "apiVersion": "kwok.x-k8s.io/v1alpha1",
@@ -157,77 +154,6 @@ def _stage(name: str, kind: str, api_group: str, expressions: list[str], steps: 
             "steps": steps,
         },
     }
-
-
-def volume_stages(cluster: LocalCluster) -> list[dict]:
-    """A PV per claim on our classes, deleted with its claim when the class says Delete: the
-    everest or Ceph CSI provisioner's part; kube-controller-manager's PV controller binds."""
-    ours = cluster.profile.storage.classes
-    classes = [sc.name for sc in ours]
-    drivers = {sc.name: sc.parameters.get("csi.storage.k8s.io/csi-driver-name", sc.provisioner) for sc in ours}
-    reclaim = {sc.name: sc.reclaim_policy for sc in ours}
-    driver_lookup = " ".join(f'"{k}" "{v}"' for k, v in drivers.items())
-    reclaim_lookup = " ".join(f'"{k}" "{v}"' for k, v in reclaim.items())
-    on_our_classes = _cel_in("self.spec.storageClassName", classes)
-    pv_template = (
-        "apiVersion: v1\n"
-        "kind: PersistentVolume\n"
-        "metadata:\n"
-        "  name: pvc-{{ .metadata.uid }}\n"
-        "  annotations:\n"
-        "    pv.kubernetes.io/provisioned-by: {{ .spec.storageClassName | Quote }}\n"
-        "spec:\n"
-        # YAML's second argument indents every line by that many pairs of spaces, starting
-        # with a line break: 2 puts the values under keys that sit at column 2.
-        "  accessModes:\n"
-        "  {{ YAML .spec.accessModes 2 }}\n"
-        "  capacity:\n"
-        "  {{ YAML .spec.resources.requests 2 }}\n"
-        f"  persistentVolumeReclaimPolicy: {{{{ get (dict {reclaim_lookup}) .spec.storageClassName | Quote }}}}\n"
-        "  storageClassName: {{ .spec.storageClassName | Quote }}\n"
-        '  volumeMode: {{ default "Filesystem" .spec.volumeMode | Quote }}\n'
-        "  claimRef:\n"
-        "    apiVersion: v1\n"
-        "    kind: PersistentVolumeClaim\n"
-        "    name: {{ .metadata.name | Quote }}\n"
-        "    namespace: {{ .metadata.namespace | Quote }}\n"
-        "    resourceVersion: {{ .metadata.resourceVersion | Quote }}\n"
-        "    uid: {{ .metadata.uid | Quote }}\n"
-        "  csi:\n"
-        f"    driver: {{{{ get (dict {driver_lookup}) .spec.storageClassName | Quote }}}}\n"
-        "    volumeHandle: pvc-{{ .metadata.uid }}\n"
-    )
-    return [
-        _stage(
-            "smartnation-pvc-provision",
-            "PersistentVolumeClaim",
-            "v1",
-            [
-                on_our_classes,
-                "!has(self.metadata.deletionTimestamp)",
-                "!has(self.spec.volumeName)",
-                "self.status.phase != 'Bound'",
-            ],
-            [
-                # Only the provisioner's part: a volume pre-bound to the claim. The real PV
-                # controller then binds the claim, as with a CSI provisioner; setting the claim's
-                # volumeName here too raced with it and left claims "Lost" for a resync period.
-                {"apply": {"template": pv_template}},
-            ],
-        ),
-        _stage(
-            "smartnation-pv-delete",
-            "PersistentVolume",
-            "v1",
-            [
-                on_our_classes,
-                "!has(self.metadata.deletionTimestamp)",
-                "self.spec.persistentVolumeReclaimPolicy == 'Delete'",
-                "self.status.phase == 'Released'",
-            ],
-            [{"delete": True}],
-        ),
-    ]
 
 
 def network_stages(cluster: LocalCluster) -> list[dict]:
@@ -375,7 +301,7 @@ def kwok_stage_documents(cluster: LocalCluster, kwok_stage_dir: Path) -> list[di
         if not path.is_file():
             raise ClusterError(f"{path} is missing: run `make bootstrap` (it copies kwok's default stages)")
         docs.extend(read_yaml_documents(path))
-    return docs + volume_stages(cluster) + network_stages(cluster) + certificate_stages(cluster)
+    return docs + network_stages(cluster) + certificate_stages(cluster)
 
 
 def kwokctl_configuration(cluster: LocalCluster, kube_version: str, pki_dir: Path) -> dict:
