@@ -27,6 +27,16 @@ class StepError(RuntimeError):
         self.step = step
 
 
+def goproxy(downloads: Path) -> str:
+    """The cache's own downloads first, then whatever proxy the machine names (a sealed site's
+    mirror, or the public proxy by default)."""
+    ours = f"file://{downloads}"
+    configured = os.environ.get("GOPROXY", "").strip() or "https://proxy.golang.org,direct"
+    if configured == ours or configured.startswith(ours + ","):
+        return configured  # already ours first (a nested build)
+    return f"{ours},{configured}"
+
+
 class GoRunner:
     """Runs go with a cache-local environment and appends everything it prints to one log."""
 
@@ -43,6 +53,9 @@ class GoRunner:
                 "GOMODCACHE": str(self.cache.gomodcache),
                 "GOCACHE": str(self.cache.gocache),
                 "GOFLAGS": "-mod=mod -buildvcs=false",
+                # Modules downloaded once are read from the cache's own downloads first (all that
+                # `make cache-trim` keeps), the network proxy only for what is not there.
+                "GOPROXY": goproxy(self.cache.gomodcache / "cache" / "download"),
                 "CGO_ENABLED": "0",
                 "GOWORK": "off",
             }
