@@ -198,7 +198,7 @@ def test_a_rebuild_gives_the_same_digest(built: dict[str, Image]) -> None:
 def test_both_site_registries_serve_every_release_by_its_digest(built: dict[str, Image]) -> None:
     refs = json.loads(_images("digests").stdout)
     by_digest = {image.digest for image in built.values()}
-    registries = site_registries(load_pins(), image_cache())
+    registries = site_registries(image_cache())
     assert {r.cluster for r in registries} == {"dusseldorf-test", "monaco-onprem"}
     for release, reference in refs.items():
         repository, _, digest = reference.partition("@")
@@ -209,7 +209,7 @@ def test_both_site_registries_serve_every_release_by_its_digest(built: dict[str,
 
 
 def test_registries_stop_and_start_with_their_data_kept(built: dict[str, Image]) -> None:
-    registry = site_registries(load_pins(), image_cache())[0]
+    registry = site_registries(image_cache())[0]
     pid = registry.pid()
     registry.stop(say=print)
     assert registry.pid() is None and not registry.answers()

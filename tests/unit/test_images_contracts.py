@@ -169,7 +169,7 @@ def test_digest_map_names_every_release_by_repository_and_digest(tmp_path: Path)
 
 
 def test_each_site_registry_serves_the_paths_of_its_profile_registry(tmp_path: Path) -> None:
-    registries = {r.cluster: r for r in site_registries(load_pins(), ImageCache(tmp_path))}
+    registries = {r.cluster: r for r in site_registries(ImageCache(tmp_path))}
     assert registries["dusseldorf-test"].remote_repository("mosquitto") == "smartnation/mosquitto"
     assert registries["monaco-onprem"].remote_repository("mosquitto") == "mirror/mosquitto"
     for registry in registries.values():
@@ -179,18 +179,6 @@ def test_each_site_registry_serves_the_paths_of_its_profile_registry(tmp_path: P
         registry.home.mkdir(parents=True)
         registry.pid_file.write_text(f"{os.getpid()}\n")  # alive, but not a registry
         assert registry.pid() is None
-
-
-def test_containerd_pulls_the_site_registry_from_its_local_stand_in(tmp_path: Path) -> None:
-    import tomllib
-
-    registries = {r.cluster: r for r in site_registries(load_pins(), ImageCache(tmp_path))}
-    dusseldorf, monaco = registries["dusseldorf-test"], registries["monaco-onprem"]
-    assert dusseldorf.site_host == "swr.eu-west-101.myhuaweicloud.eu"
-    hosts = tomllib.loads(dusseldorf.containerd_hosts_toml())
-    assert hosts["server"] == f"http://{dusseldorf.address}"
-    assert hosts["host"][f"http://{dusseldorf.address}"]["capabilities"] == ["pull", "resolve"]
-    assert monaco.address not in dusseldorf.containerd_hosts_toml()
 
 
 def test_vendor_dir_is_beside_the_checkout_unless_set(tmp_path: Path) -> None:

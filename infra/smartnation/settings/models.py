@@ -193,6 +193,9 @@ class Simulation:
 
     apiserver_port: int = setting(range=(1024, 65535))
     """Loopback port of the stand-in's API server; each profile needs its own."""
+    registry_port: int = setting(range=(1024, 65535))
+    """Loopback port of the local registry that stands for ``registry.default`` (`make images`
+    pushes there; tooling/images/registry.py); the real nodes pull through it. Each profile its own."""
     load_balancer_pool: ipaddress.IPv4Network = setting(range=(24, 24))
     """Addresses handed to Services of type LoadBalancer; a /24, because a Service gets the
     address ending in the last octet of its cluster IP."""

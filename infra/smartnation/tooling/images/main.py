@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from smartnation.settings.errors import SettingsError
 from smartnation.tooling.images.builder import Builder, BuiltImage
 from smartnation.tooling.images.cache import ImageCache, image_cache
 from smartnation.tooling.images.pins import IMAGE_NAMES, Pins, PinsError, load_pins
@@ -77,7 +78,7 @@ def build(pins: Pins, cache: ImageCache, only: list[str], rebuild: bool, fresh_g
             shutil.rmtree(scratch_gocache, ignore_errors=True)
     pushed = 0
     if push:
-        for registry in site_registries(pins, cache):
+        for registry in site_registries(cache):
             registry.ensure_running(say=print)
             for image in built:
                 pushed += registry.ensure_image(image, say=print)
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             print(cache.digests.read_text(), end="")
             return 0
         if args.command == "registry":
-            registries = site_registries(pins, cache)
+            registries = site_registries(cache)
             for registry in registries:
                 if args.action == "start":
                     registry.ensure_running(say=print)
@@ -133,6 +134,6 @@ def main(argv: list[str] | None = None) -> int:
                 return 0 if all(reg.running() for reg in registries) else 3
             return 0
         return build(pins, cache, args.only, args.rebuild, args.fresh_go_cache, not args.no_push)
-    except (ImagesError, PinsError, ImageBuildError, RegistryError) as exc:
+    except (ImagesError, PinsError, ImageBuildError, RegistryError, SettingsError) as exc:
         print(f"images failed: {exc}", file=sys.stderr)
         return 1

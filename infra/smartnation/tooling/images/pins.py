@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,13 +78,13 @@ class ImagePin:
 
 @dataclass(frozen=True)
 class Pins:
-    """Every image pin, the Debian suite they come from and the registry ports."""
+    """Every image pin and the Debian suite they come from. (The site registries' ports are the
+    cluster profiles' ``simulation.registry_port``: tooling/images/registry.py.)"""
 
     source_date_epoch: int
     suite: str
     apt_sources: Path
     images: dict[str, ImagePin]
-    registry_ports: dict[str, int] = field(default_factory=dict)
 
 
 def _need(raw: dict, key: str, kind: type, where: str) -> Any:
@@ -181,7 +181,10 @@ def load_pins(path: Path = PINS_FILE) -> Pins:
     try:
         if not isinstance(raw, dict):
             raise PinsError("expected a mapping")
-        unknown = set(raw) - {"source_date_epoch", "debian", "images", "registries"}
+        if "registries" in raw:
+            raise PinsError("registries moved to the cluster profiles (environments/clusters/*.yaml: "
+                            "simulation.registry_port)")  # fmt: skip
+        unknown = set(raw) - {"source_date_epoch", "debian", "images"}
         if unknown:
             raise PinsError(f"{sorted(unknown)[0]} is unknown")
         epoch = _need(raw, "source_date_epoch", int, "")
@@ -200,21 +203,11 @@ def load_pins(path: Path = PINS_FILE) -> Pins:
             raise PinsError(f"images.{missing[0]} is missing")
         images = {name: _image(name, images_raw[name], f"images.{name}") for name in entries if name != API_GROUP}
         images |= _api_images(images_raw[API_GROUP], f"images.{API_GROUP}")
-        registries = raw.get("registries") or {}
-        ports: dict[str, int] = {}
-        for cluster, entry in registries.items():
-            port = entry.get("port") if isinstance(entry, dict) else None
-            if not isinstance(port, int) or not 1024 <= port <= 65535:
-                raise PinsError(f"registries.{cluster}.port must be a port number above 1023")
-            ports[str(cluster)] = port
-        if len(set(ports.values())) != len(ports):
-            raise PinsError("registries: two sites share a port")
         return Pins(
             source_date_epoch=epoch,
             suite=_need(debian, "suite", str, "debian"),
             apt_sources=Path(_need(debian, "sources", str, "debian")),
             images=images,
-            registry_ports=ports,
         )
     except PinsError as exc:
         raise PinsError(f"{path}: {exc}") from exc

@@ -1,10 +1,11 @@
 """A local OCI registry per site: Debian's docker-registry (CNCF distribution) on a loopback port.
 
 Each stands for the registry its cluster profile names in ``registry.default``: the cloud's
-registry for dusseldorf-test, the on-prem mirror for monaco-onprem. Images are pushed under the
-path of that name (``swr.../smartnation`` -> ``smartnation/<repository>``), so a node whose
-containerd maps the site registry's host to this address pulls exactly what the program
-references, by digest. The registry's data lives in the cache and outlives a stop.
+registry for dusseldorf-test, the on-prem mirror for monaco-onprem. Its port is the profile's
+``simulation.registry_port`` (the one place it is set). Images are pushed under the path of that
+name (``swr.../smartnation`` -> ``smartnation/<repository>``), so a real node whose containerd
+maps the site registry's host to this address (local_clusters/containerd_config.py) pulls
+exactly what the program references. The registry's data lives in the cache and outlives a stop.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from smartnation.settings.loader import load_cluster_profile
+from smartnation.paths import cluster_profiles_dir
+from smartnation.settings.loader import list_clusters, load_cluster_profile
 from smartnation.tooling.images.builder import BuiltImage
 from smartnation.tooling.images.cache import ImageCache
-from smartnation.tooling.images.pins import Pins
 
 Say = Callable[[str], None]
 MANIFEST_TYPES = ", ".join(
@@ -81,17 +82,6 @@ class LocalRegistry:
     def site_host(self) -> str:
         """The host part of the site registry's name (what an image reference starts with)."""
         return self.site_registry.partition("/")[0]
-
-    def containerd_hosts_toml(self) -> str:
-        """containerd's hosts.toml for ``certs.d/<site_host>/``: pulls of the site registry's images
-        go to this registry, over plain HTTP, and nowhere else (no fallback to the real host).
-        A node whose containerd runs in its own network namespace reaches 127.0.0.1:<port> of the
-        host through a socat pair, like its path to the API server."""
-        url = f"http://{self.address}"
-        return (
-            f"# Written by smartnation: {self.site_host} is served locally by the {self.cluster} registry.\n"
-            f'server = "{url}"\n\n[host."{url}"]\n  capabilities = ["pull", "resolve"]\n'
-        )
 
     def remote_repository(self, repository: str) -> str:
         return f"{self.path_prefix}/{repository}" if self.path_prefix else repository
@@ -247,14 +237,28 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def site_registries(pins: Pins, cache: ImageCache) -> list[LocalRegistry]:
-    """One registry per cluster that images.yaml gives a port, named after its profile's registry."""
-    return [
-        LocalRegistry(
-            cluster=cluster,
-            port=port,
-            site_registry=load_cluster_profile(cluster).registry.default,
-            home=cache.registries / cluster,
+def site_registries(cache: ImageCache, root: Path | None = None) -> list[LocalRegistry]:
+    """One registry per cluster profile with a local section, on its ``simulation.registry_port``
+    and named after its ``registry.default``. ``root``: the environments directory (tests)."""
+    registries: list[LocalRegistry] = []
+    for cluster in list_clusters(root):
+        profile = load_cluster_profile(cluster, root)
+        if profile.simulation is None:  # no local stand-in, so no local registry either
+            continue
+        registries.append(
+            LocalRegistry(
+                cluster=cluster,
+                port=profile.simulation.registry_port,
+                site_registry=profile.registry.default,
+                home=cache.registries / cluster,
+            )
         )
-        for cluster, port in sorted(pins.registry_ports.items())
-    ]
+    by_port: dict[int, str] = {}
+    for registry in registries:
+        if registry.port in by_port:
+            raise RegistryError(
+                f"{cluster_profiles_dir(root) / registry.cluster}.yaml: simulation.registry_port {registry.port} is "
+                f"also {by_port[registry.port]}'s: each site needs its own"
+            )
+        by_port[registry.port] = registry.cluster
+    return registries

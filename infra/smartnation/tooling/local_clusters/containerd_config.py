@@ -8,11 +8,19 @@ both are needed on this machine kind:
 - `netns_mounts_under_state_dir`: the Pods' network namespaces are mounted under the node's own
   state directory, not in the host's /run/netns, so `ip netns` on the host lists only the
   node namespaces smartnation made and `reset` finds every such mount under the node's paths.
+
+Images come from the node's own site only. The CRI plugin's registry ``config_path`` holds one
+``hosts.toml``, for the host of the profile's ``registry.default``, pointing at 127.0.0.1:<the
+profile's simulation.registry_port> in the node's namespace, where a socat pair (node_network.py)
+reaches the site's local registry on the host's loopback. Every other registry host falls to
+``_default``, a port nothing listens on: a reference to another site fails at once, not after a
+DNS timeout, and never leaves the node.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from smartnation.tooling.local_clusters.node_plan import RealNodePlan
 
@@ -22,6 +30,11 @@ RUNC = "/usr/sbin/runc"
 SANDBOX_IMAGE = "smartnation.local/pause:catatonit"
 """The sandbox image, built here from Debian's catatonit (node_images.py): registry.k8s.io,
 containerd's default source for it, cannot be reached."""
+UNREACHABLE_REGISTRY = "http://127.0.0.1:9"
+"""Where a pull from any registry but the site's goes: the node's own loopback, discard port,
+where nothing listens (the namespace has no socat there), so it is refused at once."""
+DEFAULT_HOSTS = "_default"
+"""containerd's hosts directory for every registry host without a directory of its own."""
 
 
 def _toml_str(value: str) -> str:
@@ -75,6 +88,8 @@ def containerd_config(plan: RealNodePlan) -> str:
             f"  BinaryName = {_toml_str(RUNC)}",
             f"  Root = {_toml_str(str(plan.run_dir / 'runc'))}",
             "  SystemdCgroup = false",
+            f"{cri.rstrip(']')}.registry]",
+            f"  config_path = {_toml_str(str(plan.registry_hosts_dir))}",
             f"{cri.rstrip(']')}.cni]",
             f"  bin_dir = {_toml_str(CNI_BIN_DIR)}",
             f"  conf_dir = {_toml_str(str(plan.node_dir / 'cni'))}",
@@ -82,6 +97,44 @@ def containerd_config(plan: RealNodePlan) -> str:
             "",
         ]
     )
+
+
+def registry_hosts_toml(server: str, capabilities: tuple[str, ...] = ("pull", "resolve")) -> str:
+    """A hosts.toml whose only host is ``server``, also its ``server`` (no fallback to the
+    registry's real address). Plain HTTP: the local registries serve no TLS."""
+    caps = ", ".join(_toml_str(c) for c in capabilities)
+    return "\n".join(
+        [
+            "# Written by smartnation (local_clusters/containerd_config.py) on every node start.",
+            f"server = {_toml_str(server)}",
+            "",
+            f"[host.{_toml_str(server)}]",
+            f"  capabilities = [{caps}]",
+            "",
+        ]
+    )
+
+
+def registry_hosts(plan: RealNodePlan, site_registry: str, registry_port: int) -> dict[Path, str]:
+    """The files of the node's registry ``config_path``: the site registry's host (the part of
+    ``registry.default`` before the first "/") served by the site's local registry through the
+    node's forwarder, and every other host sent nowhere."""
+    host = site_registry.partition("/")[0]
+    if not host or host == DEFAULT_HOSTS or "/" in host or host.startswith("."):
+        raise ValueError(f"{site_registry!r} does not start with a registry host")
+    return {
+        plan.registry_hosts_dir / host / "hosts.toml": registry_hosts_toml(f"http://127.0.0.1:{registry_port}"),
+        plan.registry_hosts_dir / DEFAULT_HOSTS / "hosts.toml": registry_hosts_toml(UNREACHABLE_REGISTRY),
+    }
+
+
+def stale_registry_hosts(plan: RealNodePlan, keep: dict[Path, str]) -> list[Path]:
+    """Host directories of the node's config_path that ``keep`` does not name (a profile whose
+    registry moved must not leave the old host pulling from this site)."""
+    if not plan.registry_hosts_dir.is_dir():
+        return []
+    wanted = {path.parent for path in keep}
+    return sorted(p for p in plan.registry_hosts_dir.iterdir() if p not in wanted)
 
 
 def cni_config(plan: RealNodePlan) -> dict:

@@ -87,6 +87,10 @@ class LocalClusters:
             zone=cluster.profile.zones[0],
             pki=kwok_dir / "pki",
             admin_kubeconfig=kwok_dir / "kubeconfig.yaml",
+            site_registry=cluster.profile.registry.default,
+            registry_port=cluster.simulation.registry_port,
+            load_balancer_pool=cluster.simulation.load_balancer_pool,
+            ingress_address=cluster.simulation.ingress_address,
         )
 
     def real_nodes(self, cluster: LocalCluster) -> RealNodes:

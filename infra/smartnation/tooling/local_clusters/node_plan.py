@@ -142,6 +142,17 @@ class RealNodePlan:
         return self.run_dir / "apiserver.sock"
 
     @property
+    def registry_socket(self) -> Path:
+        """The host end of the node's path to its site's local registry (socat, unix socket)."""
+        return self.run_dir / "registry.sock"
+
+    @property
+    def registry_hosts_dir(self) -> Path:
+        """containerd's registry ``config_path``: one ``<host>/hosts.toml`` per registry host the
+        node pulls from (its own site's only)."""
+        return self.node_dir / "certs.d"
+
+    @property
     def cgroup(self) -> str:
         """The node's cgroup (cgroupfs path): its daemons in <this>/system, its Pods in <this>/kubepods."""
         return f"/{CGROUP_PARENT}/{self.name}"

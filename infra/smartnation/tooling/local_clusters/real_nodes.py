@@ -15,6 +15,7 @@ and data kept); `reset` removes everything the nodes put on the host.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import shutil
@@ -36,7 +37,12 @@ from smartnation.tooling.local_clusters import (
     node_network,
     node_processes,
 )
-from smartnation.tooling.local_clusters.containerd_config import cni_config, containerd_config
+from smartnation.tooling.local_clusters.containerd_config import (
+    cni_config,
+    containerd_config,
+    registry_hosts,
+    stale_registry_hosts,
+)
 from smartnation.tooling.local_clusters.kubelet_config import (
     kube_proxy_args,
     kube_proxy_configuration,
@@ -51,7 +57,15 @@ from smartnation.tooling.toolchain.bootstrap import tool_env
 from smartnation.tooling.toolchain.cache import CacheLayout, layout
 
 # Started in this order, stopped in the reverse one.
-PROCESSES = ("api-forward-host", "api-forward-node", "containerd", "kubelet", "kube-proxy")
+PROCESSES = (
+    "api-forward-host",
+    "api-forward-node",
+    "registry-forward-host",
+    "registry-forward-node",
+    "containerd",
+    "kubelet",
+    "kube-proxy",
+)
 HOST_BINARIES = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "socat", "nsenter", "ip", "iptables",
                  "conntrack", "openssl")  # fmt: skip
 TOOL_BINARIES = ("kubelet", "kube-proxy", "kubectl")
@@ -94,6 +108,16 @@ class ClusterAccess:
     zone: str
     pki: Path
     admin_kubeconfig: Path
+    site_registry: str
+    """The profile's registry.default (``host/path``): the only registry the nodes pull from."""
+    registry_port: int
+    """The profile's simulation.registry_port: where that registry's local stand-in listens."""
+    load_balancer_pool: ipaddress.IPv4Network
+    ingress_address: ipaddress.IPv4Address
+
+    @property
+    def load_balancer_routes(self) -> tuple[ipaddress.IPv4Network, ...]:
+        return node_network.load_balancer_routes(self.load_balancer_pool, self.ingress_address)
 
     @property
     def ca(self) -> ClusterCA:
@@ -173,12 +197,19 @@ class RealNodes:
             d / "kubelet.yaml": kubelet_configuration(plan, creds["ca"]),
             d / "kube-proxy.yaml": kube_proxy_configuration(plan, proxy_kc),
         }
+        registry_files = registry_hosts(plan, self.access.site_registry, self.access.registry_port)
+        for stale in stale_registry_hosts(plan, registry_files):
+            shutil.rmtree(stale)
+        for path in registry_files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        files |= registry_files
         for path, content in files.items():
             write_if_changed(path, content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False))
         labels = {"topology.kubernetes.io/region": self.access.region, "topology.kubernetes.io/zone": self.access.zone}
         b = self.cache.bin
         return {
             **node_network.api_forwarders(plan, self.access.apiserver_port),
+            **node_network.registry_forwarders(plan, self.access.registry_port),
             "containerd": node_network.in_netns(plan, ["containerd", "--config", str(d / "containerd.toml")]),
             "kubelet": node_network.in_netns(
                 plan, [str((b / "kubelet").resolve()), *kubelet_args(plan, d / "kubelet.yaml", kubelet_kc, labels)]
@@ -204,7 +235,9 @@ class RealNodes:
 
     def start_node(self, plan: RealNodePlan) -> None:
         node_cgroups.create(plan.cgroup)
-        node_network.ensure(plan)
+        # The load-balancer addresses go to the first node: its kube-proxy, like every node's,
+        # sends a Service's address to the Service's Pods.
+        node_network.ensure(plan, self.access.load_balancer_routes if plan.index == 0 else ())
         argv = self.write_configs(plan)
         state = self.read_state(plan)
         state.update(
@@ -237,6 +270,8 @@ class RealNodes:
             started.append(name)
             if name == "api-forward-host":
                 self.wait_for_socket(plan.api_socket, "the API forwarder", plan)
+            if name == "registry-forward-host":
+                self.wait_for_socket(plan.registry_socket, "the registry forwarder", plan)
         state["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.write_state(plan, state)
         say(plan.cluster, f"{plan.name}: {'started ' + ', '.join(started) if started else 'already running'}")
@@ -316,6 +351,8 @@ class RealNodes:
             if self.access.admin_kubeconfig.exists():
                 self.kubectl("delete", "node", plan.name, "--ignore-not-found", "--request-timeout=10s", check=False)
             node_network.remove(plan)
+            for leftover in node_network.leftovers(plan):
+                say(plan.cluster, f"{plan.name}: still on the host after removal: {leftover}")
             left = node_cgroups.remove(plan.cgroup)
             node_leftovers.remove_container_log_links(plan)
             node_leftovers.remove_cni_results(plan)
