@@ -9,6 +9,20 @@ import uuid
 
 import pytest
 
+from smartnation.tooling.local_clusters.local_volumes import NO_PROVISIONER
+from smartnation.tooling.local_clusters.node_plan import REAL_NODE_LABEL
+from tests.integration.volumes import (
+    apply,
+    claim,
+    claim_manifest,
+    release_namespace_volumes,
+    volume,
+    volume_directory,
+    wait_bound,
+    wait_for,
+    wait_volume_gone,
+)
+
 pytestmark = pytest.mark.integration
 
 
@@ -78,42 +92,57 @@ def _apply(tools, context: str, doc: dict) -> None:
     tools.run("kubectl", "--context", context, "apply", "-f", "-", input=json.dumps(doc))
 
 
-def test_claims_bind_on_every_immediate_class_and_volumes_follow_the_reclaim_policy(tools, cluster, scratch_namespace):
-    for sc in cluster.profile.storage.classes:
-        if sc.binding_mode != "Immediate":
-            continue
-        claim = f"claim-{sc.name}"
-        _apply(
-            tools,
-            cluster.context,
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": claim, "namespace": scratch_namespace},
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": sc.name,
-                    "resources": {"requests": {"storage": "3Gi"}},
-                },
-            },
-        )
+def test_claims_bind_on_every_class_in_its_binding_mode_and_volumes_follow_the_reclaim_policy(
+    tools, cluster, scratch_namespace
+):
+    """Every class of the profile, both binding modes: Immediate binds at once, WaitForFirstConsumer
+    only once a Pod using the claim is scheduled (on a simulated node here: binding is the control
+    plane's and the provisioner's business; test_real_node_volumes.py mounts them for real)."""
+    context = cluster.context
+    try:
+        for sc in cluster.profile.storage.classes:
+            name = f"claim-{sc.name}"
+            apply(tools, context, scratch_namespace, claim_manifest(name, sc.name, "3Gi"))
+            if sc.binding_mode == "WaitForFirstConsumer":
+                time.sleep(3)
+                assert claim(tools, context, scratch_namespace, name)["status"]["phase"] == "Pending", sc.name
+                apply(tools, context, scratch_namespace, _consumer(f"use-{sc.name}", name))
+            pvc = wait_bound(tools, context, scratch_namespace, name)
+            pv = volume(tools, context, pvc["spec"]["volumeName"])
+            assert pv is not None
+            assert pv["spec"]["storageClassName"] == sc.name
+            assert pv["spec"]["persistentVolumeReclaimPolicy"] == sc.reclaim_policy
+            # A volume made for the claim has its size; a pre-made one (no provisioner) is the site's.
+            expected = "3Gi" if sc.provisioner != NO_PROVISIONER else cluster.simulation.volume_pool.size
+            assert pv["spec"]["capacity"]["storage"] == expected
+            directory = volume_directory(pv)
+            assert directory.is_dir()
+            if sc.binding_mode == "WaitForFirstConsumer":
+                tools.run("kubectl", "--context", context, "-n", scratch_namespace, "delete", "pod", f"use-{sc.name}",
+                          "--wait=true")  # fmt: skip
+            tools.run("kubectl", "--context", context, "-n", scratch_namespace, "delete", "pvc", name, "--wait=true")
+            if sc.reclaim_policy == "Delete":
+                wait_volume_gone(tools, context, pv["metadata"]["name"], directory)
+            else:
+                wait_for(lambda n=pv["metadata"]["name"]: (volume(tools, context, n) or {}).get("status", {}).get(
+                    "phase") == "Released")  # fmt: skip
+                assert directory.is_dir(), "a Retain volume keeps its data"
+    finally:
+        release_namespace_volumes(tools, context, scratch_namespace)
 
-        def bound(claim=claim):
-            pvc = tools.kubectl_json(cluster.context, "-n", scratch_namespace, "get", "pvc", claim)
-            return pvc if pvc["status"].get("phase") == "Bound" else None
 
-        pvc = _wait(bound)
-        pv = tools.kubectl_json(cluster.context, "get", "pv", pvc["spec"]["volumeName"])
-        assert pv["spec"]["storageClassName"] == sc.name
-        assert pv["spec"]["capacity"]["storage"] == "3Gi"
-        assert pv["spec"]["persistentVolumeReclaimPolicy"] == sc.reclaim_policy
-        tools.run("kubectl", "--context", cluster.context, "-n", scratch_namespace, "delete", "pvc", claim)
-        if sc.reclaim_policy == "Delete":
-            _wait(
-                lambda name=pv["metadata"]["name"]: (
-                    tools.run("kubectl", "--context", cluster.context, "get", "pv", name, check=False).returncode != 0
-                )
-            )
+def _consumer(name: str, claim_name: str) -> dict:
+    """A Pod using the claim, on a simulated node (kwok plays it; nothing is mounted)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": {REAL_NODE_LABEL: "simulated"},
+            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim_name}}],
+        },
+    }
 
 
 def test_load_balancer_services_and_ingresses_get_addresses(tools, cluster, scratch_namespace):
