@@ -4,6 +4,8 @@ loop over watch events against a recording API (volume_provisioner.py), without 
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,7 @@ from smartnation.tooling.local_clusters.local_volumes import (
 )
 from smartnation.tooling.local_clusters.node_plan import REAL_NODE_LABEL
 from smartnation.tooling.local_clusters.simulation import LocalCluster, nodes
-from smartnation.tooling.local_clusters.volume_provisioner import CLAIMS, VOLUMES, Provisioner
+from smartnation.tooling.local_clusters.volume_provisioner import CLAIMS, VOLUMES, Provisioner, watch_forever
 from smartnation.tooling.local_clusters.volume_provisioner_service import provisioner_config
 
 pytestmark = pytest.mark.unit
@@ -280,3 +282,64 @@ def test_the_loop_waits_for_both_lists_before_acting(config):
     provisioner = Provisioner(config, api)
     provisioner.take(("sync", CLAIMS, [claim()]))
     assert provisioner.reconcile() and api.calls == []  # the volumes are not known yet
+
+
+class ScriptedApi:
+    """Lists and watches as scripted: each watch yields its events, then the stream ends."""
+
+    def __init__(self, watches: list[list[dict]], stopping: threading.Event) -> None:
+        self.watches = watches
+        self.stopping = stopping
+        self.lists = 0
+        self.watched_from: list[str] = []
+
+    def list(self, resource: str) -> tuple[list[dict], str]:
+        self.lists += 1
+        return [{"metadata": {"name": f"listed-{self.lists}"}}], f"{self.lists}00"
+
+    def watch(self, resource: str, version: str):
+        self.watched_from.append(version)
+        if not self.watches:
+            self.stopping.set()
+            return
+        yield from self.watches.pop(0)
+
+
+class Stopping(threading.Event):
+    """Records every back-off the watcher waits (a failure), without waiting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return self.is_set()
+
+
+def test_a_watch_resumes_where_it_was_and_lists_again_when_its_version_is_gone():
+    stopping = Stopping()
+    added = {"type": "ADDED", "object": {"metadata": {"name": "a", "resourceVersion": "101"}}}
+    bookmark = {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "150"}}}
+    gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old resource version"}}
+    api = ScriptedApi([[added, bookmark], [gone]], stopping)
+    events: queue.Queue = queue.Queue()
+    watch_forever(api, VOLUMES, events, stopping)
+    got = [events.get_nowait() for _ in range(events.qsize())]
+    # The list, the one real event (a bookmark only moves the version), then a relist after 410.
+    assert got == [
+        ("sync", VOLUMES, [{"metadata": {"name": "listed-1"}}]),
+        ("event", VOLUMES, "ADDED", added["object"]),
+        ("sync", VOLUMES, [{"metadata": {"name": "listed-2"}}]),
+    ]
+    # Resumed from the bookmark's version after the stream ended; from the new list's after 410.
+    assert api.watched_from == ["100", "150", "200"]
+    assert stopping.waits == []  # 410 is expected, not a failure to back off from
+
+
+def test_a_failing_watch_backs_off_before_listing_again():
+    stopping = Stopping()
+    refused = {"type": "ERROR", "object": {"kind": "Status", "code": 500, "message": "etcd unavailable"}}
+    api = ScriptedApi([[refused], [refused]], stopping)
+    watch_forever(api, CLAIMS, queue.Queue(), stopping)
+    assert stopping.waits == [1.0, 2.0] and api.lists == 3

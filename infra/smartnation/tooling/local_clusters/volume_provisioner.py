@@ -155,7 +155,6 @@ def watch_forever(api: Api, resource: str, events: queue.Queue, stopping: thread
         try:
             items, version = api.list(resource)
             events.put(("sync", resource, items))
-            backoff = 1.0
             while not stopping.is_set():
                 for event in api.watch(resource, version):
                     kind, obj = event.get("type"), event.get("object") or {}
@@ -166,6 +165,7 @@ def watch_forever(api: Api, resource: str, events: queue.Queue, stopping: thread
                     version = (obj.get("metadata") or {}).get("resourceVersion", version)
                     if kind != "BOOKMARK":
                         events.put(("event", resource, kind, obj))
+                    backoff = 1.0  # the watch works again
         except Gone:
             log.info("%s: resourceVersion expired, listing again", resource)
         except (OSError, http.client.HTTPException, ApiError, ValueError) as exc:

@@ -8,6 +8,7 @@ directories stay), `make clusters-reset` removes it with every volume directory.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -15,12 +16,21 @@ import sys
 from pathlib import Path
 
 from smartnation.settings.yaml_files import read_yaml
-from smartnation.tooling.local_clusters import node_processes
+from smartnation.tooling.local_clusters import local_volumes, node_processes, volume_provisioner
 from smartnation.tooling.local_clusters.local_volumes import ClassPolicy, ProvisionerConfig
 from smartnation.tooling.local_clusters.simulation import ClusterError, LocalCluster
 from smartnation.tooling.toolchain.cache import CacheLayout
 
 MODULE = "smartnation.tooling.local_clusters.volume_provisioner"
+
+
+def fingerprint(config: str) -> str:
+    """The configuration and the provisioner's own code: either changing means a restart, so
+    `make clusters` after an update never leaves the old provisioner running."""
+    digest = hashlib.sha256(config.encode())
+    for module in (local_volumes, volume_provisioner):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()
 
 
 def provisioner_config(cluster: LocalCluster, admin_kubeconfig: Path, volumes_dir: Path) -> ProvisionerConfig:
@@ -67,17 +77,21 @@ class VolumeProvisionerService:
         self.state_file = self.base / "volume-provisioner.json"
         self.log_file = self.base / "logs" / "volume-provisioner.log"
 
+    def recorded(self) -> dict:
+        return json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+
     def running(self) -> node_processes.Running | None:
-        if not self.state_file.exists():
+        state = self.recorded()
+        if not state:
             return None
-        known = node_processes.Running.from_json(json.loads(self.state_file.read_text()))
+        known = node_processes.Running.from_json(state)
         return known if node_processes.alive(known) else None
 
     def up(self) -> str:
         """Starts the provisioner unless it runs with the current configuration; says what it did."""
         config = provisioner_config(self.cluster, self.admin_kubeconfig, self.volumes_dir).to_json()
         self.volumes_dir.mkdir(parents=True, exist_ok=True)
-        changed = not self.config_file.exists() or self.config_file.read_text() != config
+        changed = self.recorded().get("fingerprint") != fingerprint(config)
         current = self.running()
         if current and not changed:
             return f"volume provisioner running (pid {current.pid})"
@@ -90,9 +104,9 @@ class VolumeProvisionerService:
             [sys.executable, "-m", MODULE, str(self.config_file)], self.log_file, None, self.base
         )
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(started.to_json()))
+        tmp.write_text(json.dumps({**started.to_json(), "fingerprint": fingerprint(config)}))
         os.replace(tmp, self.state_file)
-        what = "restarted with a new configuration" if current else "started"
+        what = "restarted (its configuration or code changed)" if current else "started"
         return f"volume provisioner {what} (pid {started.pid}, log {self.log_file})"
 
     def down(self) -> str:
