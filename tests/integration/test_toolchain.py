@@ -50,6 +50,8 @@ def test_etcd_version(tools):
         ("kwok", ("kwokctl", "--version")),
         ("helm", ("helm", "version", "--short")),
         ("actionlint", ("actionlint", "-version")),
+        ("coredns", ("coredns", "-version")),
+        ("kube-router", ("kube-router", "--version")),
     ],
 )
 def test_other_tools(tools, tool, args):

@@ -13,6 +13,7 @@ from pathlib import Path
 from smartnation.tooling.local_clusters.node_plan import REAL_NODE_LABEL, RealNodePlan
 
 KUBELET_PORT = 10250
+CLUSTER_DOMAIN = "cluster.local"
 
 
 def kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> dict:
@@ -56,7 +57,9 @@ def kubelet_configuration(plan: RealNodePlan, client_ca: Path) -> dict:
         "tlsPrivateKeyFile": str(plan.node_dir / "pki" / "kubelet-serving.key"),
         "podLogsDir": str(plan.node_dir / "pod-logs"),
         "staticPodPath": "",
-        "clusterDomain": "cluster.local",
+        "clusterDomain": CLUSTER_DOMAIN,
+        # The node's own CoreDNS (node_dns.py) on its address: every Pod's resolv.conf names it.
+        "clusterDNS": [str(plan.node_ip)],
         "failSwapOn": False,
         "serializeImagePulls": False,
         "rotateCertificates": False,

@@ -5,7 +5,11 @@
 - kube-proxy's client certificate: user system:kube-proxy, which Kubernetes' default RBAC binds
   to the system:node-proxier role;
 - the kubelet's serving certificate for the node's address, so the API server (logs, exec)
-  talks TLS to a certificate of the cluster's CA.
+  talks TLS to a certificate of the cluster's CA;
+- CoreDNS's client certificate (node_dns.py): user smartnation:node-dns, and kube-router's
+  (node_network_policy.py): user smartnation:node-network-policy, each bound to a ClusterRole
+  that reads only what that process watches. One user per process, shared by the nodes of a
+  cluster: neither writes anything, so there is nothing one node's could do to another's.
 
 openssl (Debian) does the work; nothing here is secret beyond the local stand-in clusters.
 """
@@ -17,6 +21,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from smartnation.tooling.local_clusters.node_dns import DNS_USER
+from smartnation.tooling.local_clusters.node_network_policy import NETPOL_USER
 from smartnation.tooling.local_clusters.node_plan import RealNodePlan
 
 
@@ -70,6 +76,8 @@ def node_credentials(plan: RealNodePlan, ca: ClusterCA) -> dict[str, Path]:
     pki = plan.node_dir / "pki"
     issue(ca, pki / "kubelet-client", f"/O=system:nodes/CN=system:node:{plan.name}")
     issue(ca, pki / "kube-proxy-client", "/CN=system:kube-proxy")
+    issue(ca, pki / "coredns-client", f"/CN={DNS_USER}")
+    issue(ca, pki / "kube-router-client", f"/CN={NETPOL_USER}")
     issue(ca, pki / "kubelet-serving", f"/O=system:nodes/CN=system:node:{plan.name}",
           sans=[f"IP:{plan.node_ip}", f"DNS:{plan.name}"])  # fmt: skip
     return {
@@ -78,4 +86,8 @@ def node_credentials(plan: RealNodePlan, ca: ClusterCA) -> dict[str, Path]:
         "kubelet_key": pki / "kubelet-client.key",
         "proxy_cert": pki / "kube-proxy-client.crt",
         "proxy_key": pki / "kube-proxy-client.key",
+        "dns_cert": pki / "coredns-client.crt",
+        "dns_key": pki / "coredns-client.key",
+        "netpol_cert": pki / "kube-router-client.crt",
+        "netpol_key": pki / "kube-router-client.key",
     }

@@ -180,6 +180,8 @@ def _simple(packages: list[str], ldflags: Callable[[Pin], str] = lambda _: "") -
             packages=packages,
             out_dir=out,
             ldflags=ldflags(pin),
+            # Dependencies the pin raises above the module's own go.mod (security fixes).
+            extra_requires=pin.requires,
             progress=progress,
         )
 
@@ -306,6 +308,30 @@ RECIPES: dict[str, Recipe] = {
             _simple(
                 ["helm.sh/helm/v3/cmd/helm"],
                 lambda pin: f"-X helm.sh/helm/v3/internal/version.version=v{pin.version}",
+            ),
+        ),
+        Recipe(
+            "coredns",
+            ("coredns",),
+            ("-version",),
+            r"CoreDNS-(\d+\.\d+\.\d+)",
+            # The module's root is the main package with the standard plugin set (kubernetes included).
+            _simple(
+                ["github.com/coredns/coredns"],
+                lambda pin: f"-X github.com/coredns/coredns/coremain.GitCommit={pin.module_version}",
+            ),
+        ),
+        Recipe(
+            "kube-router",
+            ("kube-router",),
+            ("--version",),
+            r"version v(\d+\.\d+\.\d+)",
+            _simple(
+                ["github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"],
+                lambda pin: (
+                    f"-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=v{pin.version}"
+                    " -X github.com/cloudnativelabs/kube-router/v2/pkg/version.BuildDate=1970-01-01T00:00:00Z"
+                ),
             ),
         ),
         Recipe(

@@ -37,6 +37,14 @@ class Pin:
     """Its exact module version."""
     sdk_module_version: str = setting(default="")
     """The SDK module version a module's go.mod replaces with a path outside the module."""
+    requires: tuple[str, ...] = setting(
+        default=(),
+        pattern=r"[a-z0-9.-]+(/[A-Za-z0-9._~-]+)*@v[0-9][0-9A-Za-z.+-]*",
+        describe="module@version, such as golang.org/x/net@v0.62.0",
+        unique=True,
+    )
+    """Dependencies raised above what the module's go.mod asks (MODULE@VERSION): fixes that its
+    newest release the proxy serves predates. The wrapper module requires them; Go takes the highest."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +60,8 @@ class ToolPins:
     kwok: Pin
     helm: Pin
     actionlint: Pin
+    coredns: Pin
+    kube_router: Pin = setting(key="kube-router")
 
 
 TOOLS: tuple[str, ...] = tuple(field.metadata.get("key") or field.name for field in dataclasses.fields(ToolPins))
