@@ -348,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
             elif args.action == "reset":
                 clusters.reset(cluster)
             else:
-                print(f"{cluster.name}\t{clusters.status(cluster)}\tcontext={cluster.context}")
+                provisioner = clusters.volume_provisioner(cluster).status()
+                print(f"{cluster.name}\t{clusters.status(cluster)}\tcontext={cluster.context}\tvolumes={provisioner}")
         if args.action == "up":
             print(f"kubeconfig: {clusters.kubeconfig}")
     except (ClusterError, SettingsError) as exc:
