@@ -63,6 +63,10 @@ images: venv ## build the platform's images (cached) and push them by digest to 
 	bash .ci/image-deps.sh
 	$(PY) -m smartnation.tooling.images build
 
+.PHONY: images-lock
+images-lock: venv ## rewrite environments/images.lock.yaml (the digests deployed) from the last `make images`
+	$(PY) -m smartnation.tooling.images lock
+
 .PHONY: test-unit
 test-unit: venv ## the unit tests alone: about two minutes, no toolchain, no cluster
 	$(PY) -m pytest -m unit -q

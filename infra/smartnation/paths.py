@@ -32,6 +32,9 @@ CLUSTERS_DIR = "clusters"
 """Cluster profiles, inside the environments directory."""
 STACKS_DIR = "stacks"
 """Encrypted stack files (secrets), inside the environments directory; never committed."""
+IMAGES_LOCK = "images.lock.yaml"
+"""Image repository:tag -> manifest digest of what `make images` built, inside the environments
+directory (beside the releases it resolves); written by the build, committed, never typed by hand."""
 
 
 def project_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -51,6 +54,11 @@ def environments_dir(root: Path | None = None, environ: Mapping[str, str] = os.e
 def cluster_profiles_dir(root: Path | None = None) -> Path:
     """environments/clusters/: one profile per cluster."""
     return environments_dir(root) / CLUSTERS_DIR
+
+
+def images_lock_file(root: Path | None = None) -> Path:
+    """environments/images.lock.yaml: the digests the environments' releases deploy."""
+    return environments_dir(root) / IMAGES_LOCK
 
 
 def cache_root(environ: Mapping[str, str] = os.environ) -> Path:

@@ -12,6 +12,7 @@ resources they are, so third-party charts are held to the same rules.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -114,6 +115,36 @@ def no_latest_image_validator(args: ResourceValidationArgs, report_violation: Re
         elif reference.tag == "latest":
             report_violation(
                 f"{_subject(args)}: {container} image '{image}' uses the ':latest' tag; pin a version tag or a digest.",
+                None,
+            )
+
+
+# --- images-by-digest ---------------------------------------------------------------------------
+
+# A name, then one digest at the end: `@sha256:` and 64 lowercase hex digits (a tag before it is
+# allowed, the runtime ignores it).
+_BY_DIGEST = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
+
+
+def images_by_digest_validator(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """Every container image is named by its manifest digest (`<registry>/<repository>@sha256:<64 hex>`).
+
+    A tag is a name someone can move: a digest is the bytes `make images` built and the tests ran,
+    so a pod restarted next month runs the same image, and both sites run the same one. The
+    program takes each digest from the build (environments/images.lock.yaml), never from a person.
+    """
+    spec = pod_spec(args.resource_type, args.props)
+    if spec is None:
+        return
+    for container in containers(spec):
+        image = container.spec.get("image")
+        if not isinstance(image, str) or not image:
+            continue  # no-latest-image reports a missing image
+        if not _BY_DIGEST.fullmatch(image):
+            report_violation(
+                f"{_subject(args)}: {container} image '{image}' is not referenced by digest; name it "
+                "<registry>/<repository>@sha256:<64 hex digits>, the digest the image build wrote in "
+                "environments/images.lock.yaml.",
                 None,
             )
 
@@ -759,6 +790,13 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         validate=no_latest_image_validator,
         enforcement_level=_MANDATORY,
         severity=Severity.MEDIUM,
+    ),
+    ResourceValidationPolicy(
+        name="images-by-digest",
+        description="Container images are referenced by digest (@sha256:<64 hex>), the one the image build made.",
+        validate=images_by_digest_validator,
+        enforcement_level=_MANDATORY,
+        severity=Severity.HIGH,
     ),
     ResourceValidationPolicy(
         name="allowed-registries",

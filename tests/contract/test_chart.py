@@ -111,8 +111,10 @@ def test_chart_lints_and_renders_with_environment_values(
     profile = load_cluster_profile(cluster)
     pod = kinds["Deployment"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["image"].startswith(f"{profile.registry.default}/")
-    assert not container["image"].endswith(":latest")
+    # By the digest the image build made, never by tag (policy images-by-digest).
+    built = getattr(load_settings(environment).releases.components, app.replace("-", "_"))
+    assert container["image"] == f"{profile.registry.default}/{built.repository}@{built.digest}"
+    assert kinds["Deployment"]["metadata"]["labels"]["app.kubernetes.io/version"] == built.tag
     ctx = container["securityContext"]
     assert ctx["runAsNonRoot"] and not ctx["allowPrivilegeEscalation"] and ctx["capabilities"]["drop"] == ["ALL"]
     assert ctx["readOnlyRootFilesystem"] and pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
@@ -150,6 +152,7 @@ def test_schema_rejects_what_it_should(helm: str, tmp_path: Path) -> None:
     values = values_for("production", "monaco-onprem", "open-data-api")
     for bad in (
         {**values, "image": {**values["image"], "tag": "latest"}},
+        {**values, "image": {**values["image"], "digest": "1.4.2"}},
         {**values, "unknownKnob": True},
         # helm merges over values.yaml, so a missing key is filled in; a wrong one is not.
         {**values, "containerPort": 80},

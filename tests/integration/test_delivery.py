@@ -25,8 +25,10 @@ import yaml
 
 from smartnation.cli import exit_codes
 from smartnation.cli.releases_copy import copy_releases
+from smartnation.paths import IMAGES_LOCK
 from smartnation.program.city_platform import release_summary
 from smartnation.settings import load_settings
+from smartnation.tooling.images.lock import image_key, read_lock, write_lock
 from tests.integration.platform_project import REPO, PlatformProject
 
 pytestmark = pytest.mark.integration
@@ -75,8 +77,11 @@ class Scratch:
         return self.envdir / name
 
     def set_release(self, environment: str, component: str, version: str) -> None:
-        """Set one component's version and tag in an environment file's releases block (one line)."""
+        """Set one component's version and tag in an environment file's releases block (one line),
+        and lock that tag as a build of it would: here the bytes of the tag the file named before
+        (the site registries hold them by that digest), so the pods still start."""
         path = self.file(f"{environment}.yaml")
+        release = yaml.safe_load(path.read_text())["releases"]["components"][component]
         text, count = re.subn(
             rf"^(    {component}: {{version: )[^,]+(, repository: [^,]+, tag: )[^}}]+}}",
             rf"\g<1>{version}\g<2>{version}}}",
@@ -85,6 +90,9 @@ class Scratch:
         )
         assert count == 1, f"no one-line release of {component} in {path}"
         path.write_text(text)
+        locked = read_lock(self.file(IMAGES_LOCK))
+        digest = locked[image_key(release["repository"], release["tag"])]
+        write_lock(self.file(IMAGES_LOCK), {**locked, image_key(release["repository"], version): digest})
 
     def history(self, environment: str) -> list[dict]:
         proc = self.project.pulumi("stack", "history", "--json", "--stack", environment, check=False)
@@ -248,7 +256,9 @@ def test_promote_staging_to_production_copies_exactly_the_releases_and_converges
     deployed = _deployed(scratch, "production")
     assert deployed == _expected_releases(scratch, "production")
     image = deployed["device_registry"]["image"]
-    assert image.startswith("registry.smartnation.mc/mirror/") and image.endswith("device-registry:1.4.1"), image
+    digest = read_lock(scratch.file(IMAGES_LOCK))[image_key("device-registry", "1.4.1")]
+    assert image == f"registry.smartnation.mc/mirror/device-registry@{digest}", image
+    assert deployed["device_registry"]["version"] == "1.4.1"
     entry = scratch.audit()[-1]
     assert entry["result"] == "applied"
     assert entry["source_update"]["result"] == "succeeded"
@@ -423,7 +433,10 @@ spec:
         operations: [CREATE, UPDATE]
         resources: [deployments]
   validations:
-    - expression: "object.spec.template.spec.containers.all(c, !c.image.endsWith(':1.4.2'))"
+    # Images are named by digest: the chart labels the Deployment with the release's tag.
+    - expression: >-
+        !has(object.metadata.labels) || !('app.kubernetes.io/version' in object.metadata.labels)
+        || object.metadata.labels['app.kubernetes.io/version'] != '1.4.2'
       message: device-registry 1.4.2 is refused on this cluster (integration test)
 ---
 apiVersion: admissionregistration.k8s.io/v1

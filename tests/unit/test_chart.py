@@ -35,6 +35,9 @@ def test_every_default_value_is_declared_in_the_schema() -> None:
     [
         {"image": {"repository": "r", "tag": "latest"}},
         {"image": {"repository": "r"}},
+        {"image": {"repository": "r", "tag": "1.0.0"}},  # no digest: the chart runs images by digest only
+        {"image": {"repository": "r", "tag": "1.0.0", "digest": "1.0.0"}},
+        {"image": {"repository": "r", "tag": "1.0.0", "digest": "sha256:" + "a" * 63}},
         {"resources": {"requests": {"cpu": "1", "memory": "1Gi"}}},
         {"autoscaling": {"enabled": True, "minReplicas": 0}},
         {"ingress": {"enabled": True, "className": 3}},

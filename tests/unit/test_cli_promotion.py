@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import yaml
 from smartnation.cli.audit_log import AuditEntry, SourceUpdate, append_audit, operator, read_audit, render_audit
 from smartnation.cli.promotion_order import check_promotion, load_order
 from smartnation.cli.releases_copy import copy_releases, releases_of
+from smartnation.paths import IMAGES_LOCK
 from smartnation.settings import SettingsError, load_settings
+from smartnation.tooling.images.lock import read_lock
 from tests.unit.harness import REPO_ENVIRONMENTS
 
 pytestmark = pytest.mark.unit
@@ -154,21 +157,34 @@ def test_copying_equal_releases_leaves_the_file_byte_identical():
     assert copy_releases(source, target, "staging.yaml", "production.yaml") == target
 
 
+def _device_registry_at(text: str, tag: str) -> str:
+    """``text`` with the device registry's release line (one line, flow style) at ``tag``."""
+    line = f"    device_registry: {{version: {tag}, repository: device-registry, tag: {tag}}}"
+    changed, count = re.subn(r"(?m)^    device_registry: \{[^}]*\}$", line, text)
+    assert count == 1
+    return changed
+
+
 def test_the_real_files_a_changed_staging_tag_reaches_production_and_nothing_else(tmp_path: Path):
     envdir = tmp_path / "environments"
     shutil.copytree(REPO_ENVIRONMENTS, envdir, ignore=shutil.ignore_patterns("stacks", "audit"))
     staging = (envdir / "staging.yaml").read_text()
-    changed = staging.replace("tag: 1.4.0}", "tag: 1.4.1}").replace("{version: 1.4.0,", "{version: 1.4.1,")
+    changed = _device_registry_at(staging, "0.1.1")
     assert changed != staging
     production = (envdir / "production.yaml").read_text()
+    # As a build of device-registry 0.1.1 would have locked it (the same bytes, another tag).
+    lock = envdir / IMAGES_LOCK
+    digest = read_lock(lock)["device-registry:0.1.0"]
+    lock.write_text(lock.read_text() + f"  device-registry:0.1.1: {digest}\n")
 
     result = copy_releases(changed, production, "staging.yaml", "production.yaml")
 
-    # Whole-file comparison: production's text with exactly the two device_registry fields changed.
-    assert result == production.replace("tag: 1.4.0}", "tag: 1.4.1}").replace("{version: 1.4.0,", "{version: 1.4.1,")
+    # Whole-file comparison: production's text with exactly the device_registry line changed.
+    assert result == _device_registry_at(production, "0.1.1")
     (envdir / "production.yaml").write_text(result)
     settings = load_settings("production", envdir)
-    assert settings.releases.components.device_registry.tag == "1.4.1"
+    assert settings.releases.components.device_registry.tag == "0.1.1"
+    assert settings.releases.components.device_registry.digest == digest
     assert settings.cluster.name == "monaco-onprem"
     before = yaml.safe_load(production)
     after = yaml.safe_load(result)

@@ -8,6 +8,7 @@ both ends under mocks in subprocesses, and its report is searched for every secr
 from __future__ import annotations
 
 import copy
+import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,7 +27,7 @@ from smartnation.cli.redacted_preview import (
     replacing,
 )
 from smartnation.cli.report import CREATE, DELETE, REPLACE, SAME, UPDATE
-from smartnation.paths import REPO
+from smartnation.paths import IMAGES_LOCK, REPO
 from smartnation.settings import load_settings
 from smartnation.settings.stack_secrets import required_secrets
 from tests.unit.harness import REPO_ENVIRONMENTS
@@ -200,8 +201,13 @@ def scratch_change(tmp_path: Path, monkeypatch) -> tuple[Path, dict[str, str], d
     _git(repo, "commit", "-q", "-m", "base")
     staging = repo / "environments" / "staging.yaml"
     text = staging.read_text(encoding="utf-8")
-    tag = yaml.safe_load(text)["releases"]["components"]["broker"]["tag"]
+    broker = yaml.safe_load(text)["releases"]["components"]["broker"]
+    tag = broker["tag"]
     staging.write_text(text.replace(f"tag: {tag}}}", f"tag: {tag}-next}}", 1), encoding="utf-8")
+    # As a build of that tag would have locked it: another image, so the broker's pods change.
+    lock = repo / "environments" / IMAGES_LOCK
+    next_digest = "sha256:" + hashlib.sha256(b"the next broker").hexdigest()
+    lock.write_text(lock.read_text() + f"  {broker['repository']}:{tag}-next: {next_digest}\n")
     (stacks / "Pulumi.staging.yaml").write_text(stack_file("v1:salt-kept", **head_values), encoding="utf-8")
     monkeypatch.setenv("SMARTNATION_PROJECT_DIR", str(repo))
     monkeypatch.delenv("SMARTNATION_ENVIRONMENTS_DIR", raising=False)

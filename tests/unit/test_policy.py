@@ -154,7 +154,7 @@ def container(name: str = "api", **overrides: Any) -> dict[str, Any]:
     """A container that passes every rule on the on-prem cluster."""
     spec = {
         "name": name,
-        "image": f"{MIRROR}/{name}:1.4.2",
+        "image": f"{MIRROR}/{name}@sha256:{'c' * 64}",
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -237,6 +237,7 @@ def test_the_mandatory_guardrails_block_and_the_judgment_calls_advise():
     mandatory = {
         "require-resource-limits",
         "no-latest-image",
+        "images-by-digest",
         "allowed-registries",
         "allowed-storage-classes",
         "no-privileged",
@@ -428,6 +429,45 @@ def test_no_latest_image_checks_init_containers_of_cronjobs():
 def test_no_latest_image_accepts_pinned_images(image):
     props = workload(DEPLOYMENT, pod(container("web", image=image)))
     assert check(rules.no_latest_image_validator, resource_args(DEPLOYMENT, props)) == []
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        f"{MIRROR}/api:1.4.2",  # a tag alone: someone can move it
+        f"{MIRROR}/api",
+        f"{MIRROR}/api@sha256:{'a' * 63}",  # one digit short
+        f"{MIRROR}/api@sha256:{'A' * 64}",  # digests are lowercase hex
+        f"{MIRROR}/api@sha512:{'a' * 128}",
+        f"{MIRROR}/api@sha256:{'a' * 64}:1.4.2",  # the digest must end the reference
+    ],
+)
+def test_images_by_digest_rejects_images_not_named_by_their_digest(image):
+    spec = pod(container("web", image=image), init=[container("wait")])
+    props = workload(DEPLOYMENT, spec)
+    violations = check(rules.images_by_digest_validator, resource_args(DEPLOYMENT, props))
+    assert len(violations) == 1
+    assert "container 'web'" in violations.messages[0] and image in violations.messages[0]
+    assert "environments/images.lock.yaml" in violations.messages[0]
+
+
+@pytest.mark.parametrize("resource_type", WORKLOAD_TYPES_UNDER_TEST)
+def test_images_by_digest_checks_init_containers_of_every_workload_kind(resource_type):
+    spec = pod(container("main"), init=[container("wait", image=f"{MIRROR}/busybox:1.36")])
+    violations = check(rules.images_by_digest_validator, resource_args(resource_type, workload(resource_type, spec)))
+    assert len(violations) == 1 and "init container 'wait'" in violations.messages[0]
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        f"{MIRROR}/api@sha256:{'a' * 64}",
+        f"registry.smartnation.mc:5000/api:1.4.2@sha256:{'0123456789abcdef' * 4}",  # the digest is what runs
+    ],
+)
+def test_images_by_digest_accepts_digest_references(image):
+    props = workload(DEPLOYMENT, pod(container("web", image=image)))
+    assert check(rules.images_by_digest_validator, resource_args(DEPLOYMENT, props)) == []
 
 
 def test_image_references_split_like_the_runtime_reads_them():
@@ -838,5 +878,6 @@ def test_the_pack_judges_a_resource_with_the_config_the_cli_writes(analyzer):
         timeout=30,
     )
     reported = {d.policyName: d.message for d in response.diagnostics}
-    assert set(reported) == {"allowed-registries", "protect-production-state"}
+    assert set(reported) == {"allowed-registries", "images-by-digest", "protect-production-state"}
     assert "docker.io/postgres:16" in reported["allowed-registries"]
+    assert "docker.io/postgres:16" in reported["images-by-digest"]

@@ -68,6 +68,11 @@ def _first_container(resources: list[Registered]) -> dict[str, Any]:
     return _pod_spec(_first(resources, "StatefulSet"))["containers"][0]
 
 
+def _first_container_by_tag(resources: list[Registered]) -> None:
+    container = _first_container(resources)
+    container["image"] = container["image"].partition("@")[0] + ":2.0.11-1.2-deb12u2"
+
+
 def _add_capability(resources: list[Registered]) -> None:
     _first_container(resources)["securityContext"]["capabilities"]["add"] = ["NET_ADMIN"]
 
@@ -120,7 +125,13 @@ def _no_pod_security(resources: list[Registered]) -> None:
         del labels[key]
 
 
+def _tag_only_image(resources: list[Registered]) -> None:
+    container = _pod_spec(_first(resources, "CronJob"))["containers"][0]
+    container["image"] = container["image"].partition("@")[0] + ":2.17.2-pg15"
+
+
 BREAKS: dict[str, list[Callable[[list[Registered]], None]]] = {
+    "images-by-digest": [_first_container_by_tag, _tag_only_image],
     "no-added-capabilities": [_add_capability],
     "require-seccomp-profile": [_unconfine],
     "read-only-root-filesystem": [_writable_root],
@@ -145,6 +156,7 @@ def test_the_sweep_reports_a_real_resource_broken_against_a_rule(build_stack, po
 
 def test_every_new_rule_has_a_break_the_sweep_catches():
     added = {
+        "images-by-digest",
         "no-added-capabilities",
         "require-seccomp-profile",
         "read-only-root-filesystem",

@@ -7,6 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from smartnation.program.components import pods
 from smartnation.program.components.broker import Broker, BrokerArgs
 from smartnation.program.components.city_apis import CityApis, CityApisArgs, Connections, chart_version
 from smartnation.program.components.database import Database, DatabaseArgs
@@ -122,7 +123,7 @@ def _connections(settings: Settings, broker: Broker, database: Database, storage
 
 
 def release_summary(settings: Settings) -> dict[str, Any]:
-    """What is deployed: chart version and, per component, version and image (no secrets)."""
+    """What is deployed: chart version and, per component, version and image by digest (no secrets)."""
     components = settings.releases.components
     summary: dict[str, Any] = {"chart_version": settings.releases.chart_version}
     for field in (
@@ -137,7 +138,7 @@ def release_summary(settings: Settings) -> dict[str, Any]:
         release = getattr(components, field)
         summary[field] = {
             "version": release.version,
-            "image": f"{settings.cluster.registry.default}/{release.repository}:{release.tag}",
+            "image": pods.image(settings.cluster, release),
         }
     return summary
 

@@ -7,22 +7,24 @@ problem raises ``SettingsError`` naming the file the offending key came from.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from smartnation.paths import CLUSTERS_DIR, environments_dir
+from smartnation.paths import CLUSTERS_DIR, IMAGES_LOCK, environments_dir
 from smartnation.settings.derived_names import check_derived_names
 from smartnation.settings.errors import SettingsError
-from smartnation.settings.models import ClusterProfile, EnvironmentSpec, Settings
+from smartnation.settings.models import ClusterProfile, ComponentReleases, EnvironmentSpec, Releases, Settings
 from smartnation.settings.validation import Origins, convert, display_path
 from smartnation.settings.yaml_files import read_yaml
 
 DEFAULTS_FILE = "defaults.yaml"
-# Files in environments/ that are not environments: the shared defaults and the promotion
-# order (owned by the ops CLI, smartnation.cli.promotion_order).
-NOT_ENVIRONMENTS = frozenset({DEFAULTS_FILE, "promotion.yaml"})
+# Files in environments/ that are not environments: the shared defaults, the promotion
+# order (owned by the ops CLI, smartnation.cli.promotion_order) and the images lock (written by
+# the image build, smartnation.tooling.images.lock).
+NOT_ENVIRONMENTS = frozenset({DEFAULTS_FILE, "promotion.yaml", IMAGES_LOCK})
 # Blocks every environment file must state itself rather than inherit from the defaults:
 # `promote staging production` copies `releases` verbatim, so a release must never be
 # half in defaults.yaml; `cluster` is the one line that moves an environment between sites.
@@ -106,6 +108,7 @@ def load_settings(environment: str, root: Path | None = None) -> Settings:
     merged = _merge(defaults, overrides, (), origins, defaults_shown, env_shown)
     spec = convert(EnvironmentSpec, merged, (), origins)
     _check_references(spec, origins)
+    releases = _with_digests(spec.releases, overrides, env_shown, directory)
 
     if spec.cluster not in list_clusters(directory):
         known = ", ".join(list_clusters(directory)) or "none"
@@ -124,13 +127,47 @@ def load_settings(environment: str, root: Path | None = None) -> Settings:
         environment=environment,
         source=env_shown,
         cluster=profile,
-        releases=spec.releases,
+        releases=releases,
         broker=spec.broker,
         database=spec.database,
         object_storage=spec.object_storage,
         city_apis=spec.city_apis,
         guardrails=spec.guardrails,
     )
+
+
+def _with_digests(releases: Releases, stated: Mapping[str, Any], env_shown: str, directory: Path) -> Releases:
+    """``releases`` with each component's digest from environments/images.lock.yaml.
+
+    The digest a release deploys comes from the image build, never from an environment file:
+    a file that states one is refused, and a repository:tag the lock does not list (an image
+    nobody built here) is refused before anything is registered."""
+    # Imported here: the lock's one reader lives with the build that writes it.
+    from smartnation.tooling.images.lock import image_key, read_lock
+
+    lock_path = directory / IMAGES_LOCK
+    lock_shown = display_path(lock_path, directory)
+    lock = read_lock(lock_path, lock_shown)
+    components = stated.get("releases", {}).get("components", {})
+    resolved = {}
+    for field in dataclasses.fields(ComponentReleases):
+        key = f"releases.components.{field.name}"
+        if isinstance(components.get(field.name), Mapping) and "digest" in components[field.name]:
+            raise SettingsError(
+                env_shown, f"{key}.digest", f"never written by hand: the loader reads it from {lock_shown}"
+            )
+        release = getattr(releases.components, field.name)
+        digest = lock.get(image_key(release.repository, release.tag))
+        if digest is None:
+            raise SettingsError(
+                env_shown,
+                key,
+                f"{image_key(release.repository, release.tag)} is not in {lock_shown}: no image of that "
+                "repository and tag was built here. `make images` builds what the lock lists (images.yaml "
+                f"pins it); release one of: {', '.join(sorted(lock))}",
+            )
+        resolved[field.name] = dataclasses.replace(release, digest=digest)
+    return dataclasses.replace(releases, components=ComponentReleases(**resolved))
 
 
 def _merge(

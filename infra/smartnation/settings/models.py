@@ -21,6 +21,8 @@ IMAGE_TAG = r"(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 IMAGE_REPOSITORY = r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
 SEMVER = r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?"
 # A registry prefix: host[:port] then path segments (what an image reference starts with).
+# An image manifest digest, the way what is deployed names an image (environments/images.lock.yaml).
+IMAGE_DIGEST = r"sha256:[0-9a-f]{64}"
 REGISTRY_PREFIX = r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
 
 # PostgreSQL names that are not ours to converge: the superuser and the streaming replication
@@ -273,9 +275,12 @@ class ComponentRelease:
     version: str = setting(pattern=r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,127}", describe="a version such as 2.0.20")
     """Upstream version of the software (what release notes talk about)."""
     repository: str = setting(pattern=IMAGE_REPOSITORY, describe="an image repository path without registry")
-    """Image repository under the cluster registry (``eclipse-mosquitto``)."""
+    """Image repository under the cluster registry (``mosquitto``)."""
     tag: str = setting(pattern=IMAGE_TAG, describe="a pinned image tag (not 'latest')")
     """Pinned image tag."""
+    digest: str = setting(default="", pattern=IMAGE_DIGEST, describe="a manifest digest sha256:<64 hex>")
+    """Manifest digest of ``repository:tag``: never written in an environment file; the loader fills
+    it from environments/images.lock.yaml (what `make images` built), and the program deploys it."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -83,7 +83,12 @@ def chart_values(
     release = getattr(releases.components, app.replace("-", "_"))
     ha = api.replicas > 1
     return {
-        "image": {"repository": f"{cluster.registry.default}/{release.repository}", "tag": release.tag},
+        # The chart runs the digest; the tag labels the pods (app.kubernetes.io/version).
+        "image": {
+            "repository": f"{cluster.registry.default}/{release.repository}",
+            "tag": release.tag,
+            "digest": release.digest,
+        },
         "component": app,
         "containerPort": API_PORT,
         "resources": pods.resources(api.resources),

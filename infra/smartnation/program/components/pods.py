@@ -23,8 +23,12 @@ JOB_RESOURCES = Resources(
 
 
 def image(cluster: ClusterProfile, release: ComponentRelease) -> str:
-    """``<cluster registry>/<repository>:<tag>``: every image comes from the cluster's registry."""
-    return f"{cluster.registry.default}/{release.repository}:{release.tag}"
+    """``<cluster registry>/<repository>@<digest>``: every image comes from the cluster's registry,
+    named by the digest the build made (environments/images.lock.yaml), so what runs is exactly
+    what was built and tested, whatever a tag points at later."""
+    if not release.digest:
+        raise ValueError(f"{release.repository}:{release.tag} has no digest: load settings with the loader")
+    return f"{cluster.registry.default}/{release.repository}@{release.digest}"
 
 
 def container_security_context(*, read_only_root: bool = True) -> dict[str, Any]:

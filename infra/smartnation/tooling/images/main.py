@@ -2,10 +2,13 @@
 
     python -m smartnation.tooling.images [build] [--only NAME ...] [--rebuild] [--no-push]
     python -m smartnation.tooling.images digests       # release name -> repository@sha256 (JSON)
+    python -m smartnation.tooling.images lock          # rewrite environments/images.lock.yaml from the last build
     python -m smartnation.tooling.images registry start|stop|status
 
 A warm run builds nothing, pushes nothing and says so. ``--rebuild`` builds again what is cached
-and reports whether each image came out with the same digest (the reproducibility check).
+and reports whether each image came out with the same digest (the reproducibility check). Every
+build checks what it made against environments/images.lock.yaml (the digests the environments
+deploy, lock.py) and fails, before pushing, when an image is missing there or has another digest.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from smartnation.paths import images_lock_file
 from smartnation.settings.errors import SettingsError
+from smartnation.tooling.images import lock
 from smartnation.tooling.images.builder import Builder, BuiltImage
 from smartnation.tooling.images.cache import ImageCache, image_cache
 from smartnation.tooling.images.pins import IMAGE_NAMES, Pins, PinsError, load_pins
@@ -76,15 +81,16 @@ def build(pins: Pins, cache: ImageCache, only: list[str], rebuild: bool, fresh_g
     finally:
         if scratch_gocache:
             shutil.rmtree(scratch_gocache, ignore_errors=True)
+    if not only:
+        # Before the lock check: `make images-lock` rewrites the lock from this record.
+        cache.digests.write_text(json.dumps(digest_map(built), indent=2) + "\n")
+    lock.verify(lock.built_entries(built), lock.read_lock(images_lock_file()), complete=not only)
     pushed = 0
     if push:
         for registry in site_registries(cache):
             registry.ensure_running(say=print)
             for image in built:
                 pushed += registry.ensure_image(image, say=print)
-    if not only:
-        refs = digest_map(built)
-        cache.digests.write_text(json.dumps(refs, indent=2) + "\n")
     total = time.monotonic() - started
     rebuilt = [b for b in built if b.status == "built"]
     if not rebuilt and not pushed:
@@ -100,6 +106,15 @@ def build(pins: Pins, cache: ImageCache, only: list[str], rebuild: bool, fresh_g
     return 0
 
 
+def write_lock(pins: Pins, cache: ImageCache) -> int:
+    """`make images-lock`: the lock from the last full build, with the tags the pins give."""
+    path = images_lock_file()
+    entries = lock.last_build(pins, cache)
+    changed = lock.write_lock(path, entries)
+    print(f"images: {path} {'rewritten' if changed else 'already says so'}: {len(entries)} images")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m smartnation.tooling.images", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command")
@@ -110,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--fresh-go-cache", action="store_true", help="with --rebuild: compile Go code from scratch")
         p.add_argument("--no-push", action="store_true", help="do not start the registries or push")
     sub.add_parser("digests", help="print release name -> repository@sha256 of the last build (JSON)")
+    sub.add_parser("lock", help="rewrite environments/images.lock.yaml from the last build (make images-lock)")
     r = sub.add_parser("registry", help="the local site registries")
     r.add_argument("action", choices=("start", "stop", "status"))
     args = parser.parse_args(argv)
@@ -121,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ImagesError("no images built yet: run `make images`")
             print(cache.digests.read_text(), end="")
             return 0
+        if args.command == "lock":
+            return write_lock(pins, cache)
         if args.command == "registry":
             registries = site_registries(cache)
             for registry in registries:
@@ -134,6 +152,6 @@ def main(argv: list[str] | None = None) -> int:
                 return 0 if all(reg.running() for reg in registries) else 3
             return 0
         return build(pins, cache, args.only, args.rebuild, args.fresh_go_cache, not args.no_push)
-    except (ImagesError, PinsError, ImageBuildError, RegistryError, SettingsError) as exc:
+    except (ImagesError, PinsError, ImageBuildError, RegistryError, SettingsError, lock.LockError) as exc:
         print(f"images failed: {exc}", file=sys.stderr)
         return 1
