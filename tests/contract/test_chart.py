@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from smartnation.program.components.city_apis import CHART_PATH, chart_values
+from smartnation.program.placement import Placement
 from smartnation.settings import list_clusters, list_environments, load_cluster_profile, load_settings
 
 pytestmark = pytest.mark.contract
@@ -46,11 +47,10 @@ def values_for(environment: str, cluster: str, app: str) -> dict[str, Any]:
     profile = load_cluster_profile(cluster)
     api = dict(settings.city_apis.items())[app]
     return chart_values(
-        environment=environment,
+        placement=Placement.of(environment, profile, protect_state=False),
         app=app,
         api=api,
         releases=settings.releases,
-        cluster=profile,
         config_maps=[f"{environment}-{app}-connections"],
         secrets=[f"{environment}-{app}-credentials"],
     )
@@ -120,7 +120,10 @@ def test_chart_lints_and_renders_with_environment_values(
     assert ctx["readOnlyRootFilesystem"] and pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     assert {"requests", "limits"} <= set(container["resources"])
     assert "livenessProbe" in container and "readinessProbe" in container
-    assert pod["nodeSelector"] == dict(profile.workload_node_selector.stateless)
+    # The chart renders the placement's node selector: the real nodes where the stand-in's
+    # profile runs this environment for real, the profile's stateless pool otherwise.
+    assert pod["nodeSelector"] == Placement.of(environment, profile, protect_state=False).node_selector("stateless")
+    assert pod["nodeSelector"] == values["nodeSelector"]
     assert pod["automountServiceAccountToken"] is False
     # Credentials only by reference.
     assert {"secretRef": {"name": f"{environment}-{app}-credentials"}} in container["envFrom"]

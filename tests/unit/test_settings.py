@@ -177,6 +177,26 @@ def test_profile_mistakes_name_the_profile_file(envdir: Path) -> None:
         load_settings("production", envdir)
 
 
+
+def test_a_misspelt_real_node_environment_is_refused_naming_the_key(envdir: Path) -> None:
+    edit(envdir, "clusters/dusseldorf-test.yaml", "simulation.real_node_environments", ["dev", "stagign"])
+    with pytest.raises(
+        SettingsError,
+        match=r"^environments/clusters/dusseldorf-test\.yaml: simulation\.real_node_environments: stagign: "
+        r"no such environment; known environments: dev, production, staging",
+    ):
+        load_settings("staging", envdir)
+
+
+def test_real_node_environments_without_real_nodes_are_refused(envdir: Path) -> None:
+    edit(envdir, "clusters/monaco-onprem.yaml", "simulation.real_nodes", 0)
+    with pytest.raises(
+        SettingsError,
+        match=r"^environments/clusters/monaco-onprem\.yaml: simulation\.real_node_environments: names environments "
+        r"for the real nodes, but simulation\.real_nodes is 0",
+    ):
+        load_settings("production", envdir)
+
 # --- The one YAML reader ------------------------------------------------------------------
 
 

@@ -17,8 +17,9 @@ import pytest
 import yaml
 
 from smartnation.paths import images_lock_file
+from smartnation.program.city_platform import build
 from smartnation.program.components.city_apis import CHART_PATH
-from smartnation.settings import SettingsError, load_cluster_profile
+from smartnation.settings import SettingsError, load_cluster_profile, load_settings
 from smartnation.settings.stack_secrets import MissingSecretsError, required_secrets
 from smartnation.settings.validation import parse_quantity
 from smartnation.tooling.images.lock import read_lock
@@ -216,12 +217,57 @@ def test_persistent_volumes_use_the_profiles_storage_class(built: BuiltStack) ->
     assert {c["spec"]["storageClassName"] for c in claims} == {expected}
 
 
-def test_workloads_run_on_the_profiles_node_pools(built: BuiltStack) -> None:
+def test_every_pod_selects_its_nodes(built: BuiltStack) -> None:
+    """No Pod without a node selector: on a local stand-in it could land on a real node (and
+    run for real, or fail to pull) or on a simulated one (and prove nothing) by chance."""
+    for r in built.of_type(*WORKLOADS):
+        assert pod_template(r)["spec"].get("nodeSelector"), r.name
+    for name, values in chart_values(built).items():
+        assert values.get("nodeSelector"), name
+
+
+@pytest.mark.parametrize(
+    ("environment", "cluster"), [("production", "monaco-onprem"), ("production", "dusseldorf-test")]
+)
+def test_production_runs_on_the_profiles_node_pools(build_stack, environment: str, cluster: str) -> None:
+    built = build_stack(environment, cluster)
     selectors = built.settings.cluster.workload_node_selector
     for r in built.of_type(*WORKLOADS):
         assert pod_template(r)["spec"]["nodeSelector"] == dict(selectors.stateful), r.name
     for values in chart_values(built).values():
         assert values["nodeSelector"] == dict(selectors.stateless)
+
+
+@pytest.mark.parametrize("environment", ["dev", "staging"])
+@pytest.mark.parametrize("cluster", CLUSTERS)
+def test_dev_and_staging_run_on_the_stand_ins_real_nodes(build_stack, environment: str, cluster: str) -> None:
+    """The local profiles' `simulation.real_node_environments` puts every Pod of dev and staging,
+    Jobs and APIs included, on the real nodes (`smartnation.mc/node-kind: real`)."""
+    built = build_stack(environment, cluster)
+    workloads = built.of_type(*WORKLOADS)
+    assert workloads
+    for r in workloads:
+        assert pod_template(r)["spec"]["nodeSelector"] == {"smartnation.mc/node-kind": "real"}, r.name
+    for name, values in chart_values(built).items():
+        assert values["nodeSelector"] == {"smartnation.mc/node-kind": "real"}, name
+
+
+def test_a_cluster_without_a_local_section_uses_its_node_pools(envdir, recorder) -> None:
+    """The real Düsseldorf and Monaco clusters have no `simulation` section: staging there runs
+    on the profile's node pools, whatever the stand-in does."""
+    profile = envdir / "clusters" / "dusseldorf-test.yaml"
+    data = yaml.safe_load(profile.read_text())
+    del data["simulation"]
+    profile.write_text(yaml.safe_dump(data))
+    settings = load_settings("staging", envdir)
+    set_secrets(secrets_for(settings))
+    run(recorder, lambda: build(settings))
+    built = BuiltStack(settings, list(recorder.resources), {})
+    pools = settings.cluster.workload_node_selector
+    for r in built.of_type(*WORKLOADS):
+        assert pod_template(r)["spec"]["nodeSelector"] == dict(pools.stateful), r.name
+    for values in chart_values(built).values():
+        assert values["nodeSelector"] == dict(pools.stateless)
 
 
 # --- Secrets ------------------------------------------------------------------------------

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 
 from smartnation.program import naming
-from smartnation.settings.models import ClusterProfile
+from smartnation.settings.models import REAL_NODE_SELECTOR, ClusterProfile
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,13 @@ class Placement:
     def inside(self, namespace: pulumi.Input[str]) -> Placement:
         """The same placement, in the namespace Guardrails created (its output, not the name)."""
         return dataclasses.replace(self, namespace=namespace)
+
+    def node_selector(self, kind: Literal["stateless", "stateful"]) -> dict[str, str]:
+        """Where this environment's Pods of ``kind`` run: the profile's pool for the kind, or, on a
+        local stand-in whose local section runs this environment on its real nodes, those nodes."""
+        if self.cluster.simulation is not None and self.cluster.simulation.runs_on_real_nodes(self.environment):
+            return dict(REAL_NODE_SELECTOR)
+        return dict(getattr(self.cluster.workload_node_selector, kind))
 
     def names(self, role: str) -> naming.Names:
         """Names and labels of ``role`` (``naming.BROKER``...) in this environment."""

@@ -67,7 +67,28 @@ def read_cluster_profile(path: Path, shown: str | None = None) -> ClusterProfile
     profile = convert(ClusterProfile, read_yaml(path, shown), (), Origins(shown))
     if profile.name != path.stem:
         raise SettingsError(shown, "name", f"expected {path.stem!r} (the file name), got {profile.name!r}")
+    _check_real_node_environments(profile, path, shown)
     return profile
+
+
+def _check_real_node_environments(profile: ClusterProfile, path: Path, shown: str) -> None:
+    """A name the local section puts on the real nodes must be an environment, and there must be
+    real nodes: otherwise its Pods would wait for nodes that never come (or a typo would leave an
+    environment on the simulated pools, where nothing it does is proven)."""
+    local = profile.simulation
+    if local is None or not local.real_node_environments:
+        return
+    key = "simulation.real_node_environments"
+    if local.real_nodes == 0:
+        raise SettingsError(shown, key, "names environments for the real nodes, but simulation.real_nodes is 0")
+    environments_root = path.parent.parent  # environments/clusters/<profile>.yaml
+    if (environments_root / DEFAULTS_FILE).exists():
+        known = list_environments(environments_root)
+        unknown = [name for name in local.real_node_environments if name not in known]
+        if unknown:
+            raise SettingsError(
+                shown, key, f"{', '.join(unknown)}: no such environment; known environments: {', '.join(known)}"
+            )
 
 
 def load_settings(environment: str, root: Path | None = None) -> Settings:

@@ -186,11 +186,19 @@ class VolumePool:
     """Size of each volume."""
 
 
+REAL_NODE_LABEL = "smartnation.mc/node-kind"
+"""Label on every node of a local stand-in: ``real`` on ours, ``simulated`` on kwok's."""
+REAL_NODE_SELECTOR = {REAL_NODE_LABEL: "real"}
+"""The node selector of an environment the profile runs on the real nodes."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Simulation:
     """How `make clusters` stands in for the cluster locally (smartnation.tooling.local_clusters).
 
-    Read only there: the program deploys the same way to the stand-in and to the real cluster.
+    Read there, and by the program for one thing only: which environments run on the stand-in's
+    real nodes (``real_node_environments``). Everything else deploys the same way to the
+    stand-in and to the real cluster.
     """
 
     apiserver_port: int = setting(range=(1024, 65535))
@@ -209,6 +217,14 @@ class Simulation:
     real_nodes: int = setting(default=1, range=(0, 16))
     """Real nodes (kubelet, containerd, runc in a network namespace of their own) beside the
     simulated ones; what the platform is for is proven on their Pods (0: simulation only)."""
+    real_node_environments: tuple[str, ...] = setting(default=(), kind="dns_label", items=(0, 10), unique=True)
+    """Environments whose Pods run on the real nodes, in place of the profile's node pools: their
+    workloads select ``REAL_NODE_SELECTOR`` instead of ``workload_node_selector``. A real node
+    has this machine's capacity, so only environments that fit it belong here (dev, staging);
+    production at full size stays on the simulated pools."""
+
+    def runs_on_real_nodes(self, environment: str) -> bool:
+        return environment in self.real_node_environments
 
 
 @dataclass(frozen=True, kw_only=True)

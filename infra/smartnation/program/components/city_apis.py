@@ -18,7 +18,7 @@ from smartnation.program import naming
 from smartnation.program.components import child_options, database, pods, require_provider
 from smartnation.program.components.certificates import certificate
 from smartnation.program.placement import Placement
-from smartnation.settings.models import ApiSettings, CityApisSettings, ClusterProfile, Releases
+from smartnation.settings.models import ApiSettings, CityApisSettings, Releases
 
 API_PORT = 8080
 
@@ -69,16 +69,16 @@ class CityApisArgs:
 
 def chart_values(
     *,
-    environment: str,
+    placement: Placement,
     app: str,
     api: ApiSettings,
     releases: Releases,
-    cluster: ClusterProfile,
     config_maps: Sequence[pulumi.Input[str]],
     secrets: Sequence[pulumi.Input[str]],
     pod_annotations: Mapping[str, pulumi.Input[str]] | None = None,
 ) -> dict[str, Any]:
     """Values of one charts/city-api release (pure: the contract tests render them with helm)."""
+    environment, cluster = placement.environment, placement.cluster
     names = naming.names(environment, app)
     release = getattr(releases.components, app.replace("-", "_"))
     ha = api.replicas > 1
@@ -108,7 +108,7 @@ def chart_values(
             "host": naming.api_hostname(app, environment, cluster.ingress.base_domain),
             "tlsSecretName": names.child("tls"),
         },
-        "nodeSelector": pods.node_selector(cluster, "stateless"),
+        "nodeSelector": placement.node_selector("stateless"),
         "zoneSpread": {"enabled": True, "whenUnsatisfiable": "DoNotSchedule" if ha else "ScheduleAnyway"},
         "podLabels": {naming.TIER_LABEL: naming.API_TIER, naming.ENVIRONMENT_LABEL: environment},
         "podAnnotations": dict(pod_annotations or {}),
@@ -164,11 +164,10 @@ class CityApis(pulumi.ComponentResource):
             opts=child_options(self, provider),
         )
         values = chart_values(
-            environment=args.placement.environment,
+            placement=args.placement,
             app=app,
             api=api,
             releases=args.releases,
-            cluster=args.placement.cluster,
             config_maps=[connections.metadata.name],
             secrets=secret_refs,
             pod_annotations={"smartnation.mc/connections-sha256": _digest(data)},

@@ -5,7 +5,7 @@ Each function returns the input dicts ``pulumi_kubernetes`` accepts (snake_case 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import pulumi
 
@@ -17,7 +17,7 @@ HOSTNAME_KEY = "kubernetes.io/hostname"
 # Jobs (bucket setup, backups) are short and not sized per environment; this is enough for
 # mc and for pg_dumpall streaming to a file, and it counts against the namespace quota.
 JOB_RESOURCES = Resources(
-    requests=Compute(cpu="100m", memory="128Mi"),
+    requests=Compute(cpu="50m", memory="128Mi"),
     limits=Compute(cpu="1", memory="1Gi"),
 )
 
@@ -73,11 +73,6 @@ def resources(spec: Resources) -> dict[str, Any]:
         "requests": {"cpu": spec.requests.cpu, "memory": spec.requests.memory},
         "limits": {"cpu": spec.limits.cpu, "memory": spec.limits.memory},
     }
-
-
-def node_selector(cluster: ClusterProfile, kind: Literal["stateless", "stateful"]) -> dict[str, str]:
-    """The node pool the profile assigns to this kind of workload."""
-    return dict(getattr(cluster.workload_node_selector, kind))
 
 
 def spread(selector: dict[str, str], replicas: int) -> list[dict[str, Any]]:

@@ -96,7 +96,7 @@ class Children:
         return {
             "automount_service_account_token": False,
             "security_context": pods.pod_security_context(uid),
-            "node_selector": pods.node_selector(self.placement.cluster, "stateful"),
+            "node_selector": self.placement.node_selector("stateful"),
             **fields,
         }
 

@@ -16,8 +16,8 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-REAL_NODE_LABEL = "smartnation.mc/node-kind"
-"""Label key on every Node: `real` for ours, `simulated` for kwok's (`kubectl get nodes -L ...`)."""
+# One definition, also read by the program (which selects it): re-exported for the node tooling.
+from smartnation.settings.models import REAL_NODE_LABEL as REAL_NODE_LABEL
 
 MAX_SITES = 16
 MAX_NODES_PER_SITE = 16
