@@ -30,6 +30,7 @@ def scratch(tmp_path: Path):
     profile.update(name=name, context=name)
     profile["simulation"]["apiserver_port"] = SCRATCH_PORT
     profile["simulation"]["real_nodes"] = 0  # its addresses would be the first real cluster's
+    profile["simulation"].pop("real_node_environments", None)  # no real nodes to run them on
     for pool in profile["node_pools"]:
         pool["count"] = 1
     (tmp_path / "clusters").mkdir()

@@ -212,8 +212,9 @@ class Simulation:
     ingress_address: ipaddress.IPv4Address = setting()
     """Address every Ingress of the cluster reports, as the ingress controller's would."""
     volume_pool: VolumePool = setting()
-    """Volumes the site has per storage class (the stand-in's provisioner makes one per claim
-    instead and does not read this)."""
+    """Volumes the site has per storage class: the stand-in's provisioner makes one per claim for
+    classes with a provisioner, and keeps pre-made ones of this size (at most this many) for
+    classes without one (``kubernetes.io/no-provisioner``, local disks)."""
     real_nodes: int = setting(default=1, range=(0, 16))
     """Real nodes (kubelet, containerd, runc in a network namespace of their own) beside the
     simulated ones; what the platform is for is proven on their Pods (0: simulation only)."""
