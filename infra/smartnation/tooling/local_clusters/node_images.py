@@ -22,7 +22,10 @@ from smartnation.tooling.local_clusters.containerd_config import SANDBOX_IMAGE
 BUSYBOX_IMAGE = "smartnation.local/busybox:static"
 NONROOT_UID = 65532
 PAUSE_UID = 65535
-BUSYBOX_APPLETS = ("sh", "sleep", "cat", "ls", "id", "echo", "true", "false", "test", "touch", "wget", "nc")
+# nslookup has its own resolver: the static busybox's wget and nc resolve names through glibc's
+# getaddrinfo, which crashes (SIGSEGV) in an image without the dynamic loader; they take addresses.
+BUSYBOX_APPLETS = ("sh", "sleep", "cat", "ls", "id", "echo", "true", "false", "test", "touch", "wget", "nc",
+                   "nslookup")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,10 @@ from smartnation.settings.errors import SettingsError
 from smartnation.tooling.local_clusters import (
     host_record,
     node_cgroups,
+    node_dns,
     node_leftovers,
     node_network,
+    node_network_policy,
     node_processes,
 )
 from smartnation.tooling.local_clusters.containerd_config import (
@@ -65,10 +67,12 @@ PROCESSES = (
     "containerd",
     "kubelet",
     "kube-proxy",
+    "coredns",
+    "kube-router",
 )
 HOST_BINARIES = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "socat", "nsenter", "ip", "iptables",
-                 "conntrack", "openssl")  # fmt: skip
-TOOL_BINARIES = ("kubelet", "kube-proxy", "kubectl")
+                 "conntrack", "openssl", "ipset")  # fmt: skip
+TOOL_BINARIES = ("kubelet", "kube-proxy", "kubectl", "coredns", "kube-router")
 
 
 class RealNodeError(RuntimeError):
@@ -145,9 +149,10 @@ class RealNodes:
         self.host_file = cache.clusters / "real-nodes" / "host.json"
 
     # -- helpers ------------------------------------------------------------------------------
-    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [str(self.cache.bin / "kubectl"), "--kubeconfig", str(self.access.admin_kubeconfig), *args],
+            input=input,
             capture_output=True,
             text=True,
             env=self.env,
@@ -188,6 +193,7 @@ class RealNodes:
         creds = node_credentials(plan, self.access.ca)
         server = f"https://127.0.0.1:{self.access.apiserver_port}"
         kubelet_kc, proxy_kc = d / "kubelet.kubeconfig", d / "kube-proxy.kubeconfig"
+        dns_kc, netpol_kc = d / "coredns.kubeconfig", d / "kube-router.kubeconfig"
         kubelet_user = f"system:node:{plan.name}"
         files = {
             d / "containerd.toml": containerd_config(plan),
@@ -196,6 +202,11 @@ class RealNodes:
             proxy_kc: kubeconfig(server, creds["ca"], creds["proxy_cert"], creds["proxy_key"], "system:kube-proxy"),
             d / "kubelet.yaml": kubelet_configuration(plan, creds["ca"]),
             d / "kube-proxy.yaml": kube_proxy_configuration(plan, proxy_kc),
+            dns_kc: kubeconfig(server, creds["ca"], creds["dns_cert"], creds["dns_key"], node_dns.DNS_USER),
+            netpol_kc: kubeconfig(
+                server, creds["ca"], creds["netpol_cert"], creds["netpol_key"], node_network_policy.NETPOL_USER
+            ),
+            d / "Corefile": node_dns.corefile(plan, dns_kc),
         }
         registry_files = registry_hosts(plan, self.access.site_registry, self.access.registry_port)
         for stale in stale_registry_hosts(plan, registry_files):
@@ -217,6 +228,12 @@ class RealNodes:
             "kube-proxy": node_network.in_netns(
                 plan, [str((b / "kube-proxy").resolve()), *kube_proxy_args(d / "kube-proxy.yaml")]
             ),
+            "coredns": node_network.in_netns(
+                plan, [str((b / "coredns").resolve()), *node_dns.coredns_args(d / "Corefile")]
+            ),
+            "kube-router": node_network.in_netns(
+                plan, [str((b / "kube-router").resolve()), *node_network_policy.kube_router_args(plan, netpol_kc)]
+            ),
         }
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -225,6 +242,9 @@ class RealNodes:
         since = time.time() - 1  # a lease renewed before this is the old kubelet's
         self.check_host()
         host_record.record(self.host_file)
+        # What the nodes' CoreDNS and kube-router may read, before either starts.
+        self.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                     "items": [*node_dns.rbac(), *node_network_policy.rbac()]}))  # fmt: skip
         for plan in self.nodes:
             self.start_node(plan)
         for plan in self.nodes:
@@ -263,6 +283,8 @@ class RealNodes:
                 imported = import_images(plan.containerd_socket, plan.node_dir / "images")
                 if imported:
                     say(plan.cluster, f"{plan.name}: imported {', '.join(imported)}")
+            if name == "kube-router":
+                node_network_policy.ensure_dns_allowance(plan)
             log = plan.logs_dir / f"{plan.name}.{name}.log"
             running = node_processes.start(argv[name], log, plan.cgroup, plan.node_dir)
             procs[name] = running.to_json()
