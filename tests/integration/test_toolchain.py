@@ -52,6 +52,7 @@ def test_etcd_version(tools):
         ("actionlint", ("actionlint", "-version")),
         ("coredns", ("coredns", "-version")),
         ("kube-router", ("kube-router", "--version")),
+        ("cert-manager", ("cert-manager-controller", "--version")),
     ],
 )
 def test_other_tools(tools, tool, args):

@@ -86,8 +86,8 @@ class Bootstrap:
 
     def matching_binary_on_path(self, recipe: Recipe, pin: Pin) -> str | None:
         """The PATH directory holding every binary of the tool at the pinned version, if any."""
-        if recipe.name in ("pulumi-language-python", "pulumi-resource-kubernetes", "kwok"):
-            # Ours; installed as a plugin; or needed with its module's stage files: always built.
+        if recipe.name in ("pulumi-language-python", "pulumi-resource-kubernetes", "kwok", "cert-manager"):
+            # Ours; installed as a plugin; or needed with its module's stage files or CRDs: always built.
             return None
         dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and Path(d).resolve() != self.cache.bin]
         first = shutil.which(recipe.binaries[0], path=os.pathsep.join(dirs))

@@ -14,6 +14,7 @@ from smartnation.tooling.toolchain.gobuild import (
     StepError,
     build_in_wrapper,
     download_module,
+    read_go_mod,
     writable_module_copy,
 )
 from smartnation.tooling.toolchain.versions import Pin
@@ -211,6 +212,45 @@ def _build_kwok(go: GoRunner, pin: Pin, out: Path, progress: Progress) -> None:
         shutil.copy(stages / rel, dest / Path(rel).name)
 
 
+CERT_MANAGER_MAIN = Path(__file__).with_name("cert_manager_controller") / "main.go"
+"""Our entry point to cert-manager's controllers (the proxy does not serve cert-manager's own)."""
+
+
+def _build_cert_manager(go: GoRunner, pin: Pin, out: Path, progress: Progress) -> None:
+    """cert-manager-controller: our main.go in a wrapper module that requires the pinned root
+    module, so every dependency is at the version cert-manager's go.mod asks; then the module's
+    CRDs (deploy/crds) beside the binary, for `make clusters` to apply."""
+    work = go.cache.work / f"{pin.name}-{pin.module_version}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    progress("downloading module")
+    info = download_module(go, pin.module, pin.module_version, work)
+    target = read_go_mod(go, Path(info["GoMod"]), work)
+    if target.get("Replace"):
+        raise StepError("resolve", f"{pin.module}@{pin.module_version} has replace directives; carry them over")
+    (work / "go.mod").write_text(f"module smartnation.local/toolchain/{pin.name}\n\ngo {target.get('Go') or '1.22'}\n")
+    shutil.copy(CERT_MANAGER_MAIN, work / "main.go")
+    requires = [f"-require={pin.module}@{pin.module_version}", *(f"-require={r}" for r in pin.requires)]
+    go.run("resolve", ["go", "mod", "edit", *requires], work)
+    progress("resolving dependencies")
+    go.run("resolve", ["go", "mod", "tidy"], work)
+    progress("compiling")
+    ldflags = f"-X github.com/cert-manager/cert-manager/pkg/util.AppVersion=v{pin.version}"
+    go.run(
+        "build",
+        ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(out / "cert-manager-controller"), "."],
+        work,
+    )
+    crds = sorted((Path(info["Dir"]) / "deploy" / "crds").glob("*.yaml"))
+    if not crds:
+        raise StepError("build", f"no CRDs in deploy/crds of {pin.module}@{pin.module_version}")
+    dest = out.parent / "crds"
+    dest.mkdir(exist_ok=True)
+    for crd in crds:
+        shutil.copy(crd, dest / crd.name)
+        (dest / crd.name).chmod(0o644)
+
+
 def _build_kubernetes_provider(go: GoRunner, pin: Pin, out: Path, progress: Progress) -> None:
     """The provider embeds schema-embed.json and terraform-mapping-embed.json, which its
     generate.go writes and the module zip lacks, so it is built from a writable copy."""
@@ -333,6 +373,13 @@ RECIPES: dict[str, Recipe] = {
                     " -X github.com/cloudnativelabs/kube-router/v2/pkg/version.BuildDate=1970-01-01T00:00:00Z"
                 ),
             ),
+        ),
+        Recipe(
+            "cert-manager",
+            ("cert-manager-controller",),
+            ("--version",),
+            r"cert-manager-controller v(\d+\.\d+\.\d+)",
+            _build_cert_manager,
         ),
         Recipe(
             "actionlint",

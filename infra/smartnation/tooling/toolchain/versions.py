@@ -62,6 +62,7 @@ class ToolPins:
     actionlint: Pin
     coredns: Pin
     kube_router: Pin = setting(key="kube-router")
+    cert_manager: Pin = setting(key="cert-manager")
 
 
 TOOLS: tuple[str, ...] = tuple(field.metadata.get("key") or field.name for field in dataclasses.fields(ToolPins))
