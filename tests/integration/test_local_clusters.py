@@ -220,35 +220,3 @@ def test_pod_security_admission_is_enforced(tools, cluster, scratch_namespace):
     proc = tools.run("kubectl", "--context", cluster.context, "apply", "-f", "-", input=json.dumps(pod), check=False)
     assert proc.returncode != 0
     assert "violates PodSecurity" in proc.stderr
-
-
-def test_certificates_from_the_profiles_issuer_are_issued(tools, cluster, scratch_namespace):
-    """cert-manager's part, played by a kwok stage: a key pair Secret and the Ready condition."""
-    _apply(
-        tools,
-        cluster.context,
-        {
-            "apiVersion": "cert-manager.io/v1",
-            "kind": "Certificate",
-            "metadata": {"name": "web-tls", "namespace": scratch_namespace},
-            "spec": {
-                "secretName": "web-tls",
-                "issuerRef": {
-                    "group": "cert-manager.io",
-                    "kind": "ClusterIssuer",
-                    "name": cluster.profile.ingress.tls_issuer,
-                },
-                "dnsNames": ["web.example.test"],
-            },
-        },
-    )
-
-    def ready():
-        cert = tools.kubectl_json(cluster.context, "-n", scratch_namespace, "get", "certificate", "web-tls")
-        conditions = {c["type"]: c["status"] for c in cert.get("status", {}).get("conditions", [])}
-        return cert if conditions.get("Ready") == "True" else None
-
-    _wait(ready)
-    secret = tools.kubectl_json(cluster.context, "-n", scratch_namespace, "get", "secret", "web-tls")
-    assert secret["type"] == "kubernetes.io/tls"
-    assert set(secret["data"]) == {"tls.crt", "tls.key"}

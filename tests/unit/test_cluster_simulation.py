@@ -11,8 +11,6 @@ from smartnation.settings import SettingsError, load_cluster_profile
 from smartnation.tooling.local_clusters.simulation import (
     KWOK_DEFAULT_STAGES,
     LocalCluster,
-    certificate_stages,
-    cluster_issuer,
     ingress_class,
     kwok_stage_documents,
     kwokctl_configuration,
@@ -63,6 +61,16 @@ def test_no_kwok_stage_plays_the_storage_provisioner(cluster, tmp_path):
     assert kinds and not kinds & {"PersistentVolumeClaim", "PersistentVolume"}
 
 
+def test_no_kwok_stage_plays_cert_manager(cluster, tmp_path):
+    # cert-manager's own controller issues real key pairs (cert_manager.py); a stage writing a
+    # Secret or a Ready condition as well would hand Mosquitto bytes its TLS listener refuses.
+    for name in KWOK_DEFAULT_STAGES:
+        (tmp_path / name).write_text("")
+    stages = kwok_stage_documents(cluster, tmp_path)
+    assert not [s for s in stages if "cert-manager.io" in s["spec"]["resourceRef"]["apiGroup"]]
+    assert not [s for s in stages if s["spec"]["resourceRef"]["kind"] in ("Certificate", "Secret")]
+
+
 def test_load_balancer_addresses_come_from_the_profiles_pool(cluster):
     lb, ingress = network_stages(cluster)
     template = lb["spec"]["steps"][0]["patch"]["template"]
@@ -90,9 +98,7 @@ def test_everything_applied_to_a_stand_in_is_plain_yaml(cluster):
         *nodes(cluster),
         *storage_classes(cluster),
         ingress_class(cluster),
-        cluster_issuer(cluster),
         *network_stages(cluster),
-        *certificate_stages(cluster),
     ]
     assert list(yaml.safe_load_all(yaml.safe_dump_all(docs))) == docs
 

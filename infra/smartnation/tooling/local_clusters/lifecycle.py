@@ -23,13 +23,12 @@ import yaml
 from smartnation.paths import cluster_profiles_dir
 from smartnation.settings.errors import SettingsError
 from smartnation.settings.yaml_files import read_yaml
+from smartnation.tooling.local_clusters.cert_manager_service import CertManagerService
 from smartnation.tooling.local_clusters.node_plan import REAL_NODE_LABEL
 from smartnation.tooling.local_clusters.real_nodes import ClusterAccess, RealNodes
 from smartnation.tooling.local_clusters.simulation import (
     ClusterError,
     LocalCluster,
-    cert_manager_crds,
-    cluster_issuer,
     ingress_class,
     kwok_stage_documents,
     kwokctl_configuration,
@@ -101,6 +100,10 @@ class LocalClusters:
         """The cluster's stand-in for its CSI provisioner (volume_provisioner.py)."""
         return VolumeProvisionerService(self.cache, cluster, self.cluster_dir(cluster.name) / "kubeconfig.yaml")
 
+    def cert_manager(self, cluster: LocalCluster) -> CertManagerService:
+        """The cluster's certificate issuer: cert-manager's controller and its CA (cert_manager.py)."""
+        return CertManagerService(self.cache, cluster, self.cluster_dir(cluster.name) / "kubeconfig.yaml")
+
     def cluster_dir(self, name: str) -> Path:
         return self.kwok_home / "clusters" / name
 
@@ -134,7 +137,9 @@ class LocalClusters:
     # -- lifecycle ----------------------------------------------------------------------------
     def check_toolchain(self) -> None:
         missing = [
-            b for b in ("kwokctl", "kwok", "kube-apiserver", "etcd", "kubectl") if not (self.cache.bin / b).exists()
+            b
+            for b in ("kwokctl", "kwok", "kube-apiserver", "etcd", "kubectl", "cert-manager-controller")
+            if not (self.cache.bin / b).exists()
         ]
         if missing:
             raise ClusterError(f"{', '.join(missing)} not in {self.cache.bin}: run `make bootstrap` first")
@@ -176,8 +181,10 @@ class LocalClusters:
         self.wait_ready(cluster)
         self.apply_shape(cluster)
         self.write_kubeconfig()
-        # Before the nodes: claims waiting since the last run get their volumes while they start.
+        # Before the nodes: claims waiting since the last run get their volumes while they start,
+        # and Pods that mount a certificate find its Secret.
         say(cluster.name, self.volume_provisioner(cluster).up())
+        say(cluster.name, self.cert_manager(cluster).up())
         if cluster.simulation.real_nodes:
             self.real_nodes(cluster).up()
         took = time.monotonic() - began
@@ -234,7 +241,8 @@ class LocalClusters:
             time.sleep(0.5)
 
     def apply_shape(self, cluster: LocalCluster) -> None:
-        """kwok stages, nodes, storage classes and the ingress class, applied on every start.
+        """kwok stages, nodes, storage classes, the ingress class, cert-manager's CRDs and the
+        profile's issuer, applied on every start.
 
         Stages first: nodes only turn Ready once the node stages exist."""
         self.kubectl(
@@ -244,11 +252,16 @@ class LocalClusters:
             "crd/stages.kwok.x-k8s.io",
             "--timeout=60s",
         )
-        self.apply(cluster, cert_manager_crds())
-        for crd in cert_manager_crds():
-            self.kubectl(
-                cluster, "wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}", "--timeout=60s"
-            )
+        cert_manager = self.cert_manager(cluster)
+        crds = cert_manager.crds()
+        self.apply(cluster, crds)
+        self.kubectl(
+            cluster,
+            "wait",
+            "--for=condition=Established",
+            *(f"crd/{crd['metadata']['name']}" for crd in crds),
+            "--timeout=60s",
+        )
         stages = kwok_stage_documents(cluster, self.kwok_dir / "stages")
         self.apply(cluster, stages)
         # Our stages that the code no longer defines go, so a kept cluster behaves like a new one.
@@ -257,10 +270,11 @@ class LocalClusters:
         stale = [n for n in listed if n.startswith("stage.kwok.x-k8s.io/smartnation-") and n not in current]
         if stale:
             self.kubectl(cluster, "delete", *stale)
-        self.apply(
-            cluster,
-            [*nodes(cluster), *storage_classes(cluster), ingress_class(cluster), cluster_issuer(cluster)],
-        )
+        self.apply(cluster, [*nodes(cluster), *storage_classes(cluster), ingress_class(cluster)])
+        issuer, made = cert_manager.issuer()
+        self.apply(cluster, issuer)
+        if made:
+            say(cluster.name, f"made the CA of {cluster.profile.ingress.tls_issuer} in {cert_manager.ca.directory}")
         # The simulated nodes only: a real node turns Ready when its kubelet runs (real_nodes.py).
         self.kubectl(
             cluster, "wait", "--for=condition=Ready", "node", "-l", f"{REAL_NODE_LABEL}=simulated", "--timeout=60s"
@@ -286,6 +300,7 @@ class LocalClusters:
         if cluster.simulation.real_nodes:
             self.real_nodes(cluster).down()
         say(cluster.name, self.volume_provisioner(cluster).down())
+        say(cluster.name, self.cert_manager(cluster).down())
         self.kwokctl("stop", "cluster", "--name", cluster.name)
         say(cluster.name, "stopped (data kept; `make clusters` starts it again)")
 
@@ -293,6 +308,7 @@ class LocalClusters:
         # The provisioner first (it would act on what goes next), then the nodes, while the API
         # server still answers (their Node objects go too).
         self.volume_provisioner(cluster).reset()
+        self.cert_manager(cluster).reset()
         self.real_nodes(cluster).reset()
         self.kwokctl("delete", "cluster", "--name", cluster.name, check=False)
         shutil.rmtree(self.cluster_dir(cluster.name), ignore_errors=True)
@@ -349,7 +365,11 @@ def main(argv: list[str] | None = None) -> int:
                 clusters.reset(cluster)
             else:
                 provisioner = clusters.volume_provisioner(cluster).status()
-                print(f"{cluster.name}\t{clusters.status(cluster)}\tcontext={cluster.context}\tvolumes={provisioner}")
+                issuer = clusters.cert_manager(cluster).status()
+                print(
+                    f"{cluster.name}\t{clusters.status(cluster)}\tcontext={cluster.context}\tvolumes={provisioner}"
+                    f"\tcert-manager={issuer}"
+                )
         if args.action == "up":
             print(f"kubeconfig: {clusters.kubeconfig}")
     except (ClusterError, SettingsError) as exc:

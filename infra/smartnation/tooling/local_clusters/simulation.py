@@ -5,12 +5,11 @@ offer: kwok Stages play the simulated nodes' kubelets, the cloud load balancer o
 address on every Service of type LoadBalancer) and the ingress controller (an address in every
 Ingress status). The CSI provisioner is played by a process of ours instead
 (volume_provisioner.py): a real kubelet must mount the volumes, and a kwok stage can only make
-objects.
+objects. cert-manager's own controller issues the certificates (cert_manager.py), as at both sites.
 """
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,95 +204,6 @@ def network_stages(cluster: LocalCluster) -> list[dict]:
     ]
 
 
-def _crd(kind: str, plural: str, scope: str) -> dict:
-    """A cert-manager CRD as the cluster serves it; the schema is left open (the real one is
-    cert-manager's to validate), the status subresource is real."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.cert-manager.io"},
-        "spec": {
-            "group": "cert-manager.io",
-            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()},
-            "scope": scope,
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-                }
-            ],
-        },
-    }
-
-
-def cert_manager_crds() -> list[dict]:
-    """Both sites run cert-manager; the stand-ins serve its API so Certificates can be created."""
-    return [_crd("Certificate", "certificates", "Namespaced"), _crd("ClusterIssuer", "clusterissuers", "Cluster")]
-
-
-def cluster_issuer(cluster: LocalCluster) -> dict:
-    return {
-        "apiVersion": "cert-manager.io/v1",
-        "kind": "ClusterIssuer",
-        "metadata": {"name": cluster.profile.ingress.tls_issuer},
-        "spec": {"selfSigned": {}},
-    }
-
-
-def certificate_stages(cluster: LocalCluster) -> list[dict]:
-    """The issuer's part: a key pair Secret for every Certificate naming the profile's issuer,
-    then the Ready condition. The data is a marked placeholder: kwok's pods never read it."""
-    placeholder = base64.b64encode(
-        f"placeholder issued by the local stand-in of {cluster.profile.ingress.tls_issuer}".encode()
-    )
-    return [
-        _stage(
-            "smartnation-certificate-issue",
-            "Certificate",
-            "cert-manager.io/v1",
-            [
-                f"self.spec.issuerRef.name == '{cluster.profile.ingress.tls_issuer}'",
-                "!has(self.metadata.deletionTimestamp)",
-                # A new custom resource has no status at all until someone writes one.
-                "!has(self.status) || !has(self.status.conditions)",
-            ],
-            [
-                {
-                    "apply": {
-                        "template": "apiVersion: v1\n"
-                        "kind: Secret\n"
-                        "type: kubernetes.io/tls\n"
-                        "metadata:\n"
-                        "  name: {{ .spec.secretName | Quote }}\n"
-                        "  namespace: {{ .metadata.namespace | Quote }}\n"
-                        "  annotations:\n"
-                        "    cert-manager.io/certificate-name: {{ .metadata.name | Quote }}\n"
-                        f"    cert-manager.io/issuer-name: {cluster.profile.ingress.tls_issuer}\n"
-                        "data:\n"
-                        f"  tls.crt: {placeholder.decode()}\n"
-                        f"  tls.key: {placeholder.decode()}\n"
-                    }
-                },
-                {
-                    "patch": {
-                        "root": "status",
-                        "subresource": "status",
-                        "template": "conditions:\n"
-                        "- type: Ready\n"
-                        '  status: "True"\n'
-                        "  reason: Ready\n"
-                        "  message: Certificate is up to date and has not expired\n"
-                        "  lastTransitionTime: {{ Now | Quote }}\n",
-                    }
-                },
-            ],
-        )
-    ]
-
-
 def kwok_stage_documents(cluster: LocalCluster, kwok_stage_dir: Path) -> list[dict]:
     docs: list[dict] = []
     for name in KWOK_DEFAULT_STAGES:
@@ -301,7 +211,7 @@ def kwok_stage_documents(cluster: LocalCluster, kwok_stage_dir: Path) -> list[di
         if not path.is_file():
             raise ClusterError(f"{path} is missing: run `make bootstrap` (it copies kwok's default stages)")
         docs.extend(read_yaml_documents(path))
-    return docs + network_stages(cluster) + certificate_stages(cluster)
+    return docs + network_stages(cluster)
 
 
 def kwokctl_configuration(cluster: LocalCluster, kube_version: str, pki_dir: Path) -> dict:
