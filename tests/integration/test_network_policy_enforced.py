@@ -22,8 +22,13 @@ ENFORCED_WITHIN = 30
 
 
 @pytest.fixture(params=["dusseldorf-test", "monaco-onprem"])
-def context(request, clusters):
-    return next(c for c in clusters.profiles() if c.name == request.param).context
+def cluster(request, clusters):
+    return next(c for c in clusters.profiles() if c.name == request.param)
+
+
+@pytest.fixture
+def context(cluster):
+    return cluster.context
 
 
 def _policy(name: str, spec: dict) -> dict:
@@ -112,3 +117,25 @@ def test_dns_stays_reachable_under_default_deny_egress_with_the_platforms_allow_
     assert answers.get(f"server.{ns}.svc.cluster.local") == [cluster_ip], out
     code, out, _ = node_pods.fetch(tools, context, ns, "client", cluster_ip, 80)
     assert code != 0, out
+
+
+def test_the_policy_rules_and_sets_live_only_in_the_nodes_namespace(tools, clusters, cluster, context, pods):
+    """kube-router runs inside the node's network namespace: its chains and address sets exist
+    there and nowhere on the host, so deleting the namespace (`make clusters-reset`) removes
+    them and one cluster's policies never touch the other's traffic."""
+    ns, _, _ = pods
+    node_pods.apply(
+        tools, context, ns, _policy("default-deny-ingress", {"podSelector": {}, "policyTypes": ["Ingress"]})
+    )
+    netns = clusters.real_nodes(cluster).nodes[0].netns
+
+    def node_sets() -> set[str]:
+        return set(tools.run("ip", "netns", "exec", netns, "ipset", "list", "-n").stdout.split())
+
+    _until(lambda: any(s.startswith("KUBE-") for s in node_sets()), "kube-router's address sets in the node")
+    node_rules = tools.run("ip", "netns", "exec", netns, "iptables-save", "-t", "filter").stdout
+    assert "KUBE-ROUTER-INPUT" in node_rules and "KUBE-POD-FW-" in node_rules
+    host_rules = tools.run("iptables-save", "-t", "filter").stdout
+    assert not any(chain in host_rules for chain in ("KUBE-ROUTER-", "KUBE-POD-FW-", "KUBE-NWPLCY-"))
+    host_sets = set(tools.run("ipset", "list", "-n").stdout.split())
+    assert not node_sets() & host_sets
