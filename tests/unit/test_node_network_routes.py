@@ -131,3 +131,13 @@ def test_a_route_left_without_its_link_is_still_found_and_removed(fake_ip, plan)
     node_network.remove(plan)
     assert fake_ip.routes == {"203.0.113.0/24": ("10.213.1.2", "other0")}
     assert node_network.leftovers(plan) == []
+
+
+def test_a_pool_the_profile_moved_loses_its_old_route_on_the_next_start(fake_ip, plan):
+    """The old pool's route through the node would keep swallowing the host's traffic to those
+    addresses (on this machine kind, every package registry's)."""
+    node_network.ensure(plan, node_network.load_balancer_routes(POOL, ipaddress.IPv4Address("192.0.2.80")))
+    moved = ipaddress.IPv4Network("10.215.0.0/24")
+    node_network.ensure(plan, node_network.load_balancer_routes(moved, ipaddress.IPv4Address("10.215.0.250")))
+    via = (str(plan.node_ip), plan.host_veth)
+    assert fake_ip.routes == {str(plan.pod_cidr): via, str(moved): via}

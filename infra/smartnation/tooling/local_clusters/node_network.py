@@ -94,6 +94,13 @@ def ensure(plan: RealNodePlan, routed: Sequence[ipaddress.IPv4Network] = ()) -> 
     run("ip", "route", "replace", str(plan.pod_cidr), "via", str(plan.node_ip), "dev", plan.host_veth)
     for network in routed:
         run("ip", "route", "replace", str(network), "via", str(plan.node_ip), "dev", plan.host_veth)
+    # A route through this node that is no longer wanted (a pool the profile moved) goes: left
+    # behind, it would keep swallowing traffic for addresses that are not the cluster's any more.
+    wanted = {plan.pod_cidr, *routed}
+    for line in host_routes(plan):
+        destination = line.split()[0]  # "10.215.0.0/24", or "10.215.0.250" for a /32
+        if destination != "default" and ipaddress.IPv4Network(destination) not in wanted:
+            run("ip", "route", "del", destination, "via", str(plan.node_ip), check=False)
     # Inside the node only: Pods on the bridge reach the node's address and each other through it.
     run(*in_netns(plan, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]))
 
