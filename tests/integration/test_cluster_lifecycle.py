@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from smartnation.tooling.local_clusters.lifecycle import ClusterError, LocalClusters
+from smartnation.tooling.local_clusters.node_processes import alive
 from smartnation.tooling.toolchain.cache import layout
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,12 @@ def scratch(tmp_path: Path):
     (tmp_path / "clusters" / f"{name}.yaml").write_text(yaml.safe_dump(profile))
     local = LocalClusters(layout(), profiles_dir=tmp_path / "clusters", kubeconfig=tmp_path / "kubeconfig")
     yield local, local.profiles()[0]
+    issuer = local.cert_manager(local.profiles()[0])
+    controller = issuer.running()
     local.reset(local.profiles()[0])
+    # Nothing of the issuer outlives a reset: no process, no CA.
+    assert controller is None or not alive(controller)
+    assert not issuer.ca.directory.exists()
 
 
 def test_data_survives_clusters_down_and_up(scratch, tools):
@@ -47,14 +53,20 @@ def test_data_survives_clusters_down_and_up(scratch, tools):
     kubectl = ("kubectl", "--kubeconfig", str(local.kubeconfig), "--context", cluster.context)
     marker = f"survivor-{uuid.uuid4().hex[:8]}"
     tools.run(*kubectl, "create", "configmap", marker, "--from-literal=city=monaco")
+    issuer = local.cert_manager(cluster)
+    controller, ca = issuer.running(), issuer.ca.cert_file.read_bytes()
+    assert controller is not None
     local.down(cluster)
     assert local.status(cluster) == "stopped"
+    assert issuer.running() is None and not alive(controller)
     down = tools.run(*kubectl, "get", "--raw=/readyz", "--request-timeout=3s", check=False)
     assert down.returncode != 0
     took = local.up(cluster)
     assert took < 60, f"restart took {took:.0f}s"
     kept = json.loads(tools.run(*kubectl, "get", "configmap", marker, "-o", "json").stdout)
     assert kept["data"] == {"city": "monaco"}
+    # The issuer comes back with the same CA: certificates issued before the restart stay valid.
+    assert issuer.running() is not None and issuer.ca.cert_file.read_bytes() == ca
     nodes = json.loads(tools.run(*kubectl, "get", "nodes", "-o", "json").stdout)["items"]
     assert nodes
     assert all({c["type"]: c["status"] for c in n["status"]["conditions"]}["Ready"] == "True" for n in nodes)
