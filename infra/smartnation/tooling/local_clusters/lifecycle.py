@@ -9,6 +9,7 @@ brings back what was deployed.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import shutil
 import socket
@@ -23,6 +24,7 @@ import yaml
 from smartnation.paths import cluster_profiles_dir
 from smartnation.settings.errors import SettingsError
 from smartnation.settings.yaml_files import read_yaml
+from smartnation.tooling.local_clusters import host_addresses
 from smartnation.tooling.local_clusters.cert_manager_service import CertManagerService
 from smartnation.tooling.local_clusters.node_plan import REAL_NODE_LABEL
 from smartnation.tooling.local_clusters.real_nodes import ClusterAccess, RealNodes
@@ -162,6 +164,24 @@ class LocalClusters:
                 "Free the port or change it."
             ) from None
 
+    def check_routes_shadow_nothing(self, cluster: LocalCluster) -> None:
+        """Refuse a load-balancer pool that holds an address this host uses: its host route into
+        the real node would cut the host off that address (host_addresses.py says how it happened)."""
+        used = host_addresses.addresses_in_use()
+        for network, key in (
+            (cluster.simulation.load_balancer_pool, "simulation.load_balancer_pool"),
+            (ipaddress.IPv4Network(cluster.simulation.ingress_address), "simulation.ingress_address"),
+        ):
+            taken = host_addresses.shadowed(network, used)
+            if taken:
+                listed = "; ".join(f"{u.address} ({u.why})" for u in taken)
+                raise ClusterError(
+                    f"{cluster.source}: {key}: {network} holds addresses this host uses: {listed}. "
+                    "Routing it into the real node would cut the host off them; pick a range the host does "
+                    "not use (the profiles use 10.215.<site>.0/24, beside the real nodes' own 10.213/16 and "
+                    "10.214/16)"
+                )
+
     def up(self, cluster: LocalCluster) -> float:
         began = time.monotonic()
         if self.healthy(cluster):
@@ -186,6 +206,7 @@ class LocalClusters:
         say(cluster.name, self.volume_provisioner(cluster).up())
         say(cluster.name, self.cert_manager(cluster).up())
         if cluster.simulation.real_nodes:
+            self.check_routes_shadow_nothing(cluster)
             self.real_nodes(cluster).up()
         took = time.monotonic() - began
         say(
