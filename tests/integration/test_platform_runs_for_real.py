@@ -1,0 +1,256 @@
+"""The platform's daemons run for real on a real node: dev, deployed with `pulumi up` on Monaco's
+stand-in (staging on Düsseldorf's is test_platform_stack.py), is checked on its running Pods.
+
+Each daemon runs as its non-root user, listens where it should and keeps its data on its claim;
+PostgreSQL has the declared roles, databases, grants and extensions; MinIO the buckets, users and
+policies; Mosquitto refuses a wrong password and a topic outside a client's ACL. What is checked
+comes from the environment's settings, never from a copy of them here.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import boto3
+import botocore.exceptions
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from botocore.config import Config
+
+from smartnation.program.components import broker, database, object_storage
+from smartnation.program.components.broker import MOSQUITTO_UID
+from smartnation.program.components.database import POSTGRES_UID
+from smartnation.program.components.object_storage import MINIO_UID
+from smartnation.settings import load_settings
+from smartnation.settings.stack_secrets import (
+    CONFIG_NAMESPACE,
+    DATABASE_SUPERUSER_PASSWORD,
+    OBJECT_STORAGE_ROOT_PASSWORD,
+    OBJECT_STORAGE_ROOT_USER,
+    broker_password,
+    object_storage_secret_key,
+)
+from tests.integration.platform_project import PROJECT, PlatformProject
+from tests.integration.running_pods import container_process, listening_ports, mount_sources, port_forward
+
+pytestmark = pytest.mark.integration
+
+ENVIRONMENT = "dev"
+CLUSTER = "monaco-onprem"
+NAMESPACE = f"{PROJECT}-{ENVIRONMENT}"
+REAL = "smartnation.mc/node-kind"
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory, tools, clusters):
+    backend_dir = tmp_path_factory.mktemp("state")
+    backend = {"PULUMI_BACKEND_URL": f"file://{backend_dir}", "PULUMI_CONFIG_PASSPHRASE": "integration-tests"}
+    project = PlatformProject.create(tmp_path_factory.mktemp("platform"), tools, backend)
+    project.set_cluster(ENVIRONMENT, CLUSTER)
+    project.init_stack(ENVIRONMENT)
+    try:
+        project.pulumi("up", "--yes", "--skip-preview", "--stack", ENVIRONMENT)
+        yield project
+    finally:
+        project.pulumi("destroy", "--yes", "--skip-preview", "--stack", ENVIRONMENT, check=False)
+
+
+@pytest.fixture(scope="module")
+def secrets(deployed) -> dict[str, str]:
+    shown = json.loads(deployed.pulumi("config", "--show-secrets", "--json", "--stack", ENVIRONMENT).stdout)
+    prefix = f"{CONFIG_NAMESPACE}:"
+    return {k[len(prefix) :]: v["value"] for k, v in shown.items() if k.startswith(prefix)}
+
+
+@pytest.fixture(scope="module")
+def settings(deployed):
+    return load_settings(ENVIRONMENT, deployed.root / "environments")
+
+
+def _pods(tools) -> list[dict]:
+    return tools.kubectl_json(CLUSTER, "-n", NAMESPACE, "get", "pods")["items"]
+
+
+def _pod(tools, component: str, name_part: str = "") -> dict:
+    pods = [
+        p
+        for p in _pods(tools)
+        if p["metadata"]["labels"].get("app.kubernetes.io/name") == component
+        and p["status"].get("phase") == "Running"
+        and name_part in p["metadata"]["name"]
+    ]
+    assert pods, f"no running {component} pod in {NAMESPACE}"
+    return pods[0]
+
+
+def test_every_pod_runs_on_a_real_node_with_its_real_process(deployed, tools):
+    nodes = {n["metadata"]["name"]: n for n in tools.kubectl_json(CLUSTER, "get", "nodes")["items"]}
+    pods = _pods(tools)
+    assert pods
+    for pod in pods:
+        name, node = pod["metadata"]["name"], pod["spec"]["nodeName"]
+        assert nodes[node]["metadata"]["labels"].get(REAL) == "real", f"{name} is on {node}, a simulated node"
+        phase = pod["status"]["phase"]
+        assert phase in ("Running", "Succeeded"), f"{name}: {phase}"
+        for status in pod["status"].get("containerStatuses", []):
+            if phase == "Running":
+                assert status["ready"], f"{name}/{status['name']} not ready"
+            if phase == "Running":  # a real container has a process on this host; kwok's never do
+                assert container_process(pod, status["name"]).pid > 1
+    deployed.pulumi("preview", "--expect-no-changes", "--stack", ENVIRONMENT)
+
+
+@pytest.mark.parametrize(
+    ("component", "container", "uid", "ports", "data"),
+    [
+        ("broker", "mosquitto", MOSQUITTO_UID, {broker.PLAIN_PORT, broker.TLS_PORT}, "/mosquitto/data"),
+        ("database", "postgres", POSTGRES_UID, {database.PORT}, "/var/lib/postgresql/data"),
+        ("object-storage", "minio", MINIO_UID, {object_storage.PORT}, "/data"),
+    ],
+)
+def test_each_daemon_runs_as_its_user_listens_where_it_should_and_keeps_data_on_its_claim(
+    deployed, tools, component, container, uid, ports, data
+):
+    pod = _pod(tools, component)
+    process = container_process(pod, container)
+    assert process.euid == uid != 0, f"{component} runs as uid {process.euid}"
+    assert ports <= listening_ports(process.pid), f"{component} listens on {listening_ports(process.pid)}"
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v}
+    assert claims, f"{component} has no claim"
+    (claim,) = claims
+    pvc = tools.kubectl_json(CLUSTER, "-n", NAMESPACE, "get", "pvc", claim)
+    mounts = mount_sources(process.pid)
+    assert data in mounts, f"{data} is not a mount in {component}: {sorted(mounts)}"
+    # The provisioner's directory for this claim (real-nodes/<cluster>/volumes/<pv>).
+    assert mounts[data].endswith(f"/volumes/{pvc['spec']['volumeName']}"), mounts[data]
+
+
+def test_postgres_has_the_declared_roles_databases_grants_and_extensions(deployed, tools, secrets, settings):
+    primary = _pod(tools, "database", "primary")
+    with port_forward(tools, CLUSTER, NAMESPACE, primary["metadata"]["name"], database.PORT) as port:
+        dsn = f"host=127.0.0.1 port={port} user=postgres password={secrets[DATABASE_SUPERUSER_PASSWORD]}"
+        with psycopg.connect(dsn + " dbname=postgres", connect_timeout=10) as conn:
+            roles = {r for (r,) in conn.execute("select rolname from pg_roles")}
+            owners = dict(
+                conn.execute("select datname, pg_get_userbyid(datdba) from pg_database where not datistemplate")
+            )
+        assert {r.name for r in settings.database.roles} <= roles
+        for db in settings.database.databases:
+            assert owners.get(db.name) == db.owner, f"database {db.name} owned by {owners.get(db.name)}"
+            with psycopg.connect(f"{dsn} dbname={db.name}", connect_timeout=10) as conn:
+                extensions = {e for (e,) in conn.execute("select extname from pg_extension")}
+                assert set(db.extensions) <= extensions, f"{db.name}: {extensions}"
+                for grant in settings.database.grants:
+                    if grant.database == db.name:
+                        (can_connect,) = conn.execute(
+                            "select has_database_privilege(%s, %s, 'CONNECT')", (grant.role, db.name)
+                        ).fetchone()
+                        assert can_connect, f"{grant.role} cannot connect to {db.name}"
+        # A TimescaleDB hypertable takes rows on the deployed image.
+        telemetry = next(d for d in settings.database.databases if "timescaledb" in d.extensions)
+        with psycopg.connect(f"{dsn} dbname={telemetry.name}", connect_timeout=10) as conn:
+            table = f"it_{uuid.uuid4().hex[:8]}"
+            conn.execute(f"create table {table} (at timestamptz not null, v double precision)")
+            conn.execute(f"select create_hypertable('{table}', 'at')")
+            conn.execute(
+                f"insert into {table} select now() - i * interval '1 minute', i from generate_series(1, 1000) i"
+            )
+            assert conn.execute(f"select count(*) from {table}").fetchone() == (1000,)
+            conn.execute(f"drop table {table}")
+
+
+def _s3(port: int, key: str, secret: str):
+    return boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}),
+    )
+
+
+def test_minio_has_the_buckets_users_and_policies(deployed, tools, secrets, settings):
+    pod = _pod(tools, "object-storage")
+    with port_forward(tools, CLUSTER, NAMESPACE, pod["metadata"]["name"], object_storage.PORT) as port:
+        root = _s3(port, secrets[OBJECT_STORAGE_ROOT_USER], secrets[OBJECT_STORAGE_ROOT_PASSWORD])
+        buckets = {b["Name"] for b in root.list_buckets()["Buckets"]}
+        assert {b.name for b in settings.object_storage.buckets} <= buckets
+        for user in settings.object_storage.users:
+            client = _s3(port, user.name, secrets[object_storage_secret_key(user.name)])
+            key = f"it/{uuid.uuid4().hex}"
+            for bucket in sorted(buckets):
+                allowed = bucket in user.buckets
+                try:
+                    client.list_objects_v2(Bucket=bucket, MaxKeys=1)
+                    listed = True
+                except botocore.exceptions.ClientError:
+                    listed = False
+                assert listed == allowed, f"{user.name} listing {bucket}: {listed}, policy says {allowed}"
+                if allowed:
+                    try:
+                        client.put_object(Bucket=bucket, Key=key, Body=b"x")
+                        wrote = True
+                        root.delete_object(Bucket=bucket, Key=key)
+                    except botocore.exceptions.ClientError:
+                        wrote = False
+                    assert wrote == (user.access == "readwrite"), f"{user.name} writing {bucket}"
+
+
+def _connect(port: int, user: str, password: str) -> tuple[mqtt.Client, object]:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"it-{uuid.uuid4().hex[:8]}")
+    client.username_pw_set(user, password)
+    result = {}
+    connected = threading.Event()
+
+    def on_connect(_c, _u, _flags, reason_code, _props):
+        result["rc"] = reason_code
+        connected.set()
+
+    client.on_connect = on_connect
+    client.connect("127.0.0.1", port, keepalive=10)
+    client.loop_start()
+    assert connected.wait(10), "no CONNACK"
+    return client, result["rc"]
+
+
+def test_mosquitto_refuses_a_wrong_password_and_a_topic_outside_the_acl(deployed, tools, secrets, settings):
+    pod = _pod(tools, "broker")
+    classes = {c.name: c for c in settings.broker.device_classes}
+    sensor = next(c for c in classes.values() if c.publish and not c.name.startswith(("telemetry", "device")))
+    with port_forward(tools, CLUSTER, NAMESPACE, pod["metadata"]["name"], broker.PLAIN_PORT) as port:
+        wrong, rc = _connect(port, sensor.name, "not-the-password")
+        assert rc.is_failure, f"a wrong password was accepted: {rc}"
+        wrong.loop_stop()
+
+        received: list[str] = []
+        listener, rc = _connect(port, "telemetry-ingest", secrets[broker_password("telemetry-ingest")])
+        assert not rc.is_failure, rc
+        listener.on_message = lambda _c, _u, msg: received.append(msg.topic)
+        listener.subscribe("city/+/+/telemetry", qos=1)
+        time.sleep(1)
+        device, rc = _connect(port, sensor.name, secrets[broker_password(sensor.name)])
+        assert not rc.is_failure, rc
+        own = sensor.publish[0].replace("+", "it-device")
+        foreign = next(
+            t.replace("+", "it-device")
+            for c in classes.values()
+            if c.name != sensor.name
+            for t in c.publish
+            if t.endswith("/telemetry") and t != sensor.publish[0]
+        )
+        device.publish(own, b"21.5", qos=1).wait_for_publish(5)
+        device.publish(foreign, b"99", qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 5
+        while own not in received and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)  # room for the foreign message, had the broker let it through
+        for client in (device, listener):
+            client.disconnect()
+            client.loop_stop()
+        assert own in received, f"the sensor's own topic did not arrive: {received}"
+        assert foreign not in received, f"{sensor.name} published on {foreign}, outside its ACL"
