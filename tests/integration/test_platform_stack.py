@@ -37,6 +37,15 @@ def _assert_workloads_ready(tools, context: str, namespace: str) -> None:
         assert pvc["status"]["phase"] == "Bound", pvc["metadata"]["name"]
 
 
+def _node_kinds(tools, context: str, namespace: str) -> set[str]:
+    """The kinds of node (`real` or `simulated`) the namespace's Pods run on."""
+    kinds = {
+        n["metadata"]["name"]: n["metadata"]["labels"].get("smartnation.mc/node-kind")
+        for n in tools.kubectl_json(context, "get", "nodes")["items"]
+    }
+    return {kinds[p["spec"]["nodeName"]] for p in tools.kubectl_json(context, "-n", namespace, "get", "pods")["items"]}
+
+
 def _resource_type(urn: str) -> str:
     """The resource's own type: the last `$`-separated part of the URN's type segment."""
     return urn.split("::")[-2].split("$")[-1]
@@ -63,6 +72,10 @@ def test_staging_on_dusseldorf_then_production_on_monaco(project, tools):
         project.init_stack(environment)
         project.pulumi("up", "--yes", "--skip-preview", "--stack", environment)
         _assert_workloads_ready(tools, context, _namespace(environment))
+        # Staging runs for real on the stand-in's real nodes; production's full size on the
+        # simulated pools (the profiles' simulation.real_node_environments).
+        expected = {"real"} if environment == "staging" else {"simulated"}
+        assert _node_kinds(tools, context, _namespace(environment)) == expected
         outputs = project.outputs(environment)
         assert outputs["cluster"] == context
         assert outputs["environment"] == environment
