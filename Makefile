@@ -49,8 +49,12 @@ clusters-status: venv ## show whether each local cluster runs
 clusters-reset: venv ## delete the local clusters and all their data
 	$(PY) -m smartnation.tooling.local_clusters.lifecycle reset
 
+.PHONY: cache-trim
+cache-trim: venv ## drop the Go build cache and extracted module sources once everything is built (keeps the module downloads a rebuild reads)
+	$(PY) -m smartnation.tooling.toolchain.cache_trim
+
 .PHONY: up
-up: clusters images ## bootstrap, start the clusters and deploy ENV (default staging), then print its outputs
+up: clusters images cache-trim ## bootstrap, start the clusters and deploy ENV (default staging), then print its outputs
 	$(TOOLENV) && $(PY) -m smartnation.cli.main up $(ENV) --yes --init-secrets
 
 .PHONY: contract-deps
@@ -77,7 +81,7 @@ lint: venv ## ruff
 	$(VENV)/bin/ruff format --check infra tests policy services
 
 .PHONY: test
-test: clusters images contract-deps ## the whole suite: unit, contract and integration
+test: clusters images contract-deps cache-trim ## the whole suite: unit, contract and integration
 	$(TOOLENV) && $(PY) -m pytest -m "unit or contract or integration"
 
 .PHONY: bench
