@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from smartnation.cli.console import render_table
 from smartnation.settings import SettingsError
 
 AUDIT_FILE = "audit/promotions.jsonl"
+_log = logging.getLogger("smartnation")
 OPERATOR_VARIABLE = "SMARTNATION_OPERATOR"
 # Set by the GitHub Actions runner itself, not by the workflow: the user who started the run.
 GITHUB_ACTOR_VARIABLE = "GITHUB_ACTOR"
@@ -99,26 +101,45 @@ def operator(project: Path) -> str:
 
 
 def append_audit(environments: Path, entry: AuditEntry) -> Path:
+    """Append one line in a single write(2) on an O_APPEND descriptor: a process killed here
+    leaves the whole line or none of it. If an earlier writer was cut off mid-line (a torn last
+    line, no newline), the new entry starts on a line of its own."""
     path = environments / AUDIT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as stream:
-        stream.write(entry.to_json() + "\n")
+    data = (entry.to_json() + "\n").encode("utf-8")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return path
 
 
 def read_audit(environments: Path) -> list[dict[str, Any]]:
+    """The entries, oldest first. A line that is not a JSON object is a write torn by a killed
+    process: it is skipped with a warning naming the file and line, never an error (the audit of
+    every other promotion stays readable)."""
     path = environments / AUDIT_FILE
     if not path.is_file():
         return []
     entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError as error:
-            shown = f"{environments.name}/{AUDIT_FILE}"
-            raise SettingsError(shown, f"<line {number}>", f"not JSON: {error}") from error
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            entry = None
+        if not isinstance(entry, dict):
+            _log.warning(
+                "%s/%s line %d: not a whole entry (a torn write?), skipped", environments.name, AUDIT_FILE, number
+            )
+            continue
+        entries.append(entry)
     return entries
 
 

@@ -20,6 +20,7 @@ import logging
 import shutil
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 from pulumi import automation as auto
@@ -34,6 +35,7 @@ from smartnation.cli.audit_log import (
     SourceUpdate,
     append_audit,
     operator,
+    read_audit,
     utc_now,
 )
 from smartnation.cli.console import confirm, stream_to
@@ -43,7 +45,8 @@ from smartnation.cli.history import RELEASES_OUTPUT, deployed_releases, file_rel
 from smartnation.cli.locks import StackLocked, check_unlocked
 from smartnation.cli.policy import policy_args
 from smartnation.cli.promotion_order import PROMOTION_FILE, check_promotion, load_order
-from smartnation.cli.releases_copy import copy_releases, releases_of, write_atomically
+from smartnation.cli.promotion_runs import INTERRUPTED, RUN_KEY, STARTED, unfinished, what_happened
+from smartnation.cli.releases_copy import copy_releases, releases_of, unfinished_writes, write_atomically
 from smartnation.cli.report import EnvironmentPreview, render_environment
 from smartnation.cli.workspace import select
 from smartnation.paths import environments_dir, project_dir
@@ -182,8 +185,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     who = operator(project)
     update: SourceUpdate | None = None
+    run = uuid.uuid4().hex[:12]
 
-    def record(result: str, reason: str, target_update: SourceUpdate | None = None) -> None:
+    def record(result: str, reason: str, target_update: SourceUpdate | None = None, entry_run: str = run) -> None:
         entry = AuditEntry(
             when=utc_now(),
             who=who,
@@ -194,10 +198,13 @@ def cmd_promote(args: argparse.Namespace) -> int:
             source_update=update,
             releases=releases,
             target_update=target_update,
+            extra={RUN_KEY: entry_run},
         )
         path = append_audit(environments, entry)
         log.info("recorded in %s: %s", path, result)
 
+    report_interrupted(target, target_path, target_settings.source, record)
+    record(STARTED, f"promotion of {source}'s releases into {target_settings.source} started")
     try:
         # Nobody may be changing either stack while the gates judge them (previews do not lock).
         check_unlocked(source)
@@ -238,6 +245,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
     except StackLocked as locked:
         record(REFUSED, str(locked))
         raise
+    if target_path.read_text(encoding="utf-8") != target_text:
+        # Someone edited the file while the gates ran: writing now would lose their change.
+        reason = f"{target_settings.source} changed since it was read; nothing written: run the promotion again"
+        log.error("promotion %s -> %s refused: %s", source, target, reason)
+        record(REFUSED, reason)
+        return exit_codes.FAILED
     write_atomically(target_path, new_text)
     log.info("%s written", target_settings.source)
     if not args.apply:
@@ -260,6 +273,29 @@ def cmd_promote(args: argparse.Namespace) -> int:
     record(APPLIED, f"{target} updated", _last(stack))
     log.info("%s now runs %s's releases", target, source)
     return exit_codes.OK
+
+
+def report_interrupted(target: str, target_path: Path, shown: str, record) -> None:
+    """Say what an earlier, killed promotion into ``target`` left, and close its run in the log.
+
+    A temporary file left by a killed write is removed: the rename never happened, so the target
+    file is the old one, whole."""
+    for leftover in unfinished_writes(target_path):
+        log.warning(
+            "an earlier write of %s was killed before its rename; %s is intact, removing %s",
+            shown,
+            shown,
+            leftover.name,
+        )
+        leftover.unlink(missing_ok=True)
+    entries = read_audit(target_path.parent)
+    if not entries:
+        return
+    current = releases_of(target_path.read_text(encoding="utf-8"), shown)
+    for started in unfinished(entries, target):
+        finding = what_happened(started, current, shown)
+        log.warning("%s", finding.message)
+        record(INTERRUPTED, finding.message, entry_run=finding.run)
 
 
 def _last(stack: auto.Stack) -> SourceUpdate | None:

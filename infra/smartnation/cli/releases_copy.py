@@ -7,6 +7,7 @@ smartnation.cli.promote.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -98,10 +99,36 @@ def _plain(node: Any) -> Any:
     return str(node)
 
 
+TMP_SUFFIX = ".smartnation-tmp"
+
+
+def unfinished_writes(path: Path) -> list[Path]:
+    """Temporary files a killed write_atomically left beside ``path`` (``path`` itself is intact)."""
+    return sorted(path.parent.glob(f".{path.name}.*{TMP_SUFFIX}"))
+
+
 def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` in one rename, so a crash never leaves half a settings file."""
-    tmp = path.with_name(f".{path.name}.smartnation-tmp")
-    tmp.write_text(text, encoding="utf-8")
-    if path.exists():
-        os.chmod(tmp, path.stat().st_mode & 0o7777)
-    os.replace(tmp, path)
+    """Replace ``path`` in one rename, so a crash never leaves half a settings file.
+
+    The new text goes to a temporary file of its own beside ``path`` (unique: two writers never
+    share it), is flushed to disk, takes ``path``'s mode, and is renamed over ``path``; the folder
+    is then flushed so the rename itself survives a power cut. Killed at any point, ``path`` holds
+    the old text or the new one; a failure removes the temporary file.
+    """
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -1,4 +1,12 @@
-"""`smartnation up ENV [--yes] [--init-secrets]`: deploy an environment, with the policy pack."""
+"""`smartnation up ENV [--yes] [--init-secrets] [--recover]`: deploy an environment, with the policy pack.
+
+Before the engine starts, the stack is checked for what a killed update leaves behind: a lock
+whose process is gone from this host (stale) and pending operations in the state. `up` then stops
+with INTERRUPTED, naming them and the exact steps; `--recover` takes those steps itself: it
+removes only a lock proven dead, refreshes the state from the cluster dropping unfinished creates
+(so the update re-creates them: every object has a fixed name, nothing is orphaned or doubled),
+then updates. A lock held by a live process (or by another host) is never touched: STACK_LOCKED.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +15,13 @@ import json
 import logging
 import sys
 
+from pulumi import automation as auto
+
 from smartnation.cli import exit_codes
 from smartnation.cli.console import confirm, stream_to
 from smartnation.cli.history import shown_outputs
+from smartnation.cli.interrupted import Interruption, classify
+from smartnation.cli.locks import StackLocked, lock_holders, locked_message, pid_alive, remove_lock, this_host
 from smartnation.cli.policy import policy_args
 from smartnation.cli.workspace import seed_secrets, select
 from smartnation.settings.stack_secrets import generate_missing
@@ -17,13 +29,49 @@ from smartnation.settings.stack_secrets import generate_missing
 log = logging.getLogger("smartnation")
 
 
+def interruption(environment: str, stack: auto.Stack) -> Interruption:
+    """What an earlier, interrupted update left in the stack (nothing for a healthy one)."""
+    holders = lock_holders(environment) or []
+    deployment = stack.export_stack().deployment
+    return classify(environment, holders, deployment, this_host(), pid_alive)
+
+
+def recover(stack: auto.Stack, found: Interruption) -> None:
+    """Take the recovery steps (Interruption.recovery_steps) before the update."""
+    for holder in found.stale:
+        log.warning("removing the stale lock of %s", holder.describe())
+        remove_lock(holder, found.environment)
+    if found.pending:
+        log.warning(
+            "refreshing %s from the cluster, dropping %d unfinished operation(s)", found.environment, len(found.pending)
+        )
+        stack.refresh(clear_pending_creates=True, color="never", on_output=stream_to(sys.stderr))
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     stack, settings = select(args.environment)
+    found = interruption(args.environment, stack)
+    if found.live:
+        raise StackLocked(
+            locked_message(args.environment, list(found.live))
+            + " (a holder on another host cannot be proven gone from here: if it is, `pulumi cancel` removes it)"
+        )
+    if found.found and not args.recover:
+        log.error("%s", found.describe())
+        log.error(
+            "nothing was changed. `smartnation up %s --recover` takes these steps:\n  %s",
+            args.environment,
+            "\n  ".join(found.recovery_steps()),
+        )
+        return exit_codes.INTERRUPTED
     if args.init_secrets:
         seed_secrets(stack, generate_missing(settings))
     log.info("deploying %s to %s", args.environment, settings.cluster.name)
     if not confirm(f"Deploy {args.environment} to {settings.cluster.name}?", args.yes):
         return exit_codes.ABORTED
+    if found.found:
+        log.warning("%s", found.describe())
+        recover(stack, found)
     # The guardrails run on every update, as on every preview (policy/README.md).
     with policy_args(settings) as policy:
         result = stack.up(on_output=stream_to(sys.stdout), color="never", **policy)
@@ -40,5 +88,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--init-secrets",
         action="store_true",
         help="first generate every missing secret (local clusters and fresh sites)",
+    )
+    parser.add_argument(
+        "--recover",
+        action="store_true",
+        help="after an interrupted update: remove its lock if its process is gone from this host, refresh the "
+        "state from the cluster dropping unfinished creates, then update",
     )
     parser.set_defaults(func=cmd_up)
