@@ -246,6 +246,124 @@ def bench_platform(env: dict[str, str], workdir: Path) -> dict:
     return result
 
 
+def bench_images(env: dict[str, str]) -> dict:
+    """Warm `make images` (nothing to build) and the last cold build of each image."""
+    warm = timed(lambda: run(sys.executable, "-m", "smartnation.tooling.images", "build", env=env))
+    times = layout().root / "images" / "logs" / "build-times.json"
+    builds = json.loads(times.read_text()) if times.exists() else {}
+    return {"warm_s": round(warm, 1), "last_builds": builds}
+
+
+def bench_real_nodes(env: dict[str, str]) -> dict:
+    """Each cluster's real nodes stopped and started again (containers and data kept)."""
+    local = LocalClusters(layout())
+    out = {}
+    for cluster in local.profiles():
+        nodes = local.real_nodes(cluster)
+        nodes.down()
+        out[cluster.name] = round(nodes.up(), 1)
+    return out
+
+
+def _ours(pid: str, cache_root: str) -> bool:
+    """A process of the local clusters: a control plane or host helper started from the cache or
+    our modules, or anything in the real nodes' cgroup subtree (their daemons and every Pod)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return False
+    if "smartnation.benchmarks" in cmdline or "tests.benchmarks" in cmdline:
+        return False
+    return cache_root in cmdline or "smartnation.tooling" in cmdline or "/smartnation/" in cgroup
+
+
+def _cpu_ticks(pid: str) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def idle_usage(seconds: float = 60) -> dict:
+    """CPU (share of one core) and memory (sum of RSS) of every process of the local clusters."""
+    root = str(layout().root)
+    pids = [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and _ours(p.name, root)]
+    before = {pid: _cpu_ticks(pid) for pid in pids}
+    time.sleep(seconds)
+    ticks = sum(max(_cpu_ticks(pid) - start, 0) for pid, start in before.items())
+    rss = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        rss += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    hz = os.sysconf("SC_CLK_TCK")
+    return {
+        "seconds": seconds,
+        "processes": len(pids),
+        "cpu_percent_of_one_core": round(100 * ticks / hz / seconds, 1),
+        "rss_gib": round(rss / 2**20, 2),
+    }
+
+
+def bench_staging_real(env: dict[str, str], workdir: Path) -> dict:
+    """Staging from empty to every Pod Ready on dusseldorf-test's real node, a no-op up, the
+    clusters' idle use with it deployed, and destroy (its own project: namespace smartnation-bench-staging)."""
+    project = workdir / "staging"
+    shutil.copytree(REPO / "environments", project / "environments", ignore=shutil.ignore_patterns("stacks"))
+    (project / "environments" / "stacks").mkdir()
+    spec = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+    spec["name"] = BENCH_PROJECT
+    spec["main"] = str(REPO / "infra")
+    spec["runtime"]["options"]["virtualenv"] = str(REPO / ".venv")
+    (project / "Pulumi.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    namespace = f"{BENCH_PROJECT}-staging"
+    run("kubectl", "--context", "dusseldorf-test", "delete", "namespace", namespace, "--ignore-not-found",
+        "--wait=true", env=env)  # fmt: skip
+    state = workdir / "staging-state"
+    state.mkdir()
+    e = {
+        **env,
+        "PULUMI_BACKEND_URL": f"file://{state}",
+        "PULUMI_CONFIG_PASSPHRASE": "bench",
+        "SMARTNATION_ENVIRONMENTS_DIR": str(project / "environments"),
+    }
+    stack = ("--stack", "staging", "--non-interactive")
+    run("pulumi", "stack", "init", *stack, cwd=project, env=e)
+    secrets = generate_missing(load_settings("staging", project / "environments"))
+    pairs = [x for k, v in secrets.items() for x in ("--secret", f"{CONFIG_NAMESPACE}:{k}={v}")]
+    run("pulumi", "config", "set-all", *stack, *pairs, cwd=project, env=e)
+    result: dict = {}
+    result["up_from_empty_s"] = round(
+        timed(lambda: run("pulumi", "up", "--yes", "--skip-preview", *stack, cwd=project, env=e)), 1
+    )
+    pods = json.loads(run("kubectl", "--context", "dusseldorf-test", "-n", namespace, "get", "pods", "-o", "json",
+                          env=e))["items"]  # fmt: skip
+    nodes = {p["spec"]["nodeName"] for p in pods}
+    result["pods"] = len(pods)
+    result["pods_on_real_nodes"] = sum(1 for p in pods if "-real-" in p["spec"]["nodeName"])
+    result["nodes"] = sorted(nodes)
+    result["noop_up_s"] = round(
+        timed(lambda: run("pulumi", "up", "--yes", "--skip-preview", *stack, cwd=project, env=e)), 1
+    )
+    result["idle_with_two_stagings"] = idle_usage()
+    result["destroy_s"] = round(
+        timed(lambda: run("pulumi", "destroy", "--yes", "--skip-preview", *stack, cwd=project, env=e)), 1
+    )
+    return result
+
+
+def bench_real(env: dict[str, str], workdir: Path) -> dict:
+    return {
+        "images": bench_images(env),
+        "real_node_restart_s": bench_real_nodes(env),
+        "staging_dusseldorf": bench_staging_real(env, workdir),
+    }
+
+
 def bench_unit(env: dict[str, str]) -> float:
     return round(
         timed(
@@ -258,10 +376,24 @@ def bench_unit(env: dict[str, str]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold", action="store_true", help="also build the whole toolchain into an empty cache")
+    parser.add_argument(
+        "--only-real",
+        action="store_true",
+        help="only the real-node measures (images, node restart, staging on the real node, idle use); "
+        "the other numbers are kept from BENCHMARKS.json",
+    )
     args = parser.parse_args()
     env = {**os.environ, **exports()}
     os.environ.update(env)
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if args.only_real:
+        with tempfile.TemporaryDirectory(prefix="smartnation-bench-") as tmp:
+            results = {**previous, "real": bench_real(env, Path(tmp))}
+        results["real"]["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        (REPO / "BENCHMARKS.md").write_text(render(results))
+        print(render(results))
+        return 0
     with tempfile.TemporaryDirectory(prefix="smartnation-bench-") as tmp:
         work = Path(tmp)
         (work / "demo-state").mkdir()
@@ -281,6 +413,7 @@ def main() -> int:
             "demo": bench_demo(env, work / "demo-state"),
             "platform_production_monaco": bench_platform(env, work),
             "unit_suite_s": bench_unit(env),
+            "real": bench_real(env, work),
         }
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     (REPO / "BENCHMARKS.md").write_text(render(results))
@@ -356,6 +489,8 @@ def render(r: dict) -> str:
         "",
         f"Unit suite (`make test-unit`): {r['unit_suite_s']} s.",
         "",
+        *render_real(r.get("real")),
+        "",
         "### Where the time goes",
         "",
         f"- A no-op `up` ({p['noop_up_s']} s) is the fixed cost of every operation: starting the engine, the "
@@ -371,6 +506,41 @@ def render(r: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def render_real(real: dict | None) -> list[str]:
+    if not real:
+        return ["## Real nodes", "", "Not measured yet: `python -m tests.benchmarks.run --only-real`.", ""]
+    images, st, idle = real["images"], real["staging_dusseldorf"], real["staging_dusseldorf"]["idle_with_two_stagings"]
+    lines = [
+        f"## Real nodes: staging running for real ({real['date']})",
+        "",
+        "| measure | value | goal (issue 8) |",
+        "| --- | ---: | --- |",
+        f"| warm `make images` (nothing to build) | {images['warm_s']} s | does nothing |",
+        *[
+            f"| real node restart, {name} (stopped -> Ready by a live kubelet) | {t} s | |"
+            for name, t in real["real_node_restart_s"].items()
+        ],
+        f"| staging `pulumi up` from empty to every Pod Ready on the real node | {st['up_from_empty_s']} s "
+        f"({st['pods_on_real_nodes']} of {st['pods']} Pods on real nodes) | under 180 s |",
+        f"| staging `pulumi up` with nothing to change | {st['noop_up_s']} s | |",
+        f"| staging `pulumi destroy` | {st['destroy_s']} s | |",
+        f"| idle CPU of both clusters, two stagings deployed ({idle['processes']} processes, "
+        f"{idle['seconds']:.0f} s) | {idle['cpu_percent_of_one_core']} % of one core | under 25 % |",
+        f"| memory of the same (sum of RSS, shared pages counted in each) | {idle['rss_gib']} GiB | |",
+        "",
+    ]
+    builds = images.get("last_builds") or {}
+    if builds:
+        lines += ["Last build of each image (seconds, from the image cache's log; a cold build when it ran):", ""]
+        lines += [
+            f"- {name} {data.get('tag', '')}: {data.get('seconds')} s, {data.get('bytes', 0) / 2**20:.1f} MiB "
+            f"compressed, built {data.get('when', '?')}"
+            for name, data in sorted(builds.items())
+        ]
+        lines.append("")
+    return lines
 
 
 if __name__ == "__main__":
