@@ -54,8 +54,9 @@ cache-trim: venv ## drop the Go build cache and extracted module sources once ev
 	$(PY) -m smartnation.tooling.toolchain.cache_trim
 
 .PHONY: up
-up: clusters images cache-trim ## bootstrap, start the clusters and deploy ENV (default staging), then print its outputs
+up: clusters images cache-trim ## bootstrap, start the clusters, deploy ENV (default staging) and verify it (smartnation verify)
 	$(TOOLENV) && $(PY) -m smartnation.cli.main up $(ENV) --yes --init-secrets
+	$(TOOLENV) && $(PY) -m smartnation.cli.main verify $(ENV)
 
 .PHONY: contract-deps
 contract-deps: ## install the Debian daemons the contract tests run against (and TimescaleDB for the host's PostgreSQL)

@@ -1,0 +1,483 @@
+"""The checks of `smartnation verify`: each a function of the shared context that returns what it
+saw, or raises CheckFailed saying what was wrong. Each bounds its own waits; the runner
+(verify.py) bounds each as a whole too.
+
+They use only what an operator has against any site: kubectl (get, exec, port-forward) with the
+environment's context, the broker's public TLS address and the stack's secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from base64 import b64decode
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from smartnation.cli.health import summarise, workload_readiness
+from smartnation.cli.kubectl import Kubectl, KubectlError, http_port, pod_ready
+from smartnation.cli.verify_target import MqttPlan, VerifyTarget
+
+OPEN_DATA_API = "open-data-api"
+"""The API (a key of `deployed_releases.helm_releases`) that serves readings to citizens."""
+DEVICE_REGISTRY = "device-registry"
+"""The API that registers devices and sends them commands."""
+RELEASE_LABEL = "app.kubernetes.io/instance"
+"""The Helm release label on every Pod of a release (standard chart labels)."""
+CONNECT_TIMEOUT = 5.0
+PROBE_TIMEOUT = 3.0
+
+
+class CheckFailed(Exception):
+    """The check ran and found the environment wrong; the message says what."""
+
+
+@dataclass
+class VerifyContext:
+    """What every check reads, and what one check leaves for a later one."""
+
+    target: VerifyTarget
+    kubectl: Kubectl
+    plan: MqttPlan
+    device_id: str
+    passwords: Mapping[str, str]
+    """Device class -> MQTT password (stack secrets) for the classes the plan uses."""
+    reading_bound: float
+    """Seconds a reading may take from the broker's acknowledgement to open-data-api."""
+    published: dict[str, Any] | None = None
+    """The reading the publish check sent (ts, value, acknowledged_at), for the open-data check."""
+    _ca: str | None = field(default=None, repr=False)
+    _ca_read: bool = field(default=False, repr=False)
+    _sequence: int = field(default=0, repr=False)
+
+    def broker_ca(self) -> str | None:
+        """PEM of the CA that signed the broker's certificate: `ca.crt` of the Secret of the
+        cert-manager Certificate naming the MQTT hostname; None (system trust) when none does."""
+        if not self._ca_read:
+            self._ca = _certificate_ca(self.kubectl, self.target.mqtt_hostname)
+            self._ca_read = True
+        return self._ca
+
+    def next_reading(self) -> tuple[str, int]:
+        """A fresh (ts, value): distinct timestamps, since (device, ts) identifies a stored reading."""
+        self._sequence += 1
+        now = datetime.now(UTC)
+        ts = now.replace(microsecond=(now.microsecond // 1000) * 1000).isoformat(timespec="milliseconds")
+        time.sleep(0.002)
+        return ts, self._sequence
+
+
+def _certificate_ca(kubectl: Kubectl, hostname: str) -> str | None:
+    try:
+        certificates = kubectl.items("certificates.cert-manager.io")
+    except KubectlError:
+        return None  # no cert-manager: a publicly trusted certificate
+    for certificate in certificates:
+        if hostname in certificate.get("spec", {}).get("dnsNames", []):
+            secret_name = certificate["spec"]["secretName"]
+            secret = _secret(kubectl, secret_name)
+            data = secret.get("data", {})
+            if "ca.crt" not in data:
+                raise CheckFailed(f"Secret {secret_name} of the broker's certificate has no ca.crt")
+            return b64decode(data["ca.crt"]).decode()
+    return None
+
+
+def _secret(kubectl: Kubectl, name: str) -> dict[str, Any]:
+    return json.loads(kubectl.run("get", "secret", name, "-o", "json"))
+
+
+# -- workloads and pods ---------------------------------------------------------------------
+
+
+def check_workloads(ctx: VerifyContext) -> str:
+    """Every Deployment and StatefulSet has as many ready replicas as it wants."""
+    workloads = workload_readiness(ctx.kubectl)
+    if not workloads:
+        raise CheckFailed(f"no Deployment or StatefulSet in namespace {ctx.target.namespace}")
+    text = f"{summarise(workloads)} in {len(workloads)} workloads"
+    if any(not w.is_ready for w in workloads):
+        raise CheckFailed(text)
+    return text
+
+
+def container_security_problems(pod: Mapping[str, Any]) -> list[str]:
+    """What in a Pod's spec lets a container run as root or write its root filesystem."""
+    spec = pod.get("spec", {})
+    pod_context = spec.get("securityContext") or {}
+    problems = []
+    for container in [*spec.get("initContainers", []), *spec.get("containers", [])]:
+        context = container.get("securityContext") or {}
+        name = f"{pod['metadata']['name']}/{container['name']}"
+        user = context.get("runAsUser", pod_context.get("runAsUser"))
+        non_root = context.get("runAsNonRoot", pod_context.get("runAsNonRoot"))
+        if user == 0 or (not non_root and user is None):
+            problems.append(f"{name} may run as root")
+        if not context.get("readOnlyRootFilesystem"):
+            problems.append(f"{name} has a writable root filesystem")
+    return problems
+
+
+def _running_uid(ctx: VerifyContext, pod: str, container: str) -> int | None:
+    """The container's uid from `id -u` inside it; None where the image has no `id` (the API and
+    broker images carry no coreutils: their spec is what is checked)."""
+    done = ctx.kubectl.exec(pod, container, ["id", "-u"], timeout=10)
+    if done.returncode != 0:
+        if "not found" in done.stderr or "no such file" in done.stderr.lower():
+            return None
+        raise CheckFailed(f"exec id -u in {pod}/{container}: {done.stderr.strip()[-200:]}")
+    return int(done.stdout.strip())
+
+
+def check_pod_security(ctx: VerifyContext) -> str:
+    """Every Pod non-root with a read-only root filesystem: the spec of every Pod, and the running
+    uid (`id -u`) of every running container whose image has `id`."""
+    pods = ctx.kubectl.items("pods")
+    if not pods:
+        raise CheckFailed(f"no Pod in namespace {ctx.target.namespace}")
+    problems = [p for pod in pods for p in container_security_problems(pod)]
+    looked, spec_only = 0, 0
+    for pod in pods:
+        if pod.get("status", {}).get("phase") != "Running":
+            continue
+        for status in pod["status"].get("containerStatuses", []):
+            if "running" not in status.get("state", {}):
+                continue
+            uid = _running_uid(ctx, pod["metadata"]["name"], status["name"])
+            if uid is None:
+                spec_only += 1
+            else:
+                looked += 1
+                if uid == 0:
+                    problems.append(f"{pod['metadata']['name']}/{status['name']} runs as uid 0")
+    if problems:
+        raise CheckFailed("; ".join(problems[:5]) + (f" (+{len(problems) - 5})" if len(problems) > 5 else ""))
+    return f"{len(pods)} pods by spec; running uid non-root in {looked} containers ({spec_only} without `id`: spec)"
+
+
+# -- broker ---------------------------------------------------------------------------------
+
+
+class _PinnedName(ssl.SSLContext):
+    """Verifies the broker's certificate for its hostname while connecting to its address: the
+    load balancer's address is what devices reach here, the name is what the certificate holds
+    (at a site DNS maps one to the other)."""
+
+    server_name: str = ""
+
+    def wrap_socket(self, sock, *args, server_hostname=None, **kwargs):  # noqa: ANN001, ANN201 (ssl's signature)
+        return super().wrap_socket(sock, *args, server_hostname=self.server_name, **kwargs)
+
+
+def tls_context(ca_pem: str | None, server_name: str) -> ssl.SSLContext:
+    context = _PinnedName(ssl.PROTOCOL_TLS_CLIENT)
+    context.server_name = server_name
+    if ca_pem:
+        context.load_verify_locations(cadata=ca_pem)
+    else:
+        context.load_default_certs()
+    return context
+
+
+class MqttSession:
+    """One MQTT 5 connection over TLS to the broker's public address, with what it received."""
+
+    def __init__(self, ctx: VerifyContext, device_class: str, password: str, role: str) -> None:
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"smartnation-verify-{role}-{ctx.device_id}-{time.monotonic_ns() % 10**6}",
+            protocol=mqtt.MQTTv5,
+        )
+        self.client.username_pw_set(device_class, password)
+        self.client.tls_set_context(tls_context(ctx.broker_ca(), ctx.target.mqtt_hostname))
+        self.connected = threading.Event()
+        self.connack: Any = None
+        self.received: list[tuple[str, bytes]] = []
+        self.arrived = threading.Condition()
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self._address = (ctx.target.mqtt_address, ctx.target.mqtt_port)
+
+    def _on_connect(self, _client, _userdata, _flags, reason, _properties) -> None:  # noqa: ANN001
+        self.connack = reason
+        self.connected.set()
+
+    def _on_message(self, _client, _userdata, message) -> None:  # noqa: ANN001
+        with self.arrived:
+            self.received.append((message.topic, message.payload))
+            self.arrived.notify_all()
+
+    def connect(self) -> Any:
+        """Connect; the CONNACK reason code (refusals are returned, not raised)."""
+        try:
+            self.client.connect(*self._address, keepalive=30)
+        except (OSError, ssl.SSLError) as error:
+            raise CheckFailed(f"cannot reach the broker at {self._address[0]}:{self._address[1]}: {error}") from None
+        self.client.loop_start()
+        if not self.connected.wait(CONNECT_TIMEOUT):
+            raise CheckFailed(f"no CONNACK from {self._address[0]} in {CONNECT_TIMEOUT:g}s")
+        return self.connack
+
+    def publish(self, topic: str, payload: dict[str, Any]) -> Any:
+        """Publish at QoS 1; the PUBACK's reason code (MQTT 5: Not authorized for a denied topic)."""
+        acked: dict[int, Any] = {}
+        done = threading.Event()
+
+        def on_publish(_client, _userdata, mid, reason, _properties) -> None:  # noqa: ANN001
+            acked[mid] = reason
+            done.set()
+
+        self.client.on_publish = on_publish
+        info = self.client.publish(topic, json.dumps(payload), qos=1)
+        if not done.wait(CONNECT_TIMEOUT) or info.mid not in acked:
+            raise CheckFailed(f"no PUBACK for {topic} in {CONNECT_TIMEOUT:g}s")
+        return acked[info.mid]
+
+    def subscribe(self, *topics: str) -> None:
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_args: subscribed.set()
+        self.client.subscribe([(t, 1) for t in topics])
+        if not subscribed.wait(CONNECT_TIMEOUT):
+            raise CheckFailed(f"no SUBACK in {CONNECT_TIMEOUT:g}s")
+
+    def wait_for(self, predicate: Callable[[str, bytes], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while not any(predicate(t, p) for t, p in self.received):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.arrived.wait(left)
+        return True
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _reading(ctx: VerifyContext) -> tuple[dict[str, Any], str, int]:
+    ts, value = ctx.next_reading()
+    return {"ts": ts, "metrics": {"verify": value}}, ts, value
+
+
+def _carries(value: int) -> Callable[[str, bytes], bool]:
+    return lambda _topic, payload: json.loads(payload).get("metrics", {}).get("verify") == value
+
+
+def check_broker_publish(ctx: VerifyContext) -> str:
+    """A device with its class's credentials connects over TLS to the load balancer and publishes."""
+    device = MqttSession(ctx, ctx.plan.device_class, ctx.passwords[ctx.plan.device_class], "device")
+    try:
+        reason = device.connect()
+        if reason.is_failure:
+            raise CheckFailed(f"{ctx.plan.device_class} refused: {reason}")
+        payload, ts, value = _reading(ctx)
+        ack = device.publish(ctx.plan.device_topic, payload)
+        if ack.is_failure:
+            raise CheckFailed(f"publish on {ctx.plan.device_topic} refused: {ack}")
+        ctx.published = {"ts": ts, "value": value, "acknowledged_at": time.monotonic()}
+    finally:
+        device.close()
+    return (
+        f"{ctx.plan.device_class} over TLS to {ctx.target.mqtt_address}:{ctx.target.mqtt_port} "
+        f"({ctx.target.mqtt_hostname}), reading on {ctx.plan.device_topic} acknowledged"
+    )
+
+
+def check_broker_acl(ctx: VerifyContext, attempts: int = 8) -> str:
+    """The device may not publish on another class's topic: the broker answers Not authorized and
+    a subscriber on the same broker Pod does not receive it.
+
+    The broker Pods are independent (docs/broker-ha.md) and the load balancer picks one per
+    connection, so the subscriber first proves it shares the device's Pod by receiving an allowed
+    reading (new connections until it does); after the denied publish, a second allowed reading
+    on the same connection arrives only after anything published before it."""
+    sub_class, dev_class = ctx.plan.subscriber_class, ctx.plan.device_class
+    for attempt in range(1, attempts + 1):
+        subscriber = MqttSession(ctx, sub_class, ctx.passwords[sub_class], "listener")
+        device = MqttSession(ctx, dev_class, ctx.passwords[dev_class], "device")
+        try:
+            for session, name in ((subscriber, sub_class), (device, dev_class)):
+                reason = session.connect()
+                if reason.is_failure:
+                    raise CheckFailed(f"{name} refused: {reason}")
+            subscriber.subscribe(ctx.plan.device_topic, ctx.plan.forbidden_topic)
+            first, _, first_value = _reading(ctx)
+            device.publish(ctx.plan.device_topic, first)
+            if not subscriber.wait_for(_carries(first_value), 1.5):
+                continue  # another broker Pod: try a new pair of connections
+            denied, _, denied_value = _reading(ctx)
+            ack = device.publish(ctx.plan.forbidden_topic, denied)
+            marker, _, marker_value = _reading(ctx)
+            device.publish(ctx.plan.device_topic, marker)
+            if not subscriber.wait_for(_carries(marker_value), CONNECT_TIMEOUT):
+                raise CheckFailed("the subscriber lost the device's allowed readings")
+            if subscriber.wait_for(_carries(denied_value), 0):
+                raise CheckFailed(f"{dev_class}'s publish on {ctx.plan.forbidden_topic} was delivered")
+            if not ack.is_failure:
+                raise CheckFailed(f"the broker acknowledged {dev_class}'s publish on {ctx.plan.forbidden_topic}")
+            return f"{dev_class} on {ctx.plan.forbidden_topic}: {ack}, not delivered (same broker Pod, try {attempt})"
+        finally:
+            device.close()
+            subscriber.close()
+    raise CheckFailed(f"the subscriber never shared the device's broker Pod in {attempts} tries")
+
+
+def check_broker_auth(ctx: VerifyContext) -> str:
+    """A wrong password is refused."""
+    device = MqttSession(ctx, ctx.plan.device_class, "wrong-" + ctx.passwords[ctx.plan.device_class], "intruder")
+    try:
+        reason = device.connect()
+    finally:
+        device.close()
+    if not reason.is_failure:
+        raise CheckFailed(f"{ctx.plan.device_class} with a wrong password was accepted")
+    return f"{ctx.plan.device_class} with a wrong password: {reason}"
+
+
+# -- the APIs -------------------------------------------------------------------------------
+
+
+def api_pods(ctx: VerifyContext, api: str) -> list[dict[str, Any]]:
+    """The ready Pods of one API's release."""
+    release = ctx.target.api_releases.get(api)
+    if release is None:
+        raise CheckFailed(f"the stack deployed no {api} (deployed_releases.helm_releases)")
+    pods = [p for p in ctx.kubectl.items("pods", "-l", f"{RELEASE_LABEL}={release}") if pod_ready(p)]
+    if not pods:
+        raise CheckFailed(f"no ready Pod of {release}")
+    return pods
+
+
+def http_json(port: int, method: str, path: str, body: dict | None = None, timeout: float = 5) -> tuple[int, Any]:
+    """(status, JSON body) of one request to a forwarded local port."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def check_open_data(ctx: VerifyContext) -> str:
+    """The reading the publish check sent is served by open-data-api within the bound."""
+    if ctx.published is None:
+        check_broker_publish(ctx)
+    assert ctx.published is not None
+    pod = api_pods(ctx, OPEN_DATA_API)[0]
+    wanted = datetime.fromisoformat(ctx.published["ts"])
+    with ctx.kubectl.port_forward(pod["metadata"]["name"], http_port(pod)) as port:
+        deadline = ctx.published["acknowledged_at"] + ctx.reading_bound
+        last: Any = None
+        while True:
+            status, last = http_json(port, "GET", f"/v1/devices/{ctx.device_id}/latest")
+            if status == 200 and datetime.fromisoformat(str(last["ts"]).replace("Z", "+00:00")) >= wanted:
+                after = time.monotonic() - ctx.published["acknowledged_at"]
+                bound = ctx.reading_bound
+                return f"reading of {ctx.device_id} served {after:.1f}s after the broker took it (bound {bound:g}s)"
+            if time.monotonic() >= deadline:
+                raise CheckFailed(
+                    f"reading of {ctx.device_id} not served within {ctx.reading_bound:g}s "
+                    f"(last answer {status}: {last})"
+                )
+            time.sleep(0.2)
+
+
+def check_device_command(ctx: VerifyContext) -> str:
+    """A device registered through device-registry receives a command on its command topic."""
+    if ctx.plan.command_topic is None:
+        raise CheckFailed(f"class {ctx.plan.device_class} subscribes to no command topic")
+    pod = api_pods(ctx, DEVICE_REGISTRY)[0]
+    device_id = f"{ctx.device_id}-cmd"
+    topic = ctx.plan.command_topic.replace(ctx.device_id, device_id)
+    device = MqttSession(ctx, ctx.plan.device_class, ctx.passwords[ctx.plan.device_class], "commanded")
+    with ctx.kubectl.port_forward(pod["metadata"]["name"], http_port(pod)) as port:
+        location = {"latitude": 43.7384, "longitude": 7.4246, "label": "smartnation verify"}
+        status, body = http_json(
+            port, "POST", "/v1/devices", {"id": device_id, "class": ctx.plan.device_class, "location": location}
+        )
+        if status != 201:
+            raise CheckFailed(f"registering {device_id}: {status} {body}")
+        try:
+            reason = device.connect()
+            if reason.is_failure:
+                raise CheckFailed(f"{ctx.plan.device_class} refused: {reason}")
+            device.subscribe(topic)
+            started = time.monotonic()
+            status, body = http_json(port, "POST", f"/v1/devices/{device_id}/commands", {"command": "verify_ping"})
+            if status != 202:
+                raise CheckFailed(f"command to {device_id}: {status} {body}")
+            command_id = body["command_id"]
+            if not device.wait_for(lambda _t, p: json.loads(p).get("command_id") == command_id, ctx.reading_bound):
+                raise CheckFailed(f"{device_id} did not receive command {command_id} on {topic}")
+            took = time.monotonic() - started
+        finally:
+            device.close()
+            http_json(port, "DELETE", f"/v1/devices/{device_id}")  # retire it: verify leaves no live device
+    return f"{device_id} got command {command_id} on {topic} in {took:.1f}s ({body['brokers_reached']} broker pods)"
+
+
+# -- network policy -------------------------------------------------------------------------
+
+_PROBE = """
+import json, os, socket, sys
+def probe(host, port):
+    try:
+        socket.create_connection((host, int(port)), timeout=float(sys.argv[3])).close()
+        return "connected"
+    except socket.timeout:
+        return "timed out"
+    except OSError as error:
+        return "refused: " + (error.strerror or str(error))
+host = os.environ.get(sys.argv[1], sys.argv[1]) if sys.argv[1].isupper() else sys.argv[1]
+port = os.environ.get(sys.argv[2], sys.argv[2]) if sys.argv[2].isupper() else sys.argv[2]
+print(json.dumps({"to": host + ":" + port, "result": probe(host, port)}))
+"""
+_PYTHONS = ("python3", "python3.11", "python")
+
+
+def probe_from(ctx: VerifyContext, pod: Mapping[str, Any], host: str, port: str) -> dict[str, str]:
+    """A TCP connection from inside ``pod`` (its own network namespace, its policies); ``host`` and
+    ``port`` may name variables of the container's environment (upper case)."""
+    name, container = pod["metadata"]["name"], pod["spec"]["containers"][0]["name"]
+    for python in _PYTHONS:
+        done = ctx.kubectl.exec(name, container, [python, "-c", _PROBE, host, port, str(PROBE_TIMEOUT)], timeout=20)
+        if done.returncode == 0:
+            return json.loads(done.stdout)
+        if "not found" not in done.stderr:
+            raise CheckFailed(f"probe in {name}: {done.stderr.strip()[-200:]}")
+    raise CheckFailed(f"no python in {name} to open a connection from")
+
+
+def check_network_policy_denies(ctx: VerifyContext) -> str:
+    """From an open-data-api Pod to a device-registry Pod's own port: the policies allow the APIs
+    only the database, broker and object storage (egress) and admit them only from the ingress
+    controller (ingress), so this connection must not open though the target listens (it is Ready)."""
+    source = api_pods(ctx, OPEN_DATA_API)[0]
+    target = api_pods(ctx, DEVICE_REGISTRY)[0]
+    result = probe_from(ctx, source, target["status"]["podIP"], str(http_port(target)))
+    if result["result"] == "connected":
+        raise CheckFailed(f"{source['metadata']['name']} -> {target['metadata']['name']} {result['to']} connected")
+    return f"{source['metadata']['name']} -> {target['metadata']['name']} {result['to']}: {result['result']}"
+
+
+def check_network_policy_allows(ctx: VerifyContext) -> str:
+    """The same Pod reaches its own database ($PGHOST:$PGPORT), a flow the policies allow: the
+    refusal above is the policy's, not a broken network."""
+    source = api_pods(ctx, OPEN_DATA_API)[0]
+    result = probe_from(ctx, source, "PGHOST", "PGPORT")
+    if result["result"] != "connected":
+        raise CheckFailed(f"{source['metadata']['name']} -> database {result['to']}: {result['result']}")
+    return f"{source['metadata']['name']} -> database {result['to']}: connected"

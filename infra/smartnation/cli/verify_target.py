@@ -1,0 +1,136 @@
+"""What `smartnation verify` checks, read from the stack: its outputs, its secrets and the device
+classes; pure functions, so each refusal names the stack output or setting it came from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from paho.mqtt.client import topic_matches_sub
+
+from smartnation.settings import SettingsError
+from smartnation.settings.models import DeviceClassSettings
+from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, broker_password
+
+
+@dataclass(frozen=True)
+class VerifyTarget:
+    """The deployed environment, as its stack outputs describe it."""
+
+    environment: str
+    cluster: str
+    """Cluster profile name (`cluster` output): its kubeconfig context is where to look."""
+    namespace: str
+    mqtt_hostname: str
+    """The name in the broker's certificate (from `mqtt_endpoint`)."""
+    mqtt_port: int
+    mqtt_address: str
+    """Where devices connect: the broker's load-balancer address (`mqtt_load_balancer_address`)."""
+    api_releases: Mapping[str, str]
+    """API name -> its Helm release (`deployed_releases.helm_releases`); the release labels its Pods."""
+
+
+def _where(environment: str, key: str) -> tuple[str, str]:
+    return (f"stack outputs of {environment}", key)
+
+
+def target_from_outputs(environment: str, outputs: Mapping[str, Any]) -> VerifyTarget:
+    """Parse the outputs `smartnation outputs ENV` prints; a missing or malformed one is a SettingsError."""
+
+    def need(key: str) -> Any:
+        if key not in outputs or outputs[key] in (None, ""):
+            raise SettingsError(*_where(environment, key), "missing: was the environment deployed by this program?")
+        return outputs[key]
+
+    endpoint = urlsplit(str(need("mqtt_endpoint")))
+    if endpoint.scheme != "mqtts" or not endpoint.hostname or not endpoint.port:
+        raise SettingsError(*_where(environment, "mqtt_endpoint"), f"expected mqtts://<host>:<port>, got {endpoint!r}")
+    address = str(need("mqtt_load_balancer_address"))
+    if address == "pending":
+        raise SettingsError(
+            *_where(environment, "mqtt_load_balancer_address"), "the load balancer had no address at the last update"
+        )
+    releases = need("deployed_releases")
+    helm = releases.get("helm_releases") if isinstance(releases, Mapping) else None
+    if not isinstance(helm, Mapping) or not all(isinstance(v, str) for v in helm.values()):
+        raise SettingsError(*_where(environment, "deployed_releases.helm_releases"), "expected API name -> release")
+    return VerifyTarget(
+        environment=environment,
+        cluster=str(need("cluster")),
+        namespace=str(need("namespace")),
+        mqtt_hostname=endpoint.hostname,
+        mqtt_port=endpoint.port,
+        mqtt_address=address,
+        api_releases=dict(helm),
+    )
+
+
+@dataclass(frozen=True)
+class MqttPlan:
+    """Who publishes what, and who listens, in the broker checks."""
+
+    device_class: str
+    """A sensor class: its credentials publish readings."""
+    device_topic: str
+    """The reading topic of the verify device, inside the class's publish ACL."""
+    forbidden_topic: str
+    """Another class's reading topic: outside the device's ACL, inside the subscriber's."""
+    command_topic: str | None
+    """The device's command topic (the class's subscribe ACL), if the class receives commands."""
+    subscriber_class: str
+    """The class whose credentials listen (the telemetry consumer)."""
+
+
+def _concrete(topic_filter: str, device_id: str) -> str:
+    """A topic a filter matches, naming the device where the filter has a wildcard."""
+    return "/".join(device_id if level in ("+", "#") else level for level in topic_filter.split("/"))
+
+
+def _matches_any(filters: Sequence[str], topic: str) -> bool:
+    return any(topic_matches_sub(f, topic) for f in filters)
+
+
+def mqtt_plan(
+    classes: Sequence[DeviceClassSettings], device_id: str, subscriber: str, device_class: str | None = None
+) -> MqttPlan:
+    """Pick the device class (the first one, or ``device_class``, whose reading topic the
+    subscriber hears) and another class's reading topic it may not publish on."""
+    by_name = {c.name: c for c in classes}
+    where = "environments/<env>.yaml"
+    if subscriber not in by_name or not by_name[subscriber].subscribe:
+        raise SettingsError(where, "broker.device_classes", f"no class {subscriber!r} with subscribe topics to listen")
+    heard = by_name[subscriber].subscribe
+
+    def reading_topics(c: DeviceClassSettings) -> list[str]:
+        return [t for t in (_concrete(f, device_id) for f in c.publish) if _matches_any(heard, t)]
+
+    candidates = [c for c in classes if c.name != subscriber and reading_topics(c)]
+    if device_class is not None:
+        candidates = [c for c in candidates if c.name == device_class]
+    if not candidates:
+        raise SettingsError(
+            where, "broker.device_classes", f"no class {device_class or ''} publishing a topic {subscriber!r} hears"
+        )
+    chosen = candidates[0]
+    device_topic = reading_topics(chosen)[0]
+    others = [
+        t for c in classes if c.name != chosen.name for t in reading_topics(c) if not _matches_any(chosen.publish, t)
+    ]
+    if not others:
+        raise SettingsError(
+            where, "broker.device_classes", f"no other class's reading topic that {chosen.name!r} may not publish on"
+        )
+    command = next((_concrete(f, device_id) for f in chosen.subscribe), None)
+    return MqttPlan(chosen.name, device_topic, others[0], command, subscriber)
+
+
+def class_password(environment: str, config: Mapping[str, Any], device_class: str) -> str:
+    """A class's MQTT password from the stack's config (secrets decrypted); values may be
+    ConfigValue-like (``.value``) or plain strings."""
+    key = f"{CONFIG_NAMESPACE}:{broker_password(device_class)}"
+    if key not in config:
+        raise SettingsError(f"environments/stacks/Pulumi.{environment}.yaml", f"config.{key}", "missing secret")
+    value = config[key]
+    return str(getattr(value, "value", value))
