@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -315,7 +316,8 @@ def _setup(
 
 
 def _backup(children: Children, args: DatabaseArgs, credentials: pulumi.Input[str], primary_host: str) -> None:
-    """Nightly pg_dumpall into an emptyDir (init container), then mc uploads it."""
+    """Nightly: one custom-format dump per database plus the roles (init container), then mc
+    uploads the set (BACKUP_LAYOUT)."""
     pod = children.pod_spec(
         POSTGRES_UID,
         restart_policy="Never",
@@ -347,36 +349,101 @@ def _backup(children: Children, args: DatabaseArgs, credentials: pulumi.Input[st
     )
 
 
-def _dump_container(args: DatabaseArgs, credentials: pulumi.Input[str], primary_host: str) -> dict[str, Any]:
-    dump = (
-        "set -eu; "
-        f'pg_dumpall -h "$PGHOST" -p {PORT} -U {SUPERUSER} --clean --if-exists | gzip > /backup/dump.sql.gz; '
-        "ls -l /backup/dump.sql.gz"
+BACKUP_DIR = "/backup"
+"""The backup Pod's scratch volume: the dump container writes the set there, the upload reads it."""
+BACKUP_SET = "set"
+"""Folder (under BACKUP_DIR) of one run's files: ``globals.sql`` and ``<database>.dump`` each."""
+BACKUP_MANIFEST = "manifest"
+"""Written last by the dump and uploaded last: one line ``<database> <timescaledb version or ->``
+per database. A backup without it in the bucket is incomplete and restore ignores it."""
+BACKUP_STAMP = "stamp"
+"""The run's UTC time (``20261129T021500Z``), its name in the bucket."""
+GLOBALS_FILE = "globals.sql"
+"""``pg_dumpall --globals-only``: the roles (with their password hashes) and tablespaces."""
+BACKUP_LAYOUT = f"<bucket>/<environment>/<stamp>/{{{GLOBALS_FILE}, <database>.dump, {BACKUP_MANIFEST}}}"
+"""Where one run lands in object storage; ``smartnation restore`` reads the same layout."""
+NO_TIMESCALEDB = "-"
+TIMESCALEDB_VERSION_SQL = (
+    f"SELECT coalesce((SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'), '{NO_TIMESCALEDB}')"
+)
+
+
+def dump_script(databases: list[str], backup_dir: str = BACKUP_DIR) -> str:
+    """The dump container's script (dash, no pipefail): no pipes at all, every command's status
+    stops the script under ``set -eu``, so a failing dump fails the Job and nothing is uploaded
+    (the upload container never starts after a failed init container).
+
+    Custom format (``pg_dump -Fc``, compressed, restorable table by table with pg_restore) per
+    database, roles apart; each archive is read back (``pg_restore --list``) before it counts.
+    TimescaleDB's version goes into the manifest: a restore needs the same extension version.
+    Connection from PGHOST/PGPORT/PGUSER/PGPASSWORD (never on a command line)."""
+    set_dir = f"{backup_dir}/{BACKUP_SET}"
+    lines = [
+        "set -eu",
+        "stamp=$(date -u +%Y%m%dT%H%M%SZ)",
+        f'mkdir -p "{set_dir}"',
+        f': > "{backup_dir}/{BACKUP_MANIFEST}.partial"',
+        'echo "backup $stamp of $PGHOST: roles"',
+        f'pg_dumpall --no-password --globals-only -f "{set_dir}/{GLOBALS_FILE}"',
+        f"for db in {' '.join(shlex.quote(db) for db in databases)}; do",
+        '    echo "backup $stamp of $PGHOST: $db"',
+        f'    timescaledb=$(psql -X -A -t --no-password -v ON_ERROR_STOP=1 -d "$db" -c "{TIMESCALEDB_VERSION_SQL}")',
+        f'    pg_dump --no-password --format=custom -f "{set_dir}/$db.dump" "$db"',
+        f'    pg_restore --list "{set_dir}/$db.dump" > /dev/null',
+        f'    echo "$db $timescaledb" >> "{backup_dir}/{BACKUP_MANIFEST}.partial"',
+        f'    ls -l "{set_dir}/$db.dump"',
+        "done",
+        # Written only once every dump above succeeded: its presence is what "complete" means.
+        f'cat "{backup_dir}/{BACKUP_MANIFEST}.partial" > "{backup_dir}/{BACKUP_MANIFEST}"',
+        f'echo "$stamp" > "{backup_dir}/{BACKUP_STAMP}"',
+        'echo "backup $stamp dumped"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def upload_script(backup_dir: str = BACKUP_DIR) -> str:
+    """The upload container's script (dash): the set's files, then the manifest last, under
+    ``$BUCKET/$ENVIRONMENT/<stamp>/``; any failed copy fails the Job."""
+    return (
+        "\n".join(
+            [
+                "set -eu",
+                f'stamp=$(cat "{backup_dir}/{BACKUP_STAMP}")',
+                'target="store/$BUCKET/$ENVIRONMENT/$stamp"',
+                'mc alias set store "$S3_ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > /dev/null',
+                f'for file in "{backup_dir}/{BACKUP_SET}"/*; do',
+                '    mc cp --quiet "$file" "$target/"',
+                "done",
+                f'mc cp --quiet "{backup_dir}/{BACKUP_MANIFEST}" "$target/{BACKUP_MANIFEST}"',
+                'echo "backup $stamp uploaded to $target"',
+            ]
+        )
+        + "\n"
     )
+
+
+def _dump_container(args: DatabaseArgs, credentials: pulumi.Input[str], primary_host: str) -> dict[str, Any]:
     return pods.container(
         "dump",
         pods.image(args.placement.cluster, args.release),
         pods.JOB_RESOURCES,
-        command=["sh", "-c", dump],
+        command=["sh", "-c", dump_script([d.name for d in args.settings.databases])],
         env=[
             {"name": "PGHOST", "value": primary_host},
+            {"name": "PGPORT", "value": str(PORT)},
+            {"name": "PGUSER", "value": SUPERUSER},
             pods.secret_env("PGPASSWORD", credentials, "POSTGRES_PASSWORD"),
         ],
-        volume_mounts=[{"name": "backup", "mount_path": "/backup"}, {"name": "tmp", "mount_path": "/tmp"}],
+        volume_mounts=[{"name": "backup", "mount_path": BACKUP_DIR}, {"name": "tmp", "mount_path": "/tmp"}],
     )
 
 
 def _upload_container(args: DatabaseArgs) -> dict[str, Any]:
-    upload = (
-        "set -eu; "
-        'mc alias set store "$S3_ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null; '
-        'mc cp /backup/dump.sql.gz "store/$BUCKET/$ENVIRONMENT/$(date -u +%Y%m%dT%H%M%SZ).sql.gz"'
-    )
     return pods.container(
         "upload",
         pods.image(args.placement.cluster, args.backup_client_release),
         pods.JOB_RESOURCES,
-        command=["sh", "-c", upload],
+        command=["sh", "-c", upload_script()],
         env=[
             {"name": "S3_ENDPOINT", "value": args.backup_endpoint},
             {"name": "BUCKET", "value": args.settings.backup.bucket},
@@ -385,7 +452,7 @@ def _upload_container(args: DatabaseArgs) -> dict[str, Any]:
         ],
         env_from=[{"secret_ref": {"name": args.backup_credentials_secret}}],
         volume_mounts=[
-            {"name": "backup", "mount_path": "/backup", "read_only": True},
+            {"name": "backup", "mount_path": BACKUP_DIR, "read_only": True},
             {"name": "tmp", "mount_path": "/tmp"},
         ],
     )
