@@ -1,0 +1,97 @@
+"""`smartnation verify staging` against the staging `make up` deployed on dusseldorf-test.
+
+Read-only use of the shared staging, as any operator's verify is: it publishes a few readings of
+a `smartnation-verify-<random>` device, registers and retires one device, and (the passing run)
+records its result on the namespace. It never scales, restarts or reconfigures anything: the
+failure case is a bound no reading can meet (0 s), not a broken staging.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from datetime import UTC, datetime
+
+import pytest
+
+from smartnation.cli import exit_codes, verify
+from tests.integration.conftest import REPO, Tools
+
+pytestmark = pytest.mark.integration
+
+CLI = REPO / ".venv" / "bin" / "smartnation"
+LINE = re.compile(r"^(PASS|FAIL)  (\S+) +(\d+\.\d)s  (.*)$")
+
+
+def smartnation(tools: Tools, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [str(CLI), *args], cwd=REPO, env=tools.env, capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    # Shown by pytest when a test fails: what the operator would have seen.
+    print(f"$ smartnation {' '.join(args)}  -> {proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def report(stdout: str) -> dict[str, tuple[str, float, str]]:
+    """check name -> (PASS/FAIL, seconds, detail) from verify's lines."""
+    lines = [LINE.match(line) for line in stdout.splitlines()]
+    return {m.group(2): (m.group(1), float(m.group(3)), m.group(4)) for m in lines if m}
+
+
+def test_verify_passes_on_the_deployed_staging_and_status_shows_it(tools: Tools):
+    started = datetime.now(UTC).replace(microsecond=0)
+    proc = smartnation(tools, "verify", "staging")
+
+    assert proc.returncode == exit_codes.OK, proc.stderr[-2000:]
+    lines = report(proc.stdout)
+    assert list(lines) == [c.name for c in verify.CHECKS]
+    assert all(verdict == "PASS" for verdict, _, _ in lines.values()), lines
+    assert proc.stdout.splitlines()[-1].startswith(f"verify staging: {len(lines)}/{len(lines)} passed in ")
+    # The reading arrived within the default bound, and the time reported is the one measured.
+    served = re.search(r"served (\d+\.\d)s after", lines["reading-in-open-data-api"][2])
+    assert served and float(served.group(1)) <= verify.DEFAULT_READING_BOUND
+    assert "Not authorized, not delivered" in lines["broker-acl-other-class-topic"][2]
+
+    health = json.loads(smartnation(tools, "status", "staging", "--json", "--no-drift").stdout)[0]
+    assert health["health_error"] is None
+    assert health["workloads"] and all(w["ready"] == w["desired"] for w in health["workloads"])
+    passed = datetime.fromisoformat(health["last_verify_passed"].replace("Z", "+00:00"))
+    assert passed >= started
+    table = smartnation(tools, "status", "staging", "--no-drift").stdout
+    assert f"verified {health['last_verify_passed']}" in table
+
+
+def test_verify_reports_a_reading_over_its_bound_and_exits_non_zero(tools: Tools):
+    before = json.loads(smartnation(tools, "status", "staging", "--json", "--no-drift").stdout)[0]
+    proc = smartnation(
+        tools,
+        "verify",
+        "staging",
+        "--check",
+        "broker-tls-publish",
+        "--check",
+        "reading-in-open-data-api",
+        "--reading-bound",
+        "0",
+        "--no-record",
+    )
+
+    assert proc.returncode == exit_codes.FAILED
+    lines = report(proc.stdout)
+    assert lines["broker-tls-publish"][0] == "PASS"
+    verdict, _, detail = lines["reading-in-open-data-api"]
+    assert verdict == "FAIL" and "over the bound of 0s" in detail, detail
+    summary = proc.stdout.splitlines()[-1]
+    assert summary.startswith("verify staging: 1/2 passed") and summary.endswith("FAILED: reading-in-open-data-api")
+    # --no-record: the failed run left the recorded last pass as it was.
+    after = json.loads(smartnation(tools, "status", "staging", "--json", "--no-drift").stdout)[0]
+    assert after["last_verify_passed"] == before["last_verify_passed"]
+
+
+def test_an_unknown_check_is_refused_before_anything_runs(tools: Tools):
+    proc = smartnation(tools, "verify", "staging", "--check", "no-such-check")
+    assert proc.returncode == exit_codes.BAD_INPUT
+    assert "unknown check; known: workloads-ready" in proc.stderr
+    assert report(proc.stdout) == {}
