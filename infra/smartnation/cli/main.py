@@ -10,6 +10,8 @@
                                           copy SOURCE's releases into TARGET's file, after gates
     smartnation status [ENV ...] [--json] what runs where, last update, drift
     smartnation audit [--last N]          the promotions recorded in environments/audit/
+    smartnation restore ENV [--list | --backup NAME|latest] [--into SUFFIX] [--cleanup]
+                                          restore a backup into scratch databases, compare with live
     smartnation verify ENV [--check NAME ...] [--skip NAME ...] [--reading-bound SECONDS]
                                           smoke-test a deployed environment (exit 1 on any failure)
 
@@ -25,13 +27,25 @@ from collections.abc import Callable
 
 from pulumi import automation as auto
 
-from smartnation.cli import audit, destroy, exit_codes, outputs, preview, promote, secrets_init, status, up, verify
+from smartnation.cli import (
+    audit,
+    destroy,
+    exit_codes,
+    outputs,
+    preview,
+    promote,
+    restore,
+    secrets_init,
+    status,
+    up,
+    verify,
+)
 from smartnation.cli.locks import StackLocked
 from smartnation.settings import SettingsError
 
 log = logging.getLogger("smartnation")
 
-COMMANDS = (up, destroy, secrets_init, outputs, preview, promote, audit, status, verify)
+COMMANDS = (up, destroy, secrets_init, outputs, preview, promote, audit, status, verify, restore)
 """One module per command, each adding its parser; in the order `smartnation --help` lists them."""
 
 

@@ -187,7 +187,8 @@ def restore_job(
 ) -> dict[str, Any]:
     """A Job that downloads ``backup`` (mc, init container) and restores it into scratch databases
     ``<database>_<suffix>`` on the primary (the database image), printing the comparison rows."""
-    check_names(backup, suffix)
+    check_backup(backup)
+    check_suffix(suffix)
     pod = copy.deepcopy(cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"])
     download = _container(pod, init=False, name="upload")
     download.update(
@@ -207,9 +208,12 @@ def restore_job(
     return _job(cronjob, name, pod, f"restore backup {backup} into *_{suffix}", deadline)
 
 
-def check_names(backup: str, suffix: str) -> None:
+def check_backup(backup: str) -> None:
     if not BACKUP_NAME.fullmatch(backup):
         raise RestoreError(f"--backup {backup!r}: expected a backup name like 20261129T021500Z (see --list)")
+
+
+def check_suffix(suffix: str) -> None:
     if not SCRATCH_SUFFIX.fullmatch(suffix):
         raise RestoreError(
             f"--into {suffix!r}: expected lower-case letters, digits and _, 1-20, starting with a letter"
