@@ -28,7 +28,8 @@ CASES = [(env, cluster) for env in list_environments() for cluster in list_clust
 # Render for the Kubernetes the clusters run (helm built without version stamps assumes 1.20).
 VERSIONS = Path(__file__).resolve().parents[2] / "infra" / "smartnation" / "tooling" / "toolchain" / "versions.yaml"
 KUBE_VERSION = yaml.safe_load(VERSIONS.read_text(encoding="utf-8"))["kubernetes"]["version"]
-APPS = ("device-registry", "telemetry-ingest", "open-data-api")
+# Every API the environments deploy (their Kubernetes names), from the shared defaults.
+APPS = tuple(api.app for api in load_settings("dev").city_apis.values())
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +46,9 @@ def helm() -> str:
 def values_for(environment: str, cluster: str, app: str) -> dict[str, Any]:
     settings = load_settings(environment)
     profile = load_cluster_profile(cluster)
-    api = dict(settings.city_apis.items())[app]
+    api = {api.app: api for api in settings.city_apis.values()}[app]
     return chart_values(
         placement=Placement.of(environment, profile, protect_state=False),
-        app=app,
         api=api,
         releases=settings.releases,
         config_maps=[f"{environment}-{app}-connections"],
@@ -112,7 +112,8 @@ def test_chart_lints_and_renders_with_environment_values(
     pod = kinds["Deployment"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     # By the digest the image build made, never by tag (policy images-by-digest).
-    built = getattr(load_settings(environment).releases.components, app.replace("-", "_"))
+    settings = load_settings(environment)
+    built = settings.releases.components[{api.app: name for name, api in settings.city_apis.items()}[app]]
     assert container["image"] == f"{profile.registry.default}/{built.repository}@{built.digest}"
     assert kinds["Deployment"]["metadata"]["labels"]["app.kubernetes.io/version"] == built.tag
     ctx = container["securityContext"]

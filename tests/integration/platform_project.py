@@ -29,13 +29,18 @@ class PlatformProject:
     backend: dict[str, str]
     stacks: list[str] = field(default_factory=list)
     python_path: str = str(REPO / "infra")
+    name: str = PROJECT
+    """Pulumi project name, hence the namespaces ``<name>-<env>``; a test that must not share
+    them with the others (which clear ``smartnation-it-*`` left behind) passes its own."""
 
     @classmethod
-    def create(cls, root: Path, tools, backend: dict[str, str], checkout: Path = REPO) -> PlatformProject:
+    def create(
+        cls, root: Path, tools, backend: dict[str, str], checkout: Path = REPO, name: str = PROJECT
+    ) -> PlatformProject:
         """A scratch project running the program and environment files of ``checkout``
         (this one by default; a test of an older release passes a worktree of it)."""
         root.mkdir(parents=True, exist_ok=True)
-        project = cls(root=root, tools=tools, backend=backend)
+        project = cls(root=root, tools=tools, backend=backend, name=name)
         project.use_checkout(checkout)
         (root / "environments" / "stacks").mkdir()
         return project
@@ -49,7 +54,7 @@ class PlatformProject:
         project = yaml.safe_load((checkout / "Pulumi.yaml").read_text())
         # Its own project name, hence its own namespaces (naming.namespace): the tests never
         # meet what `make up` deployed from the real project on the same clusters.
-        project["name"] = PROJECT
+        project["name"] = self.name
         project["main"] = str(checkout / "infra")
         project["runtime"]["options"]["virtualenv"] = str(REPO / ".venv")
         (self.root / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))

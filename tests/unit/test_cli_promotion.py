@@ -183,8 +183,8 @@ def test_the_real_files_a_changed_staging_tag_reaches_production_and_nothing_els
     assert result == _device_registry_at(production, "0.1.1")
     (envdir / "production.yaml").write_text(result)
     settings = load_settings("production", envdir)
-    assert settings.releases.components.device_registry.tag == "0.1.1"
-    assert settings.releases.components.device_registry.digest == digest
+    assert settings.releases.components["device_registry"].tag == "0.1.1"
+    assert settings.releases.components["device_registry"].digest == digest
     assert settings.cluster.name == "monaco-onprem"
     before = yaml.safe_load(production)
     after = yaml.safe_load(result)

@@ -161,7 +161,7 @@ def test_the_committed_lock_lists_exactly_what_images_yaml_pins() -> None:
 def test_every_environment_releases_what_the_images_yaml_pins_build(environment: str) -> None:
     pins = load_pins().images
     locked = lock.read_lock(images_lock_file())
-    for name, release in load_settings(environment).releases.components.__dict__.items():
+    for name, release in load_settings(environment).releases.components.items():
         pin = pins[name]
         assert (release.version, release.repository, release.tag) == (pin.version, pin.repository, pin.tag), name
         assert release.digest == locked[lock.image_key(pin.repository, pin.tag)], name

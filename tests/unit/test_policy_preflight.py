@@ -6,7 +6,6 @@ Each case edits a copy of environments/ and runs the real ``build`` under the mo
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
@@ -89,11 +88,9 @@ def with_extra_env(settings: Settings, extra_env: dict[str, str]) -> Settings:
     program's preflight must hold without it (Settings built another way, a check loosened there),
     so these cases set the field the way no loader would.
     """
-    api = copy.copy(settings.city_apis.device_registry)
+    api = dataclasses.replace(settings.city_apis["device_registry"], extra_env={})
     object.__setattr__(api, "extra_env", extra_env)
-    city_apis = copy.copy(settings.city_apis)
-    object.__setattr__(city_apis, "device_registry", api)
-    return dataclasses.replace(settings, city_apis=city_apis)
+    return dataclasses.replace(settings, city_apis={**settings.city_apis, "device_registry": api})
 
 
 def build_settings(recorder: Recorder, settings: Settings) -> None:

@@ -11,7 +11,7 @@ import yaml
 
 from smartnation.paths import ENVIRONMENTS_DIR_VARIABLE
 from smartnation.settings import SettingsError, list_clusters, load_cluster_profile, load_settings
-from smartnation.settings.models import ComponentReleases, Releases
+from smartnation.settings.models import PLATFORM_COMPONENTS, Releases
 from smartnation.settings.yaml_files import read_yaml, read_yaml_documents
 from tests.unit.harness import ENVIRONMENTS, REPO_ENVIRONMENTS, edit
 
@@ -41,7 +41,9 @@ def test_each_environment_file_states_its_release_block_in_full(environment: str
     raw = yaml.safe_load((REPO_ENVIRONMENTS / f"{environment}.yaml").read_text(encoding="utf-8"))
     releases = raw["releases"]
     assert set(releases) == {f.name for f in dataclasses.fields(Releases)}
-    assert set(releases["components"]) == {f.name for f in dataclasses.fields(ComponentReleases)}
+    # The platform's releases and one per API of the environment, none left over.
+    apis = load_settings(environment).city_apis
+    assert set(releases["components"]) == {*PLATFORM_COMPONENTS, *apis}
 
 
 def test_defaults_hold_no_release_and_no_cluster() -> None:

@@ -307,7 +307,7 @@ def test_broker_password_file_holds_only_hashes(built: BuiltStack) -> None:
 def test_apis_get_credentials_only_by_secret_reference(built: BuiltStack) -> None:
     secret_names = {r.plain["metadata"]["name"] for r in built.of_type(SECRET)}
     configmap_names = {r.plain["metadata"]["name"] for r in built.of_type(CONFIGMAP)}
-    apis = dict(built.settings.city_apis.items())
+    apis = {api.app: api for api in built.settings.city_apis.values()}
     for release, values in chart_values(built).items():
         api = apis[values["component"]]
         wanted = sum(x is not None for x in (api.database, api.broker_client, api.storage_user))
@@ -713,7 +713,7 @@ def test_object_storage_setup_creates_every_bucket_and_user(built: BuiltStack) -
 def test_stack_outputs_describe_the_deployment(built: BuiltStack) -> None:
     outputs = {k: v for k, (v, _) in built.outputs.items()}
     assert outputs["mqtt_endpoint"].startswith("mqtts://") and outputs["mqtt_endpoint"].endswith(":8883")
-    assert set(outputs["api_urls"]) == {name for name, _ in built.settings.city_apis.items()}
+    assert set(outputs["api_urls"]) == {api.app for api in built.settings.city_apis.values()}
     assert outputs["s3_endpoint"].startswith("http://")
     releases = outputs["deployed_releases"]
     assert releases["chart_version"] == built.settings.releases.chart_version

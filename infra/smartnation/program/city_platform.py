@@ -17,7 +17,7 @@ from smartnation.program.components.providers import cluster_providers
 from smartnation.program.placement import Placement
 from smartnation.program.preflight import check_non_negotiables
 from smartnation.settings import SettingsError
-from smartnation.settings.models import ClusterProfile, Settings
+from smartnation.settings.models import PLATFORM_COMPONENTS, ClusterProfile, Settings
 from smartnation.settings.stack_secrets import check_secrets
 
 
@@ -63,15 +63,15 @@ def deploy(settings: Settings, cluster: ClusterProfile, provider: k8s.Provider) 
         ObjectStorageArgs(
             placement,
             settings.object_storage,
-            release=releases.object_storage,
-            client_release=releases.object_storage_client,
+            release=releases["object_storage"],
+            client_release=releases["object_storage_client"],
         ),
         opts,
     )
-    api_clients = tuple(sorted({a.broker_client for _, a in settings.city_apis.items() if a.broker_client}))
+    api_clients = tuple(sorted({a.broker_client for a in settings.city_apis.values() if a.broker_client}))
     broker = Broker(
         f"{prefix}-broker",
-        BrokerArgs(placement, settings.broker, release=releases.broker, client_secrets=api_clients),
+        BrokerArgs(placement, settings.broker, release=releases["broker"], client_secrets=api_clients),
         opts,
     )
     backup_user = settings.database.backup.storage_user
@@ -80,8 +80,8 @@ def deploy(settings: Settings, cluster: ClusterProfile, provider: k8s.Provider) 
         DatabaseArgs(
             placement,
             settings.database,
-            release=releases.database,
-            backup_client_release=releases.object_storage_client,
+            release=releases["database"],
+            backup_client_release=releases["object_storage_client"],
             backup_endpoint=storage.s3_endpoint,
             backup_credentials_secret=storage.user_secret_names[backup_user],
         ),
@@ -123,20 +123,13 @@ def _connections(settings: Settings, broker: Broker, database: Database, storage
 
 
 def release_summary(settings: Settings) -> dict[str, Any]:
-    """What is deployed: chart version and, per component, version and image by digest (no secrets)."""
+    """What is deployed: chart version and, per component (the platform's, then each API's), version
+    and image by digest (no secrets). A release no API of the environment uses is not deployed."""
     components = settings.releases.components
     summary: dict[str, Any] = {"chart_version": settings.releases.chart_version}
-    for field in (
-        "broker",
-        "database",
-        "object_storage",
-        "object_storage_client",
-        "device_registry",
-        "telemetry_ingest",
-        "open_data_api",
-    ):
-        release = getattr(components, field)
-        summary[field] = {
+    for name in (*PLATFORM_COMPONENTS, *settings.city_apis):
+        release = components[name]
+        summary[name] = {
             "version": release.version,
             "image": pods.image(settings.cluster, release),
         }

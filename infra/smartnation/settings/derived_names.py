@@ -95,9 +95,10 @@ def derived_names(environment: str, spec: EnvironmentSpec) -> Iterator[Derived]:
     yield Derived(
         "CronJob", names(environment, naming.DATABASE).child("backup"), 52, "its Jobs' names add 11 characters", ()
     )
-    for app, _ in spec.city_apis.items():
-        release = names(environment, app).name
-        yield Derived("Helm release and Service", release, 53, "Helm's limit on release names", (), service=True)
+    for api in spec.city_apis.values():
+        release = names(environment, api.app).name
+        key = ("city_apis", api.name)
+        yield Derived("Helm release and Service", release, 53, "Helm's limit on release names", key, service=True)
     for index, device_class in enumerate(spec.broker.device_classes):
         key = ("broker", "device_classes", str(index), "name")
         yield Derived("Secret", names(environment, naming.BROKER).child(f"client-{device_class.name}"), 253, "", key)
@@ -145,7 +146,7 @@ def check_derived_names(
                 file, key, f"gives the {derived.what} name {derived.name!r}, which Kubernetes refuses: {problem}"
             )
     base_domain = profile.ingress.base_domain
-    hosts = [naming.api_hostname(app, environment, base_domain) for app, _ in spec.city_apis.items()]
+    hosts = [naming.api_hostname(api.app, environment, base_domain) for api in spec.city_apis.values()]
     for host in (*hosts, naming.mqtt_hostname(environment, base_domain)):
         problem = check_kind("hostname", host)
         if problem:

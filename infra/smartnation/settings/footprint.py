@@ -53,12 +53,8 @@ def workloads(spec: EnvironmentSpec) -> Iterator[Workload]:
     yield Workload("database", 1 + database.replicas, database.resources, database.storage_size)
     storage = spec.object_storage
     yield Workload("object_storage", storage.replicas, storage.resources, storage.storage_size)
-    for field, api in (
-        ("device_registry", spec.city_apis.device_registry),
-        ("telemetry_ingest", spec.city_apis.telemetry_ingest),
-        ("open_data_api", spec.city_apis.open_data_api),
-    ):
-        yield Workload(field, api.max_replicas, api.resources)
+    for name, api in spec.city_apis.items():
+        yield Workload(name, api.max_replicas, api.resources)
     for job in CONCURRENT_JOBS:
         yield Workload(job, 1, job_resources())
 

@@ -11,12 +11,13 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from smartnation.paths import CLUSTERS_DIR, IMAGES_LOCK, environments_dir
 from smartnation.settings.derived_names import check_derived_names
 from smartnation.settings.errors import SettingsError
-from smartnation.settings.models import ClusterProfile, ComponentReleases, EnvironmentSpec, Releases, Settings
+from smartnation.settings.models import ClusterProfile, EnvironmentSpec, Releases, Settings
 from smartnation.settings.validation import Origins, convert, display_path
 from smartnation.settings.yaml_files import read_yaml
 
@@ -171,13 +172,12 @@ def _with_digests(releases: Releases, stated: Mapping[str, Any], env_shown: str,
     lock = read_lock(lock_path, lock_shown)
     components = stated.get("releases", {}).get("components", {})
     resolved = {}
-    for field in dataclasses.fields(ComponentReleases):
-        key = f"releases.components.{field.name}"
-        if isinstance(components.get(field.name), Mapping) and "digest" in components[field.name]:
+    for name, release in releases.components.items():
+        key = f"releases.components.{name}"
+        if isinstance(components.get(name), Mapping) and "digest" in components[name]:
             raise SettingsError(
                 env_shown, f"{key}.digest", f"never written by hand: the loader reads it from {lock_shown}"
             )
-        release = getattr(releases.components, field.name)
         digest = lock.get(image_key(release.repository, release.tag))
         if digest is None:
             raise SettingsError(
@@ -187,8 +187,8 @@ def _with_digests(releases: Releases, stated: Mapping[str, Any], env_shown: str,
                 "repository and tag was built here. `make images` builds what the lock lists (images.yaml "
                 f"pins it); release one of: {', '.join(sorted(lock))}",
             )
-        resolved[field.name] = dataclasses.replace(release, digest=digest)
-    return dataclasses.replace(releases, components=ComponentReleases(**resolved))
+        resolved[name] = dataclasses.replace(release, digest=digest)
+    return dataclasses.replace(releases, components=MappingProxyType(resolved))
 
 
 def _merge(
@@ -228,12 +228,15 @@ def _check_references(spec: EnvironmentSpec, origins: Origins) -> None:
     users = {u.name: u for u in spec.object_storage.users}
     buckets = {b.name for b in spec.object_storage.buckets}
 
-    for field, api in (
-        ("device_registry", spec.city_apis.device_registry),
-        ("telemetry_ingest", spec.city_apis.telemetry_ingest),
-        ("open_data_api", spec.city_apis.open_data_api),
-    ):
-        path = ("city_apis", field)
+    for name, api in spec.city_apis.items():
+        path = ("city_apis", name)
+        if name not in spec.releases.components:
+            release = ("releases", "components", name)
+            fail(
+                release,
+                f"required key is missing: city_apis.{name} (in {origins.file_for(path)}) deploys this API, and "
+                "its image comes from its release here (version, repository, tag)",
+            )
         if api.broker_client is not None and api.broker_client not in classes:
             fail((*path, "broker_client"), f"expected one of broker.device_classes ({', '.join(sorted(classes))})")
         if api.broker_all_pods and api.broker_client is None:

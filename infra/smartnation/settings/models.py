@@ -25,6 +25,19 @@ SEMVER = r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?"
 IMAGE_DIGEST = r"sha256:[0-9a-f]{64}"
 REGISTRY_PREFIX = r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
 
+# The platform's own releases in `releases.components`; every other release belongs to a city API
+# of the same name. An API may not take one of these names, nor one starting with it and `_`: its
+# Kubernetes names (`<env>-<app>...`) would be the component's (`<env>-broker...`, whose
+# NetworkPolicies select pods by that name). tests/unit/test_settings_rules.py checks they are
+# the program's roles (program/naming.py) plus the MinIO client.
+PLATFORM_COMPONENTS = ("broker", "database", "object_storage", "object_storage_client")
+
+
+def api_app(name: str) -> str:
+    """Kubernetes name of the API ``name`` in ``city_apis``: ``street_lighting`` -> ``street-lighting``."""
+    return name.replace("_", "-")
+
+
 # PostgreSQL names that are not ours to converge: the superuser and the streaming replication
 # role the database component creates (program/components/database.py SUPERUSER and
 # REPLICATION_USER; tests/unit/test_settings_rules.py checks they are listed here), and names
@@ -301,31 +314,22 @@ class ComponentRelease:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ComponentReleases:
-    broker: ComponentRelease
-    """Eclipse Mosquitto."""
-    database: ComponentRelease
-    """TimescaleDB (PostgreSQL) server; its pg_dump also runs the backups."""
-    object_storage: ComponentRelease
-    """MinIO server."""
-    object_storage_client: ComponentRelease
-    """MinIO client (mc), for bucket setup and backup upload."""
-    device_registry: ComponentRelease
-    """Device registry API."""
-    telemetry_ingest: ComponentRelease
-    """Telemetry ingest service."""
-    open_data_api: ComponentRelease
-    """Open data API."""
-
-
-@dataclass(frozen=True, kw_only=True)
 class Releases:
     """What runs, stated in full in every environment file (``promote`` copies it verbatim)."""
 
     chart_version: str = setting(pattern=SEMVER, describe="a semantic version such as 0.1.0")
     """Version of charts/city-api."""
-    components: ComponentReleases = setting()
-    """Image and version per component."""
+    components: Mapping[str, ComponentRelease] = setting(key_kind="component_name", items=(1, 100))
+    """Image and version per component, by name: the platform's own (``PLATFORM_COMPONENTS``) and
+    one per city API under the API's name in ``city_apis`` (the loader checks each API has one).
+    A release no API of this environment uses is accepted: ``promote`` copies the block verbatim,
+    so an API enabled in one environment carries its release into the next before it is enabled
+    there."""
+
+    def __post_init__(self) -> None:
+        for name in PLATFORM_COMPONENTS:
+            if name not in self.components:
+                raise FieldProblem(("components", name), "required key is missing (a release of the platform)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -505,6 +509,11 @@ class DatabaseAccess:
 
 @dataclass(frozen=True, kw_only=True)
 class ApiSettings:
+    """One city API: a release of charts/city-api named after its key in ``city_apis``."""
+
+    name: str = setting(from_key=True)
+    """The API's key in ``city_apis`` (``device_registry``); also the name of its release in
+    ``releases.components``."""
     replicas: int = setting(range=(1, 20))
     """Minimum replicas (HPA floor)."""
     max_replicas: int = setting(range=(1, 50))
@@ -525,6 +534,12 @@ class ApiSettings:
     """Escape hatch: extra non-secret environment variables; never a credential, never one of
     the variables the program sets (API_PROVIDED_ENV)."""
 
+    @property
+    def app(self) -> str:
+        """The API's Kubernetes name (``device-registry``): Helm release ``<env>-<app>``, host name
+        ``<app>.<env>.<base domain>``, ``app.kubernetes.io/component``."""
+        return api_app(self.name)
+
     def __post_init__(self) -> None:
         if self.max_replicas < self.replicas:
             raise FieldProblem("max_replicas", f"must be at least replicas ({self.replicas}), got {self.max_replicas}")
@@ -539,23 +554,6 @@ class ApiSettings:
                     ("extra_env", name),
                     "looks like a credential; extra_env is plain text: put secrets in the stack file, never here",
                 )
-
-
-@dataclass(frozen=True, kw_only=True)
-class CityApisSettings:
-    device_registry: ApiSettings
-    """Device registry API."""
-    telemetry_ingest: ApiSettings
-    """Telemetry ingest (MQTT -> TimescaleDB, archive to object storage)."""
-    open_data_api: ApiSettings
-    """Public open-data API."""
-
-    def items(self) -> tuple[tuple[str, ApiSettings], ...]:
-        """(app name as in Kubernetes, settings) for each API, e.g. ``device-registry``."""
-        return tuple(
-            (field.replace("_", "-"), getattr(self, field))
-            for field in ("device_registry", "telemetry_ingest", "open_data_api")
-        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -621,12 +619,20 @@ class EnvironmentSpec:
     """PostgreSQL/TimescaleDB."""
     object_storage: ObjectStorageSettings = setting()
     """MinIO."""
-    city_apis: CityApisSettings = setting()
-    """The three city APIs (charts/city-api)."""
+    city_apis: Mapping[str, ApiSettings] = setting(key_kind="component_name", items=(1, 50))
+    """The city APIs by name, each a release of charts/city-api with its release in
+    ``releases.components.<name>``. A new API is one entry here plus its release: no code change."""
     guardrails: GuardrailsSettings = setting()
     """Namespace quota and limits; they must hold every workload at its largest (footprint.py)."""
 
     def __post_init__(self) -> None:
+        for name in self.city_apis:
+            if name in PLATFORM_COMPONENTS or name.startswith(tuple(f"{c}_" for c in PLATFORM_COMPONENTS)):
+                raise FieldProblem(
+                    ("city_apis", name),
+                    f"an API may not be named after a platform component ({', '.join(PLATFORM_COMPONENTS)}) "
+                    "or start with one and '_': its release and its Kubernetes names would be that component's",
+                )
         # Imported here: footprint reads these models' fields.
         from smartnation.settings.footprint import needs, workloads
 
@@ -679,7 +685,7 @@ class Settings:
     """PostgreSQL/TimescaleDB."""
     object_storage: ObjectStorageSettings
     """MinIO."""
-    city_apis: CityApisSettings
-    """The city APIs."""
+    city_apis: Mapping[str, ApiSettings]
+    """The city APIs by name."""
     guardrails: GuardrailsSettings
     """Namespace quota and limits."""

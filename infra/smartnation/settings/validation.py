@@ -97,6 +97,9 @@ _DNS_SUBDOMAIN_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-
 _LABEL_NAME_RE = re.compile(r"([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?")
 _ENV_VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SQL_IDENTIFIER_RE = re.compile(r"[a-z_][a-z0-9_]*")
+# A settings key that names a component: a Python-style identifier whose `-` form (`_` -> `-`) is
+# a DNS label, so that the API `street_lighting` is `street-lighting` in Kubernetes and DNS.
+_COMPONENT_NAME_RE = re.compile(r"[a-z]([a-z0-9_]{0,61}[a-z0-9])?")
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -207,6 +210,12 @@ def _env_var(value: str) -> str | None:
     return None if _ENV_VAR_RE.fullmatch(value) else "letters, digits and '_', not starting with a digit"
 
 
+def _component_name(value: str) -> str | None:
+    if not _COMPONENT_NAME_RE.fullmatch(value):
+        return "lowercase letters, digits and '_', starting with a letter, ending alphanumeric, at most 63 characters"
+    return None
+
+
 def _sql_identifier(value: str) -> str | None:
     if not _SQL_IDENTIFIER_RE.fullmatch(value) or len(value) > SQL_IDENTIFIER_MAX:
         return f"a lowercase SQL identifier [a-z_][a-z0-9_]* of at most {SQL_IDENTIFIER_MAX} characters"
@@ -242,6 +251,7 @@ KINDS: dict[str, tuple[str, Callable[[str], str | None]]] = {
     "cidr": ("an IP network in CIDR notation such as 198.51.100.0/24", _cidr),
     "cron": ("a five-field cron schedule such as '15 2 * * *'", _cron),
     "dns_label": ("a DNS label (Kubernetes name)", _dns_label),
+    "component_name": ("a component name such as street_lighting (with '-' for '_', a DNS label)", _component_name),
     "dns_subdomain": ("a DNS subdomain (Kubernetes object name)", _dns_subdomain),
     "hostname": ("a DNS host name", _hostname),
     "label_key": ("a Kubernetes label or annotation key", _label_key),

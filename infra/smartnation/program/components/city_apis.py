@@ -18,7 +18,7 @@ from smartnation.program import naming
 from smartnation.program.components import child_options, database, pods, require_provider
 from smartnation.program.components.certificates import certificate
 from smartnation.program.placement import Placement
-from smartnation.settings.models import ApiSettings, CityApisSettings, Releases
+from smartnation.settings.models import ApiSettings, Releases
 
 API_PORT = 8080
 
@@ -57,10 +57,11 @@ class CityApisArgs:
     placement: Placement
     """Environment (release names are <env>-<api>), namespace and cluster (registry, ingress
     class and annotations, DNS zone, node pool)."""
-    settings: CityApisSettings
-    """Per-API replicas, autoscaling, resources and which services each uses."""
+    settings: Mapping[str, ApiSettings]
+    """The APIs by name (``city_apis``): per API replicas, autoscaling, resources and which
+    services it uses."""
     releases: Releases
-    """Images of the APIs and the chart version."""
+    """The chart version and, under each API's name, its image."""
     connections: Connections
     """Service endpoints and the Secrets that hold credentials."""
     chart_path: str = str(CHART_PATH)
@@ -70,7 +71,6 @@ class CityApisArgs:
 def chart_values(
     *,
     placement: Placement,
-    app: str,
     api: ApiSettings,
     releases: Releases,
     config_maps: Sequence[pulumi.Input[str]],
@@ -79,8 +79,9 @@ def chart_values(
 ) -> dict[str, Any]:
     """Values of one charts/city-api release (pure: the contract tests render them with helm)."""
     environment, cluster = placement.environment, placement.cluster
+    app = api.app
     names = naming.names(environment, app)
-    release = getattr(releases.components, app.replace("-", "_"))
+    release = releases.components[api.name]
     ha = api.replicas > 1
     return {
         # The chart runs the digest; the tag labels the pods (app.kubernetes.io/version).
@@ -126,7 +127,8 @@ def _digest(data: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[str]:
 
 
 class CityApis(pulumi.ComponentResource):
-    """Three releases of charts/city-api plus one connection ConfigMap each."""
+    """One release of charts/city-api per API in the settings, each with its connections
+    ConfigMap and TLS Certificate."""
 
     api_urls: pulumi.Output[dict[str, str]]
     """API name -> public HTTPS URL."""
@@ -138,20 +140,21 @@ class CityApis(pulumi.ComponentResource):
         provider = require_provider(opts, "CityApis")
         urls: dict[str, str] = {}
         releases: dict[str, str] = {}
-        for app, api in args.settings.items():
-            releases[app], hostname = self._deploy(name, app, api, args, provider)
-            urls[app] = f"https://{hostname}"
+        for api in args.settings.values():
+            releases[api.app], hostname = self._deploy(name, api, args, provider)
+            urls[api.app] = f"https://{hostname}"
         self.api_urls = pulumi.Output.from_input(urls)
         self.helm_releases = pulumi.Output.from_input(releases)
         self.register_outputs({"api_urls": self.api_urls, "helm_releases": self.helm_releases})
 
     def _deploy(
-        self, name: str, app: str, api: ApiSettings, args: CityApisArgs, provider: pulumi.ProviderResource
+        self, name: str, api: ApiSettings, args: CityApisArgs, provider: pulumi.ProviderResource
     ) -> tuple[str, str]:
         """The API's connections ConfigMap, its TLS Certificate and its chart release; returns
         the release name and the public hostname."""
+        app = api.app
         names = args.placement.names(app)
-        release = getattr(args.releases.components, app.replace("-", "_"))
+        release = args.releases.components[api.name]
         data, secret_refs = _connections(args.placement.environment, api, args.connections)
         connections = k8s.core.v1.ConfigMap(
             f"{name}-{app}-connections",
@@ -165,7 +168,6 @@ class CityApis(pulumi.ComponentResource):
         )
         values = chart_values(
             placement=args.placement,
-            app=app,
             api=api,
             releases=args.releases,
             config_maps=[connections.metadata.name],
