@@ -210,3 +210,5 @@ def remove_lock(holder: LockHolder, environment: str) -> None:
         ).delete_object(Bucket=bucket, Key=key)
     else:
         Path(holder.where).unlink(missing_ok=True)
+        # The file backend (gocloud fileblob) keeps each blob's attributes beside it.
+        Path(f"{holder.where}.attrs").unlink(missing_ok=True)
