@@ -135,6 +135,11 @@ def test_a_backup_restores_into_scratch_databases_with_every_row(data: PgCluster
         "telemetry_owner"
     )
     assert data.admin_sql("SHOW timescaledb.restoring", database=scratch) == "off"
+    # The database's own privileges (not in a pg_dump archive) are the live one's.
+    acl = "SELECT string_agg(format('%s %s', grantee::regrole, privilege_type), ',' ORDER BY 1)"
+    acl += " FROM pg_database, aclexplode(datacl) WHERE datname = '{}'"
+    assert data.admin_sql(acl.format(scratch)) == data.admin_sql(acl.format("telemetry"))
+    assert "telemetry_reader CONNECT" in data.admin_sql(acl.format(scratch))
 
     # A source row changed after the backup is a difference, in that table only.
     data.admin_sql("UPDATE rt_stations SET name = 'renamed' WHERE id = 7", database="telemetry")
@@ -163,3 +168,50 @@ def test_a_restore_into_an_existing_scratch_database_fails(data: PgCluster, tmp_
     finally:
         for db in DATABASES:
             data.admin_sql(f"DROP DATABASE IF EXISTS {db}_{SUFFIX} WITH (FORCE)")
+
+
+def test_over_live_puts_the_restore_in_place_and_keeps_the_live_database(data: PgCluster, tmp_path: Path) -> None:
+    for db in ("rt_swap", "rt_swap_replaced_1", "rt_swap_rst"):
+        data.admin_sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+    data.admin_sql("CREATE DATABASE rt_swap OWNER telemetry_owner")
+    data.admin_sql("REVOKE ALL ON DATABASE rt_swap FROM PUBLIC; GRANT CONNECT ON DATABASE rt_swap TO telemetry_reader")
+    data.admin_sql(
+        "CREATE EXTENSION timescaledb; SET ROLE telemetry_owner; CREATE TABLE t (at timestamptz NOT NULL, v int);"
+        "SELECT create_hypertable('t', 'at'); INSERT INTO t SELECT now() - i * interval '1 hour', i"
+        " FROM generate_series(1, 500) i;",
+        database="rt_swap",
+    )
+    dumped = tmp_path / "dumped"
+    env = {**data.admin_env(), **_bin(tmp_path, {})}
+    assert _sh(database.dump_script(["rt_swap"], str(dumped)), env).returncode == 0
+    fetched = dumped / database.BACKUP_SET  # laid out as the download leaves it
+    (fetched / database.BACKUP_MANIFEST).write_text((dumped / database.BACKUP_MANIFEST).read_text())
+    # The live database breaks after the backup, and a session (as an API's would) stays open on it.
+    data.admin_sql("DELETE FROM t WHERE v > 100", database="rt_swap")
+    holder = subprocess.Popen(
+        ["psql", "-X", "-d", "rt_swap", "-c", "SELECT pg_sleep(600)"], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        flags = {"SUFFIX": "rst", "COMPARE": "0", "CLEANUP": "0", "OVER_LIVE": "1", "REPLACED": "replaced_1"}
+        swapped = _sh(restore_pod.restore_script(str(fetched)), {**env, **flags})
+        assert swapped.returncode == 0, swapped.stderr + swapped.stdout
+    finally:
+        holder.kill()
+    assert data.admin_sql("SELECT count(*) FROM t", database="rt_swap") == "500"
+    assert data.admin_sql("SELECT count(*) FROM t", database="rt_swap_replaced_1") == "100"
+    names = data.admin_sql(
+        "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE datname LIKE 'rt_swap%'"
+    )
+    assert names == "rt_swap,rt_swap_replaced_1"
+    assert data.admin_sql("SELECT bool_and(datallowconn) FROM pg_database WHERE datname LIKE 'rt_swap%'") == "t"
+    assert as_reader_can_connect(data, "rt_swap")
+    for db in ("rt_swap", "rt_swap_replaced_1"):
+        data.admin_sql(f"DROP DATABASE {db} WITH (FORCE)")
+
+
+def as_reader_can_connect(data: PgCluster, dbname: str) -> bool:
+    from .contract_daemons import PG_PASSWORDS, PG_ROLES
+
+    role = next(r for r in PG_ROLES if r.name == "telemetry_reader")
+    return data.tcp_sql(role.name, PG_PASSWORDS[role.password_env], dbname, "SELECT 1").returncode == 0

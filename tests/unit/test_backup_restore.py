@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from smartnation.cli import exit_codes, restore, restore_pod
 from smartnation.cli import main as cli_main
-from smartnation.cli import restore, restore_pod
 from smartnation.program.components import database
 from tests.unit.test_stack import CRONJOB, Network, pod_labels
 
@@ -247,3 +247,19 @@ def test_restore_is_a_cli_command_that_lists_by_default() -> None:
     assert args.func is restore.cmd_restore and args.backup is None and args.into == restore.DEFAULT_SUFFIX
     args = cli_main.build_parser().parse_args(["restore", "dev", "--backup", "latest", "--into", "rst", "--cleanup"])
     assert (args.backup, args.into, args.cleanup) == ("latest", "rst", True)
+
+
+def test_over_live_is_asked_for_and_never_combined_with_cleanup(build_stack, capsys) -> None:
+    cron, _ = _cronjob(build_stack)
+    job = restore_pod.restore_job(cron, "j", "20261129T021500Z", "restore", compare=False, over_live="replaced_1")
+    (restorer,) = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in restorer["env"]}
+    assert (env["OVER_LIVE"], env["REPLACED"], env["COMPARE"]) == ("1", "replaced_1", "0")
+    default = restore_pod.restore_job(cron, "j", "20261129T021500Z", "restore")["spec"]["template"]["spec"]
+    assert {e["name"]: e.get("value") for e in default["containers"][0]["env"]}["OVER_LIVE"] == "0"
+    parser = cli_main.build_parser()
+    for argv in (
+        ["restore", "dev", "--backup", "latest", "--over-live", "--cleanup"],
+        ["restore", "dev", "--over-live"],
+    ):
+        assert restore.cmd_restore(parser.parse_args(argv)) == exit_codes.FAILED

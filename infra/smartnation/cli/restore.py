@@ -7,9 +7,12 @@ scratch database ``<database>_<suffix>`` on the environment's primary, with Time
 restore steps, then counts rows and checksums every table of the source and of the restore. The
 report has one line a table; any difference exits 1.
 
-It never writes over a live database: the scratch databases sit beside them, and the live ones are
-only read. Putting a restore in place of a live database is a separate, deliberate act
-(docs/operations.md, "Backups and restore").
+By default it never writes over a live database: the scratch databases sit beside them and the live
+ones are only read, so proving a backup (which should happen often) cannot hurt the city. Only
+``--over-live`` (confirmed, or ``--yes``) puts the restore in place: after the restore into the
+scratch databases it renames each live database to ``<database>_replaced_<time>`` (kept, not
+dropped) and the restored one to the live name, with new sessions refused and the open ones ended
+for the moment of the swap (docs/operations.md, "Backups and restore").
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 import yaml
 
 from smartnation.cli import exit_codes
-from smartnation.cli.console import render_table
+from smartnation.cli.console import confirm, render_table
 from smartnation.cli.restore_pod import (
     DEFAULT_TIMEOUT_SECONDS,
     BackupSet,
@@ -193,6 +196,8 @@ def choose(backups: list[BackupSet], wanted: str) -> BackupSet:
 def cmd_restore(args: argparse.Namespace) -> int:
     try:
         check_suffix(args.into)
+        if args.over_live and (args.cleanup or args.backup is None):
+            raise RestoreError("--over-live needs --backup and keeps the restore as the live databases (no --cleanup)")
         if args.backup not in (None, LATEST):
             check_backup(args.backup)
         target = target_of(args.environment)
@@ -203,14 +208,22 @@ def cmd_restore(args: argparse.Namespace) -> int:
             return exit_codes.OK
         backups = list_backups(target, args.environment, cronjob)
         backup = choose(backups, args.backup)
+        replaced = time.strftime("replaced_%Y%m%d%H%M%S", time.gmtime()) if args.over_live else ""
+        question = (
+            f"replace every live database of {args.environment} with backup {backup.name} "
+            f"(the live ones are kept as <database>_{replaced})?"
+        )
+        if args.over_live and not confirm(question, args.yes):
+            return exit_codes.ABORTED
         log.info("restoring %s of %s (%s) into *_%s", backup.name, args.environment, _size(backup.size), args.into)
         job = restore_job(
             cronjob,
             _job_name(args.environment, "restore"),
             backup.name,
             args.into,
-            compare=not args.no_compare,
+            compare=not (args.no_compare or args.over_live),
             cleanup=args.cleanup,
+            over_live=replaced,
             deadline=int(args.timeout),
         )
         result = run_job(target, job, timeout=args.timeout + 60)
@@ -227,10 +240,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
     different = [c for c in checks if not c.same]
     rows = sum(c.restored[0] for c in checks if c.restored)
     where = "dropped again" if args.cleanup else f"kept as *_{args.into}"
+    if args.over_live:
+        where = "renamed to the live names"
     print(
         f"backup {backup.name}: {len(checks)} tables, {rows} rows restored in {result.seconds:.0f}s "
         f"({_size(backup.size)}), {len(different)} different; scratch databases {where}"
     )
+    if args.over_live:
+        print(f"the live databases of {args.environment} are now backup {backup.name}; the replaced ones are "
+              f"<database>_{replaced}")  # fmt: skip
+        return exit_codes.OK
     if args.no_compare:
         return exit_codes.OK
     if not checks:
@@ -259,6 +278,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-compare", action="store_true", help="restore only (the live database is gone or not comparable)"
     )
+    parser.add_argument(
+        "--over-live",
+        action="store_true",
+        help="put the restore in place of the live databases (kept renamed); asks first unless --yes",
+    )
+    parser.add_argument("--yes", action="store_true", help="do not ask before --over-live")
     parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, help="seconds the restore Job may run"
     )

@@ -33,6 +33,30 @@ MANAGED_BY = "smartnation-restore"
 ROW_MARKER = "ROW"
 
 
+# pg_dump without --create leaves the database's own privileges (CONNECT grants) out of the
+# archive: the scratch database takes the live one's, so it is a drop-in (--over-live) copy.
+_ACL_SQL = """\
+SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'scratch')
+FROM pg_database WHERE datname = :'source' AND datacl IS NOT NULL \\gexec
+SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, :'scratch',
+              CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
+FROM pg_database, aclexplode(datacl) a WHERE datname = :'source' \\gexec"""
+
+# --over-live: the restored database takes the live one's name, the live one is kept under
+# another. Both refuse new sessions first (the APIs' reconnects and TimescaleDB's scheduler, which
+# the launcher starts only where connections are allowed), the others are ended (waiting up to 10 s
+# each), and the renames happen while nobody is connected; both allow sessions again at the end.
+_SWAP_SQL = """\
+SELECT format('ALTER DATABASE %I WITH ALLOW_CONNECTIONS false', d)
+FROM pg_database p, unnest(ARRAY[:'live', :'scratch']) d WHERE p.datname = d \\gexec
+SELECT count(pg_terminate_backend(pid, 10000)) AS ended FROM pg_stat_activity
+WHERE datname IN (:'live', :'scratch') AND pid <> pg_backend_pid();
+SELECT format('ALTER DATABASE %I RENAME TO %I', :'live', :'kept') FROM pg_database WHERE datname = :'live' \\gexec
+SELECT format('ALTER DATABASE %I RENAME TO %I', :'scratch', :'live') \\gexec
+SELECT format('ALTER DATABASE %I WITH ALLOW_CONNECTIONS true', d)
+FROM pg_database p, unnest(ARRAY[:'live', :'kept']) d WHERE p.datname = d \\gexec"""
+
+
 def download_script(backup_dir: str = database.BACKUP_DIR) -> str:
     """The download container's script (mc image, dash): the manifest, the roles, then each dump it names."""
     _D = backup_dir
@@ -85,6 +109,7 @@ while read -r db timescaledb; do
 SELECT format('CREATE DATABASE %I TEMPLATE template0', :'scratch') \\gexec
 SELECT format('ALTER DATABASE %I OWNER TO %I', :'scratch', pg_get_userbyid(datdba))
 FROM pg_database WHERE datname = :'source' \\gexec
+{_ACL_SQL}
 SQL
     if [ "$timescaledb" != "{database.NO_TIMESCALEDB}" ]; then
         # The dump's own extension version, or a clear error if this image lacks it.
@@ -96,7 +121,7 @@ SQL
         $psql_ -d "$scratch" -c "SELECT timescaledb_post_restore()" < /dev/null > /dev/null
     fi
     echo "restore: $db restored"
-    if [ "$COMPARE" = 1 ]; then
+    if [ "${{COMPARE:-1}}" = 1 ]; then
         for side in source restored; do
             if [ "$side" = source ]; then target="$db"; else target="$scratch"; fi
             psql -X -A -t -F '|' -v ON_ERROR_STOP=1 --no-password -d "$target" -v side="$side" -v db="$db" <<'SQL'
@@ -105,7 +130,15 @@ SQL
         done
     fi
 done < "{_D}/{database.BACKUP_MANIFEST}"
-if [ "$CLEANUP" = 1 ]; then
+if [ "${{OVER_LIVE:-0}}" = 1 ]; then
+    while read -r db timescaledb; do
+        echo "restore: $db becomes the restored database, the live one is kept as ${{db}}_$REPLACED"
+        $psql_ -d postgres -v live="$db" -v scratch="${{db}}_$SUFFIX" -v kept="${{db}}_$REPLACED" <<'SQL'
+{_SWAP_SQL}
+SQL
+    done < "{_D}/{database.BACKUP_MANIFEST}"
+fi
+if [ "${{CLEANUP:-0}}" = 1 ]; then
     while read -r db timescaledb; do
         $psql_ -d postgres -v scratch="${{db}}_$SUFFIX" <<'SQL'
 SELECT format('DROP DATABASE %I WITH (FORCE)', :'scratch') \\gexec
@@ -183,6 +216,7 @@ def restore_job(
     *,
     compare: bool = True,
     cleanup: bool = False,
+    over_live: str = "",
     deadline: int = DEFAULT_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
     """A Job that downloads ``backup`` (mc, init container) and restores it into scratch databases
@@ -201,7 +235,16 @@ def restore_job(
     restore.update(
         name="restore",
         command=["sh", "-c", restore_script()],
-        env=_with_env(restore, {"SUFFIX": suffix, "COMPARE": str(int(compare)), "CLEANUP": str(int(cleanup))}),
+        env=_with_env(
+            restore,
+            {
+                "SUFFIX": suffix,
+                "COMPARE": str(int(compare)),
+                "CLEANUP": str(int(cleanup)),
+                "OVER_LIVE": str(int(bool(over_live))),
+                "REPLACED": over_live,
+            },
+        ),
         volumeMounts=_writable_backup_mounts(restore),
     )
     pod.update(initContainers=[download], containers=[restore], restartPolicy="Never")
