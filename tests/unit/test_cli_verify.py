@@ -319,3 +319,9 @@ def test_status_shows_ready_replicas_and_the_last_passing_verify():
     assert status.health_text(_status()) == "not checked"
     table = status.render([verified]).splitlines()
     assert table[0].split()[-1] == "health" and table[1].endswith("verified 2026-11-29T02:10:00Z")
+
+
+def test_a_check_that_waits_for_a_reading_gets_the_reading_bound_on_top_of_its_limit():
+    waits = Check("waits", lambda _ctx: time.sleep(0.5) or "arrived", limit=0.1, plus_bound=True)
+    assert run_check(waits, ctx=argparse.Namespace(reading_bound=2)).passed
+    assert not run_check(waits, ctx=argparse.Namespace(reading_bound=0)).passed
