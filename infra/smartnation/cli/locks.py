@@ -151,18 +151,10 @@ def s3_location(url: str) -> tuple[str, str, dict[str, str]]:
 
 def _s3_holders(url: str, env: Mapping[str, str], project: str, stack: str) -> list[LockHolder] | None:
     try:
-        import boto3  # only an S3 backend needs it
-        from botocore.config import Config
+        client = _s3_client(url, env)
     except ImportError:
         return None
-    bucket, prefix, options = s3_location(url)
-    client = boto3.client(
-        "s3",
-        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
-        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
-        **options,
-    )
+    bucket, prefix, _ = s3_location(url)
     holders = []
     for pattern in lock_patterns(project, stack):
         head, _, _ = pattern.partition("*")
@@ -174,6 +166,22 @@ def _s3_holders(url: str, env: Mapping[str, str], project: str, stack: str) -> l
                     body = client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8", "replace")
                     holders.append(LockHolder.from_json(f"s3://{bucket}/{key}", body))
     return holders
+
+
+def _s3_client(url: str, env: Mapping[str, str]):
+    """An S3 client for the backend's endpoint; credentials as the engine finds them (the
+    variables, else boto3's own chain: ~/.aws, the instance role)."""
+    import boto3  # only an S3 backend needs it
+    from botocore.config import Config
+
+    _, _, options = s3_location(url)
+    keys = {
+        "aws_access_key_id": env.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_ACCESS_KEY_ID"),
+        "aws_secret_access_key": env.get("AWS_SECRET_ACCESS_KEY") or os.environ.get("AWS_SECRET_ACCESS_KEY"),
+    }
+    options.setdefault("region_name", env.get("AWS_REGION") or os.environ.get("AWS_REGION") or "us-east-1")
+    config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2})
+    return boto3.client("s3", config=config, **{k: v for k, v in keys.items() if v}, **options)
 
 
 def _project_name() -> str:
@@ -195,19 +203,10 @@ def check_unlocked(environment: str) -> None:
 def remove_lock(holder: LockHolder, environment: str) -> None:
     """Delete one lock file (a stale one: the caller has proven its holder dead)."""
     if holder.where.startswith("s3://"):
-        import boto3
-        from botocore.config import Config
-
         env = tool_environment(environment)
-        bucket, _, options = s3_location(env["PULUMI_BACKEND_URL"])
-        key = holder.where.removeprefix(f"s3://{bucket}/")
-        boto3.client(
-            "s3",
-            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
-            aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
-            config=Config(s3={"addressing_style": "path"}),
-            **options,
-        ).delete_object(Bucket=bucket, Key=key)
+        url = env["PULUMI_BACKEND_URL"]
+        bucket, _, _ = s3_location(url)
+        _s3_client(url, env).delete_object(Bucket=bucket, Key=holder.where.removeprefix(f"s3://{bucket}/"))
     else:
         Path(holder.where).unlink(missing_ok=True)
         # The file backend (gocloud fileblob) keeps each blob's attributes beside it.

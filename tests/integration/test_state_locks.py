@@ -1,0 +1,259 @@
+"""The state backend's lock is real, on the file backend and on an S3 backend (a real MinIO on this
+host, the binary `make images` built), and smartnation reads it: who holds it, whether its process
+is gone.
+
+A tiny project of its own (a Python program that sleeps, so an update holds the lock a while; no
+cluster and no provider) runs `pulumi up` from the toolchain:
+- a second update while one runs is refused by the engine; `check_unlocked` names the holder
+  (user@host and the running engine's pid) read from the backend itself;
+- an update killed with SIGKILL leaves its lock; smartnation calls it stale (its pid is gone from
+  this host), removes that lock and nothing else, and the next update runs;
+- two updates started at the same moment never both proceed; the state stays readable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from smartnation.cli.interrupted import classify
+from smartnation.cli.locks import StackLocked, check_unlocked, lock_holders, pid_alive, remove_lock, this_host
+from smartnation.paths import cache_root
+from tests.integration.platform_project import REPO
+
+pytestmark = pytest.mark.integration
+
+PROJECT_NAME = "smartnation-it-locks"
+STACK = "dev"
+PROGRAM = """
+import os, time
+import pulumi
+time.sleep(float(os.environ.get("HOLD_SECONDS", "0")))
+pulumi.export("held", os.environ.get("HOLD_SECONDS", "0"))
+"""
+MINIO_USER, MINIO_PASSWORD = "faults-tests", "faults-tests-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def minio(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """A MinIO server of this module's own on 127.0.0.1, with a bucket for the state; stopped by PID."""
+    binaries = sorted((cache_root() / "images" / "programs").glob("minio-*/minio"))
+    assert binaries, "no MinIO binary in the images cache: run `make images`"
+    data = tmp_path_factory.mktemp("minio-data")
+    port, console = free_port(), free_port()
+    env = {**os.environ, "MINIO_ROOT_USER": MINIO_USER, "MINIO_ROOT_PASSWORD": MINIO_PASSWORD}
+    log = (data.parent / "minio.log").open("w")
+    server = subprocess.Popen(
+        [
+            str(binaries[-1]),
+            "server",
+            "--address",
+            f"127.0.0.1:{port}",
+            "--console-address",
+            f"127.0.0.1:{console}",
+            str(data),
+        ],
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    try:
+        client = boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            aws_access_key_id=MINIO_USER,
+            aws_secret_access_key=MINIO_PASSWORD,
+            region_name="us-east-1",
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.create_bucket(Bucket="state")
+                break
+            except Exception:  # not listening yet
+                assert server.poll() is None and time.monotonic() < deadline, "MinIO did not start"
+                time.sleep(0.5)
+        yield {
+            "PULUMI_BACKEND_URL": f"s3://state?endpoint=http://127.0.0.1:{port}&s3ForcePathStyle=true&region=us-east-1",
+            "AWS_ACCESS_KEY_ID": MINIO_USER,
+            "AWS_SECRET_ACCESS_KEY": MINIO_PASSWORD,
+            "AWS_REGION": "us-east-1",
+        }
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+class Project:
+    def __init__(self, root: Path, tools, backend: dict[str, str]) -> None:
+        self.root, self.tools, self.backend = root, tools, backend
+        self.started: list[subprocess.Popen[str]] = []
+        self.env = {
+            **tools.env,
+            **backend,
+            "PULUMI_CONFIG_PASSPHRASE": "locks-tests",
+            "SMARTNATION_PROJECT_DIR": str(root),
+        }
+
+    def start_up(self, hold: float) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            ["pulumi", "up", "--yes", "--skip-preview", "--non-interactive", "--stack", STACK],
+            cwd=self.root,
+            env={**self.env, "HOLD_SECONDS": str(hold)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.started.append(proc)
+        return proc
+
+    def stop_leftovers(self) -> None:
+        """Whatever this test started and a failure left running (engine and language host)."""
+        for proc in self.started:
+            if proc.poll() is None:
+                kill_all([*descendants(proc.pid), proc.pid])
+                proc.wait(timeout=30)
+
+    def pulumi(self, *args: str, check: bool = True):
+        return self.tools.run(
+            "pulumi", *args, "--non-interactive", cwd=self.root, env=self.env, check=check, timeout=300
+        )
+
+
+@pytest.fixture(params=["file", "s3"])
+def project(request, tmp_path: Path, tools, monkeypatch) -> Iterator[Project]:
+    if request.param == "file":
+        (tmp_path / "state").mkdir()
+        backend = {"PULUMI_BACKEND_URL": f"file://{tmp_path / 'state'}"}
+    else:
+        minio = request.getfixturevalue("minio")
+        # Each test its own prefix in the bucket: a fresh backend.
+        backend = {
+            **minio,
+            "PULUMI_BACKEND_URL": minio["PULUMI_BACKEND_URL"].replace("s3://state?", f"s3://state/{tmp_path.name}?"),
+        }
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "Pulumi.yaml").write_text(
+        f"name: {PROJECT_NAME}\nruntime:\n  name: python\n  options:\n    virtualenv: {REPO / '.venv'}\n"
+    )
+    (root / "__main__.py").write_text(PROGRAM)
+    built = Project(root, tools, backend)
+    for key, value in built.env.items():  # what smartnation's lock readers see
+        if key in backend or key in ("SMARTNATION_PROJECT_DIR", "PULUMI_CONFIG_PASSPHRASE"):
+            monkeypatch.setenv(key, value)
+    built.pulumi("stack", "init", STACK)
+    try:
+        yield built
+    finally:
+        built.stop_leftovers()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for child, its_parent in parents.items():
+            if its_parent == parent:
+                found.append(child)
+                todo.append(child)
+    return found
+
+
+def kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def wait_for_holders(timeout: float = 60) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        holders = lock_holders(STACK)
+        if holders:
+            return holders
+        time.sleep(0.2)
+    raise AssertionError("the update never showed a lock")
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def test_a_second_update_is_refused_and_the_holder_is_named(project: Project):
+    first = project.start_up(hold=25)
+    try:
+        (holder,) = wait_for_holders()
+        assert holder.pid == first.pid and holder.hostname == this_host() and holder.username
+        second = project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK, check=False)
+        assert second.returncode != 0 and "locked" in second.stderr, second.stderr[-2000:]
+        with pytest.raises(StackLocked, match=rf"locked by another update: \S+@{this_host()} \(pid {first.pid}\)"):
+            check_unlocked(STACK)
+    finally:
+        code, err = finish(first)
+    assert code == 0, err[-2000:]
+    assert lock_holders(STACK) == []
+
+
+def test_a_killed_update_leaves_a_stale_lock_that_alone_is_removed(project: Project):
+    first = project.start_up(hold=60)
+    (holder,) = wait_for_holders()
+    assert not classify(STACK, [holder], {}, this_host(), pid_alive).stale, "a live update called stale"
+    time.sleep(3)  # its language host is running the program
+    below = descendants(first.pid)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    kill_all(below)  # its language host, started by this test
+    (left,) = lock_holders(STACK)
+    assert left == holder
+    found = classify(STACK, [left], {}, this_host(), pid_alive)
+    assert found.stale == [left] and not found.live
+    blocked = project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK, check=False)
+    assert blocked.returncode != 0 and "locked" in blocked.stderr
+    remove_lock(left, STACK)
+    assert lock_holders(STACK) == []
+    project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK)
+    outputs = json.loads(project.pulumi("stack", "output", "--json", "--stack", STACK).stdout)
+    assert outputs == {"held": "0"}
+
+
+def test_two_updates_started_together_never_both_proceed(project: Project):
+    pair = [project.start_up(hold=15), project.start_up(hold=15)]
+    results = [finish(p) for p in pair]
+    codes = [code for code, _ in results]
+    assert codes.count(0) <= 1, f"both updates ran at once: {codes}"
+    for code, err in results:
+        if code != 0:
+            assert "locked" in err, err[-2000:]
+    assert lock_holders(STACK) == []
+    project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK)  # the state is whole
+    history = json.loads(project.pulumi("stack", "history", "--json", "--stack", STACK).stdout)
+    assert [h["result"] for h in history].count("succeeded") == codes.count(0) + 1
