@@ -187,6 +187,13 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
+
+
 def kill_all(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
@@ -224,14 +231,22 @@ def test_a_second_update_is_refused_and_the_holder_is_named(project: Project):
 
 
 def test_a_killed_update_leaves_a_stale_lock_that_alone_is_removed(project: Project):
-    first = project.start_up(hold=60)
+    first = project.start_up(hold=20)
     (holder,) = wait_for_holders()
     assert not classify(STACK, [holder], {}, this_host(), pid_alive).stale, "a live update called stale"
     time.sleep(3)  # its language host is running the program
     below = descendants(first.pid)
+    assert below, "the engine started no language host"
     os.kill(first.pid, signal.SIGKILL)
     first.wait(timeout=30)
-    kill_all(below)  # its language host, started by this test
+    # Nobody tells the plugins of an engine killed with SIGKILL: the language host notices it was
+    # orphaned and stops once the program it runs ends (here when its sleep is over).
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in below):
+        if time.monotonic() > deadline:
+            kill_all(below)
+            raise AssertionError(f"the killed engine's plugins outlived it by 60 s: {below}")
+        time.sleep(1)
     (left,) = lock_holders(STACK)
     assert left == holder
     found = classify(STACK, [left], {}, this_host(), pid_alive)

@@ -216,6 +216,21 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
         return empty_pb2.Empty()
 
 
+def _stop_when_orphaned(server: grpc.Server, every: float = 2.0) -> None:
+    """Stop once the engine that started us is gone: an engine killed with SIGKILL (a lost CI
+    runner, kill -9) never tells its plugins, and the host would otherwise wait forever. The
+    parent changes when we are re-parented (checked, not PR_SET_PDEATHSIG: that fires when the
+    engine's spawning thread exits, which a Go runtime may do while the engine lives)."""
+    engine = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == engine:
+            threading.Event().wait(every)
+        server.stop(0)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     if "--version" in argv:
         print(VERSION)
@@ -234,6 +249,7 @@ def main(argv: list[str]) -> int:
     sys.stdout.write(f"{port}\n")
     sys.stdout.flush()
     signal.signal(signal.SIGTERM, lambda *_: server.stop(0))
+    _stop_when_orphaned(server)
     try:
         server.wait_for_termination()
     except KeyboardInterrupt:
