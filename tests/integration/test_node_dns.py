@@ -8,6 +8,7 @@ Needs what `make test` starts: both clusters with their real nodes (`make cluste
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -39,7 +40,13 @@ def test_a_service_name_resolves_to_its_cluster_ip_and_connects(tools, context):
             answers, out, _ = node_pods.resolve(tools, context, ns, "client", name)
             # The short name through the Pod's search domains; the Service's address, not a Pod's.
             assert answers.get(fqdn) == [cluster_ip], out
-        code, out, _ = node_pods.fetch(tools, context, ns, "client", cluster_ip, 80, timeout=5)
+        # The Service's rules reach kube-proxy and the new Pods' ipsets reach kube-router a moment
+        # after the Pods are Ready (each watches the API): a connection is given 20 s to work.
+        deadline = time.monotonic() + 20
+        while True:
+            code, out, _ = node_pods.fetch(tools, context, ns, "client", cluster_ip, 80, timeout=3)
+            if (code == 0 and marker in out) or time.monotonic() > deadline:
+                break
         assert code == 0 and marker in out, out
 
 
