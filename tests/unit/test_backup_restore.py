@@ -37,6 +37,7 @@ BODIES = {
     "pg_restore": "",
     "psql": 'case "$*" in *timescaledb*) case "$*" in *telemetry*) echo 2.17.2;; *) echo -;; esac;; esac',
     "mc": "",
+    "pg_isready": "",
 }
 
 

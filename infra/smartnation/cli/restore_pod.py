@@ -57,6 +57,15 @@ SELECT format('ALTER DATABASE %I WITH ALLOW_CONNECTIONS true', d)
 FROM pg_database p, unnest(ARRAY[:'live', :'kept']) d WHERE p.datname = d \\gexec"""
 
 
+# A new Pod's first packets can be refused until the node's network-policy agent admitted its
+# address: wait (bounded) until MinIO answers before the first real request; then say why not.
+_WAIT_FOR_STORAGE = """\
+tries=0
+until mc ls "store/$BUCKET/" > /dev/null 2>&1; do
+    tries=$((tries + 1)); if [ "$tries" -ge 60 ]; then mc ls "store/$BUCKET/" > /dev/null; exit 1; fi; sleep 2
+done"""
+
+
 def download_script(backup_dir: str = database.BACKUP_DIR) -> str:
     """The download container's script (mc image, dash): the manifest, the roles, then each dump it names."""
     _D = backup_dir
@@ -64,6 +73,7 @@ def download_script(backup_dir: str = database.BACKUP_DIR) -> str:
 set -eu
 source="store/$BUCKET/$ENVIRONMENT/$BACKUP"
 mc alias set store "$S3_ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > /dev/null
+{_WAIT_FOR_STORAGE}
 mc cp --quiet "$source/{database.BACKUP_MANIFEST}" "{_D}/{database.BACKUP_MANIFEST}" < /dev/null
 mc cp --quiet "$source/{database.GLOBALS_FILE}" "{_D}/{database.GLOBALS_FILE}" < /dev/null
 while read -r db timescaledb; do
@@ -73,9 +83,10 @@ ls -l "{_D}"
 """
 
 
-LIST_SCRIPT = """\
+LIST_SCRIPT = f"""\
 set -eu
 mc alias set store "$S3_ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > /dev/null
+{_WAIT_FOR_STORAGE}
 mc ls --json --recursive "store/$BUCKET/$ENVIRONMENT/"
 """
 
@@ -101,6 +112,7 @@ def restore_script(backup_dir: str = database.BACKUP_DIR) -> str:
     _D = backup_dir
     return f"""\
 set -eu
+{chr(10).join(database.wait_for_primary())}
 psql_="psql -X -q -v ON_ERROR_STOP=1 --no-password"
 while read -r db timescaledb; do
     scratch="${{db}}_$SUFFIX"

@@ -368,6 +368,21 @@ TIMESCALEDB_VERSION_SQL = (
 )
 
 
+def wait_for_primary(seconds: int = 120) -> list[str]:
+    """Shell lines that wait (bounded) until the primary answers: a new Pod's first packets can be
+    refused until the node's network-policy agent has admitted its address (kube-router syncs after
+    the Pod starts), and a backup must not fail for that. A wrong password still fails at once
+    (pg_isready does not log in)."""
+    return [
+        "tries=0",
+        "until pg_isready -q; do",
+        f'    tries=$((tries + 1)); if [ "$tries" -ge {seconds // 2} ]; then',
+        f'        echo "the primary $PGHOST did not answer within {seconds} s" >&2; exit 1',
+        "    fi; sleep 2",
+        "done",
+    ]
+
+
 def dump_script(databases: list[str], backup_dir: str = BACKUP_DIR) -> str:
     """The dump container's script (dash, no pipefail): no pipes at all, every command's status
     stops the script under ``set -eu``, so a failing dump fails the Job and nothing is uploaded
@@ -380,6 +395,7 @@ def dump_script(databases: list[str], backup_dir: str = BACKUP_DIR) -> str:
     set_dir = f"{backup_dir}/{BACKUP_SET}"
     lines = [
         "set -eu",
+        *wait_for_primary(),
         "stamp=$(date -u +%Y%m%dT%H%M%SZ)",
         f'mkdir -p "{set_dir}"',
         f': > "{backup_dir}/{BACKUP_MANIFEST}.partial"',
