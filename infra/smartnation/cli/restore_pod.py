@@ -58,11 +58,14 @@ FROM pg_database p, unnest(ARRAY[:'live', :'kept']) d WHERE p.datname = d \\gexe
 
 
 # A new Pod's first packets can be refused until the node's network-policy agent admitted its
-# address: wait (bounded) until MinIO answers before the first real request; then say why not.
-_WAIT_FOR_STORAGE = """\
+# address: wait (bounded) until MinIO answers `mc alias set` (which probes the server) before the
+# first real request; after 2 minutes run it once more so its own error is the last word.
+_STORAGE_ALIAS = """\
 tries=0
-until mc ls "store/$BUCKET/" > /dev/null 2>&1; do
-    tries=$((tries + 1)); if [ "$tries" -ge 60 ]; then mc ls "store/$BUCKET/" > /dev/null; exit 1; fi; sleep 2
+until mc alias set store "$S3_ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > /dev/null 2>&1; do
+    tries=$((tries + 1)); if [ "$tries" -ge 60 ]; then
+        mc alias set store "$S3_ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > /dev/null; exit 1
+    fi; sleep 2
 done"""
 
 
@@ -72,8 +75,7 @@ def download_script(backup_dir: str = database.BACKUP_DIR) -> str:
     return f"""\
 set -eu
 source="store/$BUCKET/$ENVIRONMENT/$BACKUP"
-mc alias set store "$S3_ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > /dev/null
-{_WAIT_FOR_STORAGE}
+{_STORAGE_ALIAS}
 mc cp --quiet "$source/{database.BACKUP_MANIFEST}" "{_D}/{database.BACKUP_MANIFEST}" < /dev/null
 mc cp --quiet "$source/{database.GLOBALS_FILE}" "{_D}/{database.GLOBALS_FILE}" < /dev/null
 while read -r db timescaledb; do
@@ -85,8 +87,7 @@ ls -l "{_D}"
 
 LIST_SCRIPT = f"""\
 set -eu
-mc alias set store "$S3_ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > /dev/null
-{_WAIT_FOR_STORAGE}
+{_STORAGE_ALIAS}
 mc ls --json --recursive "store/$BUCKET/$ENVIRONMENT/"
 """
 
