@@ -8,6 +8,7 @@ network namespaces, so the same calls work where the nodes are someone else's ma
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,7 +32,12 @@ class Kubectl:
     namespace: str
     """The environment's namespace (the ``namespace`` stack output)."""
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
-    """Process environment: the toolchain's PATH (our kubectl) and KUBECONFIG."""
+    """The toolchain's additions to the process environment (PATH with our kubectl, KUBECONFIG)."""
+
+    def process_env(self) -> dict[str, str]:
+        """This process's environment with the toolchain's additions: kubectl needs HOME and the
+        rest (without HOME it wrote its discovery cache into the current directory)."""
+        return {**os.environ, **self.env}
 
     def argv(self, *args: str, namespaced: bool = True) -> list[str]:
         base = ["kubectl", "--context", self.context]
@@ -40,7 +46,7 @@ class Kubectl:
     def run(self, *args: str, timeout: float = 30, check: bool = True, namespaced: bool = True) -> str:
         argv = self.argv(*args, namespaced=namespaced)
         try:
-            done = subprocess.run(argv, env=dict(self.env), capture_output=True, text=True, timeout=timeout)
+            done = subprocess.run(argv, env=self.process_env(), capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise KubectlError(f"`{' '.join(argv[3:])}` took longer than {timeout:g}s") from None
         except OSError as error:
@@ -57,7 +63,7 @@ class Kubectl:
         """Run ``argv`` in a container; never raises for the command's own failure (see returncode)."""
         full = self.argv("exec", pod, "-c", container, "--", *argv)
         try:
-            return subprocess.run(full, env=dict(self.env), capture_output=True, text=True, timeout=timeout)
+            return subprocess.run(full, env=self.process_env(), capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise KubectlError(f"exec in {pod}/{container} took longer than {timeout:g}s") from None
 
@@ -66,7 +72,9 @@ class Kubectl:
         """A local port forwarded to ``pod``'s ``port`` for the block (through the API server and
         kubelet into the Pod's own network namespace, so no NetworkPolicy or Ingress is in the way)."""
         argv = self.argv("port-forward", f"pod/{pod}", f":{port}")
-        proc = subprocess.Popen(argv, env=dict(self.env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            argv, env=self.process_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         try:
             assert proc.stdout is not None
             line = proc.stdout.readline()
