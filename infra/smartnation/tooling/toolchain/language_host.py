@@ -13,6 +13,7 @@ handles as "not supported by this language".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -216,6 +217,16 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
         return empty_pb2.Empty()
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
 def _stop_when_orphaned(server: grpc.Server, every: float = 2.0) -> None:
     """Stop once the engine that started us is gone: an engine killed with SIGKILL (a lost CI
     runner, kill -9) never tells its plugins, and the host would otherwise wait forever. The
@@ -227,6 +238,12 @@ def _stop_when_orphaned(server: grpc.Server, every: float = 2.0) -> None:
         while os.getppid() == engine:
             threading.Event().wait(every)
         server.stop(0)
+        # The program it runs may wait forever on the dead engine's monitor: end it, then us.
+        for child in _children(os.getpid()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+        threading.Event().wait(5)
+        os._exit(0)
 
     threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
