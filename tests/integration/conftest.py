@@ -88,3 +88,22 @@ def pulumi_backend(tmp_path: Path, tools: Tools) -> Iterator[dict[str, str]]:
     state = tmp_path / "state"
     state.mkdir()
     yield {"PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_CONFIG_PASSPHRASE": "integration-tests"}
+
+
+@pytest.fixture(scope="session")
+def dev_on_monaco(tmp_path_factory, tools: Tools, clusters: LocalClusters):
+    """dev deployed once with `pulumi up` on Monaco's real node (namespace smartnation-it-dev), for
+    every test that checks or verifies running Pods; destroyed when the session ends. One deploy
+    shared, since each costs minutes of the CI budget."""
+    from tests.integration.platform_project import PlatformProject
+
+    state = tmp_path_factory.mktemp("dev-state")
+    backend = {"PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_CONFIG_PASSPHRASE": "integration-tests"}
+    project = PlatformProject.create(tmp_path_factory.mktemp("dev-on-monaco"), tools, backend)
+    project.set_cluster("dev", "monaco-onprem")
+    project.init_stack("dev")
+    try:
+        project.pulumi("up", "--yes", "--skip-preview", "--stack", "dev")
+        yield project
+    finally:
+        project.pulumi("destroy", "--yes", "--skip-preview", "--stack", "dev", check=False)

@@ -34,7 +34,7 @@ from smartnation.settings.stack_secrets import (
     broker_password,
     object_storage_secret_key,
 )
-from tests.integration.platform_project import PROJECT, PlatformProject
+from tests.integration.platform_project import PROJECT
 from tests.integration.running_pods import container_process, listening_ports, mount_sources, port_forward
 
 pytestmark = pytest.mark.integration
@@ -46,17 +46,8 @@ REAL = "smartnation.mc/node-kind"
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory, tools, clusters):
-    backend_dir = tmp_path_factory.mktemp("state")
-    backend = {"PULUMI_BACKEND_URL": f"file://{backend_dir}", "PULUMI_CONFIG_PASSPHRASE": "integration-tests"}
-    project = PlatformProject.create(tmp_path_factory.mktemp("platform"), tools, backend)
-    project.set_cluster(ENVIRONMENT, CLUSTER)
-    project.init_stack(ENVIRONMENT)
-    try:
-        project.pulumi("up", "--yes", "--skip-preview", "--stack", ENVIRONMENT)
-        yield project
-    finally:
-        project.pulumi("destroy", "--yes", "--skip-preview", "--stack", ENVIRONMENT, check=False)
+def deployed(dev_on_monaco):
+    return dev_on_monaco
 
 
 @pytest.fixture(scope="module")

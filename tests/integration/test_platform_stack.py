@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from tests.integration.platform_project import PROJECT, PlatformProject
+from tests.integration.platform_project import PROJECT, REPO, PlatformProject
 
 pytestmark = pytest.mark.integration
 
@@ -76,6 +76,13 @@ def test_staging_on_dusseldorf_then_production_on_monaco(project, tools):
         # simulated pools (the profiles' simulation.real_node_environments).
         expected = {"real"} if environment == "staging" else {"simulated"}
         assert _node_kinds(tools, context, _namespace(environment)) == expected
+        if environment == "staging":
+            # The operator's post-deploy smoke suite, on the real Pods (production's are simulated).
+            verified = tools.run(
+                str(REPO / ".venv" / "bin" / "smartnation"), "verify", "staging", "--no-record",
+                env={**project.backend, "SMARTNATION_PROJECT_DIR": str(project.root)}, check=False, timeout=600,
+            )  # fmt: skip
+            assert verified.returncode == 0, verified.stdout + verified.stderr[-3000:]
         outputs = project.outputs(environment)
         assert outputs["cluster"] == context
         assert outputs["environment"] == environment

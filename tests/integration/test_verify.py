@@ -1,9 +1,10 @@
-"""`smartnation verify staging` against the staging `make up` deployed on dusseldorf-test.
+"""`smartnation verify ENV` against the dev the session deployed on monaco-onprem's real node
+(conftest.dev_on_monaco; staging on dusseldorf-test is verified in test_platform_stack), so a
+fresh machine's `make test` needs nothing `make up` left.
 
-Read-only use of the shared staging, as any operator's verify is: it publishes a few readings of
-a `smartnation-verify-<random>` device, registers and retires one device, and (the passing run)
-records its result on the namespace. It never scales, restarts or reconfigures anything: the
-failure case is a bound no reading can meet (0 s), not a broken staging.
+verify uses an environment as any operator's verify does: it publishes a few readings of a
+`smartnation-verify-<random>` device, registers and retires one device, and (the passing run)
+records its result on the namespace. The failure case is a bound no reading can meet (0 s).
 """
 
 from __future__ import annotations
@@ -24,9 +25,17 @@ CLI = REPO / ".venv" / "bin" / "smartnation"
 LINE = re.compile(r"^(PASS|FAIL)  (\S+) +(\d+\.\d)s  (.*)$")
 
 
-def smartnation(tools: Tools, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def deployment(dev_on_monaco):
+    """(environment, the CLI's environment variables for the project and state backend of the dev
+    the session deployed on Monaco's real node; staging is verified in test_platform_stack)."""
+    return "dev", {**dev_on_monaco.backend, "SMARTNATION_PROJECT_DIR": str(dev_on_monaco.root)}
+
+
+def smartnation(tools: Tools, deployment, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    _environment, env = deployment
     proc = subprocess.run(
-        [str(CLI), *args], cwd=REPO, env=tools.env, capture_output=True, text=True, timeout=timeout,
+        [str(CLI), *args], cwd=REPO, env={**tools.env, **env}, capture_output=True, text=True, timeout=timeout,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
     # Shown by pytest when a test fails: what the operator would have seen.
@@ -40,35 +49,38 @@ def report(stdout: str) -> dict[str, tuple[str, float, str]]:
     return {m.group(2): (m.group(1), float(m.group(3)), m.group(4)) for m in lines if m}
 
 
-def test_verify_passes_on_the_deployed_staging_and_status_shows_it(tools: Tools):
+def test_verify_passes_on_the_deployed_environment_and_status_shows_it(tools: Tools, deployment):
+    environment = deployment[0]
     started = datetime.now(UTC).replace(microsecond=0)
-    proc = smartnation(tools, "verify", "staging")
+    proc = smartnation(tools, deployment, "verify", environment)
 
     assert proc.returncode == exit_codes.OK, proc.stderr[-2000:]
     lines = report(proc.stdout)
     assert list(lines) == [c.name for c in verify.CHECKS]
     assert all(verdict == "PASS" for verdict, _, _ in lines.values()), lines
-    assert proc.stdout.splitlines()[-1].startswith(f"verify staging: {len(lines)}/{len(lines)} passed in ")
+    assert proc.stdout.splitlines()[-1].startswith(f"verify {environment}: {len(lines)}/{len(lines)} passed in ")
     # The reading arrived within the default bound, and the time reported is the one measured.
     served = re.search(r"served (\d+\.\d)s after", lines["reading-in-open-data-api"][2])
     assert served and float(served.group(1)) <= verify.DEFAULT_READING_BOUND
     assert "Not authorized, not delivered" in lines["broker-acl-other-class-topic"][2]
 
-    health = json.loads(smartnation(tools, "status", "staging", "--json", "--no-drift").stdout)[0]
+    health = json.loads(smartnation(tools, deployment, "status", environment, "--json", "--no-drift").stdout)[0]
     assert health["health_error"] is None
     assert health["workloads"] and all(w["ready"] == w["desired"] for w in health["workloads"])
     passed = datetime.fromisoformat(health["last_verify_passed"].replace("Z", "+00:00"))
     assert passed >= started
-    table = smartnation(tools, "status", "staging", "--no-drift").stdout
+    table = smartnation(tools, deployment, "status", environment, "--no-drift").stdout
     assert f"verified {health['last_verify_passed']}" in table
 
 
-def test_verify_reports_a_reading_over_its_bound_and_exits_non_zero(tools: Tools):
-    before = json.loads(smartnation(tools, "status", "staging", "--json", "--no-drift").stdout)[0]
+def test_verify_reports_a_reading_over_its_bound_and_exits_non_zero(tools: Tools, deployment):
+    environment = deployment[0]
+    before = json.loads(smartnation(tools, deployment, "status", environment, "--json", "--no-drift").stdout)[0]
     proc = smartnation(
         tools,
+        deployment,
         "verify",
-        "staging",
+        environment,
         "--check",
         "broker-tls-publish",
         "--check",
@@ -84,14 +96,17 @@ def test_verify_reports_a_reading_over_its_bound_and_exits_non_zero(tools: Tools
     verdict, _, detail = lines["reading-in-open-data-api"]
     assert verdict == "FAIL" and "over the bound of 0s" in detail, detail
     summary = proc.stdout.splitlines()[-1]
-    assert summary.startswith("verify staging: 1/2 passed") and summary.endswith("FAILED: reading-in-open-data-api")
+    assert summary.startswith(f"verify {environment}: 1/2 passed") and summary.endswith(
+        "FAILED: reading-in-open-data-api"
+    )
     # --no-record: the failed run left the recorded last pass as it was.
-    after = json.loads(smartnation(tools, "status", "staging", "--json", "--no-drift").stdout)[0]
+    after = json.loads(smartnation(tools, deployment, "status", environment, "--json", "--no-drift").stdout)[0]
     assert after["last_verify_passed"] == before["last_verify_passed"]
 
 
-def test_an_unknown_check_is_refused_before_anything_runs(tools: Tools):
-    proc = smartnation(tools, "verify", "staging", "--check", "no-such-check")
+def test_an_unknown_check_is_refused_before_anything_runs(tools: Tools, deployment):
+    environment = deployment[0]
+    proc = smartnation(tools, deployment, "verify", environment, "--check", "no-such-check")
     assert proc.returncode == exit_codes.BAD_INPUT
     assert "unknown check; known: workloads-ready" in proc.stderr
     assert report(proc.stdout) == {}
