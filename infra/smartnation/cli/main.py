@@ -78,8 +78,21 @@ def run(args: argparse.Namespace, handler: Callable[[argparse.Namespace], int]) 
         if "mandatory policy violation" in text.lower() or "policy violations" in text.lower():
             log.error("a mandatory policy failed; see the violations above")
             return exit_codes.POLICY_VIOLATION
-        log.error("pulumi failed: %s", text.strip().splitlines()[-1] if text.strip() else text)
+        log.error("pulumi failed: %s", pulumi_failure(text))
         return exit_codes.FAILED
+
+
+def pulumi_failure(text: str) -> str:
+    """The reason in an automation CommandError: Pulumi's `error:` lines, else the last line that
+    says something (the error's own last line is often an empty `stderr:`)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = list(dict.fromkeys(line for line in lines if "error:" in line.lower()))
+    if errors:
+        return "; ".join(errors)[-2000:]
+    saying = [
+        line for line in lines if not line.startswith("code:") and (line.partition(":")[2].strip() or ":" not in line)
+    ]
+    return saying[-1] if saying else "no output (see the engine log above)"
 
 
 def main(argv: list[str] | None = None) -> int:
