@@ -179,7 +179,6 @@ def test_profile_mistakes_name_the_profile_file(envdir: Path) -> None:
         load_settings("production", envdir)
 
 
-
 def test_a_misspelt_real_node_environment_is_refused_naming_the_key(envdir: Path) -> None:
     edit(envdir, "clusters/dusseldorf-test.yaml", "simulation.real_node_environments", ["dev", "stagign"])
     with pytest.raises(
@@ -198,6 +197,7 @@ def test_real_node_environments_without_real_nodes_are_refused(envdir: Path) -> 
         r"for the real nodes, but simulation\.real_nodes is 0",
     ):
         load_settings("production", envdir)
+
 
 # --- The one YAML reader ------------------------------------------------------------------
 
