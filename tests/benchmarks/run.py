@@ -356,10 +356,11 @@ def bench_staging_real(env: dict[str, str], workdir: Path) -> dict:
     return result
 
 
-def bench_real(env: dict[str, str], workdir: Path) -> dict:
+def bench_real(env: dict[str, str], workdir: Path, restart_nodes: bool = True) -> dict:
     return {
         "images": bench_images(env),
-        "real_node_restart_s": bench_real_nodes(env),
+        # Restarting the nodes disturbs whatever else runs on them (skip it beside other work).
+        "real_node_restart_s": bench_real_nodes(env) if restart_nodes else {},
         "staging_dusseldorf": bench_staging_real(env, workdir),
     }
 
@@ -382,13 +383,14 @@ def main() -> int:
         help="only the real-node measures (images, node restart, staging on the real node, idle use); "
         "the other numbers are kept from BENCHMARKS.json",
     )
+    parser.add_argument("--no-node-restart", action="store_true", help="do not stop and start the real nodes")
     args = parser.parse_args()
     env = {**os.environ, **exports()}
     os.environ.update(env)
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if args.only_real:
         with tempfile.TemporaryDirectory(prefix="smartnation-bench-") as tmp:
-            results = {**previous, "real": bench_real(env, Path(tmp))}
+            results = {**previous, "real": bench_real(env, Path(tmp), restart_nodes=not args.no_node_restart)}
         results["real"]["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
         (REPO / "BENCHMARKS.md").write_text(render(results))
