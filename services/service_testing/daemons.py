@@ -308,7 +308,7 @@ class Platform:
 
     def env(self, app: str) -> dict[str, str]:
         """What components/city_apis.py puts into ``app``'s ConfigMap and Secrets, for these daemons."""
-        api = dict(project_settings().city_apis.items())[app]
+        api = {a.app: a for a in project_settings().city_apis.values()}[app]  # by Kubernetes name
         env = {"SMARTNATION_ENVIRONMENT": "contract"}
         if api.database is not None:
             env |= {

@@ -21,6 +21,12 @@ def _namespace(environment: str) -> str:
 
 
 def _assert_workloads_ready(tools, context: str, namespace: str) -> None:
+    # `pulumi up` awaited each rollout; a Pod whose readiness asks its dependencies (the APIs) may
+    # still flap for a moment on the busy real node: every Pod gets 90 s to be Ready together.
+    tools.run(
+        "kubectl", "--context", context, "-n", namespace, "wait", "--for=condition=Ready", "pod",
+        "--field-selector=status.phase=Running", "--all", "--timeout=90s", check=False,
+    )  # fmt: skip
     pods = tools.kubectl_json(context, "-n", namespace, "get", "pods")["items"]
     assert pods, f"no pods in {namespace} on {context}"
     for pod in pods:

@@ -31,7 +31,7 @@ def required_env(settings: type[BaseSettings]) -> set[str]:
 
 
 def wired_env(app: str) -> set[str]:
-    api = dict(load_settings("staging").city_apis.items())[app]
+    api = {a.app: a for a in load_settings("staging").city_apis.values()}[app]  # by Kubernetes name
     connections = Connections(
         mqtt_url="mqtt://b:1883", mqtt_pod_urls=["mqtt://b-0:1883"], broker_client_secrets={api.broker_client: "s"},
         database_host="p", database_read_host="r", database_role_secrets={getattr(api.database, "role", ""): "s"},
