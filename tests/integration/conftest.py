@@ -82,6 +82,12 @@ def clusters(tools: Tools) -> LocalClusters:
     return local
 
 
+@pytest.fixture(params=["dusseldorf-test", "monaco-onprem"])
+def cluster(request, clusters: LocalClusters):
+    """Each local cluster in turn (its LocalCluster view), for tests that hold on both."""
+    return next(c for c in clusters.profiles() if c.name == request.param)
+
+
 @pytest.fixture()
 def pulumi_backend(tmp_path: Path, tools: Tools) -> Iterator[dict[str, str]]:
     """A private file state backend, so a test never touches the developer's stacks."""

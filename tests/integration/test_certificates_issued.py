@@ -23,11 +23,6 @@ READY_WITHIN = 60
 """Seconds a Certificate may take to be issued on an idle cluster (it takes about one)."""
 
 
-@pytest.fixture(params=["dusseldorf-test", "monaco-onprem"])
-def cluster(request, clusters):
-    return next(c for c in clusters.profiles() if c.name == request.param)
-
-
 @pytest.fixture
 def namespace(tools, cluster):
     name = f"certs-{uuid.uuid4().hex[:8]}"

@@ -30,11 +30,6 @@ PORT = 80
 TARGET_PORT = 8080
 
 
-@pytest.fixture(params=["dusseldorf-test", "monaco-onprem"])
-def cluster(request, clusters):
-    return next(c for c in clusters.profiles() if c.name == request.param)
-
-
 @pytest.fixture
 def namespace(tools, cluster):
     name = f"lb-address-it-{uuid.uuid4().hex[:6]}"

@@ -36,11 +36,6 @@ def _wait(predicate, timeout: float = 60, interval: float = 0.5):
     raise AssertionError(f"condition not met within {timeout}s")
 
 
-@pytest.fixture(params=["dusseldorf-test", "monaco-onprem"])
-def cluster(request, clusters):
-    return next(c for c in clusters.profiles() if c.name == request.param)
-
-
 def test_context_per_cluster_in_one_kubeconfig(tools, clusters):
     contexts = tools.run("kubectl", "config", "get-contexts", "-o", "name").stdout.split()
     assert sorted(contexts) == sorted(c.context for c in clusters.profiles())

@@ -21,11 +21,6 @@ ENFORCED_WITHIN = 30
 """Seconds kube-router may take to apply a policy change (it syncs on every policy event)."""
 
 
-@pytest.fixture(params=["dusseldorf-test", "monaco-onprem"])
-def cluster(request, clusters):
-    return next(c for c in clusters.profiles() if c.name == request.param)
-
-
 @pytest.fixture
 def context(cluster):
     return cluster.context

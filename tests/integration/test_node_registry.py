@@ -31,11 +31,6 @@ pytestmark = pytest.mark.integration
 BROKER = "broker"  # the release whose image the Pods run: Mosquitto, which stays up on its own
 
 
-@pytest.fixture(params=["dusseldorf-test", "monaco-onprem"])
-def cluster(request, clusters):
-    return next(c for c in clusters.profiles() if c.name == request.param)
-
-
 @pytest.fixture
 def namespace(tools, cluster):
     name = f"node-registry-it-{uuid.uuid4().hex[:6]}"

@@ -30,11 +30,6 @@ from tests.integration.volumes import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["dusseldorf-test", "monaco-onprem"])
-def cluster(request, clusters):
-    return next(c for c in clusters.profiles() if c.name == request.param)
-
-
 @pytest.fixture
 def namespace(tools, cluster):
     """A namespace enforcing Pod Security `restricted`; its Pods, claims and volumes go afterwards."""

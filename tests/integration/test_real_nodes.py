@@ -23,11 +23,6 @@ from smartnation.tooling.local_clusters.node_plan import POD_BASE, REAL_NODE_LAB
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["dusseldorf-test", "monaco-onprem"])
-def cluster(request, clusters):
-    return next(c for c in clusters.profiles() if c.name == request.param)
-
-
 @pytest.fixture
 def namespace(tools, cluster):
     """A namespace enforcing Pod Security `restricted`, removed with its Pods afterwards."""
