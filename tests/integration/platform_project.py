@@ -9,6 +9,8 @@ a private file state backend.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,24 @@ from smartnation.settings import SettingsError, load_settings
 from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, generate_missing
 
 REPO = Path(__file__).resolve().parents[2]
-PROJECT = "smartnation-it"
+
+
+def _test_project() -> str:
+    """The tests' Pulumi project name, hence the prefix of every namespace they create.
+
+    ``SMARTNATION_IT_PROJECT`` gives a second test session on the same clusters its own prefix:
+    each session clears what killed runs left under *its* prefix at start, so two sessions with
+    one prefix would delete each other's namespaces."""
+    name = os.environ.get("SMARTNATION_IT_PROJECT", "smartnation-it")
+    if not re.fullmatch(r"smartnation-[a-z0-9]{1,8}(-[a-z0-9]{1,8})?", name):
+        raise ValueError(
+            f"SMARTNATION_IT_PROJECT={name!r}: expected 'smartnation-' and one or two short "
+            "lower-case words (it prefixes namespaces of at most 63 characters)"
+        )
+    return name
+
+
+PROJECT = _test_project()
 
 
 @dataclass
