@@ -140,6 +140,82 @@ def test_merges_deploy_dev_then_staging(workflows):
     assert dev_id in ([needs] if isinstance(needs, str) else needs)
 
 
+# What deploys an environment, and the one argument that names it.
+DEPLOYS = re.compile(r"smartnation\s+(?:up\s+([\w-]+)|promote\s+[\w-]+\s+([\w-]+)\s+[^\n]*--apply)")
+VERIFIES = re.compile(r"smartnation\s+verify\s+([\w-]+)\b")
+
+
+def deploys_and_verifies(job: dict[str, Any]) -> list[tuple[str, str | None, dict[str, Any] | None]]:
+    """(environment, problem or None, the verify step) for each deploy in a job: the environment
+    must be verified by a later step of the same job that runs only when everything before it
+    passed and whose failure fails the job."""
+    found = []
+    steps = job.get("steps", [])
+    for index, step in enumerate(steps):
+        for match in DEPLOYS.finditer(step.get("run", "")):
+            environment = match.group(1) or match.group(2)
+            later = [s for s in steps[index + 1 :] if environment in VERIFIES.findall(s.get("run", ""))]
+            if not later:
+                missing = f"{step.get('name')}: no later step runs smartnation verify {environment}"
+                found.append((environment, missing, None))
+                continue
+            verify = later[0]
+            problem = None
+            if str(verify.get("if", "success()")).replace("${{", "").replace("}}", "").strip() != "success()":
+                problem = f"{verify.get('name')}: if: {verify['if']!r} (verify must run after a successful deploy only)"
+            elif verify.get("continue-on-error"):
+                problem = f"{verify.get('name')}: continue-on-error hides a failed verification"
+            found.append((environment, problem, verify))
+    return found
+
+
+def test_every_deploy_is_verified_right_after_it(workflows):
+    seen = set()
+    for name, workflow in workflows.items():
+        for job_id, job in workflow["jobs"].items():
+            for environment, problem, verify in deploys_and_verifies(job):
+                assert problem is None, f"{name}/{job_id}: {problem}"
+                seen.add(environment)
+                assert verify is not None
+                # The same state and cluster access as the deploy: the stack's outputs and config
+                # (the device classes' passwords) and kubectl to the cluster it went to.
+                env = verify.get("env") or {}
+                assert set(STATE_SECRETS) | {"CLUSTER_KUBECONFIG"} <= set(env), f"{name}/{job_id}"
+                assert ". .github/scripts/state-env.sh" in verify["run"], f"{name}/{job_id}"
+    # dev and staging from every merge (deploy.yml), production from promote.yml.
+    assert seen == {"dev", "staging", "production"}
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        ([{"run": "smartnation up dev --yes"}], "no later step runs smartnation verify dev"),
+        ([{"run": "smartnation verify dev"}, {"run": "smartnation up dev --yes"}], "no later step"),
+        ([{"run": "smartnation up dev --yes"}, {"run": "smartnation verify staging"}], "no later step"),
+        ([{"run": "smartnation up dev --yes"}, {"run": "smartnation verify dev", "if": "always()"}], "always()"),
+        (
+            [{"run": "smartnation up dev --yes"}, {"run": "smartnation verify dev", "continue-on-error": True}],
+            "continue-on-error",
+        ),
+        ([{"run": "smartnation promote staging production --apply --yes"}], "verify production"),
+    ],
+    ids=["missing", "before", "other-env", "always", "continue-on-error", "promote"],
+)
+def test_the_verify_check_finds_an_unverified_deploy(steps, expected):
+    problems = [problem for _, problem, _ in deploys_and_verifies({"steps": steps}) if problem]
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_the_verify_check_accepts_a_deploy_verified_on_success():
+    steps = [
+        {"run": "smartnation up dev --yes"},
+        {"run": "smartnation verify dev", "if": "${{ success() }}"},
+        {"run": "smartnation promote staging production --apply --yes"},
+        {"run": ". x\nsmartnation verify production"},
+    ]
+    assert [(e, p) for e, p, _ in deploys_and_verifies({"steps": steps})] == [("dev", None), ("production", None)]
+
+
 def test_each_environment_deploys_one_run_at_a_time(workflows):
     groups: dict[str, set[str]] = {}
     for workflow in workflows.values():
