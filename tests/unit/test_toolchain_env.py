@@ -25,7 +25,12 @@ S3 = "s3://smartnation-state?endpoint=minio.smartnation.mc:9000&s3ForcePathStyle
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A cache of its own and none of the caller's state or passphrase variables."""
     monkeypatch.setenv("SMARTNATION_CACHE", str(tmp_path / "cache"))
-    for name in ("PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"):
+    for name in (
+        "PULUMI_BACKEND_URL",
+        "PULUMI_CONFIG_PASSPHRASE",
+        "PULUMI_CONFIG_PASSPHRASE_FILE",
+        "SMARTNATION_KUBECONFIG",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name in [n for n in os.environ if n.startswith("SMARTNATION_PASSPHRASE_")]:
         monkeypatch.delenv(name)
@@ -53,6 +58,34 @@ def test_any_other_backend_without_a_passphrase_is_an_error_naming_the_variables
     assert "PULUMI_CONFIG_PASSPHRASE" in message and "PULUMI_CONFIG_PASSPHRASE_FILE" in message
     assert backend in message
     assert toolchain_env.LOCAL_PASSPHRASE not in message
+
+
+def test_the_local_backend_aimed_at_another_cluster_gets_no_default(cache, monkeypatch, tmp_path):
+    # The cache's file backend with a real site's kubeconfig: its stacks would hold that site's
+    # secrets under the public passphrase.
+    site = tmp_path / "monaco-site.kubeconfig"
+    monkeypatch.setenv("SMARTNATION_KUBECONFIG", str(site))
+    with pytest.raises(toolchain_env.PassphraseMissing) as raised:
+        toolchain_env.exports()
+    message = str(raised.value)
+    assert "SMARTNATION_KUBECONFIG" in message and str(site) in message
+    assert "PULUMI_CONFIG_PASSPHRASE_FILE" in message
+    assert toolchain_env.LOCAL_PASSPHRASE not in message
+
+
+def test_the_local_clusters_kubeconfig_named_explicitly_keeps_the_default(cache, monkeypatch):
+    monkeypatch.setenv("SMARTNATION_KUBECONFIG", str(cache / "clusters" / "kubeconfig"))
+    assert toolchain_env.exports()["PULUMI_CONFIG_PASSPHRASE"] == toolchain_env.LOCAL_PASSPHRASE
+
+
+def test_another_cluster_with_a_passphrase_file_uses_the_file(cache, monkeypatch, tmp_path):
+    passphrase_file = tmp_path / "passphrase"
+    passphrase_file.write_text("the-site's-own\n")
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE_FILE", str(passphrase_file))
+    monkeypatch.setenv("SMARTNATION_KUBECONFIG", str(tmp_path / "site.kubeconfig"))
+    env = toolchain_env.exports()
+    assert "PULUMI_CONFIG_PASSPHRASE" not in env
+    assert env["KUBECONFIG"] == str(tmp_path / "site.kubeconfig")
 
 
 def test_an_empty_passphrase_counts_as_none(cache, monkeypatch):

@@ -7,10 +7,12 @@ gives a working `pulumi` (our build, our plugins, the file state backend in the 
 site that points PULUMI_BACKEND_URL at its own object storage keeps doing so.
 
 The secrets passphrase has a default only where it protects nothing: the file backend in the
-cache, which holds the local clusters' stacks. Anywhere else (an s3:// backend, any other
-directory) the caller gives PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE, or gets
-PassphraseMissing naming them; `python -m smartnation.tooling.toolchain.env` then exits 2 with the
-message on stderr and prints nothing for `eval`.
+cache, which holds the local clusters' stacks, with the local clusters' kubeconfig. Anywhere else
+(an s3:// backend, any other directory, or the cache's backend pointed at another cluster through
+SMARTNATION_KUBECONFIG) the caller gives PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE,
+or gets PassphraseMissing naming them; `python -m smartnation.tooling.toolchain.env` then exits 2
+with the message on stderr and prints nothing for `eval`. A passphrase file is honoured as given:
+nothing here sets a passphrase beside it (Pulumi would prefer that one).
 """
 
 from __future__ import annotations
@@ -36,15 +38,23 @@ ENVIRONMENT_PASSPHRASE = "SMARTNATION_PASSPHRASE_{}"
 LOCAL_PASSPHRASE = "smartnation-local-clusters-only"
 
 
+KUBECONFIG_VARIABLE = "SMARTNATION_KUBECONFIG"
+
+
 class PassphraseMissing(SettingsError):
     """No passphrase was given for a state backend other than the local clusters' one."""
 
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: str, kubeconfig: str | None = None) -> None:
+        where = (
+            f"the state backend {backend} is not the local clusters' file backend"
+            if kubeconfig is None
+            else f"${KUBECONFIG_VARIABLE} ({kubeconfig}) is not the local clusters' kubeconfig"
+        )
         super().__init__(
             f"${PASSPHRASE}",
             "<unset>",
-            f"the state backend {backend} is not the local clusters' file backend, so there is no "
-            f"default passphrase: set {PASSPHRASE} (or {PASSPHRASE_FILE}) to the passphrase of its stacks",
+            f"{where}, so there is no default passphrase: set {PASSPHRASE} (or {PASSPHRASE_FILE}) "
+            "to the passphrase of its stacks",
         )
 
 
@@ -60,6 +70,11 @@ def is_local_backend(url: str, cache: CacheLayout) -> bool:
     return bool(path) and Path(path).expanduser().resolve() == cache.state.resolve()
 
 
+def is_local_kubeconfig(path: str, cache: CacheLayout) -> bool:
+    """Whether PATH is the local clusters' kubeconfig in the cache."""
+    return Path(path).expanduser().resolve() == cache.kubeconfig.resolve()
+
+
 def environment_passphrase_variable(environment: str) -> str:
     return ENVIRONMENT_PASSPHRASE.format(environment.upper().replace("-", "_"))
 
@@ -73,9 +88,14 @@ def passphrase_exports(backend: str, cache: CacheLayout, environment: str | None
         return {PASSPHRASE: given}
     if os.environ.get(PASSPHRASE_FILE):
         return {}  # Pulumi reads the file; a passphrase next to it would win over it
-    if is_local_backend(backend, cache):
-        return {PASSPHRASE: LOCAL_PASSPHRASE}
-    raise PassphraseMissing(backend)
+    if not is_local_backend(backend, cache):
+        raise PassphraseMissing(backend)
+    # The cache's backend deploying somewhere else (a real site's kubeconfig) is no longer local:
+    # its stacks would hold that site's secrets under a passphrase everyone knows.
+    kubeconfig = os.environ.get(KUBECONFIG_VARIABLE)
+    if kubeconfig and not is_local_kubeconfig(kubeconfig, cache):
+        raise PassphraseMissing(backend, kubeconfig)
+    return {PASSPHRASE: LOCAL_PASSPHRASE}
 
 
 def exports(environment: str | None = None) -> dict[str, str]:
@@ -85,7 +105,7 @@ def exports(environment: str | None = None) -> dict[str, str]:
     env = tool_env(cache)
     env[BACKEND] = os.environ.get(BACKEND) or local_backend(cache)
     env.update(passphrase_exports(env[BACKEND], cache, environment))
-    env["KUBECONFIG"] = os.environ.get("SMARTNATION_KUBECONFIG") or str(cache.kubeconfig)
+    env["KUBECONFIG"] = os.environ.get(KUBECONFIG_VARIABLE) or str(cache.kubeconfig)
     env["SMARTNATION_CACHE"] = str(cache.root)
     # The language host runs with this checkout's virtualenv (the launcher in the shared cache
     # may have been written by another checkout, such as CI's clone).
