@@ -215,7 +215,10 @@ def test_no_record_records_nothing(monkeypatch):
 def test_a_negative_bound_is_refused_by_the_parser():
     with pytest.raises(SystemExit):
         _parse(["verify", "staging", "--reading-bound", "-1"])
-    assert _parse(["verify", "staging"]).reading_bound == verify.DEFAULT_READING_BOUND
+    assert _parse(["verify", "staging", "--reading-bound", "2.5"]).reading_bound == 2.5
+    # Without the option, the environment's own bound applies (build_context asks reading_bound).
+    assert _parse(["verify", "staging"]).reading_bound is None
+    assert verify.reading_bound(None, 10) == 10 and verify.reading_bound(0.0, 10) == 0.0
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -240,6 +243,7 @@ class _FakeContext:
     target: Any = field(default_factory=lambda: target_from_outputs("staging", OUTPUTS))
     device_id: str = "smartnation-verify-test"
     plan: Any = field(default_factory=lambda: argparse.Namespace(device_class="traffic-sensor"))
+    reading_bound: float = 10.0
 
 
 # --- workloads and pods ------------------------------------------------------------------------

@@ -210,6 +210,26 @@ def _job(cronjob: dict[str, Any], name: str, spec: dict[str, Any], purpose: str,
     }
 
 
+def backup_job(cronjob: dict[str, Any], name: str, deadline: int = 600) -> dict[str, Any]:
+    """The CronJob's own Job, run once now (what `kubectl create job --from=cronjob/...` makes),
+    bounded by ``deadline`` and never retried: a failing dump must show, not be hidden by a retry."""
+    job = _job(cronjob, name, copy.deepcopy(cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]),
+               "backup run once", deadline)  # fmt: skip
+    job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] = "manual"
+    return job
+
+
+_UPLOADED = re.compile(r"^backup (\d{8}T\d{6}Z) uploaded to store/([^/\s]+)/", re.M)
+
+
+def uploaded_backup(upload_log: str) -> tuple[str, str]:
+    """(backup name, bucket) from the upload container's last line (database.upload_script)."""
+    found = _UPLOADED.findall(upload_log)
+    if not found:
+        raise RestoreError(f"the backup Job's upload log names no uploaded backup: {upload_log.strip()[-300:]!r}")
+    return found[-1]
+
+
 def list_job(cronjob: dict[str, Any], name: str) -> dict[str, Any]:
     """A Job whose one container (the backup's mc) lists the environment's folder in the bucket."""
     pod = copy.deepcopy(cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"])

@@ -155,6 +155,7 @@ def load_settings(environment: str, root: Path | None = None) -> Settings:
         object_storage=spec.object_storage,
         city_apis=spec.city_apis,
         guardrails=spec.guardrails,
+        verify=spec.verify,
     )
 
 

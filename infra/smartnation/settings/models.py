@@ -606,6 +606,15 @@ class GuardrailsSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class VerifySettings:
+    """What `smartnation verify ENV` holds the deployed environment to."""
+
+    reading_bound_seconds: int = setting(default=10, range=(1, 600))
+    """Seconds a reading may take from the broker's acknowledgement to being served by
+    open-data-api (`--reading-bound` overrides it for one run)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class EnvironmentSpec:
     """The merged YAML of defaults.yaml and <env>.yaml, before the profile is attached."""
 
@@ -624,6 +633,8 @@ class EnvironmentSpec:
     ``releases.components.<name>``. A new API is one entry here plus its release: no code change."""
     guardrails: GuardrailsSettings = setting()
     """Namespace quota and limits; they must hold every workload at its largest (footprint.py)."""
+    verify: VerifySettings = setting(default_factory=VerifySettings)
+    """The post-deploy checks' bounds (`smartnation verify`)."""
 
     def __post_init__(self) -> None:
         for name in self.city_apis:
@@ -689,3 +700,5 @@ class Settings:
     """The city APIs by name."""
     guardrails: GuardrailsSettings
     """Namespace quota and limits."""
+    verify: VerifySettings = VerifySettings()
+    """The post-deploy checks' bounds."""
