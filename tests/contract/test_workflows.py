@@ -372,6 +372,15 @@ def test_the_preview_updates_one_marked_comment(workflows):
 # the guard is the repository settings (docs/operations.md, "Secrets in CI").
 
 PULL_REQUEST_EVENTS = frozenset({"pull_request", "pull_request_target"})
+# Events a pull request's author (or anyone who comments) can start without a reviewer: a
+# `workflow_run` after the preview runs with this repository's secrets on the branch's artifacts,
+# and a comment or review starts its workflow too. Their jobs are held to the pull-request rules.
+STARTED_BY_PULL_REQUESTS = PULL_REQUEST_EVENTS | {
+    "workflow_run",
+    "issue_comment",
+    "pull_request_review",
+    "pull_request_review_comment",
+}
 PRODUCTION = "production"
 # Names that only production has. The other secrets production's job maps (passphrase, state keys,
 # kubeconfig) are GitHub-environment secrets under names every deploy environment shares.
@@ -460,12 +469,13 @@ def job_reach(job: dict[str, Any], read: Callable[[str], dict[str, Any]] = read_
 def production_reach(
     workflows: dict[str, dict[str, Any]], read: Callable[[str], dict[str, Any]] = read_local
 ) -> list[str]:
-    """Every way a pull_request / pull_request_target job reaches a production secret."""
+    """Every way a job a pull request can start (STARTED_BY_PULL_REQUESTS) reaches a production
+    secret or a deploy environment."""
     production_secrets = set(PRODUCTION_ONLY)
     deploy_environments: set[str] = set()
     holders = {PRODUCTION}  # environments that hold production secrets
     for workflow in workflows.values():
-        if triggers(workflow) & PULL_REQUEST_EVENTS:
+        if triggers(workflow) & STARTED_BY_PULL_REQUESTS:
             continue
         for job in workflow.get("jobs", {}).values():
             reach = job_reach(job, read)
@@ -479,7 +489,7 @@ def production_reach(
 
     findings = []
     for name, workflow in workflows.items():
-        events = triggers(workflow) & PULL_REQUEST_EVENTS
+        events = triggers(workflow) & STARTED_BY_PULL_REQUESTS
         for job_id, job in workflow.get("jobs", {}).items() if events else ():
             where = f"{name}/{job_id} (on {', '.join(sorted(events))})"
             reach = job_reach(job, read)
@@ -498,6 +508,56 @@ def production_reach(
     return findings
 
 
+def repository_secret_uses(
+    workflows: dict[str, dict[str, Any]], read: Callable[[str], dict[str, Any]] = read_local
+) -> list[str]:
+    """Secrets named where only a repository-level secret could answer: in a job that runs in no
+    GitHub environment, or in a workflow's `env:` (which every job of it gets).
+
+    Repository secrets reach every workflow of every branch, pull requests included, whatever the
+    environments' protection says; a branch edits a workflow to print them. So every credential
+    is an environment secret, and only the run's own GITHUB_TOKEN is named outside one."""
+    findings = []
+    for name, workflow in workflows.items():
+        for secret in sorted(secret_names(workflow.get("env") or {}) - {"GITHUB_TOKEN"}):
+            findings.append(f"{name}: the workflow's env names {secret}, which every job (no environment) gets")
+        for job_id, job in workflow.get("jobs", {}).items():
+            reach = job_reach(job, read)
+            outside = sorted(reach.secrets - {"GITHUB_TOKEN"})
+            if outside and not reach.environments:
+                findings.append(f"{name}/{job_id}: names {', '.join(outside)} in no GitHub environment")
+    return findings
+
+
+def test_every_credential_is_an_environment_secret(workflows):
+    findings = repository_secret_uses(workflows)
+    assert not findings, "\n".join(findings)
+
+
+@pytest.mark.parametrize(
+    ("workflow", "expected"),
+    [
+        (
+            {"env": {"K": "${{ secrets.CLUSTER_KUBECONFIG }}"}, "jobs": {}},
+            "the workflow's env names CLUSTER_KUBECONFIG",
+        ),
+        ({"jobs": {"j": {"steps": [{"run": "echo ${{ secrets.X }}"}]}}}, "x.yml/j: names X in no GitHub environment"),
+    ],
+    ids=["workflow-env", "job-without-environment"],
+)
+def test_the_environment_secret_check_finds_repository_secrets(workflow, expected):
+    findings = repository_secret_uses({"x.yml": {"on": {"push": None}, **workflow}})
+    assert any(expected in finding for finding in findings), findings
+
+
+def test_the_environment_secret_check_accepts_environment_jobs_and_the_token():
+    jobs = {
+        "deploy": {"environment": "dev", "steps": [{"run": "x", "env": {"K": "${{ secrets.CLUSTER_KUBECONFIG }}"}}]},
+        "comment": {"steps": [{"run": "x", "env": {"T": "${{ secrets.GITHUB_TOKEN }}"}}]},
+    }
+    assert repository_secret_uses({"x.yml": {"on": {"push": None}, "jobs": jobs}}) == []
+
+
 def test_pull_requests_cannot_reach_production_secrets(workflows):
     assert any(triggers(w) & PULL_REQUEST_EVENTS for w in workflows.values()), "no pull-request workflow left"
     findings = production_reach(workflows)
@@ -512,11 +572,18 @@ CALLED_IN_PRODUCTION = {"on": {"workflow_call": {}}, "jobs": {"deploy": {"enviro
 COMPOSITE = {"runs": {"using": "composite", "steps": [{"run": "echo ${{ inputs.token }}", "shell": "bash"}]}}
 
 
-def pull_request_job(**job: Any) -> dict[str, dict[str, Any]]:
+def pull_request_job(event: str = "pull_request_target", **job: Any) -> dict[str, dict[str, Any]]:
     return {
         "promote.yml": {"on": {"workflow_dispatch": None}, "jobs": {"production": PROMOTE_JOB}},
-        "pr.yml": {"on": {"pull_request_target": {"branches": ["main"]}}, "jobs": {"pr": job}},
+        "pr.yml": {"on": {event: {"branches": ["main"]}}, "jobs": {"pr": job}},
     }
+
+
+@pytest.mark.parametrize("event", sorted(STARTED_BY_PULL_REQUESTS))
+def test_the_pull_request_check_covers_every_event_a_pull_request_starts(event):
+    job = {"steps": [{"run": "make", "env": {"P": "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"}}]}
+    findings = production_reach(pull_request_job(event, **job), read_local)
+    assert findings == [f"pr.yml/pr (on {event}): reaches the production secret PULUMI_CONFIG_PASSPHRASE"]
 
 
 @pytest.mark.parametrize(
@@ -580,11 +647,42 @@ def test_the_promote_job_commits_with_write_access_only_there(workflows):
     assert [s for s in job["steps"] if "GITHUB_TOKEN" in (s.get("env") or {})] == [commit]
 
 
+# Setting (an env key, `NAME=`, `export NAME=`, a $GITHUB_ENV line) or unsetting (`unset NAME`,
+# `env -u NAME`) a variable that decides who the audit names. `${NAME:?}` and `$NAME` only read it.
+WHO_VARIABLES = r"(?:SMARTNATION_OPERATOR|GITHUB_ACTOR(?:_ID)?|GITHUB_ACTIONS)"
+CHOOSES_WHO = re.compile(
+    rf"(?<![\w{{$]){WHO_VARIABLES}\s*[:=]|\bunset\b[^\n]*\b{WHO_VARIABLES}\b|-u\s*{WHO_VARIABLES}\b"
+)
+
+
 def test_no_workflow_chooses_who_the_audit_names():
-    # In CI the audit's `who` is the runner's GITHUB_ACTOR; no env block, no $GITHUB_ENV line and no
-    # script may name someone else.
-    for path in [*WORKFLOWS, *local_actions(), *sorted((GITHUB / "scripts").glob("*"))]:
-        assert not re.search(r"SMARTNATION_OPERATOR\s*[:=]", path.read_text()), path.name
+    # In CI the audit's `who` is the runner's GITHUB_ACTOR (the CLI ignores SMARTNATION_OPERATOR
+    # when GITHUB_ACTIONS is true); no env block, no $GITHUB_ENV line and no script may name
+    # someone else, nor hide that the run is in GitHub Actions.
+    paths = [*WORKFLOWS, *local_actions(), *sorted((GITHUB / "scripts").glob("*"))]
+    assert any("GITHUB_ACTOR" in path.read_text() for path in paths)  # the commit script reads it
+    for path in paths:
+        assert not CHOOSES_WHO.search(path.read_text()), path.name
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "env:\n  SMARTNATION_OPERATOR: alice",
+        'echo "GITHUB_ACTOR=alice" >> "$GITHUB_ENV"',
+        "export GITHUB_ACTOR_ID=1",
+        "        GITHUB_ACTIONS: false",
+        "unset GITHUB_ACTIONS",
+        "env -u GITHUB_ACTIONS smartnation promote staging production --apply",
+    ],
+)
+def test_the_audit_identity_check_finds_each_way_to_choose_who(text):
+    assert CHOOSES_WHO.search(text)
+
+
+@pytest.mark.parametrize("text", ['"${GITHUB_ACTOR:?}"', 'GIT_AUTHOR_NAME="$GITHUB_ACTOR"', "by ${GITHUB_ACTOR})"])
+def test_the_audit_identity_check_lets_scripts_read_the_actor(text):
+    assert not CHOOSES_WHO.search(text)
 
 
 def _git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
