@@ -24,7 +24,7 @@ import yaml
 from smartnation.paths import cluster_profiles_dir
 from smartnation.settings.errors import SettingsError
 from smartnation.settings.yaml_files import read_yaml
-from smartnation.tooling.local_clusters import host_addresses
+from smartnation.tooling.local_clusters import host_addresses, site_link
 from smartnation.tooling.local_clusters.cert_manager_service import CertManagerService
 from smartnation.tooling.local_clusters.node_plan import REAL_NODE_LABEL
 from smartnation.tooling.local_clusters.real_nodes import ClusterAccess, RealNodes
@@ -377,6 +377,10 @@ def main(argv: list[str] | None = None) -> int:
         targets = clusters.profiles(args.names)
         if args.action in ("up",):
             clusters.check_toolchain()
+        if args.action == "reset":
+            # The link between the sites first, while both node namespaces still hold its ends.
+            site_link.for_local_clusters(clusters).remove()
+            print("site link: removed", flush=True)
         for cluster in targets:
             if args.action == "up":
                 clusters.up(cluster)
@@ -392,8 +396,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"\tcert-manager={issuer}"
                 )
         if args.action == "up":
+            # Once every site's node runs: the WAN between the sites (kept through `down`).
+            print(site_link.for_local_clusters(clusters).ensure(), flush=True)
             print(f"kubeconfig: {clusters.kubeconfig}")
-    except (ClusterError, SettingsError) as exc:
+        elif args.action == "status":
+            print(f"site link\t{site_link.for_local_clusters(clusters).status()}")
+    except (ClusterError, SettingsError, site_link.NetworkError) as exc:
         print(f"clusters {args.action} failed: {exc}", file=sys.stderr)
         return 1
     return 0
