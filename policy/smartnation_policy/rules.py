@@ -684,10 +684,14 @@ def retain_production_claims_validator(args: ResourceValidationArgs, report_viol
 
 POD_SECURITY_ENFORCE = "pod-security.kubernetes.io/enforce"
 POD_SECURITY_LEVEL = "restricted"
+# enforce refuses a Pod that breaks the profile; audit records it and warn tells whoever applies
+# it, so a Pod a controller would create (a Deployment's template) is flagged at `kubectl apply`.
+POD_SECURITY_MODES = ("enforce", "audit", "warn")
 
 
 def namespace_pod_security_validator(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    """Every Namespace the stack creates enforces the restricted Pod Security Standard.
+    """Every Namespace the stack creates enforces, audits and warns at the restricted Pod Security
+    Standard.
 
     The pack judges what the program declares; the label makes the API server refuse whatever
     reaches the namespace another way (a `kubectl run`, a chart's hook, a debug pod) too.
@@ -695,12 +699,18 @@ def namespace_pod_security_validator(args: ResourceValidationArgs, report_violat
     if args.resource_type != NAMESPACE_TYPE:
         return
     labels = dig(args.props, "metadata", "labels") or {}
-    level = labels.get(POD_SECURITY_ENFORCE) if isinstance(labels, Mapping) else None
-    if level != POD_SECURITY_LEVEL:
-        found = f"'{POD_SECURITY_ENFORCE}: {level}'" if level else f"no '{POD_SECURITY_ENFORCE}' label"
+    labels = labels if isinstance(labels, Mapping) else {}
+    problems = []
+    for mode in POD_SECURITY_MODES:
+        label = f"pod-security.kubernetes.io/{mode}"
+        level = labels.get(label)
+        if level != POD_SECURITY_LEVEL:
+            problems.append(f"'{label}: {level}'" if level else f"no '{label}' label")
+    if problems:
+        wanted = ", ".join(f"'pod-security.kubernetes.io/{mode}: {POD_SECURITY_LEVEL}'" for mode in POD_SECURITY_MODES)
         report_violation(
-            f"{_subject(args)} has {found}; label it '{POD_SECURITY_ENFORCE}: {POD_SECURITY_LEVEL}' "
-            "(with audit and warn at the same level) so the API server enforces the restricted profile.",
+            f"{_subject(args)} has {', '.join(problems)}; label it {wanted} so the API server "
+            "enforces the restricted profile and reports what breaks it.",
             None,
         )
 

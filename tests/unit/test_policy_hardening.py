@@ -387,15 +387,24 @@ def test_retain_production_claims_accepts_retained_claims_and_other_environments
 # --- namespace-pod-security ---------------------------------------------------------------------
 
 
+RESTRICTED = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")}
+
+
+def without(labels: dict[str, str], key: str) -> dict[str, str]:
+    return {k: v for k, v in labels.items() if k != key}
+
+
 @pytest.mark.parametrize(
     ("labels", "expected"),
     [
         (None, "no 'pod-security.kubernetes.io/enforce' label"),
         ({"pod-security.kubernetes.io/warn": "restricted"}, "no 'pod-security.kubernetes.io/enforce' label"),
-        ({"pod-security.kubernetes.io/enforce": "baseline"}, "enforce: baseline"),
-        ({"pod-security.kubernetes.io/enforce": "privileged"}, "enforce: privileged"),
+        ({**RESTRICTED, "pod-security.kubernetes.io/enforce": "baseline"}, "enforce: baseline"),
+        ({**RESTRICTED, "pod-security.kubernetes.io/enforce": "privileged"}, "enforce: privileged"),
+        (without(RESTRICTED, "pod-security.kubernetes.io/audit"), "no 'pod-security.kubernetes.io/audit' label"),
+        ({**RESTRICTED, "pod-security.kubernetes.io/warn": "baseline"}, "warn: baseline"),
     ],
-    ids=["no-labels", "warn-only", "baseline", "privileged"],
+    ids=["no-labels", "warn-only", "baseline", "privileged", "no-audit", "warn-baseline"],
 )
 def test_namespace_pod_security_rejects_namespaces_not_enforcing_restricted(labels, expected):
     metadata: dict[str, Any] = {"name": "smartnation-dev"}
@@ -409,10 +418,7 @@ def test_namespace_pod_security_rejects_namespaces_not_enforcing_restricted(labe
 
 
 def test_namespace_pod_security_accepts_restricted_and_ignores_other_kinds():
-    labels = {
-        "pod-security.kubernetes.io/enforce": "restricted",
-        "pod-security.kubernetes.io/enforce-version": "latest",
-    }
+    labels = {**RESTRICTED, "pod-security.kubernetes.io/enforce-version": "latest"}
     args = resource_args(NAMESPACE, {"metadata": {"name": "smartnation-dev", "labels": labels}})
     assert check(rules.namespace_pod_security_validator, args) == []
     assert check(rules.namespace_pod_security_validator, deployment_args(pod())) == []
