@@ -161,3 +161,33 @@ def test_an_environment_passphrase_alone_is_enough_for_its_stack(cache, monkeypa
     assert toolchain_env.exports("staging")["PULUMI_CONFIG_PASSPHRASE"] == "staging's"
     with pytest.raises(toolchain_env.PassphraseMissing):
         toolchain_env.exports("production")
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [({"PULUMI_BACKEND_URL": S3}, S3), ({"SMARTNATION_KUBECONFIG": "/etc/site/kubeconfig"}, "/etc/site/kubeconfig")],
+    ids=["s3-backend", "other-cluster"],
+)
+def test_the_cli_refuses_to_deploy_without_a_passphrase_before_touching_anything(cache, extra, named):
+    # `smartnation up` against a real backend or cluster with no passphrase: a clear error naming
+    # the variables and exit BAD_INPUT, before any stack is opened.
+    from smartnation.cli import exit_codes
+
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PULUMI_", "SMARTNATION_PASSPHRASE_", "SMARTNATION_KUBE"))
+    }
+    environ.update(SMARTNATION_CACHE=str(cache), **extra)
+    result = subprocess.run(
+        [sys.executable, "-m", "smartnation.cli.main", "up", "dev", "--yes"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == exit_codes.BAD_INPUT, result.stdout + result.stderr
+    assert "PULUMI_CONFIG_PASSPHRASE" in result.stderr and named in result.stderr
+    assert toolchain_env.LOCAL_PASSPHRASE not in result.stdout + result.stderr
+    assert not (cache / "state").exists(), "nothing may be written to the local backend"
