@@ -3,35 +3,59 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import os
 import queue
+import shutil
 import socket
 import ssl
 import subprocess
 import threading
+import time
 import uuid
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.reasoncodes import ReasonCode
 
-from smartnation.program.daemon_config.mosquitto import hash_password
+from smartnation.program.daemon_config.mosquitto import (
+    hash_password,
+    render_acl_file,
+    render_mosquitto_conf,
+    render_password_file,
+    render_tls_reloader,
+)
 
 from .contract_daemons import (
+    MOSQUITTO,
     MOSQUITTO_PUB,
     MOSQUITTO_SUB,
+    MQTT_CLASSES,
     MQTT_PASSWORDS,
+    OPENSSL,
     Broker,
+    RunAs,
+    daemon_user,
+    free_port,
     group_name,
+    make_tls_material,
+    make_workdir,
     require_binaries,
     start_broker,
     stop,
     stop_broker,
+    wait_for_ports,
 )
 
 pytestmark = pytest.mark.contract
 
 TIMEOUT = 10.0
+DASH = "/usr/bin/dash"
 # How long "nothing arrives" is watched for. Delivery on loopback takes milliseconds; the
 # marker message published afterwards proves the broker had handled the refused one.
 QUIET_PERIOD = 1.0
@@ -350,3 +374,204 @@ def test_started_as_root_it_drops_to_the_mosquitto_user(testinfra_host) -> None:
         assert "Error" not in log, log
     finally:
         stop_broker(root_broker)
+
+
+# --------------------------------------------------------------------------- certificate renewal
+
+
+class SecretVolume:
+    """A directory laid out as the kubelet lays out a mounted Secret: each version in its own
+    ``..<timestamp>`` directory, ``..data`` a symlink to the current one and every key a symlink
+    through ``..data``. An update writes the new version beside the old and renames a new
+    ``..data`` over the old one: readers see the old files or the new ones, never a mix."""
+
+    def __init__(self, root: Path, group: int | None) -> None:
+        self.root, self.group, self.version = root, group, 0
+        root.mkdir(mode=0o755)
+
+    def write(self, files: dict[str, Path]) -> None:
+        self.version += 1
+        version = self.root / f"..2026_11_29_00_00_{self.version:02d}.000000001"
+        version.mkdir(mode=0o755)
+        for key, source in files.items():
+            target = version / key
+            target.write_bytes(source.read_bytes())
+            target.chmod(0o640)
+            if self.group is not None:
+                os.chown(target, 0, self.group)
+        staged = self.root / "..data_tmp"
+        staged.symlink_to(version.name)
+        staged.rename(self.root / "..data")
+        for key in files:
+            link = self.root / key
+            if not link.is_symlink():
+                link.symlink_to(f"..data/{key}")
+
+
+@dataclass
+class RenewableBroker:
+    proc: subprocess.Popen
+    tls_port: int
+    volume: SecretVolume
+    workdir: Path
+    run_as: RunAs
+
+    def served_fingerprint(self) -> str:
+        """SHA-256 of the certificate the TLS listener presents in a fresh handshake."""
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with (
+            socket.create_connection(("127.0.0.1", self.tls_port), timeout=TIMEOUT) as raw,
+            context.wrap_socket(raw) as tls,
+        ):
+            return hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest()
+
+    def new_key_pair(self, name: str) -> dict[str, Path]:
+        """A fresh CA, certificate and key, as a renewal with rotationPolicy Always gives."""
+        directory = self.workdir / name
+        directory.mkdir(mode=0o755)
+        ca, crt, key = make_tls_material(directory, self.volume.group)
+        return {"tls.crt": crt, "tls.key": key, "ca.crt": ca}
+
+
+def fingerprint_of(pem: Path) -> str:
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem.read_text())).hexdigest()
+
+
+@pytest.fixture
+def renewable_broker() -> Iterator[RenewableBroker]:
+    """Mosquitto on the config the program renders, its key pair in a Secret-like volume."""
+    require_binaries(OPENSSL, DASH)
+    run_as = daemon_user("mosquitto")
+    group = run_as.gid if os.geteuid() == 0 else None
+    workdir = make_workdir("smartnation-mosquitto-renewal-")
+    data = workdir / "data"
+    data.mkdir(mode=0o700)
+    run_as.chown(data)
+    volume = SecretVolume(workdir / "tls", group)
+    broker = RenewableBroker(None, free_port(), volume, workdir, run_as)  # type: ignore[arg-type]
+    volume.write(broker.new_key_pair("v1"))
+    plain_port = free_port()
+    password_file, acl_file, conf = workdir / "passwd", workdir / "acl", workdir / "mosquitto.conf"
+    password_file.write_text(render_password_file(MQTT_PASSWORDS))
+    acl_file.write_text(render_acl_file(MQTT_CLASSES))
+    conf.write_text(
+        render_mosquitto_conf(
+            plain_port=plain_port, tls_port=broker.tls_port, certfile=str(volume.root / "tls.crt"),
+            keyfile=str(volume.root / "tls.key"), cafile=None, password_file=str(password_file),
+            acl_file=str(acl_file), persistence_dir=str(data), bind_address="127.0.0.1",
+        )
+    )  # fmt: skip
+    for path in (password_file, acl_file):
+        path.chmod(0o640)
+        if group is not None:
+            os.chown(path, 0, group)
+    log = workdir / "mosquitto.log"
+    with log.open("wb") as handle:
+        broker.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(conf)], stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            **run_as.popen_kwargs(),
+        )  # fmt: skip
+    try:
+        wait_for_ports(broker.proc, [plain_port, broker.tls_port], log, "mosquitto")
+        yield broker
+    finally:
+        stop(broker.proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def reloader(broker: RenewableBroker, *, interval_s: int = 1) -> Iterator[subprocess.Popen]:
+    """The sidecar's script, run by Debian's dash as the broker's user, told the broker's PID
+    (in a Pod it finds it in the shared process namespace; here other brokers may run)."""
+    script = broker.workdir / "reload-tls.sh"
+    script.write_text(render_tls_reloader(tls_dir=str(broker.volume.root), interval_s=interval_s))
+    script.chmod(0o644)
+    log = broker.workdir / "reloader.log"
+    with log.open("wb") as handle:
+        proc = subprocess.Popen(
+            [DASH, str(script)], stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={"PATH": "/usr/bin:/bin", "MOSQUITTO_PID": str(broker.proc.pid)}, **broker.run_as.popen_kwargs(),
+        )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        stop(proc)
+
+
+def wait_for_fingerprint(broker: RenewableBroker, expected: str, seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    while (served := broker.served_fingerprint()) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return served
+
+
+def test_mosquitto_alone_keeps_serving_the_replaced_certificate(renewable_broker: RenewableBroker) -> None:
+    """Why the reloader exists: the daemon reads its key pair at start only."""
+    first = renewable_broker.served_fingerprint()
+    renewed = renewable_broker.new_key_pair("v2")
+    renewable_broker.volume.write(renewed)
+    time.sleep(3)
+    assert renewable_broker.served_fingerprint() == first != fingerprint_of(renewed["tls.crt"])
+
+
+def test_the_reloader_has_mosquitto_serve_a_renewed_certificate(renewable_broker: RenewableBroker) -> None:
+    broker = renewable_broker
+    assert broker.served_fingerprint() == fingerprint_of(broker.volume.root / "tls.crt")
+    with reloader(broker) as watcher:
+        # A device connected before the renewal stays connected through the reload.
+        device = Client(_tls_broker(broker), "parking", MQTT_PASSWORDS["parking"], tls=True)
+        device.client.tls_insecure_set(True)
+        assert not device.connect().is_failure
+        try:
+            for version in ("v2", "v3"):  # and again: the watcher keeps watching after a reload
+                renewed = broker.new_key_pair(version)
+                broker.volume.write(renewed)
+                served = wait_for_fingerprint(broker, fingerprint_of(renewed["tls.crt"]), 10)
+                assert served == fingerprint_of(renewed["tls.crt"]), (broker.workdir / "reloader.log").read_text()
+            assert broker.proc.poll() is None, "mosquitto exited instead of reloading"
+            assert watcher.poll() is None, (broker.workdir / "reloader.log").read_text()
+            assert not device.publish(f"city/parking/{unique('p')}/telemetry", b"still here").is_failure
+        finally:
+            device.close()
+    log = (broker.workdir / "reloader.log").read_text()
+    assert log.count(f"sent SIGHUP to mosquitto (pid {broker.proc.pid})") == 2, log
+
+
+def test_the_reloader_leaves_an_unchanged_certificate_alone(renewable_broker: RenewableBroker) -> None:
+    """The kubelet rewrites the volume for any change of the Secret (labels do not count, but a
+    re-sync with the same data may): same content, no signal, no reload log line."""
+    broker = renewable_broker
+    before = broker.served_fingerprint()
+    with reloader(broker):
+        broker.volume.write({key: broker.volume.root / key for key in ("tls.crt", "tls.key", "ca.crt")})
+        time.sleep(3)
+    assert broker.served_fingerprint() == before
+    assert "SIGHUP" not in (broker.workdir / "reloader.log").read_text()
+    assert "Reloading config" not in (broker.workdir / "mosquitto.log").read_text()
+
+
+def test_the_reloader_check_fails_without_a_readable_certificate(renewable_broker: RenewableBroker) -> None:
+    """The sidecar's probes: ready when it can read the certificate and sees a mosquitto process."""
+    broker = renewable_broker
+    script = broker.workdir / "check.sh"
+    env = {"PATH": "/usr/bin:/bin"}
+
+    def check(tls_dir: Path, pid: str | None) -> subprocess.CompletedProcess:
+        script.write_text(render_tls_reloader(tls_dir=str(tls_dir), interval_s=1))
+        extra = {"MOSQUITTO_PID": pid} if pid else {}
+        return subprocess.run([DASH, str(script), "check"], env={**env, **extra}, capture_output=True, text=True,
+                              timeout=TIMEOUT)  # fmt: skip
+
+    assert check(broker.volume.root, str(broker.proc.pid)).returncode == 0
+    # Without MOSQUITTO_PID it searches /proc by process name, as in the Pod; ours is running.
+    assert check(broker.volume.root, None).returncode == 0
+    missing = check(broker.workdir / "no-such-volume", str(broker.proc.pid))
+    assert missing.returncode == 1 and "cannot read" in missing.stdout
+
+
+def _tls_broker(broker: RenewableBroker) -> Broker:
+    """The fields Client needs, for a broker started by the renewal fixture."""
+    return Broker(broker.proc, broker.workdir, 0, broker.tls_port, broker.volume.root / "ca.crt",
+                  broker.workdir / "passwd", broker.workdir / "mosquitto.log", broker.run_as)  # fmt: skip

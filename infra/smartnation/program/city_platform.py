@@ -71,7 +71,13 @@ def deploy(settings: Settings, cluster: ClusterProfile, provider: k8s.Provider) 
     api_clients = tuple(sorted({a.broker_client for a in settings.city_apis.values() if a.broker_client}))
     broker = Broker(
         f"{prefix}-broker",
-        BrokerArgs(placement, settings.broker, release=releases["broker"], client_secrets=api_clients),
+        BrokerArgs(
+            placement,
+            settings.broker,
+            release=releases["broker"],
+            tools_release=releases["object_storage_client"],
+            client_secrets=api_clients,
+        ),
         opts,
     )
     backup_user = settings.database.backup.storage_user

@@ -36,6 +36,9 @@ class Workload:
     resources: Resources
     volume: str | None = None
     """Size of each pod's PersistentVolumeClaim."""
+    sidecar: bool = False
+    """A second container in the pods of the workload before it: its resources count, its pods
+    do not (they are the same pods)."""
 
 
 def job_resources() -> Resources:
@@ -45,9 +48,17 @@ def job_resources() -> Resources:
     return JOB_RESOURCES
 
 
+def broker_reloader_resources() -> Resources:
+    from smartnation.program.components.broker import RELOADER_RESOURCES
+
+    return RELOADER_RESOURCES
+
+
 def workloads(spec: EnvironmentSpec) -> Iterator[Workload]:
     """Every pod the environment can run at once, at its largest."""
     yield Workload("broker", spec.broker.replicas, spec.broker.resources, spec.broker.storage_size)
+    # Each broker pod's certificate reloader sidecar.
+    yield Workload("broker tls-reloader", spec.broker.replicas, broker_reloader_resources(), sidecar=True)
     # The primary and its streaming replicas; a replica's clone init container has the same size.
     database = spec.database
     yield Workload("database", 1 + database.replicas, database.resources, database.storage_size)
@@ -84,7 +95,7 @@ def needs(spec: EnvironmentSpec) -> dict[str, Need]:
         "limits_memory": total("limits.memory", lambda w: w.pods * parse_quantity(w.resources.limits.memory)),
         "requests_storage": total("volume", lambda w: w.pods * parse_quantity(w.volume) if w.volume else 0),
         "persistent_volume_claims": total("claims", lambda w: w.pods if w.volume else 0),
-        "pods": total("pods", lambda w: w.pods),
+        "pods": total("pods", lambda w: 0 if w.sidecar else w.pods),
     }
 
 

@@ -16,10 +16,11 @@ from smartnation.program.daemon_config.mosquitto import (
     render_acl_file,
     render_mosquitto_conf,
     render_password_file,
+    render_tls_reloader,
 )
 from smartnation.program.placement import Placement
 from smartnation.settings import stack_secrets
-from smartnation.settings.models import BrokerSettings, ClusterProfile, ComponentRelease
+from smartnation.settings.models import BrokerSettings, ClusterProfile, ComponentRelease, Compute, Resources
 
 PLAIN_PORT = 1883
 TLS_PORT = 8883
@@ -35,6 +36,16 @@ _DATA_DIR = "/mosquitto/data"
 CONFIG_HASH = "smartnation.mc/config-sha256"
 PASSWORDS_HASH = "smartnation.mc/passwords-sha256"
 
+# The certificate is not in those hashes: cert-manager renews it between deployments, and the
+# `tls-reloader` sidecar has mosquitto re-read it (SIGHUP) once the kubelet updated the volume.
+RELOADER_SCRIPT = "reload-tls.sh"
+RELOADER_INTERVAL_S = 10
+# A shell loop that sleeps: a sliver of CPU and a few MiB.
+RELOADER_RESOURCES = Resources(
+    requests=Compute(cpu="5m", memory="8Mi"),
+    limits=Compute(cpu="50m", memory="32Mi"),
+)
+
 
 @dataclass(frozen=True)
 class BrokerArgs:
@@ -45,6 +56,9 @@ class BrokerArgs:
     """Replicas, sizes, device classes and their ACLs."""
     release: ComponentRelease
     """Mosquitto image from the environment's release block."""
+    tools_release: ComponentRelease
+    """Image of the certificate reloader sidecar: the platform's small shell image (the object
+    storage client's, which carries dash and sleep); the broker image has no shell."""
     client_secrets: tuple[str, ...] = ()
     """Device classes used by in-cluster apps: each gets a Secret with MQTT_USERNAME/MQTT_PASSWORD."""
 
@@ -108,8 +122,11 @@ def _config(children: Children, settings: BrokerSettings) -> tuple[k8s.core.v1.C
         persistence_dir=_DATA_DIR,
     )
     acl = render_acl_file(classes)
-    config = children.config_map("config", {"mosquitto.conf": conf, "acl": acl}, naming.SERVER)
-    return config, sha256(conf + acl)
+    reloader = render_tls_reloader(tls_dir=_TLS_DIR, interval_s=RELOADER_INTERVAL_S)
+    config = children.config_map(
+        "config", {"mosquitto.conf": conf, "acl": acl, RELOADER_SCRIPT: reloader}, naming.SERVER
+    )
+    return config, sha256(conf + acl + reloader)
 
 
 def _device_classes(settings: BrokerSettings) -> list[DeviceClass]:
@@ -216,6 +233,27 @@ def _server(
             {"name": "data", "mount_path": _DATA_DIR},
         ],
     )
+    # Sends mosquitto SIGHUP when cert-manager's renewal reaches the mounted Secret (it sees the
+    # broker's process through the shared process namespace and runs as the same UID, so it may
+    # signal it without any capability).
+    reloader_probe = {
+        "exec": {"command": ["/bin/sh", f"{_CONFIG_DIR}/{RELOADER_SCRIPT}", "check"]},
+        "period_seconds": 10,
+        "timeout_seconds": 5,
+    }
+    reloader = pods.container(
+        "tls-reloader",
+        pods.image(args.placement.cluster, args.tools_release),
+        RELOADER_RESOURCES,
+        command=["/bin/sh", f"{_CONFIG_DIR}/{RELOADER_SCRIPT}"],
+        # Ready and alive while it can read the certificate and see the broker's process.
+        readiness_probe={**reloader_probe, "initial_delay_seconds": 2},
+        liveness_probe={**reloader_probe, "initial_delay_seconds": 15, "failure_threshold": 6},
+        volume_mounts=[
+            {"name": "config", "mount_path": _CONFIG_DIR, "read_only": True},
+            {"name": "tls", "mount_path": _TLS_DIR, "read_only": True},
+        ],
+    )
     volumes = [
         pods.config_map_volume("config", config.metadata.name),
         pods.secret_volume("passwords", passwords.metadata.name),
@@ -231,7 +269,9 @@ def _server(
         # Pods are independent (no cluster protocol): start and replace them together.
         parallel=True,
         pod_annotations=pod_annotations,
-        pod=children.pod_spec(MOSQUITTO_UID, containers=[mosquitto], volumes=volumes),
+        pod=children.pod_spec(
+            MOSQUITTO_UID, containers=[mosquitto, reloader], volumes=volumes, share_process_namespace=True
+        ),
         claims=[children.data_claim(settings.storage_size, naming.SERVER)],
         depends_on=[tls],
     )
