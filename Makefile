@@ -79,6 +79,10 @@ images-lock: venv ## rewrite environments/images.lock.yaml (the digests deployed
 test-unit: venv ## the unit tests alone: about two minutes, no toolchain, no cluster
 	$(PY) -m pytest -m unit -q
 
+.PHONY: mutation
+mutation: venv ## mutation testing (mutmut, unit tests) of settings, policy, components, promotion; about an hour, not in `make test`
+	$(PY) -m tests.tools.mutation $(if $(SCOPE),--scope $(SCOPE))
+
 .PHONY: lint
 lint: venv ## ruff
 	$(VENV)/bin/ruff check infra tests policy services

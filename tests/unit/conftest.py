@@ -8,6 +8,7 @@ secrets, broken settings) use ``recorder`` and build for themselves.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,7 +43,9 @@ def _stack_builds(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, st
 
     def get(environment: str, cluster: str | None) -> BuiltStack:
         key = (environment, cluster)
-        if key not in cache:
+        # While mutmut records which tests reach which function (`make mutation`), every test
+        # builds for itself: a shared build would credit its code to the first test alone.
+        if key not in cache or os.environ.get("MUTANT_UNDER_TEST") == "stats":
             root = environments_copy(tmp_path_factory.mktemp("env"), environment, cluster) if cluster else None
             settings = load_settings(environment, root)
             rec = install_mocks()

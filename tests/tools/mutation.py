@@ -1,0 +1,226 @@
+"""`make mutation`: mutation testing (mutmut) of settings, policy, components and promotion.
+
+mutmut 3 imports the code it mutates from ``mutants/<package>`` and names each mutant after its
+file's path, which only works when the packages sit at the top of the tree it runs in. Ours live
+in ``infra/`` and ``policy/``, so this script lays out a scratch tree in the cache
+(``$SMARTNATION_CACHE/mutation``, never the checkout other work runs in)::
+
+    smartnation/  smartnation_policy/  tests/  environments/  charts/  policy/  Pulumi.yaml
+    pyproject.toml   (ours, with a [tool.mutmut] section added)
+
+and runs ``mutmut run`` there with the fast unit tests only (``-m unit``; the contract and
+integration tests need daemons and clusters and take minutes per run). ``smartnation/paths.py``
+finds the repository two levels above itself, which in ``mutants/`` is the scratch tree: it
+holds the environment files, the chart and the policy pack the tests read.
+
+It prints, per scope, the mutants, killed, survived, no tests, timeouts and the surviving share,
+and writes them to tests/benchmarks/mutation.json, which `make bench` renders into
+BENCHMARKS.md. Too slow for `make test`: run it by hand (about the time in BENCHMARKS.md).
+
+    python -m tests.tools.mutation [--scope settings --scope policy ...] [--workers 2]
+    python -m tests.tools.mutation --report-only     # figures of the last run in the scratch tree
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from smartnation.paths import REPO, cache_root
+
+# The scopes of issue 12: each a list of paths in the scratch tree (files or package folders).
+SCOPES: dict[str, list[str]] = {
+    "settings": ["smartnation/settings"],
+    "policy": ["smartnation_policy"],
+    "promotion": [
+        "smartnation/cli/promote.py",
+        "smartnation/cli/promotion_order.py",
+        "smartnation/cli/promotion_runs.py",
+        "smartnation/cli/releases_copy.py",
+    ],
+    "components": ["smartnation/program/components", "smartnation/program/daemon_config"],
+}
+
+# Where each scratch path comes from in the checkout; the rest is what the unit tests read.
+LAYOUT: dict[str, str] = {
+    "smartnation": "infra/smartnation",
+    "smartnation_policy": "policy/smartnation_policy",
+    "tests": "tests",
+    "environments": "environments",
+    "charts": "charts",
+    "services": "services",
+    "policy": "policy",
+    "Pulumi.yaml": "Pulumi.yaml",
+}
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "stacks", ".hypothesis")
+RESULTS = REPO / "tests" / "benchmarks" / "mutation.json"
+UNIT_TESTS = ["tests/unit", "-m", "unit"]
+
+
+@dataclass
+class ScopeFigures:
+    mutants: int = 0
+    killed: int = 0
+    survived: int = 0
+    no_tests: int = 0
+    timeouts: int = 0
+    other: int = 0
+
+    @property
+    def surviving_percent(self) -> float:
+        """Mutants no test caught (survived or reached by no unit test), in % of all."""
+        return round(100 * (self.survived + self.no_tests) / self.mutants, 1) if self.mutants else 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {**self.__dict__, "surviving_percent": self.surviving_percent}
+
+
+def scratch_dir() -> Path:
+    return cache_root() / "mutation"
+
+
+def lay_out(work: Path, scopes: list[str], commit: str | None) -> None:
+    """A fresh scratch tree: the packages at its top, our pyproject with the mutmut section.
+
+    From the working tree, or with ``commit`` from that commit alone (what others are editing
+    in a shared checkout then stays out of the figures).
+    """
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    source_root = REPO
+    if commit:
+        source_root = work.with_name("mutation-source")
+        shutil.rmtree(source_root, ignore_errors=True)
+        source_root.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", commit, *LAYOUT.values(), "pyproject.toml"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(source_root)], input=archive, check=True)
+    for target, source in LAYOUT.items():
+        src = source_root / source
+        if src.is_dir():
+            shutil.copytree(src, work / target, ignore=IGNORED)
+        else:
+            shutil.copy2(src, work / target)
+    source_paths = [path for scope in scopes for path in SCOPES[scope]]
+    mutmut = [
+        "",
+        "[tool.mutmut]",
+        f"source_paths = {json.dumps(source_paths)}",
+        # The whole packages, not only the mutated files: the tests import the rest from mutants/.
+        f"also_copy = {json.dumps([t for t in LAYOUT if t != 'tests'])}",
+        f"pytest_add_cli_args_test_selection = {json.dumps(UNIT_TESTS)}",
+        # No .pytest_cache in the scratch tree; mutmut reads exit codes only.
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "--no-header"]',
+        "",
+    ]
+    text = (source_root / "pyproject.toml").read_text()
+    (work / "pyproject.toml").write_text(text + "\n".join(mutmut))
+
+
+def figures(work: Path) -> dict[str, ScopeFigures]:
+    """Per scope, from the results mutmut keeps beside each mutated file (mutants/<file>.meta)."""
+    from mutmut.stats import status_by_exit_code
+
+    result = {scope: ScopeFigures() for scope in SCOPES}
+    for meta in sorted((work / "mutants").rglob("*.py.meta")):
+        relative = meta.relative_to(work / "mutants").as_posix().removesuffix(".meta")
+        scope = next(
+            (s for s, paths in SCOPES.items() if any(relative == p or relative.startswith(p + "/") for p in paths)),
+            None,
+        )
+        if scope is None:
+            continue
+        codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
+        f = result[scope]
+        for code in codes.values():
+            status = status_by_exit_code[code]
+            f.mutants += 1
+            if status in ("killed", "caught by type check"):
+                f.killed += 1
+            elif status == "survived":
+                f.survived += 1
+            elif status == "no tests":
+                f.no_tests += 1
+            elif status == "timeout":
+                f.timeouts += 1
+            else:
+                f.other += 1
+    return {scope: f for scope, f in result.items() if f.mutants}
+
+
+def print_table(per_scope: dict[str, ScopeFigures]) -> None:
+    header = ("mutants", "killed", "survived", "no tests", "timeouts", "surviving %")
+    print(f"{'scope':<12}" + "".join(f"{h:>{len(h) + 2}}" for h in header))
+    for scope, f in per_scope.items():
+        row = (f.mutants, f.killed, f.survived, f.no_tests, f.timeouts, f"{f.surviving_percent}%")
+        print(f"{scope:<12}" + "".join(f"{v!s:>{len(h) + 2}}" for v, h in zip(row, header, strict=True)))
+
+
+def survivors(work: Path) -> list[str]:
+    """The names of the mutants no unit test caught (for `mutmut show NAME` in the scratch tree)."""
+    from mutmut.stats import status_by_exit_code
+
+    names = []
+    for meta in sorted((work / "mutants").rglob("*.py.meta")):
+        for name, code in json.loads(meta.read_text()).get("exit_code_by_key", {}).items():
+            if status_by_exit_code[code] in ("survived", "no tests"):
+                names.append(name)
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scope", action="append", choices=sorted(SCOPES), help="default: every scope")
+    parser.add_argument("--workers", type=int, default=2, help="mutmut's --max-children (the machine has 2 cores)")
+    parser.add_argument("--commit", help="mutate and test this commit (git archive), not the working tree")
+    parser.add_argument("--report-only", action="store_true", help="the figures of the last run, nothing run")
+    parser.add_argument("--no-record", action="store_true", help=f"do not write {RESULTS.relative_to(REPO)}")
+    args = parser.parse_args(argv)
+    scopes = args.scope or list(SCOPES)
+    work = scratch_dir()
+    started = time.time()
+    if not args.report_only:
+        lay_out(work, scopes, args.commit)
+        mutmut = Path(sys.executable).with_name("mutmut")
+        # nice: the clusters and other work share the two cores.
+        command = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(args.workers)]
+        print(f"mutation: {' '.join(command)} in {work} (scopes: {', '.join(scopes)})", flush=True)
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        code = subprocess.run(command, cwd=work, env=env, check=False).returncode
+        if code != 0:
+            print(f"mutation: mutmut exited {code}", file=sys.stderr)
+            return code
+    duration = time.time() - started
+    per_scope = figures(work)
+    print_table(per_scope)
+    left = survivors(work)
+    print(f"{len(left)} mutants not caught; see one with: cd {work} && mutmut show NAME")
+    for name in left:
+        print(f"  {name}")
+    if not args.report_only and not args.no_record:
+        previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        record = {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
+            "duration_s": round(duration),
+            "command": "make mutation",
+            "tool": "mutmut 3.8.1, unit tests (-m unit), 2 workers, nice 10",
+            "scopes": {scope: f.as_dict() for scope, f in per_scope.items()},
+        }
+        RESULTS.write_text(json.dumps({**previous, "last": record}, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
