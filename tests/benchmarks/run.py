@@ -29,6 +29,7 @@ from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, generate_missin
 from smartnation.tooling.local_clusters.lifecycle import LocalClusters
 from smartnation.tooling.toolchain.cache import layout
 from smartnation.tooling.toolchain.env import exports
+from tests.benchmarks.load import bench_load, render_load
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "BENCHMARKS.json"
@@ -411,10 +412,22 @@ def main() -> int:
         "the other numbers are kept from BENCHMARKS.json",
     )
     parser.add_argument("--no-node-restart", action="store_true", help="do not stop and start the real nodes")
+    parser.add_argument(
+        "--only-load",
+        action="store_true",
+        help="only the load figures (tests/benchmarks/load.py) against a deployed environment; the rest is kept",
+    )
+    parser.add_argument("--load-environment", default="staging", help="the deployed environment --only-load loads")
     args = parser.parse_args()
     env = {**os.environ, **exports()}
     os.environ.update(env)
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if args.only_load:
+        results = {**previous, "load": bench_load(env, args.load_environment)}
+        RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        (REPO / "BENCHMARKS.md").write_text(render(results))
+        print(render(results))
+        return 0
     if args.only_real:
         with tempfile.TemporaryDirectory(prefix="smartnation-bench-") as tmp:
             results = {**previous, "real": bench_real(env, Path(tmp), restart_nodes=not args.no_node_restart)}
@@ -443,6 +456,8 @@ def main() -> int:
             "platform_production_monaco": bench_platform(env, work),
             "unit_suite_s": bench_unit(env),
             "real": bench_real(env, work),
+            # Measured against a deployed environment (`make up`'s staging): --only-load.
+            "load": previous.get("load"),
         }
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     (REPO / "BENCHMARKS.md").write_text(render(results))
@@ -519,6 +534,8 @@ def render(r: dict) -> str:
         f"Unit suite (`make test-unit`): {r['unit_suite_s']} s.",
         "",
         *render_real(r.get("real")),
+        "",
+        *render_load(r.get("load")),
         "",
         "### Where the time goes",
         "",

@@ -111,6 +111,9 @@ class LoadReport:
     visible_p99_ms: dict[str, float]
     visible_max_ms: dict[str, float]
     poll_ms: float
+    puback_p50_ms: float
+    """From the device's publish to the broker's acknowledgement (device and broker side alone)."""
+    puback_p99_ms: float
     stored_p50_ms: float
     stored_p99_ms: float
     cpu: dict[str, Any]
@@ -157,6 +160,16 @@ def run_load(
     progress(f"{plan.connections} TLS connections to {env.broker[0]}:{env.broker[1]} as {env.device_class}")
     counters = {"sent": 0, "acked": 0}
     lock = threading.Lock()
+    pubacks: list[float] = []
+    sent_at: list[dict[int, float]] = [{} for _ in clients]
+    for index, client in enumerate(clients):
+
+        def on_publish(_c, _u, mid, _reason, _p, index: int = index) -> None:  # noqa: ANN001 - paho's signature
+            sent = sent_at[index].pop(mid, None)
+            if sent is not None:
+                pubacks.append(time.monotonic() - sent)
+
+        client.on_publish = on_publish
     interval = plan.connections / plan.rate_per_s
     started_wall = datetime.now(UTC) - timedelta(seconds=1)
     with env.databases() as databases:
@@ -183,7 +196,10 @@ def run_load(
                     ts = last_ts[device_id] + timedelta(microseconds=1)  # (device, ts) is the key
                 last_ts[device_id] = ts
                 payload = f'{{"ts":"{ts.isoformat()}","metrics":{{"n":{n}}}}}'
-                infos.append(client.publish(topics[which], payload, qos=1))
+                published_at = time.monotonic()
+                info = client.publish(topics[which], payload, qos=1)
+                sent_at[index].setdefault(info.mid, published_at)  # unless its PUBACK already came
+                infos.append(info)
                 if n % plan.sample_every == 0:
                     for sampler in samplers.values():
                         sampler.add(device_id, ts, now)
@@ -257,12 +273,15 @@ def run_load(
         visible_p99_ms={role: ms(v, 0.99) for role, v in latencies.items()},
         visible_max_ms={role: ms(v, 1.0) for role, v in latencies.items()},
         poll_ms=poll_s * 1000,
+        puback_p50_ms=ms(pubacks, 0.5),
+        puback_p99_ms=ms(pubacks, 0.99),
         stored_p50_ms=ms(lag, 0.5),
         stored_p99_ms=ms(lag, 0.99),
         cpu=cpu_used,
     )
     progress(
-        f"stored {report.stored} ({report.stored_per_s}/s steady); visible p50/p99 "
+        f"stored {report.stored} ({report.stored_per_s}/s steady); PUBACK p50/p99 {report.puback_p50_ms}/"
+        f"{report.puback_p99_ms} ms; visible p50/p99 "
         + ", ".join(f"{r} {report.visible_p50_ms[r]}/{report.visible_p99_ms[r]} ms" for r in latencies)
     )
     return report
