@@ -229,9 +229,10 @@ def test_database_image_creates_its_cluster_and_runs_the_programs_init_sql(
     root = unpack(image)
     assert not (root / "usr/bin/perl").exists()
     (root / "etc/smartnation").mkdir()
-    (root / "etc/smartnation/pg_hba.conf").write_text(database_component.PG_HBA)
     port = _free_port()
     settings = load_settings("staging").database
+    # The program's pg_hba, with loopback standing in for the pod network (no TLS in this test).
+    (root / "etc/smartnation/pg_hba.conf").write_text(database_component.pg_hba(settings, ("127.0.0.0/8",), tls=False))
     roles = [postgres_config.Role(r.name, r.login, f"{r.name}_password" if r.login else "") for r in settings.roles]
     databases = [postgres_config.Database(d.name, d.owner, d.extensions) for d in settings.databases]
     grants = [postgres_config.Grant(g.role, g.database, g.privilege) for g in settings.grants]

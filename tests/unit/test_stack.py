@@ -542,7 +542,16 @@ def test_every_served_or_mounted_key_pair_is_certified_by_the_profiles_issuer(bu
     assert len(mounted) == 1
     mqtt_host = built.outputs["mqtt_endpoint"][0].removeprefix("mqtts://").rsplit(":", 1)[0]
     assert mqtt_host in certificates[mounted[0]]["dnsNames"]
-    assert len(certificates) == 1 + len(chart_values(built))
+    # The database's key pair, for the primary's and the replicas' Service names clients dial.
+    primary = by_name(built, STATEFULSET, "database-primary")[0]
+    database_tls = [v["secret"]["secretName"] for v in pod_template(primary)["spec"]["volumes"] if "secret" in v]
+    assert database_tls == [f"{built.settings.environment}-database-tls"]
+    namespace = f"smartnation-{built.settings.environment}"
+    assert certificates[database_tls[0]]["dnsNames"] == [
+        f"{built.settings.environment}-database-{role}.{namespace}.svc.cluster.local"
+        for role in ("primary", "replicas")
+    ]
+    assert len(certificates) == 2 + len(chart_values(built))
 
 
 def merged_with_chart_defaults(values: dict[str, Any]) -> dict[str, Any]:
@@ -650,7 +659,7 @@ def test_production_is_highly_available(build_stack, cluster: str) -> None:
     (replica,) = by_name(stack, STATEFULSET, "database-replica")
     assert replica.plain["spec"]["replicas"] >= 1
     (clone,) = pod_template(replica)["spec"]["initContainers"]
-    assert "pg_basebackup" in " ".join(clone["command"]) and "-R" in " ".join(clone["command"])
+    assert "pg_basebackup" in " ".join(clone["command"]) and "standby.signal" in " ".join(clone["command"])
     env = {e["name"]: e.get("value") for e in clone["env"]}
     assert env["PRIMARY_HOST"].startswith("production-database-primary.")
 

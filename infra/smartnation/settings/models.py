@@ -265,6 +265,9 @@ class ClusterProfile:
     """Ingress class, annotations, certificate issuer and DNS zone."""
     registry: Registry = setting()
     """Image registry."""
+    pod_network: tuple[str, ...] = setting(kind="cidr", items=(1, 20), unique=True)
+    """The cluster's Pod address ranges (its CNI's cluster CIDR): in-cluster clients of the
+    database come from here, and its pg_hba admits its roles from nowhere else."""
     simulation: Simulation | None = setting(default=None)
     """How the local stand-in of this cluster is made; a profile without it cannot be simulated."""
 

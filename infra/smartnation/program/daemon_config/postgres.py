@@ -8,6 +8,7 @@ passwords come in as psql variables that the shell wrapper fills from the enviro
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 from collections.abc import Sequence
@@ -21,6 +22,11 @@ _RESERVED_ROLES = frozenset({"postgres", "public"})
 _RESERVED_DATABASES = frozenset({"postgres", "template0", "template1"})
 
 PRIVILEGES = frozenset({"connect", "read", "write", "all"})
+
+MANAGED_COMMENT = "managed by smartnation"
+"""COMMENT ON ROLE of every role the init script made: a role with this comment that the program
+no longer declares is retired (login, password and grants taken, then dropped when nothing
+depends on it); a role without it (made by hand, by PostgreSQL, the replication role) is never touched."""
 
 
 def _validate_identifier(kind: str, value: str) -> None:
@@ -143,8 +149,11 @@ def render_init_sql(databases: Sequence[Database], roles: Sequence[Role], grants
     """Render the idempotent psql script; run it with ``psql -v ON_ERROR_STOP=1`` as a superuser.
 
     Managed roles and their grants converge: a privilege that is no longer granted in the
-    program is revoked on the next run. Roles and databases removed from the program are
-    left alone (dropping data is not something a pod start should do).
+    program is revoked on the next run. A role removed from the program is retired at once (no
+    login, no password), its grants in every managed database revoked and what it owned there
+    handed to the database's owner, then the role is dropped; if something outside the managed
+    databases still depends on it, it stays without login and the script warns. Databases
+    removed from the program are left alone (dropping data is not something a setup should do).
     """
     databases = tuple(databases)
     roles = tuple(roles)
@@ -186,6 +195,16 @@ def render_init_sql(databases: Sequence[Database], roles: Sequence[Role], grants
             ]
         else:
             out += [f"ALTER ROLE {role.name} WITH PASSWORD NULL;"]
+        out += [f"COMMENT ON ROLE {role.name} IS {_lit(MANAGED_COMMENT)};"]
+    retired = _retired_roles_query(roles)
+    out += [
+        "",
+        "-- ===== Roles no longer declared =====",
+        "-- Made by this script (their comment says so) but gone from the program: no login, no",
+        "-- password from now on; their grants and objects are dealt with database by database below.",
+        "SELECT format('ALTER ROLE %I WITH NOLOGIN PASSWORD NULL CONNECTION LIMIT 0', rolname)",
+        f"FROM ({retired}) AS r \\gexec",
+    ]
     out += ["", "-- ===== Databases ====="]
     for database in databases:
         out += [
@@ -202,9 +221,48 @@ def render_init_sql(databases: Sequence[Database], roles: Sequence[Role], grants
         out += [f"\\connect {database.name}", "SET client_min_messages = warning;", "BEGIN;"]
         out += _extensions_sql(database)
         out += _privileges_sql(database, managed, [g for g in grants if g.database == database.name])
+        out += _retire_in_database_sql(database, retired)
         out += ["COMMIT;"]
+    out += [
+        "",
+        "-- ===== Drop the retired roles =====",
+        "-- Only once nothing depends on them; a grant in a database the program does not manage",
+        "-- keeps one (without login) and says so.",
+        "DO $$",
+        "DECLARE r record;",
+        "BEGIN",
+        f"  FOR r IN {retired} LOOP",
+        "    BEGIN",
+        "      EXECUTE format('DROP ROLE %I', r.rolname);",
+        "    EXCEPTION WHEN dependent_objects_still_exist THEN",
+        "      RAISE WARNING 'role % is no longer declared: login taken, not dropped: %', r.rolname, SQLERRM;",
+        "    END;",
+        "  END LOOP;",
+        "END",
+        "$$;",
+    ]
     out += ["", "-- Done."]
     return "\n".join(out) + "\n"
+
+
+def _retired_roles_query(roles: Sequence[Role]) -> str:
+    """SELECT of the roles this script made (MANAGED_COMMENT) that ``roles`` no longer declares."""
+    declared = ", ".join(_lit(role.name) for role in roles)
+    return (
+        "SELECT a.rolname FROM pg_catalog.pg_roles AS a JOIN pg_catalog.pg_shdescription AS d "
+        "ON d.objoid = a.oid AND d.classoid = 'pg_catalog.pg_authid'::regclass "
+        f"WHERE d.description = {_lit(MANAGED_COMMENT)} AND a.rolname NOT IN ({declared})"
+    )
+
+
+def _retire_in_database_sql(database: Database, retired: str) -> list[str]:
+    # REASSIGN keeps the data (tables a retired role made now belong to the database's owner);
+    # DROP OWNED then drops nothing but its privileges and default privileges here.
+    return [
+        "-- Roles no longer declared: what they owned goes to the owner, their privileges go.",
+        f"SELECT format('REASSIGN OWNED BY %I TO %I', rolname, {_lit(database.owner)}) FROM ({retired}) AS r \\gexec",
+        f"SELECT format('DROP OWNED BY %I', rolname) FROM ({retired}) AS r \\gexec",
+    ]
 
 
 def _extensions_sql(database: Database) -> list[str]:
@@ -336,3 +394,76 @@ def render_init_script(
         lines.append(f'    -v {role.password_var}="${role.password_env}" \\')
     lines.append(f"    -f {shlex.quote(sql_path)}")
     return "\n".join(lines) + "\n"
+
+
+def render_pg_hba(
+    databases: Sequence[Database],
+    roles: Sequence[Role],
+    grants: Sequence[Grant],
+    *,
+    superuser: str,
+    replication_user: str,
+    pod_networks: Sequence[str],
+    tls: bool,
+) -> str:
+    """Render pg_hba.conf: who may connect to what, from where; every login SCRAM authenticated.
+
+    - the server's own socket: anyone (only processes inside the database Pod reach it);
+    - loopback: the superuser only (the readiness probe, ``kubectl port-forward``, which arrives
+      on the Pod's loopback);
+    - the pod network (``pod_networks``): the replication role for replication only, each
+      managed database for its owner and the roles granted on it, and the superuser for the
+      maintenance Jobs (setup, backup, restore), which cannot work through a lesser role
+      (CREATE EXTENSION timescaledb, REPLICATION, pg_dumpall's password hashes);
+    - everything else, from anywhere, is rejected, first line that matches wins.
+
+    ``tls``: network lines are ``hostssl`` (a client without TLS is refused) rather than ``host``.
+    """
+    databases = tuple(databases)
+    roles = tuple(roles)
+    grants = tuple(grants)
+    _check_references(databases, roles, grants)
+    for kind, name in (("superuser", superuser), ("replication user", replication_user)):
+        _validate_identifier(kind, name)
+    if isinstance(pod_networks, str) or not pod_networks:
+        raise ValueError(f"pod_networks: expected at least one CIDR, got {pod_networks!r}")
+    networks = []
+    for network in pod_networks:
+        try:
+            networks.append(str(ipaddress.ip_network(network, strict=True)))
+        except ValueError as error:
+            raise ValueError(f"pod_networks: {network!r} is not a network in CIDR notation ({error})") from None
+    logins = {role.name for role in roles if role.login}
+    host = "hostssl" if tls else "host"
+    scram = "scram-sha-256"
+    rows: list[tuple[str, ...]] = [
+        ("local", "all", "all", "", scram),
+        ("host", "all", superuser, "127.0.0.1/32", scram),
+        ("host", "all", superuser, "::1/128", scram),
+    ]
+    for network in networks:
+        rows.append((host, "replication", replication_user, network, scram))
+        for database in databases:
+            users = [database.owner] + [
+                g.role for g in grants if g.database == database.name and g.role != database.owner
+            ]
+            users = [user for user in users if user in logins]
+            if users:
+                rows.append((host, database.name, ",".join(users), network, scram))
+        rows.append((host, "all", superuser, network, scram))
+    for everywhere in ("0.0.0.0/0", "::/0"):
+        rows.append(("host", "all", "all", everywhere, "reject"))
+        rows.append(("host", "replication", "all", everywhere, "reject"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        "# Generated by smartnation (smartnation.daemon_config.postgres). Do not edit by hand.",
+        "# Roles from the program only, from the pod network only; the superuser from the network",
+        "# only for the maintenance Jobs; the first matching line decides, and the last ones reject.",
+        "# "
+        + "  ".join(h.ljust(w) for h, w in zip(("TYPE", "DATABASE", "USER", "ADDRESS"), widths, strict=True))
+        + "  METHOD",
+    ]
+    lines += [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4] for row in rows
+    ]
+    return "\n".join(line.rstrip() for line in lines) + "\n"

@@ -1,0 +1,272 @@
+"""Contract: the pg_hba.conf the program renders and the retirement of roles it no longer declares,
+on Debian's PostgreSQL 15 (one throwaway cluster of this module's own: the tests change its
+pg_hba, its TLS and its roles).
+
+The cluster listens on 127.0.0.1 only, so "the pod network" is played by the loopback network
+(``127.0.0.0/8``) or by a network the client is not in (``10.214.0.0/16``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from smartnation.program.daemon_config.postgres import (
+    MANAGED_COMMENT,
+    Grant,
+    render_init_script,
+    render_init_sql,
+    render_pg_hba,
+)
+
+from .contract_daemons import (
+    PG_DATABASES,
+    PG_GRANTS,
+    PG_PASSWORDS,
+    PG_ROLES,
+    PSQL,
+    PgCluster,
+    make_tls_material,
+    start_pg_cluster,
+    stop_pg_cluster,
+)
+
+pytestmark = pytest.mark.contract
+
+SUPERUSER_PASSWORD = "superuser-'secret'"
+REPLICATION_PASSWORD = "replication-secret"
+ROLES = {role.name: role for role in PG_ROLES}
+
+
+def password_of(role: str) -> str:
+    return PG_PASSWORDS[ROLES[role].password_env]
+
+
+class Server:
+    """The module's cluster with the superuser's password set (the program's pg_hba wants one
+    even on the socket) and a key pair made like the issuer's (root's, group-readable)."""
+
+    def __init__(self, cluster: PgCluster) -> None:
+        self.cluster = cluster
+        self.ca: Path | None = None
+
+    def _env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        return env | {"PGCONNECT_TIMEOUT": "5"} | extra
+
+    def admin(self, sql: str, database: str = "postgres") -> str:
+        """As the superuser over the Unix socket."""
+        env = self.cluster.admin_env() | {"PGPASSWORD": SUPERUSER_PASSWORD}
+        result = subprocess.run(
+            [PSQL, "-X", "-qAt", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    def tcp(
+        self, user: str, password: str, database: str, sql: str = "SELECT current_user", *, sslmode: str = "require"
+    ) -> subprocess.CompletedProcess:
+        """As ``user`` over TCP from 127.0.0.1."""
+        dsn = f"host=127.0.0.1 port={self.cluster.port} user={user} dbname={database} sslmode={sslmode}"
+        if sslmode == "verify-ca":
+            dsn += f" sslrootcert={self.ca}"
+        return subprocess.run(
+            [PSQL, "-X", "-qAt", "-v", "ON_ERROR_STOP=1", "-w", "-d", dsn, "-c", sql],
+            env=self._env(PGPASSWORD=password),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def replication(self, user: str, password: str) -> subprocess.CompletedProcess:
+        """A physical replication connection, as a replica's walreceiver opens one."""
+        dsn = f"host=127.0.0.1 port={self.cluster.port} user={user} replication=true sslmode=require"
+        return subprocess.run(
+            [PSQL, "-X", "-qAt", "-w", "-d", dsn, "-c", "IDENTIFY_SYSTEM"],
+            env=self._env(PGPASSWORD=password),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def use_hba(self, pod_networks: list[str], *, tls: bool = True, grants: tuple[Grant, ...] = PG_GRANTS) -> str:
+        hba = render_pg_hba(
+            PG_DATABASES,
+            PG_ROLES,
+            grants,
+            superuser="postgres",
+            replication_user="replicator",
+            pod_networks=pod_networks,
+            tls=tls,
+        )
+        path = self.cluster.datadir / "pg_hba.conf"
+        path.write_text(hba)
+        self.cluster.run_as.chown(path)
+        self.admin("SELECT pg_reload_conf()")
+        # The reload is asynchronous: wait until the server reads the file just written.
+        errors = self.admin("SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL")
+        assert errors == "0", self.admin("SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL")
+        return hba
+
+    def run_init(self, roles=PG_ROLES, databases=PG_DATABASES, grants=PG_GRANTS) -> subprocess.CompletedProcess:
+        workdir = self.cluster.workdir
+        sql, script = workdir / "access-init.sql", workdir / "access-init.sh"
+        sql.write_text(render_init_sql(databases, roles, grants))
+        script.write_text(render_init_script(databases, roles, grants, sql_path=str(sql)))
+        env = self.cluster.admin_env() | {"PGPASSWORD": SUPERUSER_PASSWORD}
+        env |= {role.password_env: PG_PASSWORDS[role.password_env] for role in roles if role.password_var}
+        return subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    cluster = start_pg_cluster()
+    try:
+        served = Server(cluster)
+        # Still on the fixture's own pg_hba (socket: trust): give the superuser its password.
+        cluster.admin_sql(f"ALTER ROLE postgres PASSWORD '{SUPERUSER_PASSWORD.replace(chr(39), chr(39) * 2)}'")
+        cluster.admin_sql(f"CREATE ROLE replicator LOGIN REPLICATION PASSWORD '{REPLICATION_PASSWORD}'")
+        ca, crt, key = make_tls_material(cluster.workdir, os.stat(cluster.datadir).st_gid)
+        served.ca = ca
+        for statement in (
+            "ALTER SYSTEM SET ssl = on",
+            f"ALTER SYSTEM SET ssl_cert_file = '{crt}'",
+            f"ALTER SYSTEM SET ssl_key_file = '{key}'",
+        ):
+            cluster.admin_sql(statement)
+        cluster.admin_sql("SELECT pg_reload_conf()")
+        result = cluster.run_init()
+        assert result.returncode == 0, result.stderr
+        served.use_hba(["127.0.0.0/8"])
+        assert served.admin("SHOW ssl") == "on"
+        yield served
+    finally:
+        stop_pg_cluster(cluster)
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def refused(result: subprocess.CompletedProcess, reason: str) -> None:
+    assert result.returncode != 0, f"expected {reason!r}, but it succeeded: {result.stdout}"
+    assert reason in result.stderr, result.stderr
+
+
+# --------------------------------------------------------------------------- pg_hba
+
+
+def test_declared_roles_reach_their_databases_over_tls_only(server: Server) -> None:
+    server.use_hba(["127.0.0.0/8"])
+    assert ok(server.tcp("telemetry_writer", password_of("telemetry_writer"), "telemetry")) == "telemetry_writer"
+    # The server's certificate checks out against the issuer's CA, as the APIs' verify-full does.
+    assert ok(server.tcp("telemetry_reader", password_of("telemetry_reader"), "telemetry", sslmode="verify-ca"))
+    refused(
+        server.tcp("telemetry_writer", password_of("telemetry_writer"), "telemetry", sslmode="disable"),
+        "pg_hba.conf rejects connection",
+    )
+
+
+def test_roles_reach_only_databases_they_own_or_are_granted(server: Server) -> None:
+    server.use_hba(["127.0.0.0/8"])
+    # telemetry_writer has a grant on telemetry only; outsider has no grant anywhere.
+    refused(server.tcp("telemetry_writer", password_of("telemetry_writer"), "registry"), "pg_hba.conf rejects")
+    refused(server.tcp("telemetry_writer", password_of("telemetry_writer"), "postgres"), "pg_hba.conf rejects")
+    refused(server.tcp("outsider", password_of("outsider"), "telemetry"), "pg_hba.conf rejects")
+    # A role made by hand, with a password and CONNECT, is not among the declared roles.
+    server.admin("DROP ROLE IF EXISTS handmade; CREATE ROLE handmade LOGIN PASSWORD 'handmade-pw'")
+    server.admin("GRANT CONNECT ON DATABASE telemetry TO handmade")
+    refused(server.tcp("handmade", "handmade-pw", "telemetry"), "pg_hba.conf rejects")
+
+
+def test_nothing_but_the_superuser_on_loopback_from_outside_the_pod_network(server: Server) -> None:
+    server.use_hba(["10.214.0.0/16"])
+    try:
+        refused(server.tcp("telemetry_writer", password_of("telemetry_writer"), "telemetry"), "pg_hba.conf rejects")
+        refused(server.replication("replicator", REPLICATION_PASSWORD), "pg_hba.conf rejects")
+        # Loopback is the Pod's own (probe, kubectl port-forward): the superuser only, with its password.
+        assert ok(server.tcp("postgres", SUPERUSER_PASSWORD, "postgres")) == "postgres"
+        refused(server.tcp("postgres", "wrong", "postgres"), "password authentication failed")
+    finally:
+        server.use_hba(["127.0.0.0/8"])
+
+
+def test_replication_only_for_the_replication_role(server: Server) -> None:
+    server.use_hba(["127.0.0.0/8"])
+    assert "|" in ok(server.replication("replicator", REPLICATION_PASSWORD))
+    refused(server.replication("telemetry_admin", password_of("telemetry_admin")), "pg_hba.conf rejects replication")
+    # The replication role reaches no database.
+    refused(server.tcp("replicator", REPLICATION_PASSWORD, "telemetry"), "pg_hba.conf rejects")
+
+
+# --------------------------------------------------------------------------- retiring roles
+
+
+def test_a_role_removed_from_the_program_loses_its_login_grants_and_is_dropped(server: Server) -> None:
+    server.use_hba(["127.0.0.0/8"])
+    # telemetry_admin (grant "all") makes a table, as a migration would, and holds privileges.
+    ok(
+        server.tcp(
+            "telemetry_admin",
+            password_of("telemetry_admin"),
+            "telemetry",
+            "CREATE TABLE admin_notes (id int); INSERT INTO admin_notes VALUES (7)",
+        )
+    )
+    assert server.admin(
+        "SELECT shobj_description(oid, 'pg_authid') FROM pg_authid WHERE rolname = 'telemetry_admin'"
+    ) == (MANAGED_COMMENT)
+    server.admin("CREATE ROLE by_hand LOGIN PASSWORD 'by-hand-pw'")
+
+    kept_roles = tuple(role for role in PG_ROLES if role.name != "telemetry_admin")
+    kept_grants = tuple(grant for grant in PG_GRANTS if grant.role != "telemetry_admin")
+    result = server.run_init(roles=kept_roles, grants=kept_grants)
+    assert result.returncode == 0, result.stderr
+
+    assert server.admin("SELECT count(*) FROM pg_roles WHERE rolname = 'telemetry_admin'") == "0"
+    refused(server.tcp("telemetry_admin", password_of("telemetry_admin"), "telemetry"), "telemetry_admin")
+    # Its table and data stay, now the database owner's.
+    assert server.admin("SELECT tableowner FROM pg_tables WHERE tablename = 'admin_notes'", "telemetry") == (
+        "telemetry_owner"
+    )
+    assert server.admin("SELECT id FROM admin_notes", "telemetry") == "7"
+    # A role made by hand is never touched.
+    assert server.admin("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'by_hand'") == "t"
+    # The others keep working; a rerun with the same roles changes nothing and drops nothing more.
+    assert ok(server.tcp("telemetry_writer", password_of("telemetry_writer"), "telemetry")) == "telemetry_writer"
+    again = server.run_init(roles=kept_roles, grants=kept_grants)
+    assert again.returncode == 0, again.stderr
+    assert server.admin("SELECT count(*) FROM pg_roles WHERE rolname IN ('by_hand', 'handmade')") == "2"
+
+
+def test_a_removed_role_still_depended_on_elsewhere_is_kept_without_login(server: Server) -> None:
+    # Declared again (the previous test retired it): back with its login.
+    assert server.run_init().returncode == 0
+    assert ok(server.tcp("telemetry_admin", password_of("telemetry_admin"), "telemetry")) == "telemetry_admin"
+    # A grant in a database the program does not manage: the script cannot take it back there.
+    server.admin("CREATE DATABASE unmanaged")
+    server.admin("CREATE TABLE kept (id int); GRANT SELECT ON kept TO telemetry_admin", "unmanaged")
+
+    kept_roles = tuple(role for role in PG_ROLES if role.name != "telemetry_admin")
+    kept_grants = tuple(grant for grant in PG_GRANTS if grant.role != "telemetry_admin")
+    result = server.run_init(roles=kept_roles, grants=kept_grants)
+    assert result.returncode == 0, result.stderr
+    assert "role telemetry_admin is no longer declared" in result.stderr
+    assert (
+        server.admin("SELECT rolcanlogin, rolpassword IS NULL FROM pg_authid WHERE rolname = 'telemetry_admin'")
+        == "f|t"
+    )
+    refused(
+        server.tcp("telemetry_admin", password_of("telemetry_admin"), "telemetry"), "password authentication failed"
+    )
+    # No privilege left in the managed databases.
+    assert server.admin("SELECT has_database_privilege('telemetry_admin', 'telemetry', 'CONNECT')") == "f"
