@@ -7,7 +7,10 @@ its own kubeconfig), so the two stand-ins that `make up` deployed to are never d
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import pytest
 import yaml
 
 from smartnation.tooling.local_clusters.lifecycle import ClusterError, LocalClusters
-from smartnation.tooling.local_clusters.node_processes import alive
+from smartnation.tooling.local_clusters.node_processes import alive, start_time
 from smartnation.tooling.toolchain.cache import layout
 
 pytestmark = pytest.mark.integration
@@ -98,3 +101,36 @@ def test_a_half_created_cluster_is_cleaned_up_and_created_again(scratch, tools):
         "kubectl", "--kubeconfig", str(local.kubeconfig), "--context", cluster.context, "get", "nodes", "-o", "name"
     ).stdout.split()
     assert len(nodes) == sum(p.count for p in cluster.profile.node_pools)
+
+
+def test_a_dead_controller_manager_is_restarted_by_make_clusters(scratch, tools):
+    """The API server alone answering is not a running cluster: a killed kube-controller-manager
+    (Deployments would never roll) is noticed and the control plane restarted, data kept."""
+    local, cluster = scratch
+    local.up(cluster)
+    kubectl = ("kubectl", "--kubeconfig", str(local.kubeconfig), "--context", cluster.context)
+    marker = f"kept-{uuid.uuid4().hex[:8]}"
+    tools.run(*kubectl, "create", "configmap", marker, "--from-literal=city=monaco")
+    pid_file = local.cluster_dir(cluster.name) / "pids" / "kube-controller-manager.pid"
+    victim = int(pid_file.read_text())
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while start_time(victim) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert local.healthy(cluster), "the API server should still answer: the case this test is about"
+    assert local.stopped_components(cluster) == ["kube-controller-manager"]
+
+    local.up(cluster)
+    assert local.stopped_components(cluster) == []
+    assert int(pid_file.read_text()) != victim
+    kept = json.loads(tools.run(*kubectl, "get", "configmap", marker, "-o", "json").stdout)
+    assert kept["data"] == {"city": "monaco"}
+    # The controller manager works again: a Deployment gets its ReplicaSet.
+    tools.run(*kubectl, "create", "deployment", marker, "--image=registry.invalid/none@sha256:" + "0" * 64)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        sets = tools.run(*kubectl, "get", "replicasets", "-l", f"app={marker}", "-o", "name").stdout.split()
+        if sets:
+            break
+        time.sleep(1)
+    assert sets, "no ReplicaSet made: the controller manager is not running"

@@ -27,6 +27,7 @@ from smartnation.settings.yaml_files import read_yaml
 from smartnation.tooling.local_clusters import host_addresses, site_link
 from smartnation.tooling.local_clusters.cert_manager_service import CertManagerService
 from smartnation.tooling.local_clusters.node_plan import REAL_NODE_LABEL
+from smartnation.tooling.local_clusters.node_processes import start_time
 from smartnation.tooling.local_clusters.real_nodes import ClusterAccess, RealNodes
 from smartnation.tooling.local_clusters.simulation import (
     ClusterError,
@@ -41,6 +42,9 @@ from smartnation.tooling.local_clusters.volume_provisioner_service import Volume
 from smartnation.tooling.toolchain.bootstrap import tool_env
 from smartnation.tooling.toolchain.cache import CacheLayout, layout
 from smartnation.tooling.toolchain.versions import load_pins
+
+# What kwokctl runs for a cluster, each with its pid file in <cluster dir>/pids.
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
 
 
 def say(cluster: str, message: str) -> None:
@@ -131,6 +135,26 @@ class LocalClusters:
             raise ClusterError(f"[{cluster.name}] kubectl {' '.join(args[:3])} failed: {proc.stderr.strip()[-1500:]}")
         return proc
 
+    def stopped_components(self, cluster: LocalCluster) -> list[str]:
+        """Control-plane components of a created cluster whose recorded process is gone.
+
+        The API server can answer while the controller manager or the scheduler is dead: Pods
+        then stay Pending and Deployments never roll, so a running cluster is not taken as
+        healthy by its API server alone."""
+        home = self.cluster_dir(cluster.name)
+        dead = []
+        for component in CONTROL_PLANE:
+            try:
+                pid = int((home / "pids" / f"{component}.pid").read_text().strip())
+                argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].decode()
+            except (OSError, ValueError):
+                dead.append(component)
+                continue
+            # The recorded PID may have been reused by another process: its program must be ours.
+            if start_time(pid) is None or argv0 != str(home / "bin" / component):
+                dead.append(component)
+        return dead
+
     def healthy(self, cluster: LocalCluster) -> bool:
         if not (self.cluster_dir(cluster.name) / "kubeconfig.yaml").exists():
             return False
@@ -184,7 +208,12 @@ class LocalClusters:
 
     def up(self, cluster: LocalCluster) -> float:
         began = time.monotonic()
-        if self.healthy(cluster):
+        if self.healthy(cluster) and (stopped := self.stopped_components(cluster)):
+            # kwokctl starts a whole control plane; stopping the rest first keeps one of each.
+            say(cluster.name, f"{', '.join(stopped)} not running: restarting the control plane (data kept)")
+            self.kwokctl("stop", "cluster", "--name", cluster.name)
+            self.kwokctl("start", "cluster", "--name", cluster.name, "--timeout", "90s")
+        elif self.healthy(cluster):
             say(cluster.name, "already running")
         elif self.ready_marker(cluster.name).exists() and self.cluster_dir(cluster.name).exists():
             self.check_port_free(cluster)
@@ -251,7 +280,7 @@ class LocalClusters:
         )
         self.ready_marker(cluster.name).write_text(f"{self.kube_version}\n")
 
-    def wait_ready(self, cluster: LocalCluster, timeout: float = 60) -> None:
+    def wait_ready(self, cluster: LocalCluster, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while not self.healthy(cluster):
             if time.monotonic() > deadline:
