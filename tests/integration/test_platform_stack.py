@@ -2,7 +2,8 @@
 
 One scenario, in order, because each step builds on the last (and a cold `pulumi up` of an
 environment is the expensive part): staging on Düsseldorf, production on Monaco, no drift on
-either, staging retargeted to Monaco by its one `cluster:` line, then everything destroyed.
+either, staging's plain change of `cluster:` to Monaco refused (it has data: the move is the way), then
+everything destroyed.
 """
 
 from __future__ import annotations
@@ -52,15 +53,6 @@ def _node_kinds(tools, context: str, namespace: str) -> set[str]:
     return {kinds[p["spec"]["nodeName"]] for p in tools.kubectl_json(context, "-n", namespace, "get", "pods")["items"]}
 
 
-def _resource_type(urn: str) -> str:
-    """The resource's own type: the last `$`-separated part of the URN's type segment."""
-    return urn.split("::")[-2].split("$")[-1]
-
-
-def _providers_by_urn(resources: list[dict]) -> dict[str, str]:
-    return {r["urn"]: r.get("provider", "") for r in resources}
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, tools, clusters):
     backend_dir = tmp_path_factory.mktemp("state")
@@ -103,33 +95,24 @@ def test_staging_on_dusseldorf_then_production_on_monaco(project, tools):
         project.pulumi("preview", "--expect-no-changes", "--stack", environment)
 
 
-def test_retargeting_staging_to_monaco_creates_there_and_deletes_in_dusseldorf(project, tools):
+def test_a_plain_cluster_change_of_deployed_staging_is_refused_pointing_to_the_move(project, tools):
+    # Alone, the `cluster:` line would create an empty staging on Monaco and delete Düsseldorf's
+    # namespace, volumes and backups in one update: the program refuses it before registering
+    # anything and names the move (program/move_guard.py, docs/move.md).
+    before = project.resources("staging")
     project.set_cluster("staging", "monaco-onprem")
-    preview = json.loads(project.pulumi("preview", "--json", "--stack", "staging").stdout)
-    steps = preview["steps"]
-    providers = _providers_by_urn(project.resources("staging"))
-    creates = [
-        s
-        for s in steps
-        if s["op"] in ("create", "create-replacement")
-        and _resource_type(s["urn"]).startswith("kubernetes:")
-        and (s.get("newState") or {}).get("custom")  # the Helm Chart is a component, with no provider
+    try:
+        proc = project.pulumi("preview", "--stack", "staging", check=False)
+    finally:
+        project.set_cluster("staging", "dusseldorf-test")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-4000:]
+    assert "environments/staging.yaml: cluster: staging is deployed on dusseldorf-test with its data" in out, out[
+        -4000:
     ]
-    deletes = [
-        s
-        for s in steps
-        if s["op"] in ("delete", "delete-replaced")
-        and _resource_type(s["urn"]).startswith("kubernetes:")
-        and (s.get("oldState") or {}).get("custom")
-    ]
-    assert creates and deletes
-    for step in creates:
-        provider = (step.get("newState") or {}).get("provider", "")
-        assert "monaco-onprem" in provider, f"{step['urn']} would be created through {provider}"
-    for step in deletes:
-        provider = (step.get("oldState") or {}).get("provider", "") or providers.get(step["urn"], "")
-        assert "dusseldorf-test" in provider, f"{step['urn']} would be deleted through {provider}"
-    project.set_cluster("staging", "dusseldorf-test")
+    assert "move: {to: monaco-onprem, phase: replicate}" in out
+    assert project.resources("staging") == before
+    project.pulumi("preview", "--expect-no-changes", "--stack", "staging")
 
 
 def test_production_state_is_protected_and_staging_is_not(project):

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from smartnation.paths import CLUSTERS_DIR
+from smartnation.program.move_guard import check_move
 from smartnation.settings import SettingsError
 from smartnation.settings.models import Settings
 from smartnation_policy import plaintext
@@ -38,6 +39,7 @@ def check_non_negotiables(settings: Settings, production_countries: Sequence[str
     check_residency(settings, production_countries)
     check_production_state(settings)
     check_no_plaintext_secrets(settings)
+    check_move(settings)  # a cluster change or move against what is deployed (move_guard.py)
 
 
 def profile_file(settings: Settings) -> str:

@@ -617,6 +617,20 @@ class VerifySettings:
     open-data-api (`--reading-bound` overrides it for one run)."""
 
 
+MOVE_PHASES = ("replicate", "cutover", "complete")
+"""A move's phases in order (docs/move.md); each one reviewed `pulumi up`."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MoveSettings:
+    """An environment moving, with its data, from its ``cluster`` to another (docs/move.md)."""
+
+    to: str = setting(pattern=DNS_LABEL, describe="a cluster profile name")
+    """The cluster profile the environment moves to; ``cluster`` stays where it comes from."""
+    phase: Literal["replicate", "cutover", "complete"]
+    """Where the move stands: replicate, then cutover, then complete (MOVE_PHASES)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class EnvironmentSpec:
     """The merged YAML of defaults.yaml and <env>.yaml, before the profile is attached."""
@@ -638,6 +652,8 @@ class EnvironmentSpec:
     """Namespace quota and limits; they must hold every workload at its largest (footprint.py)."""
     verify: VerifySettings = setting(default_factory=VerifySettings)
     """The post-deploy checks' bounds (`smartnation verify`)."""
+    move: MoveSettings | None = setting(default=None)
+    """A move to another cluster in progress (settings/move.py checks it; docs/move.md)."""
 
     def __post_init__(self) -> None:
         for name in self.city_apis:
@@ -705,3 +721,5 @@ class Settings:
     """Namespace quota and limits."""
     verify: VerifySettings = VerifySettings()
     """The post-deploy checks' bounds."""
+    move: MoveSettings | None = None
+    """A move to another cluster in progress, if any."""

@@ -1,0 +1,127 @@
+"""What the program checks of a move against what is deployed, before it registers anything.
+
+Changing ``cluster:`` alone makes Pulumi create an empty copy on the new cluster and delete the
+old namespace, its volumes and its in-cluster backups in the same update. So on an environment
+the stack shows deployed on another cluster (its ``cluster`` output), a plain change of
+``cluster:`` is refused, pointing to the move (docs/move.md). A declared ``move:`` is checked
+against the phase the stack last recorded (its ``move`` output): no phase may be skipped.
+A phase the program cannot run yet is refused as not yet available, never ignored.
+
+The deployed stack is read from the engine's own backend (`pulumi stack output`), because a
+hand-typed `pulumi up` must meet the same checks as `smartnation up`. Under Pulumi's mocks (unit
+tests) nothing is deployed and nothing is read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pulumi
+
+from smartnation.settings import SettingsError
+from smartnation.settings.models import MOVE_PHASES, Settings
+
+IMPLEMENTED_PHASES: tuple[str, ...] = ()
+"""The phases the program runs today (docs/move.md says what comes next)."""
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What the stack's last update left, from its outputs."""
+
+    cluster: str
+    """The ``cluster`` output: where the environment runs (and holds its data)."""
+    move_to: str | None = None
+    move_phase: str | None = None
+    """The ``move`` output ({to, phase}) of an update that ran a phase of a move."""
+
+    @classmethod
+    def from_outputs(cls, outputs: dict) -> Deployed | None:
+        cluster = outputs.get("cluster")
+        if not isinstance(cluster, str) or not cluster:
+            return None  # never deployed, or destroyed: no data to lose
+        move = outputs.get("move") if isinstance(outputs.get("move"), dict) else {}
+        return cls(cluster, move.get("to"), move.get("phase"))
+
+
+def check_move(settings: Settings, deployed: Callable[[], Deployed | None] | None = None) -> None:
+    """Raise SettingsError naming the file and the key when the settings would move the
+    environment other than by the declared phases; ``deployed`` reads the stack (default: the
+    engine's backend, nothing under mocks)."""
+    previous = (deployed or deployed_by_engine)()
+    move = settings.move
+    here = settings.cluster.name
+    # Nothing records a completed move yet (IMPLEMENTED_PHASES): any other cluster than the
+    # deployed one is a plain change.
+    if previous is not None and previous.cluster != here:
+        if move is None:
+            raise SettingsError(
+                settings.source,
+                "cluster",
+                f"{settings.environment} is deployed on {previous.cluster} with its data (the stack's `cluster` "
+                f"output); changing `cluster:` to {here} alone would create an empty copy there and delete "
+                f"{previous.cluster}'s namespace, volumes and backups in the same update. Move it with its data: "
+                f"keep `cluster: {previous.cluster}` and declare `move: {{to: {here}, phase: replicate}}` "
+                "(docs/move.md)",
+            )
+        raise SettingsError(
+            settings.source,
+            "cluster",
+            f"during a move `cluster:` stays where the environment is deployed ({previous.cluster}, the stack's "
+            f"`cluster` output), got {here}; `move.to` names where it goes",
+        )
+    if move is None:
+        return
+    recorded = previous.move_phase if previous is not None and previous.move_to == move.to else None
+    reachable = MOVE_PHASES.index(recorded) + 1 if recorded in MOVE_PHASES else 0
+    if MOVE_PHASES.index(move.phase) > reachable:
+        after = f"the stack's last recorded phase is {recorded}" if recorded else "no phase has run yet"
+        raise SettingsError(
+            settings.source,
+            "move.phase",
+            f"{move.phase} skips {MOVE_PHASES[reachable]} ({after}): the phases run "
+            f"{' -> '.join(MOVE_PHASES)}, each its own reviewed update",
+        )
+    if move.phase not in IMPLEMENTED_PHASES:
+        raise SettingsError(
+            settings.source,
+            "move",
+            f"the move's {move.phase} phase is not available yet (docs/move.md says what exists: the site link, "
+            f"these checks, `smartnation compare`); remove `move:` to keep {settings.environment} on {here}",
+        )
+
+
+def deployed_by_engine() -> Deployed | None:
+    """The stack's outputs as the engine's backend holds them before this update (None under
+    mocks, or for a stack never deployed)."""
+    from pulumi.runtime.mocks import MockMonitor
+    from pulumi.runtime.settings import get_monitor
+
+    monitor = get_monitor()
+    if monitor is None or isinstance(monitor, MockMonitor):
+        return None  # not run by the engine (unit tests, a direct call): nothing deployed to read
+    pulumi_cli = shutil.which("pulumi")
+    if pulumi_cli is None:
+        raise SettingsError(
+            "Pulumi.yaml", "<program>", "cannot find the pulumi CLI on PATH to read what the stack deployed"
+        )
+    proc = subprocess.run(
+        [pulumi_cli, "stack", "output", "--json", "--stack", pulumi.get_stack(), "--non-interactive"],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        timeout=120,
+    )
+    if proc.returncode != 0:
+        # Fails closed: without the outputs nobody can tell whether data would be lost.
+        raise SettingsError(
+            "Pulumi.yaml",
+            "<program>",
+            f"cannot read the stack's outputs to check for a move: {(proc.stderr or proc.stdout).strip()[-500:]}",
+        )
+    return Deployed.from_outputs(json.loads(proc.stdout or "{}"))
