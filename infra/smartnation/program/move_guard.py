@@ -115,6 +115,9 @@ def deployed_by_engine() -> Deployed | None:
         capture_output=True,
         text=True,
         env=os.environ,
+        # The program runs in its `main` folder (infra/); the CLI must find this project's
+        # Pulumi.yaml, not the repository's (another project name, other stacks).
+        cwd=pulumi.get_root_directory(),
         timeout=120,
     )
     if proc.returncode != 0:
