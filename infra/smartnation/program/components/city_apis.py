@@ -17,10 +17,21 @@ from smartnation.paths import CHART
 from smartnation.program import naming
 from smartnation.program.components import child_options, database, pods, require_provider
 from smartnation.program.components.certificates import certificate
+from smartnation.program.components.stateful import secret_digest, sha256
 from smartnation.program.placement import Placement
+from smartnation.settings import stack_secrets
 from smartnation.settings.models import ApiSettings, Releases
 
 API_PORT = 8080
+
+CONNECTIONS_HASH = "smartnation.mc/connections-sha256"
+"""Pod-template annotation: a digest of the connections ConfigMap (a new endpoint rolls the Pods)."""
+CREDENTIALS_HASH = "smartnation.mc/credentials-sha256"
+"""Pod-template annotation: a digest of every password and key the API reads from its Secrets
+(database role, broker client, storage user). The Pods read them once, through ``envFrom``, so a
+rotated value must roll them; the digest is one-way and says nothing about the values."""
+DATABASE_CA_DIR = "/etc/smartnation/database-ca"
+"""Where an API that uses the database finds the issuer's CA (``ca.crt``) to verify the server."""
 
 CHART_PATH = CHART
 
@@ -76,6 +87,7 @@ def chart_values(
     config_maps: Sequence[pulumi.Input[str]],
     secrets: Sequence[pulumi.Input[str]],
     pod_annotations: Mapping[str, pulumi.Input[str]] | None = None,
+    ca_certificates: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:
     """Values of one charts/city-api release (pure: the contract tests render them with helm)."""
     environment, cluster = placement.environment, placement.cluster
@@ -115,6 +127,7 @@ def chart_values(
         "podAnnotations": dict(pod_annotations or {}),
         "envFromConfigMaps": list(config_maps),
         "envFromSecrets": list(secrets),
+        "caCertificates": [dict(ca) for ca in ca_certificates],
         "extraEnv": [{"name": k, "value": v} for k, v in sorted(api.extra_env.items())],
     }
 
@@ -172,7 +185,8 @@ class CityApis(pulumi.ComponentResource):
             releases=args.releases,
             config_maps=[connections.metadata.name],
             secrets=secret_refs,
-            pod_annotations={"smartnation.mc/connections-sha256": _digest(data)},
+            pod_annotations={CONNECTIONS_HASH: _digest(data), CREDENTIALS_HASH: credentials_digest(api)},
+            ca_certificates=_ca_certificates(args.placement.environment, api),
         )
         # The Certificate is for exactly the host the chart's Ingress serves.
         hostname = values["ingress"]["host"]
@@ -195,6 +209,28 @@ class CityApis(pulumi.ComponentResource):
         return names.name, hostname
 
 
+def credentials_digest(api: ApiSettings) -> pulumi.Output[str]:
+    """One-way digest of the secret values ``api`` reads, from the stack's secrets (the same
+    values the database, broker and object storage put in the Secrets it mounts)."""
+    config = pulumi.Config(stack_secrets.CONFIG_NAMESPACE)
+    keys: list[str] = []
+    if api.database is not None:
+        keys.append(stack_secrets.database_role_password(api.database.role))
+    if api.broker_client is not None:
+        keys.append(stack_secrets.broker_password(api.broker_client))
+    if api.storage_user is not None:
+        keys.append(stack_secrets.object_storage_secret_key(api.storage_user))
+    values = [config.require_secret(key) for key in keys]
+    return secret_digest(values, lambda plain: sha256(json.dumps(dict(zip(keys, plain, strict=True)))))
+
+
+def _ca_certificates(environment: str, api: ApiSettings) -> list[dict[str, str]]:
+    """The issuer's CA for the servers the API verifies: the database's (verify-full)."""
+    if api.database is None:
+        return []
+    return [{"name": "database", "secretName": database.tls_secret_name(environment), "mountPath": DATABASE_CA_DIR}]
+
+
 def _connections(
     environment: str, api: ApiSettings, connections: Connections
 ) -> tuple[dict[str, pulumi.Input[str]], list[pulumi.Input[str]]]:
@@ -208,6 +244,10 @@ def _connections(
             "PGHOST_READONLY": connections.database_read_host,
             "PGPORT": str(database.PORT),
             "PGDATABASE": api.database.name,
+            # libpq reads both: TLS, the server's certificate checked against the issuer's CA and
+            # its name against PGHOST (pg_hba refuses the APIs without TLS).
+            "PGSSLMODE": database.CLIENT_SSLMODE,
+            "PGSSLROOTCERT": f"{DATABASE_CA_DIR}/ca.crt",
         }
         secret_refs.append(pulumi.Output.from_input(connections.database_role_secrets)[api.database.role])
     if api.broker_client is not None:

@@ -1,0 +1,156 @@
+"""Every consumer of a secret rolls when its value changes, and the APIs reach the database over
+verified TLS (issue 11, items 7 and 9), under Pulumi mocks.
+
+A rotation is a build with one stack secret changed: the pod templates of exactly the workloads
+that read it must change (an annotation with a one-way digest), and no others.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pytest
+
+from smartnation.program.city_platform import build
+from smartnation.program.components import database
+from smartnation.program.components.city_apis import CREDENTIALS_HASH, DATABASE_CA_DIR
+from smartnation.settings import load_settings
+from smartnation.settings.stack_secrets import (
+    DATABASE_REPLICATION_PASSWORD,
+    broker_password,
+    database_role_password,
+    object_storage_secret_key,
+)
+from tests.unit.harness import BuiltStack, install_mocks, run, secrets_for, set_secrets
+
+pytestmark = pytest.mark.unit
+
+CHART = "kubernetes:helm.sh/v4:Chart"
+STATEFULSET = "kubernetes:apps/v1:StatefulSet"
+CONFIGMAP = "kubernetes:core/v1:ConfigMap"
+
+
+def build_with(environment: str, changed: dict[str, str] | None = None) -> BuiltStack:
+    settings = load_settings(environment)
+    rec = install_mocks()
+    set_secrets(secrets_for(settings) | (changed or {}))
+    try:
+        outputs = run(rec, lambda: build(settings))
+    finally:
+        pulumi.runtime.set_all_config({})
+    return BuiltStack(settings, list(rec.resources), outputs)
+
+
+def api_annotations(stack: BuiltStack) -> dict[str, dict[str, Any]]:
+    return {r.plain["name"]: r.plain["values"]["podAnnotations"] for r in stack.of_type(CHART)}
+
+
+def replica_annotations(stack: BuiltStack) -> dict[str, Any]:
+    (replica,) = [r for r in stack.of_type(STATEFULSET) if "database-replica" in r.name]
+    return replica.plain["spec"]["template"]["metadata"].get("annotations", {})
+
+
+@pytest.fixture(scope="module")
+def baseline() -> BuiltStack:
+    return build_with("production")
+
+
+def rotated(key: str) -> BuiltStack:
+    return build_with("production", {key: f"rotated-{key}"})
+
+
+def changed_apis(before: BuiltStack, after: BuiltStack) -> set[str]:
+    old, new = api_annotations(before), api_annotations(after)
+    assert set(old) == set(new)
+    for name in old:
+        # Only the credentials digest may differ; the connections digest stays.
+        assert {k: v for k, v in old[name].items() if k != CREDENTIALS_HASH} == {
+            k: v for k, v in new[name].items() if k != CREDENTIALS_HASH
+        }
+    return {name for name in old if old[name][CREDENTIALS_HASH] != new[name][CREDENTIALS_HASH]}
+
+
+def readers(stack: BuiltStack, attribute: str, value: str) -> set[str]:
+    env = stack.settings.environment
+    return {f"{env}-{api.app}" for api in stack.settings.city_apis.values() if _reads(api, attribute) == value}
+
+
+def _reads(api: Any, attribute: str) -> str | None:
+    if attribute == "database":
+        return api.database.role if api.database is not None else None
+    return getattr(api, attribute)
+
+
+def test_a_rotated_database_role_password_rolls_exactly_the_apis_that_log_in_as_it(baseline: BuiltStack) -> None:
+    roles = {api.database.role for api in baseline.settings.city_apis.values() if api.database is not None}
+    assert roles
+    for role in sorted(roles):
+        after = rotated(database_role_password(role))
+        assert changed_apis(baseline, after) == readers(baseline, "database", role), role
+        assert replica_annotations(after) == replica_annotations(baseline)
+
+
+def test_a_rotated_broker_password_rolls_the_apis_of_its_client_class(baseline: BuiltStack) -> None:
+    classes = {api.broker_client for api in baseline.settings.city_apis.values() if api.broker_client}
+    assert classes
+    for device_class in sorted(classes):
+        after = rotated(broker_password(device_class))
+        assert changed_apis(baseline, after) == readers(baseline, "broker_client", device_class), device_class
+
+
+def test_a_rotated_storage_key_rolls_the_apis_of_its_user(baseline: BuiltStack) -> None:
+    users = {api.storage_user for api in baseline.settings.city_apis.values() if api.storage_user}
+    assert users
+    for user in sorted(users):
+        after = rotated(object_storage_secret_key(user))
+        assert changed_apis(baseline, after) == readers(baseline, "storage_user", user), user
+
+
+def test_a_rotated_replication_password_rolls_the_replicas_and_no_api(baseline: BuiltStack) -> None:
+    assert baseline.settings.database.replicas > 0
+    after = rotated(DATABASE_REPLICATION_PASSWORD)
+    before_digest = replica_annotations(baseline)[database.REPLICATION_PASSWORD_HASH]
+    after_digest = replica_annotations(after)[database.REPLICATION_PASSWORD_HASH]
+    assert before_digest != after_digest
+    # A one-way digest, never the value.
+    assert f"rotated-{DATABASE_REPLICATION_PASSWORD}" not in str(replica_annotations(after))
+    assert changed_apis(baseline, after) == set()
+
+
+def test_replicas_log_in_with_the_secret_and_verify_the_primary(baseline: BuiltStack) -> None:
+    (replica,) = [r for r in baseline.of_type(STATEFULSET) if "database-replica" in r.name]
+    (server,) = replica.plain["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in server["env"]}
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "REPLICATION_PASSWORD"
+    conninfo = next(a for a in server["args"] if a.startswith("primary_conninfo="))
+    assert "sslmode=verify-full" in conninfo and "password" not in conninfo
+
+
+def test_apis_that_use_the_database_verify_it_over_tls(baseline: BuiltStack) -> None:
+    env = baseline.settings.environment
+    maps = {r.plain["metadata"]["name"]: r.plain["data"] for r in baseline.of_type(CONFIGMAP)}
+    values = {r.plain["name"]: r.plain["values"] for r in baseline.of_type(CHART)}
+    for api in baseline.settings.city_apis.values():
+        name = f"{env}-{api.app}"
+        data = maps[f"{name}-connections"]
+        cas = values[name]["caCertificates"]
+        if api.database is None:
+            assert "PGSSLMODE" not in data and cas == []
+            continue
+        assert data["PGSSLMODE"] == "verify-full"
+        assert data["PGSSLROOTCERT"] == f"{DATABASE_CA_DIR}/ca.crt"
+        assert cas == [{"name": "database", "secretName": f"{env}-database-tls", "mountPath": DATABASE_CA_DIR}]
+
+
+def test_the_servers_pg_hba_admits_no_role_from_everywhere(baseline: BuiltStack) -> None:
+    (config,) = [r for r in baseline.of_type(CONFIGMAP) if r.plain["metadata"]["name"].endswith("database-config")]
+    rules = [line.split() for line in config.plain["data"]["pg_hba.conf"].splitlines() if not line.startswith("#")]
+    networks = set(baseline.settings.cluster.pod_network)
+    for rule in rules:
+        kind, method = rule[0], rule[-1]
+        if method == "reject" or kind == "local":
+            continue
+        address = rule[3]
+        assert address in networks or address in {"127.0.0.1/32", "::1/128"}, rule
+        assert kind == "hostssl" or rule[2] == database.SUPERUSER, rule
