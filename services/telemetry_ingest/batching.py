@@ -5,6 +5,11 @@ committed, so a crash before the commit gets it redelivered, and the store's key
 redelivery a no-op. The queue is bounded: when the database is slow, ``put`` blocks the MQTT
 network thread, the broker's in-flight window (Receive Maximum) fills, and the broker holds
 further messages instead of us buffering without end.
+
+Pipelined: ``writers`` threads take batches from the one queue, so a batch that is slow to
+commit (a WAL flush, a busy database host) does not hold the readings arriving behind it; they go
+in the next writer's batch at once. Each writer acknowledges only its own batch after its commit,
+so the guarantee above holds per batch, and the store's key makes their order irrelevant.
 """
 
 from __future__ import annotations
@@ -41,8 +46,9 @@ class BatchStats:
 
 
 class Batcher(Generic[T]):
-    """A writer thread: ``sink(items) -> (stored, duplicates)`` runs once per batch, retried with
-    backoff until it succeeds (or the batcher is stopped past its drain deadline)."""
+    """Writer threads: ``sink(items) -> (stored, duplicates)`` runs once per batch, retried with
+    backoff until it succeeds (or the batcher is stopped past its drain deadline); ``sink`` must
+    be safe to call from ``writers`` threads at once (one database connection each)."""
 
     def __init__(
         self,
@@ -52,8 +58,11 @@ class Batcher(Generic[T]):
         max_wait_s: float,
         queue_size: int,
         before_first: Callable[[], None] | None = None,
+        writers: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if writers < 1:
+            raise ValueError(f"writers: 1 or more, got {writers}")
         self._sink = sink
         self._max_size = max_size
         self._max_wait_s = max_wait_s
@@ -62,13 +71,18 @@ class Batcher(Generic[T]):
         self._clock = clock
         self._stopping = threading.Event()
         self._abandon = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, args=(index,), name=f"batcher-{index}", daemon=True)
+            for index in range(writers)
+        ]
+        self._stats_lock = threading.Lock()
         self.ready = threading.Event()
         self.stats = BatchStats()
         self.on_flush: Callable[[Sequence[T], float], None] | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def put(self, pending: Pending[T]) -> None:
         """Blocks while the queue is full (back-pressure to the broker)."""
@@ -86,19 +100,28 @@ class Batcher(Generic[T]):
     def stop(self, timeout_s: float) -> bool:
         """Store what is queued, then stop; False if it could not within ``timeout_s``."""
         self._stopping.set()
-        self._thread.join(timeout_s)
-        if self._thread.is_alive():
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0))
+        if any(thread.is_alive() for thread in self._threads):
             self._abandon.set()
-            self._thread.join(2)
+            for thread in self._threads:
+                thread.join(2)
             return False
         return True
 
     # writer thread -----------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        if self._before_first is not None:
-            self._retry(self._before_first, "prepare")
-        self.ready.set()
+    def _run(self, index: int) -> None:
+        if index == 0:
+            if self._before_first is not None:
+                self._retry(self._before_first, "prepare")
+            self.ready.set()
+        else:
+            # The others write only once the first has prepared (the schema exists).
+            while not self.ready.wait(0.2):
+                if self._abandon.is_set() or (self._stopping.is_set() and not self._threads[0].is_alive()):
+                    return
         while not self._abandon.is_set():
             batch = self._collect()
             if batch:
@@ -131,13 +154,15 @@ class Batcher(Generic[T]):
 
         def write() -> None:
             stored, duplicates = self._sink(items)
-            self.stats.stored += stored
-            self.stats.duplicates += duplicates
+            with self._stats_lock:
+                self.stats.stored += stored
+                self.stats.duplicates += duplicates
 
         if not self._retry(write, "store"):
             return
-        self.stats.batches += 1
-        self.stats.last_flush_s = self._clock() - started
+        with self._stats_lock:
+            self.stats.batches += 1
+            self.stats.last_flush_s = self._clock() - started
         for pending in batch:
             try:
                 pending.ack()
@@ -151,11 +176,13 @@ class Batcher(Generic[T]):
         while True:
             try:
                 action()
-                self.stats.last_error = ""
+                with self._stats_lock:
+                    self.stats.last_error = ""
                 return True
             except Exception as error:  # noqa: BLE001 - keep the data, retry, report through readiness
-                self.stats.failures += 1
-                self.stats.last_error = f"{type(error).__name__}: {error}"[:300]
+                with self._stats_lock:
+                    self.stats.failures += 1
+                    self.stats.last_error = f"{type(error).__name__}: {error}"[:300]
                 log.warning(f"{what} failed; retrying in {delay:.1f}s", extra={"error": self.stats.last_error})
             if self._abandon.wait(delay):
                 return False

@@ -48,7 +48,11 @@ class IngestService:
         self.received = 0
         self.rejected_by_reason: dict[str, int] = {}
         self.pool = database.make_pool(
-            settings.conninfo(application=SERVICE), name=f"{SERVICE}-db", max_size=4, configure=prepare_session
+            settings.conninfo(application=SERVICE),
+            name=f"{SERVICE}-db",
+            # One connection per writer, plus the archiver's and the readiness probe's.
+            max_size=settings.writers + 2,
+            configure=prepare_session,
         )
         self.s3: Any = storage.make_client(settings)
         self.store = ReadingStore(self.pool)
@@ -58,6 +62,7 @@ class IngestService:
             max_wait_s=settings.batch_max_wait_s,
             queue_size=settings.queue_size,
             before_first=self._migrate if settings.migrate_on_start else None,
+            writers=settings.writers,
         )
         self.archiver = Archiver(
             self.pool,

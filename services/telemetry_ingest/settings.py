@@ -23,6 +23,9 @@ class IngestSettings(ServiceSettings, BrokerSettings, DatabaseSettings, StorageS
     share_group: str = Field(default="telemetry-ingest", validation_alias="INGEST_SHARE_GROUP", pattern=r"^[\w-]*$")
     batch_size: int = Field(default=5000, ge=1, le=100_000, validation_alias="INGEST_BATCH_SIZE")
     batch_max_wait_s: float = Field(default=0.1, gt=0, le=10, validation_alias="INGEST_BATCH_MAX_WAIT_SECONDS")
+    # Batches written at once (batching.py): a slow commit does not hold the readings behind it.
+    # Each writer holds one database connection while it writes.
+    writers: int = Field(default=2, ge=1, le=8, validation_alias="INGEST_WRITERS")
     queue_size: int = Field(default=50_000, ge=100, le=1_000_000, validation_alias="INGEST_QUEUE_SIZE")
     receive_maximum: int = Field(default=20_000, ge=1, le=65535, validation_alias="INGEST_RECEIVE_MAXIMUM")
     # Sessions outlive a crash for this long: the restarted container (same pod name, same

@@ -113,3 +113,77 @@ def test_prepare_runs_before_the_first_batch_and_is_retried() -> None:
     wait_for(lambda: store.rows == {1})
     assert calls == ["prepare", "prepare"]
     batcher.stop(2)
+
+
+class SlowFirstStore(FakeStore):
+    """The first batch's commit hangs until ``release`` is set (a slow WAL flush)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.first = True
+
+    def write(self, items: Sequence[int]) -> tuple[int, int]:
+        with self.lock:
+            first, self.first = self.first, False
+        if first:
+            assert self.release.wait(10), "never released"
+        return super().write(items)
+
+
+def test_a_slow_batch_does_not_hold_the_readings_behind_it() -> None:
+    store = SlowFirstStore()
+    acked: list[int] = []
+    batcher = Batcher(store.write, max_size=2, max_wait_s=0.01, queue_size=100, writers=2)
+    batcher.start()
+    for i in (1, 2):
+        batcher.put(Pending(i, lambda i=i: acked.append(i)))
+    wait_for(lambda: not store.first)  # the first batch is stuck in its commit
+    for i in (3, 4):
+        batcher.put(Pending(i, lambda i=i: acked.append(i)))
+    # The second writer stores and acknowledges the later readings meanwhile; the stuck ones
+    # stay unacknowledged until their own commit.
+    wait_for(lambda: sorted(acked) == [3, 4])
+    assert store.rows == {3, 4}
+    store.release.set()
+    wait_for(lambda: sorted(acked) == [1, 2, 3, 4])
+    assert batcher.stop(5)
+    assert store.rows == {1, 2, 3, 4} and (batcher.stats.stored, batcher.stats.batches) == (4, 2)
+
+
+def test_writers_drain_everything_on_stop_and_count_each_reading_once() -> None:
+    store = FakeStore()
+    acked: list[int] = []
+    batcher = Batcher(store.write, max_size=7, max_wait_s=0.01, queue_size=1000, writers=3)
+    batcher.start()
+    for i in range(500):
+        batcher.put(Pending(i % 400, lambda i=i: acked.append(i)))
+    assert batcher.stop(10)
+    assert sorted(acked) == list(range(500))
+    assert store.rows == set(range(400))
+    assert (batcher.stats.stored, batcher.stats.duplicates) == (400, 100)
+
+
+def test_writers_wait_for_the_prepare_step() -> None:
+    prepared = threading.Event()
+    store = FakeStore()
+
+    def write(items: Sequence[int]) -> tuple[int, int]:
+        assert prepared.is_set(), "wrote before the schema was prepared"
+        return store.write(items)
+
+    def prepare() -> None:
+        time.sleep(0.2)
+        prepared.set()
+
+    batcher = Batcher(write, max_size=1, max_wait_s=0.01, queue_size=10, writers=3, before_first=prepare)
+    for i in range(5):
+        batcher.put(Pending(i, lambda: None))
+    batcher.start()
+    assert batcher.stop(5)
+    assert store.rows == set(range(5)) and batcher.stats.failures == 0
+
+
+def test_no_writer_is_refused() -> None:
+    with pytest.raises(ValueError, match="writers"):
+        Batcher(FakeStore().write, max_size=1, max_wait_s=0.01, queue_size=10, writers=0)
