@@ -87,15 +87,53 @@ def setup_script(settings: ObjectStorageSettings) -> str:
         # Converge both ways: a bucket that stops being public is made private again.
         lines.append(f"mc anonymous set {'download' if bucket.anonymous_read else 'none'} {target}")
     for user in settings.users:
-        policy = f"smartnation-{user.name}"
+        policy = f"{POLICY_PREFIX}{user.name}"
         lines += [
             f"mc admin policy create store {policy} {_SETUP_DIR}/policy-{user.name}.json",
             f'mc admin user add store {user.name} "${_secret_env_name(user.name)}"',
             # attach fails when the policy is already attached; that is the converged state.
             f"mc admin policy attach store {policy} --user {user.name} 2>/dev/null || echo 'policy {policy} attached'",
         ]
+    lines += _retire_script(settings)
     lines.append("echo 'object storage setup complete'")
     return "\n".join(lines) + "\n"
+
+
+POLICY_PREFIX = "smartnation-"
+"""Every policy the setup makes is ``smartnation-<user>``: the prefix marks what it manages."""
+
+
+def _retire_script(settings: ObjectStorageSettings) -> list[str]:
+    """Users and policies the setup made that the settings no longer declare go: a user whose one
+    policy is ``smartnation-<its name>`` (so made here), then every ``smartnation-`` policy not
+    declared. A user made by hand (any other policy) is never touched. dash only: no jq, no grep
+    in the client image, so the JSON lines are cut with parameter expansion."""
+    declared_users = " ".join(user.name for user in settings.users)
+    declared_policies = " ".join(f"{POLICY_PREFIX}{user.name}" for user in settings.users)
+    return [
+        "# Removed from the settings: its users and policies go (their keys stop working now).",
+        f"declared_users=' {declared_users} '",
+        f"declared_policies=' {declared_policies} '",
+        'listing="$MC_CONFIG_DIR/smartnation-listing.json"',
+        'mc admin user list store --json > "$listing"',
+        "while IFS= read -r line; do",
+        '  case "$line" in *\'"accessKey":"\'*) ;; *) continue ;; esac',
+        "  user=${line#*'\"accessKey\":\"'}; user=${user%%'\"'*}",
+        '  case "$line" in *\'"policyName":"\'*) ;; *) continue ;; esac',
+        "  policy=${line#*'\"policyName\":\"'}; policy=${policy%%'\"'*}",
+        f'  [ "$policy" = "{POLICY_PREFIX}$user" ] || continue',
+        '  case "$declared_users" in *" $user "*) continue ;; esac',
+        '  mc admin user remove store "$user"',
+        'done < "$listing"',
+        'mc admin policy ls store --json > "$listing"',
+        "while IFS= read -r line; do",
+        '  case "$line" in *\'"policy":"\'*) ;; *) continue ;; esac',
+        "  policy=${line#*'\"policy\":\"'}; policy=${policy%%'\"'*}",
+        f'  case "$policy" in {POLICY_PREFIX}*) ;; *) continue ;; esac',
+        '  case "$declared_policies" in *" $policy "*) continue ;; esac',
+        '  mc admin policy rm store "$policy"',
+        'done < "$listing"',
+    ]
 
 
 class ObjectStorage(pulumi.ComponentResource):
