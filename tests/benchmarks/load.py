@@ -1,10 +1,12 @@
 """The load section of the benchmarks (`run.py --only-load`): the bounded load generator
-(tests/load) against a deployed environment, at a few rates, and its BENCHMARKS.md lines.
+(tests/load) against staging, at a few rates, and its BENCHMARKS.md lines.
 
-It uses the environment as it is (by default the staging `make up` deployed on dusseldorf-test's
-real node): it publishes readings of `load-<time>-*` devices through the broker's load balancer
-and reads them back, nothing else. Each step runs in its own process, so one step's threads and
-connections never overlap the next.
+By default it deploys its own staging (the staging sizing) on monaco-onprem's real node in a
+private project (namespace smartnation-load-staging), measures it with telemetry-ingest writing
+one batch at a time (INGEST_WRITERS=1, through the API's extra_env) and pipelined (the default,
+2), and destroys it. `--load-environment ENV` measures an environment already deployed instead,
+as it is (it publishes readings of `load-<time>-*` devices and reads them back, nothing else).
+Each step runs in its own process, so one step's threads and connections never overlap the next.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 GOAL_RATE = 2000
@@ -27,7 +32,69 @@ CONNECTIONS = 4
 """Fewer connections cost the generator less CPU (each is a paho network thread) on two cores."""
 
 
-def bench_load(env: Mapping[str, str], environment: str = "staging", steps: Sequence[tuple[float, float]] = STEPS):
+OWN_PROJECT = "smartnation-load"
+"""The private project of the benchmark's own staging: namespace smartnation-load-staging."""
+OWN_CLUSTER = "monaco-onprem"
+WRITER_VARIANTS = (1, 2)
+
+
+def bench_load(env: Mapping[str, str], workdir: Path, environment: str | None = None) -> dict:
+    """Load figures: against ``environment`` as deployed, or (None) against an own staging."""
+    if environment is not None:
+        series = [{"label": f"{environment} as deployed", "runs": load_steps(env, environment)}]
+        where = f"`{environment}` as deployed (read-only use)"
+    else:
+        series = []
+        with own_staging(env, workdir) as project:
+            for writers in WRITER_VARIANTS:
+                project.set_writers(writers)
+                series.append({"label": f"INGEST_WRITERS={writers}", "runs": load_steps(project.env, "staging")})
+        where = f"its own staging on {OWN_CLUSTER}'s real node (namespace {OWN_PROJECT}-staging)"
+    return {
+        "where": where,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "devices": DEVICES,
+        "connections": CONNECTIONS,
+        "series": series,
+    }
+
+
+class _OwnStaging:
+    """staging deployed from this checkout in a private project and state backend."""
+
+    def __init__(self, env: Mapping[str, str], root: Path) -> None:
+        from tests.integration.conftest import Tools
+        from tests.integration.platform_project import PlatformProject
+
+        state = root / "state"
+        state.mkdir(parents=True)
+        backend = {"PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_CONFIG_PASSPHRASE": "load-benchmark"}
+        self.project = PlatformProject.create(root / "project", Tools(env=dict(env)), backend, name=OWN_PROJECT)
+        self.project.set_cluster("staging", OWN_CLUSTER)
+        self.project.init_stack("staging")
+        self.env = {**env, **self.project.env, "SMARTNATION_PROJECT_DIR": str(self.project.root)}
+
+    def set_writers(self, writers: int) -> None:
+        """telemetry-ingest's INGEST_WRITERS through its extra_env, then `pulumi up` (which waits for
+        the rollout)."""
+        path = self.project.root / "environments" / "staging.yaml"
+        data = yaml.safe_load(path.read_text())
+        ingest = data.setdefault("city_apis", {}).setdefault("telemetry_ingest", {})
+        ingest.setdefault("extra_env", {})["INGEST_WRITERS"] = str(writers)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        self.project.pulumi("up", "--yes", "--skip-preview", "--stack", "staging", timeout=1200)
+
+
+@contextmanager
+def own_staging(env: Mapping[str, str], workdir: Path) -> Iterator[_OwnStaging]:
+    staging = _OwnStaging(env, workdir / "load-staging")
+    try:
+        yield staging
+    finally:
+        staging.project.pulumi("destroy", "--yes", "--skip-preview", "--stack", "staging", check=False)
+
+
+def load_steps(env: Mapping[str, str], environment: str, steps: Sequence[tuple[float, float]] = STEPS) -> list:
     runs = []
     for rate, seconds in steps:
         load_before = os.getloadavg()[0]
@@ -42,13 +109,7 @@ def bench_load(env: Mapping[str, str], environment: str = "staging", steps: Sequ
         report["load_average_before"] = round(load_before, 1)
         runs.append(report)
         print(proc.stderr, file=sys.stderr, end="")
-    return {
-        "environment": environment,
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "devices": DEVICES,
-        "connections": CONNECTIONS,
-        "runs": runs,
-    }
+    return runs
 
 
 def _role_figure(values: Mapping[str, float], role: str) -> str:
@@ -66,9 +127,10 @@ def render_load(load: Mapping | None) -> list[str]:
     if not load:
         return ["## Load", "", "Not measured yet: `python -m tests.benchmarks.run --only-load`.", ""]
     lines = [
-        f"## Load: readings from devices to the hypertable ({load['date']}, `{load['environment']}`)",
+        f"## Load: readings from devices to the hypertable ({load['date']})",
         "",
-        f"`python -m tests.benchmarks.run --only-load`: {load['devices']} simulated devices on "
+        f"`python -m tests.benchmarks.run --only-load`, against {load['where']}: "
+        f"{load['devices']} simulated devices on "
         f"{load['connections']} MQTT connections publish at QoS 1 over TLS through the broker's load balancer "
         "(as `smartnation verify` connects), 30 s a step; figures read back from the telemetry database as "
         "open-data-api's role. Latency is from the device's publish to the reading being visible (sampled "
@@ -80,10 +142,11 @@ def render_load(load: Mapping | None) -> list[str]:
         "p50 / p99 (ms) | visible on replica p50 / p99 (ms) | host busy | load avg before |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for run in load["runs"]:
+    runs = [(series["label"], run) for series in load["series"] for run in series["runs"]]
+    for label, run in runs:
         p50, p99 = run["visible_p50_ms"], run["visible_p99_ms"]
         lines.append(
-            f"| {run['rate_per_s']:,.0f} | {run['stored_per_s']:,.0f} | {run['missing']} | "
+            f"| {label}: {run['rate_per_s']:,.0f} | {run['stored_per_s']:,.0f} | {run['missing']} | "
             f"{run['puback_p50_ms']:.0f} / {run['puback_p99_ms']:.0f} | "
             f"{_role_figure(p50, 'primary')} / {_role_figure(p99, 'primary')} | "
             f"{_role_figure(p50, 'replica')} / {_role_figure(p99, 'replica')} | "
@@ -91,6 +154,6 @@ def render_load(load: Mapping | None) -> list[str]:
             f"{run['load_average_before']} |"
         )
     lines += ["", "Largest CPU users during each step (share of one core):", ""]
-    lines += [f"- {run['rate_per_s']:,.0f}/s: {_top(run['cpu'])}" for run in load["runs"]]
+    lines += [f"- {label}, {run['rate_per_s']:,.0f}/s: {_top(run['cpu'])}" for label, run in runs]
     lines.append("")
     return lines
