@@ -18,6 +18,7 @@ import pytest
 from smartnation.tooling.local_clusters.lifecycle import LocalClusters
 from smartnation.tooling.toolchain.cache import layout
 from smartnation.tooling.toolchain.env import exports
+from tests.integration import released_volumes
 from tests.integration.platform_project import PROJECT as TEST_PROJECT
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,6 +59,11 @@ class Tools:
         return json.loads(self.run("kubectl", "--context", context, *args, "-o", "json").stdout)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``runs_last`` end the session (they destroy what session fixtures share)."""
+    items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
+
+
 @pytest.fixture(scope="session")
 def tools() -> Tools:
     cache = layout()
@@ -79,7 +85,19 @@ def clusters(tools: Tools) -> LocalClusters:
         stale = [n for n in names if n.startswith(f"namespace/{TEST_PROJECT}-") or n.startswith("namespace/demo-")]
         if stale:
             tools.run("kubectl", "--context", cluster.context, "delete", "--wait=true", *stale)
+        # Their volumes, and those of any earlier test environment, where the class retains them.
+        released_volumes.reclaim(tools, cluster.context, settle=30 if stale else 0)
     return local
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reclaim_test_volumes_when_the_session_ends(tools: Tools) -> Iterator[None]:
+    """After every other fixture's teardown (destroys included): a class that retains volumes
+    (Monaco's) would otherwise keep every destroyed test environment's data on the real node."""
+    yield
+    for context in ("dusseldorf-test", "monaco-onprem"):
+        if tools.run("kubectl", "--context", context, "get", "--raw=/readyz", check=False, timeout=30).returncode == 0:
+            released_volumes.reclaim(tools, context)
 
 
 @pytest.fixture(params=["dusseldorf-test", "monaco-onprem"])
