@@ -6,6 +6,7 @@ The backup check itself runs on real Pods in tests/integration/test_verify.py.""
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -115,3 +116,69 @@ def test_the_backup_name_and_bucket_come_from_the_upload_log():
     assert uploaded_backup(log) == ("20261129T041500Z", "backups")
     with pytest.raises(RestoreError, match="names no uploaded backup"):
         uploaded_backup("mc: <ERROR> Unable to upload\n")
+
+
+# --- the backup check's verdicts, with the Jobs faked ------------------------------------------
+
+UPLOADED = "backup 20261129T041824Z uploaded to store/backups/staging/20261129T041824Z\n"
+LISTED = "\n".join(
+    json.dumps({"status": "success", "type": "file", "key": f"20261129T041824Z/{f}", "size": 100})
+    for f in ("globals.sql", "telemetry.dump", "manifest")
+)
+RESTORED_SHORT = "restored|telemetry|public.readings|9|120"
+ROWS = "ROW|source|telemetry|public.readings|10|123\nROW|restored|telemetry|public.readings|10|123\n"
+
+
+def _backup_check(monkeypatch, *, dumped=(True, UPLOADED), listed=(True, LISTED), restored=(True, ROWS)):
+    from smartnation.cli import restore, verify_checks
+    from smartnation.cli.restore import JobResult
+    from smartnation.cli.verify_checks import check_backup_restores
+
+    jobs: list[dict[str, Any]] = []
+    outcome = {"verify": dumped, "backups": listed, "restore": restored}
+
+    def run_job(_target, job, timeout):  # noqa: ANN001
+        jobs.append(job)
+        role = job["metadata"]["name"].split("-")[-2]
+        succeeded, logs = outcome[role]
+        return JobResult(succeeded, 1.0, logs)
+
+    monkeypatch.setattr(restore, "run_job", run_job)
+    monkeypatch.setattr(restore, "backup_cronjob", lambda _target, _env: CRONJOB)
+    monkeypatch.setattr(verify_checks.restore_pod, "restore_job", lambda *a, **k: {"metadata": {"name": a[1]}, **k})
+    monkeypatch.setattr(verify_checks.restore_pod, "list_job", lambda _c, name: {"metadata": {"name": name}})
+    ctx = argparse.Namespace(
+        target=argparse.Namespace(environment="staging"),
+        kubectl=argparse.Namespace(context="dusseldorf-test", namespace="smartnation-staging", process_env=dict),
+    )
+    return check_backup_restores, ctx, jobs
+
+
+def test_the_backup_check_passes_when_the_set_is_listed_and_restores_equal(monkeypatch):
+    check, ctx, jobs = _backup_check(monkeypatch)
+    line = check(ctx)
+    assert line.startswith("backup 20261129T041824Z in bucket backups") and "counts and checksums equal" in line
+    restore_job = jobs[-1]
+    assert restore_job["cleanup"] is True and restore_job["metadata"]["name"].startswith("staging-database-restore-")
+
+
+@pytest.mark.parametrize(
+    ("outcome", "message"),
+    [
+        ({"dumped": (False, "--- dump ---\npg_dump: error")}, "(?s)backup Job .* failed: .*pg_dump: error"),
+        ({"dumped": (True, "nothing uploaded\n")}, "names no uploaded backup"),
+        ({"listed": (True, LISTED.replace("manifest", "other"))}, "not complete in bucket backups"),
+        ({"restored": (False, "pg_restore: error")}, "restoring backup 20261129T041824Z failed"),
+        ({"restored": (True, "")}, "compared no table"),
+        (
+            {"restored": (True, ROWS.replace("restored|telemetry|public.readings|10|123", RESTORED_SHORT))},
+            r"1 different tables: telemetry.public.readings \(10, 123\) -> \(9, 120\)",
+        ),
+    ],
+)
+def test_the_backup_check_fails_saying_what_went_wrong(monkeypatch, outcome, message):
+    from smartnation.cli.verify_checks import CheckFailed
+
+    check, ctx, _jobs = _backup_check(monkeypatch, **outcome)
+    with pytest.raises(CheckFailed, match=message):
+        check(ctx)
