@@ -91,3 +91,5 @@ def test_reset_removes_every_trace_of_a_cluster_and_its_real_node(probe):
     after = _host_state(markers)
     assert after == before, f"left on the host after reset: { {k: v for k, v in after.items() if v} }"
     assert not local.cluster_dir(NAME).exists()
+    left_in_cache = [str(p) for p in local.cache.clusters.rglob(f"*{NAME}*")]
+    assert not left_in_cache, f"left in the cache after reset: {left_in_cache}"

@@ -113,6 +113,9 @@ class LocalClusters:
     def cluster_dir(self, name: str) -> Path:
         return self.kwok_home / "clusters" / name
 
+    def kwok_config(self, name: str) -> Path:
+        return self.cache.clusters / f"{name}.kwok.yaml"
+
     def ready_marker(self, name: str) -> Path:
         return self.cache.clusters / f"{name}.created"
 
@@ -246,7 +249,7 @@ class LocalClusters:
 
     def create(self, cluster: LocalCluster) -> None:
         say(cluster.name, f"creating: Kubernetes {self.kube_version} control plane with kwok nodes")
-        config = self.cache.clusters / f"{cluster.name}.kwok.yaml"
+        config = self.kwok_config(cluster.name)
         config.parent.mkdir(parents=True, exist_ok=True)
         docs = [
             kwokctl_configuration(cluster, self.kube_version, self.cluster_dir(cluster.name) / "pki"),
@@ -363,6 +366,7 @@ class LocalClusters:
         self.kwokctl("delete", "cluster", "--name", cluster.name, check=False)
         shutil.rmtree(self.cluster_dir(cluster.name), ignore_errors=True)
         self.ready_marker(cluster.name).unlink(missing_ok=True)
+        self.kwok_config(cluster.name).unlink(missing_ok=True)
         # kwokctl returns while the API server is still exiting: wait until its port is free, so
         # a `make clusters` right after a reset does not find it taken.
         deadline = time.monotonic() + 30
