@@ -1,4 +1,4 @@
-"""``python -m tests.load ENV [--devices N] [--rate R] [--duration S] [--connections C]``: one
+"""``python -m tests.load ENV [--devices N] [--rate R] [--duration S] [--threads T]``: one
 bounded load run against a deployed environment; prints its report as JSON (exit 1 when a
 reading the broker acknowledged was not stored)."""
 
@@ -13,8 +13,8 @@ from tests.load.plan import LoadPlan, PlanError
 from tests.load.run import LoadReport, run_load
 
 
-def measure(environment: str, devices: int, rate: float, duration: float, connections: int) -> LoadReport:
-    plan = LoadPlan(environment, devices=devices, rate_per_s=rate, duration_s=duration, connections=connections)
+def measure(environment: str, devices: int, rate: float, duration: float, threads: int) -> LoadReport:
+    plan = LoadPlan(environment, devices=devices, rate_per_s=rate, duration_s=duration, threads=threads)
     plan.check()  # before anything is opened
 
     def say(message: str) -> None:
@@ -29,13 +29,13 @@ def measure(environment: str, devices: int, rate: float, duration: float, connec
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.load", description=__doc__.splitlines()[0])
     parser.add_argument("environment")
-    parser.add_argument("--devices", type=int, default=200)
+    parser.add_argument("--devices", type=int, default=50, help="simulated devices, one connection each")
     parser.add_argument("--rate", type=float, default=2000, help="readings per second, all devices together")
     parser.add_argument("--duration", type=float, default=30, help="seconds of publishing")
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=4, help="publishing threads")
     args = parser.parse_args(argv)
     try:
-        report = measure(args.environment, args.devices, args.rate, args.duration, args.connections)
+        report = measure(args.environment, args.devices, args.rate, args.duration, args.threads)
     except PlanError as error:
         parser.error(str(error))
     print(json.dumps(report.as_dict(), indent=2))

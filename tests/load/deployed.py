@@ -1,7 +1,11 @@
 """A deployed environment as the load generator sees it: where devices connect (the broker's
-load-balancer address, over TLS, with a sensor class's credentials, exactly as `smartnation
-verify` connects: its context is reused) and where the readings land (the telemetry database's
-primary and, where the environment has them, the read replica open-data-api reads).
+load-balancer address, over TLS, with each device's own identity, exactly as `smartnation verify`
+connects: its context is reused) and where the readings land (the telemetry database's primary
+and, where the environment has them, the read replica open-data-api reads).
+
+Devices log in as verify's devices do: with a client certificate of their own (cert-manager, from
+the broker's issuer; deleted after the run) where verify's context issues them, else with their
+class's password from the stack.
 
 Everything comes from the stack (outputs and secrets) and kubectl with the environment's context,
 as for an operator; nothing is changed in the environment but the readings it stores.
@@ -11,7 +15,8 @@ from __future__ import annotations
 
 import argparse
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -50,16 +55,37 @@ class Deployed:
         return self.ctx.plan.device_class
 
     @property
-    def device_password(self) -> str:
-        return self.ctx.passwords[self.ctx.plan.device_class]
+    def certificates(self) -> bool:
+        """Whether devices log in with certificates (verify's context issues them)."""
+        return hasattr(self.ctx, "device_identity")
+
+    def prepare_devices(self, device_ids: Sequence[str], parallel: int = 8) -> None:
+        """Issue every device's certificate up front (cert-manager, a few at once)."""
+        if self.certificates:
+            with ThreadPoolExecutor(parallel) as pool:
+                list(pool.map(self.ctx.device_identity, device_ids))
+
+    def retire_devices(self) -> None:
+        if self.certificates:
+            self.ctx.retire_identities()
+
+    def tls(self, device_id: str) -> ssl.SSLContext:
+        context = tls_context(self.ctx.broker_ca(), self.ctx.target.mqtt_hostname)
+        if self.certificates:
+            identity = self.ctx.device_identity(device_id)
+            context.load_cert_chain(identity.certfile, identity.keyfile)
+        return context
+
+    def login(self) -> tuple[str, str] | None:
+        """(class, password) where devices log in with their class's password."""
+        if self.certificates:
+            return None
+        return self.device_class, self.ctx.passwords[self.device_class]
 
     def topic(self, device_id: str) -> str:
         """The reading topic of ``device_id`` in its class's publish ACL (the verify plan's topic,
         whose device level is the verify device's id)."""
         return self.ctx.plan.device_topic.replace(self.ctx.device_id, device_id)
-
-    def tls(self) -> ssl.SSLContext:
-        return tls_context(self.ctx.broker_ca(), self.ctx.target.mqtt_hostname)
 
     def database_pods(self) -> dict[str, str]:
         """Role (``primary``, ``replica``) -> a ready Pod of the environment's database."""

@@ -2,7 +2,9 @@
 
 Bounded on purpose (a test helper, not a stress tool): at most MAX_DEVICES simulated devices,
 MAX_RATE readings/s and MAX_DURATION_S of publishing, never against production, and it stops by
-itself."""
+itself. Each device is its own MQTT connection with its own identity, as real devices are (the
+broker confines a device to the topics carrying its id), so devices cost connections and, where
+devices log in with certificates, one certificate each."""
 
 from __future__ import annotations
 
@@ -11,10 +13,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-MAX_DEVICES = 10_000
+MAX_DEVICES = 500
 MAX_RATE = 10_000
 MAX_DURATION_S = 300
-MAX_CONNECTIONS = 64
+MAX_THREADS = 64
 REFUSED_ENVIRONMENTS = ("production",)
 """Load is for the stages before the city's: a run against production would be an attack on it."""
 
@@ -26,14 +28,15 @@ class PlanError(ValueError):
 @dataclass(frozen=True)
 class LoadPlan:
     environment: str
-    devices: int = 200
-    """Simulated devices; each publishes on its own topic ``city/<domain>/<device>/telemetry``."""
+    devices: int = 50
+    """Simulated devices, each its own MQTT connection through the load balancer (so spread over
+    the broker Pods), publishing on its own topic ``city/<domain>/<device>/telemetry``."""
     rate_per_s: float = 2000
     """Readings per second, all devices together."""
     duration_s: float = 30
     """Seconds of publishing (the drain afterwards is bounded separately)."""
-    connections: int = 16
-    """MQTT connections the devices share (each through the load balancer, so spread over the broker Pods)."""
+    threads: int = 4
+    """Publishing threads; each paces its share of the devices (few threads cost the generator less CPU)."""
     sample_every: int = 10
     """Every n-th reading is watched until it is visible in the database (the latency sample)."""
     run_id: str = field(default_factory=lambda: f"load-{int(time.time())}")
@@ -47,23 +50,27 @@ class LoadPlan:
             raise PlanError(f"rate_per_s: above 0 and up to {MAX_RATE}, got {self.rate_per_s}")
         if not 0 < self.duration_s <= MAX_DURATION_S:
             raise PlanError(f"duration_s: above 0 and up to {MAX_DURATION_S}, got {self.duration_s}")
-        if not 1 <= self.connections <= min(MAX_CONNECTIONS, self.devices):
-            raise PlanError(f"connections: 1 to min({MAX_CONNECTIONS}, devices), got {self.connections}")
+        if not 1 <= self.threads <= min(MAX_THREADS, self.devices):
+            raise PlanError(f"threads: 1 to min({MAX_THREADS}, devices), got {self.threads}")
         if self.sample_every < 1:
             raise PlanError(f"sample_every: 1 or more, got {self.sample_every}")
 
     @property
-    def per_connection(self) -> int:
-        """Readings each connection publishes (the total, rounded down to a multiple of connections)."""
-        return int(self.rate_per_s * self.duration_s) // self.connections
+    def per_thread(self) -> int:
+        """Readings each thread publishes (the total, rounded down to a multiple of threads)."""
+        return int(self.rate_per_s * self.duration_s) // self.threads
 
     @property
     def total(self) -> int:
-        return self.per_connection * self.connections
+        return self.per_thread * self.threads
 
-    def devices_of(self, connection: int) -> list[str]:
-        """The device ids one connection publishes for: every ``connections``-th one."""
-        return [f"{self.run_id}-{d:05d}" for d in range(connection, self.devices, self.connections)]
+    @property
+    def device_ids(self) -> list[str]:
+        return [f"{self.run_id}-{d:05d}" for d in range(self.devices)]
+
+    def devices_of(self, thread: int) -> list[int]:
+        """The devices (indexes) one thread publishes for: every ``threads``-th one."""
+        return list(range(thread, self.devices, self.threads))
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -1,6 +1,6 @@
-"""One bounded load run against a deployed environment: N simulated devices publish readings at
-a fixed total rate through the broker's load balancer over TLS (QoS 1, as devices do), then it
-measures what the telemetry hypertable holds.
+"""One bounded load run against a deployed environment: N simulated devices, each its own MQTT
+connection and identity, publish readings at a fixed total rate through the broker's load
+balancer over TLS (QoS 1, as devices do), then it measures what the telemetry hypertable holds.
 
 Figures:
 - ``stored_per_s``: readings stored per second while the load was steady (``stored_at`` of the
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -94,7 +95,9 @@ class _Sampler:
 class LoadReport:
     environment: str
     devices: int
-    connections: int
+    threads: int
+    certificates: bool
+    """Whether the devices logged in with their own certificates (else their class's password)."""
     planned: int
     rate_per_s: float
     sent: int
@@ -122,10 +125,12 @@ class LoadReport:
         return asdict(self)
 
 
-def _connect(env: Deployed, client_id: str) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.username_pw_set(env.device_class, env.device_password)
-    client.tls_set_context(env.tls())
+def _connect(env: Deployed, device_id: str) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
+    login = env.login()
+    if login is not None:
+        client.username_pw_set(*login)
+    client.tls_set_context(env.tls(device_id))
     client.max_inflight_messages_set(INFLIGHT)
     client.max_queued_messages_set(0)
     connected = threading.Event()
@@ -141,8 +146,14 @@ def _connect(env: Deployed, client_id: str) -> mqtt.Client:
     client.loop_start()
     if not connected.wait(CONNECT_TIMEOUT_S) or refused:
         client.loop_stop()
-        raise RuntimeError(f"{client_id}: no CONNACK or refused ({refused}) from {env.broker}")
+        raise RuntimeError(f"{device_id}: no CONNACK or refused ({refused}) from {env.broker}")
     return client
+
+
+def _close(clients: list[mqtt.Client]) -> None:
+    for client in clients:
+        client.disconnect()
+        client.loop_stop()
 
 
 def run_load(
@@ -154,10 +165,26 @@ def run_load(
     cpu_pods: dict[str, str] | None = None,
     progress=lambda _m: None,  # noqa: ANN001
 ) -> LoadReport:
-    """Publish the plan, wait until everything acknowledged is stored (bounded), report."""
+    """Publish the plan, wait until everything acknowledged is stored (bounded), report; the
+    devices' certificates (where they use them) are deleted in any case."""
     plan.check()
-    clients = [_connect(env, f"{plan.run_id}-c{i}") for i in range(plan.connections)]
-    progress(f"{plan.connections} TLS connections to {env.broker[0]}:{env.broker[1]} as {env.device_class}")
+    try:
+        began = time.monotonic()
+        env.prepare_devices(plan.device_ids)
+        with ThreadPoolExecutor(8) as pool:
+            clients = list(pool.map(lambda d: _connect(env, d), plan.device_ids))
+        how = "own certificates" if env.certificates else f"{env.device_class}'s password"
+        progress(f"{plan.devices} devices connected over TLS to {env.broker[0]}:{env.broker[1]} with {how} "
+                 f"in {time.monotonic() - began:.1f}s")  # fmt: skip
+        try:
+            return _publish_and_measure(env, plan, clients, poll_s, drain_timeout_s, cpu_pods, progress)
+        finally:
+            _close(clients)
+    finally:
+        env.retire_devices()
+
+
+def _publish_and_measure(env, plan, clients, poll_s, drain_timeout_s, cpu_pods, progress) -> LoadReport:  # noqa: ANN001, PLR0913
     counters = {"sent": 0, "acked": 0}
     lock = threading.Lock()
     pubacks: list[float] = []
@@ -170,26 +197,27 @@ def run_load(
                 pubacks.append(time.monotonic() - sent)
 
         client.on_publish = on_publish
-    interval = plan.connections / plan.rate_per_s
+    interval = plan.threads / plan.rate_per_s
     started_wall = datetime.now(UTC) - timedelta(seconds=1)
     with env.databases() as databases:
         samplers = {role: _Sampler(info, poll_s) for role, info in databases.items()}
         for sampler in samplers.values():
             sampler.start()
 
-        def publisher(index: int) -> None:
-            client = clients[index]
-            devices = plan.devices_of(index)
-            topics = [env.topic(d) for d in devices]
+        def publisher(thread: int) -> None:
+            devices = plan.devices_of(thread)
+            ids = [plan.device_ids[d] for d in devices]
+            topics = [env.topic(i) for i in ids]
             last_ts: dict[str, datetime] = {}
             infos = []
             start = time.monotonic()
-            for n in range(plan.per_connection):
+            for n in range(plan.per_thread):
                 delay = start + n * interval - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
                 which = n % len(devices)
-                device_id = devices[which]
+                index, device_id = devices[which], ids[which]
+                client = clients[index]
                 now = time.time()
                 ts = datetime.fromtimestamp(now, UTC)
                 if device_id in last_ts and ts <= last_ts[device_id]:
@@ -215,7 +243,7 @@ def run_load(
                 counters["acked"] += acked
 
         cpu = CpuWindow(cpu_pods or {})
-        threads = [threading.Thread(target=publisher, args=(i,), name=f"devices-{i}") for i in range(plan.connections)]
+        threads = [threading.Thread(target=publisher, args=(i,), name=f"devices-{i}") for i in range(plan.threads)]
         began = time.monotonic()
         for thread in threads:
             thread.start()
@@ -223,9 +251,6 @@ def run_load(
             thread.join()
         publish_seconds = time.monotonic() - began
         progress(f"published {counters['sent']} (acknowledged {counters['acked']}) in {publish_seconds:.1f}s")
-        for client in clients:
-            client.disconnect()
-            client.loop_stop()
 
         like = f"{plan.run_id}-%"
         deadline = time.monotonic() + drain_timeout_s
@@ -257,7 +282,8 @@ def run_load(
     report = LoadReport(
         environment=plan.environment,
         devices=plan.devices,
-        connections=plan.connections,
+        threads=plan.threads,
+        certificates=env.certificates,
         planned=plan.total,
         rate_per_s=plan.rate_per_s,
         sent=counters["sent"],

@@ -17,14 +17,14 @@ pytestmark = pytest.mark.unit
     [
         ({"environment": "production"}, "environment"),
         ({"devices": 0}, "devices"),
-        ({"devices": 10_001}, "devices"),
+        ({"devices": 501}, "devices"),
         ({"rate_per_s": 0}, "rate_per_s"),
         ({"rate_per_s": 10_001}, "rate_per_s"),
         ({"duration_s": 0}, "duration_s"),
         ({"duration_s": 301}, "duration_s"),
-        ({"connections": 0}, "connections"),
-        ({"connections": 65, "devices": 100}, "connections"),
-        ({"connections": 5, "devices": 4}, "connections"),
+        ({"threads": 0}, "threads"),
+        ({"threads": 65, "devices": 100}, "threads"),
+        ({"threads": 5, "devices": 4}, "threads"),
         ({"sample_every": 0}, "sample_every"),
     ],
 )
@@ -34,13 +34,13 @@ def test_a_plan_outside_the_bounds_is_refused_naming_the_field(overrides: dict, 
         plan.check()
 
 
-def test_a_plan_inside_the_bounds_spreads_every_device_over_the_connections_once():
-    plan = LoadPlan("staging", devices=10, rate_per_s=2000, duration_s=30, connections=4, run_id="r")
+def test_a_plan_inside_the_bounds_spreads_every_device_over_the_threads_once():
+    plan = LoadPlan("staging", devices=10, rate_per_s=2000, duration_s=30, threads=4, run_id="r")
     plan.check()
-    assert plan.total == 60_000 and plan.per_connection == 15_000
-    spread = [d for c in range(4) for d in plan.devices_of(c)]
-    assert sorted(spread) == [f"r-{d:05d}" for d in range(10)]
-    assert plan.devices_of(1) == ["r-00001", "r-00005", "r-00009"]
+    assert plan.total == 60_000 and plan.per_thread == 15_000
+    assert sorted(d for t in range(4) for d in plan.devices_of(t)) == list(range(10))
+    assert plan.devices_of(1) == [1, 5, 9]
+    assert plan.device_ids[9] == "r-00009" and len(set(plan.device_ids)) == 10
 
 
 def test_percentiles_are_nearest_rank():
