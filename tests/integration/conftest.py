@@ -130,4 +130,4 @@ def dev_on_monaco(tmp_path_factory, tools: Tools, clusters: LocalClusters):
         project.pulumi("up", "--yes", "--skip-preview", "--stack", "dev")
         yield project
     finally:
-        project.pulumi("destroy", "--yes", "--skip-preview", "--stack", "dev", check=False)
+        project.destroy("dev")

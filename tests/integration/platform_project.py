@@ -107,6 +107,22 @@ class PlatformProject:
         pairs = [f"{CONFIG_NAMESPACE}:{k}={v}" for k, v in secrets.items()]
         self.pulumi("config", "set-all", "--stack", environment, *[x for p in pairs for x in ("--secret", p)])
 
+    def destroy(self, environment: str, unprotect: bool = False) -> None:
+        """Destroys the stack and checks it: a teardown that fails quietly leaves the clusters
+        dirty for the next run, so here it fails the test. Tried twice (a transient API error
+        mid-destroy is no reason to leave things behind); then the namespace must be gone."""
+        listed = json.loads(self.pulumi("stack", "ls", "--json").stdout)
+        if any(stack["name"].split("/")[-1] == environment for stack in listed):
+            if unprotect:
+                self.pulumi("state", "unprotect", "--all", "--yes", "--stack", environment, check=False)
+            args = ("destroy", "--yes", "--skip-preview", "--stack", environment)
+            if self.pulumi(*args, check=False).returncode != 0:
+                self.pulumi(*args)
+        cluster = yaml.safe_load((self.root / "environments" / f"{environment}.yaml").read_text())["cluster"]
+        namespace = f"{self.name}-{environment}"
+        left = self.tools.run("kubectl", "--context", cluster, "get", "namespace", namespace, check=False)
+        assert left.returncode != 0, f"{namespace} is still on {cluster} after destroying stack {environment}"
+
     def set_cluster(self, environment: str, cluster: str) -> None:
         """The one-line change that moves an environment to another cluster."""
         path = self.root / "environments" / f"{environment}.yaml"

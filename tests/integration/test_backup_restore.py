@@ -53,7 +53,7 @@ def deployed(tmp_path_factory, tools, clusters):
         project.pulumi("up", "--yes", "--skip-preview", "--stack", ENVIRONMENT)
         yield project
     finally:
-        project.pulumi("destroy", "--yes", "--skip-preview", "--stack", ENVIRONMENT, check=False)
+        project.destroy(ENVIRONMENT)
 
 
 @pytest.fixture(scope="module")

@@ -143,8 +143,7 @@ def scratch(tmp_path_factory, tools, clusters):
     yield s
     for environment in ("production", "staging", "dev"):
         # production's stateful resources are protected (policy protect-production-state).
-        project.pulumi("state", "unprotect", "--all", "--yes", "--stack", environment, check=False)
-        project.pulumi("destroy", "--yes", "--skip-preview", "--stack", environment, check=False)
+        project.destroy(environment, unprotect=True)
     tools.run(
         "kubectl",
         "--context",

@@ -61,8 +61,7 @@ def project(tmp_path_factory, tools, clusters):
     yield proj
     # Whatever happened, leave the clusters clean for the next test run.
     for environment in proj.stacks:
-        proj.pulumi("state", "unprotect", "--all", "--yes", "--stack", environment, check=False)
-        proj.pulumi("destroy", "--yes", "--skip-preview", "--stack", environment, check=False)
+        proj.destroy(environment, unprotect=True)
 
 
 def test_staging_on_dusseldorf_then_production_on_monaco(project, tools):
