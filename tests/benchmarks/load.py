@@ -134,8 +134,9 @@ def render_load(load: Mapping | None) -> list[str]:
         f"`python -m tests.benchmarks.run --only-load`, against {load['where']}: "
         f"{load['devices']} simulated devices, each its own MQTT connection and identity (as "
         "`smartnation verify` connects), publish at QoS 1 over TLS through the broker's load balancer, "
-        "30 s a step; figures read back from the telemetry database as "
-        "open-data-api's role. Latency is from the device's publish to the reading being visible (sampled "
+        "30 s a step; figures read back from the telemetry database "
+        "(as its superuser, through a port-forward: the one role admitted on the Pod's loopback). "
+        "Latency is from the device's publish to the reading being visible (sampled "
         "every 10th reading, polled every 50 ms through a port-forward): on the primary, and on the read "
         "replica open-data-api reads. Goal (issue 9): "
         f"{GOAL_RATE:,} readings/s sustained with p99 under {GOAL_P99_MS / 1000:g} s.",

@@ -25,10 +25,11 @@ from smartnation.cli import verify
 from smartnation.cli.kubectl import Kubectl, pod_ready
 from smartnation.cli.verify_checks import VerifyContext, tls_context
 from smartnation.cli.workspace import select
-from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, database_role_password
+from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, DATABASE_SUPERUSER_PASSWORD
 
-READER_ROLE = "open_data"
-"""The role open-data-api reads the telemetry with: read-only, what a citizen's request sees."""
+READER_ROLE = "postgres"
+"""Who reads the figures back: the superuser, the one role the database admits on a Pod's loopback,
+where `kubectl port-forward` arrives (daemon_config/postgres.py); its queries only read."""
 TELEMETRY_DATABASE = "telemetry"
 DATABASE_PORT = 5432
 COMPONENT_LABEL = "app.kubernetes.io/component"
@@ -113,13 +114,15 @@ class Deployed:
                     "user": READER_ROLE,
                     "password": self.reader_password,
                     "connect_timeout": 10,
+                    # Loopback is admitted without TLS only (a TLS close drops the port-forward's tunnel).
+                    "sslmode": "disable",
                 }
             yield conninfo
 
 
 def open_environment(environment: str) -> Deployed:
     """The environment from its stack (`smartnation verify`'s context: target, device plan,
-    class passwords) plus the reader role's database password."""
+    identities) plus the database superuser's password, to read the figures back."""
     args = argparse.Namespace(
         environment=environment,
         subscriber_class=verify.DEFAULT_SUBSCRIBER_CLASS,
@@ -128,7 +131,7 @@ def open_environment(environment: str) -> Deployed:
     )
     ctx = verify.build_context(args)
     stack, _settings = select(environment, create=False)
-    key = f"{CONFIG_NAMESPACE}:{database_role_password(READER_ROLE)}"
+    key = f"{CONFIG_NAMESPACE}:{DATABASE_SUPERUSER_PASSWORD}"
     config = stack.get_all_config()
     if key not in config:
         raise RuntimeError(f"environments/stacks/Pulumi.{environment}.yaml: config.{key}: missing secret")

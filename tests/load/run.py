@@ -6,7 +6,7 @@ Figures:
 - ``stored_per_s``: readings stored per second while the load was steady (``stored_at`` of the
   run's rows, start-up and drain trimmed, plan.sustained_rate);
 - ``visible`` latency: for every ``sample_every``-th reading, from the device's publish until a
-  poll of the database (as open-data-api's role) sees the row: on the primary, and on the read
+  poll of the database (read-only queries) sees the row: on the primary, and on the read
   replica open-data-api reads where the environment has one (poll interval ``poll_s``, which
   bounds the figure's precision; each poll crosses a kubectl port-forward);
 - ``stored`` latency for every reading: the ingest's transaction start (``stored_at``) minus the
