@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from smartnation.program.components.database import reload_hba_script
 from smartnation.program.daemon_config.postgres import (
     MANAGED_COMMENT,
     Grant,
@@ -193,9 +194,12 @@ def test_nothing_but_the_superuser_on_loopback_from_outside_the_pod_network(serv
     try:
         refused(server.tcp("telemetry_writer", password_of("telemetry_writer"), "telemetry"), "pg_hba.conf rejects")
         refused(server.replication("replicator", REPLICATION_PASSWORD), "pg_hba.conf rejects")
-        # Loopback is the Pod's own (probe, kubectl port-forward): the superuser only, with its password.
-        assert ok(server.tcp("postgres", SUPERUSER_PASSWORD, "postgres")) == "postgres"
-        refused(server.tcp("postgres", "wrong", "postgres"), "password authentication failed")
+        # Loopback is the Pod's own (probe, kubectl port-forward): the superuser only, with its
+        # password, without TLS (libpq's default, prefer, falls back to it).
+        ssl = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        assert ok(server.tcp("postgres", SUPERUSER_PASSWORD, "postgres", ssl, sslmode="prefer")) == "f"
+        refused(server.tcp("postgres", SUPERUSER_PASSWORD, "postgres", sslmode="require"), "pg_hba.conf rejects")
+        refused(server.tcp("postgres", "wrong", "postgres", sslmode="prefer"), "password authentication failed")
     finally:
         server.use_hba(["127.0.0.0/8"])
 
@@ -206,6 +210,35 @@ def test_replication_only_for_the_replication_role(server: Server) -> None:
     refused(server.replication("telemetry_admin", password_of("telemetry_admin")), "pg_hba.conf rejects replication")
     # The replication role reaches no database.
     refused(server.tcp("replicator", REPLICATION_PASSWORD, "telemetry"), "pg_hba.conf rejects")
+
+
+def test_the_setup_jobs_reload_step_makes_the_server_read_a_changed_file(server: Server) -> None:
+    server.use_hba(["127.0.0.0/8"])
+    writer = ("telemetry_writer", password_of("telemetry_writer"), "telemetry")
+    assert ok(server.tcp(*writer)) == "telemetry_writer"
+    # The kubelet swaps the mounted file; the server keeps its rules until told.
+    closed = render_pg_hba(
+        PG_DATABASES,
+        PG_ROLES,
+        PG_GRANTS,
+        superuser="postgres",
+        replication_user="replicator",
+        pod_networks=["10.214.0.0/16"],
+        tls=True,
+    )
+    try:
+        path = server.cluster.datadir / "pg_hba.conf"
+        path.write_text(closed)
+        assert ok(server.tcp(*writer)) == "telemetry_writer"
+        script = server.cluster.workdir / "reload-hba.sh"
+        script.write_text(reload_hba_script(closed))
+        env = server.cluster.admin_env() | {"PGPASSWORD": SUPERUSER_PASSWORD}
+        reload = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=120)
+        assert reload.returncode == 0, reload.stderr
+        assert "pg_hba.conf reloaded" in reload.stdout
+        refused(server.tcp(*writer), "pg_hba.conf rejects")
+    finally:
+        server.use_hba(["127.0.0.0/8"])
 
 
 # --------------------------------------------------------------------------- retiring roles

@@ -7,6 +7,7 @@ that read it must change (an annotation with a one-way digest), and no others.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pulumi
@@ -154,3 +155,19 @@ def test_the_servers_pg_hba_admits_no_role_from_everywhere(baseline: BuiltStack)
         address = rule[3]
         assert address in networks or address in {"127.0.0.1/32", "::1/128"}, rule
         assert kind == "hostssl" or rule[2] == database.SUPERUSER, rule
+
+
+def test_the_setup_job_has_the_primary_reload_the_pg_hba_it_mounts(baseline: BuiltStack) -> None:
+    """A role added later is admitted without a restart: the setup Job waits for the mounted file
+    to be the program's (by digest), then reloads; a new pg_hba renames (so re-runs) the Job and
+    rolls the replicas."""
+    (config,) = [r for r in baseline.of_type(CONFIGMAP) if r.plain["metadata"]["name"].endswith("database-config")]
+    hba = config.plain["data"]["pg_hba.conf"]
+    (init,) = [r for r in baseline.of_type(CONFIGMAP) if r.plain["metadata"]["name"].endswith("database-init")]
+    script = init.plain["data"]["reload-hba.sh"]
+    assert f"expected={hashlib.sha256(hba.encode()).hexdigest()}" in script
+    assert "pg_reload_conf()" in script
+    (job,) = [r for r in baseline.of_type("kubernetes:batch/v1:Job") if "database" in r.name]
+    (container,) = job.plain["spec"]["template"]["spec"]["containers"]
+    assert container["command"][-1].endswith("sh /init/reload-hba.sh")
+    assert replica_annotations(baseline)[database.PG_HBA_HASH] == hashlib.sha256(hba.encode()).hexdigest()

@@ -111,8 +111,8 @@ class Database(pulumi.ComponentResource):
         credentials = _credentials(children, scripts.roles)
         primary_host, replicas_host = _services(children)
         tls = _certificate(children, [primary_host, replicas_host])
-        primary = _servers(children, args, config.metadata.name, credentials, primary_host, tls)
-        _setup(children, args, scripts, credentials, primary_host, after=primary)
+        primary = _servers(children, args, config.metadata.name, credentials, primary_host, tls, sha256(hba))
+        _setup(children, args, scripts, credentials, primary_host, hba, after=primary)
         _backup(children, args, credentials.secret, primary_host)
 
         self.primary_host = pulumi.Output.from_input(primary_host)
@@ -240,6 +240,9 @@ def _certificate(children: Children, hosts: list[str]) -> k8s.apiextensions.Cust
 REPLICATION_PASSWORD_HASH = "smartnation.mc/replication-password-sha256"
 """Replica pod-template annotation: a digest of the replication password they log in with, so a
 new password rolls them (a running walreceiver keeps the one it started with)."""
+PG_HBA_HASH = "smartnation.mc/pg-hba-sha256"
+"""Replica pod-template annotation: a new pg_hba.conf rolls the replicas (the primary reloads it
+instead: the setup Job waits for the file to reach the Pod, then calls pg_reload_conf)."""
 
 
 def _servers(
@@ -249,6 +252,7 @@ def _servers(
     credentials: _Credentials,
     primary_host: str,
     tls: pulumi.Resource,
+    hba_digest: str,
 ) -> k8s.apps.v1.StatefulSet:
     """The primary, and the streaming replicas cloned from it when the settings ask for any;
     returns the primary. Both run the same server; a replica also streams from the primary."""
@@ -286,7 +290,8 @@ def _servers(
             pod=children.pod_spec(POSTGRES_UID, containers=[replica], volumes=volumes, init_containers=[clone]),
             claims=[children.data_claim(settings.storage_size)],
             pod_annotations={
-                REPLICATION_PASSWORD_HASH: secret_digest([credentials.replication_password], lambda v: sha256(v[0]))
+                REPLICATION_PASSWORD_HASH: secret_digest([credentials.replication_password], lambda v: sha256(v[0])),
+                PG_HBA_HASH: hba_digest,
             },
             depends_on=[primary],
         )
@@ -379,18 +384,25 @@ def _setup(
     scripts: _Scripts,
     credentials: _Credentials,
     primary_host: str,
+    hba: str,
     after: pulumi.Resource,
 ) -> None:
-    """Roles, databases and grants: a Job that converges them, renamed (so re-run) whenever the
-    scripts, the image or a password changes."""
+    """Roles, databases and grants: a Job that converges them, then has the primary reload its
+    pg_hba.conf; renamed (so re-run) whenever the scripts, pg_hba, the image or a password changes."""
+    reload_hba = reload_hba_script(hba)
     init = children.config_map(
         "init",
-        {"init.sql": scripts.init_sql, "init.sh": scripts.init_sh, "replication.sql": REPLICATION_SQL},
+        {
+            "init.sql": scripts.init_sql,
+            "init.sh": scripts.init_sh,
+            "replication.sql": REPLICATION_SQL,
+            "reload-hba.sh": reload_hba,
+        },
         naming.SETUP,
     )
     image = pods.image(args.placement.cluster, args.release)
     # The image is part of the name too: a Job's pod template is immutable.
-    script_digest = sha256(image + scripts.init_sql + scripts.init_sh + REPLICATION_SQL)
+    script_digest = sha256(image + scripts.init_sql + scripts.init_sh + REPLICATION_SQL + reload_hba)
     digest = secret_digest(
         credentials.passwords,
         lambda passwords: sha256(script_digest + sha256("\0".join(passwords))),
@@ -398,7 +410,8 @@ def _setup(
     command = (
         f'until pg_isready -q -h "$PGHOST" -p {PORT}; do echo "waiting for postgres"; sleep 2; done; '
         f"sh {_INIT_DIR}/init.sh && "
-        f'psql -X -v ON_ERROR_STOP=1 -v replication_password="$REPLICATION_PASSWORD" -f {_INIT_DIR}/replication.sql'
+        f'psql -X -v ON_ERROR_STOP=1 -v replication_password="$REPLICATION_PASSWORD" -f {_INIT_DIR}/replication.sql && '
+        f"sh {_INIT_DIR}/reload-hba.sh"
     )
     children.setup_job(
         "setup",
@@ -419,6 +432,41 @@ def _setup(
         mount_path=_INIT_DIR,
         depends_on=[after],
         delete_before_replace=False,
+    )
+
+
+HBA_WAIT_TRIES = 60
+"""Tries, 5 s apart, of the wait for a changed pg_hba.conf to reach the primary's Pod (the kubelet
+refreshes mounted ConfigMaps within about a minute)."""
+HBA_ERRORS_SQL = "SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL"
+HBA_DIGEST_SQL = "SELECT encode(sha256(convert_to(pg_read_file(current_setting('hba_file')), 'UTF8')), 'hex')"
+
+
+def reload_hba_script(hba: str) -> str:
+    """The setup Job's last step (dash, as the superuser): wait until the primary reads ``hba`` from
+    its mounted file, then reload; a role added to the settings is admitted without a restart and
+    a removed one no longer is. Fails if the file never arrives or holds a line the server rejects."""
+    return (
+        "\n".join(
+            [
+                "set -eu",
+                f"expected={sha256(hba)}",
+                "tries=0",
+                f'until [ "$(psql -X -At -v ON_ERROR_STOP=1 -c "{HBA_DIGEST_SQL}")" = "$expected" ]; do',
+                "    tries=$((tries + 1))",
+                f'    if [ "$tries" -ge {HBA_WAIT_TRIES} ]; then',
+                f'        echo "pg_hba.conf on the primary is not the program\'s after {HBA_WAIT_TRIES * 5} s" >&2',
+                "        exit 1",
+                "    fi",
+                '    echo "waiting for the new pg_hba.conf to reach the primary"; sleep 5',
+                "done",
+                'psql -X -At -v ON_ERROR_STOP=1 -c "SELECT pg_reload_conf()" > /dev/null',
+                f'errors=$(psql -X -At -v ON_ERROR_STOP=1 -c "{HBA_ERRORS_SQL}")',
+                'if [ "$errors" != 0 ]; then echo "pg_hba.conf: $errors line(s) the server rejects" >&2; exit 1; fi',
+                'echo "pg_hba.conf reloaded"',
+            ]
+        )
+        + "\n"
     )
 
 
