@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -88,23 +89,28 @@ class ScopeFigures:
     survived: int = 0
     no_tests: int = 0
     timeouts: int = 0
+    not_checked: int = 0
     other: int = 0
 
     @property
+    def checked(self) -> int:
+        return self.mutants - self.not_checked
+
+    @property
     def surviving_percent(self) -> float:
-        """Mutants no test caught (survived or reached by no unit test), in % of all."""
-        return round(100 * (self.survived + self.no_tests) / self.mutants, 1) if self.mutants else 0.0
+        """Mutants no test caught (survived or reached by no unit test), in % of those checked."""
+        return round(100 * (self.survived + self.no_tests) / self.checked, 1) if self.checked else 0.0
 
     def as_dict(self) -> dict[str, float | int]:
-        return {**self.__dict__, "surviving_percent": self.surviving_percent}
+        return {**self.__dict__, "checked": self.checked, "surviving_percent": self.surviving_percent}
 
 
 def scratch_dir(scope: str) -> Path:
     return cache_root() / "mutation" / scope
 
 
-def lay_out(work: Path, scopes: list[str], commit: str | None) -> None:
-    """A fresh scratch tree: the packages at its top, our pyproject with the mutmut section.
+def lay_out(work: Path, commit: str | None) -> None:
+    """A fresh scratch tree: the packages at its top, and our pyproject.
 
     From the working tree, or with ``commit`` from that commit alone (what others are editing
     in a shared checkout then stays out of the figures).
@@ -130,32 +136,35 @@ def lay_out(work: Path, scopes: list[str], commit: str | None) -> None:
             shutil.copytree(src, work / target, ignore=IGNORED)
         else:
             shutil.copy2(src, work / target)
+    shutil.copy2(source_root / "pyproject.toml", work / "pyproject.toml")
     # smartnation.paths.REPO is the scratch tree: what reads the code from <repo>/infra (the
     # redacted preview's renderer) gets the mutated package.
     (work / "infra").mkdir()
     (work / "infra" / "smartnation").symlink_to(Path("..") / "mutants" / "smartnation")
-    source_paths = [path for scope in scopes for path in SCOPES[scope]]
-    tests = sorted(
-        {
-            p.relative_to(work).as_posix()
-            for scope in scopes
-            for g in SCOPE_TESTS[scope]
-            for p in (work / "tests" / "unit").glob(g)
-        }
+
+
+def scope_tests(work: Path, scope: str) -> list[str]:
+    return sorted(
+        {p.relative_to(work).as_posix() for g in SCOPE_TESTS[scope] for p in (work / "tests" / "unit").glob(g)}
     )
+
+
+def write_mutmut_config(work: Path, scopes: list[str], selection: list[str]) -> None:
+    """Our pyproject with a [tool.mutmut] section for ``scopes`` and that test selection."""
+    source_paths = [path for scope in scopes for path in SCOPES[scope]]
     mutmut = [
         "",
         "[tool.mutmut]",
         f"source_paths = {json.dumps(source_paths)}",
         # The whole packages, not only the mutated files: the tests import the rest from mutants/.
         f"also_copy = {json.dumps([t for t in LAYOUT if t != 'tests'])}",
-        f"pytest_add_cli_args_test_selection = {json.dumps([*tests, '-m', 'unit'])}",
+        f"pytest_add_cli_args_test_selection = {json.dumps(selection)}",
         # No .pytest_cache in the scratch tree; mutmut reads exit codes only.
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "--no-header"]',
         "",
     ]
-    text = (source_root / "pyproject.toml").read_text()
-    (work / "pyproject.toml").write_text(text + "\n".join(mutmut))
+    project = work / "pyproject.toml"
+    project.write_text(project.read_text() + "\n".join(mutmut))
 
 
 def figures(work: Path) -> dict[str, ScopeFigures]:
@@ -184,16 +193,18 @@ def figures(work: Path) -> dict[str, ScopeFigures]:
                 f.no_tests += 1
             elif status == "timeout":
                 f.timeouts += 1
+            elif status == "not checked":
+                f.not_checked += 1
             else:
                 f.other += 1
     return {scope: f for scope, f in result.items() if f.mutants}
 
 
 def print_table(per_scope: dict[str, ScopeFigures]) -> None:
-    header = ("mutants", "killed", "survived", "no tests", "timeouts", "surviving %")
+    header = ("mutants", "checked", "killed", "survived", "no tests", "timeouts", "surviving %")
     print(f"{'scope':<12}" + "".join(f"{h:>{len(h) + 2}}" for h in header))
     for scope, f in per_scope.items():
-        row = (f.mutants, f.killed, f.survived, f.no_tests, f.timeouts, f"{f.surviving_percent}%")
+        row = (f.mutants, f.checked, f.killed, f.survived, f.no_tests, f.timeouts, f"{f.surviving_percent}%")
         print(f"{scope:<12}" + "".join(f"{v!s:>{len(h) + 2}}" for v, h in zip(row, header, strict=True)))
 
 
@@ -209,22 +220,70 @@ def survivors(work: Path) -> list[str]:
     return names
 
 
-def run_scope(scope: str, workers: int, commit: str | None) -> int:
-    """mutmut over one scope in its own scratch tree (so each scope keeps its results)."""
+def failing_before(work: Path, tests: list[str]) -> list[str]:
+    """The selected tests that fail on the unmutated code: mutmut needs a green start, and a test
+    someone is changing in a shared checkout must not stop the run (they are named, not hidden)."""
+    proc = subprocess.run(
+        [
+            "nice",
+            "-n",
+            "10",
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rf",
+            *tests,
+            "-m",
+            "unit",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("FAILED ")]
+
+
+def run_scope(scope: str, workers: int, commit: str | None, minutes: float | None) -> tuple[int, list[str]]:
+    """mutmut over one scope in its own scratch tree (so each scope keeps its results).
+
+    With ``minutes``, mutmut is interrupted after that long (it keeps what it checked: the
+    figures then count the checked mutants, fastest first, and say how many were not)."""
     work = scratch_dir(scope)
-    lay_out(work, [scope], commit)
+    lay_out(work, commit)
+    tests = scope_tests(work, scope)
+    failing = failing_before(work, tests)
+    for test in failing:
+        print(f"mutation: {scope}: left out, fails before any mutation: {test}", flush=True)
+    write_mutmut_config(work, [scope], [*tests, "-m", "unit", *(f"--deselect={t}" for t in failing)])
     mutmut = Path(sys.executable).with_name("mutmut")
     # nice: the clusters and other work share the two cores.
     command = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(workers)]
     print(f"mutation: {' '.join(command)} in {work}", flush=True)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    code = subprocess.run(command, cwd=work, env=env, check=False).returncode
+    proc = subprocess.Popen(command, cwd=work, env=env)
+    try:
+        code = proc.wait(timeout=minutes * 60 if minutes else None)
+    except subprocess.TimeoutExpired:
+        print(f"mutation: {scope}: {minutes} minutes are up, stopping mutmut (it keeps what it checked)", flush=True)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        code = 0
     if code != 0:
         print(f"mutation: mutmut exited {code} for {scope}", file=sys.stderr)
-    return code
+    return code, failing
 
 
-def record(scope: str, f: ScopeFigures, started: float, duration: float, workers: int, commit: str | None) -> None:
+def record(
+    scope: str, f: ScopeFigures, started: float, duration: float, args: argparse.Namespace, failing: list[str]
+) -> None:
     """Keep the figures in tests/benchmarks/mutation.json (scope -> last run), for BENCHMARKS.md."""
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     tests = " ".join(f"tests/unit/{g}" for g in SCOPE_TESTS[scope])
@@ -234,7 +293,10 @@ def record(scope: str, f: ScopeFigures, started: float, duration: float, workers
         "duration_s": round(duration),
         "code": " ".join(SCOPES[scope]),
         "tests": f"{tests} -m unit",
-        "run": f"mutmut 3.8.1, {workers} workers, nice 10" + (f", commit {commit}" if commit else ""),
+        "run": f"mutmut 3.8.1, {args.workers} workers, nice 10"
+        + (f", commit {args.commit}" if args.commit else "")
+        + (f", stopped after {args.minutes} min" if args.minutes else ""),
+        "left_out_failing_before": failing,
     }
     previous["command"] = "make mutation [SCOPE=settings|policy|promotion|components]"
     RESULTS.write_text(json.dumps(previous, indent=2, sort_keys=True) + "\n")
@@ -245,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scope", action="append", choices=sorted(SCOPES), help="default: every scope")
     parser.add_argument("--workers", type=int, default=2, help="mutmut's --max-children (the machine has 2 cores)")
     parser.add_argument("--commit", help="mutate and test this commit (git archive), not the working tree")
+    parser.add_argument("--minutes", type=float, help="stop each scope's mutmut after this long")
     parser.add_argument("--report-only", action="store_true", help="the figures of the last runs, nothing run")
     parser.add_argument("--no-record", action="store_true", help=f"do not write {RESULTS.relative_to(REPO)}")
     args = parser.parse_args(argv)
@@ -252,9 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, ScopeFigures] = {}
     for scope in args.scope or list(SCOPES):
         started = time.time()
-        if not args.report_only and run_scope(scope, args.workers, args.commit) != 0:
-            failed += 1
-            continue
+        failing: list[str] = []
+        if not args.report_only:
+            code, failing = run_scope(scope, args.workers, args.commit, args.minutes)
+            if code != 0:
+                failed += 1
+                continue
         duration = time.time() - started
         f = figures(scratch_dir(scope)).get(scope)
         if f is None:
@@ -263,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         results[scope] = f
         if not args.report_only and not args.no_record:
-            record(scope, f, started, duration, args.workers, args.commit)
+            record(scope, f, started, duration, args, failing)
         left = survivors(scratch_dir(scope))
         print(f"{scope}: {len(left)} mutants not caught; see one with: cd {scratch_dir(scope)} && mutmut show NAME")
         for name in left:
