@@ -30,6 +30,7 @@ from smartnation.tooling.local_clusters.lifecycle import LocalClusters
 from smartnation.tooling.toolchain.cache import layout
 from smartnation.tooling.toolchain.env import exports
 from tests.benchmarks.load import bench_load, render_load
+from tests.benchmarks.mutation_figures import read_mutation, render_mutation
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "BENCHMARKS.json"
@@ -464,6 +465,8 @@ def main() -> int:
             "real": bench_real(env, work),
             # Measured against a deployed environment (`make up`'s staging): --only-load.
             "load": previous.get("load"),
+            # Written by `make mutation` (tests/tools/mutation.py), kept here as it is.
+            "mutation": read_mutation(),
         }
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     (REPO / "BENCHMARKS.md").write_text(render(results))
@@ -542,6 +545,8 @@ def render(r: dict) -> str:
         *render_real(r.get("real")),
         "",
         *render_load(r.get("load")),
+        "",
+        *render_mutation(read_mutation() or r.get("mutation")),
         "",
         "### Where the time goes",
         "",

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smartnation.paths import REPO, cache_root
+from tests.benchmarks.mutation_figures import MUTATION_RESULTS, read_mutation
 
 # The scopes of issue 12: each a list of paths in the scratch tree (files or package folders).
 SCOPES: dict[str, list[str]] = {
@@ -79,7 +80,6 @@ LAYOUT: dict[str, str] = {
     "Pulumi.yaml": "Pulumi.yaml",
 }
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "stacks", ".hypothesis")
-RESULTS = REPO / "tests" / "benchmarks" / "mutation.json"
 
 
 @dataclass
@@ -284,22 +284,34 @@ def run_scope(scope: str, workers: int, commit: str | None, minutes: float | Non
 def record(
     scope: str, f: ScopeFigures, started: float, duration: float, args: argparse.Namespace, failing: list[str]
 ) -> None:
-    """Keep the figures in tests/benchmarks/mutation.json (scope -> last run), for BENCHMARKS.md."""
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    """Append this run to tests/benchmarks/mutation.json and refresh BENCHMARKS.json and .md."""
+    results = read_mutation() or {}
     tests = " ".join(f"tests/unit/{g}" for g in SCOPE_TESTS[scope])
-    previous.setdefault("scopes", {})[scope] = {
-        **f.as_dict(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
-        "duration_s": round(duration),
-        "code": " ".join(SCOPES[scope]),
-        "tests": f"{tests} -m unit",
-        "run": f"mutmut 3.8.1, {args.workers} workers, nice 10"
-        + (f", commit {args.commit}" if args.commit else "")
-        + (f", stopped after {args.minutes} min" if args.minutes else ""),
-        "left_out_failing_before": failing,
-    }
-    previous["command"] = "make mutation [SCOPE=settings|policy|promotion|components]"
-    RESULTS.write_text(json.dumps(previous, indent=2, sort_keys=True) + "\n")
+    results.setdefault("runs", []).append(
+        {
+            **f.as_dict(),
+            "scope": scope,
+            "label": args.label,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
+            "duration_s": round(duration),
+            "code": " ".join(SCOPES[scope]),
+            "tests": f"{tests} -m unit",
+            "run": f"mutmut 3.8.1, {args.workers} workers, nice 10"
+            + (f", commit {args.commit}" if args.commit else "")
+            + (f", stopped after {args.minutes:g} min" if args.minutes else ""),
+            "left_out_failing_before": failing,
+        }
+    )
+    results["command"] = "make mutation [SCOPE=settings|policy|promotion|components]"
+    MUTATION_RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    benchmarks = REPO / "BENCHMARKS.json"
+    if benchmarks.exists():
+        from tests.benchmarks.run import render
+
+        # Read just before writing: other measurements may have landed while this ran.
+        all_results = {**json.loads(benchmarks.read_text()), "mutation": results}
+        benchmarks.write_text(json.dumps(all_results, indent=2, sort_keys=True) + "\n")
+        (REPO / "BENCHMARKS.md").write_text(render(all_results))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,7 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit", help="mutate and test this commit (git archive), not the working tree")
     parser.add_argument("--minutes", type=float, help="stop each scope's mutmut after this long")
     parser.add_argument("--report-only", action="store_true", help="the figures of the last runs, nothing run")
-    parser.add_argument("--no-record", action="store_true", help=f"do not write {RESULTS.relative_to(REPO)}")
+    parser.add_argument(
+        "--no-record",
+        action="store_true",
+        help="do not record the figures (tests/benchmarks/mutation.json, BENCHMARKS.*)",
+    )
+    parser.add_argument("--label", default="", help="what this run is, in BENCHMARKS.md (e.g. before, after)")
     args = parser.parse_args(argv)
     failed = 0
     results: dict[str, ScopeFigures] = {}
