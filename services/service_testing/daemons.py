@@ -33,6 +33,7 @@ from smartnation.program.components.object_storage import policy_document, setup
 from smartnation.program.daemon_config.mosquitto import (
     DeviceClass,
     render_acl_file,
+    render_device_acl_file,
     render_mosquitto_conf,
     render_password_file,
 )
@@ -101,10 +102,17 @@ def start_brokers(count: int = 2) -> Brokers:
     group = run_as.gid if os.geteuid() == 0 else None
     workdir = cd.make_workdir("smartnation-svc-mosquitto-")
     cafile, certfile, keyfile = cd.make_tls_material(workdir, group)
-    password_file, acl_file = workdir / "passwd", workdir / "acl"
+    password_file, acl_file, device_acl_file = workdir / "passwd", workdir / "acl", workdir / "device-acl"
     password_file.write_text(render_password_file(passwords))
+    # The services' tests run devices on the plain listener with a password per class (a
+    # stand-in: deployed devices have their own certificates on the TLS listener).
     acl_file.write_text(render_acl_file(classes))
-    for path in (password_file, acl_file):
+    device_acl_file.write_text(
+        render_device_acl_file(
+            [c for c, s in zip(classes, settings.broker.device_classes, strict=True) if not s.internal]
+        )
+    )
+    for path in (password_file, acl_file, device_acl_file):
         path.chmod(0o640)
         if group is not None:
             os.chown(path, 0, group)
@@ -120,7 +128,7 @@ def start_brokers(count: int = 2) -> Brokers:
                 render_mosquitto_conf(
                     plain_port=plain, tls_port=tls, certfile=str(certfile), keyfile=str(keyfile),
                     cafile=str(cafile), password_file=str(password_file), acl_file=str(acl_file),
-                    persistence_dir=str(data), bind_address="127.0.0.1",
+                    device_acl_file=str(device_acl_file), persistence_dir=str(data), bind_address="127.0.0.1",
                 )
             )  # fmt: skip
             log = workdir / f"mosquitto-{index}.log"

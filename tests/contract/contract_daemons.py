@@ -26,6 +26,7 @@ import pytest
 from smartnation.program.daemon_config.mosquitto import (
     DeviceClass,
     render_acl_file,
+    render_device_acl_file,
     render_mosquitto_conf,
     render_password_file,
 )
@@ -130,8 +131,10 @@ def make_workdir(prefix: str) -> Path:
 # --------------------------------------------------------------------------- mosquitto
 
 # What a deployment would configure: devices publish telemetry on their own subtree and
-# receive commands; the ingester reads all telemetry. Passwords are throwaway.
-MQTT_CLASSES = (
+# receive commands, each with its own client certificate on the TLS listener; the internal
+# clients (ingest reads all telemetry, registry sends commands) log in with passwords on the
+# plain listener. Passwords are throwaway.
+MQTT_DEVICE_CLASSES = (
     DeviceClass(
         name="parking-sensor",
         username="parking",
@@ -144,14 +147,12 @@ MQTT_CLASSES = (
         publish=("city/air/+/telemetry",),
         subscribe=(),
     ),
-    DeviceClass(
-        name="telemetry-ingest",
-        username="ingest",
-        publish=("city/parking/+/commands",),
-        subscribe=("city/+/+/telemetry",),
-    ),
 )
-MQTT_PASSWORDS = {"parking": "parking-pw-1", "airq": "air:quality pw 2", "ingest": "ingest-pw-3"}
+MQTT_INTERNAL_CLASSES = (
+    DeviceClass(name="telemetry-ingest", username="ingest", publish=(), subscribe=("city/+/+/telemetry",)),
+    DeviceClass(name="device-registry", username="registry", publish=("city/+/+/commands",), subscribe=()),
+)
+MQTT_PASSWORDS = {"ingest": "ingest-pw-3", "registry": "registry:pw 4"}
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,12 @@ class Broker:
     password_file: Path
     log: Path
     run_as: RunAs
+
+    def device_certificate(self, device_id: str) -> tuple[Path, Path]:
+        """(certificate, key) of a device: signed by the broker's CA, common name its id."""
+        return make_client_certificate(
+            self.workdir / "devices", device_id, self.cafile, self.cafile.with_suffix(".key")
+        )
 
 
 def make_tls_material(directory: Path, group_gid: int | None) -> tuple[Path, Path, Path]:
@@ -197,6 +204,27 @@ def make_tls_material(directory: Path, group_gid: int | None) -> tuple[Path, Pat
     return ca_crt, crt, key
 
 
+def make_client_certificate(directory: Path, common_name: str, ca_crt: Path, ca_key: Path) -> tuple[Path, Path]:
+    """A client certificate (clientAuth) for ``common_name`` signed by the CA, and its key."""
+    directory.mkdir(mode=0o755, exist_ok=True)
+    key, csr, crt = directory / f"{common_name}.key", directory / f"{common_name}.csr", directory / f"{common_name}.crt"
+    ext = directory / f"{common_name}.ext"
+    ext.write_text("extendedKeyUsage=clientAuth\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run([OPENSSL, *args], check=True, capture_output=True, cwd=directory)
+
+    openssl(
+        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-subj", f"/CN={common_name}", "-keyout", str(key), "-out", str(csr),
+    )  # fmt: skip
+    openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-days", "1", "-extfile", str(ext), "-out", str(crt),
+    )  # fmt: skip
+    return crt, key
+
+
 def start_broker(run_as_root: bool = False) -> Broker:
     """Render the config into a fresh directory and start mosquitto on free loopback ports.
 
@@ -219,8 +247,10 @@ def start_broker(run_as_root: bool = False) -> Broker:
         tls_port = free_port()
 
     password_file, acl_file, conf = workdir / "passwd", workdir / "acl", workdir / "mosquitto.conf"
+    device_acl_file = workdir / "device-acl"
     password_file.write_text(render_password_file(MQTT_PASSWORDS))
-    acl_file.write_text(render_acl_file(MQTT_CLASSES))
+    acl_file.write_text(render_acl_file(MQTT_INTERNAL_CLASSES))
+    device_acl_file.write_text(render_device_acl_file(MQTT_DEVICE_CLASSES))
     conf.write_text(
         render_mosquitto_conf(
             plain_port=plain_port,
@@ -230,12 +260,13 @@ def start_broker(run_as_root: bool = False) -> Broker:
             cafile=str(cafile),
             password_file=str(password_file),
             acl_file=str(acl_file),
+            device_acl_file=str(device_acl_file),
             persistence_dir=str(data),
             bind_address="127.0.0.1",
         )
     )
     # The hashes are as secret as they get: owner root, group of the broker, nobody else.
-    for path in (password_file, acl_file):
+    for path in (password_file, acl_file, device_acl_file):
         path.chmod(0o640)
         if group is not None:
             os.chown(path, 0, group)

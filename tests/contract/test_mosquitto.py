@@ -26,6 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from smartnation.program.daemon_config.mosquitto import (
     hash_password,
     render_acl_file,
+    render_device_acl_file,
     render_mosquitto_conf,
     render_password_file,
     render_tls_reloader,
@@ -35,7 +36,8 @@ from .contract_daemons import (
     MOSQUITTO,
     MOSQUITTO_PUB,
     MOSQUITTO_SUB,
-    MQTT_CLASSES,
+    MQTT_DEVICE_CLASSES,
+    MQTT_INTERNAL_CLASSES,
     MQTT_PASSWORDS,
     OPENSSL,
     Broker,
@@ -43,6 +45,7 @@ from .contract_daemons import (
     daemon_user,
     free_port,
     group_name,
+    make_client_certificate,
     make_tls_material,
     make_workdir,
     require_binaries,
@@ -62,9 +65,20 @@ QUIET_PERIOD = 1.0
 
 
 class Client:
-    """A synchronous wrapper around paho: each call waits for the broker's answer."""
+    """A synchronous wrapper around paho: each call waits for the broker's answer.
 
-    def __init__(self, broker: Broker, username: str | None, password: str | None, *, tls: bool = False) -> None:
+    Internal clients log in with a password on the plain listener; devices present their client
+    certificate (``cert``: certificate and key) on the TLS listener."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        username: str | None,
+        password: str | None,
+        *,
+        tls: bool = False,
+        cert: tuple[Path, Path] | None = None,
+    ) -> None:
         self.broker = broker
         self.port = broker.tls_port if tls else broker.plain_port
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
@@ -80,6 +94,8 @@ class Client:
             self.client.username_pw_set(username, password)
         if tls:
             context = ssl.create_default_context(cafile=str(broker.cafile))
+            if cert is not None:
+                context.load_cert_chain(str(cert[0]), str(cert[1]))
             self.client.tls_set_context(context)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *_args: self._connack.set()
@@ -128,6 +144,13 @@ class Client:
         except queue.Empty:
             return None
 
+    def drain(self) -> set[tuple[str, bytes]]:
+        """(topic, payload) of everything that arrives until QUIET_PERIOD passes without one."""
+        received = set()
+        while (message := self.next_message(QUIET_PERIOD)) is not None:
+            received.add((message.topic, message.payload))
+        return received
+
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
@@ -135,7 +158,7 @@ class Client:
 
 @pytest.fixture
 def connect(broker: Broker):
-    """Factory for connected clients; every client is closed after the test."""
+    """Factory for connected internal clients (password, plain listener); closed after the test."""
     clients: list[Client] = []
 
     def _connect(username: str, *, tls: bool = False) -> Client:
@@ -150,15 +173,33 @@ def connect(broker: Broker):
         client.close()
 
 
+@pytest.fixture
+def device(broker: Broker):
+    """Factory for connected devices: each with its own certificate, on the TLS listener."""
+    clients: list[Client] = []
+
+    def _device(device_id: str) -> Client:
+        client = Client(broker, None, None, tls=True, cert=broker.device_certificate(device_id))
+        clients.append(client)
+        reason = client.connect()
+        assert reason is not None and not reason.is_failure, f"device {device_id} was refused: {reason}"
+        return client
+
+    yield _device
+    for client in clients:
+        client.close()
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def test_device_publishes_and_ingest_receives(connect) -> None:
+def test_device_publishes_and_ingest_receives(connect, device) -> None:
     ingest = connect("ingest")
     assert not ingest.subscribe("city/+/+/telemetry").is_failure
-    parking = connect("parking")
-    topic = f"city/parking/{unique('p')}/telemetry"
+    device_id = unique("p")
+    parking = device(device_id)
+    topic = f"city/parking/{device_id}/telemetry"
 
     assert not parking.publish(topic, b'{"occupied": true}').is_failure
 
@@ -167,69 +208,78 @@ def test_device_publishes_and_ingest_receives(connect) -> None:
     assert (message.topic, message.payload) == (topic, b'{"occupied": true}')
 
 
-def test_publish_to_a_foreign_topic_is_not_delivered(connect) -> None:
+def test_a_device_cannot_publish_as_another_device(connect, device) -> None:
     ingest = connect("ingest")
     assert not ingest.subscribe("city/+/+/telemetry").is_failure
-    airq = connect("airq")
+    a, b = unique("p"), unique("p")
+    device_a = device(a)
 
-    # The air-quality sensor impersonates a parking sensor: mosquitto must drop it.
-    foreign = airq.publish(f"city/parking/{unique('p')}/telemetry", b"forged")
+    # Device A presents its own certificate and publishes a reading as device B: refused.
+    forged = device_a.publish(f"city/parking/{b}/telemetry", b"forged")
     # Then a message it may send; QoS 1 and one connection keep the two in order.
-    own_topic = f"city/air/{unique('a')}/telemetry"
-    assert not airq.publish(own_topic, b"marker").is_failure
+    own_topic = f"city/parking/{a}/telemetry"
+    assert not device_a.publish(own_topic, b"marker").is_failure
 
     first = ingest.next_message()
-    assert first is not None and first.payload == b"marker", "the forged message was delivered"
+    assert first is not None and (first.topic, first.payload) == (own_topic, b"marker"), "the forged reading arrived"
     assert ingest.next_message(QUIET_PERIOD) is None
-    assert foreign.is_failure, f"MQTT 5 PUBACK should say the publish was not authorised, got {foreign}"
+    assert forged.is_failure, f"MQTT 5 PUBACK should say the publish was not authorised, got {forged}"
 
 
-def test_command_flows_to_device_but_device_cannot_forge_commands(connect) -> None:
-    parking = connect("parking")
-    device = unique("p")
-    assert not parking.subscribe(f"city/parking/{device}/commands").is_failure
-    ingest = connect("ingest")
-    other_device = connect("parking")
-    assert not other_device.subscribe(f"city/parking/{device}/commands").is_failure
+def test_a_device_reads_its_own_commands_only_and_cannot_forge_any(connect, device) -> None:
+    a, b = unique("p"), unique("p")
+    device_a, device_b = device(a), device(b)
+    assert not device_a.subscribe(f"city/parking/{a}/commands").is_failure
+    # B asks for A's commands, every device's commands and everything: the SUBACKs may grant
+    # them (mosquitto checks `read` per delivered message), so what arrives is what counts.
+    for pattern in (f"city/parking/{a}/commands", "city/+/+/commands", "#"):
+        device_b.subscribe(pattern)
+    registry = connect("registry")
 
-    # A device may read commands but not write them, even on its own subtree.
-    assert parking.publish(f"city/parking/{device}/commands", b"forged").is_failure
-    assert not ingest.publish(f"city/parking/{device}/commands", b"open-barrier").is_failure
+    # A device may read commands but not write them, not even on its own topic.
+    assert device_a.publish(f"city/parking/{a}/commands", b"forged").is_failure
+    assert device_b.publish(f"city/parking/{a}/commands", b"forged").is_failure
+    assert not registry.publish(f"city/parking/{a}/commands", b"open-barrier").is_failure
+    assert not registry.publish(f"city/parking/{b}/commands", b"close-barrier").is_failure
 
-    message = other_device.next_message()
-    assert message is not None and message.payload == b"open-barrier"
-    assert other_device.next_message(QUIET_PERIOD) is None
+    assert device_a.drain() == {(f"city/parking/{a}/commands", b"open-barrier")}
+    # B gets its own command (through "#" and the wildcard, so possibly twice), never A's.
+    assert device_b.drain() == {(f"city/parking/{b}/commands", b"close-barrier")}
 
 
-def test_subscription_outside_the_acl_delivers_nothing_forbidden(connect) -> None:
-    # mosquitto's ACL file does not refuse a SUBSCRIBE (the SUBACK grants it); it checks
-    # `topic read` for every message it would deliver. So assert on what arrives.
-    parking = connect("parking")
+def test_a_device_cannot_read_other_devices_telemetry(device) -> None:
+    a, b = unique("p"), unique("a")
+    device_a, device_b = device(a), device(b)
     for pattern in ("city/+/+/telemetry", "#"):
-        parking.subscribe(pattern)
-    airq = connect("airq")
-    ingest = connect("ingest")
-
-    assert not airq.publish(f"city/air/{unique('a')}/telemetry", b"other device's data").is_failure
-    command_topic = f"city/parking/{unique('p')}/commands"
-    assert not ingest.publish(command_topic, b"marker").is_failure
-
-    received = [parking.next_message()]
-    while (message := parking.next_message(QUIET_PERIOD)) is not None:
-        received.append(message)
-    assert received[0] is not None, "the command the device may read did not arrive"
-    # "#" and the commands filter overlap, so the permitted command may arrive twice.
-    assert {(m.topic, m.payload) for m in received} == {(command_topic, b"marker")}
+        device_a.subscribe(pattern)
+    assert not device_b.publish(f"city/air/{b}/telemetry", b"pm10=3").is_failure
+    assert device_a.drain() == set()
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_a_certificate_named_after_an_internal_client_gets_a_devices_rights(connect, device) -> None:
+    """The TLS listener's ACL has patterns only: a certificate whose common name is the
+    registry's or the ingest's username is confined to topics carrying that name."""
+    victim = unique("p")
+    target = device(victim)
+    assert not target.subscribe(f"city/parking/{victim}/commands").is_failure
+    fake_registry, fake_ingest = device("registry"), device("ingest")
+    assert fake_ingest.subscribe("city/+/+/telemetry") is not None
+
+    assert fake_registry.publish(f"city/parking/{victim}/commands", b"open-barrier").is_failure
+    assert not target.publish(f"city/parking/{victim}/telemetry", b"x").is_failure
+    assert target.drain() == set()
+    assert fake_ingest.drain() == set()
+
+
 @pytest.mark.parametrize(
     ("username", "password"),
-    [("parking", "not-the-password"), ("nobody", "whatever"), (None, None)],
-    ids=["wrong-password", "unknown-user", "anonymous"],
+    [("ingest", "not-the-password"), ("nobody", "whatever"), ("parking", "parking-pw-1"), (None, None)],
+    ids=["wrong-password", "unknown-user", "device-class-name", "anonymous"],
 )
-def test_bad_credentials_are_refused(broker: Broker, tls: bool, username: str | None, password: str | None) -> None:
-    client = Client(broker, username, password, tls=tls)
+def test_bad_credentials_are_refused_on_the_plain_listener(
+    broker: Broker, username: str | None, password: str | None
+) -> None:
+    client = Client(broker, username, password)
     try:
         reason = client.connect()
     finally:
@@ -238,16 +288,55 @@ def test_bad_credentials_are_refused(broker: Broker, tls: bool, username: str | 
     assert reason.getName() in {"Bad user name or password", "Not authorized"}, reason
 
 
-def test_tls_listener_with_the_ca(connect) -> None:
-    ingest = connect("ingest", tls=True)
+def _tls_refused(broker: Broker, username: str | None, password: str | None, cert=None) -> ssl.SSLError | None:
+    """The handshake error when the TLS listener refuses the client before MQTT, else None."""
+    client = Client(broker, username, password, tls=True, cert=cert)
+    try:
+        client.connect()
+    except ssl.SSLError as error:
+        return error
+    except OSError as error:  # the broker may close the socket as the client finishes its part
+        return ssl.SSLError(str(error))
+    finally:
+        client.close()
+    return None if client.connect_reason is not None else ssl.SSLError("closed without CONNACK")
+
+
+@pytest.mark.parametrize("username", sorted(MQTT_PASSWORDS), ids=lambda name: f"{name}-password")
+def test_an_internal_credential_is_refused_on_the_tls_listener(broker: Broker, username: str) -> None:
+    """The registry's password commands every device on the plain listener; on the TLS listener
+    it is worth nothing: no client certificate, no connection."""
+    refused = _tls_refused(broker, username, MQTT_PASSWORDS[username])
+    assert refused is not None, f"{username}'s password got a CONNACK on the TLS listener"
+    # And the same password is good on the plain listener (the refusal is the listener's).
+    plain = Client(broker, username, MQTT_PASSWORDS[username])
+    try:
+        assert not plain.connect().is_failure
+    finally:
+        plain.close()
+
+
+def test_a_certificate_from_another_ca_is_refused(broker: Broker, tmp_path: Path) -> None:
+    other = make_workdir("smartnation-other-ca-")
+    try:
+        ca, _crt, _key = make_tls_material(other, None)
+        cert = make_client_certificate(other / "devices", unique("p"), ca, other / "ca.key")
+        assert _tls_refused(broker, None, None, cert=cert) is not None
+    finally:
+        shutil.rmtree(other, ignore_errors=True)
+
+
+def test_tls_listener_with_the_ca(connect, device) -> None:
+    ingest = connect("ingest")
     assert not ingest.subscribe("city/+/+/telemetry").is_failure
-    airq = connect("airq", tls=True)
-    topic = f"city/air/{unique('a')}/telemetry"
+    device_id = unique("a")
+    airq = device(device_id)
+    topic = f"city/air/{device_id}/telemetry"
     assert not airq.publish(topic, b"pm10=12").is_failure
     message = ingest.next_message()
     assert message is not None and message.payload == b"pm10=12"
-    assert isinstance(ingest.client.socket(), ssl.SSLSocket)
-    assert ingest.client.socket().version() in {"TLSv1.2", "TLSv1.3"}
+    assert isinstance(airq.client.socket(), ssl.SSLSocket)
+    assert airq.client.socket().version() in {"TLSv1.2", "TLSv1.3"}
 
 
 def test_tls_listener_refuses_tls_below_1_2(broker: Broker) -> None:
@@ -280,29 +369,32 @@ def test_plain_mqtt_is_refused_on_the_tls_listener(broker: Broker) -> None:
     assert reason is None, f"a cleartext CONNECT on the TLS port got a CONNACK: {reason}"
 
 
-def test_mosquitto_cli_clients_over_tls(broker: Broker) -> None:
-    """The Debian clients too: mosquitto_sub receives what mosquitto_pub sends over TLS."""
+def test_mosquitto_cli_clients_with_a_device_certificate(broker: Broker) -> None:
+    """The Debian clients too: mosquitto_sub (ingest, plain) receives what mosquitto_pub sends
+    with a device's certificate over TLS; without a certificate mosquitto_pub gets nowhere."""
     require_binaries(MOSQUITTO_PUB, MOSQUITTO_SUB)
+    device_id = unique("a")
+    crt, key = broker.device_certificate(device_id)
     tls = ["-h", "127.0.0.1", "-p", str(broker.tls_port), "--cafile", str(broker.cafile)]
-    topic = f"city/air/{unique('a')}/telemetry"
+    topic = f"city/air/{device_id}/telemetry"
     # Retained, so the subscriber gets it whenever it subscribes; no race with the publisher.
     pub = subprocess.run(
-        [MOSQUITTO_PUB, *tls, "-u", "airq", "-P", MQTT_PASSWORDS["airq"], "-t", topic, "-m", "no2=7", "-q", "1",
-         "-r"],
+        [MOSQUITTO_PUB, *tls, "--cert", str(crt), "--key", str(key), "-t", topic, "-m", "no2=7", "-q", "1", "-r"],
         capture_output=True, text=True, timeout=TIMEOUT,
     )  # fmt: skip
     assert pub.returncode == 0, pub.stderr
+    plain = ["-h", "127.0.0.1", "-p", str(broker.plain_port)]
     sub = subprocess.run(
-        [MOSQUITTO_SUB, *tls, "-u", "ingest", "-P", MQTT_PASSWORDS["ingest"], "-t", topic, "-C", "1", "-W", "10"],
+        [MOSQUITTO_SUB, *plain, "-u", "ingest", "-P", MQTT_PASSWORDS["ingest"], "-t", topic, "-C", "1", "-W", "10"],
         capture_output=True, text=True, timeout=TIMEOUT + 5,
     )  # fmt: skip
     assert (sub.returncode, sub.stdout.strip()) == (0, "no2=7"), sub.stderr
 
-    anonymous = subprocess.run(
-        [MOSQUITTO_PUB, *tls, "-t", topic, "-m", "x"], capture_output=True, text=True, timeout=TIMEOUT
-    )
-    assert anonymous.returncode != 0
-    assert "not authori" in anonymous.stderr.lower(), anonymous.stderr
+    without_certificate = subprocess.run(
+        [MOSQUITTO_PUB, *tls, "-u", "registry", "-P", MQTT_PASSWORDS["registry"], "-t", topic, "-m", "x"],
+        capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert without_certificate.returncode != 0, without_certificate.stdout
 
 
 def test_password_hash_matches_mosquitto_passwd(tmp_path) -> None:
@@ -357,11 +449,11 @@ def test_started_as_root_it_drops_to_the_mosquitto_user(testinfra_host) -> None:
         assert process.user == "mosquitto"
         assert process.ruser == "mosquitto"
 
-        client = Client(root_broker, "airq", MQTT_PASSWORDS["airq"])
+        client = Client(root_broker, "registry", MQTT_PASSWORDS["registry"])
         try:
             reason = client.connect()
             assert reason is not None and not reason.is_failure, reason
-            assert not client.publish(f"city/air/{unique('a')}/telemetry", b"x").is_failure
+            assert not client.publish(f"city/air/{unique('a')}/commands", b"x").is_failure
         finally:
             client.close()
 
@@ -454,16 +546,19 @@ def renewable_broker() -> Iterator[RenewableBroker]:
     volume.write(broker.new_key_pair("v1"))
     plain_port = free_port()
     password_file, acl_file, conf = workdir / "passwd", workdir / "acl", workdir / "mosquitto.conf"
+    device_acl_file = workdir / "device-acl"
     password_file.write_text(render_password_file(MQTT_PASSWORDS))
-    acl_file.write_text(render_acl_file(MQTT_CLASSES))
+    acl_file.write_text(render_acl_file(MQTT_INTERNAL_CLASSES))
+    device_acl_file.write_text(render_device_acl_file(MQTT_DEVICE_CLASSES))
     conf.write_text(
         render_mosquitto_conf(
             plain_port=plain_port, tls_port=broker.tls_port, certfile=str(volume.root / "tls.crt"),
-            keyfile=str(volume.root / "tls.key"), cafile=None, password_file=str(password_file),
-            acl_file=str(acl_file), persistence_dir=str(data), bind_address="127.0.0.1",
+            keyfile=str(volume.root / "tls.key"), cafile=str(volume.root / "ca.crt"),
+            password_file=str(password_file), acl_file=str(acl_file), device_acl_file=str(device_acl_file),
+            persistence_dir=str(data), bind_address="127.0.0.1",
         )
     )  # fmt: skip
-    for path in (password_file, acl_file):
+    for path in (password_file, acl_file, device_acl_file):
         path.chmod(0o640)
         if group is not None:
             os.chown(path, 0, group)
@@ -521,7 +616,10 @@ def test_the_reloader_has_mosquitto_serve_a_renewed_certificate(renewable_broker
     assert broker.served_fingerprint() == fingerprint_of(broker.volume.root / "tls.crt")
     with reloader(broker) as watcher:
         # A device connected before the renewal stays connected through the reload.
-        device = Client(_tls_broker(broker), "parking", MQTT_PASSWORDS["parking"], tls=True)
+        first = broker.workdir / "v1"
+        device_id = unique("p")
+        cert = make_client_certificate(first / "devices", device_id, first / "ca.crt", first / "ca.key")
+        device = Client(_tls_broker(broker), None, None, tls=True, cert=cert)
         device.client.tls_insecure_set(True)
         assert not device.connect().is_failure
         try:
@@ -532,7 +630,7 @@ def test_the_reloader_has_mosquitto_serve_a_renewed_certificate(renewable_broker
                 assert served == fingerprint_of(renewed["tls.crt"]), (broker.workdir / "reloader.log").read_text()
             assert broker.proc.poll() is None, "mosquitto exited instead of reloading"
             assert watcher.poll() is None, (broker.workdir / "reloader.log").read_text()
-            assert not device.publish(f"city/parking/{unique('p')}/telemetry", b"still here").is_failure
+            assert not device.publish(f"city/parking/{device_id}/telemetry", b"still here").is_failure
         finally:
             device.close()
     log = (broker.workdir / "reloader.log").read_text()

@@ -3,13 +3,15 @@ stand-in (staging on Düsseldorf's is test_platform_stack.py), is checked on its
 
 Each daemon runs as its non-root user, listens where it should and keeps its data on its claim;
 PostgreSQL has the declared roles, databases, grants and extensions; MinIO the buckets, users and
-policies; Mosquitto refuses a wrong password and a topic outside a client's ACL. What is checked
+policies; Mosquitto gives each device its own identity (certificate) and refuses passwords on TLS. What is checked
 comes from the environment's settings, never from a copy of them here.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import ssl
 import threading
 import time
 import uuid
@@ -21,6 +23,9 @@ import psycopg
 import pytest
 from botocore.config import Config
 
+from smartnation.cli.device_identity import broker_issuer, issue_device_certificate, retire_device_certificate
+from smartnation.cli.kubectl import Kubectl
+from smartnation.program import naming
 from smartnation.program.components import broker, database, object_storage
 from smartnation.program.components.broker import MOSQUITTO_UID
 from smartnation.program.components.database import POSTGRES_UID
@@ -209,39 +214,86 @@ def _connect(port: int, user: str, password: str) -> tuple[mqtt.Client, object]:
     return client, result["rc"]
 
 
-def test_mosquitto_refuses_a_wrong_password_and_a_topic_outside_the_acl(deployed, tools, secrets, settings):
-    pod = _pod(tools, "broker")
-    classes = {c.name: c for c in settings.broker.device_classes}
-    sensor = next(c for c in classes.values() if c.publish and not c.name.startswith(("telemetry", "device")))
-    with port_forward(tools, CLUSTER, NAMESPACE, pod["metadata"]["name"], broker.PLAIN_PORT) as port:
-        wrong, rc = _connect(port, sensor.name, "not-the-password")
-        assert rc.is_failure, f"a wrong password was accepted: {rc}"
-        wrong.loop_stop()
+def _tls_connect(port: int, cert: tuple[str, str] | None, login: tuple[str, str] | None, ca: str):
+    """(client, CONNACK reason or the refusal) over TLS to a forwarded broker port."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"it-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5)
+    if login:
+        client.username_pw_set(*login)
+    context = ssl.create_default_context(cadata=ca)
+    context.check_hostname = False  # a forwarded port; the chain is what is checked here
+    if cert:
+        context.load_cert_chain(*cert)
+    client.tls_set_context(context)
+    result = {}
+    connected = threading.Event()
 
-        received: list[str] = []
-        listener, rc = _connect(port, "telemetry-ingest", secrets[broker_password("telemetry-ingest")])
-        assert not rc.is_failure, rc
-        listener.on_message = lambda _c, _u, msg: received.append(msg.topic)
-        listener.subscribe("city/+/+/telemetry", qos=1)
-        time.sleep(1)
-        device, rc = _connect(port, sensor.name, secrets[broker_password(sensor.name)])
-        assert not rc.is_failure, rc
-        own = sensor.publish[0].replace("+", "it-device")
-        foreign = next(
-            t.replace("+", "it-device")
-            for c in classes.values()
-            if c.name != sensor.name
-            for t in c.publish
-            if t.endswith("/telemetry") and t != sensor.publish[0]
-        )
-        device.publish(own, b"21.5", qos=1).wait_for_publish(5)
-        device.publish(foreign, b"99", qos=1).wait_for_publish(5)
-        deadline = time.monotonic() + 5
-        while own not in received and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1)  # room for the foreign message, had the broker let it through
-        for client in (device, listener):
-            client.disconnect()
-            client.loop_stop()
-        assert own in received, f"the sensor's own topic did not arrive: {received}"
-        assert foreign not in received, f"{sensor.name} published on {foreign}, outside its ACL"
+    def on_connect(_c, _u, _flags, reason_code, _props):
+        result["rc"] = reason_code
+        connected.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect("127.0.0.1", port, keepalive=10)
+    except (ssl.SSLError, OSError) as refused:
+        return client, refused
+    client.loop_start()
+    if not connected.wait(10):
+        client.loop_stop()
+        return client, "no CONNACK (the broker closed the connection)"
+    return client, result["rc"]
+
+
+def test_mosquitto_gives_devices_their_own_identity_and_internal_clients_the_plain_listener_only(
+    deployed, tools, secrets, settings
+):
+    """On the running broker Pod: a device class name is no login on the in-cluster listener, the
+    ingest's password is refused on the TLS listener, and a device with its own certificate from
+    the site CA (cert-manager) publishes under its id and not as another device."""
+    pod = _pod(tools, "broker")
+    sensor = next(c for c in settings.broker.device_classes if not c.internal and c.publish)
+    ingest_login = ("telemetry-ingest", secrets[broker_password("telemetry-ingest")])
+    kubectl = Kubectl(CLUSTER, NAMESPACE, env=tools.env)
+    issuer = broker_issuer(kubectl, naming.mqtt_hostname(ENVIRONMENT, settings.cluster.ingress.base_domain))
+    device_a, device_b = f"it-{uuid.uuid4().hex[:6]}-a", f"it-{uuid.uuid4().hex[:6]}-b"
+    identity = issue_device_certificate(kubectl, device_a, issuer)
+    ca = base64.b64decode(
+        tools.kubectl_json(CLUSTER, "-n", NAMESPACE, "get", "secret", f"{ENVIRONMENT}-broker-tls")["data"]["ca.crt"]
+    ).decode()
+    try:
+        with (
+            port_forward(tools, CLUSTER, NAMESPACE, pod["metadata"]["name"], broker.PLAIN_PORT) as plain,
+            port_forward(tools, CLUSTER, NAMESPACE, pod["metadata"]["name"], broker.TLS_PORT) as tls,
+        ):
+            wrong, rc = _connect(plain, sensor.name, "any-password")
+            assert rc.is_failure, f"a device class name logged in on the in-cluster listener: {rc}"
+            wrong.loop_stop()
+
+            intruder, refused = _tls_connect(tls, None, ingest_login, ca)
+            intruder.loop_stop()
+            assert not (hasattr(refused, "is_failure") and not refused.is_failure), (
+                "the ingest's password was accepted on the TLS listener"
+            )
+
+            received: list[str] = []
+            listener, rc = _connect(plain, *ingest_login)
+            assert not rc.is_failure, rc
+            listener.on_message = lambda _c, _u, msg: received.append(msg.topic)
+            listener.subscribe("city/+/+/telemetry", qos=1)
+            time.sleep(1)
+            device, rc = _tls_connect(tls, (identity.certfile, identity.keyfile), None, ca)
+            assert hasattr(rc, "is_failure") and not rc.is_failure, f"device {device_a} refused: {rc}"
+            own = sensor.publish[0].replace("+", device_a)
+            forged = sensor.publish[0].replace("+", device_b)
+            device.publish(forged, b"99", qos=1).wait_for_publish(5)
+            device.publish(own, b"21.5", qos=1).wait_for_publish(5)
+            deadline = time.monotonic() + 5
+            while own not in received and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(1)  # room for the forged message, had the broker let it through
+            for client in (device, listener):
+                client.disconnect()
+                client.loop_stop()
+    finally:
+        retire_device_certificate(kubectl, identity)
+    assert own in received, f"the device's own reading did not arrive: {received}"
+    assert forged not in received, f"device {device_a} published as {device_b}"

@@ -91,7 +91,14 @@ def test_verify_passes_on_the_deployed_environment_and_status_shows_it(tools: To
     # Its scratch databases were dropped again; the live ones are still there.
     databases = _databases(tools, dev_on_monaco)
     assert "telemetry" in databases and not [d for d in databases if "_verify_" in d], databases
-    assert "Not authorized, not delivered" in lines["broker-acl-other-class-topic"][2]
+    # Devices have their own certificates: one cannot publish as another, and the internal
+    # subscriber's password is refused on the public listener.
+    assert "Not authorized, not delivered" in lines["broker-acl-other-device-topic"][2]
+    assert "refused" in lines["broker-refuses-passwords"][2]
+    assert "own certificate" in lines["broker-tls-publish"][2]
+    # verify retired the device certificates it made.
+    made = tools.kubectl_json("monaco-onprem", "-n", f"{dev_on_monaco.name}-dev", "get", "certificates.cert-manager.io")
+    assert not [c for c in made["items"] if c["metadata"]["name"].startswith("smartnation-verify-")], made
 
     health = json.loads(smartnation(tools, deployment, "status", environment, "--json", "--no-drift").stdout)[0]
     assert health["health_error"] is None

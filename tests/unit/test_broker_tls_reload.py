@@ -84,8 +84,9 @@ def test_a_changed_reloader_rolls_the_pods(built: BuiltStack) -> None:
     from smartnation.program.components.stateful import sha256
 
     annotations = server.plain["spec"]["template"]["metadata"]["annotations"]
+    assert set(data) == {"mosquitto.conf", "acl", broker.DEVICE_ACL, broker.RELOADER_SCRIPT}
     assert annotations[broker.CONFIG_HASH] == sha256(
-        data["mosquitto.conf"] + data["acl"] + data[broker.RELOADER_SCRIPT]
+        data["mosquitto.conf"] + data["acl"] + data[broker.DEVICE_ACL] + data[broker.RELOADER_SCRIPT]
     )
 
 

@@ -66,19 +66,21 @@ def test_a_missing_or_malformed_output_is_named(change: dict[str, Any], key: str
     assert "stack outputs of staging" in str(error.value) and key in str(error.value)
 
 
-def test_the_plan_publishes_as_a_sensor_on_its_topic_and_tries_another_class_topic():
+def test_the_plan_publishes_as_a_sensor_on_its_topic_and_tries_another_devices_topic():
     classes = load_settings("staging", REPO_ENVIRONMENTS).broker.device_classes
     plan = mqtt_plan(classes, "dev-1", subscriber="telemetry-ingest")
     by_name = {c.name: c for c in classes}
-    assert plan.device_class not in ("telemetry-ingest", "device-registry")
+    assert not by_name[plan.device_class].internal
     from paho.mqtt.client import topic_matches_sub
 
     allowed, heard = by_name[plan.device_class].publish, by_name["telemetry-ingest"].subscribe
     assert any(topic_matches_sub(f, plan.device_topic) for f in allowed)
-    assert not any(topic_matches_sub(f, plan.forbidden_topic) for f in allowed)
-    # The subscriber would hear both: a delivered forbidden reading would not go unseen.
+    # The device's own id in its own topic; the forbidden one is another device's of the same
+    # class, which the per-device pattern ACL refuses and the ingest would hear.
+    assert plan.device_topic.split("/")[2] == "dev-1"
+    assert plan.forbidden_topic.split("/")[2] != "dev-1"
+    assert plan.forbidden_topic.replace(plan.forbidden_topic.split("/")[2], "dev-1") == plan.device_topic
     assert all(any(topic_matches_sub(f, t) for f in heard) for t in (plan.device_topic, plan.forbidden_topic))
-    assert "dev-1" in plan.device_topic and "dev-1" in plan.forbidden_topic
     assert plan.command_topic is not None and "dev-1" in plan.command_topic
 
 
@@ -104,10 +106,10 @@ class _ConfigValue:
 
 
 def test_class_passwords_come_from_the_stack_secrets():
-    config = {"smartnation:broker-password-traffic-sensor": _ConfigValue("s3cret")}
-    assert class_password("staging", config, "traffic-sensor") == "s3cret"
-    with pytest.raises(SettingsError, match=r"Pulumi\.staging\.yaml.*broker-password-parking-sensor"):
-        class_password("staging", config, "parking-sensor")
+    config = {"smartnation:broker-password-telemetry-ingest": _ConfigValue("s3cret")}
+    assert class_password("staging", config, "telemetry-ingest") == "s3cret"
+    with pytest.raises(SettingsError, match=r"Pulumi\.staging\.yaml.*broker-password-device-registry"):
+        class_password("staging", config, "device-registry")
 
 
 # --- report, exit code, selection ------------------------------------------------------------
@@ -190,12 +192,14 @@ class _Recorder:
 )
 def test_the_command_prints_a_line_per_check_and_records_the_run(monkeypatch, capsys, checks, argv, code, recorded):
     recorder = _Recorder()
+    ctx = _FakeContext()
     monkeypatch.setattr(verify, "CHECKS", checks)
-    monkeypatch.setattr(verify, "build_context", lambda _args: _FakeContext())
+    monkeypatch.setattr(verify, "build_context", lambda _args: ctx)
     monkeypatch.setattr(verify, "record_verify", recorder)
     args = _parse(["verify", "staging", *argv])
 
     assert verify.cmd_verify(args) == code
+    assert ctx.retired == 1, "verify must delete the device certificates it made, pass or fail"
     out = capsys.readouterr().out.splitlines()
     assert len(out) == recorded[1] + 1 and out[-1].startswith(f"verify staging: {recorded[0]}/{recorded[1]} passed")
     ((when, *counts),) = recorder.calls
@@ -244,6 +248,10 @@ class _FakeContext:
     device_id: str = "smartnation-verify-test"
     plan: Any = field(default_factory=lambda: argparse.Namespace(device_class="traffic-sensor"))
     reading_bound: float = 10.0
+    retired: int = 0
+
+    def retire_identities(self) -> None:
+        self.retired += 1
 
 
 # --- workloads and pods ------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from smartnation.program.daemon_config import (
     Grant,
     Role,
     render_acl_file,
+    render_device_acl_file,
     render_init_script,
     render_init_sql,
     render_mosquitto_conf,
@@ -208,6 +209,7 @@ CONF_ARGS = {
     "cafile": "/tls/ca.crt",
     "password_file": "/auth/passwd",
     "acl_file": "/auth/acl",
+    "device_acl_file": "/auth/device-acl",
     "persistence_dir": "/data",
 }
 
@@ -229,32 +231,40 @@ def parse_conf(text: str) -> tuple[list[tuple[str, str]], list[list[tuple[str, s
     return global_part, listeners
 
 
-def test_conf_security_settings_precede_the_listeners() -> None:
+def test_conf_each_listener_authenticates_on_its_own() -> None:
     global_part, listeners = parse_conf(render_mosquitto_conf(**CONF_ARGS))
     settings = dict(global_part)
-    assert settings["per_listener_settings"] == "false"
-    assert settings["allow_anonymous"] == "false"
-    assert settings["password_file"] == "/auth/passwd"
-    assert settings["acl_file"] == "/auth/acl"
+    # Per listener: a password is checked on the plain listener only, a certificate on TLS only.
+    assert settings["per_listener_settings"] == "true"
+    assert not {"allow_anonymous", "password_file", "acl_file"} & set(settings)
     assert settings["persistence"] == "true"
     assert settings["persistence_location"] == "/data/"  # a directory, also for mosquitto 1.x
     assert ("log_dest", "stdout") in global_part
     assert [key for key, _ in global_part].count("log_dest") == 1
-    assert len(listeners) == 2
-    # No allow_anonymous or auth override inside a listener block.
+    by_port = {dict(listener)["listener"]: dict(listener) for listener in listeners}
+    plain, tls = by_port["1883"], by_port["8883"]
+    assert (plain["allow_anonymous"], plain["password_file"], plain["acl_file"]) == (
+        "false",
+        "/auth/passwd",
+        "/auth/acl",
+    )
+    assert tls["allow_anonymous"] == "false"
+    assert "password_file" not in tls, "a password must be worth nothing on the TLS listener"
+    assert (tls["require_certificate"], tls["use_identity_as_username"]) == ("true", "true")
+    assert tls["acl_file"] == "/auth/device-acl"
     for listener in listeners:
-        assert not {"allow_anonymous", "password_file", "acl_file"} & {key for key, _ in listener}
+        keys = [key for key, _ in listener]
+        assert all(keys.count(key) == 1 for key in keys), listener
 
 
 def test_conf_has_one_plain_and_one_tls_listener() -> None:
     _, listeners = parse_conf(render_mosquitto_conf(**CONF_ARGS))
     by_port = {dict(listener)["listener"]: dict(listener) for listener in listeners}
     assert set(by_port) == {"1883", "8883"}
-    assert not {"certfile", "keyfile", "cafile"} & set(by_port["1883"])
+    assert not {"certfile", "keyfile", "cafile", "require_certificate"} & set(by_port["1883"])
     tls = by_port["8883"]
     assert (tls["certfile"], tls["keyfile"], tls["cafile"]) == ("/tls/tls.crt", "/tls/tls.key", "/tls/ca.crt")
     assert tls["tls_version"] == "tlsv1.2"
-    assert "require_certificate" not in tls
 
 
 def test_conf_never_sets_user_so_a_non_root_uid_works() -> None:
@@ -263,9 +273,8 @@ def test_conf_never_sets_user_so_a_non_root_uid_works() -> None:
     assert "user" not in {key for key, _ in global_part + [d for listener in listeners for d in listener]}
 
 
-def test_conf_without_cafile_and_with_bind_address() -> None:
-    _, listeners = parse_conf(render_mosquitto_conf(**(CONF_ARGS | {"cafile": None}), bind_address="127.0.0.1"))
-    assert all("cafile" not in dict(listener) for listener in listeners)
+def test_conf_with_bind_address() -> None:
+    _, listeners = parse_conf(render_mosquitto_conf(**CONF_ARGS, bind_address="127.0.0.1"))
     assert sorted(dict(listener)["listener"] for listener in listeners) == ["1883 127.0.0.1", "8883 127.0.0.1"]
 
 
@@ -284,6 +293,8 @@ def test_conf_comments_every_block() -> None:
         ({"certfile": "tls.crt"}, "certfile"),
         ({"password_file": "/auth/my passwd"}, "password_file"),
         ({"cafile": "ca.crt"}, "cafile"),
+        ({"cafile": None}, "cafile"),
+        ({"device_acl_file": "device-acl"}, "device_acl_file"),
     ],
 )
 def test_conf_rejects_bad_arguments(overrides: dict, complaint: str) -> None:
@@ -293,6 +304,36 @@ def test_conf_rejects_bad_arguments(overrides: dict, complaint: str) -> None:
 
 def test_conf_is_deterministic() -> None:
     assert render_mosquitto_conf(**CONF_ARGS) == render_mosquitto_conf(**CONF_ARGS)
+
+
+# --------------------------------------------------------------------------- mosquitto: device ACL
+
+
+def test_device_acl_confines_each_class_to_its_own_id() -> None:
+    text = render_device_acl_file(
+        [
+            device(subscribe=("city/parking/+/commands",)),
+            device(name="air", username="airq", publish=("city/air/+/telemetry",), subscribe=()),
+            device(name="lamp", username="lamp", publish=("city/lamp/+/state",), subscribe=("city/lamp/+/state",)),
+        ]
+    )
+    rules = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert rules == [
+        "pattern write city/parking/%u/telemetry",
+        "pattern read city/parking/%u/commands",
+        "pattern write city/air/%u/telemetry",
+        "pattern readwrite city/lamp/%u/state",
+    ]
+    # Patterns only: no user gets rights of its own on the devices' listener.
+    assert not any(line.startswith(("user ", "topic ")) for line in rules)
+
+
+@pytest.mark.parametrize(
+    "topic", ["city/parking/telemetry", "city/+/+/telemetry", "city/parking/+/#", "city/parking/#"]
+)
+def test_device_acl_refuses_a_filter_that_does_not_name_one_device(topic: str) -> None:
+    with pytest.raises(ValueError, match=r"exactly one '\+' level \(the device id\) and no '#'"):
+        render_device_acl_file([device(publish=(topic,), subscribe=())])
 
 
 # --------------------------------------------------------------------------- postgres: validation

@@ -6,6 +6,7 @@ literals copied out of the components.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Iterator
@@ -299,8 +300,9 @@ def test_outputs_hold_no_secret(built: BuiltStack) -> None:
 def test_broker_password_file_holds_only_hashes(built: BuiltStack) -> None:
     (secret,) = by_name(built, SECRET, "broker-passwords")
     lines = secret.plain["stringData"]["passwords"].splitlines()
-    classes = {c.name for c in built.settings.broker.device_classes}
-    assert {line.split(":", 1)[0] for line in lines} == classes
+    # Only the in-cluster clients have passwords; devices log in with their own certificates.
+    classes = {c.name for c in built.settings.broker.device_classes if c.internal}
+    assert classes and {line.split(":", 1)[0] for line in lines} == classes
     assert all(re.fullmatch(r"[^:]+:\$7\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+", line) for line in lines)
 
 
@@ -359,8 +361,8 @@ def test_required_secrets_cover_every_role_class_and_user() -> None:
         text = " ".join(keys)
         for name in [r.name.replace("_", "-") for r in settings.database.roles]:
             assert f"database-password-{name}" in text
-        for name in [c.name for c in settings.broker.device_classes]:
-            assert f"broker-password-{name}" in text
+        for device_class in settings.broker.device_classes:
+            assert (f"broker-password-{device_class.name}" in keys) == device_class.internal
         for name in [u.name for u in settings.object_storage.users]:
             assert f"object-storage-secret-key-{name}" in text
         generated = generate_missing(settings)
@@ -401,8 +403,12 @@ class Network:
             namespace = peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
             if kind == "namespace" and namespace == value:
                 return True
-            if kind == "ip" and "ipBlock" in peer and peer["ipBlock"]["cidr"] in ("0.0.0.0/0", value):
-                return True
+            if kind == "ip" and "ipBlock" in peer:
+                block = peer["ipBlock"]
+                address = ipaddress.ip_address(value)
+                inside = address in ipaddress.ip_network(block["cidr"])
+                if inside and not any(address in ipaddress.ip_network(c) for c in block.get("except", [])):
+                    return True
         return False
 
     def allows(self, source: tuple[str, Any], target: tuple[str, Any], port: int) -> bool:
@@ -455,7 +461,10 @@ def test_exactly_the_needed_flows(built: BuiltStack) -> None:
     apis = [k for k in pods if k.startswith("api/")]
     broker, primary, storage = pod("broker/server"), pod("database/primary"), pod("object-storage/server")
     backup, storage_setup, db_setup = pod("database/backup"), pod("object-storage/setup"), pod("database/setup")
-    device = ("ip", "198.51.100.7")
+    # A device inside the environment's device networks; one outside them gets nowhere.
+    ranges = [ipaddress.ip_network(cidr) for cidr in built.settings.broker.device_source_ranges]
+    device = ("ip", str(next(ranges[0].hosts())))
+    elsewhere = ipaddress.ip_address("198.51.100.7")
     allowed = [
         (device, broker, 8883),
         *[(("namespace", ingress_ns), pod(a), 8080) for a in apis],
@@ -487,6 +496,8 @@ def test_exactly_the_needed_flows(built: BuiltStack) -> None:
         (pod(apis[0]), ("namespace", "kube-system"), 443),
         (storage_setup, primary, 5432),
     ]
+    if not any(elsewhere in network for network in ranges):
+        denied.append((("ip", str(elsewhere)), broker, 8883))
     for source, target, port in allowed:
         assert net.allows(source, target, port), f"{source} -> {target}:{port} should be allowed"
     for source, target, port in denied:

@@ -67,8 +67,8 @@ CHECKS: tuple[Check, ...] = (
     Check("pods-non-root-read-only", check_pod_security, 120),
     Check("broker-tls-publish", check_broker_publish, 30),
     Check("reading-in-open-data-api", check_open_data, 60, plus_bound=True),
-    Check("broker-acl-other-class-topic", check_broker_acl, 90),
-    Check("broker-wrong-password", check_broker_auth, 30),
+    Check("broker-acl-other-device-topic", check_broker_acl, 90, plus_bound=True),
+    Check("broker-refuses-passwords", check_broker_auth, 30),
     Check("device-command", check_device_command, 60, plus_bound=True),
     Check("network-policy-denies", check_network_policy_denies, 60),
     Check("network-policy-allows", check_network_policy_allows, 60),
@@ -165,7 +165,9 @@ def build_context(args: argparse.Namespace) -> VerifyContext:
     device_id = f"smartnation-verify-{secrets.token_hex(4)}"
     plan = mqtt_plan(settings.broker.device_classes, device_id, args.subscriber_class, args.device_class)
     config = stack.get_all_config()
-    passwords = {c: class_password(environment, config, c) for c in (plan.device_class, plan.subscriber_class)}
+    # Devices log in with certificates (issued during the run); the subscriber's password is
+    # what the public listener must refuse.
+    passwords = {plan.subscriber_class: class_password(environment, config, plan.subscriber_class)}
     bound = reading_bound(args.reading_bound, settings.verify.reading_bound_seconds)
     return VerifyContext(target, kubectl, plan, device_id, passwords, reading_bound=bound)
 
@@ -191,7 +193,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         ctx.reading_bound,
     )
     started = time.monotonic()
-    results = run_checks(checks, ctx, sys.stdout)
+    try:
+        results = run_checks(checks, ctx, sys.stdout)
+    finally:
+        ctx.retire_identities()  # verify leaves no device certificate behind
     sys.stdout.write(summary_line(args.environment, results, time.monotonic() - started) + "\n")
     code = exit_code(results)
     if not args.no_record:
@@ -226,7 +231,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device-class", help="the sensor class to publish as (default: the first that can)")
     parser.add_argument(
-        "--subscriber-class", default=DEFAULT_SUBSCRIBER_CLASS, help="the class that listens in the broker checks"
+        "--subscriber-class",
+        default=DEFAULT_SUBSCRIBER_CLASS,
+        help="the internal class that hears the readings; its password must be refused on the TLS listener",
     )
     parser.add_argument("--no-record", action="store_true", help="do not record the result on the namespace")
     parser.set_defaults(func=cmd_verify)

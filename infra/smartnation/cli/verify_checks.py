@@ -25,6 +25,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from smartnation.cli import restore, restore_pod
+from smartnation.cli.device_identity import (
+    DeviceIdentity,
+    broker_issuer,
+    issue_device_certificate,
+    retire_device_certificate,
+)
 from smartnation.cli.health import summarise, workload_readiness
 from smartnation.cli.kubectl import Kubectl, KubectlError, http_port, pod_ready
 from smartnation.cli.verify_target import MqttPlan, VerifyTarget
@@ -52,7 +58,8 @@ class VerifyContext:
     plan: MqttPlan
     device_id: str
     passwords: Mapping[str, str]
-    """Device class -> MQTT password (stack secrets) for the classes the plan uses."""
+    """Internal class -> MQTT password (stack secrets): the subscriber's, which the public TLS
+    listener must refuse."""
     reading_bound: float
     """Seconds a reading may take from the broker's acknowledgement to open-data-api."""
     published: dict[str, Any] | None = None
@@ -60,6 +67,21 @@ class VerifyContext:
     _ca: str | None = field(default=None, repr=False)
     _ca_read: bool = field(default=False, repr=False)
     _sequence: int = field(default=0, repr=False)
+    _identities: dict[str, DeviceIdentity] = field(default_factory=dict, repr=False)
+
+    def device_identity(self, device_id: str) -> DeviceIdentity:
+        """The client certificate of ``device_id``, issued on first use (device_identity.py)."""
+        if device_id not in self._identities:
+            self._identities[device_id] = issue_device_certificate(
+                self.kubectl, device_id, broker_issuer(self.kubectl, self.target.mqtt_hostname)
+            )
+        return self._identities[device_id]
+
+    def retire_identities(self) -> None:
+        """Delete the devices' Certificates and Secrets verify made, and their local files."""
+        for identity in self._identities.values():
+            retire_device_certificate(self.kubectl, identity)
+        self._identities.clear()
 
     def broker_ca(self) -> str | None:
         """PEM of the CA that signed the broker's certificate: `ca.crt` of the Secret of the
@@ -191,16 +213,30 @@ def tls_context(ca_pem: str | None, server_name: str) -> ssl.SSLContext:
 
 
 class MqttSession:
-    """One MQTT 5 connection over TLS to the broker's public address, with what it received."""
+    """One MQTT 5 connection over TLS to the broker's public address, with what it received.
 
-    def __init__(self, ctx: VerifyContext, device_class: str, password: str, role: str) -> None:
+    A device presents its own certificate (``identity``); ``login`` (username, password) is only
+    for showing that a password gets nowhere on this listener."""
+
+    def __init__(
+        self,
+        ctx: VerifyContext,
+        role: str,
+        *,
+        identity: DeviceIdentity | None = None,
+        login: tuple[str, str] | None = None,
+    ) -> None:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"smartnation-verify-{role}-{ctx.device_id}-{time.monotonic_ns() % 10**6}",
             protocol=mqtt.MQTTv5,
         )
-        self.client.username_pw_set(device_class, password)
-        self.client.tls_set_context(tls_context(ctx.broker_ca(), ctx.target.mqtt_hostname))
+        if login is not None:
+            self.client.username_pw_set(*login)
+        context = tls_context(ctx.broker_ca(), ctx.target.mqtt_hostname)
+        if identity is not None:
+            context.load_cert_chain(identity.certfile, identity.keyfile)
+        self.client.tls_set_context(context)
         self.connected = threading.Event()
         self.connack: Any = None
         self.received: list[tuple[str, bytes]] = []
@@ -276,12 +312,12 @@ def _carries(value: int) -> Callable[[str, bytes], bool]:
 
 
 def check_broker_publish(ctx: VerifyContext) -> str:
-    """A device with its class's credentials connects over TLS to the load balancer and publishes."""
-    device = MqttSession(ctx, ctx.plan.device_class, ctx.passwords[ctx.plan.device_class], "device")
+    """A device with its own certificate connects over TLS to the load balancer and publishes."""
+    device = MqttSession(ctx, "device", identity=ctx.device_identity(ctx.device_id))
     try:
         reason = device.connect()
         if reason.is_failure:
-            raise CheckFailed(f"{ctx.plan.device_class} refused: {reason}")
+            raise CheckFailed(f"device {ctx.device_id} refused: {reason}")
         payload, ts, value = _reading(ctx)
         ack = device.publish(ctx.plan.device_topic, payload)
         if ack.is_failure:
@@ -290,60 +326,53 @@ def check_broker_publish(ctx: VerifyContext) -> str:
     finally:
         device.close()
     return (
-        f"{ctx.plan.device_class} over TLS to {ctx.target.mqtt_address}:{ctx.target.mqtt_port} "
-        f"({ctx.target.mqtt_hostname}), reading on {ctx.plan.device_topic} acknowledged"
+        f"device {ctx.device_id} ({ctx.plan.device_class}, own certificate) over TLS to {ctx.target.mqtt_address}:"
+        f"{ctx.target.mqtt_port} ({ctx.target.mqtt_hostname}), reading on {ctx.plan.device_topic} acknowledged"
     )
 
 
-def check_broker_acl(ctx: VerifyContext, attempts: int = 8) -> str:
-    """The device may not publish on another class's topic: the broker answers Not authorized and
-    a subscriber on the same broker Pod does not receive it.
-
-    The broker Pods are independent (docs/broker-ha.md) and the load balancer picks one per
-    connection, so the subscriber first proves it shares the device's Pod by receiving an allowed
-    reading (new connections until it does); after the denied publish, a second allowed reading
-    on the same connection arrives only after anything published before it."""
-    sub_class, dev_class = ctx.plan.subscriber_class, ctx.plan.device_class
-    for attempt in range(1, attempts + 1):
-        subscriber = MqttSession(ctx, sub_class, ctx.passwords[sub_class], "listener")
-        device = MqttSession(ctx, dev_class, ctx.passwords[dev_class], "device")
+def check_broker_acl(ctx: VerifyContext) -> str:
+    """The device may not publish as another device: the broker answers Not authorized, and the
+    forged reading never reaches open-data-api, while a reading the device sent after it does
+    (the ingest reads every broker Pod, in order per Pod)."""
+    other = ctx.plan.forbidden_topic.split("/")[2]
+    device = MqttSession(ctx, "device", identity=ctx.device_identity(ctx.device_id))
+    pod = api_pods(ctx, OPEN_DATA_API)[0]
+    with ctx.kubectl.port_forward(pod["metadata"]["name"], http_port(pod)) as port:
         try:
-            for session, name in ((subscriber, sub_class), (device, dev_class)):
-                reason = session.connect()
-                if reason.is_failure:
-                    raise CheckFailed(f"{name} refused: {reason}")
-            subscriber.subscribe(ctx.plan.device_topic, ctx.plan.forbidden_topic)
-            first, _, first_value = _reading(ctx)
-            device.publish(ctx.plan.device_topic, first)
-            if not subscriber.wait_for(_carries(first_value), 1.5):
-                continue  # another broker Pod: try a new pair of connections
-            denied, _, denied_value = _reading(ctx)
-            ack = device.publish(ctx.plan.forbidden_topic, denied)
-            marker, _, marker_value = _reading(ctx)
-            device.publish(ctx.plan.device_topic, marker)
-            if not subscriber.wait_for(_carries(marker_value), CONNECT_TIMEOUT):
-                raise CheckFailed("the subscriber lost the device's allowed readings")
-            if subscriber.wait_for(_carries(denied_value), 0):
-                raise CheckFailed(f"{dev_class}'s publish on {ctx.plan.forbidden_topic} was delivered")
-            if not ack.is_failure:
-                raise CheckFailed(f"the broker acknowledged {dev_class}'s publish on {ctx.plan.forbidden_topic}")
-            return f"{dev_class} on {ctx.plan.forbidden_topic}: {ack}, not delivered (same broker Pod, try {attempt})"
+            reason = device.connect()
+            if reason.is_failure:
+                raise CheckFailed(f"device {ctx.device_id} refused: {reason}")
+            forged, _, _ = _reading(ctx)
+            ack = device.publish(ctx.plan.forbidden_topic, forged)
+            marker, marker_ts, _ = _reading(ctx)
+            if device.publish(ctx.plan.device_topic, marker).is_failure:
+                raise CheckFailed(f"the device's own reading on {ctx.plan.device_topic} was refused")
         finally:
             device.close()
-            subscriber.close()
-    raise CheckFailed(f"the subscriber never shared the device's broker Pod in {attempts} tries")
+        if not ack.is_failure:
+            raise CheckFailed(f"the broker acknowledged device {ctx.device_id}'s publish as {other}")
+        _wait_until_served(ctx, port, ctx.device_id, marker_ts)
+        status, body = http_json(port, "GET", f"/v1/devices/{other}/latest")
+        if status == 200:
+            raise CheckFailed(f"the forged reading of {other} was stored: {body}")
+    return f"device {ctx.device_id} as {other} on {ctx.plan.forbidden_topic}: {ack}, not delivered"
 
 
 def check_broker_auth(ctx: VerifyContext) -> str:
-    """A wrong password is refused."""
-    device = MqttSession(ctx, ctx.plan.device_class, "wrong-" + ctx.passwords[ctx.plan.device_class], "intruder")
+    """The public TLS listener refuses a password, even the internal subscriber's real one
+    (devices log in with certificates; internal clients only on the in-cluster listener)."""
+    internal = ctx.plan.subscriber_class
+    session = MqttSession(ctx, "intruder", login=(internal, ctx.passwords[internal]))
     try:
-        reason = device.connect()
+        reason = session.connect()
+    except CheckFailed as refused:
+        return f"{internal}'s password without a certificate: refused in the TLS handshake ({refused})"
     finally:
-        device.close()
+        session.close()
     if not reason.is_failure:
-        raise CheckFailed(f"{ctx.plan.device_class} with a wrong password was accepted")
-    return f"{ctx.plan.device_class} with a wrong password: {reason}"
+        raise CheckFailed(f"{internal}'s password was accepted on the public TLS listener")
+    return f"{internal}'s password without a certificate: {reason}"
 
 
 # -- the APIs -------------------------------------------------------------------------------
@@ -371,6 +400,18 @@ def http_json(port: int, method: str, path: str, body: dict | None = None, timeo
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"null")
+
+
+def _wait_until_served(ctx: VerifyContext, port: int, device_id: str, ts: str) -> None:
+    """Until open-data-api serves a reading of ``device_id`` at ``ts`` or later (the bound)."""
+    wanted, deadline = datetime.fromisoformat(ts), time.monotonic() + ctx.reading_bound + CONNECT_TIMEOUT
+    while True:
+        status, last = http_json(port, "GET", f"/v1/devices/{device_id}/latest")
+        if status == 200 and datetime.fromisoformat(str(last["ts"]).replace("Z", "+00:00")) >= wanted:
+            return
+        if time.monotonic() >= deadline:
+            raise CheckFailed(f"reading of {device_id} at {ts} not served (last answer {status}: {last})")
+        time.sleep(0.2)
 
 
 def check_open_data(ctx: VerifyContext) -> str:
@@ -407,7 +448,7 @@ def check_device_command(ctx: VerifyContext) -> str:
     pod = api_pods(ctx, DEVICE_REGISTRY)[0]
     device_id = f"{ctx.device_id}-cmd"
     topic = ctx.plan.command_topic.replace(ctx.device_id, device_id)
-    device = MqttSession(ctx, ctx.plan.device_class, ctx.passwords[ctx.plan.device_class], "commanded")
+    device = MqttSession(ctx, "commanded", identity=ctx.device_identity(device_id))
     with ctx.kubectl.port_forward(pod["metadata"]["name"], http_port(pod)) as port:
         location = {"latitude": 43.7384, "longitude": 7.4246, "label": "smartnation verify"}
         status, body = http_json(
@@ -418,7 +459,7 @@ def check_device_command(ctx: VerifyContext) -> str:
         try:
             reason = device.connect()
             if reason.is_failure:
-                raise CheckFailed(f"{ctx.plan.device_class} refused: {reason}")
+                raise CheckFailed(f"device {device_id} refused: {reason}")
             device.subscribe(topic)
             started = time.monotonic()
             status, body = http_json(port, "POST", f"/v1/devices/{device_id}/commands", {"command": "verify_ping"})

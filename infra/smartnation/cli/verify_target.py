@@ -76,11 +76,13 @@ class MqttPlan:
     device_topic: str
     """The reading topic of the verify device, inside the class's publish ACL."""
     forbidden_topic: str
-    """Another class's reading topic: outside the device's ACL, inside the subscriber's."""
+    """Another device's reading topic (its class's topic with another id): outside the device's
+    ACL, which confines it to topics carrying its own id."""
     command_topic: str | None
     """The device's command topic (the class's subscribe ACL), if the class receives commands."""
     subscriber_class: str
-    """The class whose credentials listen (the telemetry consumer)."""
+    """The internal class that hears the readings (the telemetry consumer); its password must be
+    refused on the public TLS listener."""
 
 
 def _concrete(topic_filter: str, device_id: str) -> str:
@@ -96,17 +98,19 @@ def mqtt_plan(
     classes: Sequence[DeviceClassSettings], device_id: str, subscriber: str, device_class: str | None = None
 ) -> MqttPlan:
     """Pick the device class (the first one, or ``device_class``, whose reading topic the
-    subscriber hears) and another class's reading topic it may not publish on."""
+    subscriber hears) and another device's reading topic it may not publish on."""
     by_name = {c.name: c for c in classes}
     where = "environments/<env>.yaml"
-    if subscriber not in by_name or not by_name[subscriber].subscribe:
-        raise SettingsError(where, "broker.device_classes", f"no class {subscriber!r} with subscribe topics to listen")
+    if subscriber not in by_name or not by_name[subscriber].subscribe or not by_name[subscriber].internal:
+        raise SettingsError(
+            where, "broker.device_classes", f"no internal class {subscriber!r} with subscribe topics to listen"
+        )
     heard = by_name[subscriber].subscribe
 
     def reading_topics(c: DeviceClassSettings) -> list[str]:
         return [t for t in (_concrete(f, device_id) for f in c.publish) if _matches_any(heard, t)]
 
-    candidates = [c for c in classes if c.name != subscriber and reading_topics(c)]
+    candidates = [c for c in classes if not c.internal and reading_topics(c)]
     if device_class is not None:
         candidates = [c for c in candidates if c.name == device_class]
     if not candidates:
@@ -115,19 +119,15 @@ def mqtt_plan(
         )
     chosen = candidates[0]
     device_topic = reading_topics(chosen)[0]
-    others = [
-        t for c in classes if c.name != chosen.name for t in reading_topics(c) if not _matches_any(chosen.publish, t)
-    ]
-    if not others:
-        raise SettingsError(
-            where, "broker.device_classes", f"no other class's reading topic that {chosen.name!r} may not publish on"
-        )
+    # The same class's topic under another device's id: the pattern ACL (%u) must refuse it.
+    other_device = f"{device_id}-other"
+    forbidden = next(t for t in (_concrete(f, other_device) for f in chosen.publish) if _matches_any(heard, t))
     command = next((_concrete(f, device_id) for f in chosen.subscribe), None)
-    return MqttPlan(chosen.name, device_topic, others[0], command, subscriber)
+    return MqttPlan(chosen.name, device_topic, forbidden, command, subscriber)
 
 
 def class_password(environment: str, config: Mapping[str, Any], device_class: str) -> str:
-    """A class's MQTT password from the stack's config (secrets decrypted); values may be
+    """An internal class's MQTT password from the stack's config (secrets decrypted); values may be
     ConfigValue-like (``.value``) or plain strings."""
     key = f"{CONFIG_NAMESPACE}:{broker_password(device_class)}"
     if key not in config:

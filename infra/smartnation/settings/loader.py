@@ -225,7 +225,7 @@ def _check_references(spec: EnvironmentSpec, origins: Origins) -> None:
     def fail(path: tuple[str, ...], message: str) -> None:
         raise SettingsError(origins.file_for(path), ".".join(path), message)
 
-    classes = {c.name for c in spec.broker.device_classes}
+    internal_classes = {c.name for c in spec.broker.device_classes if c.internal}
     roles = {r.name for r in spec.database.roles}
     logins = {r.name for r in spec.database.roles if r.login}
     databases = {d.name: d for d in spec.database.databases}
@@ -241,8 +241,12 @@ def _check_references(spec: EnvironmentSpec, origins: Origins) -> None:
                 f"required key is missing: city_apis.{name} (in {origins.file_for(path)}) deploys this API, and "
                 "its image comes from its release here (version, repository, tag)",
             )
-        if api.broker_client is not None and api.broker_client not in classes:
-            fail((*path, "broker_client"), f"expected one of broker.device_classes ({', '.join(sorted(classes))})")
+        if api.broker_client is not None and api.broker_client not in internal_classes:
+            fail(
+                (*path, "broker_client"),
+                f"expected one of the internal broker.device_classes ({', '.join(sorted(internal_classes))}): "
+                "an API logs in with its class's password on the in-cluster listener",
+            )
         if api.broker_all_pods and api.broker_client is None:
             fail((*path, "broker_all_pods"), "needs broker_client to be set")
         if api.storage_user is not None and api.storage_user not in users:

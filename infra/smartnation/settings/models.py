@@ -338,15 +338,32 @@ class Releases:
 @dataclass(frozen=True, kw_only=True)
 class DeviceClassSettings:
     name: str = setting(pattern=DNS_LABEL, describe="a lowercase DNS label")
-    """Class name; also the MQTT username and part of the secret key of its password."""
+    """Class name; for an internal class also the MQTT username and part of the secret key of its
+    password."""
     publish: tuple[str, ...] = setting(default=(), kind="topic_filter", unique=True)
     """Topic filters the class may publish to; never wildcards alone (``#``)."""
     subscribe: tuple[str, ...] = setting(default=(), kind="topic_filter", unique=True)
     """Topic filters the class may subscribe to; never wildcards alone (``#``)."""
+    internal: bool = setting(default=False)
+    """An in-cluster client (an API): one password for the class, accepted on the plain
+    listener only. Otherwise a class of devices: each device has its own client certificate
+    from the site CA (common name = device id), accepted on the TLS listener only, and may use
+    the class's topics only where the one ``+`` level is its own id."""
 
     def __post_init__(self) -> None:
         if not self.publish and not self.subscribe:
             raise ValueError("a device class needs at least one publish or subscribe topic")
+        if self.internal:
+            return
+        # Blamed on the class, not the topic: the mistake may as well be a missing `internal`.
+        for field_name in ("publish", "subscribe"):
+            for index, topic in enumerate(getattr(self, field_name)):
+                levels = topic.split("/")
+                if levels.count("+") != 1 or "#" in levels:
+                    raise ValueError(
+                        f"{field_name}.{index} {topic!r}: a device class's topic needs exactly one '+' level "
+                        "(the device id) and no '#'; an in-cluster client's class says `internal: true`"
+                    )
 
 
 @dataclass(frozen=True, kw_only=True)

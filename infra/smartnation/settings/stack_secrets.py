@@ -41,7 +41,7 @@ def database_role_password(role: str) -> str:
 
 
 def broker_password(device_class: str) -> str:
-    """Secret key of a device class's MQTT password."""
+    """Secret key of an internal client class's MQTT password."""
     return f"broker-password-{device_class}"
 
 
@@ -56,8 +56,10 @@ def required_secrets(settings: Settings) -> dict[str, str]:
     for role in settings.database.roles:
         if role.login:
             keys[database_role_password(role.name)] = f"PostgreSQL password of role {role.name}"
+    # Devices authenticate with their own certificates; only in-cluster clients have a password.
     for device_class in settings.broker.device_classes:
-        keys[broker_password(device_class.name)] = f"MQTT password of device class {device_class.name}"
+        if device_class.internal:
+            keys[broker_password(device_class.name)] = f"MQTT password of internal client {device_class.name}"
     for user in settings.object_storage.users:
         keys[object_storage_secret_key(user.name)] = f"MinIO secret key of access key {user.name}"
     return keys

@@ -14,6 +14,7 @@ from smartnation.program.components.stateful import Children, sha256
 from smartnation.program.daemon_config.mosquitto import (
     DeviceClass,
     render_acl_file,
+    render_device_acl_file,
     render_mosquitto_conf,
     render_password_file,
     render_tls_reloader,
@@ -39,6 +40,8 @@ PASSWORDS_HASH = "smartnation.mc/passwords-sha256"
 # The certificate is not in those hashes: cert-manager renews it between deployments, and the
 # `tls-reloader` sidecar has mosquitto re-read it (SIGHUP) once the kubelet updated the volume.
 RELOADER_SCRIPT = "reload-tls.sh"
+# The TLS listener's ACL: patterns that confine each device to topics carrying its own id.
+DEVICE_ACL = "device-acl"
 RELOADER_INTERVAL_S = 10
 # A shell loop that sleeps: a sliver of CPU and a few MiB.
 RELOADER_RESOURCES = Resources(
@@ -60,7 +63,7 @@ class BrokerArgs:
     """Image of the certificate reloader sidecar: the platform's small shell image (the object
     storage client's, which carries dash and sleep); the broker image has no shell."""
     client_secrets: tuple[str, ...] = ()
-    """Device classes used by in-cluster apps: each gets a Secret with MQTT_USERNAME/MQTT_PASSWORD."""
+    """Internal classes used by in-cluster apps: each gets a Secret with MQTT_USERNAME/MQTT_PASSWORD."""
 
 
 class Broker(pulumi.ComponentResource):
@@ -109,30 +112,38 @@ class Broker(pulumi.ComponentResource):
 
 
 def _config(children: Children, settings: BrokerSettings) -> tuple[k8s.core.v1.ConfigMap, str]:
-    """mosquitto.conf and the ACL file; returns the ConfigMap and a hash of its content."""
-    classes = _device_classes(settings)
+    """mosquitto.conf, the two ACL files (in-cluster clients by user, devices by pattern) and the
+    certificate reloader; returns the ConfigMap and a hash of its content."""
     conf = render_mosquitto_conf(
         plain_port=PLAIN_PORT,
         tls_port=TLS_PORT,
         certfile=f"{_TLS_DIR}/tls.crt",
         keyfile=f"{_TLS_DIR}/tls.key",
-        cafile=None,
+        # Devices' certificates come from the site CA, the issuer of the broker's own certificate:
+        # cert-manager writes that CA's certificate beside the key pair.
+        cafile=f"{_TLS_DIR}/ca.crt",
         password_file=f"{_PASSWORD_DIR}/passwords",
         acl_file=f"{_CONFIG_DIR}/acl",
+        device_acl_file=f"{_CONFIG_DIR}/{DEVICE_ACL}",
         persistence_dir=_DATA_DIR,
     )
-    acl = render_acl_file(classes)
+    acl = render_acl_file(_device_classes(settings, internal=True))
+    device_acl = render_device_acl_file(_device_classes(settings, internal=False))
     reloader = render_tls_reloader(tls_dir=_TLS_DIR, interval_s=RELOADER_INTERVAL_S)
     config = children.config_map(
-        "config", {"mosquitto.conf": conf, "acl": acl, RELOADER_SCRIPT: reloader}, naming.SERVER
+        "config",
+        {"mosquitto.conf": conf, "acl": acl, DEVICE_ACL: device_acl, RELOADER_SCRIPT: reloader},
+        naming.SERVER,
     )
-    return config, sha256(conf + acl + reloader)
+    return config, sha256(conf + acl + device_acl + reloader)
 
 
-def _device_classes(settings: BrokerSettings) -> list[DeviceClass]:
+def _device_classes(settings: BrokerSettings, *, internal: bool) -> list[DeviceClass]:
+    """The in-cluster clients' classes (``internal``) or the devices' classes."""
     return [
         DeviceClass(name=c.name, username=c.name, publish=c.publish, subscribe=c.subscribe)
         for c in settings.device_classes
+        if c.internal == internal
     ]
 
 
@@ -142,7 +153,8 @@ def _credentials(children: Children, args: BrokerArgs) -> tuple[k8s.core.v1.Secr
     Returns the password file's Secret, a hash of the file (it rolls the pods: mosquitto reads
     the file at start only) and device class -> client Secret name."""
     config = pulumi.Config(stack_secrets.CONFIG_NAMESPACE)
-    classes = _device_classes(args.settings)
+    # Only in-cluster clients have passwords; devices log in with their certificates.
+    classes = _device_classes(args.settings, internal=True)
     usernames = [c.username for c in classes]
     # Hashing happens inside apply so cleartext passwords never leave the secret Output.
     password_file = pulumi.Output.secret(

@@ -8,8 +8,10 @@ same output against the real daemons from Debian packages.
 from smartnation.program.daemon_config.mosquitto import (
     DeviceClass,
     render_acl_file,
+    render_device_acl_file,
     render_mosquitto_conf,
     render_password_file,
+    render_tls_reloader,
 )
 from smartnation.program.daemon_config.postgres import (
     Database,
@@ -25,8 +27,10 @@ __all__ = [
     "Grant",
     "Role",
     "render_acl_file",
+    "render_device_acl_file",
     "render_init_script",
     "render_init_sql",
     "render_mosquitto_conf",
     "render_password_file",
+    "render_tls_reloader",
 ]
