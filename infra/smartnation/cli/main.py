@@ -14,6 +14,8 @@
                                           restore a backup into scratch databases, compare with live
     smartnation verify ENV [--check NAME ...] [--skip NAME ...] [--reading-bound SECONDS]
                                           smoke-test a deployed environment (exit 1 on any failure)
+    smartnation compare ENV --to CLUSTER [--from CLUSTER] [--namespace NS] [--report FILE]
+                                          an environment's data on two clusters, item by item (exit 1 on any difference)
 
 Exit codes are in smartnation.cli.exit_codes; docs/operations.md explains each.
 """
@@ -29,6 +31,7 @@ from pulumi import automation as auto
 
 from smartnation.cli import (
     audit,
+    compare,
     destroy,
     exit_codes,
     outputs,
@@ -45,7 +48,7 @@ from smartnation.settings import SettingsError
 
 log = logging.getLogger("smartnation")
 
-COMMANDS = (up, destroy, secrets_init, outputs, preview, promote, audit, status, verify, restore)
+COMMANDS = (up, destroy, secrets_init, outputs, preview, promote, audit, status, verify, restore, compare)
 """One module per command, each adding its parser; in the order `smartnation --help` lists them."""
 
 

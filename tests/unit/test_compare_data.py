@@ -1,0 +1,76 @@
+"""`smartnation compare`'s comparison: what the in-Pod readers print becomes a reading, and two
+readings differ exactly where an item is missing on one side or has another fingerprint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from smartnation.cli.compare_data import MARKER, SECTIONS, Snapshot, differences, dump, report, summary_lines
+
+pytestmark = pytest.mark.unit
+
+PRINTED = f"""\
+{MARKER}|tables|telemetry.public.readings|rows=300 sum=-123
+{MARKER}|chunks|telemetry.public.readings [2026-11-27 00:00:00+00, 2026-11-28 00:00:00+00)|rows=84 sum=7
+{MARKER}|objects|open-data/a|b.csv|size=3 sha256=ab
+{MARKER}|buckets|open-data|objects=1
+{MARKER}|devices|traffic-000|0f0f
+{MARKER}|retained|city/traffic/traffic-000/telemetry|sha256=cd
+psql: a notice that is not ours
+{MARKER}-DONE
+"""
+
+
+def reading(where: str = "a", text: str = PRINTED) -> Snapshot:
+    snapshot = Snapshot(where)
+    snapshot.add_lines(text)
+    return snapshot
+
+
+def test_printed_lines_become_a_reading_keys_may_hold_the_separator() -> None:
+    snapshot = reading()
+    assert snapshot.counts() == dict.fromkeys(SECTIONS, 1)
+    assert snapshot.sections["objects"] == {"open-data/a|b.csv": "size=3 sha256=ab"}
+    assert snapshot.sections["tables"]["telemetry.public.readings"] == "rows=300 sum=-123"
+
+
+def test_an_unknown_section_is_an_error_not_ignored() -> None:
+    with pytest.raises(ValueError, match="unknown section"):
+        Snapshot("a").add_lines(f"{MARKER}|queues|x|1")
+
+
+def test_equal_readings_have_no_difference() -> None:
+    assert differences(reading("a"), reading("b")) == []
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_a_changed_fingerprint_in_any_section_is_named(section: str) -> None:
+    other = reading("b")
+    key = next(iter(other.sections[section]))
+    other.sections[section][key] += "x"
+    found = differences(reading("a"), other)
+    assert [(d.section, d.key) for d in found] == [(section, key)]
+    assert "source" in found[0].describe() and "target" in found[0].describe()
+
+
+def test_an_item_on_one_side_only_is_named_with_its_side() -> None:
+    source, target = reading("a"), reading("b")
+    del target.sections["devices"]["traffic-000"]
+    target.sections["objects"]["open-data/new"] = "size=1 sha256=ee"
+    found = {d.key: d.describe() for d in differences(source, target)}
+    assert found["traffic-000"].endswith("only on the source (0f0f)")
+    assert found["open-data/new"].endswith("only on the target (size=1 sha256=ee)")
+
+
+def test_the_report_says_where_counts_and_every_difference() -> None:
+    source, target = reading("dus/ns"), reading("mco/ns")
+    target.sections["tables"]["telemetry.public.readings"] = "rows=299 sum=-1"
+    found = differences(source, target)
+    data = json.loads(dump(report(source, target, found)))
+    assert (data["source"], data["target"], data["equal"]) == ("dus/ns", "mco/ns", False)
+    assert data["differences"][0]["key"] == "telemetry.public.readings"
+    lines = summary_lines(source, target, found)
+    assert any(line.startswith("tables") and "1 DIFFERENT" in line for line in lines)
+    assert json.loads(dump(report(source, reading("x"), [])))["equal"] is True
