@@ -45,11 +45,18 @@ def _secret_certificate(tools) -> bytes:
     return ssl.PEM_cert_to_DER_cert(base64.b64decode(secret["data"]["tls.crt"]).decode())
 
 
-def _served_certificate(port: int) -> bytes:
+def _served_certificate(tools, pod: str) -> bytes:
+    """The certificate the TLS listener presents, through a port-forward of its own: the
+    listener requires a client certificate and drops this probe after the handshake, and
+    kubectl ends a port-forward whose connection the Pod reset."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, context.wrap_socket(raw) as tls:
+    with (
+        port_forward(tools, CLUSTER, NAMESPACE, pod, broker.TLS_PORT) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
         return tls.getpeercert(binary_form=True)
 
 
@@ -76,19 +83,18 @@ def test_a_renewed_certificate_is_served_without_a_restart(dev_on_monaco, tools)
     assert all(s["ready"] for s in pod["status"]["containerStatuses"]), pod["status"]
     old = _secret_certificate(tools)
 
-    with port_forward(tools, CLUSTER, NAMESPACE, name, broker.TLS_PORT) as port:
-        assert _served_certificate(port) == old, "the broker does not serve its Secret's certificate"
-        _request_renewal(tools)
+    assert _served_certificate(tools, name) == old, "the broker does not serve its Secret's certificate"
+    _request_renewal(tools)
 
-        deadline = time.monotonic() + RENEWAL_TIMEOUT
-        while (new := _secret_certificate(tools)) == old and time.monotonic() < deadline:
-            time.sleep(2)
-        assert new != old, "cert-manager did not renew the certificate"
-        while (served := _served_certificate(port)) != new and time.monotonic() < deadline:
-            time.sleep(3)
-        waited = RENEWAL_TIMEOUT - (deadline - time.monotonic())
-        print(f"renewed certificate served after {waited:.0f}s: sha256 {hashlib.sha256(new).hexdigest()[:16]}")
-        assert served == new, f"after {RENEWAL_TIMEOUT:.0f}s the broker still serves the old certificate"
+    deadline = time.monotonic() + RENEWAL_TIMEOUT
+    while (new := _secret_certificate(tools)) == old and time.monotonic() < deadline:
+        time.sleep(2)
+    assert new != old, "cert-manager did not renew the certificate"
+    while (served := _served_certificate(tools, name)) != new and time.monotonic() < deadline:
+        time.sleep(3)
+    waited = RENEWAL_TIMEOUT - (deadline - time.monotonic())
+    print(f"renewed certificate served after {waited:.0f}s: sha256 {hashlib.sha256(new).hexdigest()[:16]}")
+    assert served == new, f"after {RENEWAL_TIMEOUT:.0f}s the broker still serves the old certificate"
 
     (after,) = _broker_pods(tools)
     assert after["metadata"]["uid"] == pod["metadata"]["uid"], "the broker Pod was replaced"

@@ -260,6 +260,14 @@ def test_mosquitto_gives_devices_their_own_identity_and_internal_clients_the_pla
         tools.kubectl_json(CLUSTER, "-n", NAMESPACE, "get", "secret", f"{ENVIRONMENT}-broker-tls")["data"]["ca.crt"]
     ).decode()
     try:
+        # Its own forward: the listener resets a connection without a client certificate, and
+        # kubectl ends a port-forward whose connection the Pod reset.
+        with port_forward(tools, CLUSTER, NAMESPACE, pod["metadata"]["name"], broker.TLS_PORT) as tls:
+            intruder, refused = _tls_connect(tls, None, ingest_login, ca)
+            intruder.loop_stop()
+        assert not (hasattr(refused, "is_failure") and not refused.is_failure), (
+            "the ingest's password was accepted on the TLS listener"
+        )
         with (
             port_forward(tools, CLUSTER, NAMESPACE, pod["metadata"]["name"], broker.PLAIN_PORT) as plain,
             port_forward(tools, CLUSTER, NAMESPACE, pod["metadata"]["name"], broker.TLS_PORT) as tls,
@@ -267,12 +275,6 @@ def test_mosquitto_gives_devices_their_own_identity_and_internal_clients_the_pla
             wrong, rc = _connect(plain, sensor.name, "any-password")
             assert rc.is_failure, f"a device class name logged in on the in-cluster listener: {rc}"
             wrong.loop_stop()
-
-            intruder, refused = _tls_connect(tls, None, ingest_login, ca)
-            intruder.loop_stop()
-            assert not (hasattr(refused, "is_failure") and not refused.is_failure), (
-                "the ingest's password was accepted on the TLS listener"
-            )
 
             received: list[str] = []
             listener, rc = _connect(plain, *ingest_login)
