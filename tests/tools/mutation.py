@@ -143,10 +143,11 @@ def lay_out(work: Path, commit: str | None) -> None:
     (work / "infra" / "smartnation").symlink_to(Path("..") / "mutants" / "smartnation")
 
 
-def scope_tests(work: Path, scope: str) -> list[str]:
-    return sorted(
-        {p.relative_to(work).as_posix() for g in SCOPE_TESTS[scope] for p in (work / "tests" / "unit").glob(g)}
-    )
+def scope_selection(scope: str) -> list[str]:
+    """pytest arguments selecting the scope's unit test modules by file name pattern, so that a
+    module added later is picked up without changing mutmut's config (which would reset its
+    results)."""
+    return ["tests/unit", "-m", "unit", "-o", f"python_files={' '.join(SCOPE_TESTS[scope])}"]
 
 
 def write_mutmut_config(work: Path, scopes: list[str], selection: list[str]) -> None:
@@ -220,25 +221,11 @@ def survivors(work: Path) -> list[str]:
     return names
 
 
-def failing_before(work: Path, tests: list[str]) -> list[str]:
+def failing_before(work: Path, selection: list[str]) -> list[str]:
     """The selected tests that fail on the unmutated code: mutmut needs a green start, and a test
     someone is changing in a shared checkout must not stop the run (they are named, not hidden)."""
     proc = subprocess.run(
-        [
-            "nice",
-            "-n",
-            "10",
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "-rf",
-            *tests,
-            "-m",
-            "unit",
-        ],
+        ["nice", "-n", "10", sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rf", *selection],
         cwd=work,
         capture_output=True,
         text=True,
@@ -247,35 +234,44 @@ def failing_before(work: Path, tests: list[str]) -> list[str]:
     return [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("FAILED ")]
 
 
-def run_scope(scope: str, workers: int, commit: str | None, minutes: float | None) -> tuple[int, list[str]]:
-    """mutmut over one scope in its own scratch tree (so each scope keeps its results).
+def supervise(proc: subprocess.Popen, work: Path, scope: str, minutes: float | None) -> int:
+    """Wait for mutmut; with ``minutes``, interrupt it that long after it starts testing mutants
+    (once its stats file exists). Interrupted, it keeps what it checked: the figures then count
+    the checked mutants (fastest first) and say how many were not."""
+    tested_since: float | None = None
+    while True:
+        try:
+            return proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        if tested_since is None and (work / "mutants" / "mutmut-stats.json").exists():
+            tested_since = time.time()
+        if minutes and tested_since and time.time() - tested_since > minutes * 60:
+            print(f"mutation: {scope}: {minutes:g} minutes of testing are up, stopping mutmut", flush=True)
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            return 0
 
-    With ``minutes``, mutmut is interrupted after that long (it keeps what it checked: the
-    figures then count the checked mutants, fastest first, and say how many were not)."""
+
+def run_scope(scope: str, workers: int, commit: str | None, minutes: float | None) -> tuple[int, list[str]]:
+    """mutmut over one scope in its own scratch tree (so each scope keeps its results)."""
     work = scratch_dir(scope)
     lay_out(work, commit)
-    tests = scope_tests(work, scope)
-    failing = failing_before(work, tests)
+    selection = scope_selection(scope)
+    failing = failing_before(work, selection)
     for test in failing:
         print(f"mutation: {scope}: left out, fails before any mutation: {test}", flush=True)
-    write_mutmut_config(work, [scope], [*tests, "-m", "unit", *(f"--deselect={t}" for t in failing)])
+    write_mutmut_config(work, [scope], [*selection, *(f"--deselect={t}" for t in failing)])
     mutmut = Path(sys.executable).with_name("mutmut")
     # nice: the clusters and other work share the two cores.
     command = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(workers)]
     print(f"mutation: {' '.join(command)} in {work}", flush=True)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.Popen(command, cwd=work, env=env)
-    try:
-        code = proc.wait(timeout=minutes * 60 if minutes else None)
-    except subprocess.TimeoutExpired:
-        print(f"mutation: {scope}: {minutes} minutes are up, stopping mutmut (it keeps what it checked)", flush=True)
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        code = 0
+    code = supervise(subprocess.Popen(command, cwd=work, env=env), work, scope, minutes)
     if code != 0:
         print(f"mutation: mutmut exited {code} for {scope}", file=sys.stderr)
     return code, failing
@@ -286,7 +282,7 @@ def record(
 ) -> None:
     """Append this run to tests/benchmarks/mutation.json and refresh BENCHMARKS.json and .md."""
     results = read_mutation() or {}
-    tests = " ".join(f"tests/unit/{g}" for g in SCOPE_TESTS[scope])
+    tests = " ".join(scope_selection(scope))
     results.setdefault("runs", []).append(
         {
             **f.as_dict(),
@@ -295,7 +291,7 @@ def record(
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
             "duration_s": round(duration),
             "code": " ".join(SCOPES[scope]),
-            "tests": f"{tests} -m unit",
+            "tests": tests,
             "run": f"mutmut 3.8.1, {args.workers} workers, nice 10"
             + (f", commit {args.commit}" if args.commit else "")
             + (f", stopped after {args.minutes:g} min" if args.minutes else ""),
