@@ -120,7 +120,7 @@ def lay_out(work: Path, commit: str | None) -> None:
     work.mkdir(parents=True)
     source_root = REPO
     if commit:
-        source_root = work.with_name("mutation-source")
+        source_root = work.with_name(f"{work.name}-source")
         shutil.rmtree(source_root, ignore_errors=True)
         source_root.mkdir(parents=True)
         archive = subprocess.run(
@@ -137,6 +137,16 @@ def lay_out(work: Path, commit: str | None) -> None:
         else:
             shutil.copy2(src, work / target)
     shutil.copy2(source_root / "pyproject.toml", work / "pyproject.toml")
+    # mutmut's own tree, laid out now so the tests can be tried before any mutation where they will
+    # run: smartnation.paths.REPO (two levels above paths.py) is then the scratch tree, which holds
+    # the environment files, the chart and the policy pack. mutmut copies over it and mutates.
+    (work / "mutants").mkdir()
+    for target in [*LAYOUT, "pyproject.toml"]:
+        src = work / target
+        if src.is_dir():
+            shutil.copytree(src, work / "mutants" / target, symlinks=True)
+        else:
+            shutil.copy2(src, work / "mutants" / target)
     # smartnation.paths.REPO is the scratch tree: what reads the code from <repo>/infra (the
     # redacted preview's renderer) gets the mutated package.
     (work / "infra").mkdir()
@@ -226,7 +236,8 @@ def failing_before(work: Path, selection: list[str]) -> list[str]:
     someone is changing in a shared checkout must not stop the run (they are named, not hidden)."""
     proc = subprocess.run(
         ["nice", "-n", "10", sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rf", *selection],
-        cwd=work,
+        cwd=work / "mutants",
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         capture_output=True,
         text=True,
         check=False,
