@@ -119,10 +119,41 @@ def _role_figure(values: Mapping[str, float], role: str) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def _short(name: str) -> str:
+    """A process group's name for the table (Python workers of other runs were named by their code)."""
+    if name.startswith("python from multiprocessing"):
+        return "python multiprocessing worker"
+    return name
+
+
 def _top(cpu: Mapping[str, object], count: int = 6) -> str:
     shares = cpu.get("by_process") or {}
     assert isinstance(shares, Mapping)
-    return ", ".join(f"{name} {share:.0f} %" for name, share in list(shares.items())[:count])
+    largest = sorted(shares.items(), key=lambda kv: -kv[1])[:count]  # the JSON keeps keys sorted by name
+    return ", ".join(f"{_short(name)} {share:.0f} %" for name, share in largest)
+
+
+def _span(values: Sequence[float], unit: str = "") -> str:
+    low, high = min(values), max(values)
+    return f"{low:.0f}{unit}" if round(low) == round(high) else f"{low:.0f}-{high:.0f}{unit}"
+
+
+def _bounds(runs: Sequence[Mapping]) -> str:
+    """What the figures were bounded by, from the runs' own CPU readings."""
+    shares = [r["cpu"]["by_process"] for r in runs]
+    busy = [r["cpu"]["host_busy_percent"] for r in runs]
+    loads = [r["load_average_before"] for r in runs]
+    generator = [s.get("load generator", 0.0) for s in shares]
+    ingest = [v for s in shares for name, v in s.items() if "telemetry-ingest" in name] or [0.0]
+    pods = [(v, name) for s in shares for name, v in s.items() if name.startswith("staging-")] or [(0.0, "none")]
+    lost = sum(r["missing"] for r in runs)
+    return (
+        f"What bounds these figures: the host's {runs[0]['cpu']['cores']} cores were {_span(busy, ' %')} busy "
+        f"in the steps, with a load average of {min(loads):g}-{max(loads):g} before each (other sessions' "
+        "tests ran beside); the generator itself (Python, TLS, one network thread a device) took "
+        f"{_span(generator, ' %')} of a core, each telemetry-ingest replica {_span(ingest, ' %')}, and no Pod "
+        f"of the environment more than {max(pods)[0]:.0f} % ({max(pods)[1]}). Readings lost in all steps: {lost}."
+    )
 
 
 def render_load(load: Mapping | None) -> list[str]:
@@ -158,5 +189,5 @@ def render_load(load: Mapping | None) -> list[str]:
         )
     lines += ["", "Largest CPU users during each step (share of one core):", ""]
     lines += [f"- {label}, {run['rate_per_s']:,.0f}/s: {_top(run['cpu'])}" for label, run in runs]
-    lines.append("")
+    lines += ["", _bounds([run for _label, run in runs]), ""]
     return lines

@@ -51,6 +51,9 @@ def _python_name(pid: str, comm: str) -> str:
     for i, arg in enumerate(argv[1:], start=1):
         if arg == "-m" and i + 1 < len(argv):
             return f"python -m {argv[i + 1]}"
+        if arg == "-c":
+            code = argv[i + 1] if i + 1 < len(argv) else ""
+            return "python multiprocessing worker" if "multiprocessing" in code else "python -c"
         if not arg.startswith("-"):
             return f"python {Path(arg).name}"
     return comm
