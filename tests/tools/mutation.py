@@ -288,6 +288,45 @@ def run_scope(scope: str, workers: int, commit: str | None, minutes: float | Non
     return code, failing
 
 
+def retest_scope(scope: str, workers: int, commit: str | None, minutes: float | None) -> int:
+    """Run the last run's uncaught mutants of ``scope`` again, against the tests as they are now
+    (the working tree's tests/, or ``commit``'s): mutmut collects which code the new tests reach
+    and re-runs only the named mutants, so the figures are the last run's with those updated."""
+    work = scratch_dir(scope)
+    names = survivors(work)
+    if not names:
+        print(f"mutation: {scope}: nothing to retest in {work}", file=sys.stderr)
+        return 1
+    source = REPO
+    if commit:
+        source = work.with_name(f"{work.name}-retest-source")
+        shutil.rmtree(source, ignore_errors=True)
+        source.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", commit, "tests"], cwd=REPO, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    for tree in (work, work / "mutants"):
+        shutil.copytree(source / "tests", tree / "tests", ignore=IGNORED, dirs_exist_ok=True)
+    mutmut = Path(sys.executable).with_name("mutmut")
+    command = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(workers), *names]
+    print(f"mutation: {scope}: retesting {len(names)} mutants in {work}", flush=True)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # The stats file exists from the last run: the budget counts from the start here.
+    proc = subprocess.Popen(command, cwd=work, env=env)
+    try:
+        return proc.wait(timeout=minutes * 60 if minutes else None)
+    except subprocess.TimeoutExpired:
+        print(f"mutation: {scope}: {minutes:g} minutes are up, stopping mutmut", flush=True)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return 0
+
+
 def record(
     scope: str, f: ScopeFigures, started: float, duration: float, args: argparse.Namespace, failing: list[str]
 ) -> None:
@@ -305,7 +344,8 @@ def record(
             "tests": tests,
             "run": f"mutmut 3.8.1, {args.workers} workers, nice 10"
             + (f", commit {args.commit}" if args.commit else "")
-            + (f", stopped after {args.minutes:g} min" if args.minutes else ""),
+            + (f", stopped after {args.minutes:g} min" if args.minutes else "")
+            + (", the run before's uncaught mutants re-run against the tests as they are now" if args.retest else ""),
             "left_out_failing_before": failing,
         }
     )
@@ -327,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="mutmut's --max-children (the machine has 2 cores)")
     parser.add_argument("--commit", help="mutate and test this commit (git archive), not the working tree")
     parser.add_argument("--minutes", type=float, help="stop each scope's mutmut after this long")
+    parser.add_argument(
+        "--retest", action="store_true", help="re-run the last run's uncaught mutants against the tests as they are now"
+    )
     parser.add_argument("--report-only", action="store_true", help="the figures of the last runs, nothing run")
     parser.add_argument(
         "--no-record",
@@ -340,7 +383,14 @@ def main(argv: list[str] | None = None) -> int:
     for scope in args.scope or list(SCOPES):
         started = time.time()
         failing: list[str] = []
-        if not args.report_only:
+        if args.retest:
+            code = retest_scope(scope, args.workers, args.commit, args.minutes)
+            previous = [r for r in (read_mutation() or {}).get("runs", []) if r["scope"] == scope]
+            failing = previous[-1].get("left_out_failing_before", []) if previous else []
+            if code != 0:
+                failed += 1
+                continue
+        elif not args.report_only:
             code, failing = run_scope(scope, args.workers, args.commit, args.minutes)
             if code != 0:
                 failed += 1
