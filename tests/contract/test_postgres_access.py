@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from smartnation.program.components.database import reload_hba_script
+from smartnation.program.components.database import reload_hba_script, tls_reloader_script
 from smartnation.program.daemon_config.postgres import (
     MANAGED_COMMENT,
     Grant,
+    Role,
     render_init_script,
     render_init_sql,
     render_pg_hba,
@@ -117,13 +119,16 @@ class Server:
         assert errors == "0", self.admin("SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL")
         return hba
 
-    def run_init(self, roles=PG_ROLES, databases=PG_DATABASES, grants=PG_GRANTS) -> subprocess.CompletedProcess:
+    def run_init(
+        self, roles=PG_ROLES, databases=PG_DATABASES, grants=PG_GRANTS, extra_passwords: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         workdir = self.cluster.workdir
         sql, script = workdir / "access-init.sql", workdir / "access-init.sh"
         sql.write_text(render_init_sql(databases, roles, grants))
         script.write_text(render_init_script(databases, roles, grants, sql_path=str(sql)))
         env = self.cluster.admin_env() | {"PGPASSWORD": SUPERUSER_PASSWORD}
-        env |= {role.password_env: PG_PASSWORDS[role.password_env] for role in roles if role.password_var}
+        passwords = PG_PASSWORDS | (extra_passwords or {})
+        env |= {role.password_env: passwords[role.password_env] for role in roles if role.password_var}
         return subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -202,6 +207,31 @@ def test_nothing_but_the_superuser_on_loopback_from_outside_the_pod_network(serv
         refused(server.tcp("postgres", "wrong", "postgres", sslmode="prefer"), "password authentication failed")
     finally:
         server.use_hba(["127.0.0.0/8"])
+
+
+def test_a_role_added_later_is_admitted_with_pg_hba_unchanged(server: Server) -> None:
+    hba = server.use_hba(["127.0.0.0/8"])
+    late = Role(name="late_reader", login=True, password_var="late_reader_password")
+    roles, grants = (*PG_ROLES, late), (*PG_GRANTS, Grant(role="late_reader", database="telemetry", privilege="read"))
+    # The file names groups, not roles: the same with the new role as without.
+    rendered = render_pg_hba(
+        PG_DATABASES,
+        roles,
+        grants,
+        superuser="postgres",
+        replication_user="replicator",
+        pod_networks=["127.0.0.0/8"],
+        tls=True,
+    )
+    assert rendered == hba
+    result = server.run_init(roles=roles, grants=grants, extra_passwords={"LATE_READER_PASSWORD": "late-secret"})
+    assert result.returncode == 0, result.stderr
+    try:
+        assert ok(server.tcp("late_reader", "late-secret", "telemetry")) == "late_reader"
+        refused(server.tcp("late_reader", "late-secret", "registry"), "pg_hba.conf rejects")
+    finally:
+        assert server.run_init().returncode == 0
+    refused(server.tcp("late_reader", "late-secret", "telemetry"), "late_reader")
 
 
 def test_replication_only_for_the_replication_role(server: Server) -> None:
@@ -298,8 +328,54 @@ def test_a_removed_role_still_depended_on_elsewhere_is_kept_without_login(server
         server.admin("SELECT rolcanlogin, rolpassword IS NULL FROM pg_authid WHERE rolname = 'telemetry_admin'")
         == "f|t"
     )
-    refused(
-        server.tcp("telemetry_admin", password_of("telemetry_admin"), "telemetry"), "password authentication failed"
-    )
+    # Out of the connect group (pg_hba) and without a password: refused either way.
+    refused(server.tcp("telemetry_admin", password_of("telemetry_admin"), "telemetry"), '"telemetry_admin"')
+    assert server.admin("SELECT pg_has_role('telemetry_admin', 'smartnation_connect_telemetry', 'MEMBER')") == "f"
     # No privilege left in the managed databases.
     assert server.admin("SELECT has_database_privilege('telemetry_admin', 'telemetry', 'CONNECT')") == "f"
+
+
+# --------------------------------------------------------------------------- renewed certificates
+
+
+def test_the_reloader_has_the_server_present_a_renewed_certificate(server: Server) -> None:
+    """cert-manager renews the key pair in place; the reloader sidecar's script sees the new
+    certificate and reloads the server, which then presents it (the old CA no longer verifies)."""
+    server.use_hba(["127.0.0.0/8"])
+    reader = ("telemetry_reader", password_of("telemetry_reader"), "telemetry")
+    assert server.ca is not None
+    old_ca = server.ca
+    assert ok(server.tcp(*reader, sslmode="verify-ca"))
+    tls_dir = Path(server.admin("SHOW ssl_cert_file")).parent
+    renewed = server.cluster.workdir / "renewed"
+    renewed.mkdir()
+    new_ca, new_crt, new_key = make_tls_material(renewed, os.stat(server.cluster.datadir).st_gid)
+    script = server.cluster.workdir / "reload-tls.sh"
+    script.write_text(tls_reloader_script())
+    env = server.cluster.admin_env() | {
+        "PGPASSWORD": SUPERUSER_PASSWORD,
+        "WATCHED_FILES": str(tls_dir / "server.crt"),
+        "RELOAD_INTERVAL": "1",
+    }
+    reloader = subprocess.Popen(
+        ["sh", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        time.sleep(2)
+        # Unchanged files: nothing reloaded, the old certificate still served.
+        assert ok(server.tcp(*reader, sslmode="verify-ca"))
+        # The renewal, as the kubelet writes it: key and certificate replaced.
+        (tls_dir / "server.key").write_bytes(new_key.read_bytes())
+        (tls_dir / "server.crt").write_bytes(new_crt.read_bytes())
+        server.ca = new_ca
+        deadline = time.monotonic() + 20
+        while server.tcp(*reader, sslmode="verify-ca").returncode != 0 and time.monotonic() < deadline:
+            time.sleep(1)
+        assert ok(server.tcp(*reader, sslmode="verify-ca")) == "telemetry_reader"
+        server.ca = old_ca
+        refused(server.tcp(*reader, sslmode="verify-ca"), "certificate verify failed")
+    finally:
+        server.ca = new_ca
+        reloader.terminate()
+        output = reloader.communicate(timeout=10)[0]
+    assert output.count("server reloaded") == 1, output

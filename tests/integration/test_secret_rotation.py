@@ -91,7 +91,7 @@ def platform(tmp_path_factory, tools, clusters) -> Iterator[PlatformProject]:
         project.pulumi("up", "--yes", "--skip-preview", "--stack", ENVIRONMENT)
         yield project
     finally:
-        project.pulumi("destroy", "--yes", "--skip-preview", "--stack", ENVIRONMENT, check=False)
+        project.destroy(ENVIRONMENT)
 
 
 def stack_secrets(project: PlatformProject) -> dict[str, str]:

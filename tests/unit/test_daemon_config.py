@@ -428,7 +428,8 @@ def test_sql_creates_databases_with_gexec_outside_do_blocks() -> None:
     do_blocks = re.findall(r"DO \$\$.*?\$\$;", sql, flags=re.S)
     assert not any("CREATE DATABASE" in block for block in do_blocks)
     # Every role and database creation is guarded, so a rerun does not fail.
-    assert sql.count("WHERE NOT EXISTS") == 2 + 1
+    # (two roles, one database and that database's connect group)
+    assert sql.count("WHERE NOT EXISTS") == 2 + 1 + 1
 
 
 def test_extensions_are_created_only_if_available() -> None:

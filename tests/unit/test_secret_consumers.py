@@ -8,10 +8,13 @@ that read it must change (an annotation with a one-way digest), and no others.
 from __future__ import annotations
 
 import hashlib
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
+import yaml
 
 from smartnation.program.city_platform import build
 from smartnation.program.components import database
@@ -23,17 +26,19 @@ from smartnation.settings.stack_secrets import (
     database_role_password,
     object_storage_secret_key,
 )
-from tests.unit.harness import BuiltStack, install_mocks, run, secrets_for, set_secrets
+from tests.unit.harness import REPO_ENVIRONMENTS, BuiltStack, install_mocks, run, secrets_for, set_secrets
 
 pytestmark = pytest.mark.unit
 
 CHART = "kubernetes:helm.sh/v4:Chart"
 STATEFULSET = "kubernetes:apps/v1:StatefulSet"
 CONFIGMAP = "kubernetes:core/v1:ConfigMap"
+SECRET = "kubernetes:core/v1:Secret"
+JOB = "kubernetes:batch/v1:Job"
 
 
-def build_with(environment: str, changed: dict[str, str] | None = None) -> BuiltStack:
-    settings = load_settings(environment)
+def build_with(environment: str, changed: dict[str, str] | None = None, root: Path | None = None) -> BuiltStack:
+    settings = load_settings(environment, root)
     rec = install_mocks()
     set_secrets(secrets_for(settings) | (changed or {}))
     try:
@@ -121,7 +126,8 @@ def test_a_rotated_replication_password_rolls_the_replicas_and_no_api(baseline: 
 
 def test_replicas_log_in_with_the_secret_and_verify_the_primary(baseline: BuiltStack) -> None:
     (replica,) = [r for r in baseline.of_type(STATEFULSET) if "database-replica" in r.name]
-    (server,) = replica.plain["spec"]["template"]["spec"]["containers"]
+    containers = {c["name"]: c for c in replica.plain["spec"]["template"]["spec"]["containers"]}
+    server = containers["postgres"]
     env = {e["name"]: e for e in server["env"]}
     assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "REPLICATION_PASSWORD"
     conninfo = next(a for a in server["args"] if a.startswith("primary_conninfo="))
@@ -171,3 +177,56 @@ def test_the_setup_job_has_the_primary_reload_the_pg_hba_it_mounts(baseline: Bui
     (container,) = job.plain["spec"]["template"]["spec"]["containers"]
     assert container["command"][-1].endswith("sh /init/reload-hba.sh")
     assert replica_annotations(baseline)[database.PG_HBA_HASH] == hashlib.sha256(hba.encode()).hexdigest()
+
+
+def test_a_role_added_or_removed_leaves_the_servers_untouched(baseline: BuiltStack, tmp_path: Path) -> None:
+    """Roles come and go through the setup Job alone: the servers' StatefulSets, their pg_hba and
+    the Secrets they read stay the same (a changed Secret or ConfigMap a StatefulSet took its name
+    from would have Pulumi replace the StatefulSet, restarting the primary)."""
+    root = tmp_path / "environments"
+    shutil.copytree(REPO_ENVIRONMENTS, root, ignore=shutil.ignore_patterns("stacks"))
+    defaults = root / "defaults.yaml"
+    data = yaml.safe_load(defaults.read_text())
+    data["database"]["roles"].append({"name": "late_reader"})
+    data["database"]["grants"].append({"role": "late_reader", "database": "telemetry", "privilege": "read"})
+    defaults.write_text(yaml.safe_dump(data, sort_keys=False))
+    after = build_with("production", root=root)
+
+    def servers(stack: BuiltStack) -> dict[str, Any]:
+        kept = [r for r in stack.of_type(STATEFULSET) if "database" in r.name]
+        kept += [r for r in stack.of_type(CONFIGMAP) if r.plain["metadata"]["name"].endswith("database-config")]
+        kept += [r for r in stack.of_type(SECRET) if r.plain["metadata"]["name"].endswith(("superuser", "replication"))]
+        return {r.name: (r.plain, sorted(r.dependencies)) for r in kept}
+
+    before_servers, after_servers = servers(baseline), servers(after)
+    assert len(before_servers) == 5
+    assert after_servers == before_servers
+    # Nor do they take a name from a Secret's or a ConfigMap's outputs (any change of those would
+    # replace them with it).
+    for statefulset in (r for r in after.of_type(STATEFULSET) if "database" in r.name):
+        assert not [
+            urn for urn in statefulset.dependencies if ":core/v1:ConfigMap::" in urn or ":core/v1:Secret::" in urn
+        ]
+    # What does change: the setup Job (renamed, so run again).
+    jobs = {r.plain["metadata"]["name"] for r in baseline.of_type(JOB) if "database" in r.name}
+    assert jobs != {r.plain["metadata"]["name"] for r in after.of_type(JOB) if "database" in r.name}
+
+
+def test_every_server_reloads_a_renewed_certificate(baseline: BuiltStack) -> None:
+    """cert-manager renews the key pair in place; each database Pod's tls-reloader has its server
+    re-read it (and pg_hba.conf), over the Pod's own socket."""
+    servers = [r for r in baseline.of_type(STATEFULSET) if "database" in r.name]
+    assert len(servers) == 2
+    for server in servers:
+        spec = server.plain["spec"]["template"]["spec"]
+        containers = {c["name"]: c for c in spec["containers"]}
+        reloader = containers["tls-reloader"]
+        env = {e["name"]: e.get("value", e.get("valueFrom")) for e in reloader["env"]}
+        assert env["WATCHED_FILES"].split() == [f"{database.TLS_DIR}/tls.crt", "/etc/smartnation/pg_hba.conf"]
+        assert env["PGHOST"] == "/var/run/postgresql"
+        mounts = {m["name"]: m["mountPath"] for m in reloader["volumeMounts"]}
+        assert mounts == {
+            m["name"]: m["mountPath"] for m in containers["postgres"]["volumeMounts"] if m["name"] in mounts
+        }
+        assert {"tls", "run", "config"} <= set(mounts)
+        assert reloader["command"][-1] == database.tls_reloader_script()

@@ -54,6 +54,12 @@ def broker_reloader_resources() -> Resources:
     return RELOADER_RESOURCES
 
 
+def database_reloader_resources() -> Resources:
+    from smartnation.program.components.database import RELOADER_RESOURCES
+
+    return RELOADER_RESOURCES
+
+
 def workloads(spec: EnvironmentSpec) -> Iterator[Workload]:
     """Every pod the environment can run at once, at its largest."""
     yield Workload("broker", spec.broker.replicas, spec.broker.resources, spec.broker.storage_size)
@@ -62,6 +68,8 @@ def workloads(spec: EnvironmentSpec) -> Iterator[Workload]:
     # The primary and its streaming replicas; a replica's clone init container has the same size.
     database = spec.database
     yield Workload("database", 1 + database.replicas, database.resources, database.storage_size)
+    # Each database pod's certificate (and pg_hba) reloader sidecar.
+    yield Workload("database tls-reloader", 1 + database.replicas, database_reloader_resources(), sidecar=True)
     storage = spec.object_storage
     yield Workload("object_storage", storage.replicas, storage.resources, storage.storage_size)
     for name, api in spec.city_apis.items():

@@ -64,6 +64,8 @@ API_PROVIDED_ENV = frozenset(
         "PGDATABASE",
         "PGUSER",
         "PGPASSWORD",
+        "PGSSLMODE",
+        "PGSSLROOTCERT",
         "MQTT_URL",
         "MQTT_BROKER_URLS",
         "MQTT_USERNAME",

@@ -16,7 +16,7 @@ from smartnation.program.components.stateful import Children, secret_digest, sha
 from smartnation.program.daemon_config import postgres
 from smartnation.program.placement import Placement
 from smartnation.settings import stack_secrets
-from smartnation.settings.models import ComponentRelease, DatabaseSettings
+from smartnation.settings.models import ComponentRelease, Compute, DatabaseSettings, Resources
 
 PORT = 5432
 # postgres in the (Alpine based) TimescaleDB image.
@@ -107,13 +107,14 @@ class Database(pulumi.ComponentResource):
         children = Children.of(self, name, opts, args.placement, naming.DATABASE, args.release.version)
         scripts = _Scripts.of(args.settings)
         hba = pg_hba(args.settings, args.placement.cluster.pod_network)
-        config = children.config_map("config", {"pg_hba.conf": hba})
+        children.config_map("config", {"pg_hba.conf": hba})
         credentials = _credentials(children, scripts.roles)
         primary_host, replicas_host = _services(children)
         tls = _certificate(children, [primary_host, replicas_host])
-        primary = _servers(children, args, config.metadata.name, credentials, primary_host, tls, sha256(hba))
+        # The plain name, not config's output: see _credentials.
+        primary = _servers(children, args, children.names.child("config"), credentials, primary_host, tls, sha256(hba))
         _setup(children, args, scripts, credentials, primary_host, hba, after=primary)
-        _backup(children, args, credentials.secret, primary_host)
+        _backup(children, args, credentials.superuser_secret, primary_host)
 
         self.primary_host = pulumi.Output.from_input(primary_host)
         self.replicas_host = pulumi.Output.from_input(replicas_host)
@@ -182,8 +183,12 @@ class _Scripts:
 @dataclass(frozen=True)
 class _Credentials:
     secret: pulumi.Input[str]
-    """Name of the server's Secret: superuser, replication and every role's password, under the
+    """Name of the setup's Secret: superuser, replication and every role's password, under the
     env var names init.sh reads (Role.password_env)."""
+    superuser_secret: str
+    """Name of the Secret with POSTGRES_PASSWORD alone (the servers, the reloader, the backup)."""
+    replication_secret: str
+    """Name of the Secret with REPLICATION_PASSWORD alone (the replicas)."""
     passwords: list[pulumi.Output[str]]
     """The values of that Secret, in order (their digest names the setup Job)."""
     replication_password: pulumi.Output[str]
@@ -204,13 +209,23 @@ def _credentials(children: Children, roles: list[postgres.Role]) -> _Credentials
         **{role.password_env: role_passwords[role.name] for role in logins},
     }
     secret = children.secret("credentials", server_passwords)
+    # The servers read their two passwords from Secrets of their own, named by plain strings: a
+    # StatefulSet that took the name from a Secret's output would be replaced with it whenever a
+    # role is added or a role's password rotated (Pulumi replaces a changed Secret).
+    children.secret("superuser", {"POSTGRES_PASSWORD": server_passwords["POSTGRES_PASSWORD"]})
+    children.secret("replication", {"REPLICATION_PASSWORD": server_passwords["REPLICATION_PASSWORD"]})
     role_secrets: dict[str, str] = {}
     for role, password in role_passwords.items():
         suffix = f"role-{role.replace('_', '-')}"
         children.secret(suffix, {"PGUSER": role, "PGPASSWORD": password})
         role_secrets[role] = children.names.child(suffix)
     return _Credentials(
-        secret.metadata.name, list(server_passwords.values()), server_passwords["REPLICATION_PASSWORD"], role_secrets
+        secret.metadata.name,
+        children.names.child("superuser"),
+        children.names.child("replication"),
+        list(server_passwords.values()),
+        server_passwords["REPLICATION_PASSWORD"],
+        role_secrets,
     )
 
 
@@ -271,15 +286,22 @@ def _servers(
         replicas=1,
         service_name=names.child("headless"),
         pod=children.pod_spec(
-            POSTGRES_UID, containers=[_postgres_container(image, settings, credentials.secret)], volumes=volumes
+            POSTGRES_UID,
+            containers=[
+                _postgres_container(image, settings, credentials.superuser_secret),
+                _reloader_container(image, credentials.superuser_secret),
+            ],
+            volumes=volumes,
         ),
         claims=[children.data_claim(settings.storage_size)],
         # Written by the issuer for the Certificate; the server does not start without it.
         depends_on=[tls],
     )
     if settings.replicas > 0:
-        clone = _clone_container(image, settings, credentials.secret, primary_host)
-        replica = _postgres_container(image, settings, credentials.secret, primary_host=primary_host)
+        clone = _clone_container(image, settings, credentials.replication_secret, primary_host)
+        replica = _postgres_container(
+            image, settings, credentials.superuser_secret, credentials.replication_secret, primary_host=primary_host
+        )
         children.stateful_set(
             "replica-server",
             names.child("replica"),
@@ -287,7 +309,12 @@ def _servers(
             replicas=settings.replicas,
             service_name=names.child("headless"),
             parallel=True,
-            pod=children.pod_spec(POSTGRES_UID, containers=[replica], volumes=volumes, init_containers=[clone]),
+            pod=children.pod_spec(
+                POSTGRES_UID,
+                containers=[replica, _reloader_container(image, credentials.superuser_secret)],
+                volumes=volumes,
+                init_containers=[clone],
+            ),
             claims=[children.data_claim(settings.storage_size)],
             pod_annotations={
                 REPLICATION_PASSWORD_HASH: secret_digest([credentials.replication_password], lambda v: sha256(v[0])),
@@ -309,9 +336,14 @@ def replica_conninfo(primary_host: str) -> str:
 
 
 def _postgres_container(
-    image: str, settings: DatabaseSettings, credentials: pulumi.Input[str], *, primary_host: str | None = None
+    image: str,
+    settings: DatabaseSettings,
+    superuser: str,
+    replication: str | None = None,
+    *,
+    primary_host: str | None = None,
 ) -> dict[str, Any]:
-    """The server; given ``primary_host``, a hot standby streaming from it."""
+    """The server; given ``primary_host``, a hot standby streaming from it with ``replication``."""
     probe = {
         "exec": {"command": ["pg_isready", "-h", "127.0.0.1", "-p", str(PORT), "-U", SUPERUSER]},
         "period_seconds": 10,
@@ -320,12 +352,13 @@ def _postgres_container(
     args = list(SERVER_ARGS)
     env: list[dict[str, Any]] = [
         {"name": "PGDATA", "value": _PGDATA},
-        pods.secret_env("POSTGRES_PASSWORD", credentials, "POSTGRES_PASSWORD"),
+        pods.secret_env("POSTGRES_PASSWORD", superuser, "POSTGRES_PASSWORD"),
     ]
     if primary_host is not None:
+        assert replication is not None
         # The command line outranks postgresql.auto.conf: the conninfo is always this one.
         args += ["-c", f"primary_conninfo={replica_conninfo(primary_host)}"]
-        env.append(pods.secret_env("PGPASSWORD", credentials, "REPLICATION_PASSWORD"))
+        env.append(pods.secret_env("PGPASSWORD", replication, "REPLICATION_PASSWORD"))
     return pods.container(
         "postgres",
         image,
@@ -346,9 +379,63 @@ def _postgres_container(
     )
 
 
-def _clone_container(
-    image: str, settings: DatabaseSettings, credentials: pulumi.Input[str], primary_host: str
-) -> dict[str, Any]:
+RELOADER_INTERVAL_S = 30
+RELOADER_RESOURCES = Resources(requests=Compute(cpu="5m", memory="8Mi"), limits=Compute(cpu="50m", memory="32Mi"))
+"""A shell loop that sleeps and now and then runs psql: a sliver of CPU and a few MiB."""
+
+
+def tls_reloader_script() -> str:
+    """The ``tls-reloader`` sidecar (dash): cert-manager renews the key pair in place and the kubelet
+    swaps the mounted files; PostgreSQL reads them only at start and on reload, so a server
+    outliving its certificate would serve an expired one. When a watched file changes
+    (``$WATCHED_FILES``: the certificate and pg_hba.conf), reload over the Unix socket as the
+    superuser (libpq environment); a failed reload is tried again next round."""
+    return (
+        "\n".join(
+            [
+                "set -u",
+                "# shellcheck disable=SC2086 # WATCHED_FILES is a list",
+                "seen=$(cat $WATCHED_FILES 2>/dev/null || :)",
+                'while sleep "$RELOAD_INTERVAL"; do',
+                "    now=$(cat $WATCHED_FILES 2>/dev/null) || continue",
+                '    [ "$now" = "$seen" ] && continue',
+                '    if psql -X -At -w -c "SELECT pg_reload_conf()" > /dev/null; then',
+                '        seen=$now; echo "tls-reloader: watched files changed, server reloaded"',
+                "    fi",
+                "done",
+            ]
+        )
+        + "\n"
+    )
+
+
+def _reloader_container(image: str, superuser: str) -> dict[str, Any]:
+    return pods.container(
+        "tls-reloader",
+        image,
+        RELOADER_RESOURCES,
+        command=["sh", "-c", tls_reloader_script()],
+        # Alive and ready while it can read what it watches (the socket may come and go).
+        liveness_probe={"exec": {"command": ["sh", "-c", f"test -r {TLS_DIR}/tls.crt"]}, "period_seconds": 30},
+        readiness_probe={"exec": {"command": ["sh", "-c", f"test -r {TLS_DIR}/tls.crt"]}, "period_seconds": 30},
+        env=[
+            {"name": "WATCHED_FILES", "value": f"{TLS_DIR}/tls.crt {_CONFIG_DIR}/pg_hba.conf"},
+            {"name": "RELOAD_INTERVAL", "value": str(RELOADER_INTERVAL_S)},
+            {"name": "PGHOST", "value": "/var/run/postgresql"},
+            {"name": "PGPORT", "value": str(PORT)},
+            {"name": "PGUSER", "value": SUPERUSER},
+            {"name": "PGDATABASE", "value": "postgres"},
+            pods.secret_env("PGPASSWORD", superuser, "POSTGRES_PASSWORD"),
+        ],
+        volume_mounts=[
+            {"name": "config", "mount_path": _CONFIG_DIR, "read_only": True},
+            {"name": "tls", "mount_path": TLS_DIR, "read_only": True},
+            {"name": "run", "mount_path": "/var/run/postgresql"},
+        ],
+    )
+
+
+def _clone_container(image: str, settings: DatabaseSettings, replication: str, primary_host: str) -> dict[str, Any]:
     """Clone once from the primary, over TLS; after that the replica streams WAL (standby.signal
     written here, primary_conninfo on the server's command line: no password on the volume)."""
     clone = (
@@ -368,7 +455,7 @@ def _clone_container(
             {"name": "PRIMARY_HOST", "value": primary_host},
             {"name": "PGSSLMODE", "value": CLIENT_SSLMODE},
             {"name": "PGSSLROOTCERT", "value": CA_FILE},
-            pods.secret_env("PGPASSWORD", credentials, "REPLICATION_PASSWORD"),
+            pods.secret_env("PGPASSWORD", replication, "REPLICATION_PASSWORD"),
         ],
         volume_mounts=[
             {"name": "data", "mount_path": _DATA_DIR},

@@ -29,6 +29,18 @@ no longer declares is retired (login, password and grants taken, then dropped wh
 depends on it); a role without it (made by hand, by PostgreSQL, the replication role) is never touched."""
 
 
+CONNECT_GROUP_PREFIX = "smartnation_connect_"
+"""``smartnation_connect_<database>``: a NOLOGIN role per managed database whose members are the
+login roles that own it or are granted on it. pg_hba admits ``+<group>`` to the database, so it
+names no role: a role added or removed changes memberships, never the file (no reload, no
+restart)."""
+
+
+def connect_group(database: str) -> str:
+    """The group role pg_hba admits to ``database`` (CONNECT_GROUP_PREFIX)."""
+    return f"{CONNECT_GROUP_PREFIX}{database}"
+
+
 def _validate_identifier(kind: str, value: str) -> None:
     if not isinstance(value, str) or not _IDENT_RE.fullmatch(value) or len(value) > _IDENT_MAX:
         raise ValueError(
@@ -118,6 +130,11 @@ class Grant:
 def _check_references(databases: Sequence[Database], roles: Sequence[Role], grants: Sequence[Grant]) -> None:
     role_names = [role.name for role in roles]
     db_names = [database.name for database in databases]
+    for name in db_names:
+        _validate_identifier(f"database {name!r} connect group", connect_group(name))
+    taken = sorted(name for name in role_names if name.startswith(CONNECT_GROUP_PREFIX))
+    if taken:
+        raise ValueError(f"role names starting with {CONNECT_GROUP_PREFIX!r} are the program's own: {taken}")
     for kind, names in (("role", role_names), ("database", db_names)):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -196,7 +213,30 @@ def render_init_sql(databases: Sequence[Database], roles: Sequence[Role], grants
         else:
             out += [f"ALTER ROLE {role.name} WITH PASSWORD NULL;"]
         out += [f"COMMENT ON ROLE {role.name} IS {_lit(MANAGED_COMMENT)};"]
-    retired = _retired_roles_query(roles)
+    out += ["", "-- ===== Who may connect to each database (pg_hba admits +<group>) ====="]
+    logins = [role.name for role in roles if role.login]
+    for database in databases:
+        group = connect_group(database.name)
+        members = [database.owner] + [g.role for g in grants if g.database == database.name]
+        members = [name for name in dict.fromkeys(members) if name in logins]
+        out += [
+            f"SELECT format('CREATE ROLE %I', {_lit(group)})",
+            f"WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {_lit(group)}) \\gexec",
+            f"ALTER ROLE {group} WITH NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS "
+            "NOINHERIT PASSWORD NULL;",
+            f"COMMENT ON ROLE {group} IS {_lit(MANAGED_COMMENT)};",
+        ]
+        if members:
+            out.append(f"GRANT {group} TO {', '.join(members)};")
+        # Every other member goes, whoever added it (REVOKE of a non-member would warn).
+        kept = ", ".join(_lit(name) for name in members)
+        out += [
+            f"SELECT format('REVOKE %I FROM %I', {_lit(group)}, m.rolname)",
+            "FROM pg_catalog.pg_auth_members AS am",
+            "JOIN pg_catalog.pg_roles AS g ON g.oid = am.roleid JOIN pg_catalog.pg_roles AS m ON m.oid = am.member",
+            f"WHERE g.rolname = {_lit(group)} AND m.rolname <> ALL (ARRAY[{kept}]::text[]) \\gexec",
+        ]
+    retired = _retired_roles_query(roles, databases)
     out += [
         "",
         "-- ===== Roles no longer declared =====",
@@ -245,9 +285,11 @@ def render_init_sql(databases: Sequence[Database], roles: Sequence[Role], grants
     return "\n".join(out) + "\n"
 
 
-def _retired_roles_query(roles: Sequence[Role]) -> str:
-    """SELECT of the roles this script made (MANAGED_COMMENT) that ``roles`` no longer declares."""
-    declared = ", ".join(_lit(role.name) for role in roles)
+def _retired_roles_query(roles: Sequence[Role], databases: Sequence[Database]) -> str:
+    """SELECT of the roles this script made (MANAGED_COMMENT) that ``roles`` no longer declares
+    (a database's connect group goes with the database)."""
+    names = [role.name for role in roles] + [connect_group(database.name) for database in databases]
+    declared = ", ".join(_lit(name) for name in names)
     return (
         "SELECT a.rolname FROM pg_catalog.pg_roles AS a JOIN pg_catalog.pg_shdescription AS d "
         "ON d.objoid = a.oid AND d.classoid = 'pg_catalog.pg_authid'::regclass "
@@ -412,7 +454,8 @@ def render_pg_hba(
     - loopback: the superuser only, without TLS (the readiness probe, ``kubectl port-forward``,
       which arrives on the Pod's loopback);
     - the pod network (``pod_networks``): the replication role for replication only, each
-      managed database for its owner and the roles granted on it, and the superuser for the
+      managed database for the members of its connect group (its owner and the login roles
+      granted on it, kept by the init script: ``connect_group``), and the superuser for the
       maintenance Jobs (setup, backup, restore), which cannot work through a lesser role
       (CREATE EXTENSION timescaledb, REPLICATION, pg_dumpall's password hashes);
     - everything else, from anywhere, is rejected, first line that matches wins.
@@ -433,7 +476,6 @@ def render_pg_hba(
             networks.append(str(ipaddress.ip_network(network, strict=True)))
         except ValueError as error:
             raise ValueError(f"pod_networks: {network!r} is not a network in CIDR notation ({error})") from None
-    logins = {role.name for role in roles if role.login}
     host = "hostssl" if tls else "host"
     loopback = "hostnossl" if tls else "host"
     scram = "scram-sha-256"
@@ -448,12 +490,7 @@ def render_pg_hba(
     for network in networks:
         rows.append((host, "replication", replication_user, network, scram))
         for database in databases:
-            users = [database.owner] + [
-                g.role for g in grants if g.database == database.name and g.role != database.owner
-            ]
-            users = [user for user in users if user in logins]
-            if users:
-                rows.append((host, database.name, ",".join(users), network, scram))
+            rows.append((host, database.name, f"+{connect_group(database.name)}", network, scram))
         rows.append((host, "all", superuser, network, scram))
     for everywhere in ("0.0.0.0/0", "::/0"):
         rows.append(("host", "all", "all", everywhere, "reject"))
