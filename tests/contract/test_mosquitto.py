@@ -507,6 +507,7 @@ class RenewableBroker:
     volume: SecretVolume
     workdir: Path
     run_as: RunAs
+    plain_port: int = 0
 
     def served_fingerprint(self) -> str:
         """SHA-256 of the certificate the TLS listener presents in a fresh handshake."""
@@ -519,11 +520,21 @@ class RenewableBroker:
         ):
             return hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest()
 
-    def new_key_pair(self, name: str) -> dict[str, Path]:
-        """A fresh CA, certificate and key, as a renewal with rotationPolicy Always gives."""
+    def new_key_pair(self, name: str, *, new_ca: bool = False) -> dict[str, Path]:
+        """A new key and certificate signed by the first version's CA, as cert-manager's renewal
+        (rotationPolicy Always) gives; with ``new_ca`` a new CA too (the site rotated its CA)."""
         directory = self.workdir / name
         directory.mkdir(mode=0o755)
         ca, crt, key = make_tls_material(directory, self.volume.group)
+        if not new_ca:
+            first = self.workdir / "v1"
+            subprocess.run(
+                [OPENSSL, "x509", "-req", "-in", str(directory / "server.csr"), "-CA", str(first / "ca.crt"),
+                 "-CAkey", str(first / "ca.key"), "-CAcreateserial", "-days", "1",
+                 "-extfile", str(directory / "server.ext"), "-out", str(crt)],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            ca = first / "ca.crt"
         return {"tls.crt": crt, "tls.key": key, "ca.crt": ca}
 
 
@@ -544,7 +555,7 @@ def renewable_broker() -> Iterator[RenewableBroker]:
     volume = SecretVolume(workdir / "tls", group)
     broker = RenewableBroker(None, free_port(), volume, workdir, run_as)  # type: ignore[arg-type]
     volume.write(broker.new_key_pair("v1"))
-    plain_port = free_port()
+    plain_port = broker.plain_port = free_port()
     password_file, acl_file, conf = workdir / "passwd", workdir / "acl", workdir / "mosquitto.conf"
     device_acl_file = workdir / "device-acl"
     password_file.write_text(render_password_file(MQTT_PASSWORDS))
@@ -637,6 +648,53 @@ def test_the_reloader_has_mosquitto_serve_a_renewed_certificate(renewable_broker
     assert log.count(f"sent SIGHUP to mosquitto (pid {broker.proc.pid})") == 2, log
 
 
+def test_after_a_reload_each_listener_still_authenticates_on_its_own(renewable_broker: RenewableBroker) -> None:
+    """SIGHUP re-reads the whole config (per-listener auth, both ACL files, the CA): after a
+    renewal a new device is admitted by the renewed CA and still confined to its own id, the
+    ingest still logs in on the plain listener, and a password still gets nowhere on TLS."""
+    broker = renewable_broker
+    with reloader(broker):
+        renewed = broker.new_key_pair("v2")
+        broker.volume.write(renewed)
+        assert wait_for_fingerprint(broker, fingerprint_of(renewed["tls.crt"]), 10) == fingerprint_of(
+            renewed["tls.crt"]
+        )
+    tls_broker = _tls_broker(broker)
+    ingest = Client(tls_broker, "ingest", MQTT_PASSWORDS["ingest"])
+    device_id = unique("p")
+    first = broker.workdir / "v1"  # renewals keep the CA: devices' certificates stay valid
+    cert = make_client_certificate(first / "devices", device_id, first / "ca.crt", first / "ca.key")
+    device = Client(tls_broker, None, None, tls=True, cert=cert)
+    device.client.tls_insecure_set(True)
+    try:
+        assert not ingest.connect().is_failure
+        assert not ingest.subscribe("city/+/+/telemetry").is_failure
+        assert not device.connect().is_failure
+        assert device.publish(f"city/parking/{unique('p')}/telemetry", b"forged").is_failure
+        assert not device.publish(f"city/parking/{device_id}/telemetry", b"own").is_failure
+        assert ingest.drain() == {(f"city/parking/{device_id}/telemetry", b"own")}
+    finally:
+        device.close()
+        ingest.close()
+    assert _tls_refused(tls_broker, "registry", MQTT_PASSWORDS["registry"]) is not None
+
+
+def test_a_new_ca_restarts_mosquitto(renewable_broker: RenewableBroker) -> None:
+    """SIGHUP does not re-read `cafile` (mosquitto 2.0.11: a device certificate from a new CA is
+    still refused after it), so a changed CA stops the broker for the kubelet to start it again."""
+    broker = renewable_broker
+    with reloader(broker):
+        broker.volume.write(broker.new_key_pair("v2", new_ca=True))
+        try:
+            broker.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail("mosquitto kept running on the old CA")
+    assert broker.proc.returncode == 0, "mosquitto should stop cleanly (SIGTERM), not crash"
+    log = (broker.workdir / "reloader.log").read_text()
+    assert f"CA changed: restarting mosquitto (pid {broker.proc.pid})" in log, log
+    assert "SIGHUP" not in log, log
+
+
 def test_the_reloader_leaves_an_unchanged_certificate_alone(renewable_broker: RenewableBroker) -> None:
     """The kubelet rewrites the volume for any change of the Secret (labels do not count, but a
     re-sync with the same data may): same content, no signal, no reload log line."""
@@ -671,5 +729,5 @@ def test_the_reloader_check_fails_without_a_readable_certificate(renewable_broke
 
 def _tls_broker(broker: RenewableBroker) -> Broker:
     """The fields Client needs, for a broker started by the renewal fixture."""
-    return Broker(broker.proc, broker.workdir, 0, broker.tls_port, broker.volume.root / "ca.crt",
+    return Broker(broker.proc, broker.workdir, broker.plain_port, broker.tls_port, broker.volume.root / "ca.crt",
                   broker.workdir / "passwd", broker.workdir / "mosquitto.log", broker.run_as)  # fmt: skip

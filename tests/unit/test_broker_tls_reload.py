@@ -69,7 +69,7 @@ def test_the_reloader_script_is_in_the_config_and_watches_the_served_certificate
     tls_dir = _by_name(_by_name(pod["containers"])["mosquitto"]["volumeMounts"])["tls"]["mountPath"]
     assert f"certfile {tls_dir}/tls.crt" in conf and f"keyfile {tls_dir}/tls.key" in conf
     assert f"tls_dir={tls_dir}\n" in script
-    assert 'kill -HUP "$pid"' in script
+    assert 'kill -"$signal" "$pid"' in script and "signal=HUP" in script
     # The Secret volume is the Certificate's: a renewal lands in what the reloader watches.
     certificates = {r.plain["spec"]["secretName"] for r in built.of_type(CERTIFICATE)}
     assert volumes["tls"]["secret"]["secretName"] in certificates

@@ -352,7 +352,7 @@ interval=@INTERVAL@
 
 content() {
   out=""
-  for file in "$tls_dir/tls.crt" "$tls_dir/tls.key" "$tls_dir/ca.crt"; do
+  for file in "$@"; do
     [ -r "$file" ] || continue
     while IFS= read -r line || [ -n "$line" ]; do
       out="$out$line
@@ -379,28 +379,41 @@ broker_pids() {
 # `check` (the container's probes): the certificate is readable and the broker's process visible,
 # i.e. the sidecar can do its job.
 if [ "${1:-}" = check ]; then
-  [ -r "$tls_dir/tls.crt" ] || { printf 'cannot read %s/tls.crt\n' "$tls_dir"; exit 1; }
-  [ -n "$(broker_pids)" ] || { printf 'no mosquitto process in sight\n'; exit 1; }
+  [ -r "$tls_dir/tls.crt" ] || { printf 'cannot read %s/tls.crt\\n' "$tls_dir"; exit 1; }
+  [ -n "$(broker_pids)" ] || { printf 'no mosquitto process in sight\\n'; exit 1; }
   exit 0
 fi
 
-seen=$(content)
+# SIGHUP re-reads the certificate and key, but not the CA that client certificates are checked
+# against (mosquitto 2.0.11): a new CA takes a restart, which SIGTERM gets (the kubelet starts
+# the container again). cert-manager renews the key pair under the same CA, so that is rare.
+pair="$tls_dir/tls.crt $tls_dir/tls.key"
+seen_pair=$(content $pair)
+seen_ca=$(content "$tls_dir/ca.crt")
 printf 'watching %s every %ss\\n' "$tls_dir" "$interval"
 while :; do
   sleep "$interval"
-  now=$(content)
-  [ "$now" = "$seen" ] && continue
+  now_pair=$(content $pair)
+  now_ca=$(content "$tls_dir/ca.crt")
+  if [ "$now_ca" != "$seen_ca" ]; then
+    signal=TERM what="CA changed: restarting"
+  elif [ "$now_pair" != "$seen_pair" ]; then
+    signal=HUP what="certificate changed: sent SIGHUP to"
+  else
+    continue
+  fi
   pids=$(broker_pids)
   if [ -z "$pids" ]; then
     # Not running (restarting): it reads the new files when it starts.
-    printf 'certificate changed; no mosquitto process to signal\\n'
+    printf '%s: no mosquitto process to signal\\n' "$what"
   fi
   for pid in $pids; do
-    if kill -HUP "$pid"; then
-      printf 'certificate changed: sent SIGHUP to mosquitto (pid %s)\\n' "$pid"
+    if kill -"$signal" "$pid"; then
+      printf '%s mosquitto (pid %s)\\n' "$what" "$pid"
     fi
   done
-  seen=$now
+  seen_pair=$now_pair
+  seen_ca=$now_ca
 done
 """
 
