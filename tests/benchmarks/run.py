@@ -430,7 +430,11 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="smartnation-bench-") as tmp:
             load = bench_load(env, Path(tmp), args.load_environment)
         # Read again: the run takes minutes and the file may have gained other figures meanwhile.
-        results = {**json.loads(RESULTS.read_text()), "load": load} if RESULTS.exists() else {"load": load}
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        # The last earlier run stays beside the new one: on a shared machine one run is one sample.
+        if results.get("load"):
+            load["earlier"] = [{k: v for k, v in results["load"].items() if k != "earlier"}]
+        results["load"] = load
         RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
         (REPO / "BENCHMARKS.md").write_text(render(results))
         print(render(results))

@@ -109,6 +109,9 @@ class LoadReport:
     drain_seconds: float
     """From the last publish until every acknowledged reading was stored."""
     missing: int
+    """Acknowledged readings the hypertable did not hold when the drain ended."""
+    unseen_samples: dict[str, int]
+    """Sampled readings each poller never saw (its database, its deadline)."""
     visible_samples: dict[str, int]
     visible_p50_ms: dict[str, float]
     visible_p99_ms: dict[str, float]
@@ -293,7 +296,8 @@ def _publish_and_measure(env, plan, clients, poll_s, drain_timeout_s, cpu_pods, 
         stored=len(rows),
         stored_per_s=round(sustained_rate(stored_at), 1),
         drain_seconds=round(drained_at - began - publish_seconds, 1),
-        missing=max(counters["acked"] - len(rows), 0) + sum(unseen.values()),
+        missing=max(counters["acked"] - len(rows), 0),
+        unseen_samples=unseen,
         visible_samples={role: len(v) for role, v in latencies.items()},
         visible_p50_ms={role: ms(v, 0.5) for role, v in latencies.items()},
         visible_p99_ms={role: ms(v, 0.99) for role, v in latencies.items()},
