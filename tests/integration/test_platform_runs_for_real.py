@@ -128,7 +128,10 @@ def test_each_daemon_runs_as_its_user_listens_where_it_should_and_keeps_data_on_
 def test_postgres_has_the_declared_roles_databases_grants_and_extensions(deployed, tools, secrets, settings):
     primary = _pod(tools, "database", "primary")
     with port_forward(tools, CLUSTER, NAMESPACE, primary["metadata"]["name"], database.PORT) as port:
-        dsn = f"host=127.0.0.1 port={port} user=postgres password={secrets[DATABASE_SUPERUSER_PASSWORD]}"
+        # Several connections through one tunnel: without TLS (a TLS session's close resets the
+        # connection and kubectl port-forward drops the whole tunnel).
+        password = secrets[DATABASE_SUPERUSER_PASSWORD]
+        dsn = f"host=127.0.0.1 port={port} user=postgres password={password} sslmode=disable"
         with psycopg.connect(dsn + " dbname=postgres", connect_timeout=10) as conn:
             roles = {r for (r,) in conn.execute("select rolname from pg_roles")}
             owners = dict(

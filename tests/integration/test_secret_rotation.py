@@ -128,7 +128,8 @@ def refused(result, reason: str) -> None:
 
 def superuser_sql(tools, password: str, sql: str) -> list[tuple]:
     with port_forward(tools, CLUSTER, NAMESPACE, PRIMARY_POD, database.PORT) as port:
-        dsn = f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres"
+        # Without TLS: a TLS session's close resets the connection and kubectl drops the tunnel.
+        dsn = f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres sslmode=disable"
         with psycopg.connect(dsn, connect_timeout=10) as conn:
             return conn.execute(sql).fetchall()
 

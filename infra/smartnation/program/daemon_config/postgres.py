@@ -451,8 +451,8 @@ def render_pg_hba(
     """Render pg_hba.conf: who may connect to what, from where; every login SCRAM authenticated.
 
     - the server's own socket: anyone (only processes inside the database Pod reach it);
-    - loopback: the superuser only, without TLS (the readiness probe, ``kubectl port-forward``,
-      which arrives on the Pod's loopback);
+    - loopback: the superuser only, with or without TLS (the readiness probe, ``kubectl
+      port-forward``, which arrives on the Pod's loopback);
     - the pod network (``pod_networks``): the replication role for replication only, each
       managed database for the members of its connect group (its owner and the login roles
       granted on it, kept by the init script: ``connect_group``), and the superuser for the
@@ -477,15 +477,15 @@ def render_pg_hba(
         except ValueError as error:
             raise ValueError(f"pod_networks: {network!r} is not a network in CIDR notation ({error})") from None
     host = "hostssl" if tls else "host"
-    loopback = "hostnossl" if tls else "host"
     scram = "scram-sha-256"
     rows: list[tuple[str, ...]] = [
         ("local", "all", "all", "", scram),
-        # Without TLS: kubectl port-forward drops its tunnel when a TLS session's close resets the
-        # connection, so the next connection through it fails; libpq's default (prefer) tries TLS,
-        # is refused here and reconnects without. The tunnel itself is the API server's TLS.
-        (loopback, "all", superuser, "127.0.0.1/32", scram),
-        (loopback, "all", superuser, "::1/128", scram),
+        # With or without TLS: kubectl port-forward drops its whole tunnel when a TLS session's
+        # close resets the connection (and when a refused TLS attempt does), so a client that
+        # opens several connections through one tunnel uses sslmode=disable. The tunnel itself
+        # is the API server's TLS.
+        ("host", "all", superuser, "127.0.0.1/32", scram),
+        ("host", "all", superuser, "::1/128", scram),
     ]
     for network in networks:
         rows.append((host, "replication", replication_user, network, scram))
