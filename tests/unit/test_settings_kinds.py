@@ -165,3 +165,62 @@ def test_quantities_are_read_as_kubernetes_reads_them(text: str, value: float) -
 def test_malformed_quantities_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_quantity(text)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("field", "amount", "shown"),
+    [
+        ("pods", 24.0, "24"),
+        ("persistent_volume_claims", 7.0, "7"),
+        ("requests_memory", 3 * 2**30, "3Gi"),
+        ("limits_memory", 1.5 * 2**30, "1.5Gi"),
+        ("requests_storage", 40 * 2**30, "40Gi"),
+        ("requests_cpu", 6.5, "6.5"),
+        ("limits_cpu", 12.0, "12"),
+    ],
+)
+def test_a_quota_need_is_shown_in_the_unit_the_quota_is_written_in(field: str, amount: float, shown: str) -> None:
+    from smartnation.settings.models import _amount
+
+    assert _amount(field, amount) == shown
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("value", "described"),
+    [({"a": 1}, "a mapping"), ([1], "a list"), (None, "nothing (null)"), ("x", "'x'"), (3, "3")],
+)
+def test_a_wrong_value_is_described_without_dumping_it(value: object, described: str) -> None:
+    from smartnation.settings.validation import _describe
+
+    assert _describe(value) == described
+
+
+@pytest.mark.unit
+def test_a_missing_key_is_blamed_on_the_file_that_should_hold_it() -> None:
+    from smartnation.settings.validation import Origins
+
+    told = Origins("environments/staging.yaml", lambda path: f"defaults for {'.'.join(path)}")
+    assert told.missing_file_for(("broker", "replicas")) == "defaults for broker.replicas"
+    plain = Origins("environments/staging.yaml")
+    plain.record(("broker",), "environments/defaults.yaml")
+    assert plain.missing_file_for(("broker", "replicas")) == "environments/defaults.yaml"
+    assert plain.missing_file_for(("database",)) == "environments/staging.yaml"
+    assert plain.file_for(()) == "environments/staging.yaml"
+
+
+@pytest.mark.unit
+def test_every_document_of_a_multi_document_file_is_read_and_empty_ones_dropped(tmp_path) -> None:
+    from smartnation.settings import SettingsError
+    from smartnation.settings.yaml_files import read_yaml_documents
+
+    path = tmp_path / "stages.yaml"
+    path.write_text("a: 1\n---\n---\nb: 2\n")
+    assert read_yaml_documents(path) == [{"a": 1}, {"b": 2}]
+    assert read_yaml_documents(path, "shown.yaml") == [{"a": 1}, {"b": 2}]
+    path.write_text("a: 1\n---\nb: [\n")
+    with pytest.raises(SettingsError, match=r"^shown\.yaml: <line \d+, column \d+>: not valid YAML"):
+        read_yaml_documents(path, "shown.yaml")
+    with pytest.raises(SettingsError, match=r"^absent\.yaml: <file>: cannot read"):
+        read_yaml_documents(tmp_path / "absent.yaml", "absent.yaml")
