@@ -157,6 +157,12 @@ def lay_out(work: Path, commit: str | None) -> None:
     (work / "infra" / "smartnation").symlink_to(Path("..") / "mutants" / "smartnation")
 
 
+# Each mutant's tests run in a process forked from a server that has only collected the tests:
+# forked from mutmut's own process, which has run the Pulumi mocks (gRPC, an event loop), a child
+# that builds a stack hangs on them, using no CPU, so mutmut's CPU-time limit never ends it.
+FORKSERVER = 'process_isolation = "forkserver"'
+
+
 def scope_selection(scope: str) -> list[str]:
     """pytest arguments selecting the scope's unit test modules by file name pattern, so that a
     module added later is picked up without changing mutmut's config (which would reset its
@@ -177,6 +183,7 @@ def write_mutmut_config(work: Path, scopes: list[str], selection: list[str]) -> 
         f"pytest_add_cli_args_test_selection = {json.dumps(selection)}",
         # No .pytest_cache in the scratch tree; mutmut reads exit codes only.
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "--no-header"]',
+        FORKSERVER,
         "",
     ]
     project = work / "pyproject.toml"
@@ -293,6 +300,35 @@ def run_scope(scope: str, workers: int, commit: str | None, minutes: float | Non
     return code, failing
 
 
+def use_forkserver(work: Path) -> None:
+    """A scratch tree laid out before FORKSERVER: add it (not part of mutmut's result cache key)."""
+    project = work / "pyproject.toml"
+    if FORKSERVER not in project.read_text():
+        project.write_text(project.read_text().rstrip("\n") + f"\n{FORKSERVER}\n")
+
+
+def resume_scope(scope: str, workers: int, minutes: float | None) -> int:
+    """Go on with the mutants the last run of ``scope`` did not check (same tree, same tests)."""
+    work = scratch_dir(scope)
+    use_forkserver(work)
+    mutmut = Path(sys.executable).with_name("mutmut")
+    command = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(workers)]
+    print(f"mutation: {scope}: resuming in {work}", flush=True)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.Popen(command, cwd=work, env=env)
+    try:
+        return proc.wait(timeout=minutes * 60 if minutes else None)
+    except subprocess.TimeoutExpired:
+        print(f"mutation: {scope}: {minutes:g} minutes are up, stopping mutmut", flush=True)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return 0
+
+
 def retest_scope(scope: str, workers: int, commit: str | None, minutes: float | None) -> int:
     """Run the last run's uncaught mutants of ``scope`` again, against the tests as they are now
     (the working tree's tests/, or ``commit``'s): mutmut collects which code the new tests reach
@@ -302,6 +338,7 @@ def retest_scope(scope: str, workers: int, commit: str | None, minutes: float | 
     if not names:
         print(f"mutation: {scope}: nothing to retest in {work}", file=sys.stderr)
         return 1
+    use_forkserver(work)
     source = REPO
     if commit:
         source = work.with_name(f"{work.name}-retest-source")
@@ -350,7 +387,8 @@ def record(
             "run": f"mutmut 3.8.1, {args.workers} workers, nice 10"
             + (f", commit {args.commit}" if args.commit else "")
             + (f", stopped after {args.minutes:g} min" if args.minutes else "")
-            + (", the run before's uncaught mutants re-run against the tests as they are now" if args.retest else ""),
+            + (", the run before's uncaught mutants re-run against the tests as they are now" if args.retest else "")
+            + (", resumed" if args.resume else ""),
             "left_out_failing_before": failing,
         }
     )
@@ -375,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--retest", action="store_true", help="re-run the last run's uncaught mutants against the tests as they are now"
     )
+    parser.add_argument("--resume", action="store_true", help="go on with the last run's unchecked mutants")
     parser.add_argument("--report-only", action="store_true", help="the figures of the last runs, nothing run")
     parser.add_argument(
         "--no-record",
@@ -388,8 +427,11 @@ def main(argv: list[str] | None = None) -> int:
     for scope in args.scope or list(SCOPES):
         started = time.time()
         failing: list[str] = []
-        if args.retest:
-            code = retest_scope(scope, args.workers, args.commit, args.minutes)
+        if args.retest or args.resume:
+            if args.retest:
+                code = retest_scope(scope, args.workers, args.commit, args.minutes)
+            else:
+                code = resume_scope(scope, args.workers, args.minutes)
             previous = [r for r in (read_mutation() or {}).get("runs", []) if r["scope"] == scope]
             failing = previous[-1].get("left_out_failing_before", []) if previous else []
             if code != 0:
