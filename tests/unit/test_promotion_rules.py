@@ -144,3 +144,70 @@ def test_a_killed_promotion_that_wrote_its_file_is_told_apart_from_one_that_did_
     assert unknown.run == "?"
     assert "does not hold the releases" in unknown.message
     assert "(run ?)" in unknown.message
+
+
+SOURCE = """cluster: a
+releases:
+  broker: {version: 2.0.12, tags: [x, 3]}
+  built: 2026-11-29
+
+# the next block
+database: {replicas: 2}
+"""
+TARGET = """cluster: b
+releases:
+  broker: {version: 2.0.11, tags: [x]}
+# comment before the next key, kept with it
+
+database: {replicas: 3}
+"""
+
+
+@pytest.mark.unit
+def test_the_releases_block_is_copied_and_every_other_byte_kept() -> None:
+    from smartnation.cli.releases_copy import copy_releases, releases_of
+
+    result = copy_releases(SOURCE, TARGET, "staging.yaml", "production.yaml")
+    assert result == (
+        "cluster: b\nreleases:\n  broker: {version: 2.0.12, tags: [x, 3]}\n  built: 2026-11-29\n"
+        "# comment before the next key, kept with it\n\ndatabase: {replicas: 3}\n"
+    )
+    # Lists stay lists of plain values; dates become text.
+    assert releases_of(result, "production.yaml") == {
+        "broker": {"version": "2.0.12", "tags": ["x", 3]},
+        "built": "2026-11-29",
+    }
+
+
+@pytest.mark.unit
+def test_a_releases_block_at_the_end_without_a_newline_is_copied_whole() -> None:
+    from smartnation.cli.releases_copy import copy_releases
+
+    source = "releases:\n  a: 1\n  b: 2"
+    assert copy_releases(source, "releases:\n  a: 0\n", "s.yaml", "t.yaml") == "releases:\n  a: 1\n  b: 2\n"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("source", "target", "blamed", "key"),
+    [
+        ("cluster: a\n", TARGET, "staging.yaml", "releases"),
+        (SOURCE, "cluster: b\n", "production.yaml", "releases"),
+        ("releases: [\n", TARGET, "staging.yaml", "<line 2, column 1>"),
+        (SOURCE, "releases:\n  a: [\n", "production.yaml", "<line 3, column 1>"),
+    ],
+)
+def test_a_file_without_a_releases_block_or_not_yaml_is_named(source: str, target: str, blamed: str, key: str) -> None:
+    from smartnation.cli.releases_copy import copy_releases
+
+    with pytest.raises(SettingsError) as error:
+        copy_releases(source, target, "staging.yaml", "production.yaml")
+    assert (error.value.file, error.value.key_path) == (blamed, key)
+
+
+@pytest.mark.unit
+def test_releases_of_names_the_file_it_reads() -> None:
+    from smartnation.cli.releases_copy import releases_of
+
+    with pytest.raises(SettingsError, match=r"^production\.yaml: releases: required key is missing"):
+        releases_of("cluster: b\n", "production.yaml")
