@@ -105,3 +105,16 @@ def test_only_missing_secrets_are_generated_prefixed_or_not(staging) -> None:
     assert len(generated[OBJECT_STORAGE_ROOT_USER]) == 16
     assert all(len(v) == 32 for k, v in generated.items() if k != OBJECT_STORAGE_ROOT_USER)
     assert sorted(generate_missing(staging)) == sorted(keys)
+
+
+def test_a_role_that_cannot_log_in_has_no_password(staging) -> None:
+    import dataclasses
+
+    role = staging.database.roles[0]
+    assert role.login
+    database = dataclasses.replace(
+        staging.database, roles=(dataclasses.replace(role, login=False), *staging.database.roles[1:])
+    )
+    keys = required_secrets(dataclasses.replace(staging, database=database))
+    assert database_role_password(role.name) not in keys
+    assert database_role_password(role.name) in required_secrets(staging)
