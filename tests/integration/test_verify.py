@@ -65,7 +65,8 @@ def _databases(tools: Tools, project) -> list[str]:
     )
     (pod,) = [p["metadata"]["name"] for p in pods["items"] if p["status"].get("phase") == "Running"]
     with port_forward(tools, "monaco-onprem", namespace, pod, database.PORT) as port:
-        dsn = f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres"
+        # The superuser is admitted on the Pod's loopback without TLS only (daemon_config/postgres.py).
+        dsn = f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres sslmode=disable"
         with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
             return [row[0] for row in conn.execute("SELECT datname FROM pg_database").fetchall()]
 
