@@ -1,0 +1,72 @@
+"""The derived names the settings check (derived_names.py) are the names the program really gives,
+each with the limit of what it names.
+
+`make mutation` showed that a derived name could change (a suffix, a limit) with no settings test
+failing: the length checks would then guard names nobody creates. Here every name the check lists
+is found among the objects of a built stack, of the kind it claims, and each kind's limit is pinned.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from smartnation.settings import load_settings
+from smartnation.settings.derived_names import derived_names
+
+pytestmark = pytest.mark.unit
+
+KINDS = {
+    "StatefulSet": "kubernetes:apps/v1:StatefulSet",
+    "Service": "kubernetes:core/v1:Service",
+    "CronJob": "kubernetes:batch/v1:CronJob",
+    "Secret": "kubernetes:core/v1:Secret",
+}
+LIMITS = {
+    "instance label": 63,
+    "StatefulSet": 52,
+    "Service": 63,
+    "Job": 63,
+    "CronJob": 52,
+    "Helm release and Service": 53,
+    "Secret": 253,
+}
+
+
+def test_every_derived_name_is_an_object_of_the_stack_with_its_kinds_limit(build_stack) -> None:
+    built = build_stack("staging")
+    spec = load_settings("staging")  # Settings carries the fields derived_names reads from the spec
+    names = {
+        kind: {(r.inputs.get("metadata") or {}).get("name") for r in built.of_type(t)} for kind, t in KINDS.items()
+    }
+    releases = {r.inputs.get("name") for r in built.of_type("kubernetes:helm.sh/v4:Chart")}
+    derived = list(derived_names(spec.environment, spec))
+    assert derived, "derived_names listed nothing"
+    seen = set()
+    for d in derived:
+        seen.add(d.what)
+        assert d.limit == LIMITS[d.what], d
+        assert d.service is (d.what in ("Service", "Helm release and Service")), d
+        if d.key[:2] == ("broker", "device_classes") and not spec.broker.device_classes[int(d.key[2])].internal:
+            # Devices use certificates: their class's client Secret is only ever made for internal
+            # clients, so for a device class the check guards a name nothing creates (harmless).
+            continue
+        if d.what in KINDS:
+            assert d.name in names[d.what], f"{d.what} {d.name} is not in the stack: {sorted(names[d.what])}"
+        elif d.what == "Helm release and Service":
+            assert d.name in releases, f"release {d.name} not in {sorted(releases)}"
+    assert seen == set(LIMITS)
+
+
+def test_names_from_a_setting_name_their_key(build_stack) -> None:
+    spec = load_settings("staging")  # Settings carries the fields derived_names reads from the spec
+    derived = list(derived_names(spec.environment, spec))
+    keyed = {d.key for d in derived if d.key}
+    for index, _ in enumerate(spec.broker.device_classes):
+        assert ("broker", "device_classes", str(index), "name") in keyed
+    for index, _ in enumerate(spec.database.roles):
+        assert ("database", "roles", str(index), "name") in keyed
+    for index, _ in enumerate(spec.object_storage.users):
+        assert ("object_storage", "users", str(index), "name") in keyed
+    for name in spec.city_apis:
+        assert ("city_apis", name) in keyed
+    assert all(d.key == () for d in derived if d.what in ("instance label", "StatefulSet", "Service", "Job", "CronJob"))
