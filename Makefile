@@ -80,8 +80,8 @@ test-unit: venv ## the unit tests alone: about two minutes, no toolchain, no clu
 	$(PY) -m pytest -m unit -q
 
 .PHONY: mutation
-mutation: venv ## mutation testing (mutmut, unit tests) of settings, policy, components, promotion; about an hour, not in `make test`
-	$(PY) -m tests.tools.mutation $(if $(SCOPE),--scope $(SCOPE))
+mutation: venv ## mutation testing (mutmut, unit tests) of settings, policy, promotion, components: hours; SCOPE=settings, MINUTES=N per scope; not in `make test`
+	$(PY) -m tests.tools.mutation $(if $(SCOPE),--scope $(SCOPE)) $(if $(MINUTES),--minutes $(MINUTES))
 
 .PHONY: lint
 lint: venv ## ruff
