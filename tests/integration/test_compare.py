@@ -21,7 +21,9 @@ from tests.integration.platform_project import PROJECT, REPO, PlatformProject
 pytestmark = pytest.mark.integration
 
 ENVIRONMENT = "dev"
-NAMESPACE = f"{PROJECT}-{ENVIRONMENT}"
+# Its own project name: the session's shared dev (conftest dev_on_monaco) is PROJECT-dev on Monaco.
+NAME = f"{PROJECT}-cmp"
+NAMESPACE = f"{NAME}-{ENVIRONMENT}"
 CLUSTERS = ("dusseldorf-test", "monaco-onprem")
 DEVICES = [f"traffic-{i:03d}" for i in range(5)]
 OBJECTS = {
@@ -105,7 +107,7 @@ def dev_on_both(tmp_path_factory, tools, clusters) -> Iterator[dict[str, Platfor
         for cluster in CLUSTERS:
             state = tmp_path_factory.mktemp(f"state-{cluster}")
             backend = {"PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_CONFIG_PASSPHRASE": "integration-tests"}
-            project = PlatformProject.create(tmp_path_factory.mktemp(f"dev-{cluster}"), tools, backend)
+            project = PlatformProject.create(tmp_path_factory.mktemp(f"dev-{cluster}"), tools, backend, name=NAME)
             if cluster != "dusseldorf-test":
                 project.set_cluster(ENVIRONMENT, cluster)
             with (project.root / "environments" / f"{ENVIRONMENT}.yaml").open("a") as file:
@@ -120,7 +122,7 @@ def dev_on_both(tmp_path_factory, tools, clusters) -> Iterator[dict[str, Platfor
         yield projects
     finally:
         for project in projects.values():
-            project.pulumi("destroy", "--yes", "--skip-preview", "--stack", ENVIRONMENT, check=False, timeout=1800)
+            project.destroy(ENVIRONMENT)
 
 
 def _compare(tools, project: PlatformProject, report: Path):
