@@ -21,6 +21,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from smartnation.program.daemon_config.mosquitto import (
@@ -206,6 +208,66 @@ def test_device_publishes_and_ingest_receives(connect, device) -> None:
     message = ingest.next_message()
     assert message is not None, "the ingester did not receive the device's telemetry"
     assert (message.topic, message.payload) == (topic, b'{"occupied": true}')
+
+
+def test_a_backlog_beyond_the_in_flight_window_is_kept_whole(broker: Broker, device) -> None:
+    """An ingest that falls behind loses nothing a device was acknowledged for.
+
+    The ingest acknowledges a reading only once it is stored, so under load its in-flight window
+    fills and the broker queues the rest; mosquitto's default queue (1,000) dropped everything
+    beyond it for good (1,020 of 3,000 arrived). The subscriber here holds its acks with a small
+    window until every reading was published and acknowledged to the device, then takes them all."""
+    readings = 3_000
+    received: set[bytes] = set()
+    held: list[tuple[int, int]] = []
+    acking = threading.Event()
+    lock = threading.Lock()
+    ingest = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=unique("ingest"), protocol=mqtt.MQTTv5, manual_ack=True
+    )
+    ingest.username_pw_set("ingest", MQTT_PASSWORDS["ingest"])
+
+    def on_message(client, _userdata, message) -> None:
+        with lock:
+            received.add(message.payload)
+            if acking.is_set():
+                client.ack(message.mid, message.qos)
+            else:
+                held.append((message.mid, message.qos))
+
+    subscribed = threading.Event()
+    ingest.on_message = on_message
+    ingest.on_subscribe = lambda *_args: subscribed.set()
+    window = Properties(PacketTypes.CONNECT)
+    window.ReceiveMaximum = 20
+    ingest.connect("127.0.0.1", broker.plain_port, keepalive=30, properties=window)
+    ingest.loop_start()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not ingest.is_connected():
+            assert time.monotonic() < deadline, "the ingest did not connect"
+            time.sleep(0.05)
+        ingest.subscribe("city/+/+/telemetry", qos=1)
+        assert subscribed.wait(TIMEOUT), "no SUBACK for the ingest"
+        device_id = unique("q")
+        sensor = device(device_id)
+        topic = f"city/parking/{device_id}/telemetry"
+        for n in range(readings):
+            reason = sensor.publish(topic, str(n).encode())
+            assert not reason.is_failure, f"reading {n} was refused: {reason}"
+        with lock:
+            assert len(received) < readings, "the window did not fill: this test would prove nothing"
+            acking.set()
+            for held_mid, qos in held:
+                ingest.ack(held_mid, qos)
+        seen, deadline = -1, time.monotonic() + 60
+        while len(received) != seen and len(received) < readings and time.monotonic() < deadline:
+            seen = len(received)
+            time.sleep(1.5)
+        assert len(received) == readings, f"{readings - len(received)} acknowledged readings were dropped"
+    finally:
+        ingest.disconnect()
+        ingest.loop_stop()
 
 
 def test_a_device_cannot_publish_as_another_device(connect, device) -> None:

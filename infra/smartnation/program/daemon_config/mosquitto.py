@@ -106,6 +106,12 @@ def validate_topic_filter(topic: str, *, where: str = "topic") -> None:
             raise ValueError(f"{where}: topic filter {topic!r}: '+' must be a whole level")
 
 
+# Per client, above its in-flight window: at 2,000 readings/s about 50 s of an ingest's backlog
+# (its window is INGEST_RECEIVE_MAXIMUM more); 32 MiB of payload at most per client.
+MAX_QUEUED_MESSAGES = 100_000
+MAX_QUEUED_BYTES = 32 * 1024 * 1024
+
+
 def render_mosquitto_conf(
     *,
     plain_port: int,
@@ -173,6 +179,14 @@ def render_mosquitto_conf(
         "# --- Persistence: retained messages and durable sessions survive a restart ------------",
         "persistence true",
         f"persistence_location {persistence_location}",
+        "",
+        "# --- Queues: what a publisher was acknowledged is kept for a slow subscriber ---------",
+        "# QoS 1 messages beyond a subscriber's in-flight window wait in its queue, and mosquitto",
+        "# drops what exceeds max_queued_messages (default 1000) although the device already got",
+        "# its PUBACK: an ingest that fell that far behind lost readings for good (contract test).",
+        "# The queue is bounded per client by count and by payload bytes, so memory stays bounded.",
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+        f"max_queued_bytes {MAX_QUEUED_BYTES}",
         "",
         "# --- Logging: stdout only, so the container runtime collects it ---------------------",
         "log_dest stdout",
