@@ -11,11 +11,14 @@ not. Move BASELINE forward only to a commit that itself passed this test.
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
+from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, broker_password
 from tests.integration.platform_project import REPO, PlatformProject
 
 pytestmark = pytest.mark.integration
@@ -56,6 +59,11 @@ def test_preview_of_a_staging_deployed_by_the_baseline_replaces_and_deletes_noth
     project = PlatformProject.create(tmp_path / "project", tools, backend, checkout=baseline)
     try:
         project.init_stack(ENVIRONMENT)
+        # The baseline gave every device class a password (devices have certificates since);
+        # init_stack seeds what this checkout's settings need, so add the baseline's.
+        classes = yaml.safe_load((baseline / "environments" / "defaults.yaml").read_text())["broker"]["device_classes"]
+        pairs = [f"{CONFIG_NAMESPACE}:{broker_password(c['name'])}={secrets.token_urlsafe(24)}" for c in classes]
+        project.pulumi("config", "set-all", "--stack", ENVIRONMENT, *[x for p in pairs for x in ("--secret", p)])
         project.pulumi("up", "--yes", "--skip-preview", "--stack", ENVIRONMENT)
         # The stack itself is not a step of a preview; everything else is.
         deployed = {r["urn"] for r in project.resources(ENVIRONMENT) if r["type"] != "pulumi:pulumi:Stack"}

@@ -28,5 +28,11 @@ def cluster_providers(profiles: Iterable[ClusterProfile]) -> dict[str, k8s.Provi
             delete_unreachable=False,
             # Field ownership on the server: the chart and Pulumi never fight over a field.
             enable_server_side_apply=True,
+            # A changed ConfigMap or Secret is updated in place, never replaced: with its fixed
+            # name a replacement is delete-before-replace, and the engine then replaces whatever
+            # depended on it, StatefulSets included (an upgrade of a live staging failed on
+            # exactly that). Consumers roll through their pod-template digests instead.
+            enable_config_map_mutable=True,
+            enable_secret_mutable=True,
         )
     return providers
