@@ -2,10 +2,11 @@
 
 A refactor that renames or re-parents a resource without an alias changes its URN, and the engine
 then plans a delete of the live object and a create of a new one: for a StatefulSet or a namespace
-that is data loss. This test deploys staging with the program of BASELINE (the last commit before
-the architecture was reshaped: packages moved, components split) and previews it with this one.
-Updates are allowed (a later release may change a value on purpose); a replacement or a delete is
-not. Move BASELINE forward only to a commit that itself passed this test.
+that is data loss. This test deploys staging with the program of each BASELINE (the last commit before
+the architecture was reshaped: packages moved, components split; and the last release that landed,
+which `make up` upgrades from) and previews it with this one. Updates are allowed (a later release
+may change a value on purpose); a replacement or a delete is not. Move a BASELINE forward only to a
+commit that itself passed this test.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from tests.integration.platform_project import REPO, PlatformProject
 
 pytestmark = pytest.mark.integration
 
-BASELINE = "16df945ef2357e7ae8d8355d1b5532e22a400da5"
+BASELINES = {
+    "before-the-reshape": "16df945ef2357e7ae8d8355d1b5532e22a400da5",
+    # Session 3's landed release: upgrading a staging it deployed replaced the database's and
+    # the broker's StatefulSets until ConfigMaps and Secrets became mutable.
+    "last-landed": "d9fd29f3c82fd0a7af97de4ff966b5c82abb1a8f",
+}
 """The release before the architecture issue (packages moved, components split)."""
 ENVIRONMENT, CONTEXT = "staging", "dusseldorf-test"
 
@@ -38,15 +44,16 @@ def _rebuilt_from_inputs(urn: str) -> bool:
     return urn.split("::")[-2].split("$")[-1] in REBUILT_FROM_INPUTS
 
 
-@pytest.fixture()
-def baseline(tmp_path: Path) -> Path:
+@pytest.fixture(params=sorted(BASELINES), ids=sorted(BASELINES))
+def baseline(request, tmp_path: Path) -> Path:
+    commit = BASELINES[request.param]
     checkout = tmp_path / "baseline"
     added = subprocess.run(
-        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(checkout), BASELINE],
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(checkout), commit],
         capture_output=True,
         text=True,
     )
-    assert added.returncode == 0, f"cannot check out the baseline {BASELINE} (a full clone is needed): {added.stderr}"
+    assert added.returncode == 0, f"cannot check out the baseline {commit} (a full clone is needed): {added.stderr}"
     yield checkout
     subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(checkout)], capture_output=True)
 
