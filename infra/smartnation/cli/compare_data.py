@@ -20,6 +20,8 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from smartnation.cli.restore_pod import USER_TABLES
+
 SECTIONS = ("tables", "chunks", "objects", "buckets", "devices", "retained")
 MARKER = "SNCMP"
 """Lines the in-Pod readers print: ``SNCMP|<section>|<key>|<fingerprint>`` (key may hold ``|``)."""
@@ -37,13 +39,7 @@ SET extra_float_digits = 1;
 SET intervalstyle = 'postgres';
 SELECT format('SELECT %L || {_FINGERPRINT} FROM %I.%I AS t',
               '{MARKER}|tables|' || :'db' || '.' || n.nspname || '.' || c.relname || '|rows=', n.nspname, c.relname)
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
-  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
-  AND n.nspname NOT LIKE '\\_timescaledb%' AND n.nspname NOT LIKE 'timescaledb\\_%'
-  AND NOT EXISTS (SELECT FROM pg_depend d
-                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-ORDER BY n.nspname, c.relname \\gexec
+{USER_TABLES} \\gexec
 SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'timescaledb') AS has_timescaledb \\gset
 \\if :has_timescaledb
 SELECT format('SELECT %L || {_FINGERPRINT} FROM %I.%I AS t',

@@ -91,19 +91,25 @@ set -eu
 mc ls --json --recursive "store/$BUCKET/$ENVIRONMENT/"
 """
 
-# Every user table, hypertables as a whole (their chunks, in _timescaledb_internal, are read
-# through them), not the extensions' own catalogs; one \gexec'd count and order-independent
-# checksum per table (the session settings that shape a row's text are the same on both sides).
-_COMPARE_SQL = f"""\
-SELECT format('SELECT %L, %L, %L, %L, count(*), coalesce(sum(hashtext(t::text)::bigint), 0) FROM %I.%I AS t',
-              '{ROW_MARKER}', :'side', :'db', n.nspname || '.' || c.relname, n.nspname, c.relname)
+# Every user table of a database, never the extensions' own catalogs (TimescaleDB's chunks and
+# internals are read through their hypertables): the FROM of the per-table queries of restore
+# and compare.
+USER_TABLES = """\
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
   AND n.nspname NOT LIKE '\\_timescaledb%' AND n.nspname NOT LIKE 'timescaledb\\_%'
   AND NOT EXISTS (SELECT FROM pg_depend d
                   WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-ORDER BY n.nspname, c.relname \\gexec"""
+ORDER BY n.nspname, c.relname"""
+
+# Every user table, hypertables as a whole (their chunks, in _timescaledb_internal, are read
+# through them), not the extensions' own catalogs; one \gexec'd count and order-independent
+# checksum per table (the session settings that shape a row's text are the same on both sides).
+_COMPARE_SQL = f"""\
+SELECT format('SELECT %L, %L, %L, %L, count(*), coalesce(sum(hashtext(t::text)::bigint), 0) FROM %I.%I AS t',
+              '{ROW_MARKER}', :'side', :'db', n.nspname || '.' || c.relname, n.nspname, c.relname)
+{USER_TABLES} \\gexec"""
 
 
 def restore_script(backup_dir: str = database.BACKUP_DIR) -> str:
