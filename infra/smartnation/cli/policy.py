@@ -11,13 +11,19 @@ from typing import Any
 
 from smartnation.paths import POLICY_PACK
 from smartnation.settings import Settings, SettingsError
+from smartnation_policy.residency import production_countries
 from smartnation_policy.target import TargetConfigError, policy_config_for
 
 
 def policy_config(settings: Settings) -> dict[str, Any]:
-    """The pack's config (`--policy-pack-config`) for this environment on its cluster."""
+    """The pack's config (`--policy-pack-config`) for this environment on its cluster; production's
+    allowed countries follow the file's ``move_complete`` (the program's preflight applies the same)."""
     try:
-        return policy_config_for(settings.environment, settings.cluster)
+        return policy_config_for(
+            settings.environment,
+            settings.cluster,
+            production_countries=production_countries(settings.move_complete),
+        )
     except TargetConfigError as error:
         raise SettingsError(f"{settings.cluster.name}.yaml", "<policy target>", str(error)) from error
 

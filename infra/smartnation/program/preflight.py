@@ -5,7 +5,8 @@ The policy pack runs only when the engine is given it (`smartnation preview|up|p
 rules that the settings alone decide, so they hold on every path:
 
 - data residency: production only on a cluster in an allowed country (the same list and wording
-  as the pack's `data-residency`, from `smartnation_policy.residency`);
+  as the pack's `data-residency`, from `smartnation_policy.residency`; Monaco only once the
+  environment file records `move_complete: true`);
 - production's state is protected (`guardrails.protect_state`, which the pack's
   `protect-production-state` would otherwise find missing on every StatefulSet and the Namespace);
 - no credential in plain text in a settings value, since settings become environment variables
@@ -24,8 +25,10 @@ from smartnation.paths import CLUSTERS_DIR
 from smartnation.program.move_guard import check_move
 from smartnation.settings import SettingsError
 from smartnation.settings.models import Settings
-from smartnation_policy import plaintext
+from smartnation_policy import plaintext, residency
 from smartnation_policy.residency import PRODUCTION_COUNTRIES, production_allowed_in, residency_refusal
+
+__all__ = ["PRODUCTION_COUNTRIES", "check_non_negotiables", "check_residency"]
 
 PRODUCTION = "production"
 
@@ -34,7 +37,7 @@ PRODUCTION = "production"
 _ENVIRONMENT_FIELDS = ("releases", "broker", "database", "object_storage", "city_apis", "guardrails")
 
 
-def check_non_negotiables(settings: Settings, production_countries: Sequence[str] = PRODUCTION_COUNTRIES) -> None:
+def check_non_negotiables(settings: Settings, production_countries: Sequence[str] | None = None) -> None:
     """Raise SettingsError at the first non-negotiable ``settings`` break; registers nothing."""
     check_residency(settings, production_countries)
     check_production_state(settings)
@@ -47,16 +50,24 @@ def profile_file(settings: Settings) -> str:
     return f"environments/{CLUSTERS_DIR}/{settings.cluster.name}.yaml"
 
 
-def check_residency(settings: Settings, production_countries: Sequence[str] = PRODUCTION_COUNTRIES) -> None:
-    """Production deploys only to a cluster whose site is in an allowed country."""
+def check_residency(settings: Settings, production_countries: Sequence[str] | None = None) -> None:
+    """Production deploys only to a cluster whose site is in an allowed country:
+    ``production_countries``, by default the list ``move_complete`` selects (what the CLI gives the pack)."""
+    given = production_countries is not None
+    allowed = production_countries if given else residency.production_countries(settings.move_complete)
     country = settings.cluster.site.country
-    if settings.environment == PRODUCTION and not production_allowed_in(country, production_countries):
+    if settings.environment == PRODUCTION and not production_allowed_in(country, allowed):
+        which = (
+            "PRODUCTION_COUNTRIES_AFTER_MOVE, since the file records move_complete: true"
+            if not given and settings.move_complete
+            else "PRODUCTION_COUNTRIES"
+        )
         raise SettingsError(
             settings.source,
             "cluster",
-            f"{residency_refusal(settings.cluster.name, country, production_countries)} "
+            f"{residency_refusal(settings.cluster.name, country, allowed)} "
             f"({profile_file(settings)} site.country is {country}); choose a cluster whose site is in "
-            "one of those countries (the list is smartnation_policy.residency.PRODUCTION_COUNTRIES)",
+            f"one of those countries (the list is smartnation_policy.residency.{which})",
         )
 
 

@@ -19,6 +19,7 @@ from smartnation.settings.derived_names import check_derived_names
 from smartnation.settings.errors import SettingsError
 from smartnation.settings.models import ClusterProfile, EnvironmentSpec, Releases, Settings
 from smartnation.settings.move import check_move_settings
+from smartnation.settings.move_complete import check_move_complete
 from smartnation.settings.validation import Origins, convert, display_path
 from smartnation.settings.yaml_files import read_yaml
 
@@ -141,6 +142,7 @@ def load_settings(environment: str, root: Path | None = None) -> Settings:
             f"expected one of the cluster profiles in {CLUSTERS_DIR}/ ({known}), got {spec.cluster!r}",
         )
     check_move_settings(spec, defaults, defaults_shown, env_shown, list_clusters(directory), CLUSTERS_DIR)
+    check_move_complete(spec, defaults, defaults_shown, env_shown)
     profile = load_cluster_profile(spec.cluster, directory)
     # Names the program derives (namespace, Services, Secrets, Jobs, hostnames) are checked
     # here too, so that no resource is registered with a name the cluster would refuse.
@@ -159,6 +161,7 @@ def load_settings(environment: str, root: Path | None = None) -> Settings:
         guardrails=spec.guardrails,
         verify=spec.verify,
         move=spec.move,
+        move_complete=spec.move_complete,
     )
 
 

@@ -673,6 +673,9 @@ class EnvironmentSpec:
     """The post-deploy checks' bounds (`smartnation verify`)."""
     move: MoveSettings | None = setting(default=None)
     """A move to another cluster in progress (settings/move.py checks it; docs/move.md)."""
+    move_complete: bool = setting(default=False)
+    """Set once the environment's move is over, its Pulumi state included (`smartnation state move`):
+    for production the data-residency list becomes final (smartnation_policy.residency)."""
 
     def __post_init__(self) -> None:
         for name in self.city_apis:
@@ -742,3 +745,5 @@ class Settings:
     """The post-deploy checks' bounds."""
     move: MoveSettings | None = None
     """A move to another cluster in progress, if any."""
+    move_complete: bool = False
+    """The environment's move is over, its state included (EnvironmentSpec.move_complete)."""
