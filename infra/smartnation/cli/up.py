@@ -19,20 +19,19 @@ from pulumi import automation as auto
 
 from smartnation.cli import exit_codes
 from smartnation.cli.console import confirm, stream_to
+from smartnation.cli.deployed_secrets import seed_missing_secrets
 from smartnation.cli.history import shown_outputs
 from smartnation.cli.interrupted import Interruption, classify
 from smartnation.cli.locks import StackLocked, lock_holders, locked_message, pid_alive, remove_lock, this_host
 from smartnation.cli.policy import policy_args
-from smartnation.cli.workspace import seed_secrets, select
-from smartnation.settings.stack_secrets import generate_missing
+from smartnation.cli.workspace import select
 
 log = logging.getLogger("smartnation")
 
 
-def interruption(environment: str, stack: auto.Stack) -> Interruption:
+def interruption(environment: str, stack: auto.Stack, deployment: dict) -> Interruption:
     """What an earlier, interrupted update left in the stack (nothing for a healthy one)."""
     holders = lock_holders(environment) or []
-    deployment = stack.export_stack().deployment
     return classify(environment, holders, deployment, this_host(), pid_alive)
 
 
@@ -50,7 +49,8 @@ def recover(stack: auto.Stack, found: Interruption) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     stack, settings = select(args.environment)
-    found = interruption(args.environment, stack)
+    deployment = stack.export_stack().deployment
+    found = interruption(args.environment, stack, deployment)
     if found.live:
         raise StackLocked(
             locked_message(args.environment, list(found.live))
@@ -65,7 +65,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         return exit_codes.INTERRUPTED
     if args.init_secrets:
-        seed_secrets(stack, generate_missing(settings))
+        # A deployed stack keeps the secrets its last update used (deployed_secrets): a checkout
+        # without the stack file must not rotate them all.
+        seeded = seed_missing_secrets(stack, settings, deployment)
+        if seeded.recovered or seeded.generated:
+            log.info(
+                "%s: secrets taken from the last update: %s; generated: %s",
+                args.environment,
+                ", ".join(seeded.recovered) or "none",
+                ", ".join(seeded.generated) or "none",
+            )
     log.info("deploying %s to %s", args.environment, settings.cluster.name)
     if not confirm(f"Deploy {args.environment} to {settings.cluster.name}?", args.yes):
         return exit_codes.ABORTED
@@ -87,7 +96,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--init-secrets",
         action="store_true",
-        help="first generate every missing secret (local clusters and fresh sites)",
+        help="first fill in every secret the stack file lacks: for a deployed stack the value its last update "
+        "used, a new random value only for a key no update had (local clusters and fresh sites)",
     )
     parser.add_argument(
         "--recover",
