@@ -3,17 +3,25 @@ issue 12): a checkout without the stack file must not rotate every secret."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pulumi import automation as auto
 from pulumi.automation._cmd import CommandResult
 
+from smartnation.cli import up
 from smartnation.cli.deployed_secrets import DeployedSecretsUnreadable, seed_missing_secrets
 from smartnation.paths import PROJECT_DIR_VARIABLE
 from smartnation.settings import load_settings
-from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, DATABASE_SUPERUSER_PASSWORD, required_secrets
+from smartnation.settings.stack_secrets import (
+    CONFIG_NAMESPACE,
+    DATABASE_SUPERUSER_PASSWORD,
+    MissingSecretsError,
+    required_secrets,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -24,15 +32,31 @@ NEVER_DEPLOYED: dict = {}
 
 class FileStack:
     """A stack whose config is the stack file itself (JSON here), and whose backend holds the
-    configuration of its last update (``last``, None: no update history), as the engine has them."""
+    configuration of its last update (``last``, None: no update history) and the keys of earlier
+    ones (``earlier``), as the engine has them."""
 
-    def __init__(self, project: Path, last: dict[str, str] | None) -> None:
+    def __init__(self, project: Path, last: dict[str, str] | None, earlier: tuple[str, ...] = ()) -> None:
         self.name = ENVIRONMENT
         self.file = project / "environments" / "stacks" / f"Pulumi.{ENVIRONMENT}.yaml"
         self.file.parent.mkdir(parents=True, exist_ok=True)
         self.last = last
+        self.earlier = list(earlier)
         self.refreshes = 0
+        self.updates = 0
         self.workspace = self
+
+    def history(self, show_secrets: bool = True) -> list[SimpleNamespace]:
+        assert not show_secrets, "the earlier updates' values are never decrypted"
+        assert self.file.exists(), "`pulumi stack history` writes a stack file where there is none"
+        last = {key: auto.ConfigValue("[secret]", secret=True) for key in self.last or {}}
+        earlier = {key: auto.ConfigValue("[secret]", secret=True) for key in self.earlier}
+        return [SimpleNamespace(config=last), SimpleNamespace(config=earlier)]
+
+    def export_stack(self) -> SimpleNamespace:
+        return SimpleNamespace(deployment=DEPLOYED)
+
+    def up(self, **_kwargs) -> None:
+        self.updates += 1
 
     def get_all_config(self) -> dict[str, auto.ConfigValue]:
         values = json.loads(self.file.read_text())["config"] if self.file.exists() else {}
@@ -154,3 +178,33 @@ def test_the_superuser_password_of_a_deployed_stack_is_never_generated(project, 
     assert DATABASE_SUPERUSER_PASSWORD not in seeded.generated
     key = f"{CONFIG_NAMESPACE}:{DATABASE_SUPERUSER_PASSWORD}"
     assert stack.written()[DATABASE_SUPERUSER_PASSWORD] == last[key]
+
+
+def test_a_key_the_last_update_ran_without_but_an_earlier_one_had_is_refused(project, settings) -> None:
+    """A plain `pulumi up` from a checkout without the stack file fails in the program and is still
+    recorded, without the secrets: the last update's configuration lacks them; they are not new."""
+    earlier = deployed_values(settings, dropped=0)
+    stack = FileStack(project, {}, earlier=tuple(earlier))
+    with pytest.raises(DeployedSecretsUnreadable) as caught:
+        seed_missing_secrets(stack, settings, DEPLOYED)
+    assert f"its last update ran without {next(iter(earlier))}" in caught.value.detail
+    assert "Copy that file from the checkout that deployed staging, then run" in caught.value.detail
+    assert not stack.file.exists()
+
+
+def test_up_refuses_a_stack_file_lacking_a_secret_before_the_engine_runs(project, settings, monkeypatch) -> None:
+    """Without --init-secrets: the error names the file and the key; no engine, the file as it was."""
+    complete = {f"{CONFIG_NAMESPACE}:{key}": "set" for key in required_secrets(settings)}
+    dropped = sorted(complete)[0]
+    del complete[dropped]
+    stack = FileStack(project, None)
+    stack.file.write_text(json.dumps({"salt": "local", "config": complete}))
+    before = stack.file.read_bytes()
+    monkeypatch.setattr(up, "select", lambda environment: (stack, settings))
+    monkeypatch.setattr(up, "lock_holders", lambda environment: [])
+    args = argparse.Namespace(environment=ENVIRONMENT, yes=True, init_secrets=False, recover=False)
+    with pytest.raises(MissingSecretsError) as caught:
+        up.cmd_up(args)
+    assert str(caught.value).startswith(f"environments/stacks/Pulumi.{ENVIRONMENT}.yaml: config.{dropped}: ")
+    assert stack.updates == 0
+    assert stack.file.read_bytes() == before

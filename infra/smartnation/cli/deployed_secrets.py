@@ -5,10 +5,12 @@ or a checkout that lost the file, meets a deployed stack without its secrets. Ge
 secret the file lacks would then rotate all of them at once behind the operator's back (a new
 superuser password, a new password for every role, broker client and storage user). The backend
 keeps the configuration of every update with the stack (what ``pulumi config refresh`` reads), so
-a key the last update had is taken from there; only a key it never had, one the settings added
-since, is generated. When a deployed stack's last configuration cannot be read (no update
-history, another passphrase), nothing is generated or written: the error names the stack, the
-file and what to do.
+a key the last update had is taken from there; only a key no update ever had, one the settings
+added since, is generated. Nothing is generated or written, and the error names the stack, the
+file and what to do, when the last update's configuration cannot be read (no update history,
+another passphrase) or when that update ran without a key an earlier one had (a plain `pulumi
+up` that failed for want of the stack file records an update with none: its value is then only
+in the deploying checkout's stack file).
 """
 
 from __future__ import annotations
@@ -53,31 +55,50 @@ def stack_file(environment: str) -> Path:
     return project_dir() / STACK_FILE.format(environment=environment)
 
 
-def last_update_config(stack: auto.Stack) -> dict[str, str]:
-    """The configuration of the stack's last update, decrypted: ``pulumi config refresh`` writes it
-    into the stack file, which is then put back as it was (kept only when there was none: then
-    it is the file the deploying checkout had, with the same encryption salt).
+def recover_from_updates(stack: auto.Stack, lacking: list[str]) -> dict[str, str]:
+    """The values the stack's last update had for the ``lacking`` keys (those it had).
 
-    Raises DeployedSecretsUnreadable if the backend has no update history for the stack or its
-    secrets do not decrypt with this passphrase; the stack file is left as it was."""
+    ``pulumi config refresh`` writes the last update's configuration into the stack file, which
+    is then put back as it was (kept only when there was none: it is then the file the deploying
+    checkout had, with the same encryption salt); the history (key names only, nothing
+    decrypted) tells which keys earlier updates had. Raises DeployedSecretsUnreadable, the stack
+    file left as it was, if the backend has no update history for the stack, its secrets do not
+    decrypt with this passphrase, or the last update lacks a key an earlier one had."""
     path = stack_file(stack.name)
     before = path.read_bytes() if path.exists() else None
     try:
         stack.workspace.refresh_config(stack.name)
-        values = {key: item.value for key, item in stack.get_all_config().items()}
+        last = {key: item.value for key, item in stack.get_all_config().items()}
+        # After the refresh: without a stack file `pulumi stack history` would write a new one.
+        ever = {key for update in stack.history(show_secrets=False) for key in (update.config or {})}
     except auto.CommandError as error:
         _put_back(path, before)
-        raise DeployedSecretsUnreadable(
-            str(STACK_FILE.format(environment=stack.name)),
-            f"config.{CONFIG_NAMESPACE}",
-            f"stack {stack.name} is deployed, but its last update's configuration could not be read "
-            f"({command_error_tail(error, 3)}); nothing was generated or written. Copy that file from "
-            f"the checkout that deployed {stack.name}, or run `pulumi config refresh --stack {stack.name}` "
-            "with the stack's passphrase, then run this command again",
-        ) from None
+        why = f"its last update's configuration could not be read ({command_error_tail(error, 3)})"
+        raise _unreadable(stack.name, why) from None
+    named = {key: f"{CONFIG_NAMESPACE}:{key}" for key in lacking}
+    dropped = [name for key, name in named.items() if name not in last and name in ever]
+    if dropped:
+        _put_back(path, before)
+        why = (
+            f"its last update ran without {', '.join(dropped)}, which an earlier update had (the value is not in "
+            "the last update's configuration)"
+        )
+        raise _unreadable(stack.name, why, refresh_helps=False)
     if before is not None:
         _put_back(path, before)
-    return values
+    return {key: last[name] for key, name in named.items() if name in last}
+
+
+def _unreadable(environment: str, why: str, *, refresh_helps: bool = True) -> DeployedSecretsUnreadable:
+    refresh = (
+        f", or run `pulumi config refresh --stack {environment}` with the stack's passphrase" if refresh_helps else ""
+    )
+    return DeployedSecretsUnreadable(
+        STACK_FILE.format(environment=environment),
+        f"config.{CONFIG_NAMESPACE}",
+        f"stack {environment} is deployed, but {why}; nothing was generated or written. Copy that file from "
+        f"the checkout that deployed {environment}{refresh}, then run this command again",
+    )
 
 
 def _put_back(path: Path, before: bytes | None) -> None:
@@ -98,8 +119,7 @@ def seed_missing_secrets(stack: auto.Stack, settings: Settings, deployment: Mapp
     recovered: dict[str, str] = {}
     resources = deployed_resources(deployment)
     if resources:
-        last = last_update_config(stack)
-        recovered = {key: last[f"{CONFIG_NAMESPACE}:{key}"] for key in lacking if f"{CONFIG_NAMESPACE}:{key}" in last}
+        recovered = recover_from_updates(stack, lacking)
         log.warning(
             "%s: %s lacks %d secret(s) of the deployed stack (%d resources): taken from its last update: %s",
             stack.name,

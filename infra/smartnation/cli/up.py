@@ -25,6 +25,7 @@ from smartnation.cli.interrupted import Interruption, classify
 from smartnation.cli.locks import StackLocked, lock_holders, locked_message, pid_alive, remove_lock, this_host
 from smartnation.cli.policy import policy_args
 from smartnation.cli.workspace import select
+from smartnation.settings.stack_secrets import missing_secrets
 
 log = logging.getLogger("smartnation")
 
@@ -75,6 +76,11 @@ def cmd_up(args: argparse.Namespace) -> int:
                 ", ".join(seeded.recovered) or "none",
                 ", ".join(seeded.generated) or "none",
             )
+    # Before the engine: an update that fails in the program for want of a secret is still recorded
+    # (its configuration without the key, and a new encryption salt), which is not "nothing touched".
+    missing = missing_secrets(settings, stack.get_all_config())
+    if missing is not None:
+        raise missing
     log.info("deploying %s to %s", args.environment, settings.cluster.name)
     if not confirm(f"Deploy {args.environment} to {settings.cluster.name}?", args.yes):
         return exit_codes.ABORTED

@@ -69,21 +69,32 @@ class MissingSecretsError(SettingsError):
     """Required secrets are not set in the stack file."""
 
 
+def missing_secrets(settings: Settings, present: Collection[str]) -> MissingSecretsError | None:
+    """The error naming the stack file and every required key not in ``present`` (keys with or
+    without the ``smartnation:`` prefix), or None when none is missing."""
+    have = {key.removeprefix(f"{CONFIG_NAMESPACE}:") for key in present}
+    missing = {key: what for key, what in required_secrets(settings).items() if key not in have}
+    if not missing:
+        return None
+    stack_file = STACK_FILE.format(environment=settings.environment)
+    listed = "; ".join(f"{CONFIG_NAMESPACE}:{key} ({what})" for key, what in missing.items())
+    first = next(iter(missing))
+    return MissingSecretsError(
+        stack_file,
+        f"config.{CONFIG_NAMESPACE}:{first}",
+        f"missing secret(s): {listed}. Set each with "
+        f"`pulumi config set --secret {CONFIG_NAMESPACE}:<key> --stack {settings.environment}` "
+        "or initialise them all with the ops CLI",
+    )
+
+
 def check_secrets(settings: Settings) -> None:
     """Raise MissingSecretsError naming the stack file and every missing key; registers nothing."""
     config = pulumi.Config(CONFIG_NAMESPACE)
-    missing = {key: what for key, what in required_secrets(settings).items() if config.get_secret(key) is None}
-    if missing:
-        stack_file = STACK_FILE.format(environment=settings.environment)
-        listed = "; ".join(f"{CONFIG_NAMESPACE}:{key} ({what})" for key, what in missing.items())
-        first = next(iter(missing))
-        raise MissingSecretsError(
-            stack_file,
-            f"config.{CONFIG_NAMESPACE}:{first}",
-            f"missing secret(s): {listed}. Set each with "
-            f"`pulumi config set --secret {CONFIG_NAMESPACE}:<key> --stack {settings.environment}` "
-            "or initialise them all with the ops CLI",
-        )
+    present = [key for key in required_secrets(settings) if config.get_secret(key) is not None]
+    error = missing_secrets(settings, present)
+    if error is not None:
+        raise error
 
 
 _ALPHABET = string.ascii_letters + string.digits
