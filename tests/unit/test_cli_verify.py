@@ -248,6 +248,7 @@ class _FakeContext:
     device_id: str = "smartnation-verify-test"
     plan: Any = field(default_factory=lambda: argparse.Namespace(device_class="traffic-sensor"))
     reading_bound: float = 10.0
+    settle: float = 0.0
     retired: int = 0
 
     def retire_identities(self) -> None:
@@ -337,3 +338,34 @@ def test_a_check_that_waits_for_a_reading_gets_the_reading_bound_on_top_of_its_l
     waits = Check("waits", lambda _ctx: time.sleep(0.5) or "arrived", limit=0.1, plus_bound=True)
     assert run_check(waits, ctx=argparse.Namespace(reading_bound=2)).passed
     assert not run_check(waits, ctx=argparse.Namespace(reading_bound=0)).passed
+
+
+def test_the_workloads_check_waits_for_workloads_to_settle_within_the_bound():
+    down = [_workload("Deployment", "staging-open-data-api", 2, 0), *WORKLOADS[:1]]
+    answers = iter([down, down, WORKLOADS])
+    kubectl = _FakeKubectl({})
+    kubectl.items = lambda kind: next(answers)  # type: ignore[method-assign]
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    ctx = _FakeContext(kubectl=kubectl, settle=60.0)
+    assert check_workloads(ctx, clock=lambda: now[0], sleep=sleep) == "6/6 ready in 3 workloads (after 4s settling)"
+    assert slept == [2.0, 2.0]
+
+
+def test_the_workloads_check_fails_once_the_settle_bound_has_passed():
+    down = [_workload("Deployment", "staging-open-data-api", 2, 0)]
+    kubectl = _FakeKubectl({"deployments,statefulsets": down})
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    ctx = _FakeContext(kubectl=kubectl, settle=10.0)
+    with pytest.raises(CheckFailed, match=r"0/2 ready .* after 10s settling \(verify.settle_seconds\)"):
+        check_workloads(ctx, clock=lambda: now[0], sleep=sleep)
+    assert now[0] == 10.0

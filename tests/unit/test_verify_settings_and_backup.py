@@ -48,6 +48,8 @@ def test_an_environment_file_states_its_own_bound(environments: Path):
         ("defaults.yaml", -1, "verify.reading_bound_seconds"),
         ("defaults.yaml", True, "verify.reading_bound_seconds"),
         ("staging.yaml", 3, "verify.reading_bound"),
+        ("staging.yaml", -1, "verify.settle_seconds"),
+        ("defaults.yaml", 1801, "verify.settle_seconds"),
     ],
 )
 def test_a_bad_bound_names_its_file_and_key(environments: Path, file: str, value: Any, key: str):
@@ -77,10 +79,14 @@ def test_verify_uses_the_environments_bound_unless_the_option_says_otherwise(mon
     monkeypatch.setattr(verify, "mqtt_plan", lambda *_a: argparse.Namespace(device_class="a", subscriber_class="b"))
     monkeypatch.setattr(verify, "class_password", lambda *_a: "pw")
     monkeypatch.setattr(_Stack, "get_all_config", lambda _self: {}, raising=False)
-    for option, expected in ((None, 7), (2.5, 2.5)):
-        args = argparse.Namespace(environment="staging", reading_bound=option, subscriber_class="b", device_class=None)
-        seen[str(option)] = verify.build_context(args).reading_bound
+    for option, expected, settle, settled in ((None, 7, None, 180), (2.5, 2.5, 0.0, 0.0)):
+        args = argparse.Namespace(
+            environment="staging", reading_bound=option, settle=settle, subscriber_class="b", device_class=None
+        )
+        ctx = verify.build_context(args)
+        seen[str(option)] = ctx.reading_bound
         assert seen[str(option)] == expected
+        assert ctx.settle == settled
 
 
 CRONJOB = {

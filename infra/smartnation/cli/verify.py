@@ -60,10 +60,12 @@ class Check:
     """Seconds the check may take in all; past it, it fails (its own waits are shorter)."""
     plus_bound: bool = False
     """Whether it waits for a reading or a command: its limit grows by --reading-bound."""
+    plus_settle: bool = False
+    """Whether it waits for the workloads to settle: its limit grows by --settle."""
 
 
 CHECKS: tuple[Check, ...] = (
-    Check("workloads-ready", check_workloads, 30),
+    Check("workloads-ready", check_workloads, 30, plus_settle=True),
     Check("pods-non-root-read-only", check_pod_security, 120),
     Check("broker-tls-publish", check_broker_publish, 30),
     Check("reading-in-open-data-api", check_open_data, 60, plus_bound=True),
@@ -104,6 +106,7 @@ def run_check(check: Check, ctx: VerifyContext, clock: Callable[[], float] = tim
     A check past its limit is reported failed and left to end on its own (a daemon thread: its
     kubectl and MQTT calls have their own timeouts)."""
     limit = check.limit + (getattr(ctx, "reading_bound", 0) if check.plus_bound else 0)
+    limit += getattr(ctx, "settle", 0) if check.plus_settle else 0
     outcome: dict[str, tuple[bool, str]] = {}
 
     def target() -> None:
@@ -169,7 +172,8 @@ def build_context(args: argparse.Namespace) -> VerifyContext:
     # what the public listener must refuse.
     passwords = {plan.subscriber_class: class_password(environment, config, plan.subscriber_class)}
     bound = reading_bound(args.reading_bound, settings.verify.reading_bound_seconds)
-    return VerifyContext(target, kubectl, plan, device_id, passwords, reading_bound=bound)
+    settle = settings.verify.settle_seconds if args.settle is None else args.settle
+    return VerifyContext(target, kubectl, plan, device_id, passwords, reading_bound=bound, settle=settle)
 
 
 def reading_bound(option: float | None, stated: float) -> float:
@@ -228,6 +232,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="how long a reading may take to reach open-data-api "
         "(default: the environment's verify.reading_bound_seconds)",
+    )
+    parser.add_argument(
+        "--settle",
+        type=_positive,
+        default=None,
+        metavar="SECONDS",
+        help="how long the workloads may take to become ready (default: the environment's verify.settle_seconds)",
     )
     parser.add_argument("--device-class", help="the sensor class to publish as (default: the first that can)")
     parser.add_argument(

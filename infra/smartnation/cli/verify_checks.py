@@ -43,6 +43,7 @@ RELEASE_LABEL = "app.kubernetes.io/instance"
 """The Helm release label on every Pod of a release (standard chart labels)."""
 CONNECT_TIMEOUT = 5.0
 PROBE_TIMEOUT = 3.0
+WORKLOAD_POLL_SECONDS = 2.0
 
 
 class CheckFailed(Exception):
@@ -62,6 +63,8 @@ class VerifyContext:
     listener must refuse."""
     reading_bound: float
     """Seconds a reading may take from the broker's acknowledgement to open-data-api."""
+    settle: float = 0.0
+    """Seconds the workloads may take to become ready before the workloads check fails."""
     published: dict[str, Any] | None = None
     """The reading the publish check sent (ts, value, acknowledged_at), for the open-data check."""
     _ca: str | None = field(default=None, repr=False)
@@ -123,15 +126,27 @@ def _secret(kubectl: Kubectl, name: str) -> dict[str, Any]:
 # -- workloads and pods ---------------------------------------------------------------------
 
 
-def check_workloads(ctx: VerifyContext) -> str:
-    """Every Deployment and StatefulSet has as many ready replicas as it wants."""
-    workloads = workload_readiness(ctx.kubectl)
-    if not workloads:
-        raise CheckFailed(f"no Deployment or StatefulSet in namespace {ctx.target.namespace}")
-    text = f"{summarise(workloads)} in {len(workloads)} workloads"
-    if any(not w.is_ready for w in workloads):
-        raise CheckFailed(text)
-    return text
+def check_workloads(
+    ctx: VerifyContext,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Every Deployment and StatefulSet has as many ready replicas as it wants, within
+    ``ctx.settle`` seconds: after the clusters restart, or an update with nothing to change
+    (Pulumi awaits only what it changed), the APIs are back only once the database is."""
+    deadline = clock() + ctx.settle
+    waited_from = clock()
+    while True:
+        workloads = workload_readiness(ctx.kubectl)
+        if not workloads:
+            raise CheckFailed(f"no Deployment or StatefulSet in namespace {ctx.target.namespace}")
+        text = f"{summarise(workloads)} in {len(workloads)} workloads"
+        if all(w.is_ready for w in workloads):
+            waited = clock() - waited_from
+            return text if waited < WORKLOAD_POLL_SECONDS else f"{text} (after {waited:.0f}s settling)"
+        if clock() >= deadline:
+            raise CheckFailed(f"{text} after {ctx.settle:g}s settling (verify.settle_seconds)")
+        sleep(WORKLOAD_POLL_SECONDS)
 
 
 def container_security_problems(pod: Mapping[str, Any]) -> list[str]:

@@ -634,6 +634,10 @@ class VerifySettings:
     reading_bound_seconds: int = setting(default=10, range=(1, 600))
     """Seconds a reading may take from the broker's acknowledgement to being served by
     open-data-api (`--reading-bound` overrides it for one run)."""
+    settle_seconds: int = setting(default=180, range=(0, 1800))
+    """Seconds the workloads may take to become ready before verify's first check fails: after
+    the clusters restart, Pods come back in their own time and an update with nothing to change
+    does not wait for them (`--settle` overrides it for one run)."""
 
 
 MOVE_PHASES = ("replicate", "cutover", "complete")
