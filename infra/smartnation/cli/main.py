@@ -16,6 +16,8 @@
                                           smoke-test a deployed environment (exit 1 on any failure)
     smartnation compare ENV --to CLUSTER [--from CLUSTER] [--namespace NS] [--report FILE]
                                           an environment's data on two clusters, item by item (exit 1 on any difference)
+    smartnation state move ENV --to s3://BUCKET?endpoint=HOST:PORT&...
+                                          the stack, its history and secrets into another backend, re-encrypted
 
 Exit codes are in smartnation.cli.exit_codes; docs/operations.md explains each.
 """
@@ -39,6 +41,7 @@ from smartnation.cli import (
     promote,
     restore,
     secrets_init,
+    state_move,
     status,
     up,
     verify,
@@ -48,7 +51,7 @@ from smartnation.settings import SettingsError
 
 log = logging.getLogger("smartnation")
 
-COMMANDS = (up, destroy, secrets_init, outputs, preview, promote, audit, status, verify, restore, compare)
+COMMANDS = (up, destroy, secrets_init, outputs, preview, promote, audit, status, verify, restore, compare, state_move)
 """One module per command, each adding its parser; in the order `smartnation --help` lists them."""
 
 

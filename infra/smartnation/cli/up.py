@@ -24,6 +24,7 @@ from smartnation.cli.history import shown_outputs
 from smartnation.cli.interrupted import Interruption, classify
 from smartnation.cli.locks import StackLocked, lock_holders, locked_message, pid_alive, remove_lock, this_host
 from smartnation.cli.policy import policy_args
+from smartnation.cli.state_marker import moved_to
 from smartnation.cli.workspace import select
 from smartnation.settings.stack_secrets import missing_secrets
 
@@ -49,6 +50,9 @@ def recover(stack: auto.Stack, found: Interruption) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    moved = moved_to(args.environment)  # `smartnation state move` left this backend a read-only copy
+    if moved is not None:
+        raise StackLocked(moved.refusal(args.environment))
     stack, settings = select(args.environment)
     deployment = stack.export_stack().deployment
     found = interruption(args.environment, stack, deployment)
