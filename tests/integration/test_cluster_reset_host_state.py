@@ -10,7 +10,6 @@ The two stand-ins that `make up` deployed to are never touched.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,33 +18,12 @@ import yaml
 from smartnation.tooling.local_clusters.lifecycle import LocalClusters
 from smartnation.tooling.local_clusters.node_plan import RealNodePlan
 from smartnation.tooling.toolchain.cache import layout
+from tests.integration.host_state import host_state
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 NAME = "zz-reset-probe"  # sorts after the two stand-ins: site number 2
 PORT = 16461
-
-
-def _host_state(markers: list[str]) -> dict[str, list[str]]:
-    """Every line of the host's state that names one of ``markers``, by where it was read."""
-
-    def lines(*argv: str) -> list[str]:
-        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines()
-
-    sources = {
-        "netns": lines("ip", "netns", "list"),
-        "links": lines("ip", "-o", "link", "show"),
-        "routes": lines("ip", "-4", "route", "show", "table", "all"),
-        "iptables": lines("iptables-save"),
-        "mounts": Path("/proc/self/mountinfo").read_text().splitlines(),
-        "cgroups": [str(p) for p in Path("/sys/fs/cgroup").glob("*/smartnation/*")],
-        "processes": [
-            p.joinpath("cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            for p in Path("/proc").iterdir()
-            if p.name.isdigit() and p.joinpath("cmdline").exists()
-        ],
-    }
-    return {where: sorted(x for x in found if any(m in x for m in markers)) for where, found in sources.items()}
 
 
 @pytest.fixture()
@@ -78,17 +56,17 @@ def test_reset_removes_every_trace_of_a_cluster_and_its_real_node(probe):
         str(node.node_ip), str(node.pod_cidr.network_address)[:-1], "10.215.2.",
         str(local.cluster_dir(NAME)),
     ]  # fmt: skip
-    before = _host_state(markers)
+    before = host_state(markers)
     assert not any(before.values()), f"the probe's traces exist before it started: {before}"
 
     local.up(cluster)
-    during = _host_state(markers)
+    during = host_state(markers)
     # The filter must see what a real node puts on the host, or an empty "after" proves nothing.
     for where in ("netns", "links", "routes", "cgroups", "processes"):
         assert during[where], f"no {where} of the probe's node seen while it runs: {during}"
 
     local.reset(cluster)
-    after = _host_state(markers)
+    after = host_state(markers)
     assert after == before, f"left on the host after reset: { {k: v for k, v in after.items() if v} }"
     assert not local.cluster_dir(NAME).exists()
     left_in_cache = [str(p) for p in local.cache.clusters.rglob(f"*{NAME}*")]

@@ -69,9 +69,13 @@ def pids(cgroup: str, root: Path = CGROUP_FS) -> set[int]:
         base = hierarchy / cgroup.strip("/")
         if not base.is_dir():
             continue
-        for procs in base.rglob("cgroup.procs"):
+        # os.walk skips a group removed while it walks (the kubelet removes a Pod's as it goes);
+        # Path.rglob raised FileNotFoundError from its directory scan and stopped a reset.
+        for folder, _, files in os.walk(base):
+            if "cgroup.procs" not in files:
+                continue
             try:
-                found.update(int(line) for line in procs.read_text().split())
+                found.update(int(line) for line in Path(folder, "cgroup.procs").read_text().split())
             except OSError:
                 continue  # removed while walking
     return found
@@ -85,7 +89,8 @@ def remove(cgroup: str, root: Path = CGROUP_FS, timeout: float = 10) -> list[str
         base = hierarchy / cgroup.strip("/")
         if not base.is_dir():
             continue
-        dirs = sorted((d for d in [base, *base.rglob("*")] if d.is_dir()), key=lambda d: len(d.parts), reverse=True)
+        found = [Path(folder) for folder, _, _ in os.walk(base)]  # skips groups removed meanwhile
+        dirs = sorted(found, key=lambda d: len(d.parts), reverse=True)
         for d in dirs:
             deadline = time.monotonic() + timeout
             while True:

@@ -7,7 +7,11 @@ name, an address, a directory or a cgroup.
 Addresses (none routed anywhere outside this host; the host does not forward):
 - the link between the host and node i of site s: 10.213.s.(4i)/30, host end .4i+1, node .4i+2;
 - node i of site s hands its Pods addresses from 10.214.(16s+i).0/24, on a bridge inside the
-  node's own network namespace.
+  node's own network namespace;
+- a site of two or more nodes has a router of its own (site_network.py): the link between it and
+  node i is 10.213.s.(64+4i)/30, router end .64+4i+1, node .64+4i+2 (the site's nodes'
+  addresses on it: 10.213.s.64/26), beside the node links above and the site link's
+  10.213.s.252/30 (site_link.py).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ MAX_SITES = 16
 MAX_NODES_PER_SITE = 16
 LINK_BASE = ipaddress.IPv4Network("10.213.0.0/16")
 POD_BASE = ipaddress.IPv4Network("10.214.0.0/16")
+LAN_OFFSET = 64
+"""Where a site's router links start in its /24 of LINK_BASE: past the 16 host links' /30s."""
 RUN_ROOT = Path("/run/smartnation/nodes")
 """Runtime state (sockets, containerd's state, pod network namespaces): short paths, because a
 unix socket path may not exceed 107 bytes, and on tmpfs like any runtime state."""
@@ -107,6 +113,45 @@ class RealNodePlan:
     @property
     def pod_gateway(self) -> ipaddress.IPv4Address:
         return self.pod_cidr.network_address + 1
+
+    # -- the site's own network (site_network.py; only with two or more nodes) -------------------
+    @property
+    def site_netns(self) -> str:
+        """The site's router: one namespace per cluster, which every node of it has a link into."""
+        return f"sn-{self.cluster}-site"
+
+    @property
+    def site_pods(self) -> ipaddress.IPv4Network:
+        """Every Pod address the site's nodes may hand out (their /24s): 10.214.(16s).0/20."""
+        return ipaddress.IPv4Network((int(POD_BASE.network_address) + self.site * MAX_NODES_PER_SITE * 256, 20))
+
+    @property
+    def site_lan(self) -> ipaddress.IPv4Network:
+        """Every node's link to the site's router: 10.213.s.64/26. A node sends what it forwards
+        to another node's Pod (a load-balancer address's traffic) from its address in here."""
+        return ipaddress.IPv4Network((int(LINK_BASE.network_address) + self.site * 256 + LAN_OFFSET, 26))
+
+    @property
+    def lan_link(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network((int(self.site_lan.network_address) + self.index * 4, 30))
+
+    @property
+    def lan_gateway(self) -> ipaddress.IPv4Address:
+        """The router's end of the node's link."""
+        return self.lan_link.network_address + 1
+
+    @property
+    def lan_ip(self) -> ipaddress.IPv4Address:
+        """The node's end of its link to the router."""
+        return self.lan_link.network_address + 2
+
+    lan_interface = "snlan0"
+    """The node's end, inside the node's namespace."""
+
+    @property
+    def router_interface(self) -> str:
+        """The router's end for this node, inside the site's namespace (15 characters at most)."""
+        return f"snnode{self.index}"
 
     # -- directories --------------------------------------------------------------------------
     @property

@@ -3,13 +3,15 @@
 Besides kwok's simulated nodes, each local cluster gets nodes that run containers for real.
 Each real node has its own network namespace, veth, Pod bridge and /24, its own containerd
 (own root, state and socket), its own cgroup subtree, and a kubelet and kube-proxy built from
-the pinned Kubernetes; see node_plan.py for names and addresses. Every process is recorded by
-PID in the node's state file; logs go to one folder per cluster.
+the pinned Kubernetes; see node_plan.py for names and addresses. A cluster of two or more real
+nodes gets a router namespace that links their Pods (site_network.py). Every process is recorded
+by PID in the node's state file; logs go to one folder per cluster.
 
     python -m smartnation.tooling.local_clusters.real_nodes up|down|status|reset CLUSTER...
 
-`up` is idempotent and restarts what died; `down` stops every process of the node (containers
-and data kept); `reset` removes everything the nodes put on the host.
+`up` is idempotent and restarts what died, and removes nodes beyond the count (a profile that
+asks for fewer); `down` stops every process of the nodes (containers and data kept); `reset`
+removes everything the nodes put on the host, every node of the cluster found there included.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from smartnation.tooling.local_clusters import (
     node_network,
     node_network_policy,
     node_processes,
+    site_network,
 )
 from smartnation.tooling.local_clusters.containerd_config import (
     cni_config,
@@ -54,7 +57,14 @@ from smartnation.tooling.local_clusters.kubelet_config import (
 )
 from smartnation.tooling.local_clusters.node_credentials import ClusterCA, node_credentials
 from smartnation.tooling.local_clusters.node_images import import_images
-from smartnation.tooling.local_clusters.node_plan import CGROUP_PARENT, KUBELET_ROOT, RUN_ROOT, RealNodePlan, plans
+from smartnation.tooling.local_clusters.node_plan import (
+    CGROUP_PARENT,
+    KUBELET_ROOT,
+    MAX_NODES_PER_SITE,
+    RUN_ROOT,
+    RealNodePlan,
+    plans,
+)
 from smartnation.tooling.toolchain.bootstrap import tool_env
 from smartnation.tooling.toolchain.cache import CacheLayout, layout
 
@@ -128,13 +138,15 @@ class ClusterAccess:
         return ClusterCA(self.pki / "ca.crt", self.pki / "ca.key")
 
 
-def cluster_access(cache: CacheLayout, name: str) -> ClusterAccess:
-    """The control plane of the cluster profile ``name``, as its real nodes see it."""
+def cluster_nodes(cache: CacheLayout, name: str, count: int | None = None) -> RealNodes:
+    """The real nodes of the cluster profile ``name``: as many as ``count``, or as its profile's
+    ``simulation.real_nodes`` says."""
     # Imported here: the lifecycle module starts real nodes itself, so it imports this one.
     from smartnation.tooling.local_clusters.lifecycle import LocalClusters
 
     clusters = LocalClusters(cache)
-    return clusters.access(clusters.profiles([name])[0])
+    profile = clusters.profiles([name])[0]
+    return RealNodes(cache, clusters.access(profile), profile.simulation.real_nodes if count is None else count)
 
 
 class RealNodes:
@@ -145,6 +157,7 @@ class RealNodes:
         self.access = access
         self.cluster_dir = cache.clusters / "real-nodes" / access.name
         self.nodes = plans(access.name, access.site, count, self.cluster_dir)
+        self.count = count
         self.env = dict(os.environ, **tool_env(cache))
         self.host_file = cache.clusters / "real-nodes" / "host.json"
 
@@ -171,6 +184,20 @@ class RealNodes:
         tmp = plan.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
         os.replace(tmp, plan.state_file)
+
+    def present(self, plan: RealNodePlan) -> bool:
+        """Whether anything of the node is on the host: its state, its namespace or its link."""
+        return (
+            plan.state_file.exists()
+            or node_network.netns_path(plan).exists()
+            or node_network.link_exists(plan.host_veth)
+        )
+
+    def surplus(self) -> list[RealNodePlan]:
+        """Nodes of this cluster still on the host beyond the profile's count (it asked for more
+        before): `up` removes them, `down` stops them, `reset` removes them with the rest."""
+        every = plans(self.access.name, self.access.site, MAX_NODES_PER_SITE, self.cluster_dir)
+        return [p for p in every[self.count :] if self.present(p)]
 
     def check_host(self) -> None:
         missing = [b for b in HOST_BINARIES if not shutil.which(b)]
@@ -245,19 +272,27 @@ class RealNodes:
         # What the nodes' CoreDNS and kube-router may read, before either starts.
         self.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
                      "items": [*node_dns.rbac(), *node_network_policy.rbac()]}))  # fmt: skip
+        for plan in self.surplus():
+            say(plan.cluster, f"{plan.name}: beyond the profile's {self.count} real node(s): removing it")
+            self.remove_node(plan)
+        for plan in self.nodes:
+            node_cgroups.create(plan.cgroup)
+            # The load-balancer addresses go to the first node: its kube-proxy, like every node's,
+            # sends a Service's address to the Service's Pods, on any node through the site's router.
+            node_network.ensure(plan, self.access.load_balancer_routes if plan.index == 0 else ())
+        # Before any kubelet starts: a Pod's first connection to another node's Pod finds its route.
+        say(self.access.name, site_network.ensure(self.nodes))
         for plan in self.nodes:
             self.start_node(plan)
         for plan in self.nodes:
             self.wait_ready(plan, since)
+            self.check_running(plan)
         took = time.monotonic() - began
         say(self.access.name, f"{len(self.nodes)} real node(s) Ready in {took:.1f}s")
         return took
 
     def start_node(self, plan: RealNodePlan) -> None:
-        node_cgroups.create(plan.cgroup)
-        # The load-balancer addresses go to the first node: its kube-proxy, like every node's,
-        # sends a Service's address to the Service's Pods.
-        node_network.ensure(plan, self.access.load_balancer_routes if plan.index == 0 else ())
+        """Starts what is not running of the node (its namespace and cgroup made by `up`)."""
         argv = self.write_configs(plan)
         state = self.read_state(plan)
         state.update(
@@ -285,6 +320,9 @@ class RealNodes:
                     say(plan.cluster, f"{plan.name}: imported {', '.join(imported)}")
             if name == "kube-router":
                 node_network_policy.ensure_dns_allowance(plan)
+                # kube-router exits at once when its Node is not registered yet (a new cluster's
+                # first start): "failed to identify the node".
+                self.wait_registered(plan)
             log = plan.logs_dir / f"{plan.name}.{name}.log"
             running = node_processes.start(argv[name], log, plan.cgroup, plan.node_dir)
             procs[name] = running.to_json()
@@ -311,6 +349,29 @@ class RealNodes:
                 )
             time.sleep(0.1)
 
+    def check_running(self, plan: RealNodePlan) -> None:
+        """Every process of the node still runs: one that exited at start (kube-router once did,
+        on a new cluster) would otherwise go unnoticed behind a Ready node."""
+        procs = self.read_state(plan).get("processes", {})
+        dead = [
+            n
+            for n in PROCESSES
+            if n not in procs or not node_processes.alive(node_processes.Running.from_json(procs[n]))
+        ]
+        if dead:
+            logs = ", ".join(str(plan.logs_dir / f"{plan.name}.{n}.log") for n in dead)
+            raise RealNodeError(f"[{plan.cluster}] {plan.name}: {', '.join(dead)} exited after start; see {logs}")
+
+    def wait_registered(self, plan: RealNodePlan, timeout: float = 60) -> None:
+        """Until the kubelet has registered the node's Node object."""
+        deadline = time.monotonic() + timeout
+        while self.kubectl("get", "node", plan.name, "-o", "name", check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RealNodeError(
+                    f"[{plan.cluster}] {plan.name} not registered after {timeout:.0f}s; logs in {plan.logs_dir}"
+                )
+            time.sleep(0.5)
+
     def wait_ready(self, plan: RealNodePlan, since: float, timeout: float = 120) -> None:
         """Ready, as reported by the kubelet running now. A node's Ready condition outlives its
         kubelet (the controller marks it Unknown only 40 s later), so a just-restarted cluster shows
@@ -333,7 +394,7 @@ class RealNodes:
             time.sleep(1)
 
     def down(self) -> None:
-        for plan in self.nodes:
+        for plan in [*self.nodes, *self.surplus()]:
             left = self.stop_node(plan)
             say(
                 plan.cluster,
@@ -367,21 +428,28 @@ class RealNodes:
             self.write_state(plan, state)
         return left
 
+    def remove_node(self, plan: RealNodePlan) -> None:
+        """Stops the node and removes everything it put on the host, and its Node object."""
+        self.stop_node(plan)
+        if self.access.admin_kubeconfig.exists():
+            self.kubectl("delete", "node", plan.name, "--ignore-not-found", "--request-timeout=10s", check=False)
+        node_network.remove(plan)
+        for leftover in node_network.leftovers(plan):
+            say(plan.cluster, f"{plan.name}: still on the host after removal: {leftover}")
+        left = node_cgroups.remove(plan.cgroup)
+        node_leftovers.remove_container_log_links(plan)
+        node_leftovers.remove_cni_results(plan)
+        shutil.rmtree(plan.run_dir, ignore_errors=True)
+        shutil.rmtree(plan.kubelet_dir, ignore_errors=True)
+        shutil.rmtree(plan.node_dir, ignore_errors=True)
+        say(plan.cluster, f"{plan.name}: removed" + (f" (cgroups still busy: {left})" if left else ""))
+
     def reset(self) -> None:
-        for plan in self.nodes:
-            self.stop_node(plan)
-            if self.access.admin_kubeconfig.exists():
-                self.kubectl("delete", "node", plan.name, "--ignore-not-found", "--request-timeout=10s", check=False)
-            node_network.remove(plan)
-            for leftover in node_network.leftovers(plan):
-                say(plan.cluster, f"{plan.name}: still on the host after removal: {leftover}")
-            left = node_cgroups.remove(plan.cgroup)
-            node_leftovers.remove_container_log_links(plan)
-            node_leftovers.remove_cni_results(plan)
-            shutil.rmtree(plan.run_dir, ignore_errors=True)
-            shutil.rmtree(plan.kubelet_dir, ignore_errors=True)
-            shutil.rmtree(plan.node_dir, ignore_errors=True)
-            say(plan.cluster, f"{plan.name}: removed" + (f" (cgroups still busy: {left})" if left else ""))
+        every = plans(self.access.name, self.access.site, MAX_NODES_PER_SITE, self.cluster_dir)
+        # The site's router first (its links end in the nodes' namespaces), whatever the count.
+        site_network.remove(every[0])
+        for plan in [*self.nodes, *self.surplus()]:
+            self.remove_node(plan)
         shutil.rmtree(self.cluster_dir, ignore_errors=True)
         for root in (RUN_ROOT, KUBELET_ROOT):
             if root.exists() and not any(root.iterdir()):
@@ -419,6 +487,9 @@ class RealNodes:
                 ready = f"\tReady={proc.stdout.strip() or 'unknown'}" if proc.returncode == 0 else "\tnot registered"
             pids = " ".join(f"{n}={procs[n]['pid']}" for n in PROCESSES if n in procs)
             lines.append(f"{plan.name}\t{summary}{ready}\tnetns={plan.netns}\tip={plan.node_ip}\t{pids}")
+        lines += [f"{p.name}\tsurplus (the profile asks for {self.count}; `up` removes it)" for p in self.surplus()]
+        if self.nodes:
+            lines.append(f"site network\t{site_network.status(self.nodes)}")
         return lines
 
 
@@ -436,12 +507,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="real_nodes", description="The local clusters' real nodes")
     parser.add_argument("action", choices=["up", "down", "status", "reset"])
     parser.add_argument("clusters", nargs="+", help="cluster names (as in environments/clusters)")
-    parser.add_argument("--count", type=int, default=1, help="real nodes per cluster (default 1)")
+    parser.add_argument(
+        "--count", type=int, default=None, help="real nodes per cluster (default: the profile's simulation.real_nodes)"
+    )
     args = parser.parse_args(argv)
     cache = layout()
     try:
         for name in args.clusters:
-            nodes = RealNodes(cache, cluster_access(cache, name), args.count)
+            nodes = cluster_nodes(cache, name, args.count)
             if args.action == "up":
                 nodes.up()
             elif args.action == "down":

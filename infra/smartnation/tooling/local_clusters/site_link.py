@@ -18,7 +18,12 @@ The link is a network namespace of ours, ``sn-wan``, standing for the WAN router
 - in ``sn-wan``, a masquerade on each site's veth: the receiving site sees the connection come
   from ``sn-wan``'s address on its own link, which it reaches directly, so no site needs a route
   to another site's Pods. The node's kube-proxy sends the load-balancer address to the Service's
-  Pods exactly as it does for the host's connections.
+  Pods exactly as it does for the host's connections (on another node of its site through the
+  site's router, site_network.py);
+- a site of two or more real nodes reaches the WAN through its first node, as a site reaches it
+  through its edge router: its other nodes and its router route the other sites' addresses to
+  the first node (site_network.wan_hops), and ``sn-wan`` routes the answers for every node's Pods
+  back to the first node, which the site's router passes on.
 
 Nothing is created on the host itself: no host link, no host route, no host iptables rule, and
 the host's forwarding stays off. Deleting ``sn-wan`` takes the veth pairs (and so the node ends
@@ -38,6 +43,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from smartnation.tooling.local_clusters import site_network
 from smartnation.tooling.local_clusters.node_network import NETNS_DIR, NetworkError, run
 from smartnation.tooling.local_clusters.node_plan import LINK_BASE, MAX_SITES
 
@@ -57,8 +63,12 @@ class SiteEnd:
     published: tuple[ipaddress.IPv4Network, ...]
     """The site's load-balancer addresses (node_network.load_balancer_routes): all it shows the WAN."""
     inside: tuple[ipaddress.IPv4Network, ...] = ()
-    """Where the site's own connections come from (its first node's Pods): the WAN router routes
-    the answers back there; a new connection to them is dropped, and no other site routes them."""
+    """Where the site's own connections come from (its nodes' Pods): the WAN router routes the
+    answers back there, through the first node; a new connection to them is dropped, and no other
+    site routes them."""
+    lan: tuple[tuple[str, ipaddress.IPv4Address], ...] = ()
+    """(namespace, next hop) of the site's other nodes and its router (site_network.wan_hops):
+    each routes the other sites' published addresses that way, towards the first node."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.site < MAX_SITES:
@@ -154,6 +164,8 @@ class SiteLink:
                     for network in other.published:
                         run("ip", "-n", node, "route", "replace", str(network),
                             "via", str(end.wan_ip), "dev", NODE_INTERFACE)  # fmt: skip
+                        for netns, via in end.lan:
+                            run("ip", "-n", netns, "route", "replace", str(network), "via", str(via))
             self.append_once("nat", _masquerade_rule(end))
             for network in end.published:
                 self.append_once("filter", ["FORWARD", "-m", "conntrack", "--ctstate", "NEW", "-d", str(network),
@@ -172,6 +184,22 @@ class SiteLink:
         for end in self.ends:
             if _netns_exists(end.node_netns) and _link_exists(end.node_netns, NODE_INTERFACE):
                 run("ip", "-n", end.node_netns, "link", "del", "dev", NODE_INTERFACE)
+        for netns, network, via in self._lan_routes():
+            run("ip", "-n", netns, "route", "del", str(network), "via", str(via), check=False)
+
+    def _lan_routes(self) -> list[tuple[str, ipaddress.IPv4Network, ipaddress.IPv4Address]]:
+        """The routes towards the WAN inside the sites (``SiteEnd.lan``) that are on the host now."""
+        found = []
+        for end in self.ends:
+            others = {net for other in self.ends if other is not end for net in other.published}
+            for netns, via in end.lan:
+                if not _netns_exists(netns):
+                    continue
+                shown = run("ip", "-n", netns, "-4", "route", "show", "via", str(via), check=False).stdout
+                # The first word is the destination: "10.215.1.0/24", or "10.215.1.250" for a /32.
+                routed = {ipaddress.IPv4Network(line.split()[0]) for line in shown.splitlines() if line.strip()}
+                found += [(netns, network, via) for network in sorted(routed & others)]
+        return found
 
     def leftovers(self) -> list[str]:
         """What of the link is still there (empty after ``remove``)."""
@@ -179,6 +207,7 @@ class SiteLink:
         for end in self.ends:
             if _netns_exists(end.node_netns) and _link_exists(end.node_netns, NODE_INTERFACE):
                 found.append(f"link {NODE_INTERFACE} in {end.node_netns}")
+        found += [f"route {network} via {via} in {netns}" for netns, network, via in self._lan_routes()]
         return found
 
     def status(self) -> str:
@@ -194,13 +223,15 @@ class SiteLink:
 
 def for_local_clusters(clusters) -> SiteLink:
     """The link between the first real nodes of every local cluster that has real nodes
-    (``clusters``: lifecycle.LocalClusters)."""
+    (``clusters``: lifecycle.LocalClusters); a site's other nodes reach it through the first."""
     ends = []
     for cluster in clusters.profiles():
         if cluster.simulation.real_nodes:
             access = clusters.access(cluster)
-            first = clusters.real_nodes(cluster).nodes[0]
-            ends.append(SiteEnd(cluster.name, access.site, first.netns, access.load_balancer_routes, (first.pod_cidr,)))
+            nodes = clusters.real_nodes(cluster).nodes
+            inside = tuple(n.pod_cidr for n in nodes)
+            lan = site_network.wan_hops(nodes)
+            ends.append(SiteEnd(cluster.name, access.site, nodes[0].netns, access.load_balancer_routes, inside, lan))
     return SiteLink(ends)
 
 
