@@ -82,7 +82,8 @@ def clusters(tools: Tools) -> LocalClusters:
         # A test run that was killed half-way leaves its namespaces behind while its private
         # state backend is gone; they belong to the tests' own project, so clear them first.
         names = tools.run("kubectl", "--context", cluster.context, "get", "namespaces", "-o", "name").stdout.split()
-        stale = [n for n in names if n.startswith(f"namespace/{TEST_PROJECT}-") or n.startswith("namespace/demo-")]
+        # (test_demo_program's namespaces carry the same prefix: another session's are not ours.)
+        stale = [n for n in names if n.startswith(f"namespace/{TEST_PROJECT}-")]
         if stale:
             tools.run("kubectl", "--context", cluster.context, "delete", "--wait=true", *stale)
         # Their volumes, and those of any earlier test environment, where the class retains them.

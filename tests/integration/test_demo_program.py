@@ -10,9 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.integration.platform_project import PROJECT
+
 pytestmark = pytest.mark.integration
 PROGRAM = Path(__file__).parent / "demo_program"
 REPO = Path(__file__).resolve().parents[2]
+# Under the session's project prefix (SMARTNATION_IT_PROJECT): the clusters fixture clears only
+# that prefix's leftovers, so a session never deletes another's demo namespace mid-test.
+NAMESPACE = f"{PROJECT}-demo"
 
 
 @pytest.fixture()
@@ -44,7 +49,7 @@ def _stack(tools, program: Path, backend, cluster, namespace: str) -> dict[str, 
 
 
 def test_up_ready_no_changes_then_destroy_leaves_nothing(tools, program, pulumi_backend, target):
-    namespace = "demo-it"
+    namespace = f"{NAMESPACE}-it"
     env = _stack(tools, program, pulumi_backend, target, namespace)
     stack = ("--stack", target.name, "--non-interactive")
     try:
@@ -86,7 +91,7 @@ def test_preview_needs_no_network(tools, program, pulumi_backend, clusters):
         "no_proxy": "127.0.0.1,localhost",
         "PULUMI_SKIP_UPDATE_CHECK": "true",
     }
-    env = _stack(tools, program, offline, cluster, "demo-offline")
+    env = _stack(tools, program, offline, cluster, f"{NAMESPACE}-offline")
     proc = tools.run("pulumi", "preview", "--stack", cluster.name, "--non-interactive", cwd=program, env=env)
     # The stack, the provider, the namespace, the Deployment, the Service, the StatefulSet.
     assert "+ 6 to create" in proc.stdout, proc.stdout
