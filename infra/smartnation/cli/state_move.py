@@ -296,6 +296,9 @@ def copy_stack(plan: Plan) -> Copied:
                 log.info(
                     "%s: copied %d/%d object(s) to %s", plan.environment, number, len(order), redacted(plan.target.url)
                 )
+        # A copy of the file as it was, for an operator putting back a move killed from here on;
+        # removed when the move ends either way (undo, or marked done).
+        _replace_file(backup_file(plan), config_before, mode_of=plan.config_file)
         _replace_file(plan.config_file, new_config)
     except BaseException:
         undo(plan, copied)
@@ -316,10 +319,15 @@ def _check_no_old_secret(written: Mapping[str, bytes], old: set[str]) -> None:
             raise SecretsError(f"{key} would still hold {len(left)} value(s) under the old passphrase; nothing written")
 
 
-def _replace_file(path: Path, data: bytes) -> None:
+def backup_file(plan: Plan) -> Path:
+    """Where the config file as it was waits while a move runs (environments/stacks/, never committed)."""
+    return plan.config_file.with_name(f"{plan.config_file.name}.before-state-move")
+
+
+def _replace_file(path: Path, data: bytes, mode_of: Path | None = None) -> None:
     partial = path.with_name(f".{path.name}.partial")
     partial.write_bytes(data)
-    partial.chmod(path.stat().st_mode & 0o777)
+    partial.chmod((mode_of or path).stat().st_mode & 0o777)
     os.replace(partial, path)
 
 
@@ -327,6 +335,7 @@ def undo(plan: Plan, copied: Copied) -> None:
     """Put back what the copy did: the config file, then the target's objects (checkpoint first)."""
     if plan.config_file.read_bytes() != copied.config_before:
         _replace_file(plan.config_file, copied.config_before)
+    backup_file(plan).unlink(missing_ok=True)
     for key in sorted(copied.keys, key=lambda k: (k != plan.objects.checkpoint, k)):
         try:
             plan.target.delete(key)
@@ -400,6 +409,7 @@ def run_move(plan: Plan) -> dict[str, int]:
             undo(plan, copied)
             raise
         mark_moved(plan.source, plan.objects, plan.target.url, operator(project_dir()))
+        backup_file(plan).unlink(missing_ok=True)
     finally:
         plan.source.delete(lock)
     return {
