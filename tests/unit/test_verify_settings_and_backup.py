@@ -147,7 +147,7 @@ def _backup_check(monkeypatch, *, dumped=(True, UPLOADED), listed=(True, LISTED)
         jobs.append(job)
         role = job["metadata"]["name"].split("-")[-2]
         succeeded, logs = outcome[role]
-        return JobResult(succeeded, 1.0, logs)
+        return JobResult(succeeded, 1.0, logs, "" if succeeded else "DeadlineExceeded: active past its deadline")
 
     monkeypatch.setattr(restore, "run_job", run_job)
     monkeypatch.setattr(restore, "backup_cronjob", lambda _target, _env: CRONJOB)
@@ -171,10 +171,13 @@ def test_the_backup_check_passes_when_the_set_is_listed_and_restores_equal(monke
 @pytest.mark.parametrize(
     ("outcome", "message"),
     [
-        ({"dumped": (False, "--- dump ---\npg_dump: error")}, "(?s)backup Job .* failed: .*pg_dump: error"),
+        (
+            {"dumped": (False, "--- dump ---\npg_dump: error")},
+            r"(?s)backup Job .* failed \(DeadlineExceeded: active past its deadline\): .*pg_dump: error",
+        ),
         ({"dumped": (True, "nothing uploaded\n")}, "names no uploaded backup"),
         ({"listed": (True, LISTED.replace("manifest", "other"))}, "not complete in bucket backups"),
-        ({"restored": (False, "pg_restore: error")}, "restoring backup 20261129T041824Z failed"),
+        ({"restored": (False, "pg_restore: error")}, r"restoring backup 20261129T041824Z failed \(DeadlineExceeded"),
         ({"restored": (True, "")}, "compared no table"),
         (
             {"restored": (True, ROWS.replace("restored|telemetry|public.readings|10|123", RESTORED_SHORT))},
@@ -188,3 +191,28 @@ def test_the_backup_check_fails_saying_what_went_wrong(monkeypatch, outcome, mes
     check, ctx, _jobs = _backup_check(monkeypatch, **outcome)
     with pytest.raises(CheckFailed, match=message):
         check(ctx)
+
+
+def test_a_failed_job_says_why_from_its_failed_condition(monkeypatch):
+    from smartnation.cli import restore
+
+    failed = {
+        "status": {
+            "failed": 1,
+            "conditions": [
+                {"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "Job was active longer"},
+            ],
+        }
+    }
+    calls: list[tuple[str, ...]] = []
+
+    def kubectl(*args: str, **_kw: Any) -> str:
+        calls.append(args)
+        return json.dumps(failed) if args[:2] == ("get", "job") else "restore: done"
+
+    target = argparse.Namespace(kubectl=kubectl, namespace="ns")
+    job = {"metadata": {"name": "j"}, "spec": {"template": {"spec": {"containers": [{"name": "restore"}]}}}}
+    result = restore.run_job(target, job, timeout=5)
+    assert not result.succeeded
+    assert result.reason == "DeadlineExceeded: Job was active longer"
+    assert "--- restore ---\nrestore: done" in result.logs

@@ -100,6 +100,8 @@ class JobResult:
     seconds: float
     logs: str
     """The main container's log; on failure every container's, each under a header."""
+    reason: str = ""
+    """Why a failed Job failed, from its Failed condition (DeadlineExceeded, BackoffLimitExceeded)."""
 
 
 def run_job(target: Target, job: dict[str, Any], timeout: float) -> JobResult:
@@ -114,6 +116,8 @@ def run_job(target: Target, job: dict[str, Any], timeout: float) -> JobResult:
         status = json.loads(target.kubectl("get", "job", name, "-o", "json"))["status"]
         done = [c["type"] for c in status.get("conditions") or [] if c.get("status") == "True"]
         if "Complete" in done or "Failed" in done or status.get("failed"):
+            failed = [c for c in status.get("conditions") or [] if c["type"] == "Failed" and c.get("status") == "True"]
+            reason = ": ".join(filter(None, (failed[0].get("reason"), failed[0].get("message")))) if failed else ""
             break
         if time.monotonic() - started > timeout:
             raise RestoreError(f"job {name} did not finish in {timeout:g}s; see `kubectl -n {target.namespace} "
@@ -134,7 +138,7 @@ def run_job(target: Target, job: dict[str, Any], timeout: float) -> JobResult:
     for container in [*(spec.get("initContainers") or []), *spec["containers"]]:
         text = target.kubectl("logs", f"job/{name}", "-c", container["name"], timeout=120, check=False)
         parts.append(f"--- {container['name']} ---\n{text.rstrip()}")
-    return JobResult(False, seconds, "\n".join(parts))
+    return JobResult(False, seconds, "\n".join(parts), reason or "a Pod failed")
 
 
 def _job_name(environment: str, what: str) -> str:

@@ -74,7 +74,7 @@ CHECKS: tuple[Check, ...] = (
     Check("device-command", check_device_command, 60, plus_bound=True),
     Check("network-policy-denies", check_network_policy_denies, 60),
     Check("network-policy-allows", check_network_policy_allows, 60),
-    Check("backup-restores", check_backup_restores, 300),
+    Check("backup-restores", check_backup_restores, 600),
 )
 """In the order they run: the publish check leaves the reading the open-data check looks for;
 the backup runs last, after the checks that write (its comparison wants nothing written meanwhile)."""
