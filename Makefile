@@ -90,7 +90,8 @@ lint: venv ## ruff
 
 .PHONY: test
 test: clusters images contract-deps cache-trim ## the whole suite: unit, contract and integration
-	$(TOOLENV) && $(PY) -m pytest -m "unit or contract or integration"
+	# --durations: the slowest tests in every CI log, to keep the run inside its 90 minutes.
+	$(TOOLENV) && $(PY) -m pytest -m "unit or contract or integration" --durations=40
 
 .PHONY: bench
 bench: clusters ## measure and rewrite BENCHMARKS.md
