@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -120,8 +121,13 @@ def remove(plan: RealNodePlan) -> None:
         run("ip", "route", "del", route.split()[0], "via", str(plan.node_ip), check=False)
     if netns_path(plan).exists():
         run("ip", "netns", "del", plan.netns)
-    if link_exists(plan.host_veth):
-        run("ip", "link", "del", "dev", plan.host_veth)
+    # The kernel destroys a deleted namespace, and the host end of a veth whose other end was in
+    # it, a moment later: the link may go between the check and the delete (then the delete
+    # fails with "Cannot find device", and the link is gone as wanted). `leftovers` tells the rest.
+    deadline = time.monotonic() + 5
+    while link_exists(plan.host_veth) and time.monotonic() < deadline:
+        if run("ip", "link", "del", "dev", plan.host_veth, check=False).returncode != 0:
+            time.sleep(0.1)
 
 
 def leftovers(plan: RealNodePlan) -> list[str]:

@@ -134,7 +134,8 @@ def remove(node: RealNodePlan) -> None:
     if _netns_exists(node.site_netns):
         run("ip", "netns", "del", node.site_netns)
     if _netns_exists(node.netns) and _link_exists(node.netns, node.lan_interface):
-        run("ip", "-n", node.netns, "link", "del", "dev", node.lan_interface)
+        # The router's namespace may be on its way out, taking this end with it meanwhile.
+        run("ip", "-n", node.netns, "link", "del", "dev", node.lan_interface, check=False)
 
 
 def status(nodes: Sequence[RealNodePlan]) -> str:
