@@ -19,9 +19,11 @@ import yaml
 from smartnation.program.city_platform import build
 from smartnation.program.components import database
 from smartnation.program.components.city_apis import CREDENTIALS_HASH, DATABASE_CA_DIR
+from smartnation.program.daemon_config.superuser_password import set_password_script
 from smartnation.settings import load_settings
 from smartnation.settings.stack_secrets import (
     DATABASE_REPLICATION_PASSWORD,
+    DATABASE_SUPERUSER_PASSWORD,
     broker_password,
     database_role_password,
     object_storage_secret_key,
@@ -55,6 +57,15 @@ def api_annotations(stack: BuiltStack) -> dict[str, dict[str, Any]]:
 def replica_annotations(stack: BuiltStack) -> dict[str, Any]:
     (replica,) = [r for r in stack.of_type(STATEFULSET) if "database-replica" in r.name]
     return replica.plain["spec"]["template"]["metadata"].get("annotations", {})
+
+
+def primary_annotations(stack: BuiltStack) -> dict[str, Any]:
+    (primary,) = [r for r in stack.of_type(STATEFULSET) if "database-primary" in r.name]
+    return primary.plain["spec"]["template"]["metadata"].get("annotations", {})
+
+
+def database_jobs(stack: BuiltStack) -> set[str]:
+    return {r.plain["metadata"]["name"] for r in stack.of_type(JOB) if "database" in r.name}
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +152,8 @@ def test_apis_that_use_the_database_verify_it_over_tls(baseline: BuiltStack) -> 
     for api in baseline.settings.city_apis.values():
         name = f"{env}-{api.app}"
         data = maps[f"{name}-connections"]
-        cas = values[name]["caCertificates"]
+        # The broker's and MinIO's CAs beside it: tests/unit/test_in_cluster_tls.py.
+        cas = [ca for ca in values[name]["caCertificates"] if ca["name"] == "database"]
         if api.database is None:
             assert "PGSSLMODE" not in data and cas == []
             continue
@@ -202,11 +214,21 @@ def test_a_role_added_or_removed_leaves_the_servers_untouched(baseline: BuiltSta
     assert len(before_servers) == 5
     assert after_servers == before_servers
     # Nor do they take a name from a Secret's or a ConfigMap's outputs (any change of those would
-    # replace them with it).
+    # replace them with it). They come after their own two Secrets (depends_on: a restart for a new
+    # password reads the new value), named by plain strings and updated in place.
+    env = after.settings.environment
+    own = ("database-superuser", "database-replication")
     for statefulset in (r for r in after.of_type(STATEFULSET) if "database" in r.name):
-        assert not [
-            urn for urn in statefulset.dependencies if ":core/v1:ConfigMap::" in urn or ":core/v1:Secret::" in urn
-        ]
+        assert not [urn for urn in statefulset.dependencies if ":core/v1:ConfigMap::" in urn]
+        secrets = [urn for urn in statefulset.dependencies if ":core/v1:Secret::" in urn]
+        assert sorted(urn.rsplit("-", 2)[-2] + "-" + urn.rsplit("-", 1)[-1] for urn in secrets) == sorted(own)
+        names = {
+            e["valueFrom"]["secretKeyRef"]["name"]
+            for c in statefulset.plain["spec"]["template"]["spec"]["containers"]
+            for e in c["env"]
+            if "valueFrom" in e
+        }
+        assert names <= {f"{env}-{name}" for name in own}, names
     # What does change: the setup Job (renamed, so run again).
     jobs = {r.plain["metadata"]["name"] for r in baseline.of_type(JOB) if "database" in r.name}
     assert jobs != {r.plain["metadata"]["name"] for r in after.of_type(JOB) if "database" in r.name}
@@ -230,3 +252,50 @@ def test_every_server_reloads_a_renewed_certificate(baseline: BuiltStack) -> Non
         }
         assert {"tls", "run", "config"} <= set(mounts)
         assert reloader["command"][-1] == database.tls_reloader_script()
+
+
+def test_a_rotated_superuser_password_restarts_the_primary_rolls_the_replicas_and_reruns_the_setup(
+    baseline: BuiltStack,
+) -> None:
+    """Item 7: the superuser's password is rotatable. The primary sets it at start, so a new one
+    restarts it (pod-template digest); the replicas' reloader logs in with it, so they roll; the
+    setup Job is renamed (run again, with the new value); no API reads it."""
+    after = rotated(DATABASE_SUPERUSER_PASSWORD)
+    key = database.SUPERUSER_PASSWORD_HASH
+    assert primary_annotations(after)[key] != primary_annotations(baseline)[key]
+    assert replica_annotations(after)[key] != replica_annotations(baseline)[key]
+    assert replica_annotations(after)[key] == primary_annotations(after)[key]
+    others = database.REPLICATION_PASSWORD_HASH, database.PG_HBA_HASH
+    assert [replica_annotations(after)[k] for k in others] == [replica_annotations(baseline)[k] for k in others]
+    assert f"rotated-{DATABASE_SUPERUSER_PASSWORD}" not in str(primary_annotations(after))
+    assert database_jobs(after) != database_jobs(baseline)
+    assert changed_apis(baseline, after) == set()
+
+
+def test_the_primary_sets_the_superuser_password_from_its_secret_before_the_server_starts(
+    baseline: BuiltStack,
+) -> None:
+    servers = {r.name: r for r in baseline.of_type(STATEFULSET) if "database" in r.name}
+    (primary,) = [r for name, r in servers.items() if "database-primary" in name]
+    (replica,) = [r for name, r in servers.items() if "database-replica" in name]
+    env = baseline.settings.environment
+
+    def server(statefulset) -> dict[str, Any]:
+        containers = {c["name"]: c for c in statefulset.plain["spec"]["template"]["spec"]["containers"]}
+        return containers["postgres"]
+
+    primary_server = server(primary)
+    assert primary_server["command"] == [
+        "sh", "-c", set_password_script(database.IMAGE_ENTRYPOINT, database.SUPERUSER), "postgres-primary"
+    ]  # fmt: skip
+    assert primary_server["args"] == database.SERVER_ARGS
+    password = {e["name"]: e for e in primary_server["env"]}["POSTGRES_PASSWORD"]
+    assert password["valueFrom"]["secretKeyRef"] == {"name": f"{env}-database-superuser", "key": "POSTGRES_PASSWORD"}
+    # A standby cannot write: the replicas run the image's entrypoint as they did.
+    assert "command" not in server(replica)
+    # The primary is updated after the Secret, so its restart reads the new value.
+    assert any(":core/v1:Secret::" in urn and urn.endswith("-database-superuser") for urn in primary.dependencies)
+    script = primary_server["command"][2]
+    assert script.rstrip().endswith(f'exec {database.IMAGE_ENTRYPOINT} "$@"')
+    assert '[ ! -e "$PGDATA/standby.signal" ]' in script
+    assert "log_min_error_statement=panic" in script

@@ -14,6 +14,7 @@ from smartnation.program.components import pods
 from smartnation.program.components.certificates import certificate
 from smartnation.program.components.stateful import Children, secret_digest, sha256
 from smartnation.program.daemon_config import postgres
+from smartnation.program.daemon_config.superuser_password import set_password_script
 from smartnation.program.placement import Placement
 from smartnation.settings import stack_secrets
 from smartnation.settings.models import ComponentRelease, Compute, DatabaseSettings, Resources
@@ -23,6 +24,9 @@ PORT = 5432
 POSTGRES_UID = 70
 SUPERUSER = "postgres"
 REPLICATION_USER = "replicator"
+IMAGE_ENTRYPOINT = "/usr/local/bin/docker-entrypoint.sh"
+"""The database image's entrypoint (tooling/images/recipes/database.py): creates the cluster on the
+first start, then runs ``postgres ARGS``."""
 
 _DATA_DIR = "/var/lib/postgresql/data"
 _PGDATA = f"{_DATA_DIR}/pgdata"
@@ -187,6 +191,11 @@ class _Credentials:
     env var names init.sh reads (Role.password_env)."""
     superuser_secret: str
     """Name of the Secret with POSTGRES_PASSWORD alone (the servers, the reloader, the backup)."""
+    superuser_password: pulumi.Output[str]
+    """Its value (its digest is on the servers' pod templates: a new one restarts the primary,
+    which sets it at start, and rolls the replicas, whose reloader logs in with it)."""
+    server_secrets: list[pulumi.Resource]
+    """Those two Secrets: the servers are updated after them (they name them by plain strings)."""
     replication_secret: str
     """Name of the Secret with REPLICATION_PASSWORD alone (the replicas)."""
     passwords: list[pulumi.Output[str]]
@@ -212,8 +221,8 @@ def _credentials(children: Children, roles: list[postgres.Role]) -> _Credentials
     # The servers read their two passwords from Secrets of their own, named by plain strings: a
     # StatefulSet that took the name from a Secret's output would be replaced with it whenever a
     # role is added or a role's password rotated (Pulumi replaces a changed Secret).
-    children.secret("superuser", {"POSTGRES_PASSWORD": server_passwords["POSTGRES_PASSWORD"]})
-    children.secret("replication", {"REPLICATION_PASSWORD": server_passwords["REPLICATION_PASSWORD"]})
+    superuser = children.secret("superuser", {"POSTGRES_PASSWORD": server_passwords["POSTGRES_PASSWORD"]})
+    replication = children.secret("replication", {"REPLICATION_PASSWORD": server_passwords["REPLICATION_PASSWORD"]})
     role_secrets: dict[str, str] = {}
     for role, password in role_passwords.items():
         suffix = f"role-{role.replace('_', '-')}"
@@ -222,6 +231,8 @@ def _credentials(children: Children, roles: list[postgres.Role]) -> _Credentials
     return _Credentials(
         secret.metadata.name,
         children.names.child("superuser"),
+        server_passwords["POSTGRES_PASSWORD"],
+        [superuser, replication],
         children.names.child("replication"),
         list(server_passwords.values()),
         server_passwords["REPLICATION_PASSWORD"],
@@ -255,6 +266,10 @@ def _certificate(children: Children, hosts: list[str]) -> k8s.apiextensions.Cust
 REPLICATION_PASSWORD_HASH = "smartnation.mc/replication-password-sha256"
 """Replica pod-template annotation: a digest of the replication password they log in with, so a
 new password rolls them (a running walreceiver keeps the one it started with)."""
+SUPERUSER_PASSWORD_HASH = "smartnation.mc/superuser-password-sha256"
+"""Primary and replica pod-template annotation: a digest of the superuser password. A new one
+restarts the primary, whose start sets it on the server (daemon_config.superuser_password), then
+rolls the replicas (their tls-reloader logs in with it); the Jobs read the Secret when they start."""
 PG_HBA_HASH = "smartnation.mc/pg-hba-sha256"
 """Replica pod-template annotation: a new pg_hba.conf rolls the replicas (the primary reloads it
 instead: the setup Job waits for the file to reach the Pod, then calls pg_reload_conf)."""
@@ -279,6 +294,7 @@ def _servers(
         pods.tmp_volume("run", "16Mi"),
         pods.tmp_volume(),
     ]
+    superuser_digest = secret_digest([credentials.superuser_password], lambda v: sha256(v[0]))
     primary = children.stateful_set(
         "primary-server",
         names.child("primary"),
@@ -294,8 +310,10 @@ def _servers(
             volumes=volumes,
         ),
         claims=[children.data_claim(settings.storage_size)],
-        # Written by the issuer for the Certificate; the server does not start without it.
-        depends_on=[tls],
+        pod_annotations={SUPERUSER_PASSWORD_HASH: superuser_digest},
+        # Written by the issuer for the Certificate; the server does not start without it. After
+        # the Secrets: a restart for a new password must read the new value.
+        depends_on=[tls, *credentials.server_secrets],
     )
     if settings.replicas > 0:
         clone = _clone_container(image, settings, credentials.replication_secret, primary_host)
@@ -318,9 +336,10 @@ def _servers(
             claims=[children.data_claim(settings.storage_size)],
             pod_annotations={
                 REPLICATION_PASSWORD_HASH: secret_digest([credentials.replication_password], lambda v: sha256(v[0])),
+                SUPERUSER_PASSWORD_HASH: superuser_digest,
                 PG_HBA_HASH: hba_digest,
             },
-            depends_on=[primary],
+            depends_on=[primary, *credentials.server_secrets],
         )
         children.disruption_budget("replica-pdb", names.child("replica"), naming.REPLICA, max_unavailable=1)
     return primary
@@ -343,13 +362,17 @@ def _postgres_container(
     *,
     primary_host: str | None = None,
 ) -> dict[str, Any]:
-    """The server; given ``primary_host``, a hot standby streaming from it with ``replication``."""
+    """The server; given ``primary_host``, a hot standby streaming from it with ``replication``.
+    A primary sets the superuser's password from its Secret before the server starts
+    (daemon_config.superuser_password): the only way a new one reaches the server."""
     probe = {
         "exec": {"command": ["pg_isready", "-h", "127.0.0.1", "-p", str(PORT), "-U", SUPERUSER]},
         "period_seconds": 10,
         "timeout_seconds": 5,
     }
     args = list(SERVER_ARGS)
+    # The primary's script hands over to the image's entrypoint with these arguments.
+    command = ["sh", "-c", set_password_script(IMAGE_ENTRYPOINT, SUPERUSER), "postgres-primary"]
     env: list[dict[str, Any]] = [
         {"name": "PGDATA", "value": _PGDATA},
         pods.secret_env("POSTGRES_PASSWORD", superuser, "POSTGRES_PASSWORD"),
@@ -359,10 +382,12 @@ def _postgres_container(
         # The command line outranks postgresql.auto.conf: the conninfo is always this one.
         args += ["-c", f"primary_conninfo={replica_conninfo(primary_host)}"]
         env.append(pods.secret_env("PGPASSWORD", replication, "REPLICATION_PASSWORD"))
+        command = []
     return pods.container(
         "postgres",
         image,
         settings.resources,
+        **({"command": command} if command else {}),
         args=args,
         ports=[{"name": "postgres", "container_port": PORT}],
         env=env,
