@@ -7,16 +7,17 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from smartnation.program import move_replication, naming
 from smartnation.program.components import pods
 from smartnation.program.components.broker import Broker, BrokerArgs
 from smartnation.program.components.city_apis import CityApis, CityApisArgs, Connections, chart_version
-from smartnation.program.components.database import Database, DatabaseArgs
+from smartnation.program.components.database import Database, DatabaseArgs, StandbySource, tls_secret_name
 from smartnation.program.components.guardrails import Guardrails, GuardrailsArgs
 from smartnation.program.components.object_storage import ObjectStorage, ObjectStorageArgs
 from smartnation.program.components.providers import cluster_providers
 from smartnation.program.placement import Placement
 from smartnation.program.preflight import check_non_negotiables
-from smartnation.settings import SettingsError
+from smartnation.settings import SettingsError, list_clusters, load_cluster_profile
 from smartnation.settings.models import PLATFORM_COMPONENTS, ClusterProfile, Settings
 from smartnation.settings.stack_secrets import check_secrets
 
@@ -39,11 +40,17 @@ def preflight(settings: Settings) -> None:
     check_secrets(settings)
 
 
-def deploy(settings: Settings, cluster: ClusterProfile, provider: k8s.Provider) -> dict[str, Any]:
+def deploy(
+    settings: Settings,
+    cluster: ClusterProfile,
+    provider: k8s.Provider,
+    replication_sources: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """Register the environment on one cluster; returns that deployment's outputs.
 
     Component names start with the cluster name so that the same environment can exist on
-    two clusters in one stack while it moves between them.
+    two clusters in one stack while it moves between them. ``replication_sources``: during a
+    move, where the new site's standby connects from (the database is published to them).
     """
     releases = settings.releases.components
     opts = pulumi.ResourceOptions(provider=provider)
@@ -52,7 +59,12 @@ def deploy(settings: Settings, cluster: ClusterProfile, provider: k8s.Provider) 
 
     guardrails = Guardrails(
         f"{prefix}-guardrails",
-        GuardrailsArgs(site, settings.guardrails, device_source_ranges=settings.broker.device_source_ranges),
+        GuardrailsArgs(
+            site,
+            settings.guardrails,
+            device_source_ranges=settings.broker.device_source_ranges,
+            replication_sources=replication_sources,
+        ),
         opts,
     )
     # Everything else goes into the namespace Guardrails made; its output makes them wait for it.
@@ -90,6 +102,7 @@ def deploy(settings: Settings, cluster: ClusterProfile, provider: k8s.Provider) 
             backup_client_release=releases["object_storage_client"],
             backup_endpoint=storage.s3_endpoint,
             backup_credentials_secret=storage.user_secret_names[backup_user],
+            published_for_replication=replication_sources,
         ),
         opts,
     )
@@ -110,7 +123,53 @@ def deploy(settings: Settings, cluster: ClusterProfile, provider: k8s.Provider) 
         "api_urls": apis.api_urls,
         "s3_endpoint": storage.s3_endpoint,
         "helm_releases": apis.helm_releases,
+        "database_published_address": database.published_address,
     }
+
+
+def deploy_standby(
+    settings: Settings, cluster: ClusterProfile, provider: k8s.Provider, source: StandbySource
+) -> dict[str, Any]:
+    """The replicate phase on the new site (docs/move.md): the namespace with its guardrails and
+    the database as a hot standby of ``source``. Nothing else yet: the object mirror, the broker
+    bridge and the read-only APIs are later steps of the move."""
+    opts = pulumi.ResourceOptions(provider=provider)
+    prefix = cluster.name
+    site = Placement.of(settings.environment, cluster, protect_state=settings.guardrails.protect_state)
+    guardrails = Guardrails(
+        f"{prefix}-guardrails",
+        GuardrailsArgs(
+            site,
+            settings.guardrails,
+            device_source_ranges=settings.broker.device_source_ranges,
+            replicates_from=source.address,
+        ),
+        opts,
+    )
+    releases = settings.releases.components
+    Database(
+        f"{prefix}-database",
+        DatabaseArgs(
+            site.inside(guardrails.namespace),
+            settings.database,
+            release=releases["database"],
+            backup_client_release=releases["object_storage_client"],
+            # A standby runs no backup: the source keeps its nightly dumps until the move ends.
+            backup_endpoint="",
+            backup_credentials_secret="",
+            standby_of=source,
+        ),
+        opts,
+    )
+    return {"namespace": guardrails.namespace}
+
+
+def _move_target(settings: Settings) -> ClusterProfile | None:
+    """The cluster the environment replicates to, in the replicate phase (the guard let no other
+    phase through)."""
+    if settings.move is None:
+        return None
+    return load_cluster_profile(settings.move.to)
 
 
 def _connections(settings: Settings, broker: Broker, database: Database, storage: ObjectStorage) -> Connections:
@@ -148,8 +207,27 @@ def build(settings: Settings) -> dict[str, Any]:
     Returns the exported outputs (tests read them; the engine reads the exports).
     """
     preflight(settings)
-    providers = cluster_providers([settings.cluster])
-    deployed = deploy(settings, settings.cluster, providers[settings.cluster.name])
+    target = _move_target(settings)
+    providers = cluster_providers([settings.cluster, *([target] if target else [])])
+    sources = move_replication.arrival_addresses(settings, settings.cluster, list_clusters()) if target else ()
+    deployed = deploy(settings, settings.cluster, providers[settings.cluster.name], replication_sources=sources)
+    move: dict[str, Any] | None = None
+    if target is not None and settings.move is not None:
+        database = naming.names(settings.environment, naming.DATABASE)
+        ca = move_replication.read_source_ca(
+            settings.cluster.context, naming.namespace(settings.environment), tls_secret_name(settings.environment)
+        )
+        source = StandbySource(database.host(database.child("primary")), deployed["database_published_address"], ca)
+        standby = deploy_standby(settings, target, providers[target.name], source)
+        # The guard reads `to` and `phase` back (move_guard.Deployed); the rest is for the operator.
+        move = {
+            "to": target.name,
+            "phase": settings.move.phase,
+            "namespace": standby["namespace"],
+            "database_address": deployed["database_published_address"],
+            "replication_sources": list(sources),
+            "source_ca_sha256": move_replication.fingerprint(ca),
+        }
     outputs = {
         "environment": settings.environment,
         # Named `cluster` (the target cluster), as the integration tests and ops CLI read it.
@@ -164,9 +242,11 @@ def build(settings: Settings) -> dict[str, Any]:
             "helm_releases": deployed["helm_releases"],
         },
     }
+    if move is not None:
+        outputs["move"] = move
     for key, value in outputs.items():
         pulumi.export(key, value)
     return outputs
 
 
-__all__ = ["build", "deploy", "preflight", "release_summary"]
+__all__ = ["build", "deploy", "deploy_standby", "preflight", "release_summary"]

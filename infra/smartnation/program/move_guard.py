@@ -26,7 +26,7 @@ import pulumi
 from smartnation.settings import SettingsError
 from smartnation.settings.models import MOVE_PHASES, Settings
 
-IMPLEMENTED_PHASES: tuple[str, ...] = ()
+IMPLEMENTED_PHASES: tuple[str, ...] = ("replicate",)
 """The phases the program runs today (docs/move.md says what comes next)."""
 
 
@@ -77,7 +77,16 @@ def check_move(settings: Settings, deployed: Callable[[], Deployed | None] | Non
         )
     if move is None:
         return
-    recorded = previous.move_phase if previous is not None and previous.move_to == move.to else None
+    if previous is None:
+        # Nothing to replicate from: a move starts from an environment deployed where it is.
+        raise SettingsError(
+            settings.source,
+            "move",
+            f"{settings.environment} is not deployed on {here} (the stack has no `cluster` output): a move "
+            f"replicates a deployed environment's data; deploy it on {here} first, or change `cluster:` "
+            "alone while it holds no data",
+        )
+    recorded = previous.move_phase if previous.move_to == move.to else None
     reachable = MOVE_PHASES.index(recorded) + 1 if recorded in MOVE_PHASES else 0
     if MOVE_PHASES.index(move.phase) > reachable:
         after = f"the stack's last recorded phase is {recorded}" if recorded else "no phase has run yet"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +93,27 @@ class DatabaseArgs:
     """S3 endpoint URL the dumps are uploaded to."""
     backup_credentials_secret: pulumi.Input[str]
     """Name of the Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for the backup bucket."""
+    published_for_replication: tuple[str, ...] = ()
+    """Addresses (CIDRs) another site's standby connects from during a move (docs/move.md): a
+    LoadBalancer Service publishes the primary to them alone, and pg_hba admits the replication
+    role from them for replication only. Empty: the primary stays inside the cluster."""
+    standby_of: StandbySource | None = None
+    """During a move, on the new site: the primary is a hot standby streaming from the old site's
+    primary (no setup Job, no backups: roles and data come from the source)."""
+
+
+@dataclass(frozen=True)
+class StandbySource:
+    """The old site's primary, as the new site's standby reaches it during a move."""
+
+    host: str
+    """The name the source's certificate was issued for (its primary Service's in-cluster name):
+    TLS verify-full checks it. Inside the standby's Pod it resolves to ``address`` (hostAliases)."""
+    address: pulumi.Input[str]
+    """The source's published address (its LoadBalancer Service's), reached over the site link."""
+    ca_pem: str
+    """The source issuer's CA certificate (public): kept in Secret ``<env>-database-source-ca``
+    beside the standby, which verifies the source's server certificate with it."""
 
 
 class Database(pulumi.ComponentResource):
@@ -105,33 +127,102 @@ class Database(pulumi.ComponentResource):
     """Application role -> Secret with its PGUSER/PGPASSWORD."""
     tls_secret_name: pulumi.Output[str]
     """Secret with the server's key pair and the issuer's CA (clients mount ``ca.crt``)."""
+    published_address: pulumi.Output[str]
+    """The address the primary is published on for another site's standby (its LoadBalancer
+    Service's), or empty when it is not published (``published_for_replication``)."""
 
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("smartnation:database:Database", name, None, opts)
         children = Children.of(self, name, opts, args.placement, naming.DATABASE, args.release.version)
         scripts = _Scripts.of(args.settings)
         hba = pg_hba(args.settings, args.placement.cluster.pod_network)
-        children.config_map("config", {"pg_hba.conf": hba})
+        # What the server reads: the environment's own file, plus the move's replication lines
+        # while it is published. Only the ConfigMap carries them (updated in place; the server's
+        # tls-reloader reloads it), never a name or a pod template: starting or ending a move
+        # replaces nothing on the source (no setup Job re-run, no replica rolled).
+        served_hba = admit_replication_from(hba, args.published_for_replication)
+        children.config_map("config", {"pg_hba.conf": served_hba})
         credentials = _credentials(children, scripts.roles)
         primary_host, replicas_host = _services(children)
         tls = _certificate(children, [primary_host, replicas_host])
-        # The plain name, not config's output: see _credentials.
-        primary = _servers(children, args, children.names.child("config"), credentials, primary_host, tls, sha256(hba))
-        _setup(children, args, scripts, credentials, primary_host, hba, after=primary)
-        _backup(children, args, credentials.superuser_secret, primary_host)
+        config = children.names.child("config")  # the plain name, not config's output: see _credentials
+        if args.standby_of is not None:
+            _standby_server(children, args, config, credentials, tls, args.standby_of)
+        else:
+            primary = _servers(children, args, config, credentials, primary_host, tls, sha256(hba))
+            _setup(children, args, scripts, credentials, primary_host, hba, after=primary, served_hba=served_hba)
+            _backup(children, args, credentials.superuser_secret, primary_host)
+        published = _published_primary(children, args) if args.published_for_replication else None
 
         self.primary_host = pulumi.Output.from_input(primary_host)
         self.replicas_host = pulumi.Output.from_input(replicas_host)
         self.role_secret_names = pulumi.Output.from_input(credentials.role_secrets)
         self.tls_secret_name = pulumi.Output.from_input(children.names.child("tls"))
+        self.published_address = published if published is not None else pulumi.Output.from_input("")
         self.register_outputs(
             {
                 "primary_host": self.primary_host,
                 "replicas_host": self.replicas_host,
                 "role_secret_names": self.role_secret_names,
                 "tls_secret_name": self.tls_secret_name,
+                "published_address": self.published_address,
             }
         )
+
+
+def admit_replication_from(hba: str, sources: tuple[str, ...]) -> str:
+    """``hba`` with one line per source admitting the replication role, over TLS with its password,
+    for replication only, before the closing reject lines (the first matching line wins)."""
+    if not sources:
+        return hba
+    lines = hba.splitlines()
+    closing = next(i for i, line in enumerate(lines) if line.split()[:1] == ["host"] and line.split()[-1] == "reject")
+    width = max(len(source) for source in sources)
+    added = [
+        f"  hostssl  replication  {REPLICATION_USER}  {ipaddress.ip_network(source)!s:<{width}}  scram-sha-256"
+        for source in sources
+    ]
+    return (
+        "\n".join([*lines[:closing], "# A move's standby on another site (docs/move.md):", *added, *lines[closing:]])
+        + "\n"
+    )
+
+
+PUBLISHED_SUFFIX = "published"
+"""``<env>-database-published``: the primary's LoadBalancer Service during a move."""
+
+
+def _published_primary(children: Children, args: DatabaseArgs) -> pulumi.Output[str]:
+    """The primary on a LoadBalancer address for another site's standby; returns the address."""
+    cluster = args.placement.cluster
+    service = k8s.core.v1.Service(
+        children.resource_name(PUBLISHED_SUFFIX),
+        metadata={
+            **children.metadata(children.names.child(PUBLISHED_SUFFIX), naming.PRIMARY),
+            "annotations": dict(cluster.load_balancer.service_annotations),
+        },
+        spec={
+            "type": "LoadBalancer",
+            # Local keeps the standby's source address, which pg_hba and the NetworkPolicy match.
+            "external_traffic_policy": "Local",
+            "allocate_load_balancer_node_ports": cluster.load_balancer.node_ports,
+            # The load balancer itself drops every other source, before pg_hba is asked.
+            "load_balancer_source_ranges": list(args.published_for_replication),
+            "selector": children.names.selector(naming.PRIMARY),
+            "ports": [{"name": "postgres", "port": PORT, "target_port": "postgres", "protocol": "TCP"}],
+        },
+        opts=children.options(),
+    )
+    return service.status.apply(_load_balancer_address)
+
+
+def _load_balancer_address(status: object) -> str:
+    ingress = getattr(getattr(status, "load_balancer", None), "ingress", None) or []
+    for entry in ingress:
+        address = getattr(entry, "ip", None) or getattr(entry, "hostname", None)
+        if address:
+            return address
+    return "pending"
 
 
 def tls_secret_name(environment: str) -> str:
@@ -345,6 +436,102 @@ def _servers(
     return primary
 
 
+SOURCE_CA_SUFFIX = "source-ca"
+"""``<env>-database-source-ca``: the move's source CA, on the new site."""
+STANDBY_CLONE_TRIES = 60
+"""Tries, 5 s apart, of a move's first clone: the source admits the standby only once its
+reloader has read the new pg_hba.conf (the kubelet refreshes the ConfigMap within about a minute)."""
+
+
+def _standby_server(
+    children: Children,
+    args: DatabaseArgs,
+    config: pulumi.Input[str],
+    credentials: _Credentials,
+    tls: pulumi.Resource,
+    source: StandbySource,
+) -> k8s.apps.v1.StatefulSet:
+    """The new site's primary during a move: cloned once from the source, then a hot standby
+    streaming its WAL (physical replication: TimescaleDB's hypertables and chunks come along as
+    they are). Same StatefulSet as a primary's, so the cutover promotes it in place.
+
+    Its ``tls`` volume holds this site's key pair and the *source's* CA as ``ca.crt``: the server
+    presents its own certificate, the walreceiver and the clone verify the source's."""
+    names, settings = children.names, args.settings
+    image = pods.image(args.placement.cluster, args.release)
+    ca_secret = children.secret(SOURCE_CA_SUFFIX, {"ca.crt": source.ca_pem})
+    tls_volume = {
+        "name": "tls",
+        "projected": {
+            "default_mode": 0o440,
+            "sources": [
+                {
+                    "secret": {
+                        "name": names.child("tls"),
+                        "items": [{"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}],
+                    }
+                },
+                {"secret": {"name": names.child(SOURCE_CA_SUFFIX), "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            ],
+        },
+    }
+    volumes = [pods.config_map_volume("config", config), tls_volume, pods.tmp_volume("run", "16Mi"), pods.tmp_volume()]
+    server = _postgres_container(
+        image, settings, credentials.superuser_secret, credentials.replication_secret, primary_host=source.host
+    )
+    return children.stateful_set(
+        "primary-server",
+        names.child("primary"),
+        naming.PRIMARY,
+        replicas=1,
+        service_name=names.child("headless"),
+        pod=children.pod_spec(
+            POSTGRES_UID,
+            containers=[server, _reloader_container(image, credentials.superuser_secret)],
+            init_containers=[_standby_clone_container(image, settings, credentials.replication_secret, source.host)],
+            volumes=volumes,
+            # The source's name, as its certificate has it, leads to its published address.
+            host_aliases=[{"ip": source.address, "hostnames": [source.host]}],
+        ),
+        claims=[children.data_claim(settings.storage_size)],
+        pod_annotations={
+            REPLICATION_PASSWORD_HASH: secret_digest([credentials.replication_password], lambda v: sha256(v[0]))
+        },
+        depends_on=[tls, ca_secret],
+    )
+
+
+def standby_clone_script() -> str:
+    """The standby's clone (dash): once, retried while the source does not admit it yet."""
+    return (
+        "\n".join(
+            [
+                "set -u",
+                'if [ -s "$PGDATA/PG_VERSION" ]; then echo "data present, not cloning"; exit 0; fi',
+                "tries=0",
+                f'until pg_basebackup -h "$PRIMARY_HOST" -p {PORT} -U {REPLICATION_USER} -D "$PGDATA" '
+                "-X stream -c fast --no-password; do",
+                "    tries=$((tries + 1))",
+                f'    if [ "$tries" -ge {STANDBY_CLONE_TRIES} ]; then',
+                f'        echo "no clone of $PRIMARY_HOST after {STANDBY_CLONE_TRIES} tries" >&2; exit 1',
+                "    fi",
+                '    rm -rf "$PGDATA"; echo "source not admitting the clone yet; again in 5 s"; sleep 5',
+                "done",
+                ': > "$PGDATA/standby.signal"',
+                'echo "cloned from $PRIMARY_HOST"',
+            ]
+        )
+        + "\n"
+    )
+
+
+def _standby_clone_container(
+    image: str, settings: DatabaseSettings, replication: str, source_host: str
+) -> dict[str, Any]:
+    container = _clone_container(image, settings, replication, source_host)
+    return {**container, "command": ["sh", "-c", standby_clone_script()]}
+
+
 def replica_conninfo(primary_host: str) -> str:
     """The replicas' primary_conninfo: TLS with the server checked, no password (libpq reads
     PGPASSWORD from the server's environment, which the Secret fills, so none lands on disk)."""
@@ -498,9 +685,14 @@ def _setup(
     primary_host: str,
     hba: str,
     after: pulumi.Resource,
+    served_hba: str | None = None,
 ) -> None:
     """Roles, databases and grants: a Job that converges them, then has the primary reload its
-    pg_hba.conf; renamed (so re-run) whenever the scripts, pg_hba, the image or a password changes."""
+    pg_hba.conf; renamed (so re-run) whenever the scripts, pg_hba, the image or a password changes.
+
+    ``served_hba``: the file the server reads when it differs from ``hba`` (a move's replication
+    lines). Its reload script goes into the ConfigMap (updated in place) but not into the Job's
+    name, so a move re-runs nothing, while a run for another reason waits for the served file."""
     reload_hba = reload_hba_script(hba)
     init = children.config_map(
         "init",
@@ -508,7 +700,7 @@ def _setup(
             "init.sql": scripts.init_sql,
             "init.sh": scripts.init_sh,
             "replication.sql": REPLICATION_SQL,
-            "reload-hba.sh": reload_hba,
+            "reload-hba.sh": reload_hba_script(served_hba or hba),
         },
         naming.SETUP,
     )

@@ -38,6 +38,12 @@ class GuardrailsArgs:
     """Quota and LimitRange sizes."""
     device_source_ranges: tuple[str, ...]
     """CIDRs devices may reach the broker's TLS listener from."""
+    replication_sources: tuple[str, ...] = ()
+    """During a move, on the old site: CIDRs another site's standby connects from (its database
+    primary is published on a second LoadBalancer for them alone; docs/move.md)."""
+    replicates_from: pulumi.Input[str] | None = None
+    """During a move, on the new site: the old site's published database address, the one place
+    the standby may connect to."""
 
 
 def _peer(selector: dict[str, str]) -> dict[str, Any]:
@@ -155,6 +161,32 @@ def flows(environment: str, cluster: ClusterProfile, device_source_ranges: tuple
     }
 
 
+def move_flows(
+    environment: str, replication_sources: tuple[str, ...], replicates_from: pulumi.Input[str] | None
+) -> dict[str, dict]:
+    """The flows a move adds (docs/move.md), one policy each, beside the others (policies add up):
+    on the old site, the other site's standby -> the primary's port, from its link address only;
+    on the new site, the standby (its primary) -> the old site's published database address."""
+    primary = naming.names(environment, naming.DATABASE).selector(naming.PRIMARY)
+    added: dict[str, dict] = {}
+    if replication_sources:
+        added["move-replication-source"] = {
+            "pod_selector": {"match_labels": primary},
+            "policy_types": ["Ingress"],
+            "ingress": [
+                {"from": [{"ip_block": {"cidr": cidr}} for cidr in replication_sources], "ports": _ports(database.PORT)}
+            ],
+        }
+    if replicates_from is not None:
+        cidr = pulumi.Output.from_input(replicates_from).apply(lambda address: f"{address}/32")
+        added["move-replication-target"] = {
+            "pod_selector": {"match_labels": primary},
+            "policy_types": ["Egress"],
+            "egress": [{"to": [{"ip_block": {"cidr": cidr}}], "ports": _ports(database.PORT)}],
+        }
+    return added
+
+
 class Guardrails(pulumi.ComponentResource):
     """Namespace smartnation-<env> with restricted Pod Security, quota, limits and network policy."""
 
@@ -178,7 +210,9 @@ class Guardrails(pulumi.ComponentResource):
             spec={"pod_selector": {}, "policy_types": ["Ingress", "Egress"]},
             opts=child,
         )
-        for suffix, spec in flows(environment, args.placement.cluster, args.device_source_ranges).items():
+        allowed = flows(environment, args.placement.cluster, args.device_source_ranges)
+        allowed.update(move_flows(environment, args.replication_sources, args.replicates_from))
+        for suffix, spec in allowed.items():
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-{suffix}",
                 metadata={**metadata, "name": f"{environment}-{suffix}"},
@@ -219,6 +253,7 @@ def _namespace(name: str, placement: Placement, child: pulumi.ResourceOptions) -
 def _quota_and_limits(name: str, args: GuardrailsArgs, metadata: dict, child: pulumi.ResourceOptions) -> None:
     """What the whole namespace may request, and the defaults and ceiling of one container."""
     environment, quota, limits = args.placement.environment, args.settings.quota, args.settings.limit_range
+    load_balancers = 2 if args.replication_sources else 1
     k8s.core.v1.ResourceQuota(
         f"{name}-quota",
         metadata={**metadata, "name": f"{environment}-quota"},
@@ -231,10 +266,12 @@ def _quota_and_limits(name: str, args: GuardrailsArgs, metadata: dict, child: pu
                 "requests.storage": quota.requests_storage,
                 "persistentvolumeclaims": str(quota.persistent_volume_claims),
                 "pods": str(quota.pods),
-                # Only the broker may have a LoadBalancer; APIs go through the Ingress.
-                "services.loadbalancers": "1",
-                # The broker's one TLS port, where the load balancer needs node ports.
-                "services.nodeports": "1" if args.placement.cluster.load_balancer.node_ports else "0",
+                # Only the broker may have a LoadBalancer (and, during a move, the database
+                # published to the other site); APIs go through the Ingress.
+                "services.loadbalancers": str(load_balancers),
+                # The broker's one TLS port (and the published database's), where the load
+                # balancer needs node ports.
+                "services.nodeports": str(load_balancers) if args.placement.cluster.load_balancer.node_ports else "0",
             }
         },
         opts=child,

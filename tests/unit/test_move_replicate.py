@@ -1,0 +1,146 @@
+"""The replicate phase of a move (docs/move.md), built under mocks: the source environment stays
+as it was (every object the same, bar the three the move must change in place), its database is
+published to the other site's link address alone, and the new site holds a hot standby of it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pulumi
+import pytest
+
+from smartnation.program import move_guard
+from smartnation.program.city_platform import build
+from smartnation.program.components.database import REPLICATION_USER, admit_replication_from
+from smartnation.program.move_guard import Deployed, check_move
+from smartnation.settings import SettingsError, load_settings
+from tests.unit.harness import BuiltStack, Registered, edit, install_mocks, run, secrets_for, set_secrets
+
+pytestmark = pytest.mark.unit
+
+HOME, OTHER = "dusseldorf-test", "monaco-onprem"
+LINK_ADDRESS = "10.213.0.253/32"
+"""Where Monaco's connections reach Düsseldorf over the site link (site 0 in the profiles' order)."""
+CHANGED_IN_PLACE = {
+    # pg_hba.conf with the standby's line; the init ConfigMap's reload script that expects it;
+    # the quota for the second LoadBalancer. All updated in place (mutable ConfigMaps).
+    f"{HOME}-database-config",
+    f"{HOME}-database-init",
+    f"{HOME}-guardrails-quota",
+}
+
+
+def _build(envdir: Path, monkeypatch: pytest.MonkeyPatch, deployed: Deployed | None) -> BuiltStack:
+    monkeypatch.setenv("SMARTNATION_ENVIRONMENTS_DIR", str(envdir))
+    monkeypatch.setattr(move_guard, "deployed_by_engine", lambda: deployed)
+    settings = load_settings("dev", envdir)
+    recorder = install_mocks()
+    set_secrets(secrets_for(settings))
+    try:
+        outputs = run(recorder, lambda: build(settings))
+    finally:
+        pulumi.runtime.set_all_config({})
+    return BuiltStack(settings, list(recorder.resources), outputs)
+
+
+@pytest.fixture
+def both(envdir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[BuiltStack, BuiltStack]]:
+    """dev as deployed, then the same with ``move: {to: monaco-onprem, phase: replicate}``."""
+    before = _build(envdir, monkeypatch, Deployed(HOME))
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "replicate"})
+    yield before, _build(envdir, monkeypatch, Deployed(HOME))
+
+
+def _on(stack: BuiltStack, cluster: str) -> dict[str, Registered]:
+    return {r.name: r for r in stack.kubernetes() if r.provider.split("::")[-2:][0] == f"k8s-{cluster}"}
+
+
+def _by_name(stack: BuiltStack, name: str) -> Registered:
+    return next(r for r in stack.resources if r.name == name)
+
+
+def test_the_source_keeps_every_object_and_changes_three_in_place(both) -> None:
+    before, during = both
+    old, new = _on(before, HOME), _on(during, HOME)
+    assert old and set(old) <= set(new), "no object of the source may go"
+    changed = {name for name in old if old[name].plain != new[name].plain}
+    assert changed == CHANGED_IN_PLACE
+    # Not replaced: the same Kubernetes name (a Job's or StatefulSet's would be a replacement).
+    for name in changed:
+        assert old[name].plain["metadata"]["name"] == new[name].plain["metadata"]["name"]
+    assert sorted(new[name].kind for name in set(new) - set(old)) == ["NetworkPolicy", "Service"]
+
+
+def test_the_source_publishes_its_primary_to_the_link_address_for_replication_only(both) -> None:
+    _, during = both
+    source = _on(during, HOME)
+    service = source[f"{HOME}-database-published"].plain
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["loadBalancerSourceRanges"] == [LINK_ADDRESS]
+    assert service["spec"]["externalTrafficPolicy"] == "Local", "pg_hba must see the link address"
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "primary"
+    policy = source[f"{HOME}-guardrails-move-replication-source"].plain["spec"]
+    assert policy["ingress"] == [
+        {"from": [{"ipBlock": {"cidr": LINK_ADDRESS}}], "ports": [{"protocol": "TCP", "port": 5432}]}
+    ]
+    hba = source[f"{HOME}-database-config"].plain["data"]["pg_hba.conf"]
+    lines = [line.split() for line in hba.splitlines() if LINK_ADDRESS in line]
+    assert lines == [["hostssl", "replication", REPLICATION_USER, LINK_ADDRESS, "scram-sha-256"]]
+    rows = [line.split() for line in hba.splitlines() if line and not line.startswith("#")]
+    first_reject = next(i for i, row in enumerate(rows) if row[-1] == "reject")
+    assert rows.index(lines[0]) < first_reject, "after a reject line it would never match"
+    quota = source[f"{HOME}-guardrails-quota"].plain["spec"]["hard"]
+    assert quota["services.loadbalancers"] == "2"
+
+
+def test_the_new_site_holds_a_hot_standby_of_the_source_and_nothing_that_writes(both) -> None:
+    _, during = both
+    target = _on(during, OTHER)
+    kinds = sorted({r.type.split(":")[-1] for r in target.values()})
+    assert "Job" not in kinds and "CronJob" not in kinds, "a standby converges nothing and dumps nothing"
+    assert "Deployment" not in kinds and "Release" not in kinds
+    primary = target[f"{OTHER}-database-primary-server"].plain["spec"]["template"]["spec"]
+    source_host = f"dev-database-primary.{pulumi.get_project()}-dev.svc.cluster.local"
+    server = next(c for c in primary["containers"] if c["name"] == "postgres")
+    conninfo = next(a for a in server["args"] if a.startswith("primary_conninfo="))
+    assert f"host={source_host} " in conninfo and "sslmode=verify-full" in conninfo
+    assert primary["hostAliases"][0]["hostnames"] == [source_host]
+    assert "standby.signal" in primary["initContainers"][0]["command"][-1]
+    sources = primary["volumes"][1]["projected"]["sources"]
+    assert sources[1]["secret"]["name"] == "dev-database-source-ca"
+    assert target[f"{OTHER}-database-source-ca"].plain["stringData"]["ca.crt"].startswith("-----BEGIN")
+    egress = target[f"{OTHER}-guardrails-move-replication-target"].plain["spec"]["egress"]
+    assert egress[0]["ports"] == [{"protocol": "TCP", "port": 5432}]
+    assert during.outputs["move"][0]["to"] == OTHER and during.outputs["move"][0]["phase"] == "replicate"
+    assert during.outputs["cluster"][0] == HOME
+
+
+def test_the_replication_line_goes_before_the_rejects_and_nothing_without_sources() -> None:
+    hba = "# x\n  local all all  scram-sha-256\n  host all all 0.0.0.0/0 reject\n"
+    assert admit_replication_from(hba, ()) == hba
+    added = admit_replication_from(hba, ("10.213.0.253/32",)).splitlines()
+    assert added[-1].split()[-1] == "reject" and added[-2].split()[:4] == [
+        "hostssl",
+        "replication",
+        REPLICATION_USER,
+        "10.213.0.253/32",
+    ]
+
+
+def test_replicate_needs_the_environment_deployed_where_it_is(envdir: Path) -> None:
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "replicate"})
+    settings = load_settings("dev", envdir)
+    with pytest.raises(SettingsError) as caught:
+        check_move(settings, lambda: None)
+    assert caught.value.key_path == "move" and "not deployed" in caught.value.detail
+    check_move(settings, lambda: Deployed(HOME))
+    check_move(settings, lambda: Deployed(HOME, OTHER, "replicate"))  # re-run of the same phase
+
+
+@pytest.mark.parametrize(("phase", "recorded"), [("cutover", "replicate"), ("complete", "cutover")])
+def test_cutover_and_complete_are_not_available_yet(envdir: Path, phase: str, recorded: str) -> None:
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": phase})
+    with pytest.raises(SettingsError) as caught:
+        check_move(load_settings("dev", envdir), lambda: Deployed(HOME, OTHER, recorded))
+    assert caught.value.key_path == "move" and "not available yet" in caught.value.detail
