@@ -240,6 +240,8 @@ class LocalClusters:
         if cluster.simulation.real_nodes:
             self.check_routes_shadow_nothing(cluster)
             self.real_nodes(cluster).up()
+        else:
+            self.real_nodes(cluster).remove_surplus()  # a profile that had real nodes has none now
         took = time.monotonic() - began
         say(
             cluster.name,
@@ -350,8 +352,7 @@ class LocalClusters:
             say(cluster.name, "not created")
             return
         # The nodes first: their kubelets would otherwise retry an absent API server.
-        if cluster.simulation.real_nodes:
-            self.real_nodes(cluster).down()
+        self.real_nodes(cluster).down()  # with none in the profile, those a previous one asked for
         say(cluster.name, self.volume_provisioner(cluster).down())
         say(cluster.name, self.cert_manager(cluster).down())
         self.kwokctl("stop", "cluster", "--name", cluster.name)

@@ -149,6 +149,14 @@ def cluster_nodes(cache: CacheLayout, name: str, count: int | None = None) -> Re
     return RealNodes(cache, clusters.access(profile), profile.simulation.real_nodes if count is None else count)
 
 
+def node_present(plan: RealNodePlan) -> bool:
+    """Whether the node is on the host, by what carries its cluster's name: its state file or its
+    namespace. Never by its host link or addresses: those follow the site number, which a scratch
+    profile without real nodes shares with a running cluster (test_cluster_lifecycle's probe is
+    site 0, like dusseldorf-test), and removing them would cut that cluster's node off."""
+    return plan.state_file.exists() or node_network.netns_path(plan).exists()
+
+
 class RealNodes:
     """The real nodes of one cluster."""
 
@@ -185,19 +193,20 @@ class RealNodes:
         tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
         os.replace(tmp, plan.state_file)
 
-    def present(self, plan: RealNodePlan) -> bool:
-        """Whether anything of the node is on the host: its state, its namespace or its link."""
-        return (
-            plan.state_file.exists()
-            or node_network.netns_path(plan).exists()
-            or node_network.link_exists(plan.host_veth)
-        )
-
     def surplus(self) -> list[RealNodePlan]:
         """Nodes of this cluster still on the host beyond the profile's count (it asked for more
         before): `up` removes them, `down` stops them, `reset` removes them with the rest."""
         every = plans(self.access.name, self.access.site, MAX_NODES_PER_SITE, self.cluster_dir)
-        return [p for p in every[self.count :] if self.present(p)]
+        return [p for p in every[self.count :] if node_present(p)]
+
+    def remove_surplus(self) -> None:
+        """Removes the nodes beyond the profile's count (and the site's router with the last but one)."""
+        surplus = self.surplus()
+        for plan in surplus:
+            say(plan.cluster, f"{plan.name}: beyond the profile's {self.count} real node(s): removing it")
+            self.remove_node(plan)
+        if surplus and len(self.nodes) < 2:
+            site_network.remove(surplus[0])
 
     def check_host(self) -> None:
         missing = [b for b in HOST_BINARIES if not shutil.which(b)]
@@ -272,9 +281,7 @@ class RealNodes:
         # What the nodes' CoreDNS and kube-router may read, before either starts.
         self.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
                      "items": [*node_dns.rbac(), *node_network_policy.rbac()]}))  # fmt: skip
-        for plan in self.surplus():
-            say(plan.cluster, f"{plan.name}: beyond the profile's {self.count} real node(s): removing it")
-            self.remove_node(plan)
+        self.remove_surplus()
         for plan in self.nodes:
             node_cgroups.create(plan.cgroup)
             # The load-balancer addresses go to the first node: its kube-proxy, like every node's,
