@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +41,11 @@ class Cluster:
     socket_dir: Path
     run_as: RunAs
 
-    def start(self, password: str | None) -> tuple[subprocess.Popen, int, Path]:
+    def start(self, password: str | None, *, lock_names_us: bool = False) -> tuple[subprocess.Popen, int, Path]:
         """The script as the primary's container runs it with ``password`` in the environment, the
         entrypoint replaced by the server itself on the test's port and socket directory; None:
-        the server alone."""
+        the server alone. ``lock_names_us``: the stale postmaster.pid names the shell running the
+        script, as in a restarted container (both the old server and the script are PID 1)."""
         port = free_port()
         log = self.workdir / f"server-{port}.log"
         log.write_text("")
@@ -60,6 +62,10 @@ class Cluster:
         else:
             env["POSTGRES_PASSWORD"] = password
             command = ["sh", "-c", set_password_script("postgres"), "postgres-primary", *server_args]
+            if lock_names_us:
+                env["SCRIPT"] = set_password_script("postgres")
+                stand_in = 'sed -i "1s/.*/$$/" "$PGDATA/postmaster.pid" && exec sh -c "$SCRIPT" "$0" "$@"'
+                command = ["sh", "-c", stand_in, "postgres-primary", *server_args]
         with log.open("ab") as out:
             proc = subprocess.Popen(
                 command,
@@ -83,6 +89,13 @@ class Cluster:
             text=True,
             timeout=30,
         )
+
+
+def kill(proc: subprocess.Popen) -> None:
+    """SIGKILL, as the kubelet after the grace period: postmaster.pid stays behind."""
+    proc.kill()
+    proc.wait(timeout=10)
+    time.sleep(2)  # its children notice the postmaster is gone and exit
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -161,5 +174,19 @@ def test_a_standby_is_left_alone(cluster: Cluster) -> None:
     try:
         assert cluster.login(port, OLD).returncode == 0
         assert cluster.login(port, NEW).returncode != 0
+    finally:
+        stop(proc)
+
+
+def test_a_server_killed_before_leaves_a_lock_the_script_takes_as_stale(cluster: Cluster) -> None:
+    """On real Pods (seen): the old server, SIGKILLed at the end of the grace period, was PID 1 of
+    its container and so is the new container's shell, so the lock names a live process there."""
+    proc, port, _ = cluster.start(OLD)
+    kill(proc)
+    assert (cluster.datadir / "postmaster.pid").exists()
+    proc, port, log = cluster.start(NEW, lock_names_us=True)
+    try:
+        assert cluster.login(port, NEW).stdout.strip() == "postgres", log.read_text()
+        assert cluster.login(port, OLD).returncode != 0
     finally:
         stop(proc)

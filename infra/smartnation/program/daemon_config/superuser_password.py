@@ -47,9 +47,13 @@ def set_password_script(entrypoint: str, superuser: str = SUPERUSER) -> str:
         '    chmod 700 "$PGDATA" 2>/dev/null || :',
         *("    " + line for line in _ESCAPE_QUOTES),
         # -j: a statement ends at ";" and an empty line, so a newline in the password is data.
+        # The previous server was PID 1 of its container, as this shell is of this one: the
+        # postmaster.pid it left (SIGKILLed after the grace period) names a live process here.
+        # PostgreSQL takes a lock naming its parent or grandparent as stale; in the pipeline this
+        # shell is the grandparent (PG_GRANDPARENT_PID).
         f'    errors=$(printf "ALTER ROLE {superuser} PASSWORD \'%s\';\\n\\n" "$quoted" | '
-        'postgres --single -j -D "$PGDATA" -c log_min_error_statement=panic -c log_statement=none '
-        "-c log_min_messages=error postgres 2>&1 >/dev/null) || {",
+        'PG_GRANDPARENT_PID=$$ postgres --single -j -D "$PGDATA" -c log_min_error_statement=panic '
+        "-c log_statement=none -c log_min_messages=error postgres 2>&1 >/dev/null) || {",
         '        echo "database: setting the superuser password failed: $errors" >&2; exit 1',
         "    }",
         "    case $errors in *ERROR*|*FATAL*|*PANIC*)",
