@@ -129,6 +129,8 @@ def start_brokers(count: int = 2) -> Brokers:
                     plain_port=plain, tls_port=tls, certfile=str(certfile), keyfile=str(keyfile),
                     cafile=str(cafile), password_file=str(password_file), acl_file=str(acl_file),
                     device_acl_file=str(device_acl_file), persistence_dir=str(data), bind_address="127.0.0.1",
+                    # The services' clients dial mqtt:// on loopback; the cluster's listener is TLS.
+                    internal_tls=False,
                 )
             )  # fmt: skip
             log = workdir / f"mosquitto-{index}.log"

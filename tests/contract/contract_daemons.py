@@ -167,6 +167,8 @@ class Broker:
     password_file: Path
     log: Path
     run_as: RunAs
+    internal_tls: bool = True
+    """The internal listener (``plain_port``) serves TLS, as in the cluster: clients verify ``cafile``."""
 
     def device_certificate(self, device_id: str) -> tuple[Path, Path]:
         """(certificate, key) of a device: signed by the broker's CA, common name its id."""
@@ -262,6 +264,7 @@ def start_broker(run_as_root: bool = False) -> Broker:
             acl_file=str(acl_file),
             device_acl_file=str(device_acl_file),
             persistence_dir=str(data),
+            internal_tls=True,
             bind_address="127.0.0.1",
         )
     )

@@ -69,8 +69,9 @@ QUIET_PERIOD = 1.0
 class Client:
     """A synchronous wrapper around paho: each call waits for the broker's answer.
 
-    Internal clients log in with a password on the plain listener; devices present their client
-    certificate (``cert``: certificate and key) on the TLS listener."""
+    Internal clients log in with a password on the internal listener, over TLS checked against the
+    broker's CA as in the cluster (``internal_tls=False``: plain MQTT, to see it refused); devices
+    present their client certificate (``cert``: certificate and key) on the device listener."""
 
     def __init__(
         self,
@@ -80,6 +81,7 @@ class Client:
         *,
         tls: bool = False,
         cert: tuple[Path, Path] | None = None,
+        internal_tls: bool = True,
     ) -> None:
         self.broker = broker
         self.port = broker.tls_port if tls else broker.plain_port
@@ -99,6 +101,8 @@ class Client:
             if cert is not None:
                 context.load_cert_chain(str(cert[0]), str(cert[1]))
             self.client.tls_set_context(context)
+        elif internal_tls and broker.internal_tls:
+            self.client.tls_set_context(ssl.create_default_context(cafile=str(broker.cafile)))
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *_args: self._connack.set()
         self.client.on_subscribe = self._on_subscribe
@@ -240,6 +244,7 @@ def test_a_backlog_beyond_the_in_flight_window_is_kept_whole(broker: Broker, dev
     ingest.on_subscribe = lambda *_args: subscribed.set()
     window = Properties(PacketTypes.CONNECT)
     window.ReceiveMaximum = 20
+    ingest.tls_set_context(ssl.create_default_context(cafile=str(broker.cafile)))
     ingest.connect("127.0.0.1", broker.plain_port, keepalive=30, properties=window)
     ingest.loop_start()
     try:
@@ -350,6 +355,35 @@ def test_bad_credentials_are_refused_on_the_plain_listener(
     assert reason.getName() in {"Bad user name or password", "Not authorized"}, reason
 
 
+def test_plain_mqtt_is_refused_on_the_internal_listener(broker: Broker) -> None:
+    """The internal listener serves TLS only: the ingest's right password sent in the clear gets
+    no CONNACK (the password never reaches the ACL check), and the same login over TLS is admitted."""
+    plain = Client(broker, "ingest", MQTT_PASSWORDS["ingest"], internal_tls=False)
+    try:
+        try:
+            reason = plain.connect()
+        except OSError:  # the broker may reset the socket as it reads a non-TLS first packet
+            reason = None
+    finally:
+        plain.close()
+    assert reason is None, f"plain MQTT got a CONNACK ({reason}) on the internal listener"
+    over_tls = Client(broker, "ingest", MQTT_PASSWORDS["ingest"])
+    try:
+        assert not over_tls.connect().is_failure
+    finally:
+        over_tls.close()
+
+
+def test_the_internal_listener_is_verified_against_the_ca(broker: Broker, tmp_path: Path) -> None:
+    """A client that trusts another CA refuses the broker's certificate, before any password."""
+    other_ca, _crt, _key = make_tls_material(tmp_path, None)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"contract-{uuid.uuid4().hex[:12]}")
+    client.username_pw_set("ingest", MQTT_PASSWORDS["ingest"])
+    client.tls_set_context(ssl.create_default_context(cafile=str(other_ca)))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        client.connect("127.0.0.1", broker.plain_port, keepalive=30)
+
+
 def _tls_refused(broker: Broker, username: str | None, password: str | None, cert=None) -> ssl.SSLError | None:
     """The handshake error when the TLS listener refuses the client before MQTT, else None."""
     client = Client(broker, username, password, tls=True, cert=cert)
@@ -445,7 +479,7 @@ def test_mosquitto_cli_clients_with_a_device_certificate(broker: Broker) -> None
         capture_output=True, text=True, timeout=TIMEOUT,
     )  # fmt: skip
     assert pub.returncode == 0, pub.stderr
-    plain = ["-h", "127.0.0.1", "-p", str(broker.plain_port)]
+    plain = ["-h", "127.0.0.1", "-p", str(broker.plain_port), "--cafile", str(broker.cafile)]
     sub = subprocess.run(
         [MOSQUITTO_SUB, *plain, "-u", "ingest", "-P", MQTT_PASSWORDS["ingest"], "-t", topic, "-C", "1", "-W", "10"],
         capture_output=True, text=True, timeout=TIMEOUT + 5,
@@ -628,7 +662,7 @@ def renewable_broker() -> Iterator[RenewableBroker]:
             plain_port=plain_port, tls_port=broker.tls_port, certfile=str(volume.root / "tls.crt"),
             keyfile=str(volume.root / "tls.key"), cafile=str(volume.root / "ca.crt"),
             password_file=str(password_file), acl_file=str(acl_file), device_acl_file=str(device_acl_file),
-            persistence_dir=str(data), bind_address="127.0.0.1",
+            persistence_dir=str(data), internal_tls=True, bind_address="127.0.0.1",
         )
     )  # fmt: skip
     for path in (password_file, acl_file, device_acl_file):

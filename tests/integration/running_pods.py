@@ -7,12 +7,18 @@
   backend): every container of a real node is a host process in the node's cgroup subtree, found
   by the container ID in its cgroup path;
 - ``listening_ports``: the TCP ports listening in that process's network namespace (`ss`, run
-  in the namespace with nsenter).
+  in the namespace with nsenter);
+- ``issuer_ca`` and ``dialled_as``: what a client needs to verify a server in the cluster through
+  a port-forward: the issuer's CA from the server's Secret, and the in-cluster name the client
+  dials resolved to the forward's loopback end (``curl --resolve``), so TLS checks the
+  certificate's name and chain as a client in the cluster does.
 """
 
 from __future__ import annotations
 
+import base64
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -44,6 +50,38 @@ def port_forward(tools, context: str, namespace: str, pod: str, port: int) -> It
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def issuer_ca(tools, context: str, namespace: str, secret: str, directory: Path) -> Path:
+    """The issuer's CA (``ca.crt``) from a cert-manager Secret, written to ``directory``."""
+    data = tools.kubectl_json(context, "-n", namespace, "get", "secret", secret)["data"]
+    path = directory / f"{secret}-ca.crt"
+    path.write_bytes(base64.b64decode(data["ca.crt"]))
+    return path
+
+
+def service_host(namespace: str, name: str) -> str:
+    """The in-cluster DNS name of Service (or ``<pod>.<headless Service>``) ``name`` in
+    ``namespace``: naming.Names.host, for a namespace the test knows (outside a Pulumi program
+    the project, part of the namespace, is not known)."""
+    return f"{name}.{namespace}.svc.cluster.local"
+
+
+@contextmanager
+def dialled_as(hostname: str) -> Iterator[None]:
+    """Inside the block ``hostname`` resolves to 127.0.0.1 in this process (only that name): a
+    client dials the in-cluster name at a port-forward's local port and verifies the server's
+    certificate for that name."""
+    original = socket.getaddrinfo
+
+    def resolve(host, *args, **kwargs):
+        return original("127.0.0.1" if host == hostname else host, *args, **kwargs)
+
+    socket.getaddrinfo = resolve
+    try:
+        yield
+    finally:
+        socket.getaddrinfo = original
 
 
 def container_id(pod: dict, container: str) -> str:

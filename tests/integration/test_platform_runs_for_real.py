@@ -40,7 +40,15 @@ from smartnation.settings.stack_secrets import (
     object_storage_secret_key,
 )
 from tests.integration.platform_project import PROJECT
-from tests.integration.running_pods import container_process, listening_ports, mount_sources, port_forward
+from tests.integration.running_pods import (
+    container_process,
+    dialled_as,
+    issuer_ca,
+    listening_ports,
+    mount_sources,
+    port_forward,
+    service_host,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +111,7 @@ def test_every_pod_runs_on_a_real_node_with_its_real_process(deployed, tools):
 @pytest.mark.parametrize(
     ("component", "container", "uid", "ports", "data"),
     [
-        ("broker", "mosquitto", MOSQUITTO_UID, {broker.PLAIN_PORT, broker.TLS_PORT}, "/mosquitto/data"),
+        ("broker", "mosquitto", MOSQUITTO_UID, {broker.INTERNAL_PORT, broker.TLS_PORT}, "/mosquitto/data"),
         ("database", "postgres", POSTGRES_UID, {database.PORT}, "/var/lib/postgresql/data"),
         ("object-storage", "minio", MINIO_UID, {object_storage.PORT}, "/data"),
     ],
@@ -162,10 +170,24 @@ def test_postgres_has_the_declared_roles_databases_grants_and_extensions(deploye
             conn.execute(f"drop table {table}")
 
 
-def _s3(port: int, key: str, secret: str):
+MINIO_HOST = service_host(NAMESPACE, naming.names(ENVIRONMENT, naming.OBJECT_STORAGE).name)
+"""The in-cluster name of MinIO's API Service, the name its certificate is for (the APIs dial it)."""
+
+
+@pytest.fixture(scope="module")
+def minio_ca(deployed, tools, tmp_path_factory):
+    return issuer_ca(
+        tools, CLUSTER, NAMESPACE, object_storage.tls_secret_name(ENVIRONMENT), tmp_path_factory.mktemp("minio-ca")
+    )
+
+
+def _s3(port: int, key: str, secret: str, ca):
+    """An S3 client for MinIO through a forward: HTTPS, verified against the issuer's CA, for the
+    Service's name (call it inside ``dialled_as(MINIO_HOST)``)."""
     return boto3.client(
         "s3",
-        endpoint_url=f"http://127.0.0.1:{port}",
+        endpoint_url=f"https://{MINIO_HOST}:{port}",
+        verify=str(ca),
         aws_access_key_id=key,
         aws_secret_access_key=secret,
         region_name="us-east-1",
@@ -173,14 +195,17 @@ def _s3(port: int, key: str, secret: str):
     )
 
 
-def test_minio_has_the_buckets_users_and_policies(deployed, tools, secrets, settings):
+def test_minio_has_the_buckets_users_and_policies(deployed, tools, secrets, settings, minio_ca):
     pod = _pod(tools, "object-storage")
-    with port_forward(tools, CLUSTER, NAMESPACE, pod["metadata"]["name"], object_storage.PORT) as port:
-        root = _s3(port, secrets[OBJECT_STORAGE_ROOT_USER], secrets[OBJECT_STORAGE_ROOT_PASSWORD])
+    with (
+        port_forward(tools, CLUSTER, NAMESPACE, pod["metadata"]["name"], object_storage.PORT) as port,
+        dialled_as(MINIO_HOST),
+    ):
+        root = _s3(port, secrets[OBJECT_STORAGE_ROOT_USER], secrets[OBJECT_STORAGE_ROOT_PASSWORD], minio_ca)
         buckets = {b["Name"] for b in root.list_buckets()["Buckets"]}
         assert {b.name for b in settings.object_storage.buckets} <= buckets
         for user in settings.object_storage.users:
-            client = _s3(port, user.name, secrets[object_storage_secret_key(user.name)])
+            client = _s3(port, user.name, secrets[object_storage_secret_key(user.name)], minio_ca)
             key = f"it/{uuid.uuid4().hex}"
             for bucket in sorted(buckets):
                 allowed = bucket in user.buckets
@@ -200,9 +225,17 @@ def test_minio_has_the_buckets_users_and_policies(deployed, tools, secrets, sett
                     assert wrote == (user.access == "readwrite"), f"{user.name} writing {bucket}"
 
 
-def _connect(port: int, user: str, password: str) -> tuple[mqtt.Client, object]:
+def broker_pod_host(pod: str) -> str:
+    """A broker pod's in-cluster name under the headless Service (the ingest dials it)."""
+    return service_host(NAMESPACE, f"{pod}.{naming.names(ENVIRONMENT, naming.BROKER).child('headless')}")
+
+
+def _connect(port: int, user: str, password: str, ca: str, pod: str) -> tuple[mqtt.Client, object]:
+    """A password login on the internal listener through a forward, over TLS verified as the
+    ingest verifies it: the issuer's CA and the pod's in-cluster name."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"it-{uuid.uuid4().hex[:8]}")
     client.username_pw_set(user, password)
+    client.tls_set_context(ssl.create_default_context(cadata=ca))
     result = {}
     connected = threading.Event()
 
@@ -211,7 +244,8 @@ def _connect(port: int, user: str, password: str) -> tuple[mqtt.Client, object]:
         connected.set()
 
     client.on_connect = on_connect
-    client.connect("127.0.0.1", port, keepalive=10)
+    with dialled_as(broker_pod_host(pod)):
+        client.connect(broker_pod_host(pod), port, keepalive=10)
     client.loop_start()
     assert connected.wait(10), "no CONNACK"
     return client, result["rc"]
@@ -272,15 +306,15 @@ def test_mosquitto_gives_devices_their_own_identity_and_internal_clients_the_pla
             "the ingest's password was accepted on the TLS listener"
         )
         with (
-            port_forward(tools, CLUSTER, NAMESPACE, pod["metadata"]["name"], broker.PLAIN_PORT) as plain,
+            port_forward(tools, CLUSTER, NAMESPACE, pod["metadata"]["name"], broker.INTERNAL_PORT) as internal,
             port_forward(tools, CLUSTER, NAMESPACE, pod["metadata"]["name"], broker.TLS_PORT) as tls,
         ):
-            wrong, rc = _connect(plain, sensor.name, "any-password")
+            wrong, rc = _connect(internal, sensor.name, "any-password", ca, pod["metadata"]["name"])
             assert rc.is_failure, f"a device class name logged in on the in-cluster listener: {rc}"
             wrong.loop_stop()
 
             received: list[str] = []
-            listener, rc = _connect(plain, *ingest_login)
+            listener, rc = _connect(internal, *ingest_login, ca, pod["metadata"]["name"])
             assert not rc.is_failure, rc
             listener.on_message = lambda _c, _u, msg: received.append(msg.topic)
             listener.subscribe("city/+/+/telemetry", qos=1)

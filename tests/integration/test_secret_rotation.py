@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
+import ssl
 import threading
 import urllib.request
 import uuid
@@ -34,6 +36,7 @@ import pytest
 import yaml
 from botocore.config import Config
 
+from smartnation.program import naming
 from smartnation.program.components import broker, database, object_storage
 from smartnation.program.components.city_apis import API_PORT, CREDENTIALS_HASH
 from smartnation.settings import load_settings
@@ -46,7 +49,7 @@ from smartnation.settings.stack_secrets import (
     object_storage_secret_key,
 )
 from tests.integration.platform_project import PROJECT, PlatformProject
-from tests.integration.running_pods import port_forward
+from tests.integration.running_pods import dialled_as, issuer_ca, port_forward, service_host
 
 pytestmark = pytest.mark.integration
 
@@ -134,12 +137,23 @@ def superuser_sql(tools, password: str, sql: str) -> list[tuple]:
             return conn.execute(sql).fetchall()
 
 
+def _ca(tools, secret: str) -> str:
+    """The issuer's CA from ``secret`` (the servers serve TLS only; clients verify them)."""
+    directory = Path(os.environ.get("TMPDIR", "/tmp")) / f"{NAME}-cas"
+    directory.mkdir(exist_ok=True)
+    return str(issuer_ca(tools, CLUSTER, NAMESPACE, secret, directory))
+
+
 def storage_accepts(tools, user: str, key: str) -> bool:
     pod = f"{ENVIRONMENT}-object-storage-0"
-    with port_forward(tools, CLUSTER, NAMESPACE, pod, object_storage.PORT) as port:
+    storage = naming.names(ENVIRONMENT, naming.OBJECT_STORAGE)
+    host = service_host(NAMESPACE, storage.name)
+    ca = _ca(tools, object_storage.tls_secret_name(ENVIRONMENT))
+    with port_forward(tools, CLUSTER, NAMESPACE, pod, object_storage.PORT) as port, dialled_as(host):
         client = boto3.client(
             "s3",
-            endpoint_url=f"http://127.0.0.1:{port}",
+            endpoint_url=f"https://{host}:{port}",
+            verify=ca,
             aws_access_key_id=user,
             aws_secret_access_key=key,
             region_name="us-east-1",
@@ -156,9 +170,14 @@ def storage_accepts(tools, user: str, key: str) -> bool:
 
 def broker_accepts(tools, user: str, password: str) -> bool:
     pod = f"{ENVIRONMENT}-broker-0"
-    with port_forward(tools, CLUSTER, NAMESPACE, pod, broker.PLAIN_PORT) as port:
+    names = naming.names(ENVIRONMENT, naming.BROKER)
+    host = service_host(NAMESPACE, f"{pod}.{names.child('headless')}")
+    ca = _ca(tools, broker.tls_secret_name(ENVIRONMENT))
+    with port_forward(tools, CLUSTER, NAMESPACE, pod, broker.INTERNAL_PORT) as port, dialled_as(host):
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"it-{uuid.uuid4().hex[:8]}")
         client.username_pw_set(user, password)
+        # The internal listener serves TLS only: verified as the APIs verify it.
+        client.tls_set_context(ssl.create_default_context(cafile=ca))
         answer: dict[str, object] = {}
         connected = threading.Event()
 
@@ -167,7 +186,7 @@ def broker_accepts(tools, user: str, password: str) -> bool:
             connected.set()
 
         client.on_connect = on_connect
-        client.connect("127.0.0.1", port, keepalive=10)
+        client.connect(host, port, keepalive=10)
         client.loop_start()
         try:
             assert connected.wait(10), "no CONNACK"

@@ -211,6 +211,7 @@ CONF_ARGS = {
     "acl_file": "/auth/acl",
     "device_acl_file": "/auth/device-acl",
     "persistence_dir": "/data",
+    "internal_tls": True,
 }
 
 
@@ -257,11 +258,27 @@ def test_conf_each_listener_authenticates_on_its_own() -> None:
         assert all(keys.count(key) == 1 for key in keys), listener
 
 
-def test_conf_has_one_plain_and_one_tls_listener() -> None:
+def test_conf_internal_listener_serves_tls_without_client_certificates() -> None:
+    """In the cluster both listeners serve TLS with the same key pair; the internal one checks
+    passwords, not client certificates. Plain MQTT only when asked for (the services' harness)."""
     _, listeners = parse_conf(render_mosquitto_conf(**CONF_ARGS))
     by_port = {dict(listener)["listener"]: dict(listener) for listener in listeners}
     assert set(by_port) == {"1883", "8883"}
-    assert not {"certfile", "keyfile", "cafile", "require_certificate"} & set(by_port["1883"])
+    internal = by_port["1883"]
+    assert (internal["certfile"], internal["keyfile"], internal["tls_version"]) == (
+        "/tls/tls.crt",
+        "/tls/tls.key",
+        "tlsv1.2",
+    )
+    assert not {"cafile", "require_certificate", "use_identity_as_username"} & set(internal)
+    _, plain_listeners = parse_conf(render_mosquitto_conf(**{**CONF_ARGS, "internal_tls": False}))
+    plain = {dict(listener)["listener"]: dict(listener) for listener in plain_listeners}["1883"]
+    assert not {"certfile", "keyfile", "cafile", "require_certificate"} & set(plain)
+
+
+def test_conf_device_listener() -> None:
+    _, listeners = parse_conf(render_mosquitto_conf(**CONF_ARGS))
+    by_port = {dict(listener)["listener"]: dict(listener) for listener in listeners}
     tls = by_port["8883"]
     assert (tls["certfile"], tls["keyfile"], tls["cafile"]) == ("/tls/tls.crt", "/tls/tls.key", "/tls/ca.crt")
     assert tls["tls_version"] == "tlsv1.2"

@@ -562,7 +562,8 @@ def test_every_served_or_mounted_key_pair_is_certified_by_the_profiles_issuer(bu
         f"{built.settings.environment}-database-{role}.{namespace}.svc.cluster.local"
         for role in ("primary", "replicas")
     ]
-    assert len(certificates) == 2 + len(chart_values(built))
+    # The broker's, the database's and MinIO's (tests/unit/test_in_cluster_tls.py), one per API.
+    assert len(certificates) == 3 + len(chart_values(built))
 
 
 def merged_with_chart_defaults(values: dict[str, Any]) -> dict[str, Any]:
@@ -734,7 +735,7 @@ def test_stack_outputs_describe_the_deployment(built: BuiltStack) -> None:
     outputs = {k: v for k, (v, _) in built.outputs.items()}
     assert outputs["mqtt_endpoint"].startswith("mqtts://") and outputs["mqtt_endpoint"].endswith(":8883")
     assert set(outputs["api_urls"]) == {api.app for api in built.settings.city_apis.values()}
-    assert outputs["s3_endpoint"].startswith("http://")
+    assert outputs["s3_endpoint"].startswith("https://")
     releases = outputs["deployed_releases"]
     assert releases["chart_version"] == built.settings.releases.chart_version
     assert set(releases["helm_releases"].values()) == {r.plain["name"] for r in built.of_type(CHART)}

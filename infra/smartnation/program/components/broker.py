@@ -23,8 +23,10 @@ from smartnation.program.placement import Placement
 from smartnation.settings import stack_secrets
 from smartnation.settings.models import BrokerSettings, ClusterProfile, ComponentRelease, Compute, Resources
 
-PLAIN_PORT = 1883
+INTERNAL_PORT = 1883
+"""In-cluster clients (the APIs): MQTT over TLS, a password per client class."""
 TLS_PORT = 8883
+"""Devices: MQTT over TLS, a client certificate each."""
 # The official image runs mosquitto as this UID/GID.
 MOSQUITTO_UID = 1883
 
@@ -74,9 +76,9 @@ class Broker(pulumi.ComponentResource):
     load_balancer_address: pulumi.Output[str]
     """Address the LoadBalancer got (IP or hostname), ``pending`` until it has one."""
     internal_endpoint: pulumi.Output[str]
-    """In-cluster plain MQTT URL (any pod) for apps that publish."""
+    """In-cluster MQTT over TLS URL (any pod) for apps that publish."""
     pod_endpoints: pulumi.Output[list[str]]
-    """In-cluster plain MQTT URL of every pod, for subscribers that must see all traffic."""
+    """In-cluster MQTT over TLS URL of every pod, for subscribers that must see all traffic."""
     client_secret_names: pulumi.Output[dict[str, str]]
     """Device class -> name of the Secret holding its in-cluster credentials."""
 
@@ -95,7 +97,7 @@ class Broker(pulumi.ComponentResource):
         hostname = naming.mqtt_hostname(args.placement.environment, args.placement.cluster.ingress.base_domain)
         self.mqtt_endpoint = pulumi.Output.from_input(f"mqtts://{hostname}:{TLS_PORT}")
         self.load_balancer_address = public.status.apply(_lb_address)
-        self.internal_endpoint = pulumi.Output.from_input(f"mqtt://{names.host(internal_name, PLAIN_PORT)}")
+        self.internal_endpoint = pulumi.Output.from_input(f"mqtts://{names.host(internal_name, INTERNAL_PORT)}")
         self.pod_endpoints = pulumi.Output.all(server.metadata.name, headless.metadata.name).apply(
             lambda both: _pod_urls(names, both[0], both[1], args.settings.replicas)
         )
@@ -115,7 +117,8 @@ def _config(children: Children, settings: BrokerSettings) -> tuple[k8s.core.v1.C
     """mosquitto.conf, the two ACL files (in-cluster clients by user, devices by pattern) and the
     certificate reloader; returns the ConfigMap and a hash of its content."""
     conf = render_mosquitto_conf(
-        plain_port=PLAIN_PORT,
+        plain_port=INTERNAL_PORT,
+        internal_tls=True,
         tls_port=TLS_PORT,
         certfile=f"{_TLS_DIR}/tls.crt",
         keyfile=f"{_TLS_DIR}/tls.key",
@@ -175,10 +178,10 @@ def _credentials(children: Children, args: BrokerArgs) -> tuple[k8s.core.v1.Secr
 
 
 def _services(children: Children, cluster: ClusterProfile) -> tuple[k8s.core.v1.Service, str, k8s.core.v1.Service]:
-    """Headless (per-pod DNS names for subscribers that attach to every pod), internal plain MQTT
-    (ClusterIP only: plain MQTT stays inside the cluster) and the public TLS LoadBalancer."""
-    headless = children.headless_service("mqtt", PLAIN_PORT, naming.SERVER)
-    children.cluster_ip_service("internal", "mqtt", PLAIN_PORT, naming.SERVER)
+    """Headless (per-pod DNS names for subscribers that attach to every pod), internal MQTT over
+    TLS with passwords (ClusterIP only: stays inside the cluster) and the public TLS LoadBalancer."""
+    headless = children.headless_service("mqtt", INTERNAL_PORT, naming.SERVER)
+    children.cluster_ip_service("internal", "mqtt", INTERNAL_PORT, naming.SERVER)
     public = k8s.core.v1.Service(
         children.resource_name("public"),
         metadata={
@@ -199,9 +202,14 @@ def _services(children: Children, cluster: ClusterProfile) -> tuple[k8s.core.v1.
     return headless, children.names.child("internal"), public
 
 
+def tls_secret_name(environment: str) -> str:
+    """Secret of the broker's key pair and the issuer's CA; clients mount its ``ca.crt`` only."""
+    return naming.names(environment, naming.BROKER).child("tls")
+
+
 def _certificate(children: Children) -> k8s.apiextensions.CustomResource:
-    """The TLS listener's key pair, from the cluster's issuer: the public name devices dial and
-    the in-cluster names, so a client inside the cluster can use TLS too."""
+    """Both listeners' key pair, from the cluster's issuer: the public name devices dial and the
+    in-cluster names the APIs dial (the internal Service and every pod under the headless one)."""
     placement, names = children.placement, children.names
     namespace = naming.namespace(placement.environment)
     return certificate(
@@ -211,7 +219,9 @@ def _certificate(children: Children) -> k8s.apiextensions.CustomResource:
         dns_names=[
             naming.mqtt_hostname(placement.environment, placement.cluster.ingress.base_domain),
             f"{names.name}.{namespace}.svc",
-            f"*.{names.child('headless')}.{namespace}.svc.cluster.local",
+            names.host(names.child("internal")),
+            f"{names.child('internal')}.{namespace}.svc",
+            f"*.{names.host(names.child('headless'))}",
         ],
         issuer=placement.cluster.ingress.tls_issuer,
         labels=names.labels(naming.SERVER, children.version),
@@ -235,7 +245,7 @@ def _server(
         pods.image(args.placement.cluster, args.release),
         settings.resources,
         command=["mosquitto", "-c", f"{_CONFIG_DIR}/mosquitto.conf"],
-        ports=[{"name": "mqtt", "container_port": PLAIN_PORT}, {"name": "mqtts", "container_port": TLS_PORT}],
+        ports=[{"name": "mqtt", "container_port": INTERNAL_PORT}, {"name": "mqtts", "container_port": TLS_PORT}],
         readiness_probe={**probe, "initial_delay_seconds": 2},
         liveness_probe={**probe, "initial_delay_seconds": 15, "failure_threshold": 6},
         volume_mounts=[
@@ -292,8 +302,8 @@ def _server(
 
 
 def _pod_urls(names: naming.Names, statefulset: str, headless: str, replicas: int) -> list[str]:
-    """Plain MQTT URL of each pod, by its stable DNS name ``<statefulset>-<i>.<headless Service>``."""
-    return [f"mqtt://{statefulset}-{i}.{names.host(headless, PLAIN_PORT)}" for i in range(replicas)]
+    """MQTT over TLS URL of each pod, by its stable DNS name ``<statefulset>-<i>.<headless Service>``."""
+    return [f"mqtts://{statefulset}-{i}.{names.host(headless, INTERNAL_PORT)}" for i in range(replicas)]
 
 
 def _lb_address(status: object) -> str:

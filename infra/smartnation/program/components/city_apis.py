@@ -15,7 +15,7 @@ import yaml
 
 from smartnation.paths import CHART
 from smartnation.program import naming
-from smartnation.program.components import child_options, database, pods, require_provider
+from smartnation.program.components import broker, child_options, database, object_storage, pods, require_provider
 from smartnation.program.components.certificates import certificate
 from smartnation.program.components.stateful import secret_digest, sha256
 from smartnation.program.placement import Placement
@@ -32,6 +32,8 @@ CREDENTIALS_HASH = "smartnation.mc/credentials-sha256"
 rotated value must roll them; the digest is one-way and says nothing about the values."""
 DATABASE_CA_DIR = "/etc/smartnation/database-ca"
 """Where an API that uses the database finds the issuer's CA (``ca.crt``) to verify the server."""
+BROKER_CA_DIR = "/etc/smartnation/broker-ca"
+"""Where an API that uses the broker finds the issuer's CA: the internal listener serves TLS too."""
 
 CHART_PATH = CHART
 
@@ -46,9 +48,9 @@ class Connections:
     """Where the APIs find the platform services; names and URLs only, never credentials."""
 
     mqtt_url: pulumi.Input[str]
-    """Plain MQTT URL of the broker Service (any pod)."""
+    """MQTT over TLS URL of the broker's internal Service (any pod)."""
     mqtt_pod_urls: pulumi.Input[list[str]]
-    """Plain MQTT URL of each broker pod."""
+    """MQTT over TLS URL of each broker pod."""
     broker_client_secrets: pulumi.Input[Mapping[str, str]]
     """Device class -> Secret with MQTT_USERNAME/MQTT_PASSWORD."""
     database_host: pulumi.Input[str]
@@ -225,10 +227,20 @@ def credentials_digest(api: ApiSettings) -> pulumi.Output[str]:
 
 
 def _ca_certificates(environment: str, api: ApiSettings) -> list[dict[str, str]]:
-    """The issuer's CA for the servers the API verifies: the database's (verify-full)."""
-    if api.database is None:
-        return []
-    return [{"name": "database", "secretName": database.tls_secret_name(environment), "mountPath": DATABASE_CA_DIR}]
+    """The issuer's CA for each server the API verifies: the database (verify-full), the broker's
+    internal listener and MinIO (both TLS only), each from that server's own Secret."""
+    cas: list[dict[str, str]] = []
+    if api.database is not None:
+        cas.append(_ca("database", database.tls_secret_name(environment), DATABASE_CA_DIR))
+    if api.broker_client is not None:
+        cas.append(_ca("broker", broker.tls_secret_name(environment), BROKER_CA_DIR))
+    if api.storage_user is not None:
+        cas.append(_ca("object-storage", object_storage.tls_secret_name(environment), object_storage.CA_DIR))
+    return cas
+
+
+def _ca(name: str, secret: str, mount_path: str) -> dict[str, str]:
+    return {"name": name, "secretName": secret, "mountPath": mount_path}
 
 
 def _connections(
@@ -252,10 +264,15 @@ def _connections(
         secret_refs.append(pulumi.Output.from_input(connections.database_role_secrets)[api.database.role])
     if api.broker_client is not None:
         data["MQTT_URL"] = connections.mqtt_url
+        # paho's TLS (mqtts://) loads Python's default verify paths, which SSL_CERT_FILE names:
+        # the broker's certificate is checked against the issuer's CA and the host dialled.
+        data["SSL_CERT_FILE"] = f"{BROKER_CA_DIR}/ca.crt"
         if api.broker_all_pods:
             data["MQTT_BROKER_URLS"] = pulumi.Output.from_input(connections.mqtt_pod_urls).apply(",".join)
         secret_refs.append(pulumi.Output.from_input(connections.broker_client_secrets)[api.broker_client])
     if api.storage_user is not None:
         data["S3_ENDPOINT"] = connections.s3_endpoint
+        # boto3 verifies MinIO's certificate against this bundle (it ignores SSL_CERT_FILE).
+        data[object_storage.BOTO3_CA_ENV] = object_storage.CA_FILE
         secret_refs.append(pulumi.Output.from_input(connections.storage_user_secrets)[api.storage_user])
     return data, secret_refs

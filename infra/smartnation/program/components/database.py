@@ -11,7 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from smartnation.program import naming
-from smartnation.program.components import pods
+from smartnation.program.components import object_storage, pods
 from smartnation.program.components.certificates import certificate
 from smartnation.program.components.stateful import Children, secret_digest, sha256
 from smartnation.program.daemon_config import postgres
@@ -40,8 +40,25 @@ CA_FILE = f"{TLS_DIR}/ca.crt"
 CLIENT_SSLMODE = "verify-full"
 """How the APIs and the replicas connect: TLS, the server's certificate checked against the
 issuer's CA and its name against the host they dial."""
-JOB_SSLMODE = "require"
-"""The maintenance Jobs (setup, backup) mount no CA; the server's pg_hba refuses them without TLS."""
+JOB_SSLMODE = CLIENT_SSLMODE
+"""The maintenance Jobs (setup, backup, restore) verify the server like the APIs do, with the
+issuer's CA alone mounted (never the server's key) at JOB_CA_DIR."""
+JOB_CA_DIR = "/etc/smartnation/database-ca"
+
+
+def _job_ca_volume(environment: str) -> dict[str, Any]:
+    """The issuer's CA only (``ca.crt``) from the database's TLS Secret, for a maintenance Job."""
+    return {
+        "name": "database-ca",
+        "secret": {"secret_name": tls_secret_name(environment), "items": [{"key": "ca.crt", "path": "ca.crt"}]},
+    }
+
+
+def _job_tls_env() -> list[dict[str, Any]]:
+    return [
+        {"name": "PGSSLMODE", "value": JOB_SSLMODE},
+        {"name": "PGSSLROOTCERT", "value": f"{JOB_CA_DIR}/ca.crt"},
+    ]
 
 SERVER_ARGS = [
     "postgres",
@@ -726,7 +743,7 @@ def _setup(
         env=[
             {"name": "PGHOST", "value": primary_host},
             {"name": "PGUSER", "value": SUPERUSER},
-            {"name": "PGSSLMODE", "value": JOB_SSLMODE},
+            *_job_tls_env(),
             pods.secret_env("PGPASSWORD", credentials.secret, "POSTGRES_PASSWORD"),
         ],
         # The role passwords, under the names init.sh expects.
@@ -734,6 +751,7 @@ def _setup(
         scripts=init,
         volume="init",
         mount_path=_INIT_DIR,
+        ca=(_job_ca_volume(args.placement.environment), JOB_CA_DIR),
         depends_on=[after],
         delete_before_replace=False,
     )
@@ -783,7 +801,12 @@ def _backup(children: Children, args: DatabaseArgs, credentials: pulumi.Input[st
         init_containers=[_dump_container(args, credentials, primary_host)],
         containers=[_upload_container(args)],
         # Dumps can be large; the scratch volume is not size limited below the node's ephemeral storage.
-        volumes=[{"name": "backup", "empty_dir": {}}, pods.tmp_volume()],
+        volumes=[
+            {"name": "backup", "empty_dir": {}},
+            pods.tmp_volume(),
+            _job_ca_volume(args.placement.environment),
+            object_storage.ca_volume("object-storage-ca", args.placement.environment),
+        ],
     )
     labels = children.names.labels(naming.BACKUP, children.version)
     k8s.batch.v1.CronJob(
@@ -907,10 +930,14 @@ def _dump_container(args: DatabaseArgs, credentials: pulumi.Input[str], primary_
             {"name": "PGHOST", "value": primary_host},
             {"name": "PGPORT", "value": str(PORT)},
             {"name": "PGUSER", "value": SUPERUSER},
-            {"name": "PGSSLMODE", "value": JOB_SSLMODE},
+            *_job_tls_env(),
             pods.secret_env("PGPASSWORD", credentials, "POSTGRES_PASSWORD"),
         ],
-        volume_mounts=[{"name": "backup", "mount_path": BACKUP_DIR}, {"name": "tmp", "mount_path": "/tmp"}],
+        volume_mounts=[
+            {"name": "backup", "mount_path": BACKUP_DIR},
+            {"name": "tmp", "mount_path": "/tmp"},
+            {"name": "database-ca", "mount_path": JOB_CA_DIR, "read_only": True},
+        ],
     )
 
 
@@ -925,10 +952,13 @@ def _upload_container(args: DatabaseArgs) -> dict[str, Any]:
             {"name": "BUCKET", "value": args.settings.backup.bucket},
             {"name": "ENVIRONMENT", "value": args.placement.environment},
             {"name": "MC_CONFIG_DIR", "value": "/tmp/mc"},
+            # mc verifies MinIO's certificate against the issuer's CA (no --insecure).
+            *object_storage.ca_env(),
         ],
         env_from=[{"secret_ref": {"name": args.backup_credentials_secret}}],
         volume_mounts=[
             {"name": "backup", "mount_path": BACKUP_DIR, "read_only": True},
             {"name": "tmp", "mount_path": "/tmp"},
+            {"name": "object-storage-ca", "mount_path": object_storage.CA_DIR, "read_only": True},
         ],
     )

@@ -66,7 +66,7 @@ def flows(environment: str, cluster: ClusterProfile, device_source_ranges: tuple
     db_setup = database_names.selector(naming.SETUP)
     storage = storage_names.selector(naming.SERVER)
     storage_setup = storage_names.selector(naming.SETUP)
-    pg, s3, mqtt = database.PORT, object_storage.PORT, broker.PLAIN_PORT
+    pg, s3, mqtt = database.PORT, object_storage.PORT, broker.INTERNAL_PORT
     return {
         # Every pod may resolve names, and nothing else, unless a policy below says so.
         "allow-dns": {

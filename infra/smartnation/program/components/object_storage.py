@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 
 from smartnation.program import naming
 from smartnation.program.components import pods
+from smartnation.program.components.certificates import certificate
 from smartnation.program.components.stateful import Children, secret_digest, sha256
 from smartnation.program.placement import Placement
 from smartnation.settings import stack_secrets
@@ -22,6 +23,13 @@ MINIO_UID = 1000
 
 _DATA_DIR = "/data"
 _SETUP_DIR = "/setup"
+_CERTS_DIR = "/etc/minio/certs"
+"""MinIO's --certs-dir: the key pair as ``public.crt``/``private.key`` and the issuer's CA under
+``CAs/`` (it trusts its peers, in distributed mode, through it). MinIO watches the files and takes
+a renewed key pair without a restart, so the server needs no reloader sidecar."""
+CA_DIR = "/etc/smartnation/object-storage-ca"
+"""Where every client of MinIO (setup Job, backup, restore, the APIs) finds the issuer's CA."""
+CA_FILE = f"{CA_DIR}/ca.crt"
 
 _READ_ACTIONS = ["s3:GetBucketLocation", "s3:ListBucket", "s3:GetObject"]
 _WRITE_ACTIONS = [
@@ -54,6 +62,29 @@ def policy_document(user: StorageUser) -> str:
         indent=2,
         sort_keys=True,
     )
+
+
+def tls_secret_name(environment: str) -> str:
+    """Secret of MinIO's key pair and the issuer's CA; clients mount its ``ca.crt`` only."""
+    return naming.names(environment, naming.OBJECT_STORAGE).child("tls")
+
+
+def ca_volume(name: str, environment: str) -> dict:
+    """A volume with only the issuer's CA (``ca.crt``) from MinIO's TLS Secret, for a client Pod."""
+    return {
+        "name": name,
+        "secret": {"secret_name": tls_secret_name(environment), "items": [{"key": "ca.crt", "path": "ca.crt"}]},
+    }
+
+
+BOTO3_CA_ENV = "AWS_CA_BUNDLE"
+"""The variable boto3 (the APIs, compare) verifies TLS with; it ignores SSL_CERT_FILE."""
+
+
+def ca_env() -> list[dict]:
+    """What points a client at the issuer's CA: SSL_CERT_FILE for Go programs (mc) and Python's
+    ssl, BOTO3_CA_ENV for boto3."""
+    return [{"name": "SSL_CERT_FILE", "value": CA_FILE}, {"name": BOTO3_CA_ENV, "value": CA_FILE}]
 
 
 def _secret_env_name(user: str) -> str:
@@ -149,7 +180,8 @@ class ObjectStorage(pulumi.ComponentResource):
         children = Children.of(self, name, opts, args.placement, naming.OBJECT_STORAGE, args.release.version)
         root, users = _credentials(children, args.settings)
         s3_endpoint = _services(children)
-        server = _server(children, args, root.metadata.name)
+        tls = _certificate(children)
+        server = _server(children, args, root.metadata.name, tls)
         _setup(children, args, root.metadata.name, users, s3_endpoint, after=server)
 
         self.s3_endpoint = pulumi.Output.from_input(s3_endpoint)
@@ -178,11 +210,32 @@ def _credentials(
 
 
 def _services(children: Children) -> str:
-    """The headless Service (peers find each other) and the API Service; returns the S3 URL."""
+    """The headless Service (peers find each other) and the API Service; returns the S3 URL
+    (HTTPS: MinIO serves TLS only, with the certificate ``_certificate`` asks for)."""
     # Distributed MinIO resolves its peers before any of them is ready.
     children.headless_service("s3", PORT, naming.SERVER, publish_not_ready=True)
     children.cluster_ip_service("api", "s3", PORT, naming.SERVER, object_name=children.names.name)
-    return f"http://{children.names.host(children.names.name, PORT)}"
+    return f"https://{children.names.host(children.names.name, PORT)}"
+
+
+def _certificate(children: Children) -> k8s.apiextensions.CustomResource:
+    """MinIO's key pair from the cluster's issuer: the API Service's names and every pod's name
+    under the headless Service (distributed MinIO's peers dial each other by it)."""
+    names = children.names
+    namespace = naming.namespace(children.placement.environment)
+    return certificate(
+        children.resource_name("tls"),
+        namespace=children.placement.namespace,
+        secret_name=names.child("tls"),
+        dns_names=[
+            names.host(names.name),
+            f"{names.name}.{namespace}.svc",
+            f"*.{names.host(names.child('headless'))}",
+        ],
+        issuer=children.placement.cluster.ingress.tls_issuer,
+        labels=names.labels(naming.SERVER, children.version),
+        opts=children.options(),
+    )
 
 
 def _root_env(root: pulumi.Input[str]) -> list[dict]:
@@ -192,32 +245,48 @@ def _root_env(root: pulumi.Input[str]) -> list[dict]:
     ]
 
 
-def _server(children: Children, args: ObjectStorageArgs, root: pulumi.Input[str]) -> k8s.apps.v1.StatefulSet:
-    """The MinIO pods (one, or an erasure-coded set) and their disruption budget."""
+def _server(
+    children: Children, args: ObjectStorageArgs, root: pulumi.Input[str], tls: pulumi.Resource
+) -> k8s.apps.v1.StatefulSet:
+    """The MinIO pods (one, or an erasure-coded set), serving HTTPS only, and their disruption budget."""
     settings, names = args.settings, children.names
     headless = names.child("headless")
     if settings.mode == "distributed":
         # MinIO's own ellipsis syntax: every pod lists all pods' volumes.
-        volumes = [f"http://{names.name}-{{0...{settings.replicas - 1}}}.{names.host(headless)}{_DATA_DIR}"]
+        volumes = [f"https://{names.name}-{{0...{settings.replicas - 1}}}.{names.host(headless)}{_DATA_DIR}"]
     else:
         volumes = [_DATA_DIR]
     minio = pods.container(
         "minio",
         pods.image(args.placement.cluster, args.release),
         settings.resources,
-        args=["server", "--address", f":{PORT}", "--console-address", f":{CONSOLE_PORT}", "--certs-dir", "/tmp/certs"]
+        args=["server", "--address", f":{PORT}", "--console-address", f":{CONSOLE_PORT}", "--certs-dir", _CERTS_DIR]
         + volumes,
         env=_root_env(root),
         ports=[{"name": "s3", "container_port": PORT}, {"name": "console", "container_port": CONSOLE_PORT}],
-        readiness_probe={"http_get": {"path": "/minio/health/ready", "port": "s3"}, "period_seconds": 10},
+        readiness_probe={
+            "http_get": {"path": "/minio/health/ready", "port": "s3", "scheme": "HTTPS"},
+            "period_seconds": 10,
+        },
         liveness_probe={
-            "http_get": {"path": "/minio/health/live", "port": "s3"},
+            "http_get": {"path": "/minio/health/live", "port": "s3", "scheme": "HTTPS"},
             "initial_delay_seconds": 30,
             "period_seconds": 20,
             "failure_threshold": 6,
         },
-        volume_mounts=[{"name": "data", "mount_path": _DATA_DIR}, {"name": "tmp", "mount_path": "/tmp"}],
+        volume_mounts=[
+            {"name": "data", "mount_path": _DATA_DIR},
+            {"name": "tmp", "mount_path": "/tmp"},
+            {"name": "tls", "mount_path": _CERTS_DIR, "read_only": True},
+        ],
     )
+    # Written by the profile's issuer for the Certificate, laid out as MinIO's certs dir wants it.
+    tls_volume = pods.secret_volume("tls", names.child("tls"))
+    tls_volume["secret"]["items"] = [
+        {"key": "tls.crt", "path": "public.crt"},
+        {"key": "tls.key", "path": "private.key"},
+        {"key": "ca.crt", "path": "CAs/ca.crt"},
+    ]
     server = children.stateful_set(
         "server",
         names.name,
@@ -225,8 +294,9 @@ def _server(children: Children, args: ObjectStorageArgs, root: pulumi.Input[str]
         replicas=settings.replicas,
         service_name=headless,
         parallel=True,
-        pod=children.pod_spec(MINIO_UID, containers=[minio], volumes=[pods.tmp_volume()]),
+        pod=children.pod_spec(MINIO_UID, containers=[minio], volumes=[pods.tmp_volume(), tls_volume]),
         claims=[children.data_claim(settings.storage_size, naming.SERVER)],
+        depends_on=[tls],
     )
     # Erasure coding over N pods keeps writing with one pod down; standalone has no choice.
     children.disruption_budget("pdb", names.name, naming.SERVER, max_unavailable=1)
@@ -261,10 +331,12 @@ def _setup(
         image=client_image,
         command=["sh", f"{_SETUP_DIR}/setup.sh"],
         env=[{"name": "S3_ENDPOINT", "value": s3_endpoint}, {"name": "MC_CONFIG_DIR", "value": "/tmp/mc"}]
+        + ca_env()
         + _root_env(root)
         + user_env,
         scripts=setup,
         volume="setup",
         mount_path=_SETUP_DIR,
+        ca=(ca_volume("ca", args.placement.environment), CA_DIR),
         depends_on=[after],
     )

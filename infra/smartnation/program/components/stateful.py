@@ -230,6 +230,7 @@ class Children:
         volume: str,
         mount_path: str,
         env_from: list[dict[str, Any]] | None = None,
+        ca: tuple[dict[str, Any], str] | None = None,
         **options: Any,
     ) -> k8s.batch.v1.Job:
         """The Job that converges what the server holds (roles, buckets, users): ``command`` in
@@ -237,7 +238,8 @@ class Children:
 
         A Job's pod template is immutable, so ``job_name`` must change with everything in it
         (``hashed_name``): a new name is a new run, and Pulumi creates the new Job before it
-        deletes the old one."""
+        deletes the old one. ``ca``: a volume holding the issuer's CA and where to mount it, for
+        a Job that verifies the server it talks to."""
         container = pods.container(
             "setup",
             image,
@@ -248,9 +250,10 @@ class Children:
             volume_mounts=[
                 {"name": volume, "mount_path": mount_path, "read_only": True},
                 {"name": "tmp", "mount_path": "/tmp"},
-            ],
+            ]
+            + ([{"name": ca[0]["name"], "mount_path": ca[1], "read_only": True}] if ca else []),
         )
-        volumes = [pods.config_map_volume(volume, scripts.metadata.name), pods.tmp_volume()]
+        volumes = [pods.config_map_volume(volume, scripts.metadata.name), pods.tmp_volume()] + ([ca[0]] if ca else [])
         return k8s.batch.v1.Job(
             self.resource_name(role),
             metadata=self.metadata(job_name, naming.SETUP),

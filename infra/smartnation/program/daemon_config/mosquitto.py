@@ -123,14 +123,17 @@ def render_mosquitto_conf(
     acl_file: str,
     device_acl_file: str,
     persistence_dir: str,
+    internal_tls: bool,
     bind_address: str | None = None,
 ) -> str:
-    """Render ``mosquitto.conf`` for a broker with one plain and one TLS listener.
+    """Render ``mosquitto.conf`` for a broker with an internal and a device listener.
 
     Each listener has its own authentication (``per_listener_settings true``):
 
-    - plain (in-cluster clients, the APIs): username and password from ``password_file``,
-      rights from ``acl_file`` (per user);
+    - internal (``plain_port``; in-cluster clients, the APIs): username and password from
+      ``password_file``, rights from ``acl_file`` (per user); with ``internal_tls`` it serves
+      TLS with the same key pair as the device listener (server authentication only) and a
+      client without TLS is refused; without it (the services' local test harness) plain MQTT;
     - TLS (devices): a client certificate signed by ``cafile`` is required and its common name
       is the client's username, i.e. the device id; rights from ``device_acl_file``, which holds
       only patterns (``%u``), so every device is confined to its own topics and no password,
@@ -198,11 +201,21 @@ def render_mosquitto_conf(
         "log_timestamp_format %Y-%m-%dT%H:%M:%S",
         "connection_messages true",
         "",
-        "# --- Plain MQTT listener: in-cluster clients only --------------------------------------",
-        "# Unencrypted, so it must never be exposed outside the cluster; a NetworkPolicy and a",
-        "# ClusterIP Service keep it internal. Credentials and ACLs still apply.",
+        "# --- Internal MQTT listener: in-cluster clients only -----------------------------------",
+        "# A NetworkPolicy and a ClusterIP Service keep it inside the cluster; passwords and ACLs",
+        "# apply, and the passwords travel inside TLS unless the caller asked for plain MQTT.",
         f"listener {plain_port}{address}",
         "protocol mqtt",
+        *(
+            [
+                "# Server authentication only: clients check the broker against the issuer's CA.",
+                f"certfile {certfile}",
+                f"keyfile {keyfile}",
+                "tls_version tlsv1.2",
+            ]
+            if internal_tls
+            else ["# Plain MQTT: only for a broker on loopback (the services' test harness)."]
+        ),
         "# Every client must log in; no anonymous access.",
         "allow_anonymous false",
         "# username -> PBKDF2-SHA512 hash, rendered by render_password_file.",
