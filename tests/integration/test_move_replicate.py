@@ -1,0 +1,179 @@
+"""The replicate phase of a move on real Pods (docs/move.md): dev deployed on Düsseldorf with
+readings; `move: {to: monaco-onprem, phase: replicate}` previews with nothing of Düsseldorf
+replaced or deleted, and `pulumi up` makes Monaco's database a hot standby streaming from
+Düsseldorf's primary over the site link (TLS verify-full against Düsseldorf's CA), which sees
+it connect from the link address; the lag reaches 0, the rows (hypertable chunks included)
+compare equal, and rows written on Düsseldorf afterwards arrive. Removing `move:` again (the
+rollback from replicate) removes Monaco's side and leaves Düsseldorf's primary untouched.
+
+Needs what `make clusters` starts: both clusters, their real nodes and the site link.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from smartnation.cli import compare
+from smartnation.cli.compare_data import DATABASE_SQL, Snapshot, differences
+from smartnation.tooling.local_clusters import site_link
+from tests.integration.platform_project import PROJECT, PlatformProject
+
+pytestmark = pytest.mark.integration
+
+ENVIRONMENT = "dev"
+NAMESPACE = f"{PROJECT}-{ENVIRONMENT}"
+SOURCE, TARGET = "dusseldorf-test", "monaco-onprem"
+LINK_ADDRESS = "10.213.0.253"
+"""The site link's router on Düsseldorf's link: where Monaco's connections arrive from."""
+PRIMARY = f"{ENVIRONMENT}-database-primary-0"
+MOVE = "move: {to: monaco-onprem, phase: replicate}\n"
+# The ingest's hourly archiver writes on its own; hold it so both sides are still when compared.
+HOLD_ARCHIVER = """
+city_apis:
+  telemetry_ingest:
+    extra_env: {ARCHIVE_GRACE_SECONDS: "2592000"}
+"""
+UNSAFE_OPS = {"replace", "create-replacement", "delete-replaced"}
+
+
+def _readings(first: int, count: int) -> str:
+    """``count`` readings three days apart in chunks (17 minutes each), numbered from ``first``."""
+    return f"""\
+INSERT INTO readings (device_id, ts, domain, metrics, received_at, stored_at)
+SELECT 'traffic-' || lpad((i % 5)::text, 3, '0'), timestamptz '2026-11-27 00:00:00+00' + i * interval '17 minutes',
+       'traffic', jsonb_build_object('vehicles', i), timestamptz '2026-11-29 00:00:00+00',
+       timestamptz '2026-11-29 00:00:01+00'
+FROM generate_series({first}, {first + count - 1}) AS i;
+"""
+
+
+def _psql(tools, context: str, database: str, sql: str) -> str:
+    secret = tools.kubectl_json(context, "-n", NAMESPACE, "get", "secret", f"{ENVIRONMENT}-database-credentials")
+    password = base64.b64decode(secret["data"]["POSTGRES_PASSWORD"]).decode()
+    script = 'read -r PGPASSWORD; export PGPASSWORD; exec psql -X -A -t -q -v ON_ERROR_STOP=1 -U postgres -d "$1"'
+    return tools.run("kubectl", "--context", context, "-n", NAMESPACE, "exec", "-i", PRIMARY, "-c", "postgres",
+                     "--", "sh", "-c", script, "sh", database, input=f"{password}\n{sql}").stdout.strip()  # fmt: skip
+
+
+def _until(what: str, fetch, expected: str, seconds: float = 180.0) -> float:
+    """``fetch()`` until it returns ``expected``; the seconds it took, or its last value in the failure."""
+    began, last = time.monotonic(), None
+    while time.monotonic() - began < seconds:
+        last = fetch()
+        if last == expected:
+            return time.monotonic() - began
+        time.sleep(2)
+    raise AssertionError(f"{what}: not within {seconds:.0f} s; last: {last!r}")
+
+
+def _steps(project: PlatformProject) -> list[tuple[str, str, str]]:
+    """(op, cluster prefix of the resource's name, type) of each step of a preview."""
+    preview = json.loads(project.pulumi("preview", "--json", "--stack", ENVIRONMENT).stdout)
+    steps = []
+    for step in preview["steps"]:
+        name, kind = step["urn"].split("::")[-1], step["urn"].split("::")[-2].split(":")[-1]
+        site = SOURCE if name.startswith(SOURCE) else TARGET if name.startswith(TARGET) else "-"
+        steps.append((step["op"], site, kind))
+    return steps
+
+
+def _tables(tools, cluster: str) -> Snapshot:
+    """compare's per-table and per-chunk fingerprints of every database on ``cluster``."""
+    side = compare.side_of(ENVIRONMENT, cluster, NAMESPACE)
+    snapshot = Snapshot(side.where)
+    password = side.secret_value(f"{ENVIRONMENT}-database-credentials", "POSTGRES_PASSWORD")
+    listed = "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' ORDER BY 1;"
+    for name in compare._psql(side, PRIMARY, "postgres", password, "postgres", listed).split():
+        snapshot.add_lines(compare._psql(side, PRIMARY, "postgres", password, name, DATABASE_SQL))
+    return snapshot
+
+
+def _replication(tools) -> str:
+    """Düsseldorf's view of its walsenders: address, state, replay lag in bytes."""
+    return _psql(tools, SOURCE, "postgres",
+                 "SELECT host(client_addr) || ' ' || state || ' ' || (pg_current_wal_lsn() - replay_lsn) "
+                 "FROM pg_stat_replication;")  # fmt: skip
+
+
+@pytest.fixture
+def dev_on_dusseldorf(tmp_path, tools, clusters) -> Iterator[PlatformProject]:
+    """dev deployed on Düsseldorf with 300 readings; destroyed at the end, checked on both sites."""
+    assert site_link.for_local_clusters(clusters).status() == "up", "`make clusters` sets up the site link"
+    state = tmp_path / "state"
+    state.mkdir()
+    backend = {"PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_CONFIG_PASSPHRASE": "integration-tests"}
+    project = PlatformProject.create(tmp_path / "project", tools, backend)
+    with (project.root / "environments" / f"{ENVIRONMENT}.yaml").open("a") as file:
+        file.write(HOLD_ARCHIVER)
+    try:
+        project.init_stack(ENVIRONMENT)
+        project.pulumi("up", "--yes", "--skip-preview", "--stack", ENVIRONMENT, timeout=2400)
+        _psql(tools, SOURCE, "telemetry", _readings(1, 300))
+        yield project
+    finally:
+        project.destroy(ENVIRONMENT)
+        left = tools.run("kubectl", "--context", TARGET, "get", "namespace", NAMESPACE, check=False)
+        assert left.returncode != 0, f"{NAMESPACE} is still on {TARGET} after the destroy"
+
+
+def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_dusseldorf, tools) -> None:
+    project = dev_on_dusseldorf
+    env_file = project.root / "environments" / f"{ENVIRONMENT}.yaml"
+    without_move = env_file.read_text()
+    before = tools.kubectl_json(SOURCE, "-n", NAMESPACE, "get", "pod", PRIMARY)["metadata"]["uid"]
+
+    # --- replicate: previewed, nothing of Düsseldorf replaced or deleted -------------------
+    env_file.write_text(without_move + MOVE)
+    steps = _steps(project)
+    on_source = {(op, kind) for op, site, kind in steps if site == SOURCE}
+    assert on_source == {("create", "Service"), ("create", "NetworkPolicy"), ("update", "ConfigMap"),
+                         ("update", "ResourceQuota")}, steps  # fmt: skip
+    assert {op for op, site, _ in steps if site == TARGET} == {"create"}, steps
+    began = time.monotonic()
+    project.pulumi("up", "--yes", "--skip-preview", "--stack", ENVIRONMENT, timeout=2400)
+    print(f"replicate up: {time.monotonic() - began:.0f} s")
+    move = project.outputs(ENVIRONMENT)["move"]
+    assert (move["to"], move["phase"], move["replication_sources"]) == (TARGET, "replicate", [f"{LINK_ADDRESS}/32"])
+
+    assert _psql(tools, TARGET, "postgres", "SELECT pg_is_in_recovery();") == "t", "Monaco's is a standby"
+    took = _until("Düsseldorf streams to the link address with lag 0", lambda: _replication(tools),
+                  f"{LINK_ADDRESS} streaming 0")  # fmt: skip
+    print(f"walsender on {SOURCE}: streaming to {LINK_ADDRESS}, lag 0 bytes after {took:.0f} s more")
+    hba = _psql(tools, SOURCE, "postgres",
+                f"SELECT type || ' ' || array_to_string(database, ',') || ' ' || array_to_string(user_name, ',') "
+                f"FROM pg_hba_file_rules WHERE address = '{LINK_ADDRESS}';")  # fmt: skip
+    assert hba == "hostssl replication replicator", "the link address is admitted for replication only"
+    source, target = _tables(tools, SOURCE), _tables(tools, TARGET)
+    assert differences(source, target, ("tables", "chunks")) == []
+    assert source.sections["tables"]["telemetry.public.readings"].startswith("rows=300 ")
+    assert len(source.sections["chunks"]) >= 3, "three days of readings: a chunk per day, each compared"
+
+    # --- rows written on Düsseldorf afterwards arrive ---------------------------------------
+    _psql(tools, SOURCE, "telemetry", _readings(301, 50))
+    took = _until("the 50 new rows on Monaco",
+                  lambda: _psql(tools, TARGET, "telemetry", "SELECT count(*) FROM readings;"), "350")  # fmt: skip
+    print(f"50 rows written on {SOURCE} counted on {TARGET} after {took:.0f} s")
+    assert differences(_tables(tools, SOURCE), _tables(tools, TARGET), ("tables", "chunks")) == []
+
+    # --- rollback from replicate: one phase change ------------------------------------------
+    env_file.write_text(without_move)
+    steps = _steps(project)
+    assert not [s for s in steps if s[0] in UNSAFE_OPS], steps
+    assert {(op, kind) for op, site, kind in steps if site == SOURCE} == {
+        ("delete", "Service"), ("delete", "NetworkPolicy"), ("update", "ConfigMap"), ("update", "ResourceQuota")
+    }, steps  # fmt: skip
+    assert {op for op, site, _ in steps if site == TARGET} == {"delete"}, steps
+    project.pulumi("up", "--yes", "--skip-preview", "--stack", ENVIRONMENT, timeout=2400)
+    assert "move" not in project.outputs(ENVIRONMENT)
+    gone = tools.run("kubectl", "--context", TARGET, "get", "namespace", NAMESPACE, check=False)
+    assert gone.returncode != 0, f"{NAMESPACE} is still on {TARGET} after the rollback"
+    pod = tools.kubectl_json(SOURCE, "-n", NAMESPACE, "get", "pod", PRIMARY)
+    assert pod["metadata"]["uid"] == before, "Düsseldorf's primary ran throughout"
+    assert _psql(tools, SOURCE, "telemetry", "SELECT count(*) FROM readings;") == "350"
+    admitted = f"SELECT count(*) FROM pg_hba_file_rules WHERE address = '{LINK_ADDRESS}';"
+    _until("pg_hba without the link address", lambda: _psql(tools, SOURCE, "postgres", admitted), "0")
