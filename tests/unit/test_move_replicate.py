@@ -12,7 +12,12 @@ import pytest
 
 from smartnation.program import move_guard
 from smartnation.program.city_platform import build
-from smartnation.program.components.database import REPLICATION_USER, admit_replication_from
+from smartnation.program.components.database import (
+    REPLICATION_PASSWORD_HASH,
+    REPLICATION_USER,
+    SUPERUSER_PASSWORD_HASH,
+    admit_replication_from,
+)
 from smartnation.program.move_guard import Deployed, check_move
 from smartnation.settings import SettingsError, load_settings
 from tests.unit.harness import BuiltStack, Registered, edit, install_mocks, run, secrets_for, set_secrets
@@ -106,6 +111,8 @@ def test_the_new_site_holds_a_hot_standby_of_the_source_and_nothing_that_writes(
     conninfo = next(a for a in server["args"] if a.startswith("primary_conninfo="))
     assert f"host={source_host} " in conninfo and "sslmode=verify-full" in conninfo
     assert primary["hostAliases"][0]["hostnames"] == [source_host]
+    annotations = target[f"{OTHER}-database-primary-server"].plain["spec"]["template"]["metadata"]["annotations"]
+    assert set(annotations) == {REPLICATION_PASSWORD_HASH, SUPERUSER_PASSWORD_HASH}, "a new password rolls it"
     assert "standby.signal" in primary["initContainers"][0]["command"][-1]
     sources = primary["volumes"][1]["projected"]["sources"]
     assert sources[1]["secret"]["name"] == "dev-database-source-ca"

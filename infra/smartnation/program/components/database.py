@@ -60,6 +60,7 @@ def _job_tls_env() -> list[dict[str, Any]]:
         {"name": "PGSSLROOTCERT", "value": f"{JOB_CA_DIR}/ca.crt"},
     ]
 
+
 SERVER_ARGS = [
     "postgres",
     "-c",
@@ -511,10 +512,13 @@ def _standby_server(
             host_aliases=[{"ip": source.address, "hostnames": [source.host]}],
         ),
         claims=[children.data_claim(settings.storage_size)],
+        # Its walreceiver logs in with the replication password, its reloader as the superuser
+        # (whose new password arrives from the source in the WAL): a new one of either rolls it.
         pod_annotations={
-            REPLICATION_PASSWORD_HASH: secret_digest([credentials.replication_password], lambda v: sha256(v[0]))
+            REPLICATION_PASSWORD_HASH: secret_digest([credentials.replication_password], lambda v: sha256(v[0])),
+            SUPERUSER_PASSWORD_HASH: secret_digest([credentials.superuser_password], lambda v: sha256(v[0])),
         },
-        depends_on=[tls, ca_secret],
+        depends_on=[tls, ca_secret, *credentials.server_secrets],
     )
 
 
