@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Query, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, status
 
+from device_registry.auth import OperatorTokens
 from device_registry.broker import CommandPublisher
 from device_registry.database import AlreadyRegistered, DeviceStore, migrate
 from device_registry.models import DEVICE_ID_PATTERN, CommandIn, CommandOut, Device, DeviceIn
@@ -16,6 +18,8 @@ from device_registry.settings import SERVICE, RegistrySettings
 from service_common import database
 from service_common.health import Check, health_router
 from service_common.migrations import Migrator
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: RegistrySettings) -> FastAPI:
@@ -41,6 +45,12 @@ def create_app(settings: RegistrySettings) -> FastAPI:
     app = FastAPI(title="device-registry", lifespan=lifespan)
     checks = [Check("database", lambda: database.probe(pool)), Check("schema", migrator.probe), publisher.check()]
     app.include_router(health_router(lambda: checks))
+    # Everything under /v1 is an operator's (register, retire, command, and the inventory of
+    # devices with their locations); the health routes above stay open for the probes.
+    operator = OperatorTokens(settings.operator_tokens)
+    # `client: str = Depends(operator)` below, not Annotated: with postponed annotations FastAPI
+    # resolves an annotation in the module's globals, where this app's `operator` is not.
+    api = APIRouter(dependencies=[Depends(operator)])
 
     def known_device(device_id: str) -> Device:
         device = store.get(device_id)
@@ -48,19 +58,21 @@ def create_app(settings: RegistrySettings) -> FastAPI:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {device_id!r}")
         return device
 
-    @app.post("/v1/devices", status_code=status.HTTP_201_CREATED, response_model_by_alias=True)
-    def register(body: DeviceIn) -> Device:
+    @api.post("/v1/devices", status_code=status.HTTP_201_CREATED, response_model_by_alias=True)
+    def register(body: DeviceIn, client: str = Depends(operator)) -> Device:
         if body.device_class not in settings.device_classes:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_ENTITY,
                 f"unknown device class {body.device_class!r}; known: {sorted(settings.device_classes)}",
             )
         try:
-            return store.register(body)
+            device = store.register(body)
         except AlreadyRegistered:
             raise HTTPException(status.HTTP_409_CONFLICT, f"device {body.id!r} is already registered") from None
+        log.info("device registered", extra={"device_id": body.id, "operator_client": client})
+        return device
 
-    @app.get("/v1/devices", response_model_by_alias=True)
+    @api.get("/v1/devices", response_model_by_alias=True)
     def list_devices(
         device_class: Annotated[str | None, Query(alias="class")] = None,
         include_retired: bool = False,
@@ -69,19 +81,20 @@ def create_app(settings: RegistrySettings) -> FastAPI:
     ) -> list[Device]:
         return store.list(device_class=device_class, include_retired=include_retired, after=after, limit=limit)
 
-    @app.get("/v1/devices/{device_id}", response_model_by_alias=True)
+    @api.get("/v1/devices/{device_id}", response_model_by_alias=True)
     def get_device(device_id: str) -> Device:
         return known_device(device_id)
 
-    @app.delete("/v1/devices/{device_id}", response_model_by_alias=True)
-    def retire(device_id: str) -> Device:
+    @api.delete("/v1/devices/{device_id}", response_model_by_alias=True)
+    def retire(device_id: str, client: str = Depends(operator)) -> Device:
         device = store.retire(device_id)
         if device is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {device_id!r}")
+        log.info("device retired", extra={"device_id": device_id, "operator_client": client})
         return device
 
-    @app.post("/v1/devices/{device_id}/commands", status_code=status.HTTP_202_ACCEPTED)
-    def send_command(device_id: str, body: CommandIn) -> CommandOut:
+    @api.post("/v1/devices/{device_id}/commands", status_code=status.HTTP_202_ACCEPTED)
+    def send_command(device_id: str, body: CommandIn, client: str = Depends(operator)) -> CommandOut:
         device = known_device(device_id)
         if device.retired_at is not None:
             raise HTTPException(status.HTTP_409_CONFLICT, f"device {device_id!r} is retired")
@@ -95,6 +108,7 @@ def create_app(settings: RegistrySettings) -> FastAPI:
                 status.HTTP_422_UNPROCESSABLE_ENTITY, f"devices of class {device.device_class!r} receive no commands"
             )
         command_id, created_at = store.record_command(device_id, body.command, body.args, topic)
+        log.info("command sent", extra={"device_id": device_id, "command_id": command_id, "operator_client": client})
         payload = json.dumps(
             {"command_id": command_id, "command": body.command, "args": body.args, "issued_at": created_at.isoformat()}
         ).encode()
@@ -107,4 +121,5 @@ def create_app(settings: RegistrySettings) -> FastAPI:
             brokers_total=len(publisher.brokers),
         )  # fmt: skip
 
+    app.include_router(api)
     return app

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import secrets
 import shutil
@@ -315,6 +316,11 @@ class Platform:
     brokers: Brokers
     postgres: Postgres
     minio: Minio
+    operator_tokens: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(app, operator client) -> its bearer token, made on first use as `secrets init` would."""
+
+    def operator_token(self, app: str, client: str) -> str:
+        return self.operator_tokens.setdefault((app, client), secrets.token_hex(16))
 
     def env(self, app: str) -> dict[str, str]:
         """What components/city_apis.py puts into ``app``'s ConfigMap and Secrets, for these daemons."""
@@ -340,6 +346,9 @@ class Platform:
                 "AWS_ACCESS_KEY_ID": api.storage_user,
                 "AWS_SECRET_ACCESS_KEY": self.minio.user_keys[api.storage_user],
             }
+        if api.operator_clients:
+            tokens = {client: self.operator_token(app, client) for client in api.operator_clients}
+            env["OPERATOR_TOKENS"] = json.dumps(tokens)
         return env
 
     def device_credentials(self, device_class: str) -> tuple[str, str]:

@@ -17,6 +17,7 @@ from smartnation.settings.stack_secrets import (
     OBJECT_STORAGE_ROOT_USER,
     REQUIRED_SECRETS,
     MissingSecretsError,
+    api_token,
     broker_password,
     check_secrets,
     database_role_password,
@@ -54,6 +55,11 @@ def test_an_environment_needs_the_fixed_secrets_and_one_per_login_role_internal_
         **{database_role_password(r): f"PostgreSQL password of role {r}" for r in roles},
         **{broker_password(c): f"MQTT password of internal client {c}" for c in internal},
         **{object_storage_secret_key(u): f"MinIO secret key of access key {u}" for u in users},
+        **{
+            api_token(api.app, client): f"bearer token of operator client {client} of {api.app}"
+            for api in staging.city_apis.values()
+            for client in api.operator_clients
+        },
     }
     assert {k: v for k, v in keys.items() if k not in REQUIRED_SECRETS} == expected
     assert not any(database_role_password(r) in keys for r in no_login)

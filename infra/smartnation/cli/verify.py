@@ -39,9 +39,10 @@ from smartnation.cli.verify_checks import (
     check_network_policy_denies,
     check_open_data,
     check_pod_security,
+    check_registry_refuses_anonymous,
     check_workloads,
 )
-from smartnation.cli.verify_target import class_password, mqtt_plan, target_from_outputs
+from smartnation.cli.verify_target import class_password, mqtt_plan, operator_token, target_from_outputs
 from smartnation.cli.workspace import select, tool_environment
 from smartnation.settings import SettingsError, load_cluster_profile
 
@@ -72,6 +73,7 @@ CHECKS: tuple[Check, ...] = (
     Check("broker-acl-other-device-topic", check_broker_acl, 90, plus_bound=True),
     Check("broker-refuses-passwords", check_broker_auth, 30),
     Check("device-command", check_device_command, 60, plus_bound=True),
+    Check("registry-refuses-anonymous", check_registry_refuses_anonymous, 30),
     Check("network-policy-denies", check_network_policy_denies, 60),
     Check("network-policy-allows", check_network_policy_allows, 60),
     Check("backup-restores", check_backup_restores, 600),
@@ -173,7 +175,10 @@ def build_context(args: argparse.Namespace) -> VerifyContext:
     passwords = {plan.subscriber_class: class_password(environment, config, plan.subscriber_class)}
     bound = reading_bound(args.reading_bound, settings.verify.reading_bound_seconds)
     settle = settings.verify.settle_seconds if args.settle is None else args.settle
-    return VerifyContext(target, kubectl, plan, device_id, passwords, reading_bound=bound, settle=settle)
+    token = operator_token(environment, config)
+    return VerifyContext(
+        target, kubectl, plan, device_id, passwords, reading_bound=bound, settle=settle, operator_token=token
+    )
 
 
 def reading_bound(option: float | None, stated: float) -> float:

@@ -65,6 +65,8 @@ class VerifyContext:
     """Seconds a reading may take from the broker's acknowledgement to open-data-api."""
     settle: float = 0.0
     """Seconds the workloads may take to become ready before the workloads check fails."""
+    operator_token: str = ""
+    """device-registry's bearer token of verify's own operator client (a stack secret)."""
     published: dict[str, Any] | None = None
     """The reading the publish check sent (ts, value, acknowledged_at), for the open-data check."""
     _ca: str | None = field(default=None, repr=False)
@@ -404,12 +406,13 @@ def api_pods(ctx: VerifyContext, api: str) -> list[dict[str, Any]]:
     return pods
 
 
-def http_json(port: int, method: str, path: str, body: dict | None = None, timeout: float = 5) -> tuple[int, Any]:
-    """(status, JSON body) of one request to a forwarded local port."""
+def http_json(
+    port: int, method: str, path: str, body: dict | None = None, timeout: float = 5, token: str | None = None
+) -> tuple[int, Any]:
+    """(status, JSON body) of one request to a forwarded local port; ``token``: a bearer token."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -467,7 +470,11 @@ def check_device_command(ctx: VerifyContext) -> str:
     with ctx.kubectl.port_forward(pod["metadata"]["name"], http_port(pod)) as port:
         location = {"latitude": 43.7384, "longitude": 7.4246, "label": "smartnation verify"}
         status, body = http_json(
-            port, "POST", "/v1/devices", {"id": device_id, "class": ctx.plan.device_class, "location": location}
+            port,
+            "POST",
+            "/v1/devices",
+            {"id": device_id, "class": ctx.plan.device_class, "location": location},
+            token=ctx.operator_token,
         )
         if status != 201:
             raise CheckFailed(f"registering {device_id}: {status} {body}")
@@ -477,7 +484,9 @@ def check_device_command(ctx: VerifyContext) -> str:
                 raise CheckFailed(f"device {device_id} refused: {reason}")
             device.subscribe(topic)
             started = time.monotonic()
-            status, body = http_json(port, "POST", f"/v1/devices/{device_id}/commands", {"command": "verify_ping"})
+            status, body = http_json(
+                port, "POST", f"/v1/devices/{device_id}/commands", {"command": "verify_ping"}, token=ctx.operator_token
+            )
             if status != 202:
                 raise CheckFailed(f"command to {device_id}: {status} {body}")
             command_id = body["command_id"]
@@ -486,8 +495,36 @@ def check_device_command(ctx: VerifyContext) -> str:
             took = time.monotonic() - started
         finally:
             device.close()
-            http_json(port, "DELETE", f"/v1/devices/{device_id}")  # retire it: verify leaves no live device
+            # Retire it: verify leaves no live device.
+            http_json(port, "DELETE", f"/v1/devices/{device_id}", token=ctx.operator_token)
     return f"{device_id} got command {command_id} on {topic} in {took:.1f}s ({body['brokers_reached']} broker pods)"
+
+
+def check_registry_refuses_anonymous(ctx: VerifyContext) -> str:
+    """device-registry refuses every /v1 request without an operator's bearer token (401), a
+    wrong token too, and answers verify's own; its probes stay open."""
+    pod = api_pods(ctx, DEVICE_REGISTRY)[0]
+    device_id = f"{ctx.device_id}-anon"
+    body = {"id": device_id, "class": ctx.plan.device_class, "location": {"latitude": 43.7, "longitude": 7.4}}
+    wrong = f"{ctx.operator_token}x"
+    with ctx.kubectl.port_forward(pod["metadata"]["name"], http_port(pod)) as port:
+        for token, who in ((None, "without a token"), (wrong, "with a wrong token")):
+            for method, path, payload in (
+                ("POST", "/v1/devices", body),
+                ("POST", f"/v1/devices/{device_id}/commands", {"command": "verify_ping"}),
+                ("DELETE", f"/v1/devices/{device_id}", None),
+                ("GET", "/v1/devices", None),
+            ):
+                status, answer = http_json(port, method, path, payload, token=token)
+                if status != 401:
+                    raise CheckFailed(f"{method} {path} {who}: {status} {answer}, expected 401")
+        status, answer = http_json(port, "GET", f"/v1/devices/{device_id}", token=ctx.operator_token)
+        if status != 404:
+            raise CheckFailed(f"verify's token: GET /v1/devices/{device_id} answered {status} {answer}, expected 404")
+        status, _ = http_json(port, "GET", "/healthz")
+        if status != 200:
+            raise CheckFailed(f"/healthz without a token answered {status}")
+    return "8 requests without or with a wrong token refused (401); verify's token and /healthz answered"
 
 
 # -- network policy -------------------------------------------------------------------------
@@ -570,7 +607,9 @@ def check_backup_restores(ctx: VerifyContext) -> str:
         job = restore_pod.backup_job(cronjob, restore._job_name(environment, "verify"), BACKUP_JOB_SECONDS)
         dumped = restore.run_job(target, job, timeout=BACKUP_JOB_SECONDS + 30)
         if not dumped.succeeded:
-            raise CheckFailed(f"backup Job {job['metadata']['name']} failed ({dumped.reason}): {dumped.logs.strip()[-400:]}")
+            raise CheckFailed(
+                f"backup Job {job['metadata']['name']} failed ({dumped.reason}): {dumped.logs.strip()[-400:]}"
+            )
         name, bucket = restore_pod.uploaded_backup(dumped.logs)
         listing = restore.run_job(target, restore_pod.list_job(cronjob, restore._job_name(environment, "backups")),
                                   timeout=LIST_JOB_SECONDS)  # fmt: skip

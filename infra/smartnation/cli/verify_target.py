@@ -12,7 +12,10 @@ from paho.mqtt.client import topic_matches_sub
 
 from smartnation.settings import SettingsError
 from smartnation.settings.models import DeviceClassSettings
-from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, broker_password
+from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, api_token, broker_password
+
+VERIFY_CLIENT = "verify"
+"""verify's operator client of device-registry (city_apis.device_registry.operator_clients)."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,16 @@ def mqtt_plan(
 def class_password(environment: str, config: Mapping[str, Any], device_class: str) -> str:
     """An internal class's MQTT password from the stack's config (secrets decrypted); values may be
     ConfigValue-like (``.value``) or plain strings."""
-    key = f"{CONFIG_NAMESPACE}:{broker_password(device_class)}"
+    return _stack_secret(environment, config, broker_password(device_class))
+
+
+def operator_token(environment: str, config: Mapping[str, Any], app: str = "device-registry") -> str:
+    """The bearer token of verify's own operator client of ``app``, from the stack's config."""
+    return _stack_secret(environment, config, api_token(app, VERIFY_CLIENT))
+
+
+def _stack_secret(environment: str, config: Mapping[str, Any], name: str) -> str:
+    key = f"{CONFIG_NAMESPACE}:{name}"
     if key not in config:
         raise SettingsError(f"environments/stacks/Pulumi.{environment}.yaml", f"config.{key}", "missing secret")
     value = config[key]

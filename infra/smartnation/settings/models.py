@@ -73,6 +73,7 @@ API_PROVIDED_ENV = frozenset(
         "S3_ENDPOINT",
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
+        "OPERATOR_TOKENS",
     }
 )
 # extra_env is plain text in the environment files and in the Deployment: no credentials.
@@ -552,6 +553,11 @@ class ApiSettings:
     """Connect to every broker pod by its own DNS name (the telemetry ingest)."""
     storage_user: str | None = setting(default=None, kind="dns_label")
     """Object storage user whose access key the API uses, or null."""
+    operator_clients: tuple[str, ...] = setting(default=(), kind="dns_label", items=(0, 20), unique=True)
+    """Operator clients of the API (``operator``, ``verify``): each gets its own bearer token, the
+    stack secret ``api-token-<app>-<client>``, handed to the API in its ``operator-tokens`` Secret
+    (OPERATOR_TOKENS). An API that lists none gets no Secret; device-registry then refuses every
+    request under /v1 (services/device_registry/auth.py)."""
     extra_env: Mapping[str, str] = setting(default_factory=dict, key_kind="env_var", items=(0, 50))
     """Escape hatch: extra non-secret environment variables; never a credential, never one of
     the variables the program sets (API_PROVIDED_ENV)."""

@@ -50,6 +50,12 @@ def object_storage_secret_key(user: str) -> str:
     return f"object-storage-secret-key-{user}"
 
 
+def api_token(app: str, client: str) -> str:
+    """Secret key of an operator client's bearer token for a city API (``device-registry``).
+    Rotated like every other secret: a new value rolls the API (its credentials digest)."""
+    return f"api-token-{app}-{client}"
+
+
 def required_secrets(settings: Settings) -> dict[str, str]:
     """Every secret key this environment needs -> what it is."""
     keys = dict(REQUIRED_SECRETS)
@@ -62,6 +68,9 @@ def required_secrets(settings: Settings) -> dict[str, str]:
             keys[broker_password(device_class.name)] = f"MQTT password of internal client {device_class.name}"
     for user in settings.object_storage.users:
         keys[object_storage_secret_key(user.name)] = f"MinIO secret key of access key {user.name}"
+    for api in settings.city_apis.values():
+        for client in api.operator_clients:
+            keys[api_token(api.app, client)] = f"bearer token of operator client {client} of {api.app}"
     return keys
 
 

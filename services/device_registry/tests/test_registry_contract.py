@@ -29,8 +29,10 @@ def registry(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 @pytest.fixture()
-def api(registry: RunningService) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=registry.url, timeout=15) as client:
+def api(registry: RunningService, platform: Platform) -> Iterator[httpx.Client]:
+    """An operator's client: the bearer token the program gives the `operator` client."""
+    token = platform.operator_token("device-registry", "operator")
+    with httpx.Client(base_url=registry.url, timeout=15, headers={"Authorization": f"Bearer {token}"}) as client:
         yield client
 
 
@@ -125,6 +127,33 @@ def test_commands_are_refused_where_they_cannot_go(api: httpx.Client) -> None:
     api.delete(f"/v1/devices/{retired}")
     assert api.post(f"/v1/devices/{retired}/commands", json={"command": "reboot"}).status_code == 409
     assert api.post(f"/v1/devices/{new_id()}/commands", json={"command": "reboot"}).status_code == 404
+
+
+def test_without_an_operator_token_nothing_is_registered_nor_commanded(
+    api: httpx.Client, registry: RunningService, platform: Platform
+) -> None:
+    """The real process with the program's OPERATOR_TOKENS: no token, another API's or a wrong one
+    is refused (401) on every /v1 route and nothing reaches the database; the verify client's own
+    token works; the probes stay open."""
+    device_id = new_id()
+    register(api, device_id)
+    body = {"id": new_id(), "class": "parking-sensor", "location": MONACO}
+    verify = platform.operator_token("device-registry", "verify")
+    for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": f"Bearer {verify[:-1]}"},
+                    {"Authorization": f"Basic {verify}"}):  # fmt: skip
+        with httpx.Client(base_url=registry.url, timeout=15, headers=headers) as anonymous:
+            assert anonymous.post("/v1/devices", json=body).status_code == 401
+            assert anonymous.post(f"/v1/devices/{device_id}/commands", json={"command": "reboot"}).status_code == 401
+            assert anonymous.delete(f"/v1/devices/{device_id}").status_code == 401
+            assert anonymous.get("/v1/devices").status_code == 401
+            assert anonymous.get("/healthz").status_code == 200
+            assert anonymous.get("/readyz").status_code == 200
+    assert api.get(f"/v1/devices/{body['id']}").status_code == 404
+    assert api.get(f"/v1/devices/{device_id}").json()["retired_at"] is None
+    recorded = platform.postgres.sql(f"SELECT count(*) FROM commands WHERE device_id = '{device_id}'", "devices")
+    assert recorded == "0"
+    with httpx.Client(base_url=registry.url, timeout=15, headers={"Authorization": f"Bearer {verify}"}) as checks:
+        assert checks.post("/v1/devices", json=body).status_code == 201
 
 
 def test_readiness_names_its_dependencies(api: httpx.Client) -> None:

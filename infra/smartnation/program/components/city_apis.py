@@ -15,7 +15,15 @@ import yaml
 
 from smartnation.paths import CHART
 from smartnation.program import naming
-from smartnation.program.components import broker, child_options, database, object_storage, pods, require_provider
+from smartnation.program.components import (
+    api_tokens,
+    broker,
+    child_options,
+    database,
+    object_storage,
+    pods,
+    require_provider,
+)
 from smartnation.program.components.certificates import certificate
 from smartnation.program.components.stateful import secret_digest, sha256
 from smartnation.program.placement import Placement
@@ -171,6 +179,16 @@ class CityApis(pulumi.ComponentResource):
         names = args.placement.names(app)
         release = args.releases.components[api.name]
         data, secret_refs = _connections(args.placement.environment, api, args.connections)
+        tokens = api_tokens.operator_tokens_secret(
+            f"{name}-{app}-{api_tokens.SECRET_ROLE}",
+            api,
+            namespace=args.placement.namespace,
+            secret_name=names.child(api_tokens.SECRET_ROLE),
+            labels=names.labels("api", release.version),
+            opts=child_options(self, provider),
+        )
+        if tokens is not None:
+            secret_refs.append(tokens.metadata.name)
         connections = k8s.core.v1.ConfigMap(
             f"{name}-{app}-connections",
             metadata={
@@ -222,6 +240,7 @@ def credentials_digest(api: ApiSettings) -> pulumi.Output[str]:
         keys.append(stack_secrets.broker_password(api.broker_client))
     if api.storage_user is not None:
         keys.append(stack_secrets.object_storage_secret_key(api.storage_user))
+    keys.extend(api_tokens.token_keys(api))
     values = [config.require_secret(key) for key in keys]
     return secret_digest(values, lambda plain: sha256(json.dumps(dict(zip(keys, plain, strict=True)))))
 
