@@ -100,8 +100,9 @@ def check_move(settings: Settings, deployed: Callable[[], Deployed | None] | Non
         raise SettingsError(
             settings.source,
             "move",
-            f"the move's {move.phase} phase is not available yet (docs/move.md says what exists: the site link, "
-            f"these checks, `smartnation compare`); remove `move:` to keep {settings.environment} on {here}",
+            f"the move's {move.phase} phase is not available yet (docs/move.md says what exists: the replicate "
+            f"phase for the database, the site link, these checks, `smartnation compare`); set `phase: replicate` "
+            f"to keep replicating, or remove `move:` to keep {settings.environment} on {here} alone",
         )
 
 
