@@ -2,7 +2,7 @@
 
     smartnation up ENV [--yes]            deploy an environment (engineers, CI for dev/staging)
     smartnation destroy ENV [--yes]       remove an environment's resources
-    smartnation secrets init ENV          generate every missing secret into the stack file
+    smartnation secrets init ENV          fill in every missing secret (a deployed stack's from its last update)
     smartnation outputs ENV               print an environment's stack outputs
     smartnation preview [--base REF] [--output FILE] [ENV ...]
                                           what a change would do to the environments it affects
