@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, status
 
 from device_registry.auth import OperatorTokens
 from device_registry.broker import CommandPublisher
-from device_registry.database import AlreadyRegistered, DeviceStore, migrate
+from device_registry.database import AlreadyRegistered, DeviceStore, migrate, require_schema
 from device_registry.models import DEVICE_ID_PATTERN, CommandIn, CommandOut, Device, DeviceIn
 from device_registry.settings import SERVICE, RegistrySettings
 from service_common import database
@@ -26,14 +26,12 @@ def create_app(settings: RegistrySettings) -> FastAPI:
     pool = database.make_pool(settings.conninfo(application=SERVICE), name=f"{SERVICE}-db")
     store = DeviceStore(pool)
     publisher = CommandPublisher(settings, settings.command_timeout_s)
-    migrator = Migrator(pool, migrate)
+    # Without MIGRATE_ON_START the release's migration Job owns the schema: wait until it is there.
+    migrator = Migrator(pool, migrate if settings.migrate_on_start else require_schema)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if settings.migrate_on_start:
-            migrator.start()
-        else:
-            migrator.done.set()
+        migrator.start()
         publisher.start()
         try:
             yield

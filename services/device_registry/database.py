@@ -49,6 +49,11 @@ def migrate(conn: psycopg.Connection) -> int:
     return migrations.apply(conn, MIGRATION_LOCK, MIGRATIONS)
 
 
+def require_schema(conn: psycopg.Connection) -> int:
+    """The running registry's check when the migration Job owns the schema."""
+    return migrations.require(conn, MIGRATIONS)
+
+
 class AlreadyRegistered(Exception):
     pass
 

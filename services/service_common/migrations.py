@@ -1,5 +1,10 @@
 """Ordered, idempotent schema migrations, applied by whoever owns the database.
 
+Deployed, the owner is a role of its own that only each release's migration Job logs in as
+(``python -m <service>.migrate``); the running service checks the schema (:func:`require`) and
+has DML only. Locally, ``MIGRATE_ON_START`` (default on) lets a service that owns its database
+migrate at start.
+
 Each service lists ``(version, sql)`` pairs; :func:`apply` runs the missing ones in one
 transaction under an advisory lock (replicas starting together wait for each other) and records
 them in ``schema_migrations``. :class:`Migrator` retries in the background until the database
@@ -11,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -44,6 +50,47 @@ def apply(
             conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
             log.info("applied migration", extra={"version": version})
     return max(version for version, _ in migrations)
+
+
+def connect_when_up(
+    conninfo: Mapping[str, object],
+    *,
+    wait_s: float = 120.0,
+    connect: Callable[..., psycopg.Connection] = psycopg.connect,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> psycopg.Connection:
+    """The migration Job's one connection. A new Pod's first packets can be refused until the
+    node's network-policy agent has admitted its address, so a refused connection is tried again
+    every 2 s for ``wait_s``; then the last error is raised (the Job's backoff takes over)."""
+    deadline = clock() + wait_s
+    while True:
+        try:
+            return connect(**conninfo)
+        except psycopg.OperationalError as error:
+            if clock() >= deadline:
+                raise
+            log.warning("database not reachable yet; retrying", extra={"error": str(error).splitlines()[0][:200]})
+            sleep(2.0)
+
+
+class SchemaBehind(RuntimeError):
+    """The database's schema lacks migrations this code needs (the migration Job has not run)."""
+
+
+def require(conn: psycopg.Connection, migrations: Sequence[Migration]) -> int:
+    """For a service that does not migrate (its role has DML only; a Job migrates as the owner):
+    check that every migration it knows is applied; returns the schema version."""
+    wanted = {version for version, _ in migrations}
+    try:
+        with conn.transaction():
+            applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    except psycopg.errors.UndefinedTable:
+        applied = set()
+    missing = sorted(wanted - applied)
+    if missing:
+        raise SchemaBehind(f"schema migrations {missing} not applied yet (the release's migration Job applies them)")
+    return max(wanted)
 
 
 class Migrator:

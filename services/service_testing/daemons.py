@@ -21,6 +21,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -216,10 +217,30 @@ def start_postgres() -> Postgres:
         result = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
         postgres.passwords = passwords
+        _migrate_as_owners(postgres)
         return postgres
     except BaseException:
         cd.stop_pg_cluster(cluster)
         raise
+
+
+def _migrate_as_owners(postgres: Postgres) -> None:
+    """What each release's migration Job does (components/city_apis.py): ``python -m <api>.migrate``
+    as the database's owner; the services then connect with DML only (``MIGRATE_ON_START=false``)."""
+    settings = project_settings()
+    owners = {d.name: d.owner for d in settings.database.databases}
+    for api in settings.city_apis.values():
+        if api.database is None or not api.database.migrations:
+            continue
+        owner = owners[api.database.name]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")} | {
+            "PGHOST": "127.0.0.1", "PGPORT": str(postgres.port), "PGDATABASE": api.database.name,
+            "PGUSER": owner, "PGPASSWORD": postgres.passwords[owner], "SMARTNATION_ENVIRONMENT": "contract",
+        }  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-m", f"{api.name}.migrate"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, f"{api.name}.migrate as {owner}:\n{result.stdout}{result.stderr}"
 
 
 def stop_postgres(postgres: Postgres) -> None:
@@ -335,6 +356,8 @@ class Platform:
                 "PGUSER": api.database.role,
                 "PGPASSWORD": self.postgres.passwords[api.database.role],
             }
+            if api.database.migrations:
+                env["MIGRATE_ON_START"] = "false"  # migrated by _migrate_as_owners, as in the cluster
         if api.broker_client is not None:
             env["MQTT_URL"] = self.brokers.urls()[0]
             if api.broker_all_pods:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import psycopg
-
 from service_common.logging import configure_logging
+from service_common.migrations import connect_when_up
 from service_common.settings import DatabaseSettings, ServiceSettings
 from telemetry_ingest.schema import migrate
 from telemetry_ingest.settings import SERVICE
@@ -14,7 +13,7 @@ def main() -> None:
     service = ServiceSettings()
     configure_logging(f"{SERVICE}-migrate", service.environment, service.log_level)
     database = DatabaseSettings()  # type: ignore[call-arg] - read from the environment
-    with psycopg.connect(**database.conninfo(application=f"{SERVICE}-migrate")) as conn:  # type: ignore[arg-type]
+    with connect_when_up(database.conninfo(application=f"{SERVICE}-migrate")) as conn:
         migrate(conn)
 
 

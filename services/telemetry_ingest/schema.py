@@ -1,13 +1,12 @@
 """The telemetry schema, as ordered idempotent migrations.
 
-Who runs them: today the ingest itself at start (``MIGRATE_ON_START``, default on), as the
-``telemetry_ingest`` role, which owns the ``telemetry`` database (environments/defaults.yaml).
-Concurrent replicas serialise on an advisory lock. Tables the owner creates are readable by
-``open_data`` through the default privileges the database setup grants.
-
-Least privilege later (issue 11): run ``python -m telemetry_ingest.migrate`` as a Job (or a
-Helm hook) with an owner role, set ``MIGRATE_ON_START=false``, and give the ingest's role only
-INSERT/SELECT on ``readings`` and ``archived_hours``.
+Who runs them: deployed, each release's migration Job (``python -m telemetry_ingest.migrate``)
+as ``telemetry_owner``, which owns the ``telemetry`` database (environments/defaults.yaml); the
+ingest itself is told ``MIGRATE_ON_START=false``, connects as ``telemetry_ingest`` with DML only
+(the database setup's ``write`` grant, default privileges included) and waits for the schema
+(:func:`require_schema`). Locally the ingest may migrate at start (the default). Concurrent
+migrations serialise on an advisory lock. Tables the owner creates are readable by ``open_data``
+and writable by the ingest through the default privileges the database setup grants.
 """
 
 from __future__ import annotations
@@ -60,3 +59,8 @@ def require_timescaledb(conn: psycopg.Connection) -> None:
 def migrate(conn: psycopg.Connection) -> int:
     """Apply what is missing; returns the schema version. Safe to run from every replica."""
     return migrations.apply(conn, MIGRATION_LOCK, MIGRATIONS, precheck=require_timescaledb)
+
+
+def require_schema(conn: psycopg.Connection) -> int:
+    """The running ingest's check when the migration Job owns the schema."""
+    return migrations.require(conn, MIGRATIONS)

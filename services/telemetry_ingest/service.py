@@ -17,7 +17,7 @@ from service_common.mqtt import BrokerConnection, Subscription, client_id, stabl
 from telemetry_ingest.archive import Archiver
 from telemetry_ingest.batching import Batcher, Pending
 from telemetry_ingest.database import ReadingStore, prepare_session
-from telemetry_ingest.schema import migrate
+from telemetry_ingest.schema import migrate, require_schema
 from telemetry_ingest.settings import SERVICE, IngestSettings
 from telemetry_ingest.validation import Reading, Rejected, parse_message
 
@@ -61,7 +61,8 @@ class IngestService:
             max_size=settings.batch_size,
             max_wait_s=settings.batch_max_wait_s,
             queue_size=settings.queue_size,
-            before_first=self._migrate if settings.migrate_on_start else None,
+            # Without MIGRATE_ON_START the release's migration Job owns the schema: wait for it.
+            before_first=self._migrate if settings.migrate_on_start else self._require_schema,
             writers=settings.writers,
         )
         self.archiver = Archiver(
@@ -115,6 +116,10 @@ class IngestService:
     def _migrate(self) -> None:
         with self.pool.connection() as conn:
             migrate(conn)
+
+    def _require_schema(self) -> None:
+        with self.pool.connection() as conn:
+            require_schema(conn)
 
     def _on_message(self, broker: BrokerConnection, message: mqtt.MQTTMessage) -> None:
         self.metrics.received.inc()

@@ -87,7 +87,7 @@ def written(deployed, tools, superuser_password) -> None:
         tools,
         superuser_password,
         "telemetry",
-        "SET ROLE telemetry_ingest",
+        "SET ROLE telemetry_owner",
         "CREATE TABLE it_readings (at timestamptz NOT NULL, device text NOT NULL, value double precision)",
         "SELECT create_hypertable('it_readings', 'at', chunk_time_interval => interval '1 day')",
         f"INSERT INTO it_readings SELECT timestamptz '2026-11-01' + i * interval '20 seconds', 'dev-' || (i % 97), "
@@ -97,7 +97,7 @@ def written(deployed, tools, superuser_password) -> None:
         tools,
         superuser_password,
         "devices",
-        "SET ROLE device_registry",
+        "SET ROLE devices_owner",
         "CREATE TABLE it_devices (id text PRIMARY KEY, class text NOT NULL, location point)",
         f"INSERT INTO it_devices SELECT 'dev-' || i, 'air-quality-sensor', point(i, -i) "
         f"FROM generate_series(1, {DEVICES}) i",
@@ -169,7 +169,7 @@ def test_a_backup_restores_into_scratch_databases_with_zero_differences(deployed
     ((scratch_chunks,),) = _sql(tools, superuser_password, scratch, chunks)
     assert scratch_chunks == source_chunks > 1
     owner = "SELECT tableowner FROM pg_tables WHERE tablename = 'it_readings'"
-    assert _sql(tools, superuser_password, scratch, owner) == [("telemetry_ingest",)]
+    assert _sql(tools, superuser_password, scratch, owner) == [("telemetry_owner",)]
     assert _sql(tools, superuser_password, scratch, "SELECT count(*) FROM it_readings") == [(READINGS,)]
     assert _sql(tools, superuser_password, scratch, "SHOW timescaledb.restoring") == [("off",)]
     # The live databases were only read.

@@ -302,9 +302,12 @@ def test_database_image_creates_its_cluster_and_runs_the_programs_init_sql(
     assert sql("postgres", "SHOW shared_preload_libraries") == "timescaledb"
     assert sql("telemetry", "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'") == "2.17.2"
     assert sql("postgres", "SELECT rolreplication FROM pg_roles WHERE rolname = 'replicator'") == "t"
+    # The owner makes the hypertable (as the migration Job does); the ingest's role, DML only,
+    # writes rows over more than a day, so its inserts make the hourly chunks the owner's grants must cover.
+    owner = {"PGUSER": "telemetry_owner", "PGPASSWORD": role_passwords["TELEMETRY_OWNER_PASSWORD"]}
     ingest = {"PGUSER": "telemetry_ingest", "PGPASSWORD": role_passwords["TELEMETRY_INGEST_PASSWORD"]}
-    sql("telemetry", "CREATE TABLE readings (at timestamptz NOT NULL, sensor int, value double precision)", **ingest)
-    sql("telemetry", "SELECT create_hypertable('readings', 'at')", **ingest)
+    sql("telemetry", "CREATE TABLE readings (at timestamptz NOT NULL, sensor int, value double precision)", **owner)
+    sql("telemetry", "SELECT create_hypertable('readings', 'at', chunk_time_interval => interval '1 hour')", **owner)
     sql(
         "telemetry",
         "INSERT INTO readings SELECT now() - make_interval(secs => i), i % 50, random() "
@@ -313,6 +316,11 @@ def test_database_image_creates_its_cluster_and_runs_the_programs_init_sql(
     )
     reader = {"PGUSER": "open_data", "PGPASSWORD": role_passwords["OPEN_DATA_PASSWORD"]}
     assert sql("telemetry", "SELECT count(*) FROM readings", **reader) == "100000"
+    assert int(sql("telemetry", "SELECT count(*) FROM timescaledb_information.chunks", **ingest)) > 1
+    dropped = _in_image(
+        image, root, "psql", "-X", "-d", "telemetry", "-c", "DROP TABLE readings", env={**client, **ingest}
+    )
+    assert dropped.returncode != 0 and "must be owner of table readings" in dropped.stderr, dropped.stderr
     # The backup CronJob's dump, with the tools of this image.
     dump = _in_image(
         image,

@@ -206,10 +206,17 @@ CASES = [
         "role whose Secret name is invalid",
         "defaults.yaml",
         "database.roles",
-        [{"name": "device_registry"}, {"name": "telemetry_ingest"}, {"name": "open_data"}, {"name": "analyst_"}],
+        [
+            {"name": "device_registry"},
+            {"name": "telemetry_ingest"},
+            {"name": "open_data"},
+            {"name": "devices_owner"},
+            {"name": "telemetry_owner"},
+            {"name": "analyst_"},
+        ],
         "dev",
         "defaults.yaml",
-        "database.roles.3.name",
+        "database.roles.5.name",
         "Secret name 'dev-database-role-analyst-'",
     ),
     (
@@ -300,7 +307,7 @@ CASES = [
         "staging",
         "staging.yaml",
         "guardrails.quota.pods",
-        "24",
+        "26",
     ),
     (
         "LimitRange max below a workload",

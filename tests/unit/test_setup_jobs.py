@@ -29,7 +29,9 @@ def setup_job_names(secrets: dict[str, str]) -> dict[str, str]:
         run(recorder, lambda: build(settings))
     finally:
         pulumi.runtime.set_all_config({})
-    return {r.name: r.plain["metadata"]["name"] for r in recorder.resources if r.type == JOB}
+    # The APIs' migration Jobs are named after their image (tests/unit/test_least_privilege.py).
+    jobs = [r for r in recorder.resources if r.type == JOB and not r.name.endswith("-migrate")]
+    return {r.name: r.plain["metadata"]["name"] for r in jobs}
 
 
 def changed(secrets: dict[str, str], key: str) -> dict[str, str]:

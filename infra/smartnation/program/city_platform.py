@@ -182,6 +182,7 @@ def _connections(settings: Settings, broker: Broker, database: Database, storage
         database_host=database.primary_host,
         database_read_host=read_host,
         database_role_secrets=database.role_secret_names,
+        database_owners={spec.name: spec.owner for spec in settings.database.databases},
         s3_endpoint=storage.s3_endpoint,
         storage_user_secrets=storage.user_secret_names,
     )

@@ -39,6 +39,10 @@ _SERVICE_RE = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?")
 _LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 # Stand-in for the 10 hex digits of a hashed Job name (StatefulSetChildren.hashed_name).
 _HASH = "0" * 10
+MIGRATE_HASH_DIGITS = 6
+"""Hex digits of an API's migration Job name (``<env>-<app>-migrate-<digits>``): fewer than the
+setup Jobs' 10, so ``-telemetry-ingest-migrate-`` leaves environment names the room the setup
+Jobs do; they only tell one release's Job of one API from the next."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,9 @@ def derived_names(environment: str, spec: EnvironmentSpec) -> Iterator[Derived]:
         release = names(environment, api.app).name
         key = ("city_apis", api.name)
         yield Derived("Helm release and Service", release, 53, "Helm's limit on release names", key, service=True)
+        if api.database is not None and api.database.migrations:
+            job = names(environment, api.app).child(f"migrate-{_HASH[:MIGRATE_HASH_DIGITS]}")
+            yield Derived("Job", job, 63, "its job-name label", (*key, "database", "migrations"))
     for index, device_class in enumerate(spec.broker.device_classes):
         key = ("broker", "device_classes", str(index), "name")
         yield Derived("Secret", names(environment, naming.BROKER).child(f"client-{device_class.name}"), 253, "", key)

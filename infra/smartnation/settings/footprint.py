@@ -4,7 +4,7 @@ A ResourceQuota below what the workloads need does not fail a deploy: Kubernetes
 pods one by one, long after `pulumi up` reported success. So the quota is checked against the
 largest the environment can get: every StatefulSet at its replicas, every API at its HPA
 ceiling (the quota comments in environments/*.yaml promise that room) and the Jobs that can
-run at once (database setup, object storage setup, the backup). The same pods must each fit
+run at once (database setup, object storage setup, the backup, each API's migration). The same pods must each fit
 under the LimitRange's per-container maximum.
 
 The shapes mirror program/components (broker, database, object_storage, city_apis, pods):
@@ -74,6 +74,9 @@ def workloads(spec: EnvironmentSpec) -> Iterator[Workload]:
     yield Workload("object_storage", storage.replicas, storage.resources, storage.storage_size)
     for name, api in spec.city_apis.items():
         yield Workload(name, api.max_replicas, api.resources)
+        if api.database is not None and api.database.migrations:
+            # The release's migration Job, which may run while the old release still has its pods.
+            yield Workload(f"{name} migration", 1, job_resources())
     for job in CONCURRENT_JOBS:
         yield Workload(job, 1, job_resources())
 

@@ -261,11 +261,22 @@ def _check_references(spec: EnvironmentSpec, origins: Origins) -> None:
                 fail((*path, "database", "role"), f"expected one of database.roles ({', '.join(sorted(roles))})")
             if api.database.role not in logins:
                 fail((*path, "database", "role"), "the role cannot log in (login: false in database.roles)")
-            granted = databases[api.database.name].owner == api.database.role or any(
-                g.role == api.database.role and g.database == api.database.name for g in spec.database.grants
-            )
+            owner = databases[api.database.name].owner
+            if owner == api.database.role:
+                # Least privilege: the owner may DROP and ALTER; only the migration Job logs in as it.
+                fail(
+                    (*path, "database", "role"),
+                    f"the role owns database {api.database.name!r}; an API connects as a role with a grant "
+                    "(write or read) and the owner runs its migrations only (migrations: true)",
+                )
+            granted = any(g.role == api.database.role and g.database == api.database.name for g in spec.database.grants)
             if not granted:
-                fail((*path, "database", "role"), "role neither owns the database nor has a grant on it")
+                fail((*path, "database", "role"), f"role has no grant on database {api.database.name!r}")
+            if api.database.migrations and owner not in logins:
+                fail(
+                    (*path, "database", "migrations"),
+                    f"the migration Job logs in as the owner of {api.database.name!r}, {owner!r}, which cannot log in",
+                )
 
     backup = spec.database.backup
     if backup.bucket not in buckets:

@@ -66,6 +66,7 @@ API_PROVIDED_ENV = frozenset(
         "PGPASSWORD",
         "PGSSLMODE",
         "PGSSLROOTCERT",
+        "MIGRATE_ON_START",
         "MQTT_URL",
         "MQTT_BROKER_URLS",
         "MQTT_USERNAME",
@@ -423,7 +424,7 @@ class GrantSettings:
     database: str = setting(kind="sql_identifier")
     """Database it applies to."""
     privilege: Literal["connect", "read", "write", "all"]
-    """connect, read (SELECT), write (read + DML) or all."""
+    """connect, read (SELECT), write (read + DML and temporary tables) or all."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -527,7 +528,11 @@ class DatabaseAccess:
     name: str = setting(kind="sql_identifier")
     """Database the API connects to."""
     role: str = setting(kind="sql_identifier")
-    """Role it connects as (a login role)."""
+    """Role it connects as (a login role with a grant on the database, never its owner: the
+    running API gets DML only)."""
+    migrations: bool = setting(default=False)
+    """The API owns the database's schema: before its release rolls out, a Job runs the image's
+    ``python -m <api>.migrate`` as the database's owner (the running API does not migrate)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -27,7 +27,7 @@ from smartnation.program.components import (
 from smartnation.program.components.certificates import certificate
 from smartnation.program.components.stateful import secret_digest, sha256
 from smartnation.program.placement import Placement
-from smartnation.settings import stack_secrets
+from smartnation.settings import derived_names, stack_secrets
 from smartnation.settings.models import ApiSettings, Releases
 
 API_PORT = 8080
@@ -42,6 +42,17 @@ DATABASE_CA_DIR = "/etc/smartnation/database-ca"
 """Where an API that uses the database finds the issuer's CA (``ca.crt``) to verify the server."""
 BROKER_CA_DIR = "/etc/smartnation/broker-ca"
 """Where an API that uses the broker finds the issuer's CA: the internal listener serves TLS too."""
+
+MIGRATE_COMMAND = ["/usr/bin/python3.11", "-m"]
+"""How the migration Job starts ``<package>.migrate`` in the API's image (the image's interpreter,
+as its entrypoint ``/usr/bin/python3.11 -m <package>`` does: tooling/images/recipes/city_apis.py)."""
+MIGRATE_ON_START = "MIGRATE_ON_START"
+"""Told ``false`` in the connections ConfigMap of an API whose migrations the Job runs: the running
+API connects with DML only and could not create its tables."""
+API_UID = 10001
+"""The user the APIs' images run as (charts/city-api's securityContext)."""
+MIGRATE_BACKOFF_LIMIT = 6
+MIGRATE_DEADLINE_SECONDS = 900
 
 CHART_PATH = CHART
 
@@ -71,6 +82,9 @@ class Connections:
     """S3 endpoint URL."""
     storage_user_secrets: pulumi.Input[Mapping[str, str]]
     """Storage user -> Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."""
+    database_owners: Mapping[str, str] | None = None
+    """Database -> its owner role (whose Secret in ``database_role_secrets`` only the migration
+    Job mounts); required for an API with ``database.migrations``."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +175,9 @@ class CityApis(pulumi.ComponentResource):
     def __init__(self, name: str, args: CityApisArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("smartnation:city_apis:CityApis", name, None, opts)
         provider = require_provider(opts, "CityApis")
+        # The migration Jobs run after what the APIs depend on (the database's setup Job has made
+        # the owner roles and their grants); a component's depends_on is not its children's.
+        self._after = list((opts.depends_on if opts else None) or [])  # type: ignore[arg-type]
         urls: dict[str, str] = {}
         releases: dict[str, str] = {}
         for api in args.settings.values():
@@ -219,14 +236,94 @@ class CityApis(pulumi.ComponentResource):
             labels=names.labels("api", release.version),
             opts=child_options(self, provider),
         )
+        after: list[pulumi.Resource] = [connections, tls]
+        if api.database is not None and api.database.migrations:
+            after.append(self._migration_job(name, api, args, provider, connections, values, _digest(data)))
+        # With migrations, the release rolls out only once its schema is in place.
         k8s.helm.v4.Chart(
             f"{name}-{app}",
             k8s.helm.v4.ChartArgs(
                 chart=args.chart_path, name=names.name, namespace=args.placement.namespace, values=values
             ),
-            opts=child_options(self, provider, depends_on=[connections, tls]),
+            opts=child_options(self, provider, depends_on=after),
         )
         return names.name, hostname
+
+    def _migration_job(
+        self,
+        name: str,
+        api: ApiSettings,
+        args: CityApisArgs,
+        provider: pulumi.ProviderResource,
+        connections: k8s.core.v1.ConfigMap,
+        values: Mapping[str, Any],
+        connections_digest: pulumi.Output[str],
+    ) -> k8s.batch.v1.Job:
+        """The Job that runs ``<package>.migrate`` from the release's image as the database's
+        owner: the one place the owner's Secret is mounted (the API's Pods get their own role's).
+        Named after the image and the connections, so each release (or a move to another
+        database) runs it once; the migrations are idempotent and the new Job is created before
+        the old one goes."""
+        assert api.database is not None
+        owners = args.connections.database_owners or {}
+        owner = owners.get(api.database.name)
+        if owner is None:
+            raise ValueError(f"city_apis.{api.name}: no owner known for database {api.database.name!r}")
+        names = args.placement.names(api.app)
+        release = args.releases.components[api.name]
+        image = f"{values['image']['repository']}@{values['image']['digest']}"
+        digits = derived_names.MIGRATE_HASH_DIGITS
+        job_name = connections_digest.apply(lambda digest: names.child(f"migrate-{sha256(image + digest)[:digits]}"))
+        owner_secret = pulumi.Output.from_input(args.connections.database_role_secrets)[owner]
+        # The API tier's NetworkPolicy lets it reach the database. Its own instance label (not the
+        # release's): neither the Deployment, the Service nor a look-up of the release's Pods
+        # takes the Job's Pod for one of the API's.
+        instance = {"app.kubernetes.io/instance": names.child("migrate")}
+        labels = {**names.labels("migrate", release.version), **instance, **values["podLabels"]}
+        # The database's CA only: the Job talks to nothing else.
+        cas = [ca for ca in values["caCertificates"] if ca["mountPath"] == DATABASE_CA_DIR]
+        ca_volumes = [
+            {
+                "name": f"ca-{ca['name']}",
+                "secret": {
+                    "secret_name": ca["secretName"],
+                    "default_mode": 0o444,
+                    "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                },
+            }
+            for ca in cas
+        ]
+        container = pods.container(
+            "migrate",
+            image,
+            pods.JOB_RESOURCES,  # as settings/footprint.py counts it
+            command=[*MIGRATE_COMMAND, f"{api.name}.migrate"],
+            env_from=[{"config_map_ref": {"name": connections.metadata.name}}, {"secret_ref": {"name": owner_secret}}],
+            volume_mounts=[
+                {"name": "tmp", "mount_path": "/tmp"},
+                *({"name": f"ca-{ca['name']}", "mount_path": ca["mountPath"], "read_only": True} for ca in cas),
+            ],
+        )
+        return k8s.batch.v1.Job(
+            f"{name}-{api.app}-migrate",
+            metadata={"namespace": args.placement.namespace, "name": job_name, "labels": labels},
+            spec={
+                "backoff_limit": MIGRATE_BACKOFF_LIMIT,
+                "active_deadline_seconds": MIGRATE_DEADLINE_SECONDS,
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "automount_service_account_token": False,
+                        "security_context": pods.pod_security_context(API_UID),
+                        "node_selector": values["nodeSelector"],
+                        "restart_policy": "Never",
+                        "containers": [container],
+                        "volumes": [pods.tmp_volume(), *ca_volumes],
+                    },
+                },
+            },
+            opts=child_options(self, provider, depends_on=[connections, *self._after], delete_before_replace=False),
+        )
 
 
 def credentials_digest(api: ApiSettings) -> pulumi.Output[str]:
@@ -280,6 +377,8 @@ def _connections(
             "PGSSLMODE": database.CLIENT_SSLMODE,
             "PGSSLROOTCERT": f"{DATABASE_CA_DIR}/ca.crt",
         }
+        if api.database.migrations:
+            data[MIGRATE_ON_START] = "false"
         secret_refs.append(pulumi.Output.from_input(connections.database_role_secrets)[api.database.role])
     if api.broker_client is not None:
         data["MQTT_URL"] = connections.mqtt_url

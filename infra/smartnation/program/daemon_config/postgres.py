@@ -105,8 +105,9 @@ class Grant:
     """What one role may do in one database.
 
     ``connect``: CONNECT only. ``read``: CONNECT, USAGE on schema public, SELECT on its
-    tables and sequences, now and in future. ``write``: read plus INSERT/UPDATE/DELETE and
-    sequence USAGE. ``all``: every privilege on the database, schema public and its objects
+    tables and sequences, now and in future. ``write``: read plus INSERT/UPDATE/DELETE,
+    sequence USAGE and temporary tables (a bulk load's staging table); no CREATE, no TRUNCATE.
+    ``all``: every privilege on the database, schema public and its objects
     (creating tables included), short of being the owner.
     """
 
@@ -255,11 +256,13 @@ def render_init_sql(databases: Sequence[Database], roles: Sequence[Role], grants
             f"ALTER DATABASE {database.name} OWNER TO {database.owner};",
         ]
     managed = [role.name for role in roles]
+    owners = {database.owner for database in databases}
     for database in databases:
         out += ["", f"-- ===== Inside database {database.name} ====="]
         # \connect opens a new session, so session settings are set again.
         out += [f"\\connect {database.name}", "SET client_min_messages = warning;", "BEGIN;"]
         out += _extensions_sql(database)
+        out += _hand_over_sql(database, [name for name in managed if name not in owners])
         out += _privileges_sql(database, managed, [g for g in grants if g.database == database.name])
         out += _retire_in_database_sql(database, retired)
         out += ["COMMIT;"]
@@ -295,6 +298,22 @@ def _retired_roles_query(roles: Sequence[Role], databases: Sequence[Database]) -
         "ON d.objoid = a.oid AND d.classoid = 'pg_catalog.pg_authid'::regclass "
         f"WHERE d.description = {_lit(MANAGED_COMMENT)} AND a.rolname NOT IN ({declared})"
     )
+
+
+def _hand_over_sql(database: Database, non_owners: Sequence[str]) -> list[str]:
+    """Only the owner owns anything in its database: what another managed role made there (an
+    API that ran its own migrations as the database's owner, before the owner became a role of
+    its own) becomes the owner's, so that role keeps its granted DML and cannot DROP or ALTER.
+
+    ``non_owners``: managed roles that own no declared database. REASSIGN OWNED also hands over
+    the databases a role owns (shared objects), so a declared owner is never named here."""
+    if not non_owners:
+        return []
+    return [
+        "-- Objects of managed roles that own no database go to this database's owner (a no-op",
+        "-- when they own nothing here).",
+        *(f"REASSIGN OWNED BY {name} TO {database.owner};" for name in non_owners),
+    ]
 
 
 def _retire_in_database_sql(database: Database, retired: str) -> list[str]:
@@ -377,6 +396,10 @@ def _privileges_sql(database: Database, managed: Sequence[str], grants: Sequence
         out.append(f"GRANT CONNECT ON DATABASE {db} TO {role};")
         if grant.privilege == "connect":
             continue
+        if grant.privilege == "write":
+            # A session's own temporary tables: the ingest COPYs each batch into one (gone at the
+            # session's end; no permanent table can be made, dropped or altered through it).
+            out.append(f"GRANT TEMPORARY ON DATABASE {db} TO {role};")
         table_privileges = "SELECT" if grant.privilege == "read" else "SELECT, INSERT, UPDATE, DELETE"
         sequence_privileges = "SELECT" if grant.privilege == "read" else "SELECT, USAGE"
         out += [
