@@ -383,6 +383,12 @@ class BrokerSettings:
     device_source_ranges: tuple[str, ...] = setting(default=("0.0.0.0/0",), kind="cidr", items=(1, 100), unique=True)
     """CIDRs devices may connect from (NetworkPolicy on 8883); at least one, since an empty
     list would render `from: []`, which admits every source."""
+    revoked_devices: tuple[str, ...] = setting(
+        default=(), pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", describe="a device id", items=(0, 10000), unique=True
+    )
+    """Device ids whose certificates the broker no longer honours (a stolen or retired device):
+    each gets a deny-all block in the TLS listener's ACL, so it publishes and receives nothing
+    although its certificate is valid until it expires (docs/security.md)."""
 
     def __post_init__(self) -> None:
         _unique(self.device_classes, "device_classes")

@@ -131,7 +131,7 @@ def _config(children: Children, settings: BrokerSettings) -> tuple[k8s.core.v1.C
         persistence_dir=_DATA_DIR,
     )
     acl = render_acl_file(_device_classes(settings, internal=True))
-    device_acl = render_device_acl_file(_device_classes(settings, internal=False))
+    device_acl = render_device_acl_file(_device_classes(settings, internal=False), revoked=settings.revoked_devices)
     reloader = render_tls_reloader(tls_dir=_TLS_DIR, interval_s=RELOADER_INTERVAL_S)
     config = children.config_map(
         "config",
