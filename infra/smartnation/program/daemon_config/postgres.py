@@ -306,14 +306,25 @@ def _hand_over_sql(database: Database, non_owners: Sequence[str]) -> list[str]:
     its own) becomes the owner's, so that role keeps its granted DML and cannot DROP or ALTER.
 
     ``non_owners``: managed roles that own no declared database. REASSIGN OWNED also hands over
-    the databases a role owns (shared objects), so a declared owner is never named here."""
-    if not non_owners:
-        return []
-    return [
-        "-- Objects of managed roles that own no database go to this database's owner (a no-op",
-        "-- when they own nothing here).",
-        *(f"REASSIGN OWNED BY {name} TO {database.owner};" for name in non_owners),
-    ]
+    the databases a role owns (shared objects), so a declared owner is never named here.
+
+    Only when the role owns a lasting table, sequence or function here: REASSIGN would also take
+    the temporary tables of the role's open sessions (the ingest's COPY staging table), which
+    its session could then no longer write. So a run of the setup leaves a running API alone;
+    only the one run that hands over an upgraded database's tables takes them from the sessions
+    of the API's old Pods, which the release replaces right after (their unacknowledged
+    readings are delivered again)."""
+    out = []
+    for name in non_owners:
+        role = f"(SELECT oid FROM pg_catalog.pg_roles WHERE rolname = {_lit(name)})"
+        out += [
+            f"SELECT format('REASSIGN OWNED BY %I TO %I', {_lit(name)}, {_lit(database.owner)})",
+            f"WHERE EXISTS (SELECT FROM pg_catalog.pg_class WHERE relowner = {role} AND relpersistence <> 't')",
+            f"OR EXISTS (SELECT FROM pg_catalog.pg_proc WHERE proowner = {role}) \\gexec",
+        ]
+    if out:
+        out.insert(0, "-- What managed roles that own no database made here goes to its owner (temporary tables stay).")
+    return out
 
 
 def _retire_in_database_sql(database: Database, retired: str) -> list[str]:
