@@ -678,7 +678,7 @@ def test_production_is_highly_available(build_stack, cluster: str) -> None:
     (minio,) = by_name(stack, STATEFULSET, "object-storage")
     servers = int(minio.plain["spec"]["replicas"])  # numbers cross the wire as floats
     assert servers >= 4 and spread_is_hard(minio)
-    (volumes,) = [a for a in pod_template(minio)["spec"]["containers"][0]["args"] if a.startswith("http://")]
+    (volumes,) = [a for a in pod_template(minio)["spec"]["containers"][0]["args"] if a.startswith("https://")]
     assert f"{{0...{servers - 1}}}" in volumes
 
     for name, values in chart_values(stack).items():
