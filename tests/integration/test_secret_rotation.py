@@ -7,10 +7,13 @@ is never mutated). Then, in this order:
   without TLS or to a database it has no grant on it is refused;
 - one more database role and storage user added to the settings and ``pulumi up``: the role
   logs in at once, the primary not restarted (the setup Job had it reload pg_hba);
-- rotating a database role's, a broker client's, a storage user's and the replication password
-  with ``pulumi config set --secret`` and ``pulumi up`` rolls every API that reads one, each API
-  answers ``/readyz`` again (it reconnected with the new value), the old value is refused and the
-  new one accepted by the real server;
+- rotating a database role's, a broker client's, a storage user's, the replication and the
+  superuser password with ``pulumi config set --secret`` and ``pulumi up`` rolls every API that
+  reads one, each API answers ``/readyz`` again (it reconnected with the new value), the old value
+  is refused and the new one accepted by the real server; the primary restarted and set the new
+  superuser password, the setup Job ran again with it, and a backup made with it restores
+  (`smartnation verify --check backup-restores`: the backup, list and restore Jobs log in as the
+  superuser);
 - removing that role and that user from the settings and ``pulumi up`` refuses their logins; the
   role is gone from the server.
 """
@@ -22,6 +25,7 @@ import json
 import os
 import secrets
 import ssl
+import subprocess
 import threading
 import urllib.request
 import uuid
@@ -36,6 +40,7 @@ import pytest
 import yaml
 from botocore.config import Config
 
+from smartnation.cli import exit_codes
 from smartnation.program import naming
 from smartnation.program.components import broker, database, object_storage
 from smartnation.program.components.city_apis import API_PORT, CREDENTIALS_HASH
@@ -48,7 +53,7 @@ from smartnation.settings.stack_secrets import (
     database_role_password,
     object_storage_secret_key,
 )
-from tests.integration.platform_project import PROJECT, PlatformProject
+from tests.integration.platform_project import PROJECT, REPO, PlatformProject
 from tests.integration.running_pods import dialled_as, issuer_ca, port_forward, service_host
 
 pytestmark = pytest.mark.integration
@@ -122,6 +127,30 @@ def psql_in_cluster(tools, user: str, password: str, database_name: str, *, sslm
         "kubectl", "--context", CLUSTER, "-n", NAMESPACE, "exec", PRIMARY_POD, "-c", "postgres", "--",
         "env", f"PGPASSWORD={password}", *command, check=False, timeout=60,
     )  # fmt: skip
+
+
+def setup_jobs(tools) -> dict[str, list[str]]:
+    """The database setup Jobs: name -> the conditions that hold (Complete, Failed)."""
+    found = tools.kubectl_json(
+        CLUSTER, "-n", NAMESPACE, "get", "jobs", "-l", f"app.kubernetes.io/component={naming.SETUP}"
+    )
+    return {
+        job["metadata"]["name"]: [c["type"] for c in job["status"].get("conditions") or [] if c["status"] == "True"]
+        for job in found["items"]
+        if job["metadata"]["name"].startswith(f"{ENVIRONMENT}-database-")
+    }
+
+
+def verify_backup_restores(platform: PlatformProject, tools) -> subprocess.CompletedProcess[str]:
+    """`smartnation verify dev --check backup-restores` against this test's project and backend."""
+    env = {**os.environ, **tools.env, **platform.env, "SMARTNATION_PROJECT_DIR": str(platform.root)}
+    proc = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "smartnation"), "verify", ENVIRONMENT,
+         "--check", "backup-restores", "--no-record"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    print(f"$ smartnation verify -> {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}")
+    return proc
 
 
 def refused(result, reason: str) -> None:
@@ -270,9 +299,12 @@ def test_rotating_each_kind_of_secret_rolls_its_clients_and_refuses_the_old_valu
         "broker": broker_password(api_mqtt.broker_client),
         "storage": object_storage_secret_key(api_s3.storage_user),
         "replication": DATABASE_REPLICATION_PASSWORD,
+        "superuser": DATABASE_SUPERUSER_PASSWORD,
     }
     old = stack_secrets(platform)
     before = deployment_hashes(tools)
+    primary_before = primary_pod(tools)["metadata"]["uid"]
+    jobs_before = setup_jobs(tools)
     new = {kind: f"rotated-{secrets.token_hex(12)}" for kind in keys}
     for kind, key in keys.items():
         platform.pulumi("config", "set", "--secret", "--stack", ENVIRONMENT, f"{CONFIG_NAMESPACE}:{key}", new[kind])
@@ -296,6 +328,24 @@ def test_rotating_each_kind_of_secret_rolls_its_clients_and_refuses_the_old_valu
     assert storage_accepts(tools, api_s3.storage_user, new["storage"])
     assert not broker_accepts(tools, api_mqtt.broker_client, old[keys["broker"]])
     assert broker_accepts(tools, api_mqtt.broker_client, new["broker"])
+
+    # The superuser: the primary restarted and set the new password at start; the old one is
+    # refused, over TLS from the pod network (the Jobs' way in) and on loopback.
+    assert primary_pod(tools)["metadata"]["uid"] != primary_before
+    refused(psql_in_cluster(tools, "postgres", old[keys["superuser"]], "postgres"), "password authentication")
+    assert psql_in_cluster(tools, "postgres", new["superuser"], "postgres").returncode == 0
+    with pytest.raises(psycopg.OperationalError, match="password authentication"):
+        superuser_sql(tools, old[keys["superuser"]], "SELECT 1")
+    assert superuser_sql(tools, new["superuser"], "SELECT current_user") == [("postgres",)]
+    # The setup Job ran again (a new name: the password is in its digest) and completed with it.
+    jobs_after = setup_jobs(tools)
+    rerun = set(jobs_after) - set(jobs_before)
+    assert rerun, f"no new setup Job: {jobs_after}"
+    assert all("Complete" in jobs_after[name] and "Failed" not in jobs_after[name] for name in rerun), jobs_after
+    # A backup made with the new password, listed and restored by Jobs that log in with it.
+    verified = verify_backup_restores(platform, tools)
+    assert verified.returncode == exit_codes.OK, verified.stdout + verified.stderr[-2000:]
+    assert "PASS  backup-restores" in verified.stdout
 
 
 def test_removing_a_role_and_a_storage_user_revokes_them(platform, tools) -> None:
