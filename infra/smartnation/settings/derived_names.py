@@ -105,7 +105,9 @@ def derived_names(environment: str, spec: EnvironmentSpec) -> Iterator[Derived]:
         yield Derived("Helm release and Service", release, 53, "Helm's limit on release names", key, service=True)
         if api.database is not None and api.database.migrations:
             job = names(environment, api.app).child(f"migrate-{_HASH[:MIGRATE_HASH_DIGITS]}")
-            yield Derived("Job", job, 63, "its job-name label", (*key, "database", "migrations"))
+            # Keyed like the setup Jobs, to the environment name: the API's name is bounded by its
+            # release's 53 characters, and what runs out first is the environment name's room.
+            yield Derived("Job", job, 63, "its job-name label", ())
     for index, device_class in enumerate(spec.broker.device_classes):
         key = ("broker", "device_classes", str(index), "name")
         yield Derived("Secret", names(environment, naming.BROKER).child(f"client-{device_class.name}"), 253, "", key)

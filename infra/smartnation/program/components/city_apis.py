@@ -315,7 +315,8 @@ class CityApis(pulumi.ComponentResource):
                     "spec": {
                         "automount_service_account_token": False,
                         "security_context": pods.pod_security_context(API_UID),
-                        "node_selector": values["nodeSelector"],
+                        # Where the other Jobs run (the profile's stateful pool), beside the database.
+                        "node_selector": args.placement.node_selector("stateful"),
                         "restart_policy": "Never",
                         "containers": [container],
                         "volumes": [pods.tmp_volume(), *ca_volumes],
