@@ -228,7 +228,8 @@ def broker_accepts(tools, user: str, password: str) -> bool:
 
 def api_pods(tools) -> dict[str, list[dict]]:
     """API (Deployment name) -> its Pods."""
-    found = tools.kubectl_json(CLUSTER, "-n", NAMESPACE, "get", "pods", "-l", "smartnation.mc/tier=api")
+    selector = f"{naming.TIER_LABEL}={naming.API_TIER}"
+    found = tools.kubectl_json(CLUSTER, "-n", NAMESPACE, "get", "pods", "-l", selector)
     pods: dict[str, list[dict]] = {}
     for pod in found["items"]:
         pods.setdefault(pod["metadata"]["labels"]["app.kubernetes.io/instance"], []).append(pod)
@@ -250,7 +251,11 @@ def every_api_ready(tools) -> None:
             "kubectl", "--context", CLUSTER, "-n", NAMESPACE, "rollout", "status", f"deployment/{name}",
             "--timeout=300s", timeout=320,
         )  # fmt: skip
-    for pods in api_pods(tools).values():
+    pods_of = api_pods(tools)  # the migration Jobs' Pods carry the tier label too, under their own instance
+    for name in deployment_hashes(tools):
+        # Every API answers: a selector that finds no Pod must fail here, not pass having looked at none.
+        pods = pods_of.get(name, [])
+        assert pods, f"no Pod of {name} among {sorted(pods_of)}"
         for pod in pods:
             if pod["metadata"].get("deletionTimestamp"):
                 continue
