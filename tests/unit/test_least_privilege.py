@@ -155,3 +155,26 @@ def test_an_api_that_connects_as_its_databases_owner_is_refused(tmp_path) -> Non
         load_settings("dev", root)
     assert "city_apis.device_registry.database.role" in str(error.value)
     assert "owns database 'devices'" in str(error.value)
+
+
+def test_a_new_release_of_the_same_image_gets_a_new_migration_job_name(tmp_path, stack: BuiltStack) -> None:
+    """A Job's Pod template cannot change: a release relabelled without a new image (version 0.1.1
+    of the same tag) must not replace the Job under its old name (the API server refuses the
+    replacement, a field conflict: seen in the delivery test), so the name follows the template."""
+    root = environments_copy(tmp_path, "production", stack.settings.cluster.name)
+    edit(root, "production.yaml", "releases.components.device_registry.version", "0.1.1")
+    after = build_with("production", root=root)
+    before_jobs, after_jobs = migration_jobs(stack), migration_jobs(after)
+    assert (
+        after_jobs["device-registry"].plain["spec"]["template"]["spec"]["containers"][0]["image"]
+        == (before_jobs["device-registry"].plain["spec"]["template"]["spec"]["containers"][0]["image"])
+    )
+    assert (
+        after_jobs["device-registry"].plain["metadata"]["name"]
+        != before_jobs["device-registry"].plain["metadata"]["name"]
+    )
+    # The other API's Job is untouched: its release did not change.
+    assert (
+        after_jobs["telemetry-ingest"].plain["metadata"]["name"]
+        == before_jobs["telemetry-ingest"].plain["metadata"]["name"]
+    )

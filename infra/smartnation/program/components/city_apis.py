@@ -261,9 +261,12 @@ class CityApis(pulumi.ComponentResource):
     ) -> k8s.batch.v1.Job:
         """The Job that runs ``<package>.migrate`` from the release's image as the database's
         owner: the one place the owner's Secret is mounted (the API's Pods get their own role's).
-        Named after the image and the connections, so each release (or a move to another
-        database) runs it once; the migrations are idempotent and the new Job is created before
-        the old one goes."""
+        Named after everything its Pod template is made of (image, labels with the release's
+        version, node pool, CA mounts) and the connections, so each release (or a move to another
+        database) runs it once under a new name: a Job's template cannot be changed, and a
+        replacement under the same name is refused by the API server (a release relabelled
+        without a new image did that). The migrations are idempotent and the new Job is created
+        before the old one goes."""
         assert api.database is not None
         owners = args.connections.database_owners or {}
         owner = owners.get(api.database.name)
@@ -272,8 +275,6 @@ class CityApis(pulumi.ComponentResource):
         names = args.placement.names(api.app)
         release = args.releases.components[api.name]
         image = f"{values['image']['repository']}@{values['image']['digest']}"
-        digits = derived_names.MIGRATE_HASH_DIGITS
-        job_name = connections_digest.apply(lambda digest: names.child(f"migrate-{sha256(image + digest)[:digits]}"))
         owner_secret = pulumi.Output.from_input(args.connections.database_role_secrets)[owner]
         # The API tier's NetworkPolicy lets it reach the database. Its own instance label (not the
         # release's): neither the Deployment, the Service nor a look-up of the release's Pods
@@ -282,6 +283,12 @@ class CityApis(pulumi.ComponentResource):
         labels = {**names.labels("migrate", release.version), **instance, **values["podLabels"]}
         # The database's CA only: the Job talks to nothing else.
         cas = [ca for ca in values["caCertificates"] if ca["mountPath"] == DATABASE_CA_DIR]
+        node_selector = args.placement.node_selector("stateful")
+        template = json.dumps({"labels": labels, "node_selector": node_selector, "cas": cas}, sort_keys=True)
+        digits = derived_names.MIGRATE_HASH_DIGITS
+        job_name = connections_digest.apply(
+            lambda digest: names.child(f"migrate-{sha256(image + template + digest)[:digits]}")
+        )
         ca_volumes = [
             {
                 "name": f"ca-{ca['name']}",
@@ -316,7 +323,7 @@ class CityApis(pulumi.ComponentResource):
                         "automount_service_account_token": False,
                         "security_context": pods.pod_security_context(API_UID),
                         # Where the other Jobs run (the profile's stateful pool), beside the database.
-                        "node_selector": args.placement.node_selector("stateful"),
+                        "node_selector": node_selector,
                         "restart_policy": "Never",
                         "containers": [container],
                         "volumes": [pods.tmp_volume(), *ca_volumes],
