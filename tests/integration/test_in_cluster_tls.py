@@ -129,9 +129,10 @@ def test_the_jobs_that_verify_the_servers_completed_and_the_apis_are_ready(deplo
     assert roles >= {naming.OBJECT_STORAGE, naming.DATABASE}, [j["metadata"]["name"] for j in setups]
     for job in setups:
         assert job["status"].get("succeeded") == 1, (job["metadata"]["name"], job["status"])
-    selector = f"{naming.TIER_LABEL}={naming.API_TIER}"
+    # The API tier's Pods less the migration Jobs' (same tier label for the network policy).
+    selector = f"{naming.TIER_LABEL}={naming.API_TIER},!batch.kubernetes.io/job-name"
     api_pods = tools.kubectl_json(CLUSTER, "-n", NAMESPACE, "get", "pods", "-l", selector)["items"]
-    assert api_pods
+    assert len({p["metadata"]["labels"]["app.kubernetes.io/instance"] for p in api_pods}) == 3, api_pods
     for pod in api_pods:
         ready = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}.get("Ready")
         assert ready == "True", pod["metadata"]["name"]

@@ -128,6 +128,7 @@ def open_environment(environment: str) -> Deployed:
         subscriber_class=verify.DEFAULT_SUBSCRIBER_CLASS,
         device_class=None,
         reading_bound=None,
+        settle=None,
     )
     ctx = verify.build_context(args)
     stack, _settings = select(environment, create=False)
