@@ -26,7 +26,10 @@ from tests.integration.platform_project import PROJECT, PlatformProject
 pytestmark = pytest.mark.integration
 
 ENVIRONMENT = "dev"
-NAMESPACE = f"{PROJECT}-{ENVIRONMENT}"
+# Its own project: under the session's default name, its Monaco side would be the shared dev's
+# namespace (conftest.dev_on_monaco), which the rollback deletes.
+NAME = f"{PROJECT}-mv"
+NAMESPACE = f"{NAME}-{ENVIRONMENT}"
 SOURCE, TARGET = "dusseldorf-test", "monaco-onprem"
 LINK_ADDRESS = "10.213.0.253"
 """The site link's router on Düsseldorf's link: where Monaco's connections arrive from."""
@@ -107,7 +110,7 @@ def dev_on_dusseldorf(tmp_path, tools, clusters) -> Iterator[PlatformProject]:
     state = tmp_path / "state"
     state.mkdir()
     backend = {"PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_CONFIG_PASSPHRASE": "integration-tests"}
-    project = PlatformProject.create(tmp_path / "project", tools, backend)
+    project = PlatformProject.create(tmp_path / "project", tools, backend, name=NAME)
     with (project.root / "environments" / f"{ENVIRONMENT}.yaml").open("a") as file:
         file.write(HOLD_ARCHIVER)
     try:

@@ -1,8 +1,9 @@
 """`smartnation state move`: a real stack's state, history and secrets from a file backend into
 a real MinIO (the binary `make images` built, on this host, as test_state_locks starts it).
 
-The stack is dev deployed on Monaco's real node from a scratch project (namespace
-`<SMARTNATION_IT_PROJECT>-dev`), updated twice so its history has entries. Then, in order:
+The stack is dev deployed on Monaco's real node from a scratch project of its own (namespace
+`<SMARTNATION_IT_PROJECT>-st-dev`: the session's shared dev is `<SMARTNATION_IT_PROJECT>-dev`),
+updated twice so its history has entries. Then, in order:
 
 1. a move whose preview is not clean (the environment file changed since the last update) fails
    and is taken back: nothing in the bucket, the config file and the source as before;
@@ -35,7 +36,7 @@ from smartnation.cli import exit_codes
 from smartnation.cli.state_secrets import collect, parse_object
 from smartnation.paths import cache_root
 from tests.integration.conftest import REPO, Tools
-from tests.integration.platform_project import PlatformProject
+from tests.integration.platform_project import PROJECT, PlatformProject
 
 pytestmark = pytest.mark.integration
 
@@ -119,7 +120,7 @@ def deployed(tmp_path_factory, tools: Tools, clusters, minio) -> Iterator[Platfo
     the end from wherever its state is then."""
     state = tmp_path_factory.mktemp("state-move-source")
     backend = {"PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_CONFIG_PASSPHRASE": OLD_PASSPHRASE}
-    project = PlatformProject.create(tmp_path_factory.mktemp("state-move"), tools, backend)
+    project = PlatformProject.create(tmp_path_factory.mktemp("state-move"), tools, backend, name=f"{PROJECT}-st")
     project.set_cluster(ENVIRONMENT, "monaco-onprem")
     project.init_stack(ENVIRONMENT)
     try:
