@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import socket
 import subprocess
@@ -105,12 +106,25 @@ def container_process(pod: dict, container: str, timeout: float = 10):
                 continue
             if f"/{cid}\n" in text or text.rstrip().endswith(f"/{cid}"):
                 pids.append(int(cgroup.parent.name))
-        if pids:
-            # The container's init is the one whose parent is not in the container (the shim).
-            pid = min(pids, key=lambda p: (LOCAL.process.get(pid=p).ppid in pids, p))
-            return LOCAL.process.get(pid=pid)
+        # The container's init is the one whose parent is not in the container (the shim). Its
+        # short-lived children (a backend serving a probe) may exit while we look: skip those.
+        parents = {p: _parent(p) for p in pids}
+        alive = [p for p, parent in parents.items() if parent is not None]
+        if alive:
+            pid = min(alive, key=lambda p: (parents[p] in pids, p))
+            with contextlib.suppress(RuntimeError):  # gone since: look again
+                return LOCAL.process.get(pid=pid)
         assert time.monotonic() < deadline, f"no host process of container {container} ({cid[:12]})"
         time.sleep(0.5)
+
+
+def _parent(pid: int) -> int | None:
+    """The parent PID of ``pid`` from /proc (None once it has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])  # after "(comm)": state, then ppid
 
 
 def listening_ports(pid: int) -> set[int]:
