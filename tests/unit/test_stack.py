@@ -313,6 +313,7 @@ def test_apis_get_credentials_only_by_secret_reference(built: BuiltStack) -> Non
     for release, values in chart_values(built).items():
         api = apis[values["component"]]
         wanted = sum(x is not None for x in (api.database, api.broker_client, api.storage_user))
+        wanted += bool(api.operator_clients)  # its operator clients' tokens, a Secret of their own
         assert len(values["envFromSecrets"]) == wanted, release
         assert set(values["envFromSecrets"]) <= secret_names
         assert set(values["envFromConfigMaps"]) <= configmap_names
