@@ -78,6 +78,7 @@ def test_verify_uses_the_environments_bound_unless_the_option_says_otherwise(mon
     monkeypatch.setattr(verify, "tool_environment", lambda _env: {})
     monkeypatch.setattr(verify, "mqtt_plan", lambda *_a: argparse.Namespace(device_class="a", subscriber_class="b"))
     monkeypatch.setattr(verify, "class_password", lambda *_a: "pw")
+    monkeypatch.setattr(verify, "operator_token", lambda *_a: "token")
     monkeypatch.setattr(_Stack, "get_all_config", lambda _self: {}, raising=False)
     for option, expected, settle, settled in ((None, 7, None, 180), (2.5, 2.5, 0.0, 0.0)):
         args = argparse.Namespace(
