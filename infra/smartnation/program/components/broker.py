@@ -21,7 +21,7 @@ from smartnation.program.daemon_config.mosquitto import (
 )
 from smartnation.program.placement import Placement
 from smartnation.settings import stack_secrets
-from smartnation.settings.models import BrokerSettings, ClusterProfile, ComponentRelease, Compute, Resources
+from smartnation.settings.models import BrokerSettings, ComponentRelease, Compute, Resources
 
 INTERNAL_PORT = 1883
 """In-cluster clients (the APIs): MQTT over TLS, a password per client class."""
@@ -87,7 +87,7 @@ class Broker(pulumi.ComponentResource):
         children = Children.of(self, name, opts, args.placement, naming.BROKER, args.release.version)
         config, config_hash = _config(children, args.settings)
         passwords, password_hash, client_secret_names = _credentials(children, args)
-        headless, internal_name, public = _services(children, args.placement.cluster)
+        headless, internal_name, public = _services(children)
         tls = _certificate(children)
         server = _server(
             children, args, config, passwords, tls, {CONFIG_HASH: config_hash, PASSWORDS_HASH: password_hash}
@@ -177,28 +177,13 @@ def _credentials(children: Children, args: BrokerArgs) -> tuple[k8s.core.v1.Secr
     return passwords, password_hash, client_secret_names
 
 
-def _services(children: Children, cluster: ClusterProfile) -> tuple[k8s.core.v1.Service, str, k8s.core.v1.Service]:
+def _services(children: Children) -> tuple[k8s.core.v1.Service, str, k8s.core.v1.Service]:
     """Headless (per-pod DNS names for subscribers that attach to every pod), internal MQTT over
     TLS with passwords (ClusterIP only: stays inside the cluster) and the public TLS LoadBalancer."""
     headless = children.headless_service("mqtt", INTERNAL_PORT, naming.SERVER)
     children.cluster_ip_service("internal", "mqtt", INTERNAL_PORT, naming.SERVER)
-    public = k8s.core.v1.Service(
-        children.resource_name("public"),
-        metadata={
-            **children.metadata(children.names.name, naming.SERVER),
-            "annotations": dict(cluster.load_balancer.service_annotations),
-        },
-        spec={
-            "type": "LoadBalancer",
-            # Local keeps the device's source address, which the NetworkPolicy's
-            # device_source_ranges match on; the LB only targets nodes running a pod.
-            "external_traffic_policy": "Local",
-            "allocate_load_balancer_node_ports": cluster.load_balancer.node_ports,
-            "selector": children.names.selector(naming.SERVER),
-            "ports": [{"name": "mqtts", "port": TLS_PORT, "target_port": "mqtts", "protocol": "TCP"}],
-        },
-        opts=children.options(),
-    )
+    # Local: the device's source address reaches the NetworkPolicy's device_source_ranges.
+    public = children.load_balancer_service("public", children.names.name, naming.SERVER, "mqtts", TLS_PORT)
     return headless, children.names.child("internal"), public
 
 

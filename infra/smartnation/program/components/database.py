@@ -212,24 +212,14 @@ PUBLISHED_SUFFIX = "published"
 
 def _published_primary(children: Children, args: DatabaseArgs) -> pulumi.Output[str]:
     """The primary on a LoadBalancer address for another site's standby; returns the address."""
-    cluster = args.placement.cluster
-    service = k8s.core.v1.Service(
-        children.resource_name(PUBLISHED_SUFFIX),
-        metadata={
-            **children.metadata(children.names.child(PUBLISHED_SUFFIX), naming.PRIMARY),
-            "annotations": dict(cluster.load_balancer.service_annotations),
-        },
-        spec={
-            "type": "LoadBalancer",
-            # Local keeps the standby's source address, which pg_hba and the NetworkPolicy match.
-            "external_traffic_policy": "Local",
-            "allocate_load_balancer_node_ports": cluster.load_balancer.node_ports,
-            # The load balancer itself drops every other source, before pg_hba is asked.
-            "load_balancer_source_ranges": list(args.published_for_replication),
-            "selector": children.names.selector(naming.PRIMARY),
-            "ports": [{"name": "postgres", "port": PORT, "target_port": "postgres", "protocol": "TCP"}],
-        },
-        opts=children.options(),
+    # Local keeps the standby's source address, which pg_hba and the NetworkPolicy match.
+    service = children.load_balancer_service(
+        PUBLISHED_SUFFIX,
+        children.names.child(PUBLISHED_SUFFIX),
+        naming.PRIMARY,
+        "postgres",
+        PORT,
+        source_ranges=args.published_for_replication,
     )
     return service.status.apply(_load_balancer_address)
 

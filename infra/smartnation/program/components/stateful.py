@@ -156,6 +156,39 @@ class Children:
             opts=self.options(),
         )
 
+    def load_balancer_service(
+        self,
+        role: str,
+        object_name: str,
+        component: str,
+        port_name: str,
+        port: int,
+        source_ranges: Sequence[str] | None = None,
+    ) -> k8s.core.v1.Service:
+        """A LoadBalancer Service over the pods of ``component``, with the profile's annotations.
+        ``externalTrafficPolicy: Local`` keeps the client's own source address, which the
+        NetworkPolicies (and pg_hba) match; ``source_ranges``: the load balancer itself drops
+        every other source."""
+        load_balancer = self.placement.cluster.load_balancer
+        spec: dict[str, Any] = {
+            "type": "LoadBalancer",
+            "external_traffic_policy": "Local",
+            "allocate_load_balancer_node_ports": load_balancer.node_ports,
+        }
+        if source_ranges is not None:
+            spec["load_balancer_source_ranges"] = list(source_ranges)
+        spec["selector"] = self.names.selector(component)
+        spec["ports"] = [{"name": port_name, "port": port, "target_port": port_name, "protocol": "TCP"}]
+        return k8s.core.v1.Service(
+            self.resource_name(role),
+            metadata={
+                **self.metadata(object_name, component),
+                "annotations": dict(load_balancer.service_annotations),
+            },
+            spec=spec,
+            opts=self.options(),
+        )
+
     # --- workloads ---------------------------------------------------------------------------
 
     def data_claim(self, size: str, component: str | None = None) -> dict[str, Any]:
