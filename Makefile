@@ -75,6 +75,10 @@ images: venv ## build the platform's images (cached) and push them by digest to 
 images-lock: venv ## rewrite environments/images.lock.yaml (the digests deployed) from the last `make images`
 	$(PY) -m smartnation.tooling.images lock
 
+.PHONY: images-debian-update
+images-debian-update: venv ## take Debian's newest packages on purpose: rewrite infra/smartnation/tooling/images/debian-packages.lock.yaml
+	$(PY) -m smartnation.tooling.images debian-update
+
 .PHONY: test-unit
 test-unit: venv ## the unit tests alone: about two minutes, no toolchain, no cluster
 	$(PY) -m pytest -m unit -q

@@ -25,10 +25,12 @@ from smartnation.program.components import database as database_component
 from smartnation.program.components import object_storage as object_storage_component
 from smartnation.program.daemon_config import postgres as postgres_config
 from smartnation.settings import load_settings
+from smartnation.tooling.images import debian_lock, rootfs
 from smartnation.tooling.images.cache import image_cache
 from smartnation.tooling.images.oci import blob, image_config
 from smartnation.tooling.images.pins import API_NAMES, load_pins
 from smartnation.tooling.images.registry import site_registries
+from smartnation.tooling.images.steps import ImageBuildError, StepRunner
 
 pytestmark = pytest.mark.integration
 
@@ -193,6 +195,50 @@ def test_a_rebuild_gives_the_same_digest(built: dict[str, Image]) -> None:
     # The APIs' root filesystem is made once per run, however many API images use it.
     assert out.count("city-apis-rootfs: cached") == 1, out
     assert image_cache().digests.is_file()
+
+
+def _packages_in(image: Image) -> dict[str, str]:
+    """The Debian packages the image says it was made from (its packages.txt, read from its layer)."""
+    import tarfile
+
+    manifest = json.loads(blob(image.layout, image.digest).read_text())
+    (layer,) = manifest["layers"]
+    with tarfile.open(blob(image.layout, layer["digest"])) as tar:
+        member = tar.extractfile(rootfs.PACKAGE_MANIFEST)
+        assert member is not None, f"{image.name} has no {rootfs.PACKAGE_MANIFEST}"
+        return debian_lock.parse_manifest(member.read().decode().splitlines())
+
+
+def test_every_debian_package_in_an_image_is_the_locked_version(built: dict[str, Image]) -> None:
+    locked = debian_lock.read()
+    debian_based = [
+        name for name in built if load_pins().images[name].debian_packages or name == "object_storage_client"
+    ]
+    assert len(debian_based) == 6, debian_based
+    for name in debian_based:
+        went_in = _packages_in(built[name])
+        assert len(went_in) >= 10, (name, went_in)
+        differing = {p: (v, locked.get(p)) for p, v in went_in.items() if locked.get(p) != v}
+        assert not differing, f"{name}: (in the image, locked): {differing}"
+
+
+def test_a_locked_version_the_mirror_no_longer_offers_fails_the_build_naming_it(tmp_path: Path) -> None:
+    """Real apt against the real mirror: the lock pins dash to a version no index has, as after a
+    Debian point release; apt falls back to what it offers and the build stops at the lock check."""
+    import dataclasses
+
+    pins = load_pins()
+    gone = {**dict(pins.debian_lock or ()), "dash": "0.0.1-1"}
+    runner = StepRunner("probe", tmp_path / "probe.log")
+    with pytest.raises(ImageBuildError) as caught:
+        rootfs.debian_rootfs(
+            runner, dataclasses.replace(pins, debian_lock=tuple(sorted(gone.items()))), ["dash"], tmp_path / "rootfs"
+        )
+    assert caught.value.step == "debian-lock"
+    assert (
+        f"{debian_lock.SHOWN}: packages.dash: the lock says 0.0.1-1, {dict(pins.debian_lock or ())['dash']} went in"
+        in str(caught.value)
+    )
 
 
 def test_both_site_registries_serve_every_release_by_its_digest(built: dict[str, Image]) -> None:

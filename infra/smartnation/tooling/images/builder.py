@@ -144,8 +144,11 @@ def input_digest(recipe: Recipe, pins: Pins) -> str:
     code = {name: hashlib.sha256((here / name).read_bytes()).hexdigest() for name in _SHARED_MODULES}
     code[recipe.module_file] = hashlib.sha256(Path(recipe.module_file).read_bytes()).hexdigest()
     code = {Path(k).name: v for k, v in code.items()}
+    # What apt unpacks (debian_lock.py) decides a Debian-based image's bytes as much as its pins.
+    debian = {"debian_lock": pins.debian_lock} if "debian_packages" in recipe.inputs else {}
     return _digest(
         {
+            **debian,
             "image": recipe.name,
             "repository": recipe.pin.repository,
             "tag": recipe.pin.tag,

@@ -3,17 +3,20 @@
     python -m smartnation.tooling.images [build] [--only NAME ...] [--rebuild] [--no-push]
     python -m smartnation.tooling.images digests       # release name -> repository@sha256 (JSON)
     python -m smartnation.tooling.images lock          # rewrite environments/images.lock.yaml from the last build
+    python -m smartnation.tooling.images debian-update # rewrite debian-packages.lock.yaml from Debian's newest
     python -m smartnation.tooling.images registry start|stop|status
 
 A warm run builds nothing, pushes nothing and says so. ``--rebuild`` builds again what is cached
 and reports whether each image came out with the same digest (the reproducibility check). Every
 build checks what it made against environments/images.lock.yaml (the digests the environments
 deploy, lock.py) and fails, before pushing, when an image is missing there or has another digest.
+Every Debian package an image unpacks is pinned by debian-packages.lock.yaml (debian_lock.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -23,7 +26,7 @@ from pathlib import Path
 
 from smartnation.paths import images_lock_file
 from smartnation.settings.errors import SettingsError
-from smartnation.tooling.images import lock
+from smartnation.tooling.images import debian_lock, lock
 from smartnation.tooling.images.builder import Builder, BuiltImage
 from smartnation.tooling.images.cache import ImageCache, image_cache
 from smartnation.tooling.images.pins import IMAGE_NAMES, Pins, PinsError, load_pins
@@ -115,6 +118,36 @@ def write_lock(pins: Pins, cache: ImageCache) -> int:
     return 0
 
 
+def debian_update(pins: Pins, cache: ImageCache) -> int:
+    """`make images-debian-update`: build every Debian-based image with the newest package versions
+    the mirror offers and rewrite debian-packages.lock.yaml from what went in.
+
+    Nothing is pushed and environments/images.lock.yaml is left alone: the images then change on
+    purpose, through `make images` and `make images-lock`, like any other pin change."""
+    check_commands()
+    unlocked = dataclasses.replace(pins, debian_lock=None)
+    recipes = [r for r in all_recipes(unlocked) if "debian_packages" in r.inputs]
+    builder = Builder(unlocked, cache, layout(), total=len(recipes))
+    manifests: dict[str, dict[str, str]] = {}
+    for recipe in recipes:
+        image = builder.ensure(recipe)
+        record = json.loads((image.layout / "built.json").read_text())
+        manifests[recipe.name] = debian_lock.parse_manifest(record["debian_packages"])
+    newest = debian_lock.union(manifests)
+    before = dict(pins.debian_lock or ())
+    debian_lock.write(debian_lock.LOCK_FILE, newest)
+    changed = debian_lock.changes(before, newest)
+    if not changed:
+        print(f"images: {debian_lock.SHOWN} already says what Debian offers: {len(newest)} packages")
+        return 0
+    print(f"images: {debian_lock.SHOWN} rewritten: {len(changed)} of {len(newest)} packages changed:")
+    for line in changed:
+        print(f"  {line}")
+    print("images: next: `make images` (the images' digests change with their packages, so it stops at "
+          "environments/images.lock.yaml), `make images-lock`, commit both lock files")  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m smartnation.tooling.images", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command")
@@ -126,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--no-push", action="store_true", help="do not start the registries or push")
     sub.add_parser("digests", help="print release name -> repository@sha256 of the last build (JSON)")
     sub.add_parser("lock", help="rewrite environments/images.lock.yaml from the last build (make images-lock)")
+    sub.add_parser(
+        "debian-update",
+        help="rewrite debian-packages.lock.yaml with the newest Debian packages (make images-debian-update)",
+    )
     r = sub.add_parser("registry", help="the local site registries")
     r.add_argument("action", choices=("start", "stop", "status"))
     args = parser.parse_args(argv)
@@ -139,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "lock":
             return write_lock(pins, cache)
+        if args.command == "debian-update":
+            return debian_update(pins, cache)
         if args.command == "registry":
             registries = site_registries(cache)
             for registry in registries:
@@ -152,6 +191,14 @@ def main(argv: list[str] | None = None) -> int:
                 return 0 if all(reg.running() for reg in registries) else 3
             return 0
         return build(pins, cache, args.only, args.rebuild, args.fresh_go_cache, not args.no_push)
-    except (ImagesError, PinsError, ImageBuildError, RegistryError, SettingsError, lock.LockError) as exc:
+    except (
+        ImagesError,
+        PinsError,
+        ImageBuildError,
+        RegistryError,
+        SettingsError,
+        lock.LockError,
+        debian_lock.DebianLockError,
+    ) as exc:
         print(f"images failed: {exc}", file=sys.stderr)
         return 1

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from smartnation.tooling.images import debian_lock
+
 PINS_FILE = Path(__file__).with_name("images.yaml")
 
 API_NAMES = ("device_registry", "telemetry_ingest", "open_data_api")
@@ -85,6 +87,9 @@ class Pins:
     suite: str
     apt_sources: Path
     images: dict[str, ImagePin]
+    debian_lock: tuple[tuple[str, str], ...] | None = None
+    """(package, version) of every Debian package an image may contain (debian-packages.lock.yaml);
+    None while `make images-debian-update` takes the newest versions the mirror offers."""
 
 
 def _need(raw: dict, key: str, kind: type, where: str) -> Any:
@@ -172,8 +177,10 @@ def _api_images(raw: Any, where: str) -> dict[str, ImagePin]:
     }
 
 
-def load_pins(path: Path = PINS_FILE) -> Pins:
-    """Reads and checks images.yaml; every error names the file and the key."""
+def load_pins(path: Path = PINS_FILE, debian_lock_file: Path = debian_lock.LOCK_FILE) -> Pins:
+    """Reads and checks images.yaml and the Debian package lock; every error names the file and the key."""
+    shown = debian_lock.SHOWN if debian_lock_file == debian_lock.LOCK_FILE else str(debian_lock_file)
+    locked = tuple(sorted(debian_lock.read(debian_lock_file, shown).items()))
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -208,6 +215,7 @@ def load_pins(path: Path = PINS_FILE) -> Pins:
             suite=_need(debian, "suite", str, "debian"),
             apt_sources=Path(_need(debian, "sources", str, "debian")),
             images=images,
+            debian_lock=locked,
         )
     except PinsError as exc:
         raise PinsError(f"{path}: {exc}") from exc

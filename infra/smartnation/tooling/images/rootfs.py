@@ -10,6 +10,7 @@ recipe and `finish` do themselves.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import stat
 import tarfile
@@ -17,12 +18,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from smartnation.tooling.images import debian_lock
 from smartnation.tooling.images.pins import Pins
 from smartnation.tooling.images.steps import StepRunner
 
 PACKAGE_MANIFEST = "usr/share/smartnation/packages.txt"
 """Inside every Debian-based image: the Debian packages (name and version) it was made from."""
 _HOOK_MANIFEST = ".smartnation-packages"
+_PREFERENCES = "smartnation-debian-lock.pref"
 
 BIN_DIRS = ("bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "usr/local/sbin")
 
@@ -87,7 +90,9 @@ class Account:
 
 
 def debian_rootfs(runner: StepRunner, pins: Pins, packages: Sequence[str], target: Path) -> list[str]:
-    """Unpacks ``packages`` (``name`` or ``name=version``) and their dependencies into ``target``.
+    """Unpacks ``packages`` (``name`` or ``name=version``) and their dependencies into ``target``,
+    every package at the version debian-packages.lock.yaml gives (unless ``pins.debian_lock`` is
+    None: the update takes the newest the mirror offers).
 
     Returns the manifest: one ``name version`` line per Debian package that went in.
     """
@@ -100,29 +105,49 @@ def debian_rootfs(runner: StepRunner, pins: Pins, packages: Sequence[str], targe
         "dpkg-deb --show --showformat='${Package} ${Version}\\n' \"$deb\"; done "
         f'| LC_ALL=C sort > "$1/{_HOOK_MANIFEST}"'
     )
-    runner.run(
-        "debian-packages",
-        [
-            "mmdebstrap",
-            "--variant=extract",
-            "--mode=root",
-            "--format=directory",
-            f"--include={','.join(packages)}",
-            f"--extract-hook={hook}",
-            pins.suite,
-            str(target),
-            str(pins.apt_sources),
-        ],
-        env={"SOURCE_DATE_EPOCH": str(pins.source_date_epoch), "LC_ALL": "C.UTF-8"},
-    )
+    lock_args: list[str] = []
+    if pins.debian_lock is not None:
+        # Before apt resolves anything: its preferences pin every dependency, not only the packages
+        # named, so a security update published since the lock was written does not slip in.
+        preferences = target.parent / f"{target.name}.apt-preferences"
+        preferences.write_text(debian_lock.preferences(dict(pins.debian_lock)))
+        lock_args.append(
+            f'--setup-hook=mkdir -p "$1/etc/apt/preferences.d" && cp {shlex.quote(str(preferences))} '
+            f'"$1/etc/apt/preferences.d/{_PREFERENCES}"'
+        )
+    try:
+        runner.run(
+            "debian-packages",
+            [
+                "mmdebstrap",
+                "--variant=extract",
+                "--mode=root",
+                "--format=directory",
+                f"--include={','.join(packages)}",
+                *lock_args,
+                f"--extract-hook={hook}",
+                pins.suite,
+                str(target),
+                str(pins.apt_sources),
+            ],
+            env={"SOURCE_DATE_EPOCH": str(pins.source_date_epoch), "LC_ALL": "C.UTF-8"},
+        )
+    finally:
+        _remove(target.parent / f"{target.name}.apt-preferences")
     manifest_file = target / _HOOK_MANIFEST
     manifest = [line for line in manifest_file.read_text().splitlines() if line.strip()]
     manifest_file.unlink()
+    _remove(target / "etc/apt/preferences.d" / _PREFERENCES)
     installed = dict(line.split(" ", 1) for line in manifest)
     for spec in packages:
         name, _, version = spec.partition("=")
         if version and installed.get(name) != version:
             raise runner.fail("debian-packages", f"{name} {version} was pinned, {installed.get(name)} went in")
+    if pins.debian_lock is not None:
+        try:
+            debian_lock.check(installed, dict(pins.debian_lock), runner.image)
+        except debian_lock.DebianLockError as exc:
+            raise runner.fail("debian-lock", str(exc)) from exc
     return manifest
 
 

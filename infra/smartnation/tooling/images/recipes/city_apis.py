@@ -180,6 +180,7 @@ def recipe(pins: Pins, api: str) -> Recipe:
         "not_needed": NOT_NEEDED,
         "boto_models": sorted(KEPT_BOTO_MODELS),
         "records": f"without {SCRIPTS_IN_RECORD}",  # a rootfs built before that fix is not reused
+        "debian_lock": pins.debian_lock,  # the shared root filesystem holds Debian's python3.11
     }
 
     def make(ctx: BuildContext, tree: Path) -> list[str]:
