@@ -32,6 +32,7 @@ from smartnation.cli.promotion_runs import STARTED
 from smartnation.cli.releases_copy import TMP_SUFFIX, releases_of
 from smartnation.cli.report import OK, UPDATE, EnvironmentPreview, Step, render_environment
 from smartnation.settings import load_settings
+from smartnation.settings.stack_secrets import required_secrets
 from smartnation.tooling.images.lock import image_key, read_lock, write_lock
 from tests.unit.harness import REPO_ENVIRONMENTS
 
@@ -60,6 +61,11 @@ class EngineStack:
 
     def outputs(self) -> dict[str, auto.OutputValue]:
         return {k: auto.OutputValue(value=v, secret=False) for k, v in self._outputs.items()}
+
+    def get_all_config(self) -> dict[str, auto.ConfigValue]:
+        """A stack file with every secret its environment needs (check_target reads it)."""
+        settings = load_settings(self.name, REPO_ENVIRONMENTS)
+        return {f"smartnation:{key}": auto.ConfigValue("s3cret", secret=True) for key in required_secrets(settings)}
 
     def up(self, **kwargs: Any) -> None:
         # The policy config exists only while `up` runs: read it now.

@@ -29,6 +29,7 @@ from smartnation.cli.history import RELEASES_OUTPUT, file_releases
 from smartnation.cli.locks import StackLocked
 from smartnation.cli.report import DELETE, ERROR, OK, REPLACE, UPDATE, EnvironmentPreview, Step, Violation
 from smartnation.settings import SettingsError, load_settings
+from smartnation.settings.stack_secrets import required_secrets
 from tests.unit.harness import REPO_ENVIRONMENTS
 
 pytestmark = pytest.mark.unit
@@ -36,12 +37,29 @@ pytestmark = pytest.mark.unit
 WHEN = dt.datetime(2026, 11, 29, 2, 0, 0, tzinfo=dt.UTC)
 
 
+EVERY_SECRET = {
+    f"smartnation:{key}": auto.ConfigValue(value="s3cret", secret=True)
+    for environment in ("dev", "staging", "production")
+    for key in required_secrets(load_settings(environment, REPO_ENVIRONMENTS))
+}
+"""A stack file with every secret any environment needs."""
+
+
 class EngineStack:
     """What `auto.Stack` answers for history and outputs (newest history entry first)."""
 
-    def __init__(self, history: list[SimpleNamespace] | None = None, outputs: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        history: list[SimpleNamespace] | None = None,
+        outputs: dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
         self._history = history or []
         self._outputs = outputs or {}
+        self._config = EVERY_SECRET if config is None else config
+
+    def get_all_config(self) -> dict[str, Any]:
+        return self._config
 
     def history(self, show_secrets: bool = True) -> list[SimpleNamespace]:
         assert show_secrets is False, "the gates never need secret values"
@@ -376,6 +394,21 @@ def test_check_target_refuses_when_the_drift_check_failed(envdir: Path, monkeypa
     assert refused.reason == "the drift check of production failed: timeout"
     assert calls == [("production", False, envdir)]
     assert stacks == [stack]
+
+
+def test_check_target_refuses_a_stack_file_missing_a_secret_before_the_drift_check(
+    envdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_locks(monkeypatch)
+    lacking = dict(EVERY_SECRET)
+    del lacking["smartnation:api-token-device-registry-verify"]
+    use_select(monkeypatch, EngineStack(config=lacking))
+    stacks = use_drift(monkeypatch, Drift(resources=()))
+    refused = refusal(promote.check_target, "production", envdir)
+    assert "Pulumi.production.yaml" in refused.reason
+    assert "config.smartnation:api-token-device-registry-verify" in refused.reason
+    assert "missing secret(s): smartnation:api-token-device-registry-verify" in refused.reason
+    assert stacks == []  # refused before the drift check ran
 
 
 def test_check_target_warns_of_drift_and_goes_on(

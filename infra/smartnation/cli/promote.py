@@ -51,6 +51,7 @@ from smartnation.cli.report import EnvironmentPreview, render_environment
 from smartnation.cli.workspace import select
 from smartnation.paths import environments_dir, project_dir
 from smartnation.settings import load_settings
+from smartnation.settings.stack_secrets import missing_secrets
 
 log = logging.getLogger("smartnation")
 
@@ -153,10 +154,17 @@ def gate_target_preview(target: str, new_text: str, environments: Path, allow_st
 
 
 def check_target(target: str, environments: Path) -> None:
-    """Before --apply writes anything: TARGET is still not locked, and whether it drifted (the
-    update compares with the state, not the cluster; the operator should know)."""
+    """Before --apply writes anything: TARGET is still not locked, its stack file has every secret
+    its settings need, and whether it drifted (the update compares with the state, not the
+    cluster; the operator should know)."""
     check_unlocked(target)
-    stack, _ = select(target, create=False, environments=environments)
+    stack, settings = select(target, create=False, environments=environments)
+    # As `up` checks before its engine: an update that fails in the program for want of a secret is
+    # still recorded (its config without the key, a new encryption salt), and here the promoted
+    # file would already be written.
+    missing = missing_secrets(settings, stack.get_all_config())
+    if missing is not None:
+        raise Refused(str(missing))
     found = drift(stack)
     if found.error:
         raise Refused(f"the drift check of {target} failed: {found.error}")
