@@ -18,6 +18,9 @@ and writes them to tests/benchmarks/mutation.json, which `make bench` renders in
 BENCHMARKS.md. Too slow for `make test`: run it by hand (about the time in BENCHMARKS.md).
 
     python -m tests.tools.mutation [--scope settings --scope policy ...] [--workers 2]
+    python -m tests.tools.mutation --scope components \
+        --only smartnation/program/daemon_config/mosquitto.py --tests 'test_daemon_config*.py test_broker*.py'
+                                     # one module of a scope, against the test modules about it
     python -m tests.tools.mutation --report-only     # figures of the last run in the scratch tree
 """
 
@@ -60,7 +63,8 @@ SCOPE_TESTS: dict[str, list[str]] = {
     "promotion": ["test_cli_promot*.py", "test_promotion*.py"],
     "components": [
         "test_stack.py",
-        "test_daemon_config.py",
+        "test_daemon_config*.py",
+        "test_device_revocation.py",
         "test_setup_jobs.py",
         "test_secret_consumers.py",
         "test_broker*.py",
@@ -111,8 +115,20 @@ class ScopeFigures:
         return {**self.__dict__, "checked": self.checked, "surviving_percent": self.surviving_percent}
 
 
-def scratch_dir(scope: str) -> Path:
-    return cache_root() / "mutation" / scope
+def scratch_dir(scope: str, only: list[str] | None = None) -> Path:
+    """The scope's scratch tree; a run of some of its paths (``--only``) has its own."""
+    name = scope + "".join(f"@{Path(path).stem}" for path in only or [])
+    return cache_root() / "mutation" / name
+
+
+def narrowed(scope: str, only: list[str] | None) -> list[str]:
+    """The paths of ``scope`` to mutate: all, or ``only`` those, each inside the scope."""
+    if not only:
+        return SCOPES[scope]
+    outside = [p for p in only if not any(p == s or p.startswith(s.rstrip("/") + "/") for s in SCOPES[scope])]
+    if outside:
+        raise SystemExit(f"mutation: --only {' '.join(outside)}: not inside scope {scope} ({' '.join(SCOPES[scope])})")
+    return only
 
 
 def lay_out(work: Path, commit: str | None) -> None:
@@ -165,17 +181,16 @@ def lay_out(work: Path, commit: str | None) -> None:
 FORKSERVER = 'process_isolation = "forkserver"'
 
 
-def scope_selection(scope: str) -> list[str]:
+def scope_selection(scope: str, tests: list[str] | None = None) -> list[str]:
     """pytest arguments selecting the scope's unit test modules by file name pattern, so that a
     module added later is picked up without changing mutmut's config (which would reset its
-    results)."""
+    results). ``tests``: other patterns (the modules about the one file a run mutates)."""
     ignored = [f"--ignore=tests/unit/{name}" for name in SLOW_TESTS.get(scope, [])]
-    return ["tests/unit", "-m", "unit", "-o", f"python_files={' '.join(SCOPE_TESTS[scope])}", *ignored]
+    return ["tests/unit", "-m", "unit", "-o", f"python_files={' '.join(tests or SCOPE_TESTS[scope])}", *ignored]
 
 
-def write_mutmut_config(work: Path, scopes: list[str], selection: list[str]) -> None:
-    """Our pyproject with a [tool.mutmut] section for ``scopes`` and that test selection."""
-    source_paths = [path for scope in scopes for path in SCOPES[scope]]
+def write_mutmut_config(work: Path, source_paths: list[str], selection: list[str]) -> None:
+    """Our pyproject with a [tool.mutmut] section mutating ``source_paths``, with that test selection."""
     mutmut = [
         "",
         "[tool.mutmut]",
@@ -292,15 +307,18 @@ def supervise(proc: subprocess.Popen, work: Path, scope: str, minutes: float | N
             return 0
 
 
-def run_scope(scope: str, workers: int, commit: str | None, minutes: float | None) -> tuple[int, list[str]]:
-    """mutmut over one scope in its own scratch tree (so each scope keeps its results)."""
-    work = scratch_dir(scope)
+def run_scope(
+    scope: str, workers: int, commit: str | None, minutes: float | None, args: argparse.Namespace
+) -> tuple[int, list[str]]:
+    """mutmut over one scope (or ``args.only`` of its paths) in its own scratch tree (so each
+    keeps its results)."""
+    work = scratch_dir(scope, args.only)
     lay_out(work, commit)
-    selection = scope_selection(scope)
+    selection = scope_selection(scope, args.tests)
     failing = failing_before(work, selection)
     for test in failing:
         print(f"mutation: {scope}: left out, fails before any mutation: {test}", flush=True)
-    write_mutmut_config(work, [scope], [*selection, *(f"--deselect={t}" for t in failing)])
+    write_mutmut_config(work, narrowed(scope, args.only), [*selection, *(f"--deselect={t}" for t in failing)])
     mutmut = Path(sys.executable).with_name("mutmut")
     # nice: the clusters and other work share the two cores.
     command = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(workers)]
@@ -319,9 +337,9 @@ def use_forkserver(work: Path) -> None:
         project.write_text(project.read_text().rstrip("\n") + f"\n{FORKSERVER}\n")
 
 
-def resume_scope(scope: str, workers: int, minutes: float | None) -> int:
+def resume_scope(scope: str, workers: int, minutes: float | None, only: list[str] | None = None) -> int:
     """Go on with the mutants the last run of ``scope`` did not check (same tree, same tests)."""
-    work = scratch_dir(scope)
+    work = scratch_dir(scope, only)
     use_forkserver(work)
     mutmut = Path(sys.executable).with_name("mutmut")
     command = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(workers)]
@@ -341,27 +359,27 @@ def resume_scope(scope: str, workers: int, minutes: float | None) -> int:
         return 0
 
 
-def use_current_test_modules(work: Path, scope: str) -> None:
+def use_current_test_modules(work: Path, scope: str, tests: list[str] | None = None) -> None:
     """The scratch tree's test selection with the scope's module patterns as they are now (a test
-    module added under a new pattern since the tree was laid out); what was left out stays out.
-    mutmut sees the new tests and collects again which functions they reach."""
+    module added under a new pattern since the tree was laid out), or ``tests``; what was left
+    out stays out. mutmut sees the new tests and collects again which functions they reach."""
     project = work / "pyproject.toml"
-    pattern = f"python_files={' '.join(SCOPE_TESTS[scope])}"
+    pattern = f"python_files={' '.join(tests or SCOPE_TESTS[scope])}"
     text = re.sub(r"python_files=[^\"]*", lambda _: pattern, project.read_text())
     project.write_text(text)
 
 
-def retest_scope(scope: str, workers: int, commit: str | None, minutes: float | None) -> int:
+def retest_scope(scope: str, workers: int, commit: str | None, minutes: float | None, args: argparse.Namespace) -> int:
     """Run the last run's uncaught mutants of ``scope`` again, against the tests as they are now
     (the working tree's tests/, or ``commit``'s): mutmut collects which code the new tests reach
     and re-runs only the named mutants, so the figures are the last run's with those updated."""
-    work = scratch_dir(scope)
+    work = scratch_dir(scope, args.only)
     names = survivors(work)
     if not names:
         print(f"mutation: {scope}: nothing to retest in {work}", file=sys.stderr)
         return 1
     use_forkserver(work)
-    use_current_test_modules(work, scope)
+    use_current_test_modules(work, scope, args.tests)
     source = REPO
     if commit:
         source = work.with_name(f"{work.name}-retest-source")
@@ -397,7 +415,7 @@ def record(
 ) -> None:
     """Append this run to tests/benchmarks/mutation.json and refresh BENCHMARKS.json and .md."""
     results = read_mutation() or {}
-    tests = " ".join(scope_selection(scope))
+    tests = " ".join(scope_selection(scope, args.tests))
     results.setdefault("runs", []).append(
         {
             **f.as_dict(),
@@ -405,9 +423,10 @@ def record(
             "label": args.label,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
             "duration_s": round(duration),
-            "code": " ".join(SCOPES[scope]),
+            "code": " ".join(narrowed(scope, args.only)),
             "tests": tests,
-            "run": f"mutmut 3.8.1, {args.workers} workers, nice 10"
+            # mutmut runs at `nice -n 10` from this process's niceness (19 at most).
+            "run": f"mutmut 3.8.1, {args.workers} workers, nice {min(19, os.nice(0) + 10)}"
             + (f", commit {args.commit}" if args.commit else "")
             + (f", stopped after {args.minutes:g} min" if args.minutes else "")
             + (", the run before's uncaught mutants re-run against the tests as they are now" if args.retest else "")
@@ -444,7 +463,15 @@ def main(argv: list[str] | None = None) -> int:
         help="do not record the figures (tests/benchmarks/mutation.json, BENCHMARKS.*)",
     )
     parser.add_argument("--label", default="", help="what this run is, in BENCHMARKS.md (e.g. before, after)")
+    parser.add_argument(
+        "--only", action="append", help="mutate only this path of the scope (a file or folder; its own scratch tree)"
+    )
+    parser.add_argument(
+        "--tests", type=str.split, help="the unit test modules to run (globs under tests/unit), not the scope's"
+    )
     args = parser.parse_args(argv)
+    for scope in args.scope or list(SCOPES):
+        narrowed(scope, args.only)  # before anything is laid out: a path outside the scope is refused
     failed = 0
     results: dict[str, ScopeFigures] = {}
     for scope in args.scope or list(SCOPES):
@@ -452,30 +479,31 @@ def main(argv: list[str] | None = None) -> int:
         failing: list[str] = []
         if args.retest or args.resume:
             if args.retest:
-                code = retest_scope(scope, args.workers, args.commit, args.minutes)
+                code = retest_scope(scope, args.workers, args.commit, args.minutes, args)
             else:
-                code = resume_scope(scope, args.workers, args.minutes)
+                code = resume_scope(scope, args.workers, args.minutes, args.only)
             previous = [r for r in (read_mutation() or {}).get("runs", []) if r["scope"] == scope]
             failing = previous[-1].get("left_out_failing_before", []) if previous else []
             if code != 0:
                 failed += 1
                 continue
         elif not args.report_only:
-            code, failing = run_scope(scope, args.workers, args.commit, args.minutes)
+            code, failing = run_scope(scope, args.workers, args.commit, args.minutes, args)
             if code != 0:
                 failed += 1
                 continue
         duration = time.time() - started
-        f = figures(scratch_dir(scope)).get(scope)
+        work = scratch_dir(scope, args.only)
+        f = figures(work).get(scope)
         if f is None:
-            print(f"mutation: no results for {scope} in {scratch_dir(scope)}", file=sys.stderr)
+            print(f"mutation: no results for {scope} in {work}", file=sys.stderr)
             failed += 1
             continue
         results[scope] = f
         if not args.report_only and not args.no_record:
             record(scope, f, started, duration, args, failing)
-        left = survivors(scratch_dir(scope))
-        print(f"{scope}: {len(left)} mutants not caught; see one with: cd {scratch_dir(scope)} && mutmut show NAME")
+        left = survivors(work)
+        print(f"{scope}: {len(left)} mutants not caught; see one with: cd {work} && mutmut show NAME")
         for name in left:
             print(f"  {name}")
     print_table(results)
