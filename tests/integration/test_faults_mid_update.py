@@ -1,6 +1,6 @@
 """Faults in the middle of an update, on Monaco's real node: dev (small) deployed with `smartnation up`
-from a scratch project of its own (project `smartnation-faults`, a private file backend),
-destroyed at the end (the destroy is checked).
+from a scratch project of its own (project `<SMARTNATION_IT_PROJECT>-flt`, a private file
+backend), destroyed at the end through PlatformProject.destroy (the destroy is checked).
 
 The tests run in file order and build on each other (an update takes minutes):
 
@@ -33,17 +33,18 @@ import yaml
 
 from smartnation.cli import exit_codes
 from smartnation.tooling.toolchain.cache import layout
-from tests.integration.platform_project import REPO, PlatformProject
+from tests.integration.platform_project import PROJECT, REPO, PlatformProject
 
 pytestmark = pytest.mark.integration
 
 CLI = REPO / ".venv" / "bin" / "smartnation"
-# Not under smartnation-it-: every test session's clusters fixture deletes those namespaces when it
-# starts, and a concurrent session deleted this one mid-test (seen). The module destroys its own.
-PROJECT_NAME = "smartnation-faults"
+# Its own project under the session's prefix: not the shared dev's namespace (conftest.dev_on_monaco),
+# and not a fixed name two sessions would share. A killed run's namespace is then cleared when a
+# session with the same prefix starts (conftest.clusters), its volumes reclaimed (released_volumes).
+NAME = f"{PROJECT}-flt"
 ENVIRONMENT = "dev"
 CLUSTER = "monaco-onprem"
-NAMESPACE = f"{PROJECT_NAME}-{ENVIRONMENT}"
+NAMESPACE = f"{NAME}-{ENVIRONMENT}"
 MANAGED_BY = ("pulumi", "Helm")  # the label on every object the platform declares (Helm: the API charts)
 
 
@@ -81,7 +82,7 @@ class Faults:
         return self.finish(self.start(*args), timeout)
 
     def locks(self) -> list[Path]:
-        return sorted((self.state / ".pulumi" / "locks").glob(f"*/{PROJECT_NAME}/{ENVIRONMENT}/*.json"))
+        return sorted((self.state / ".pulumi" / "locks").glob(f"*/{NAME}/{ENVIRONMENT}/*.json"))
 
     def checkpoint(self) -> dict:
         """The stack's state as the engine last wrote it (read directly: no lock, no engine)."""
@@ -150,19 +151,13 @@ def kill_tree(pids: list[int]) -> None:
 def faults(tmp_path_factory, tools, clusters) -> Iterator[Faults]:
     state = tmp_path_factory.mktemp("faults-state")
     backend = {"PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_CONFIG_PASSPHRASE": "integration-tests"}
-    project = PlatformProject.create(tmp_path_factory.mktemp("faults"), tools, backend)
-    manifest = yaml.safe_load((project.root / "Pulumi.yaml").read_text())
-    manifest["name"] = PROJECT_NAME
-    (project.root / "Pulumi.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    project = PlatformProject.create(tmp_path_factory.mktemp("faults"), tools, backend, name=NAME)
     project.set_cluster(ENVIRONMENT, CLUSTER)
     project.init_stack(ENVIRONMENT)
     try:
         yield Faults(project, state)
     finally:
-        destroyed = project.pulumi("destroy", "--yes", "--skip-preview", "--stack", ENVIRONMENT, check=False)
-        gone = tools.run("kubectl", "--context", CLUSTER, "get", "namespace", NAMESPACE, check=False)
-        assert destroyed.returncode == 0, f"destroy failed:\n{destroyed.stderr[-3000:]}"
-        assert gone.returncode != 0, f"{NAMESPACE} is still there after the destroy"
+        project.destroy(ENVIRONMENT)  # fails the teardown if the destroy fails or the namespace stays
 
 
 def assert_converged(faults: Faults, tools) -> None:
