@@ -8,3 +8,4 @@ STACK_LOCKED = 4  # another update holds the stack's lock
 STACK_NOT_FOUND = 5  # the environment has never been deployed to this backend
 ABORTED = 6  # the operator declined the confirmation
 INTERRUPTED = 7  # an earlier update was killed mid-way (stale lock, pending operations): `up --recover`
+UNREADABLE = 8  # a status could not read what it needs live (kubeconfig context, namespace, Pod): `move --status`

@@ -18,6 +18,7 @@
                                           an environment's data on two clusters, item by item (exit 1 on any difference)
     smartnation state move ENV --to s3://BUCKET?endpoint=HOST:PORT&...
                                           the stack, its history and secrets into another backend, re-encrypted
+    smartnation move ENV --status [--json] where a move to another cluster stands, read live (changes nothing)
 
 Exit codes are in smartnation.cli.exit_codes; docs/operations.md explains each.
 """
@@ -36,6 +37,7 @@ from smartnation.cli import (
     compare,
     destroy,
     exit_codes,
+    move,
     outputs,
     preview,
     promote,
@@ -51,7 +53,21 @@ from smartnation.settings import SettingsError
 
 log = logging.getLogger("smartnation")
 
-COMMANDS = (up, destroy, secrets_init, outputs, preview, promote, audit, status, verify, restore, compare, state_move)
+COMMANDS = (
+    up,
+    destroy,
+    secrets_init,
+    outputs,
+    preview,
+    promote,
+    audit,
+    status,
+    verify,
+    restore,
+    compare,
+    state_move,
+    move,
+)
 """One module per command, each adding its parser; in the order `smartnation --help` lists them."""
 
 
