@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from smartnation.tooling.images import lock_files
+
 LOCK_FILE = Path(__file__).with_name("debian-packages.lock.yaml")
 SHOWN = "infra/smartnation/tooling/images/debian-packages.lock.yaml"
 UPDATE = "make images-debian-update"
@@ -69,17 +71,12 @@ def read(path: Path = LOCK_FILE, shown: str = SHOWN) -> dict[str, str]:
 
 
 def render(packages: Mapping[str, str]) -> str:
-    body = yaml.safe_dump({"packages": dict(sorted(packages.items()))}, default_flow_style=False, sort_keys=False)
-    return HEADER + "\n" + body
+    return lock_files.render(HEADER, "packages", packages)
 
 
 def write(path: Path, packages: Mapping[str, str]) -> bool:
     """Writes the lock; returns whether its content changed."""
-    text = render(packages)
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        return False
-    path.write_text(text, encoding="utf-8")
-    return True
+    return lock_files.write_if_changed(path, render(packages))
 
 
 def preferences(packages: Mapping[str, str]) -> str:

@@ -16,10 +16,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from smartnation.settings.errors import SettingsError
 from smartnation.settings.yaml_files import read_yaml
+from smartnation.tooling.images import lock_files
 
 if TYPE_CHECKING:
     # Annotations only: the settings loader reads the lock through this module, and must not
@@ -65,8 +64,7 @@ def built_entries(built: Iterable[BuiltImage]) -> dict[str, str]:
 
 def render(entries: Mapping[str, str]) -> str:
     """The lock's text: the header, then the images sorted by key."""
-    body = yaml.safe_dump({"images": dict(sorted(entries.items()))}, default_flow_style=False, sort_keys=False)
-    return HEADER + "\n" + body
+    return lock_files.render(HEADER, "images", entries)
 
 
 def read_lock(path: Path, shown: str = SHOWN) -> dict[str, str]:
@@ -119,11 +117,7 @@ def last_build(pins: Pins, cache: ImageCache) -> dict[str, str]:
 
 def write_lock(path: Path, entries: Mapping[str, str]) -> bool:
     """Writes the lock; returns whether its content changed."""
-    text = render(entries)
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        return False
-    path.write_text(text, encoding="utf-8")
-    return True
+    return lock_files.write_if_changed(path, render(entries))
 
 
 def verify(built: Mapping[str, str], lock: Mapping[str, str], *, complete: bool, shown: str = SHOWN) -> None:
