@@ -334,6 +334,7 @@ def test_pull_requests_preview_against_the_base_with_the_cached_toolchain(workfl
     for pins in (
         "infra/smartnation/tooling/toolchain/versions.yaml",
         "infra/smartnation/tooling/images/images.yaml",
+        "infra/smartnation/tooling/images/debian-packages.lock.yaml",
         "services/constraints.txt",
     ):
         assert f"'{pins}'" in cache["with"]["key"]
