@@ -121,7 +121,7 @@ class MoveStatus:
         }
 
 
-def read_site(site: Site, environment: str, env: Mapping[str, str], timeout: float = 30) -> Site:
+def read_site(site: Site, environment: str, env: Mapping[str, str], timeout: float = 60) -> Site:
     """Fill ``site`` from its cluster; a failure sets ``site.problem`` and stops there."""
     kubectl = Kubectl(site.context, site.namespace, env)
     try:
