@@ -18,11 +18,8 @@ from tests.integration.platform_project import PROJECT
 
 # Every project name an integration test or the benchmark deploys under (namespaces
 # <project>-<env>), plus the scratch namespaces of the node and certificate tests. The session's
-# prefix covers the projects derived from it (<PROJECT>-flt, -mv, -st, -cmp, -co, -rot).
-TEST_PROJECTS = (
-    PROJECT, "smartnation-it", "smartnation-delivery", "smartnation-fourth", "smartnation-restore",
-    "smartnation-bench",
-)  # fmt: skip
+# prefix covers the projects derived from it (<PROJECT>-flt, -4th, -rst, -mv, -st, -cmp, -co, -rot).
+TEST_PROJECTS = (PROJECT, "smartnation-it", "smartnation-delivery", "smartnation-bench")
 TEST_NAMESPACE_PREFIXES = (*(f"{p}-" for p in TEST_PROJECTS), "demo-", "probe-")
 
 

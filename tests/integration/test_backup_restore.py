@@ -20,12 +20,15 @@ import pytest
 from smartnation.cli import restore_pod
 from smartnation.program.components import database
 from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, DATABASE_SUPERUSER_PASSWORD
+from tests.integration.platform_project import PROJECT as SESSION_PROJECT
 from tests.integration.platform_project import REPO, PlatformProject
 from tests.integration.running_pods import port_forward
 
 pytestmark = pytest.mark.integration
 
-PROJECT = "smartnation-restore"
+# Under the session's prefix: a fixed name was shared by two sessions, and each deletes this
+# namespace when its fixture starts (a killed run's leftover).
+PROJECT = f"{SESSION_PROJECT}-rst"
 ENVIRONMENT = "dev"
 CLUSTER = "dusseldorf-test"
 NAMESPACE = f"{PROJECT}-{ENVIRONMENT}"

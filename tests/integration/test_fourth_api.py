@@ -6,8 +6,8 @@ the program is this checkout's, unchanged. `pulumi up` must bring the fourth Dep
 Ready on the real node (its readiness probe asks the database and the object storage it is
 wired to), the API answers on its port, and a second preview has nothing to change.
 
-The project is named ``smartnation-fourth`` (namespace smartnation-fourth-dev), so this test
-shares no namespace with the other integration tests, which clear ``smartnation-it-*``.
+The project is the session's prefix with ``-4th`` (namespace ``<SMARTNATION_IT_PROJECT>-4th-dev``),
+so this test shares no namespace with the other integration tests, nor with another session.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import pytest
 
 from smartnation.settings import load_settings
 from tests.added_api import APP, IMAGE_OF, NAME, add_api
+from tests.integration.platform_project import PROJECT as SESSION_PROJECT
 from tests.integration.platform_project import PlatformProject
 from tests.integration.running_pods import container_process, port_forward
 
 pytestmark = pytest.mark.integration
 
-PROJECT = "smartnation-fourth"
+PROJECT = f"{SESSION_PROJECT}-4th"
 ENVIRONMENT = "dev"
 CLUSTER = "monaco-onprem"
 NAMESPACE = f"{PROJECT}-{ENVIRONMENT}"
