@@ -369,6 +369,32 @@ def use_current_test_modules(work: Path, scope: str, tests: list[str] | None = N
     project.write_text(text)
 
 
+def results_by_file(work: Path) -> dict[Path, dict[str, int | None]]:
+    """Each mutated file's results as mutmut keeps them (mutants/<file>.meta)."""
+    return {
+        meta: json.loads(meta.read_text()).get("exit_code_by_key", {})
+        for meta in sorted((work / "mutants").rglob("*.py.meta"))
+    }
+
+
+def keep_earlier_results(work: Path, earlier: dict[Path, dict[str, int | None]]) -> int:
+    """Give back the results a retest wiped: with another test selection (``--tests``) mutmut
+    resets every result, not only the named mutants'. The code is the same and the mutants not
+    named were caught (killed, timeout) before, so those results stand; returns how many."""
+    kept = 0
+    for meta, before in earlier.items():
+        if not meta.exists():
+            continue
+        data = json.loads(meta.read_text())
+        now = data.setdefault("exit_code_by_key", {})
+        for name, code in before.items():
+            if code is not None and now.get(name) is None:
+                now[name] = code
+                kept += 1
+        meta.write_text(json.dumps(data))
+    return kept
+
+
 def retest_scope(scope: str, workers: int, commit: str | None, minutes: float | None, args: argparse.Namespace) -> int:
     """Run the last run's uncaught mutants of ``scope`` again, against the tests as they are now
     (the working tree's tests/, or ``commit``'s): mutmut collects which code the new tests reach
@@ -395,10 +421,11 @@ def retest_scope(scope: str, workers: int, commit: str | None, minutes: float | 
     command = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(workers), *names]
     print(f"mutation: {scope}: retesting {len(names)} mutants in {work}", flush=True)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    earlier = results_by_file(work)
     # The stats file exists from the last run: the budget counts from the start here.
     proc = subprocess.Popen(command, cwd=work, env=env)
     try:
-        return proc.wait(timeout=minutes * 60 if minutes else None)
+        code = proc.wait(timeout=minutes * 60 if minutes else None)
     except subprocess.TimeoutExpired:
         print(f"mutation: {scope}: {minutes:g} minutes are up, stopping mutmut", flush=True)
         proc.send_signal(signal.SIGINT)
@@ -407,7 +434,10 @@ def retest_scope(scope: str, workers: int, commit: str | None, minutes: float | 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        return 0
+        code = 0
+    kept = keep_earlier_results(work, earlier)
+    print(f"mutation: {scope}: {kept} results of the last run kept (mutants not re-run)", flush=True)
+    return code
 
 
 def record(
