@@ -71,7 +71,7 @@ PSQL_SCRIPT = 'read -r PGPASSWORD; export PGPASSWORD; exec psql -X -A -t -q -v O
 
 
 class Unreadable(Exception):
-    """Something a status needs could not be read; the message names the cluster and what."""
+    """Something a status needs could not be read; the message says what (read_site adds the cluster)."""
 
 
 @dataclass
@@ -96,6 +96,8 @@ class Site:
 
 @dataclass(frozen=True)
 class MoveStatus:
+    """The move declared in the environment file and what each cluster showed of it."""
+
     environment: str
     file: str
     """The environment file the declared move is read from, as the loader names it."""
