@@ -59,9 +59,21 @@ def test_each_policy_and_each_pod_peer_selects_pods_of_the_stack_by_their_labels
                     assert selected(peer["podSelector"], pods) >= 1, (policy["podSelector"], peer)
 
 
+def test_every_rule_names_its_peers_and_its_ports(stack: BuiltStack) -> None:
+    # A rule without peers allows every peer, one without ports every port.
+    for policy in (r.plain["spec"] for r in stack.of_type(NETPOL)):
+        assert set(policy) <= {"podSelector", "policyTypes", "ingress", "egress"}, policy
+        assert policy["policyTypes"] and set(policy["policyTypes"]) <= {"Ingress", "Egress"}, policy
+        for direction, peers in (("ingress", "from"), ("egress", "to")):
+            for rule in policy.get(direction, []):
+                assert set(rule) == {peers, "ports"} and rule[peers] and rule["ports"], (policy["podSelector"], rule)
+
+
 def test_every_port_is_tcp_but_dns_which_is_also_udp(stack: BuiltStack) -> None:
+    dns = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
     for policy in (r.plain["spec"] for r in stack.of_type(NETPOL)):
         for rule in policy.get("ingress", []) + policy.get("egress", []):
+            assert not any(p["protocol"] == "UDP" for p in rule["ports"]) or rule["ports"] == dns, rule
             for port in rule.get("ports", []):
                 assert set(port) == {"protocol", "port"}, port
                 assert 1 <= port["port"] <= 65535, port
