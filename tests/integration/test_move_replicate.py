@@ -5,6 +5,8 @@ Düsseldorf's primary over the site link (TLS verify-full against Düsseldorf's 
 it connect from the link address; the lag reaches 0, the rows (hypertable chunks included)
 compare equal, and rows written on Düsseldorf afterwards arrive. Removing `move:` again (the
 rollback from replicate) removes Monaco's side and leaves Düsseldorf's primary untouched.
+`smartnation move dev --status --json` (the real CLI) reads it all live: no move declared before,
+then the phase, both namespaces, the standby in recovery and the walsender from the link address.
 
 Needs what `make clusters` starts: both clusters, their real nodes and the site link.
 """
@@ -13,15 +15,17 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from smartnation.cli import compare
+from smartnation.cli import compare, exit_codes
 from smartnation.cli.compare_data import DATABASE_SQL, Snapshot, differences
 from smartnation.tooling.local_clusters import site_link
-from tests.integration.platform_project import PROJECT, PlatformProject
+from tests.integration.platform_project import PROJECT, REPO, PlatformProject
 
 pytestmark = pytest.mark.integration
 
@@ -103,6 +107,20 @@ def _replication(tools) -> str:
                  "FROM pg_stat_replication;")  # fmt: skip
 
 
+def _move_status(tools, project: PlatformProject) -> dict:
+    """`smartnation move dev --status --json`, the real CLI on the scratch project; it must read everything."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "smartnation.cli.main", "move", ENVIRONMENT, "--status", "--json"], cwd=REPO,
+        env={**tools.env, **project.env, "SMARTNATION_PROJECT_DIR": str(project.root)}, capture_output=True,
+        text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    print(f"$ smartnation move {ENVIRONMENT} --status --json -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
+    status = json.loads(proc.stdout)
+    assert status["problems"] == [] and status["source"]["namespace"] == NAMESPACE, status
+    return status
+
+
 @pytest.fixture
 def dev_on_dusseldorf(tmp_path, tools, clusters) -> Iterator[PlatformProject]:
     """dev deployed on Düsseldorf with 300 readings; destroyed at the end, checked on both sites."""
@@ -129,6 +147,10 @@ def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_d
     env_file = project.root / "environments" / f"{ENVIRONMENT}.yaml"
     without_move = env_file.read_text()
     before = tools.kubectl_json(SOURCE, "-n", NAMESPACE, "get", "pod", PRIMARY)["metadata"]["uid"]
+    status = _move_status(tools, project)
+    assert (status["move"], status["phase"], status["target"]) == (None, None, None), status
+    assert (status["source"]["cluster"], status["source"]["namespace_exists"]) == (SOURCE, True)
+    assert status["source"]["in_recovery"] is False and status["source"]["replication"] == []
 
     # --- replicate: previewed, nothing of Düsseldorf replaced or deleted -------------------
     env_file.write_text(without_move + MOVE)
@@ -161,6 +183,20 @@ def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_d
     took = _until("the 50 new rows on Monaco",
                   lambda: _psql(tools, TARGET, "telemetry", "SELECT count(*) FROM readings;"), "350")  # fmt: skip
     print(f"50 rows written on {SOURCE} counted on {TARGET} after {took:.0f} s")
+    status = _move_status(tools, project)
+    source, target = status["source"], status["target"]
+    assert (status["phase"], status["move"]) == ("replicate", {"to": TARGET, "phase": "replicate"}), status
+    assert (source["cluster"], target["cluster"]) == (SOURCE, TARGET)
+    assert source["namespace_exists"] is True and target["namespace_exists"] is True
+    assert source["in_recovery"] is False and target["in_recovery"] is True, "Monaco's is a standby"
+    streaming = [row for row in source["replication"] if row["state"] == "streaming"]
+    assert [row["client_address"] for row in streaming] == [LINK_ADDRESS], source["replication"]
+    lag = streaming[0]["lag_bytes"]
+    assert isinstance(lag, int | float) and not isinstance(lag, bool) and lag >= 0, streaming
+    assert target["receiver_status"] == "streaming", target
+    # The 50 rows were a transaction replayed on Monaco: the time since then is known.
+    since = target["seconds_since_last_replay"]
+    assert isinstance(since, int | float) and since >= 0, target
     assert differences(_tables(tools, SOURCE), _tables(tools, TARGET), ("tables", "chunks")) == []
 
     # --- rollback from replicate: one phase change ------------------------------------------
