@@ -106,10 +106,10 @@ def debian_rootfs(runner: StepRunner, pins: Pins, packages: Sequence[str], targe
         f'| LC_ALL=C sort > "$1/{_HOOK_MANIFEST}"'
     )
     lock_args: list[str] = []
+    preferences = target.parent / f"{target.name}.apt-preferences"
     if pins.debian_lock is not None:
         # Before apt resolves anything: its preferences pin every dependency, not only the packages
         # named, so a security update published since the lock was written does not slip in.
-        preferences = target.parent / f"{target.name}.apt-preferences"
         preferences.write_text(debian_lock.preferences(dict(pins.debian_lock)))
         lock_args.append(
             f'--setup-hook=mkdir -p "$1/etc/apt/preferences.d" && cp {shlex.quote(str(preferences))} '
@@ -133,7 +133,7 @@ def debian_rootfs(runner: StepRunner, pins: Pins, packages: Sequence[str], targe
             env={"SOURCE_DATE_EPOCH": str(pins.source_date_epoch), "LC_ALL": "C.UTF-8"},
         )
     finally:
-        _remove(target.parent / f"{target.name}.apt-preferences")
+        _remove(preferences)
     manifest_file = target / _HOOK_MANIFEST
     manifest = [line for line in manifest_file.read_text().splitlines() if line.strip()]
     manifest_file.unlink()
