@@ -141,6 +141,35 @@ class FakeKubectl:
         return {call.argv[2] for call in self.calls if call.argv[3:5] != ["config", "get-contexts"]}
 
 
+@dataclass
+class Output:
+    value: Any
+    secret: bool = False
+
+
+class FakeStack:
+    """The engine's stack, as far as --status reads it: its outputs (the `move` output, or none)."""
+
+    def __init__(self, move: dict[str, Any] | None = None, error: Exception | None = None) -> None:
+        self.move, self.error = move, error
+
+    def outputs(self) -> dict[str, Output]:
+        if self.error is not None:
+            raise self.error
+        return {"cluster": Output(SOURCE), **({"move": Output(self.move)} if self.move else {})}
+
+
+APPLIED = {"to": TARGET, "phase": "replicate", "namespace": NAMESPACE, "replication_sources": [f"{LINK}/32"]}
+
+
+@pytest.fixture(autouse=True)
+def stack(monkeypatch) -> FakeStack:
+    """The engine stood in: the stack recorded the replicate phase (a test changes it)."""
+    fake = FakeStack(APPLIED)
+    monkeypatch.setattr("smartnation.cli.workspace.select", lambda environment, create=True: (fake, None))
+    return fake
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch) -> Path:
     """A project with the repository's environment files (dev on Düsseldorf), its own name."""
@@ -182,6 +211,7 @@ def test_the_report_says_the_phase_and_what_each_cluster_shows(moving, monkeypat
     # Each cluster's facts under its own header, the source first; the walsender's numbers as read.
     assert out.splitlines() == [
         f"dev (environments/dev.yaml): moving from {SOURCE} to {TARGET}, phase replicate",
+        f"phase declared: replicate; phase last applied: replicate (to {TARGET}) (the stack's `move` output)",
         f"source {SOURCE} (context {SOURCE}), namespace {NAMESPACE}: present",
         "  database dev-database-primary-0: primary (not in recovery), WAL at 0/5000148",
         f"  replication to {LINK}: streaming, sent 0/5000148, replayed 0/5000000, lag 328 bytes, replay lag 0.012 s",
@@ -197,6 +227,7 @@ def test_the_json_form_holds_every_field_read(moving, monkeypatch, caplog, capsy
     assert code == exit_codes.OK
     status = json.loads(out)
     assert (status["phase"], status["move"]) == ("replicate", {"to": TARGET, "phase": "replicate"})
+    assert (status["applied_phase"], status["applied"]) == ("replicate", {"to": TARGET, "phase": "replicate"})
     assert (status["readable"], status["problems"], status["file"]) == (True, [], "environments/dev.yaml")
     source, target = status["source"], status["target"]
     assert (source["cluster"], source["context"], source["namespace"]) == (SOURCE, SOURCE, NAMESPACE)
@@ -211,7 +242,8 @@ def test_the_json_form_holds_every_field_read(moving, monkeypatch, caplog, capsy
     assert source["problem"] is None and target["problem"] is None
 
 
-def test_without_a_move_only_the_environments_cluster_is_read(project, monkeypatch, caplog, capsys):
+def test_without_a_move_only_the_environments_cluster_is_read(project, stack, monkeypatch, caplog, capsys):
+    stack.move = None
     fake = FakeKubectl(clusters())
     code, out, _ = run(monkeypatch, caplog, capsys, fake, "dev", "--status", "--json")
     assert code == exit_codes.OK
@@ -220,14 +252,39 @@ def test_without_a_move_only_the_environments_cluster_is_read(project, monkeypat
     assert status["source"]["namespace_exists"] is True and status["readable"] is True
     assert fake.contexts() == {SOURCE}
     code, out, _ = run(monkeypatch, caplog, capsys, fake, "dev", "--status")
-    assert out.splitlines()[0] == f"dev (environments/dev.yaml): no move declared; on {SOURCE}"
+    assert out.splitlines()[:2] == [
+        f"dev (environments/dev.yaml): no move declared; on {SOURCE}",
+        "phase declared: none; phase last applied: none (the stack's `move` output)",
+    ]
+    assert (status["applied_phase"], status["applied"]) == (None, None)
+
+
+def test_the_phase_last_applied_is_shown_beside_the_declared_one(moving, stack, monkeypatch, caplog, capsys):
+    # The file declares replicate again after a rollback: the stack has no `move` output yet.
+    stack.move = None
+    code, out, _ = run(monkeypatch, caplog, capsys, FakeKubectl(clusters()), "dev", "--status")
+    assert code == exit_codes.OK
+    assert out.splitlines()[1] == "phase declared: replicate; phase last applied: none (the stack's `move` output)"
+
+
+def test_a_stack_that_cannot_be_read_is_named_and_the_clusters_still_read(moving, stack, monkeypatch, caplog, capsys):
+    from pulumi import automation as auto
+
+    stack.error = auto.CommandError(auto.CommandResult("", "error: could not read the backend\n", 255))
+    code, out, errors = run(monkeypatch, caplog, capsys, FakeKubectl(clusters()), "dev", "--status", "--json")
+    assert code == exit_codes.UNREADABLE
+    status = json.loads(out)
+    (problem,) = status["problems"]
+    assert problem.startswith("stack dev: cannot read its `move` output: error: could not read the backend"), problem
+    assert status["applied_phase"] is None and status["target"]["in_recovery"] is True
+    assert problem in errors
 
 
 def test_without_a_move_the_source_says_when_no_standby_is_connected(project, monkeypatch, caplog, capsys):
     alone = Cluster({**PRIMARY_STATUS, "replication": []})
     code, out, _ = run(monkeypatch, caplog, capsys, FakeKubectl(clusters(dusseldorf_test=alone)), "dev", "--status")
     assert code == exit_codes.OK
-    assert out.splitlines()[2:4] == [
+    assert out.splitlines()[3:5] == [
         "  database dev-database-primary-0: primary (not in recovery), WAL at 0/5000148",
         "  replication: no standby connected",
     ]
@@ -341,11 +398,11 @@ def test_a_standby_that_replayed_nothing_yet_and_an_unknown_lag_read_plainly(mov
     assert any("receiver not running, no transaction replayed yet" in line for line in lines)
 
 
-def test_without_status_it_says_only_the_status_exists_and_reads_nothing(moving, monkeypatch, caplog, capsys):
+def test_without_status_or_to_it_says_what_it_needs_and_reads_nothing(moving, monkeypatch, caplog, capsys):
     fake = FakeKubectl(clusters())
     code, out, errors = run(monkeypatch, caplog, capsys, fake, "dev")
     assert code == exit_codes.BAD_INPUT and out == ""
-    assert "`smartnation move dev` needs --status: only the status exists yet" in errors
+    assert "`smartnation move dev` needs --status (where the move stands) or --to CLUSTER" in errors
     assert fake.calls == []
 
 

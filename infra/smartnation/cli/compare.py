@@ -114,8 +114,19 @@ def _psql(side: Side, pod: str, container: str, password: str, database: str, sq
     )  # fmt: skip
 
 
+DATABASE_SECTIONS = ("tables", "chunks", "devices")
+"""What read_database fills: all a database holds (the move's replicate phase carries only that)."""
+
+
 def read_side(side: Side, settings: Settings, settle: float) -> Snapshot:
     """Everything the comparison needs of one side."""
+    snapshot = read_database(side, settings)
+    read_store_and_broker(side, settings, settle, snapshot)
+    return snapshot
+
+
+def read_database(side: Side, settings: Settings) -> Snapshot:
+    """One side's database: every table and chunk of every database, the registered devices."""
     snapshot = Snapshot(side.where)
     database = naming.names(side.environment, naming.DATABASE)
     pod, container = side.running_pod(f"app.kubernetes.io/instance={database.name},app.kubernetes.io/component=primary")
@@ -130,6 +141,11 @@ def read_side(side: Side, settings: Settings, settle: float) -> Snapshot:
         snapshot.add_lines(
             _psql(side, pod, container, password, registry.database.name, DEVICES_SQL.format(table="devices"))
         )
+    return snapshot
+
+
+def read_store_and_broker(side: Side, settings: Settings, settle: float, snapshot: Snapshot) -> None:
+    """Adds one side's objects, buckets and retained messages to ``snapshot``."""
     storage = naming.names(side.environment, naming.OBJECT_STORAGE)
     root_secret = storage.child("root")
     given = {
@@ -151,7 +167,6 @@ def read_side(side: Side, settings: Settings, settle: float) -> Snapshot:
     if f"{MARKER}-DONE" not in out:
         raise CompareError(f"{side.where}: the reader in {reader} stopped early: {out.strip()[-600:]}")
     snapshot.add_lines(out)
-    return snapshot
 
 
 def _reader_topics(settings: Settings) -> list[str]:

@@ -9,3 +9,4 @@ STACK_NOT_FOUND = 5  # the environment has never been deployed to this backend
 ABORTED = 6  # the operator declined the confirmation
 INTERRUPTED = 7  # an earlier update was killed mid-way (stale lock, pending operations): `up --recover`
 UNREADABLE = 8  # a status could not read what it needs live (kubeconfig context, namespace, Pod): `move --status`
+TIMED_OUT = 9  # `move ENV --to CLUSTER` waited --timeout seconds and the target did not catch up (lag 0): re-run

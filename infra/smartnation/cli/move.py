@@ -1,19 +1,20 @@
-"""`smartnation move ENV --status`: where an environment's move to another cluster stands.
+"""`smartnation move ENV --status | --to CLUSTER`: an environment's move to another cluster.
 
-Reads, changes nothing, anywhere: the move declared in the environment file (`move: {to,
-phase}`, or none), then live from each cluster with kubectl (the contexts of the cluster
-profiles): whether the environment's namespace exists there; on the source, the primary's
-walsenders (pg_stat_replication: client address, state, sent and replayed WAL, lag in bytes,
-replay lag); on the target, whether its database is in recovery (a hot standby), how far it
-replayed and how long ago its last replayed transaction was. `--json` prints the same as one
-JSON object (for scripts and the mover to come).
+`--status` reads, changes nothing, anywhere: the move declared in the environment file (`move: {to,
+phase}`, or none) beside the phase last applied (the stack's `move` output), then live from each
+cluster with kubectl (the contexts of the cluster profiles): whether the environment's namespace
+exists there; on the source, the primary's walsenders (pg_stat_replication: client address,
+state, sent and replayed WAL, lag in bytes, replay lag); on the target, whether its database is in
+recovery (a hot standby), how far it replayed and how long ago its last replayed transaction was.
+`--json` prints the same as one JSON object. Exit 0 when everything was read; 8 (UNREADABLE)
+naming what could not be, after printing what was read; 2 for an unknown environment or a
+malformed file.
 
-Exit 0 when everything was read; 8 (UNREADABLE) naming what could not be (no kubeconfig
-context, namespace missing, no Running database primary Pod, psql failing), after printing
-what was read; 2 for an unknown environment or a malformed file.
-
-Only --status exists yet: the phases are declared in the environment file and applied by a
-reviewed update each (docs/move.md); driving them from here comes next.
+`--to CLUSTER` drives the phase the environment file declares (it must declare `move.to:
+CLUSTER`; the file is never edited here): for replicate, preview, apply (`smartnation up`),
+wait until the target streams with lag 0 (--timeout, exit 9), verify the data (compare's
+database fingerprints, a JSON report, exit 1 on any difference), then the next step. Each step
+goes to the audit log; a re-run resumes after the last finished step (docs/move.md, section 7).
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ import argparse
 import json
 import logging
 import os
+from typing import Any
 
-from smartnation.cli import exit_codes
+from pulumi import automation as auto
+
+from smartnation.cli import exit_codes, workspace
+from smartnation.cli.move_driver import drive
 from smartnation.cli.move_status import MoveStatus, Site, read_site, report_lines
 from smartnation.cli.restore import project_name
 from smartnation.paths import environments_dir
-from smartnation.settings import load_cluster_profile, load_settings
+from smartnation.settings import SettingsError, load_cluster_profile, load_settings
 from smartnation.tooling.toolchain.bootstrap import tool_env
 from smartnation.tooling.toolchain.cache import layout
 
@@ -43,8 +48,26 @@ def kubectl_env() -> dict[str, str]:
     return env
 
 
-def move_status(environment: str, namespace: str | None = None) -> MoveStatus:
-    """The declared move and what each cluster shows of it; SettingsError for bad input."""
+def applied_move(environment: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The stack's `move` output (the phase last applied) and why it could not be read (or None)."""
+    try:
+        stack, _ = workspace.select(environment, create=False)
+        output = stack.outputs().get("move")
+    except auto.StackNotFoundError:
+        return None, None  # never deployed here: no phase applied
+    except (auto.CommandError, OSError, SettingsError) as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        # The engine's own `error:` line says why (the CommandError around it says stdout/stderr/code).
+        said = [line[line.lower().index("error:") :] for line in lines if "error:" in line.lower()]
+        reason = (said or lines or ["no message"])[-1][-400:]
+        return None, f"stack {environment}: cannot read its `move` output: {reason}"
+    value = output.value if output is not None else None
+    return (value if isinstance(value, dict) else None), None
+
+
+def move_status(environment: str, namespace: str | None = None, with_stack: bool = True) -> MoveStatus:
+    """The declared move and what each cluster shows of it (and, ``with_stack``, the phase last
+    applied); SettingsError for bad input."""
     settings = load_settings(environment, environments_dir())
     namespace = namespace or f"{project_name()}-{environment}"
     env = kubectl_env()
@@ -53,7 +76,10 @@ def move_status(environment: str, namespace: str | None = None) -> MoveStatus:
     if settings.move is not None:
         profile = load_cluster_profile(settings.move.to, environments_dir())
         target = read_site(Site("target", profile.name, profile.context, namespace), environment, env)
+    applied, stack_problem = applied_move(environment) if with_stack else (None, None)
     return MoveStatus(
+        applied=applied,
+        stack_problem=stack_problem,
         environment=environment,
         file=settings.source,
         to=settings.move.to if settings.move else None,
@@ -64,11 +90,15 @@ def move_status(environment: str, namespace: str | None = None) -> MoveStatus:
 
 
 def cmd_move(args: argparse.Namespace) -> int:
+    if args.to:
+        if args.status:
+            log.error("`smartnation move %s`: --status reads, --to drives; give one of them", args.environment)
+            return exit_codes.BAD_INPUT
+        return drive(args, lambda: move_status(args.environment, args.namespace, with_stack=False))
     if not args.status:
         log.error(
-            "`smartnation move %s` needs --status: only the status exists yet; the phases are declared in the "
-            "environment file (`move: {to: CLUSTER, phase: replicate}`) and applied by a reviewed update each "
-            "(docs/move.md)",
+            "`smartnation move %s` needs --status (where the move stands) or --to CLUSTER (drive the phase the "
+            "environment file declares: `move: {to: CLUSTER, phase: replicate}`; docs/move.md)",
             args.environment,
         )
         return exit_codes.BAD_INPUT
@@ -86,7 +116,8 @@ def cmd_move(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "move",
-        help="where an environment's move to another cluster stands (--status; reads only, changes nothing)",
+        help="an environment's move to another cluster: --status (reads only, changes nothing) or --to CLUSTER "
+        "(drives the declared phase)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -97,5 +128,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="print the declared phase and each cluster's namespace, replication and recovery (changes nothing)",
     )
     parser.add_argument("--json", action="store_true", help="the status as one JSON object on stdout")
+    parser.add_argument(
+        "--to",
+        metavar="CLUSTER",
+        help="drive the phase the environment file declares (its `move.to` must be CLUSTER): preview, apply, wait "
+        "for lag 0, verify by data; resumable, each step in the audit log",
+    )
+    parser.add_argument(
+        "--yes", action="store_true", help="with --to: apply without asking (as `smartnation up --yes`)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=1800, help="with --to: seconds to wait for lag 0 bytes (default 1800)"
+    )
+    parser.add_argument("--interval", type=float, default=2.0, help="with --to: seconds between lag readings")
+    parser.add_argument("--report", metavar="FILE", help="with --to: the verification's JSON report (default under "
+                        ".smartnation/move/ in the project)")  # fmt: skip
     parser.add_argument("--namespace", help="the namespace on both clusters (default: <project>-<env>)")
     parser.set_defaults(func=cmd_move)

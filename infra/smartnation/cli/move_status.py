@@ -105,10 +105,15 @@ class MoveStatus:
     phase: str | None
     source: Site
     target: Site | None
+    applied: dict[str, Any] | None = None
+    """The stack's `move` output ({to, phase, ...}): the phase last applied; None if none (or not read)."""
+    stack_problem: str | None = None
+    """Why the stack's outputs could not be read; None: read (or not asked for)."""
 
     @property
     def problems(self) -> list[str]:
-        return [site.problem for site in (self.source, self.target) if site is not None and site.problem]
+        sites = [site.problem for site in (self.source, self.target) if site is not None and site.problem]
+        return sites + ([self.stack_problem] if self.stack_problem else [])
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -116,6 +121,8 @@ class MoveStatus:
             "file": self.file,
             "move": {"to": self.to, "phase": self.phase} if self.phase else None,
             "phase": self.phase,
+            "applied_phase": self.applied.get("phase") if self.applied else None,
+            "applied": {"to": self.applied.get("to"), "phase": self.applied.get("phase")} if self.applied else None,
             "source": self.source.as_json(),
             "target": self.target.as_json() if self.target else None,
             "readable": not self.problems,
@@ -202,6 +209,12 @@ def report_lines(status: MoveStatus) -> list[str]:
     else:
         head = f"no move declared; on {status.source.cluster}"
     lines = [f"{status.environment} ({status.file}): {head}"]
+    if status.stack_problem is None:
+        applied = status.applied or {}
+        last = f"{applied.get('phase')} (to {applied.get('to')})" if applied.get("phase") else "none"
+        lines.append(
+            f"phase declared: {status.phase or 'none'}; phase last applied: {last} (the stack's `move` output)"
+        )
     for site in (status.source, status.target):
         if site is not None:
             lines += _site_lines(site)

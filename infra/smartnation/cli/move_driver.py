@@ -1,0 +1,364 @@
+"""`smartnation move ENV --to CLUSTER`: the operator's driver of the phase the environment file declares.
+
+The environment file stays the reviewed declaration (`move: {to: CLUSTER, phase: PHASE}`); the
+driver never edits it. It runs the declared phase's steps (PHASE_STEPS) in order, each one
+written to the audit log (started, then finished or failed) and, once finished, to a small
+progress file (move_progress.py), so that a re-run after a crash resumes after the last finished
+step when the declared move and the stack are as they were.
+
+The steps of ``replicate`` (the only phase the program runs today):
+
+1. ``preview``: the update, previewed with diff and the policy pack, shown as it comes;
+2. ``apply``: `smartnation up ENV` itself (up.cmd_up: its recovery checks, its confirmation,
+   skipped by --yes, its exit codes);
+3. ``wait``: until the target's standby streams and the source's walsender to it (from the
+   stack's `move.replication_sources`) shows 0 bytes of lag, read as `move --status` reads
+   (the same reader), with a progress line a poll; bounded by --timeout (exit 9, TIMED_OUT);
+4. ``verify``: compare's database reading (tables, chunks, devices) of both namespaces, a JSON
+   report with each side's fingerprints, exit 1 on any difference.
+
+The later phases slot into PHASE_STEPS and NEXT_STEP when the program runs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pulumi import automation as auto
+
+from smartnation.cli import compare, exit_codes, move_progress, up, workspace
+from smartnation.cli.audit_log import FAILED, REFUSED, AuditEntry, append_audit, operator, utc_now
+from smartnation.cli.compare_data import differences, dump, report
+from smartnation.cli.console import stream_to
+from smartnation.cli.move_progress import Progress, TornProgress
+from smartnation.cli.move_status import MoveStatus
+from smartnation.cli.policy import policy_args
+from smartnation.cli.restore import project_name
+from smartnation.paths import environments_dir, project_dir
+from smartnation.settings import SettingsError, load_settings
+from smartnation.settings.models import Settings
+
+log = logging.getLogger("smartnation")
+
+STARTED, FINISHED = "started", "finished"
+"""Audit results of a step, besides audit_log's FAILED (and REFUSED for a run refused before any step)."""
+OPERATION = "move"
+
+
+def next_step(environment: str, file: str) -> dict[str, str]:
+    """What the operator does once a phase's steps are done (a phase change is a reviewed file change)."""
+    return {
+        "replicate": f"declare `phase: cutover` in {file} and open a pull request; cutover is not yet "
+        "available in the program",
+    }
+
+
+@dataclass
+class Run:
+    """One run of the driver: what every step reads."""
+
+    args: argparse.Namespace
+    settings: Settings
+    namespace: str
+    read_status: Callable[[], MoveStatus]
+    """`move --status`'s reader of both clusters (cli/move.py)."""
+    stack: auto.Stack
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    @property
+    def environment(self) -> str:
+        return self.settings.environment
+
+    @property
+    def to(self) -> str:
+        assert self.settings.move is not None
+        return self.settings.move.to
+
+    @property
+    def phase(self) -> str:
+        assert self.settings.move is not None
+        return self.settings.move.phase
+
+
+class StepFailed(Exception):
+    """A step ended without doing its job; ``code`` is the exit code, the message says why."""
+
+    def __init__(self, message: str, code: int = exit_codes.FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def preview(run: Run) -> str:
+    with policy_args(run.settings) as policy:
+        result = run.stack.preview(diff=True, color="never", on_output=stream_to(sys.stdout), **policy)
+    changes = {getattr(op, "value", op): count for op, count in (result.change_summary or {}).items()}
+    return f"previewed: {json.dumps(changes, sort_keys=True)}"
+
+
+def apply(run: Run) -> str:
+    # `smartnation up ENV` itself, not a copy: its checks for an interrupted update, its
+    # confirmation (--yes), its policy pack and its exit codes.
+    code = up.cmd_up(
+        argparse.Namespace(environment=run.environment, yes=run.args.yes, init_secrets=False, recover=False)
+    )
+    if code != exit_codes.OK:
+        raise StepFailed(f"`smartnation up {run.environment}` exited {code}", code)
+    return f"applied phase {run.phase} (`smartnation up {run.environment}`)"
+
+
+def replication_sources(stack: auto.Stack) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Where the target's standby connects from, as the stack's `move` output records it."""
+    output = stack.outputs().get("move")
+    sources = output.value.get("replication_sources") if output is not None and isinstance(output.value, dict) else None
+    if not sources:
+        raise StepFailed("the stack's `move` output has no replication_sources: was the replicate phase applied?")
+    return [ipaddress.ip_network(source, strict=False) for source in sources]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One poll of the lag: the walsender to the target (None if none streams yet) and the standby."""
+
+    at: float
+    lag_bytes: float | None
+    seconds_since_replay: float | None
+    caught_up: bool
+    problems: tuple[str, ...] = ()
+    state: str = "no walsender to the target"
+
+
+def sample(status: MoveStatus, sources: list[Any], at: float) -> Sample:
+    target = status.target
+    since = target.database["seconds_since_last_replay"] if target is not None else None
+    rows = [
+        row
+        for row in status.source.database["replication"] or []
+        if row.get("client_address") and any(ipaddress.ip_address(row["client_address"]) in net for net in sources)
+    ]
+    streaming = [row for row in rows if row.get("state") == "streaming"]
+    row = (streaming or rows or [None])[0]
+    lag = row.get("lag_bytes") if row else None
+    standby_streams = (
+        target is not None
+        and target.database["in_recovery"] is True
+        and (target.database["receiver_status"] == "streaming")
+    )
+    caught_up = not status.problems and bool(streaming) and standby_streams and lag == 0
+    state = f"walsender {row['state']}" if row else "no walsender to the target"
+    if target is not None and target.database["receiver_status"] is not None:
+        state += f", standby receiver {target.database['receiver_status']}"
+    return Sample(at, lag, since, caught_up, tuple(status.problems), state)
+
+
+def progress_line(now: Sample, before: Sample | None, elapsed: float, timeout: float) -> str:
+    lag = "unknown" if now.lag_bytes is None else f"{now.lag_bytes:.0f} bytes"
+    since = (
+        "no replayed transaction yet"
+        if now.seconds_since_replay is None
+        else (f"last replay {now.seconds_since_replay:.1f} s ago")
+    )
+    left = "time left unknown"
+    if before is not None and before.lag_bytes is not None and now.lag_bytes is not None and now.at > before.at:
+        rate = (before.lag_bytes - now.lag_bytes) / (now.at - before.at)
+        if rate > 0:
+            left = f"about {now.lag_bytes / rate:.0f} s left at {rate:.0f} bytes/s"
+        else:
+            left = "time left unknown (the lag is not shrinking)"
+    line = f"  lag {lag}, {since}, {left}; {now.state} ({elapsed:.0f} of {timeout:.0f} s)"
+    if now.problems:
+        line += "; not read: " + "; ".join(now.problems)
+    return line
+
+
+def wait(run: Run) -> str:
+    sources = replication_sources(run.stack)
+    timeout, interval = run.args.timeout, run.args.interval
+    began = time.monotonic()
+    before: Sample | None = None
+    while True:
+        now = sample(run.read_status(), sources, time.monotonic())
+        elapsed = now.at - began
+        print(progress_line(now, before, elapsed, timeout), flush=True)
+        if now.caught_up:
+            return f"{run.to} streams with lag 0 bytes after {elapsed:.0f} s"
+        if elapsed + interval > timeout:
+            raise StepFailed(
+                f"{run.to} did not catch up within --timeout {timeout:g} s (last: lag "
+                f"{'unknown' if now.lag_bytes is None else f'{now.lag_bytes:.0f} bytes'}, {now.state}); "
+                f"run `smartnation move {run.environment} --to {run.to}` again to keep waiting (the finished "
+                "steps are not redone)",
+                exit_codes.TIMED_OUT,
+            )
+        before = now if now.lag_bytes is not None else before
+        time.sleep(interval)
+
+
+def verify(run: Run) -> str:
+    began = time.monotonic()
+    try:
+        source = compare.side_of(run.environment, run.settings.cluster.name, run.namespace)
+        target = compare.side_of(run.environment, run.to, run.namespace)
+        left = compare.read_database(source, run.settings)
+        right = compare.read_database(target, run.settings)
+    except compare.CompareError as error:
+        raise StepFailed(f"verification could not read a side: {error}") from None
+    found = differences(left, right, compare.DATABASE_SECTIONS)
+    took = time.monotonic() - began
+    path = Path(run.args.report) if run.args.report else default_report(run)
+    content = {
+        **report(left, right, found),
+        "environment": run.environment,
+        "phase": run.phase,
+        "sections": list(compare.DATABASE_SECTIONS),
+        "fingerprints": {
+            "source": {s: left.sections[s] for s in compare.DATABASE_SECTIONS},
+            "target": {s: right.sections[s] for s in compare.DATABASE_SECTIONS},
+        },
+        "seconds": round(took, 1),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dump(content))
+    for section in compare.DATABASE_SECTIONS:
+        count = sum(1 for d in found if d.section == section)
+        print(f"  {section:8} source {len(left.sections[section]):5}  target {len(right.sections[section]):5}  "
+              f"{'equal' if not count else f'{count} DIFFERENT'}")  # fmt: skip
+    for difference in found[:50]:
+        print(f"  {difference.describe()}")
+    print(f"  report {path}", flush=True)
+    if found:
+        raise StepFailed(f"{source.where} and {target.where} differ in {len(found)} item(s); report {path}")
+    sections = ", ".join(compare.DATABASE_SECTIONS)
+    return f"{source.where} and {target.where} hold the same data ({sections}) in {took:.0f} s; report {path}"
+
+
+def default_report(run: Run) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return project_dir() / move_progress.STATE_DIR / f"{run.environment}-{run.phase}-verify-{stamp}.json"
+
+
+Step = tuple[str, Callable[[Run], str]]
+PHASE_STEPS: Mapping[str, tuple[Step, ...]] = {
+    "replicate": (("preview", preview), ("apply", apply), ("wait", wait), ("verify", verify)),
+}
+"""The steps of each phase the program runs, in order; cutover and complete come with the program's."""
+
+
+def stack_update(stack: auto.Stack) -> int | None:
+    """The stack's last update number: what "the same stack state" means for a resume."""
+    history = stack.history(page_size=1, show_secrets=False)
+    return history[0].version if history else None
+
+
+def audit(run_or_settings: Run | Settings, to: str, result: str, reason: str, step: str | None, run_id: str) -> None:
+    settings = run_or_settings.settings if isinstance(run_or_settings, Run) else run_or_settings
+    phase = settings.move.phase if settings.move else None
+    entry = AuditEntry(
+        when=utc_now(),
+        who=operator(project_dir()),
+        source=f"{settings.environment} on {settings.cluster.name}",
+        target=f"{settings.environment} on {to}",
+        result=result,
+        reason=reason,
+        extra={"operation": OPERATION, "phase": phase, "step": step, "run": run_id},
+    )
+    append_audit(environments_dir(), entry)
+
+
+def declared(environment: str, to: str) -> Settings:
+    """The settings, when the file declares a move to ``to`` of a phase the driver runs; else SettingsError."""
+    settings = load_settings(environment, environments_dir())
+    if settings.move is None:
+        raise SettingsError(
+            settings.source,
+            "move",
+            f"no move declared; the environment file is the reviewed declaration: add `move: {{to: {to}, "
+            f"phase: replicate}}` to {settings.source} (keeping `cluster: {settings.cluster.name}`), have it "
+            "reviewed, then run this again (docs/move.md)",
+        )
+    if settings.move.to != to:
+        raise SettingsError(
+            settings.source,
+            "move.to",
+            f"--to {to} is not the declared move ({settings.move.to}); the file is the declaration: pass "
+            f"--to {settings.move.to}, or change `move.to` in a reviewed change",
+        )
+    if settings.move.phase not in PHASE_STEPS:
+        raise SettingsError(
+            settings.source,
+            "move.phase",
+            f"the {settings.move.phase} phase is not yet available in the program (it runs: "
+            f"{', '.join(PHASE_STEPS)}; docs/move.md)",
+        )
+    return settings
+
+
+def drive(args: argparse.Namespace, read_status: Callable[[], MoveStatus]) -> int:
+    run_id = uuid.uuid4().hex[:12]
+    try:
+        settings = declared(args.environment, args.to)
+    except SettingsError as error:
+        # An unknown or malformed environment: nothing to attribute the line to.
+        with contextlib.suppress(SettingsError):
+            audit(load_settings(args.environment, environments_dir()), args.to, REFUSED, str(error), None, run_id)
+        raise
+    namespace = args.namespace or f"{project_name()}-{settings.environment}"
+    stack, _ = workspace.select(settings.environment, create=False)
+    run = Run(args, settings, namespace, read_status, stack, run_id)
+    try:
+        saved = move_progress.load(run.environment)
+    except TornProgress as error:
+        reason = (
+            f"the progress file is torn: {error}; nothing was run. Remove it to run every step again "
+            "(each is safe to redo)"
+        )
+        log.error("%s", reason)
+        audit(run, run.to, REFUSED, reason, None, run.id)
+        return exit_codes.BAD_INPUT
+    current = stack_update(stack)
+    progress = saved if saved is not None and saved.keeps(run.to, run.phase, current) else None
+    if saved is not None and progress is None:
+        print(f"{move_progress.progress_file(run.environment)}: recorded for move to {saved.to}, phase "
+              f"{saved.phase}, stack update #{saved.stack_update}; now {run.to}, {run.phase}, #{current}: "
+              "every step runs again")  # fmt: skip
+    progress = progress or Progress(run.environment, run.to, run.phase, current)
+    steps = PHASE_STEPS[run.phase]
+    print(f"{run.environment} ({settings.source}): move from {settings.cluster.name} to {run.to}, phase {run.phase}")
+    for number, (name, step) in enumerate(steps, start=1):
+        head = f"[{number}/{len(steps)} {name}]"
+        if name in progress.finished:
+            print(f"{head} finished at {progress.finished[name]} for this phase and stack update "
+                  f"#{progress.stack_update}: not redone")  # fmt: skip
+            continue
+        print(f"{head} started", flush=True)
+        audit(run, run.to, STARTED, f"{name} started", name, run.id)
+        began = time.monotonic()
+        try:
+            said = step(run)
+        except StepFailed as failure:
+            log.error("%s %s", head, failure)
+            audit(run, run.to, FAILED, f"{name}: {failure}", name, run.id)
+            return failure.code
+        except BaseException as error:
+            # The exit code is main.run's (stack locked, policy, engine); the audit says it failed.
+            audit(run, run.to, FAILED, f"{name}: {type(error).__name__}: {str(error).strip()[-500:]}", name, run.id)
+            raise
+        took = time.monotonic() - began
+        audit(run, run.to, FINISHED, f"{name}: {said}", name, run.id)
+        progress.finished[name] = utc_now()
+        if name == "apply":
+            progress.stack_update = stack_update(stack)
+        path = move_progress.save(progress)
+        print(f"{head} finished in {took:.0f} s: {said} (progress {path})", flush=True)
+    print(f"next: {next_step(run.environment, settings.source)[run.phase]}")
+    return exit_codes.OK
