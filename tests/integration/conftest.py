@@ -18,8 +18,7 @@ import pytest
 from smartnation.tooling.local_clusters.lifecycle import LocalClusters
 from smartnation.tooling.toolchain.cache import layout
 from smartnation.tooling.toolchain.env import exports
-from tests.integration import released_volumes
-from tests.integration.platform_project import PROJECT as TEST_PROJECT
+from tests.integration import released_volumes, session_leftovers
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -79,13 +78,10 @@ def clusters(tools: Tools) -> LocalClusters:
     for cluster in local.profiles():
         if not local.healthy(cluster):
             local.up(cluster)
-        # A test run that was killed half-way leaves its namespaces behind while its private
-        # state backend is gone; they belong to the tests' own project, so clear them first.
-        names = tools.run("kubectl", "--context", cluster.context, "get", "namespaces", "-o", "name").stdout.split()
-        # (test_demo_program's namespaces carry the same prefix: another session's are not ours.)
-        stale = [n for n in names if n.startswith(f"namespace/{TEST_PROJECT}-")]
-        if stale:
-            tools.run("kubectl", "--context", cluster.context, "delete", "--wait=true", *stale)
+        # A test run that was killed half-way leaves its namespaces and cluster-wide objects
+        # behind while its private state backend is gone: clear those of this session's prefix
+        # (session_leftovers.py says which are; another session's are live).
+        stale = session_leftovers.clear(tools, cluster.context)
         # Their volumes, and those of any earlier test environment, where the class retains them.
         released_volumes.reclaim(tools, cluster.context, settle=30 if stale else 0)
     return local

@@ -28,12 +28,15 @@ def _test_project() -> str:
 
     ``SMARTNATION_IT_PROJECT`` gives a second test session on the same clusters its own prefix:
     each session clears what killed runs left under *its* prefix at start, so two sessions with
-    one prefix would delete each other's namespaces."""
+    one prefix would delete each other's namespaces. One word: ``smartnation-it-x`` would start
+    with ``smartnation-it-``, and the default session would clear its namespaces
+    (session_leftovers.py)."""
     name = os.environ.get("SMARTNATION_IT_PROJECT", "smartnation-it")
-    if not re.fullmatch(r"smartnation-[a-z0-9]{1,8}(-[a-z0-9]{1,8})?", name):
+    if not re.fullmatch(r"smartnation-[a-z0-9]{1,8}", name):
         raise ValueError(
-            f"SMARTNATION_IT_PROJECT={name!r}: expected 'smartnation-' and one or two short "
-            "lower-case words (it prefixes namespaces of at most 63 characters)"
+            f"SMARTNATION_IT_PROJECT={name!r}: expected 'smartnation-' and one short lower-case "
+            "word, no dash (it prefixes namespaces of at most 63 characters, and a second word "
+            "would put it under another session's prefix)"
         )
     return name
 

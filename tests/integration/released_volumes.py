@@ -14,17 +14,31 @@ import time
 from pathlib import Path
 
 from smartnation.tooling.toolchain.cache import layout
+from tests.integration import session_leftovers
 from tests.integration.platform_project import PROJECT
 
-# Every project name an integration test or the benchmark deploys under (namespaces
-# <project>-<env>), plus the scratch namespaces of the node and certificate tests. The session's
-# prefix covers the projects derived from it (<PROJECT>-flt, -4th, -rst, -mv, -st, -cmp, -co, -rot).
-TEST_PROJECTS = (PROJECT, "smartnation-it", "smartnation-delivery", "smartnation-bench")
-TEST_NAMESPACE_PREFIXES = (*(f"{p}-" for p in TEST_PROJECTS), "demo-", "probe-")
+# The projects the benchmarks deploy under (tests/benchmarks: run.py, load.py; namespaces
+# <project>-<env>) and the benchmark's demo namespace: no test session owns them, so every one
+# reclaims what they leave.
+BENCHMARK_PROJECTS = ("smartnation-bench", "smartnation-load")
+BENCHMARK_NAMESPACES = ("demo-bench",)
+SCRATCH_PREFIX = "probe-"
+"""test_local_clusters' scratch namespaces (a random name each, deleted by the test's teardown)."""
 
 
-def is_test_namespace(namespace: str) -> bool:
-    return namespace.startswith(TEST_NAMESPACE_PREFIXES)
+def is_test_namespace(namespace: str, prefix: str = PROJECT, real: frozenset[str] = frozenset()) -> bool:
+    """A namespace whose Released volumes this session may reclaim once it is gone: one of its
+    own prefix (the projects derived from it included: <prefix>-flt, -4th, -rst, -dlv...), a
+    benchmark's or a scratch one. Not another session's prefix: its test of what a destroy
+    retains (test_dev_destroy_leaves_nothing) looks at them between destroy and reclaim."""
+    if namespace in real:
+        return False
+    return (
+        session_leftovers.owned_by(namespace, prefix)
+        or any(session_leftovers.owned_by(namespace, p) for p in BENCHMARK_PROJECTS)
+        or namespace in BENCHMARK_NAMESPACES
+        or namespace.startswith(SCRATCH_PREFIX)
+    )
 
 
 def volume_directory(volume: dict) -> Path | None:
@@ -38,13 +52,14 @@ def reclaim(tools, context: str, settle: float = 30) -> list[str]:
     ``settle`` seconds for volumes still Bound to a gone test namespace to become Released."""
     nodes_root = layout().clusters / "real-nodes"
     reclaimed: list[str] = []
+    real = session_leftovers.real_project_namespaces()
     deadline = time.monotonic() + settle
     while True:
         namespaces = {n["metadata"]["name"] for n in tools.kubectl_json(context, "get", "namespaces")["items"]}
         orphaned = [
             v
             for v in tools.kubectl_json(context, "get", "pv")["items"]
-            if is_test_namespace(claimed := v["spec"].get("claimRef", {}).get("namespace", ""))
+            if is_test_namespace(claimed := v["spec"].get("claimRef", {}).get("namespace", ""), real=real)
             and claimed not in namespaces
         ]
         released = [v for v in orphaned if v["status"].get("phase") == "Released"]
