@@ -6,6 +6,11 @@ run it: `.venv/bin/smartnation` in a subprocess, pointed at the scratch project 
 SMARTNATION_PROJECT_DIR / SMARTNATION_ENVIRONMENTS_DIR. The tests run in file order and build on
 each other (a full `up` takes minutes, so there are four: staging twice, production once through
 `promote --apply`, and the deliberately failing one).
+
+Its project and its admission policy (cluster-wide) are named after the session's prefix
+(SMARTNATION_IT_PROJECT): `<prefix>-dlv` (namespaces `<prefix>-dlv-<env>`) and `<prefix>-deny`, so
+two sessions never share them, and a session that starts after a killed run clears both
+(conftest.clusters, session_leftovers.py).
 """
 
 from __future__ import annotations
@@ -29,14 +34,18 @@ from smartnation.paths import IMAGES_LOCK
 from smartnation.program.city_platform import release_summary
 from smartnation.settings import load_settings
 from smartnation.tooling.images.lock import image_key, read_lock, write_lock
-from tests.integration.platform_project import REPO, PlatformProject
+from tests.integration import session_leftovers
+from tests.integration.platform_project import PROJECT, REPO, PlatformProject
 
 pytestmark = pytest.mark.integration
 
 CLI = REPO / ".venv" / "bin" / "smartnation"
 OPERATOR = "integration-tests@smartnation.mc"
-# Its own project name, so its namespaces never meet test_platform_stack's or `make up`'s.
-PROJECT_NAME = "smartnation-delivery"
+# Its own project under the session's prefix, so its namespaces never meet test_platform_stack's,
+# `make up`'s or another session's.
+PROJECT_NAME = f"{PROJECT}-dlv"
+DENY = session_leftovers.deny_policy_name()
+DENY_CLUSTER = "dusseldorf-test"
 
 
 class Scratch:
@@ -124,10 +133,8 @@ def _deployed(scratch: Scratch, environment: str) -> dict:
 def scratch(tmp_path_factory, tools, clusters):
     state = tmp_path_factory.mktemp("delivery-state")
     backend = {"PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_CONFIG_PASSPHRASE": "integration-tests"}
-    project = PlatformProject.create(tmp_path_factory.mktemp("delivery") / "project", tools, backend)
-    pulumi_yaml = yaml.safe_load((project.root / "Pulumi.yaml").read_text())
-    pulumi_yaml["name"] = PROJECT_NAME
-    (project.root / "Pulumi.yaml").write_text(yaml.safe_dump(pulumi_yaml, sort_keys=False))
+    # The name given here, not patched into Pulumi.yaml afterwards: destroy checks <name>-<env>.
+    project = PlatformProject.create(tmp_path_factory.mktemp("delivery") / "project", tools, backend, name=PROJECT_NAME)
     s = Scratch(project, state)
     # As in the real repository (README): stack files hold secrets and are not committed.
     (s.root / ".gitignore").write_text("environments/stacks/\n")
@@ -141,29 +148,13 @@ def scratch(tmp_path_factory, tools, clusters):
     assert deploy.returncode == exit_codes.OK, deploy.stderr[-3000:]
     project.stacks.append("staging")
     yield s
-    for environment in ("production", "staging", "dev"):
-        # production's stateful resources are protected (policy protect-production-state).
-        project.destroy(environment, unprotect=True)
-    tools.run(
-        "kubectl",
-        "--context",
-        "dusseldorf-test",
-        "delete",
-        "validatingadmissionpolicybinding",
-        "smartnation-test-deny",
-        "--ignore-not-found",
-        check=False,
-    )
-    tools.run(
-        "kubectl",
-        "--context",
-        "dusseldorf-test",
-        "delete",
-        "validatingadmissionpolicy",
-        "smartnation-test-deny",
-        "--ignore-not-found",
-        check=False,
-    )
+    try:
+        for environment in ("production", "staging", "dev"):
+            # production's stateful resources are protected (policy protect-production-state).
+            project.destroy(environment, unprotect=True)
+    finally:
+        # Also when a destroy failed: left behind, the cluster-wide policy refuses work. Checked.
+        session_leftovers.delete_cluster_wide(tools, DENY_CLUSTER)
 
 
 def test_a_staging_tag_change_previews_staging_alone_with_updates(scratch: Scratch):
@@ -426,7 +417,7 @@ def test_a_stack_locked_by_a_concurrent_update_is_refused_with_its_own_exit_code
 DENY_POLICY = """
 apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingAdmissionPolicy
-metadata: {name: smartnation-test-deny}
+metadata: {name: POLICY_NAME}
 spec:
   failurePolicy: Fail
   matchConstraints:
@@ -444,9 +435,9 @@ spec:
 ---
 apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingAdmissionPolicyBinding
-metadata: {name: smartnation-test-deny}
+metadata: {name: POLICY_NAME}
 spec:
-  policyName: smartnation-test-deny
+  policyName: POLICY_NAME
   validationActions: [Deny]
   matchResources:
     namespaceSelector:
@@ -456,8 +447,8 @@ spec:
 
 def test_promote_refuses_when_stagings_last_update_failed(scratch: Scratch, tools):
     # The API server itself refuses the new Deployment (an admission policy), so the update fails for real.
-    deny = DENY_POLICY.replace("NAMESPACE", scratch.outputs("staging")["namespace"])
-    tools.run("kubectl", "--context", "dusseldorf-test", "apply", "-f", "-", input=deny)
+    deny = DENY_POLICY.replace("NAMESPACE", scratch.outputs("staging")["namespace"]).replace("POLICY_NAME", DENY)
+    tools.run("kubectl", "--context", DENY_CLUSTER, "apply", "-f", "-", input=deny)
     time.sleep(2)  # admission policies are picked up asynchronously
     scratch.set_release("staging", "device_registry", "1.4.2")
     try:
@@ -479,14 +470,5 @@ def test_promote_refuses_when_stagings_last_update_failed(scratch: Scratch, tool
         assert scratch.history("production") == history
     finally:
         scratch.git("checkout", "--", "environments/staging.yaml")
-        tools.run(
-            "kubectl",
-            "--context",
-            "dusseldorf-test",
-            "delete",
-            "-f",
-            "-",
-            "--ignore-not-found",
-            input=deny,
-            check=False,
-        )
+        # Checked: a policy that is already gone is fine, one that cannot be deleted is not.
+        tools.run("kubectl", "--context", DENY_CLUSTER, "delete", "-f", "-", "--ignore-not-found", input=deny)
