@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pulumi
 import pytest
 
 from smartnation.program import naming
@@ -69,7 +70,9 @@ def settings(request: pytest.FixtureRequest) -> Settings:
     return load_settings(request.param, REPO_ENVIRONMENTS)
 
 
-@pytest.fixture(scope="module")
+# Built for each test (in well under a second): a build shared by the module would credit its code
+# to the first test alone when mutmut records which tests reach which function.
+@pytest.fixture
 def built(settings: Settings) -> BuiltComponent:
     return _build(settings)
 
@@ -310,6 +313,59 @@ def test_mosquitto_serves_both_listeners_from_its_mounted_files(settings, built)
     assert set(volumes) == {"config", "passwords", "tls"}
     assert pod["securityContext"]["runAsUser"] == broker.MOSQUITTO_UID
     assert pod["automountServiceAccountToken"] is False
+
+
+def _listeners(conf: str) -> dict[int, dict[str, str]]:
+    """mosquitto.conf's listener blocks: port -> directive -> value (comments left out)."""
+    blocks: dict[int, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for line in conf.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition(" ")
+        if key == "listener":
+            current = blocks.setdefault(int(value), {})
+        elif current is not None:
+            current[key] = value
+    return blocks
+
+
+def test_both_listeners_serve_tls_and_only_the_in_cluster_one_takes_passwords(built) -> None:
+    conf = built.one(CONFIGMAP, "-config").plain["data"]["mosquitto.conf"]
+    listeners = _listeners(conf)
+    assert set(listeners) == {broker.INTERNAL_PORT, broker.TLS_PORT}
+    internal, devices = listeners[broker.INTERNAL_PORT], listeners[broker.TLS_PORT]
+    for listener in (internal, devices):
+        # The key pair cert-manager writes into the mounted Secret.
+        assert listener["certfile"] == "/mosquitto/tls/tls.crt"
+        assert listener["keyfile"] == "/mosquitto/tls/tls.key"
+        assert listener["allow_anonymous"] == "false"
+    assert internal["password_file"] == "/mosquitto/passwords/passwords"
+    assert internal["acl_file"] == "/mosquitto/config/acl"
+    assert "require_certificate" not in internal
+    # Devices: a certificate from the site CA, beside the key pair; their own ACL.
+    assert devices["cafile"] == "/mosquitto/tls/ca.crt"
+    assert devices["require_certificate"] == "true"
+    assert devices["acl_file"] == f"/mosquitto/config/{broker.DEVICE_ACL}"
+    assert "password_file" not in devices
+    assert "persistence_location /mosquitto/data/" in conf.splitlines()
+
+
+def test_the_broker_takes_the_options_it_is_given(settings) -> None:
+    releases = settings.releases.components
+
+    def make(placement, opts) -> dict[str, Any]:
+        before = pulumi.CustomResource("test:index:Before", "before", {}, opts=opts)
+        args = broker.BrokerArgs(
+            placement, settings.broker, release=releases["broker"], tools_release=releases["object_storage_client"]
+        )
+        broker.Broker("b", args, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[before])))
+        return {}
+
+    built = build_component(settings, make)
+    (before,) = built.of_type("test:index:Before")
+    (component,) = built.of_type("smartnation:broker:Broker")
+    assert before.urn in component.dependencies
 
 
 def test_the_reloader_is_small_and_checked_by_its_own_script(built) -> None:

@@ -90,7 +90,9 @@ def _build(
     return build_component(settings, make, secrets=secrets)
 
 
-@pytest.fixture(scope="module")
+# Built for each test (in well under a second): a build shared by the module would credit its code
+# to the first test alone when mutmut records which tests reach which function.
+@pytest.fixture
 def built(settings: Settings) -> BuiltComponent:
     return _build(settings)
 

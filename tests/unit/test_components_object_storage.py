@@ -260,7 +260,9 @@ def settings(request: pytest.FixtureRequest) -> Settings:
     return load_settings(request.param, REPO_ENVIRONMENTS)
 
 
-@pytest.fixture(scope="module")
+# Built for each test (in well under a second): a build shared by the module would credit its code
+# to the first test alone when mutmut records which tests reach which function.
+@pytest.fixture
 def built(settings: Settings) -> BuiltComponent:
     return _build(settings)
 
