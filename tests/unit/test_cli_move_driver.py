@@ -100,11 +100,16 @@ class FakeStack:
         self.previews = self.updates = 0
         self.fail_update: Exception | None = None
         self.move: dict[str, Any] | None = None
+        self.violations: list[str] = []
 
     def preview(self, **kwargs: Any) -> Any:
         assert kwargs["diff"] and kwargs["policy_packs"], "previewed with diff and the policy pack"
         kwargs["on_output"]("+ kubernetes:core/v1:Service monaco-onprem-dev-database-published create")
         self.previews += 1
+        for line in self.violations:
+            kwargs["on_output"](line)
+        if self.violations:
+            raise auto.CommandError(auto.CommandResult("", "error: preview failed\n", 255))
         return SimpleNamespace(change_summary={"create": 12, "update": 3, "same": 80})
 
     def up(self, **kwargs: Any) -> Any:
@@ -296,6 +301,9 @@ def test_only_the_walsender_to_the_target_counts_and_the_standby_must_stream(
     code, out, _ = drive(monkeypatch, caplog, capsys, fake, "--yes", "--timeout", "4")
     assert code == exit_codes.TIMED_OUT
     assert "  lag unknown, last replay 12.5 s ago, time left unknown; no walsender to the target" in out
+    # A few bytes behind is not caught up.
+    code, out, _ = drive(monkeypatch, caplog, capsys, two_sites(lagging(8)), "--yes", "--timeout", "4")
+    assert code == exit_codes.TIMED_OUT and out.count("  lag 8 bytes,") == 3
     # The walsender at lag 0 but the standby's receiver not streaming: not caught up either.
     fake = two_sites()
     fake.clusters[TARGET].status = {**STANDBY_STATUS, "receiver_status": "stopping"}
@@ -377,6 +385,26 @@ def test_without_yes_and_no_terminal_the_apply_is_aborted_as_up_does(moving, sta
     assert (stack.previews, stack.updates) == (1, 0)
     assert audit_lines(moving)[-2:] == [("apply", "started"), ("apply", "failed")]
     assert sorted(progress(moving)["finished"]) == ["preview"]
+
+
+VIOLATIONS = [
+    "    smartnation-guardrails@v0.1.0 [mandatory] [severity: critical]  no-public-data-services  "
+    "(kubernetes:core/v1:Service: dusseldorf-test-database-published)No LoadBalancer or NodePort Service exposes",
+    "    smartnation-guardrails@v0.1.0 [mandatory] [severity: high]  allowed-registries  "
+    "(kubernetes:apps/v1:StatefulSet: monaco-onprem-database-primary-server)Container images come only from",
+    "    smartnation-guardrails@v0.1.0 [advisory] [severity: low]  prefer-pod-disruption-budget  (...)",
+]
+
+
+def test_a_mandatory_policy_failing_in_the_preview_stops_before_the_apply(moving, stack, monkeypatch, caplog, capsys):
+    stack.violations = VIOLATIONS
+    code, out, errors = drive(monkeypatch, caplog, capsys, two_sites(), "--yes")
+    assert code == exit_codes.POLICY_VIOLATION
+    assert "a mandatory policy failed in the preview (allowed-registries, no-public-data-services;" in errors
+    assert VIOLATIONS[0] in out.splitlines(), "the violations are shown"
+    assert (stack.previews, stack.updates) == (1, 0)
+    assert audit_lines(moving) == [("preview", "started"), ("preview", "failed")]
+    assert not (moving / ".smartnation" / "move" / "dev.json").exists()
 
 
 def test_an_engine_failure_in_the_apply_is_audited_and_exits_as_up_does(moving, stack, monkeypatch, caplog, capsys):

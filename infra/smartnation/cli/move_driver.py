@@ -27,6 +27,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import re
 import sys
 import time
 import uuid
@@ -99,9 +100,30 @@ class StepFailed(Exception):
         self.code = code
 
 
+MANDATORY = re.compile(r"\[mandatory\](?: \[severity: [\w-]+\])?\s+([\w-]+)")
+"""A mandatory policy's violation as the engine prints it: `pack@v [mandatory] [severity: high]  rule  (...)`."""
+
+
 def preview(run: Run) -> str:
+    shown = stream_to(sys.stdout)
+    said: list[str] = []
+
+    def show(line: str) -> None:
+        shown(line)
+        said.append(line)
+
     with policy_args(run.settings) as policy:
-        result = run.stack.preview(diff=True, color="never", on_output=stream_to(sys.stdout), **policy)
+        try:
+            result = run.stack.preview(diff=True, color="never", on_output=show, **policy)
+        except auto.CommandError:
+            # The engine's error says only "preview failed"; the violations were in its output.
+            rules = sorted({m.group(1) for line in said for m in MANDATORY.finditer(line)})
+            if rules:
+                raise StepFailed(
+                    f"a mandatory policy failed in the preview ({', '.join(rules)}; the violations are above)",
+                    exit_codes.POLICY_VIOLATION,
+                ) from None
+            raise
     changes = {getattr(op, "value", op): count for op, count in (result.change_summary or {}).items()}
     return f"previewed: {json.dumps(changes, sort_keys=True)}"
 
