@@ -7,12 +7,18 @@ compare equal, and rows written on Düsseldorf afterwards arrive. Removing `move
 rollback from replicate) removes Monaco's side and leaves Düsseldorf's primary untouched.
 `smartnation move dev --status --json` (the real CLI) reads it all live: no move declared before,
 then the phase, both namespaces, the standby in recovery and the walsender from the link address.
+`smartnation move dev --to monaco-onprem` (the real driver) runs while replicate streams: its
+preview, with the policy pack as `smartnation up` runs it, is refused by the pack (which judges
+the whole two-cluster stack against Düsseldorf's target and refuses the published database
+Service): exit 3, audited, nothing recorded, nothing changed. Its lag wait and its verification
+by data run against the real clusters (lag 0 reached, a report with equal fingerprints).
 
 Needs what `make clusters` starts: both clusters, their real nodes and the site link.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import subprocess
@@ -22,8 +28,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from smartnation.cli import compare, exit_codes
+from smartnation.cli import compare, exit_codes, move_driver, workspace
 from smartnation.cli.compare_data import DATABASE_SQL, Snapshot, differences
+from smartnation.cli.move import move_status
 from smartnation.tooling.local_clusters import site_link
 from tests.integration.platform_project import PROJECT, REPO, PlatformProject
 
@@ -107,6 +114,23 @@ def _replication(tools) -> str:
                  "FROM pg_stat_replication;")  # fmt: skip
 
 
+def _cli_env(tools, project: PlatformProject) -> dict[str, str]:
+    return {**tools.env, **project.env, "SMARTNATION_PROJECT_DIR": str(project.root),
+            "SMARTNATION_OPERATOR": "integration-tests"}  # fmt: skip
+
+
+def _move_to(tools, project: PlatformProject, report) -> subprocess.CompletedProcess[str]:
+    """`smartnation move dev --to monaco-onprem --yes`, the real driver on the scratch project."""
+    argv = ["move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "300", "--report", str(report)]
+    began = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "smartnation.cli.main", *argv], cwd=REPO,
+                          env=_cli_env(tools, project), capture_output=True, text=True, timeout=1800,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
+    print(f"$ smartnation {' '.join(argv)} -> {proc.returncode} in {time.monotonic() - began:.0f} s\n"
+          f"{proc.stdout}\n{proc.stderr}")  # fmt: skip
+    return proc
+
+
 def _move_status(tools, project: PlatformProject) -> dict:
     """`smartnation move dev --status --json`, the real CLI on the scratch project; it must read everything."""
     proc = subprocess.run(
@@ -142,7 +166,7 @@ def dev_on_dusseldorf(tmp_path, tools, clusters) -> Iterator[PlatformProject]:
         assert left.returncode != 0, f"{NAMESPACE} is still on {TARGET} after the destroy"
 
 
-def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_dusseldorf, tools) -> None:
+def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_dusseldorf, tools, monkeypatch) -> None:
     project = dev_on_dusseldorf
     env_file = project.root / "environments" / f"{ENVIRONMENT}.yaml"
     without_move = env_file.read_text()
@@ -198,6 +222,45 @@ def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_d
     since = target["seconds_since_last_replay"]
     assert isinstance(since, int | float) and since >= 0, target
     assert differences(_tables(tools, SOURCE), _tables(tools, TARGET), ("tables", "chunks")) == []
+
+    # --- the driver, while replicate streams -------------------------------------------------
+    # Its preview runs the policy pack as `smartnation up` does, against Düsseldorf's target for
+    # both clusters' objects: the pack refuses the published database Service and Monaco's
+    # registry and storage class (the pack is not move-aware yet; docs/move.md, section 7).
+    report = project.root / "verify-replicate.json"
+    declared = env_file.read_text()
+    refused = _move_to(tools, project, report)
+    assert refused.returncode == exit_codes.POLICY_VIOLATION, refused.stdout + refused.stderr
+    assert "no-public-data-services" in refused.stdout and "dusseldorf-test-database-published" in refused.stdout
+    assert "a mandatory policy failed" in refused.stderr and "[2/4 apply]" not in refused.stdout
+    audited = [json.loads(line) for line in
+               (project.root / "environments" / "audit" / "promotions.jsonl").read_text().splitlines()]  # fmt: skip
+    steps = [(e["extra"]["step"], e["result"]) for e in audited if e["extra"].get("operation") == "move"]
+    assert steps == [("preview", "started"), ("preview", "failed")], steps
+    assert not (project.root / ".smartnation" / "move" / f"{ENVIRONMENT}.json").exists(), "no step finished"
+    assert env_file.read_text() == declared, "the driver never edits the environment file"
+    status = _move_status(tools, project)
+    assert (status["phase"], status["applied_phase"]) == ("replicate", "replicate"), status
+
+    # Its lag wait and verification, on the real clusters (in this process, the scratch project's env).
+    for key, value in _cli_env(tools, project).items():
+        monkeypatch.setenv(key, value)
+    stack, settings = workspace.select(ENVIRONMENT, create=False)
+    args = argparse.Namespace(timeout=300.0, interval=2.0, report=str(report), yes=True)
+    run = move_driver.Run(args, settings, NAMESPACE, lambda: move_status(ENVIRONMENT, NAMESPACE, False), stack)
+    began = time.monotonic()
+    said = move_driver.wait(run)
+    print(f"lag wait: {said} ({time.monotonic() - began:.1f} s)")
+    assert said.startswith(f"{TARGET} streams with lag 0 bytes after "), said
+    began = time.monotonic()
+    said = move_driver.verify(run)
+    print(f"verification: {said} ({time.monotonic() - began:.1f} s)")
+    verified = json.loads(report.read_text())
+    assert verified["equal"] is True and verified["differences"] == [], verified
+    fingerprints = verified["fingerprints"]
+    assert fingerprints["source"] == fingerprints["target"]
+    assert fingerprints["source"]["tables"]["telemetry.public.readings"].startswith("rows=350 ")
+    assert len(fingerprints["source"]["chunks"]) >= 3
 
     # --- rollback from replicate: one phase change ------------------------------------------
     env_file.write_text(without_move)
