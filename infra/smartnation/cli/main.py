@@ -19,6 +19,8 @@
     smartnation state move ENV --to s3://BUCKET?endpoint=HOST:PORT&...
                                           the stack, its history and secrets into another backend, re-encrypted
     smartnation move ENV --status [--json] where a move to another cluster stands, read live (changes nothing)
+    smartnation move ENV --to CLUSTER [--yes] [--timeout S]
+                                          drive the declared phase: preview, apply, wait for lag 0, verify by data
 
 Exit codes are in smartnation.cli.exit_codes; docs/operations.md explains each.
 """
