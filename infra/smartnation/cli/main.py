@@ -51,6 +51,7 @@ from smartnation.cli import (
     verify,
 )
 from smartnation.cli.locks import StackLocked
+from smartnation.cli.policy import mandatory_rules
 from smartnation.settings import SettingsError
 
 log = logging.getLogger("smartnation")
@@ -99,8 +100,11 @@ def run(args: argparse.Namespace, handler: Callable[[argparse.Namespace], int]) 
         return exit_codes.STACK_NOT_FOUND
     except auto.CommandError as exc:
         text = str(exc)
-        if "mandatory policy violation" in text.lower() or "policy violations" in text.lower():
-            log.error("a mandatory policy failed; see the violations above")
+        # The engine's error says only "preview failed" or "update failed"; its output, which the
+        # error carries, names each mandatory rule that was violated.
+        rules = mandatory_rules(text)
+        if rules or "mandatory policy violation" in text.lower() or "policy violations" in text.lower():
+            log.error("a mandatory policy failed (%s); see the violations above", ", ".join(rules) or "named above")
             return exit_codes.POLICY_VIOLATION
         log.error("pulumi failed: %s", pulumi_failure(text))
         return exit_codes.FAILED

@@ -27,7 +27,6 @@ import contextlib
 import ipaddress
 import json
 import logging
-import re
 import sys
 import time
 import uuid
@@ -44,7 +43,7 @@ from smartnation.cli.compare_data import differences, dump, report
 from smartnation.cli.console import stream_to
 from smartnation.cli.move_progress import Progress, TornProgress
 from smartnation.cli.move_status import MoveStatus
-from smartnation.cli.policy import policy_args
+from smartnation.cli.policy import mandatory_rules, policy_args
 from smartnation.cli.restore import project_name
 from smartnation.paths import environments_dir, project_dir
 from smartnation.settings import SettingsError, load_settings
@@ -100,10 +99,6 @@ class StepFailed(Exception):
         self.code = code
 
 
-MANDATORY = re.compile(r"\[mandatory\](?: \[severity: [\w-]+\])?\s+([\w-]+)")
-"""A mandatory policy's violation as the engine prints it: `pack@v [mandatory] [severity: high]  rule  (...)`."""
-
-
 def preview(run: Run) -> str:
     shown = stream_to(sys.stdout)
     said: list[str] = []
@@ -117,7 +112,7 @@ def preview(run: Run) -> str:
             result = run.stack.preview(diff=True, color="never", on_output=show, **policy)
         except auto.CommandError:
             # The engine's error says only "preview failed"; the violations were in its output.
-            rules = sorted({m.group(1) for line in said for m in MANDATORY.finditer(line)})
+            rules = mandatory_rules("\n".join(said))
             if rules:
                 raise StepFailed(
                     f"a mandatory policy failed in the preview ({', '.join(rules)}; the violations are above)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,15 @@ from smartnation.paths import POLICY_PACK
 from smartnation.settings import Settings, SettingsError
 from smartnation_policy.residency import production_countries
 from smartnation_policy.target import TargetConfigError, policy_config_for
+
+MANDATORY = re.compile(r"\[mandatory\](?: \[severity: [\w-]+\])?\s+([\w-]+)")
+"""A mandatory policy's violation as the engine prints it: `pack@v [mandatory] [severity: high]  rule  (...)`."""
+
+
+def mandatory_rules(output: str) -> list[str]:
+    """The mandatory rules the engine's output says were violated (sorted, each once). The engine's
+    own error then says only "preview failed" or "update failed": the violations are in its output."""
+    return sorted({match.group(1) for match in MANDATORY.finditer(output)})
 
 
 def policy_config(settings: Settings) -> dict[str, Any]:
