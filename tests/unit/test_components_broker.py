@@ -366,6 +366,10 @@ def test_the_broker_takes_the_options_it_is_given(settings) -> None:
     (before,) = built.of_type("test:index:Before")
     (component,) = built.of_type("smartnation:broker:Broker")
     assert before.urn in component.dependencies
+    # Every object it makes is its child (a destroy or a rename of the component takes them along).
+    children = [r for r in built.resources if r.type.startswith("kubernetes:")]
+    assert children
+    assert {r.parent for r in children} == {component.urn}
 
 
 def test_the_reloader_is_small_and_checked_by_its_own_script(built) -> None:
