@@ -222,6 +222,29 @@ def test_every_debian_package_in_an_image_is_the_locked_version(built: dict[str,
         assert not differing, f"{name}: (in the image, locked): {differing}"
 
 
+def test_timescaledbs_libraries_carry_no_build_id(built: dict[str, Image], tmp_path: Path) -> None:
+    """A GNU build-id hashes the unstripped link output: a patch release of a host -dev package
+    changed it (and the image digest) on a fresh machine while the code stayed the same."""
+    import tarfile
+
+    image = built["database"]
+    manifest = json.loads(blob(image.layout, image.digest).read_text())
+    (layer,) = manifest["layers"]
+    with tarfile.open(blob(image.layout, layer["digest"])) as tar:
+        libraries = [m for m in tar.getmembers() if m.isfile() and "/timescaledb" in m.name and m.name.endswith(".so")]
+        tar.extractall(tmp_path, members=libraries, filter="data")
+    assert len(libraries) == 3, [m.name for m in libraries]
+    for member in libraries:
+        sections = subprocess.run(
+            ["readelf", "--section-headers", "--wide", str(tmp_path / member.name)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert ".text" in sections, sections
+        assert ".note.gnu.build-id" not in sections, f"{member.name} has a build-id note"
+
+
 def test_a_locked_version_the_mirror_no_longer_offers_fails_the_build_naming_it(tmp_path: Path) -> None:
     """Real apt against the real mirror: the lock pins dash to a version no index has, as after a
     Debian point release; apt falls back to what it offers and the build stops at the lock check."""

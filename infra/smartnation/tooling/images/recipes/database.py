@@ -47,6 +47,12 @@ CMAKE_FLAGS = (
     "-DWARNINGS_AS_ERRORS=OFF",
     # A sealed site reaches nothing; the upstream image asks the operator instead.
     "-DSEND_TELEMETRY_DEFAULT=OFF",
+    # No GNU build-id note (TimescaleDB's libraries are MODULE libraries): the linker hashes it
+    # over the unstripped output. Built in a root with what the mirror serves a fresh machine today
+    # (libssl-dev 3.0.22 where this host has 3.0.19, another build path), timescaledb-2.17.2.so
+    # differed from this host's in those 20 bytes alone, and so did the image digest; without the
+    # note both builds are byte for byte the same. The libraries ship stripped; nothing reads it.
+    "-DCMAKE_MODULE_LINKER_FLAGS=-Wl,--build-id=none",
 )
 # The tools the component's scripts and the entrypoint call, besides PostgreSQL's own.
 SHELL_TOOLS = (
