@@ -310,6 +310,14 @@ def test_extra_env_is_passed_sorted_and_one_replica_may_be_evicted(settings) -> 
     assert values["extraEnv"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
     assert values["podDisruptionBudget"]["minAvailable"] == 0
     assert values["zoneSpread"]["whenUnsatisfiable"] == "ScheduleAnyway"
+    # Two replicas are already spread over zones, as a hard rule.
+    two = dataclasses.replace(api, replicas=2)
+    placement = Placement.of(settings.environment, settings.cluster, protect_state=False)
+    spread = city_apis.chart_values(
+        placement=placement, api=two, releases=settings.releases, config_maps=[], secrets=[]
+    )
+    assert spread["zoneSpread"]["whenUnsatisfiable"] == "DoNotSchedule"
+    assert spread["podDisruptionBudget"]["minAvailable"] == 1
     assert values["podAnnotations"] == {}
     assert values["caCertificates"] == []
 

@@ -40,7 +40,8 @@ def test_one_provider_per_cluster_bound_to_its_context(production) -> None:
     assert monaco.name != dusseldorf.name
     recorder = install_mocks()
     made: dict = {}
-    run(recorder, lambda: made.update(providers.cluster_providers([monaco, dusseldorf, monaco])))
+    # A cluster named twice (both ends of a move on one site) gets one provider; the rest go on.
+    run(recorder, lambda: made.update(providers.cluster_providers([monaco, monaco, dusseldorf])))
     assert set(made) == {monaco.name, dusseldorf.name}
     registered = {r.name: r for r in recorder.resources if r.type == "pulumi:providers:kubernetes"}
     assert set(registered) == {f"k8s-{monaco.name}", f"k8s-{dusseldorf.name}"}
@@ -77,7 +78,10 @@ def test_a_certificate_renews_itself_ahead_of_expiry_with_a_fresh_key() -> None:
 
     run(recorder, program)
     (cert,) = [r for r in recorder.resources if r.type == "kubernetes:cert-manager.io/v1:Certificate"]
+    (provider,) = [r for r in recorder.resources if r.type == "pulumi:providers:kubernetes"]
     assert cert.name == "c-tls"
+    # On the provider it was given, never the default one.
+    assert cert.provider.startswith(provider.urn)
     assert cert.plain == {
         "apiVersion": "cert-manager.io/v1",
         "kind": "Certificate",
@@ -134,6 +138,8 @@ def test_the_api_gets_every_clients_token_in_one_secret(production) -> None:
     tokens = {api_token(api.app, "verify"): "tok-v", api_token(api.app, "operator"): "tok-o"}
     (secret,), _ = _tokens_secret(api, tokens)
     assert secret.name == "tokens"
+    # On the provider it was given, never the default one.
+    assert secret.provider.endswith("pulumi:providers:kubernetes::p::p-id")
     assert secret.plain == {
         "apiVersion": "v1",
         "kind": "Secret",
