@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 
 from smartnation.program import naming
@@ -283,11 +284,21 @@ def test_s3_is_served_over_https_under_the_storages_own_name(settings, built) ->
     assert api["metadata"]["name"] == names.name
     assert api["spec"]["type"] == "ClusterIP"
     assert api["spec"]["ports"] == [{"name": "s3", "port": 9000, "targetPort": "s3"}]
+    assert api["spec"]["selector"] == names.selector(naming.SERVER)
     headless = built.one(SERVICE, "-headless").plain
     # Distributed MinIO resolves its peers before any of them is ready.
-    assert headless["spec"]["publishNotReadyAddresses"] is True
+    assert headless["spec"] == {
+        "clusterIP": "None",
+        "selector": names.selector(naming.SERVER),
+        "ports": [{"name": "s3", "port": 9000, "targetPort": "s3"}],
+        "publishNotReadyAddresses": True,
+    }
     assert len(built.of_type(SERVICE)) == 2
     certificate = built.one(CERTIFICATE, "-tls").plain
+    assert certificate["metadata"]["namespace"] == namespace
+    assert certificate["metadata"]["labels"] == names.labels(
+        naming.SERVER, settings.releases.components["object_storage"].version
+    )
     assert certificate["spec"]["secretName"] == object_storage.tls_secret_name(settings.environment)
     assert certificate["spec"]["issuerRef"]["name"] == settings.cluster.ingress.tls_issuer
     assert certificate["spec"]["dnsNames"] == [
@@ -337,6 +348,8 @@ def test_minio_serves_https_from_its_certs_dir_over_every_pods_volume(settings, 
     assert built.one(CERTIFICATE, "-tls").urn in server.dependencies
     pod = spec["template"]["spec"]
     (minio,) = pod["containers"]
+    # The name the operators' tools and the TLS tests look the server up by.
+    assert minio["name"] == "minio"
     release = settings.releases.components["object_storage"]
     assert minio["image"].endswith(f"/{release.repository}@{release.digest}")
     headless = f"{names.child('headless')}.{naming.namespace(settings.environment)}.svc.cluster.local"
@@ -445,3 +458,32 @@ def test_a_new_user_key_or_script_renames_the_setup_job_and_nothing_else_does(de
         ),
     )
     assert job_name(_build(more)) != first
+
+
+def test_the_storage_takes_its_options_and_owns_everything_it_makes(settings) -> None:
+    releases = settings.releases.components
+
+    def make(placement, opts) -> dict[str, Any]:
+        before = pulumi.CustomResource("test:index:Before", "before", {}, opts=opts)
+        args = object_storage.ObjectStorageArgs(
+            placement,
+            settings.object_storage,
+            release=releases["object_storage"],
+            client_release=releases["object_storage_client"],
+        )
+        object_storage.ObjectStorage(
+            "s", args, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[before]))
+        )
+        return {}
+
+    built = build_component(settings, make)
+    (before,) = built.of_type("test:index:Before")
+    (component,) = built.of_type("smartnation:object_storage:ObjectStorage")
+    assert before.urn in component.dependencies
+    children = [r for r in built.resources if r.type.startswith("kubernetes:")]
+    assert {r.parent for r in children} == {component.urn}
+    # Each child is named after the component, and labelled with the release's version.
+    version = releases["object_storage"].version
+    for child in children:
+        assert child.name.startswith("s-"), child.name
+        assert child.plain["metadata"]["labels"]["app.kubernetes.io/version"] == version, child.name
