@@ -370,6 +370,13 @@ def test_only_apis_with_migrations_have_a_job_and_it_runs_as_the_owner(settings,
     assert spec["backoffLimit"] == 6
     assert spec["activeDeadlineSeconds"] == 900
     assert job.delete_before_replace is False
+    assert container["name"] == "migrate"
+    # In the environment's namespace, a child of the component on its provider.
+    assert job.plain["metadata"]["namespace"] == naming.namespace(env)
+    (component,) = built.of_type("smartnation:city_apis:CityApis")
+    assert job.parent == component.urn
+    (provider,) = built.of_type("pulumi:providers:kubernetes")
+    assert job.provider.startswith(provider.urn)
 
 
 def test_the_migration_job_is_an_api_pod_to_the_network_policy_but_not_one_of_the_releases(settings, built) -> None:
@@ -409,6 +416,19 @@ def test_the_migration_jobs_name_changes_with_its_connections_and_stays_otherwis
     assert _migrate(_build(settings), "device-registry").plain["metadata"]["name"] == name
     moved = _build(settings, dataclasses.replace(CONNECTIONS, database_host="db-elsewhere"))
     assert _migrate(moved, "device-registry").plain["metadata"]["name"] != name
+    # A new release version relabels the Job's Pod: a new Job (its template cannot change).
+    release = settings.releases.components["device_registry"]
+    relabelled = dataclasses.replace(
+        settings,
+        releases=dataclasses.replace(
+            settings.releases,
+            components={
+                **settings.releases.components,
+                "device_registry": dataclasses.replace(release, version="9.9.9"),
+            },
+        ),
+    )
+    assert _migrate(_build(relabelled), "device-registry").plain["metadata"]["name"] != name
     # A credential the Job does not read leaves it alone (the release rolls, the schema is there).
     rotated = _build(settings, secrets={broker_password("device-registry"): "rotated"})
     assert _migrate(rotated, "device-registry").plain["metadata"]["name"] == name
