@@ -215,7 +215,7 @@ def _psql(sql: str) -> list[str]:
 
 def test_the_setup_waits_for_its_pg_hba_to_reach_the_primary_then_reloads_it(tmp_path: Path) -> None:
     done, env = _reload(tmp_path, DIGEST_AFTER="3")
-    assert done.returncode == 0, done.stderr
+    assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.splitlines() == ["waiting for the new pg_hba.conf to reach the primary"] * 2 + [
         "pg_hba.conf reloaded"
     ]
@@ -275,7 +275,7 @@ def test_the_backup_dumps_the_roles_and_each_database_reads_each_back_and_writes
     tmp_path: Path,
 ) -> None:
     done, env, backup = _dump(tmp_path, DOWN="2")
-    assert done.returncode == 0, done.stderr
+    assert (done.returncode, done.stderr) == (0, "")
     files = backup / "set"
     per_database = [
         [
@@ -339,7 +339,7 @@ def test_the_upload_sends_the_set_then_the_manifest_last_and_stops_at_a_failed_c
     }
     mc = '[ "$1" = cp ] && [ "$n" -ge "${FAIL_FROM:-1000}" ] && exit 1; :'
     done = run_sh(database.upload_script(str(backup)), {**env, **tools(tmp_path / "ok", mc=mc)})
-    assert done.returncode == 0, done.stderr
+    assert (done.returncode, done.stderr) == (0, "")
     target = f"store/backups/dev/{STAMP}"
     assert calls({"CALLS": str(tmp_path / "ok" / "calls")}) == [
         ["mc", "alias", "set", "store", "https://s3.example", "key", "secret"],
@@ -389,7 +389,7 @@ def _basebackup(pgdata: Path) -> list[str]:
 
 def test_the_standby_clones_once_retrying_from_scratch_while_the_source_refuses(tmp_path: Path) -> None:
     done, env, pgdata = _standby_clone(tmp_path, OK_FROM="3")
-    assert done.returncode == 0, done.stderr
+    assert (done.returncode, done.stderr) == (0, "")
     assert calls(env) == [_basebackup(pgdata), ["sleep", "5"], _basebackup(pgdata), ["sleep", "5"], _basebackup(pgdata)]
     assert not (pgdata / "partial").exists(), "a failed try's partial copy is removed"
     assert (pgdata / "standby.signal").exists()
@@ -403,7 +403,7 @@ def test_the_standby_never_clones_over_a_cluster_and_gives_up_after_its_tries(tm
     pgdata.mkdir(parents=True)
     (pgdata / "PG_VERSION").write_text("15\n")
     done, env, _ = _standby_clone(tmp_path / "present")
-    assert (done.returncode, done.stdout) == (0, "data present, not cloning\n")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "data present, not cloning\n", "")
     assert calls(env) == []
     assert not (pgdata / "standby.signal").exists()
     done, env, pgdata = _standby_clone(tmp_path / "refused", OK_FROM="1000")
@@ -431,7 +431,7 @@ def _reloader(tmp_path: Path, rounds: int, at: dict[int, str], psql: str = "") -
         (tmp_path / "calls" / f"at-{n}").write_text(script.format(cert=cert, hba=hba))
     env.update(WATCHED_FILES=f"{cert} {hba}", RELOAD_INTERVAL="30", ROUNDS=str(rounds))
     done = run_sh(database.tls_reloader_script(), env)
-    assert done.returncode == 0, done.stderr
+    assert (done.returncode, done.stderr) == (0, "")
     return done.stdout, env
 
 
@@ -693,6 +693,29 @@ def _check_reloader(container: dict[str, Any], settings: Settings) -> None:
     }
 
 
+def _check_clone(clone: dict[str, Any], settings: Settings, host: str) -> None:
+    """The clone before a replica's or a standby's first start: over verify-full TLS from ``host``
+    as the replication role, into the data volume."""
+    assert {k: v for k, v in clone.items() if k not in ("command", "securityContext")} == {
+        "name": "clone-primary",
+        "image": _image(settings),
+        "resources": _resources(settings.database.resources),
+        "env": [
+            {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+            {"name": "PRIMARY_HOST", "value": host},
+            {"name": "PGSSLMODE", "value": "verify-full"},
+            {"name": "PGSSLROOTCERT", "value": "/etc/smartnation/tls/ca.crt"},
+            _secret_env("PGPASSWORD", _names(settings).child("replication"), "REPLICATION_PASSWORD"),
+        ],
+        "volumeMounts": [
+            {"name": "data", "mountPath": "/var/lib/postgresql/data"},
+            {"name": "tls", "mountPath": "/etc/smartnation/tls", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    assert clone["command"][:2] == ["sh", "-c"]
+
+
 def _claim(settings: Settings) -> list[dict[str, Any]]:
     return [
         {
@@ -772,21 +795,8 @@ def test_replicas_clone_the_primary_and_stream_from_it_over_tls_when_asked(setti
     assert pod["securityContext"]["runAsUser"] == 70
     assert pod["nodeSelector"] == _stateful_pool(settings)
     (clone,) = pod["initContainers"]
-    assert clone["name"] == "clone-primary"
-    assert clone["image"] == _image(settings)
-    assert clone["resources"] == _resources(settings.database.resources)
-    assert clone["env"] == [
-        {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
-        {"name": "PRIMARY_HOST", "value": primary_host},
-        {"name": "PGSSLMODE", "value": "verify-full"},
-        {"name": "PGSSLROOTCERT", "value": "/etc/smartnation/tls/ca.crt"},
-        _secret_env("PGPASSWORD", names.child("replication"), "REPLICATION_PASSWORD"),
-    ]
-    assert clone["volumeMounts"] == [
-        {"name": "data", "mountPath": "/var/lib/postgresql/data"},
-        {"name": "tls", "mountPath": "/etc/smartnation/tls", "readOnly": True},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
+    # Its script runs in test_components_database_clone.py.
+    _check_clone(clone, settings, primary_host)
     server, reloader = pod["containers"]
     _check_server(server, settings)
     # The image's own entrypoint (no password to set: it comes with the primary's WAL).
@@ -818,10 +828,14 @@ def test_replicas_clone_the_primary_and_stream_from_it_over_tls_when_asked(setti
     assert budget["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": names.selector(naming.REPLICA)}}
 
 
-def test_no_replicas_asked_none_made(dev) -> None:
+def test_no_replicas_asked_none_made_and_one_asked_one_made(dev) -> None:
     built = _build(dev, database_settings=dataclasses.replace(dev.database, replicas=0))
     assert [r.name for r in built.of_type(STATEFULSET)] == ["d-primary-server"]
     assert built.of_type(PDB) == []
+    built = _build(dev, database_settings=dataclasses.replace(dev.database, replicas=1))
+    assert [r.name for r in built.of_type(STATEFULSET)] == ["d-primary-server", "d-replica-server"]
+    assert built.one(STATEFULSET, "-replica-server").plain["spec"]["replicas"] == 1
+    assert len(built.of_type(PDB)) == 1
 
 
 def _annotations(built: BuiltComponent, role: str) -> dict[str, str]:
@@ -920,6 +934,7 @@ def test_the_setup_job_waits_for_the_primary_converges_the_roles_and_reloads_pg_
         env = {**tools(tmp_path / str(failing), **bodies), "PGHOST": host, "REPLICATION_PASSWORD": "pw 'x"}
         done = run_sh(command[2], env)
         assert done.returncode == (0 if failing is None else 1), done.stderr
+        assert done.stderr == ""
         assert calls(env) == [ready, ["sleep", "2"], ready, *steps[:ran]]
         assert done.stdout == "waiting for postgres\n"
 
@@ -1084,6 +1099,7 @@ def test_the_standby_clones_the_source_once_and_streams_from_it_and_writes_nothi
     spec = server.plain["spec"]
     # The same StatefulSet as a primary's: the cutover promotes it in place.
     assert server.plain["metadata"]["name"] == names.child("primary")
+    assert server.plain["metadata"]["labels"] == names.labels(naming.PRIMARY, _version(dev))
     assert spec["replicas"] == 1
     assert spec["serviceName"] == names.child("headless")
     assert spec["selector"] == {"matchLabels": names.selector(naming.PRIMARY)}
@@ -1125,15 +1141,22 @@ def test_the_standby_clones_the_source_once_and_streams_from_it_and_writes_nothi
         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
     ]
     (clone,) = pod["initContainers"]
-    assert clone["name"] == "clone-primary"
+    _check_clone(clone, dev, SOURCE.host)
     assert clone["command"] == ["sh", "-c", database.standby_clone_script()]
-    assert clone["env"][1] == {"name": "PRIMARY_HOST", "value": SOURCE.host}
-    assert _secret_env("PGPASSWORD", names.child("replication"), "REPLICATION_PASSWORD") in clone["env"]
     server_container, reloader = pod["containers"]
     _check_server(server_container, dev)
+    # A hot standby of the source, under the name the source's certificate carries.
     assert "command" not in server_container
-    assert server_container["args"][-1] == f"primary_conninfo={database.replica_conninfo(SOURCE.host)}"
-    assert server_container["env"][-1] == _secret_env("PGPASSWORD", names.child("replication"), "REPLICATION_PASSWORD")
+    assert server_container["args"] == [
+        *database.SERVER_ARGS,
+        "-c",
+        f"primary_conninfo={database.replica_conninfo(SOURCE.host)}",
+    ]
+    assert server_container["env"] == [
+        {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+        _secret_env("POSTGRES_PASSWORD", names.child("superuser"), "POSTGRES_PASSWORD"),
+        _secret_env("PGPASSWORD", names.child("replication"), "REPLICATION_PASSWORD"),
+    ]
     _check_reloader(reloader, dev)
 
 
