@@ -33,7 +33,10 @@ def _provider_inputs(registered: Registered) -> dict:
     return {k: json.loads(v) if v in ("true", "false") else v for k, v in registered.plain.items()}
 
 
-def test_one_provider_per_cluster_bound_to_its_context(production) -> None:
+def test_one_provider_per_cluster_bound_to_its_context(production, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The SDK's Provider takes $KUBECONFIG as its kubeconfig input when set (the toolchain's env
+    # sets it, CI runs in that env): the provider itself names none, only its context.
+    monkeypatch.delenv("KUBECONFIG", raising=False)
     monaco = production.cluster
     # Another cluster, whose context is not its name.
     dusseldorf = dataclasses.replace(load_settings("dev", REPO_ENVIRONMENTS).cluster, context="dus-ctx")
