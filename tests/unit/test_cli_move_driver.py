@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from pulumi import automation as auto
 
-from smartnation.cli import exit_codes, move_driver, move_progress
+from smartnation.cli import exit_codes, move_driver, move_progress, releases_copy
 from smartnation.cli.compare_data import DATABASE_SQL, DEVICES_SQL
 from smartnation.cli.main import main
 from smartnation.cli.move_status import STATUS_SQL
@@ -437,7 +437,7 @@ def test_the_progress_file_is_replaced_atomically(project, saved, monkeypatch):
     def killed(*_: Any) -> None:
         raise KeyboardInterrupt  # stands for the process dying between write and rename
 
-    monkeypatch.setattr(move_progress.os, "replace", killed)
+    monkeypatch.setattr(releases_copy.os, "replace", killed)  # the write move_progress.save uses
     saved.finished["apply"] = "2026-11-29T16:01:00Z"
     with pytest.raises(KeyboardInterrupt):
         move_progress.save(saved)

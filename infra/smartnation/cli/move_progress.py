@@ -15,12 +15,11 @@ this module writes (cut by a full disk, edited by hand) is reported naming it, n
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smartnation.cli.releases_copy import write_atomically
 from smartnation.paths import project_dir
 
 STATE_DIR = Path(".smartnation") / "move"
@@ -88,19 +87,5 @@ def save(progress: Progress) -> Path:
     path = progress_file(progress.environment)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps({"version": VERSION, **asdict(progress)}, indent=2, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    write_atomically(path, data)
     return path
