@@ -39,7 +39,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_the_local_clusters_backend_gets_the_local_passphrase(cache):
     env = toolchain_env.exports()
-    assert env["PULUMI_BACKEND_URL"] == f"file://{cache / 'state'}"
+    assert env["PULUMI_BACKEND_URL"] == f"file://{cache / 'state'}?metadata=skip&no_tmp_dir=true"
     assert env["PULUMI_CONFIG_PASSPHRASE"] == toolchain_env.LOCAL_PASSPHRASE
 
 
@@ -47,6 +47,24 @@ def test_the_local_clusters_backend_gets_the_local_passphrase(cache):
 def test_the_local_backend_named_explicitly_is_still_local(cache, monkeypatch, spelling):
     monkeypatch.setenv("PULUMI_BACKEND_URL", spelling.format(state=cache / "state"))
     assert toolchain_env.exports()["PULUMI_CONFIG_PASSPHRASE"] == toolchain_env.LOCAL_PASSPHRASE
+
+
+@pytest.mark.parametrize(
+    ("given", "exported"),
+    [
+        ("file:///srv/state", "file:///srv/state?metadata=skip&no_tmp_dir=true"),
+        (
+            "file:///srv/state?no_legacy_layout=true",
+            "file:///srv/state?no_legacy_layout=true&metadata=skip&no_tmp_dir=true",
+        ),
+        ("file:///srv/state?metadata=&no_tmp_dir=", "file:///srv/state?metadata=&no_tmp_dir="),
+        (S3, S3),
+    ],
+)
+def test_a_given_file_backend_gets_the_options_that_keep_its_files_whole(cache, monkeypatch, given, exported):
+    monkeypatch.setenv("PULUMI_BACKEND_URL", given)
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "the-site's-own")
+    assert toolchain_env.exports()["PULUMI_BACKEND_URL"] == exported
 
 
 @pytest.mark.parametrize("backend", [S3, "file:///srv/pulumi-state", "gs://bucket", "file://"])
@@ -115,7 +133,7 @@ def test_a_given_passphrase_is_kept_for_any_backend(cache, monkeypatch, backend)
     monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "the-site's-own")
     env = toolchain_env.exports()
     assert env["PULUMI_CONFIG_PASSPHRASE"] == "the-site's-own"
-    assert env["PULUMI_BACKEND_URL"] == (backend or f"file://{cache / 'state'}")
+    assert env["PULUMI_BACKEND_URL"] == (backend or f"file://{cache / 'state'}?metadata=skip&no_tmp_dir=true")
 
 
 def _run_module(cache: Path, **extra: str) -> subprocess.CompletedProcess[str]:
@@ -142,7 +160,7 @@ def test_the_shell_exports_evaluate_for_the_local_clusters(cache):
     assert result.returncode == 0, result.stderr
     exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in result.stdout.splitlines())
     assert exported["PULUMI_CONFIG_PASSPHRASE"] == toolchain_env.LOCAL_PASSPHRASE
-    assert exported["PULUMI_BACKEND_URL"] == f"file://{cache.resolve() / 'state'}"
+    assert exported["PULUMI_BACKEND_URL"] == f"file://{cache.resolve() / 'state'}?metadata=skip&no_tmp_dir=true"
 
 
 def test_a_stack_of_its_own_passphrase_gets_it(cache, monkeypatch):

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from smartnation.cli.workspace import tool_environment
 from smartnation.paths import project_dir
 from smartnation.settings.yaml_files import read_yaml
+from smartnation.tooling.toolchain.file_backend import folder
 
 LOCKS_DIR = ".pulumi/locks"
 
@@ -107,8 +108,9 @@ def lock_holders(environment: str, project: str | None = None) -> list[LockHolde
     env = tool_environment(environment)
     url = env.get("PULUMI_BACKEND_URL", "")
     project = project or _project_name()
-    if url.startswith("file://"):
-        return _file_holders(Path(url.removeprefix("file://")).expanduser(), project, environment)
+    root = folder(url)
+    if root is not None:
+        return _file_holders(root, project, environment)
     if url.startswith("s3://"):
         return _s3_holders(url, env, project, environment)
     return None

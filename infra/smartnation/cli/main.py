@@ -53,6 +53,7 @@ from smartnation.cli import (
 from smartnation.cli.locks import StackLocked
 from smartnation.cli.policy import mandatory_rules
 from smartnation.settings import SettingsError
+from smartnation.tooling.toolchain.file_backend import TornStateFiles
 
 log = logging.getLogger("smartnation")
 
@@ -94,6 +95,9 @@ def run(args: argparse.Namespace, handler: Callable[[argparse.Namespace], int]) 
     except StackLocked as exc:
         log.error("%s; wait for it to finish and retry", exc)
         return exit_codes.STACK_LOCKED
+    except TornStateFiles as exc:
+        log.error("%s", exc)
+        return exit_codes.INTERRUPTED
     except auto.StackNotFoundError:
         name = getattr(args, "environment", None) or getattr(args, "source", None)
         log.error("environment %r has no stack in this backend yet: deploy it first", name)

@@ -17,7 +17,8 @@ from pulumi import automation as auto
 from smartnation.paths import ENVIRONMENTS_DIR_VARIABLE, environments_dir, project_dir
 from smartnation.settings import Settings, SettingsError, load_settings
 from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, generate_missing
-from smartnation.tooling.toolchain.env import exports
+from smartnation.tooling.toolchain.env import BACKEND, exports
+from smartnation.tooling.toolchain.file_backend import TornStateFiles, torn_sidecars
 
 log = logging.getLogger("smartnation")
 
@@ -69,6 +70,11 @@ def select(environment: str, create: bool = True, environments: Path | None = No
     Secrets CI hands in (SMARTNATION_SECRETS_<ENV>) fill in whatever the stack config lacks."""
     settings = load_settings(environment, environments or environments_dir())
     opts = workspace_options(environments, environment)
+    # Before the engine reads the state: a sidecar a killed write left empty fails every read with
+    # a bare `EOF`; name it and the way out instead (file_backend.py).
+    torn = torn_sidecars((opts.env_vars or {}).get(BACKEND, ""))
+    if torn:
+        raise TornStateFiles(environment, torn)
     work_dir = str(project_dir())
     secrets = secrets_from_environment(environment)
     if create:

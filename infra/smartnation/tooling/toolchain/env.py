@@ -4,7 +4,9 @@
 
 gives a working `pulumi` (our build, our plugins, the file state backend in the cache) and
 `kubectl` (the two local clusters' contexts). Values already set in the environment win, so a
-site that points PULUMI_BACKEND_URL at its own object storage keeps doing so.
+site that points PULUMI_BACKEND_URL at its own object storage keeps doing so. A `file://` backend
+(the cache's or the caller's) gets `metadata=skip&no_tmp_dir=true` added unless it sets them: an
+engine killed mid-write can then not leave a file that makes every later read fail (file_backend.py).
 
 The secrets passphrase has a default only where it protects nothing: the file backend in the
 cache, which holds the local clusters' stacks, with the local clusters' kubeconfig. Anywhere else
@@ -25,6 +27,7 @@ from pathlib import Path
 from smartnation.settings.errors import SettingsError
 from smartnation.tooling.toolchain.bootstrap import tool_env
 from smartnation.tooling.toolchain.cache import CacheLayout, layout
+from smartnation.tooling.toolchain.file_backend import durable
 
 BACKEND = "PULUMI_BACKEND_URL"
 PASSPHRASE = "PULUMI_CONFIG_PASSPHRASE"
@@ -103,8 +106,11 @@ def exports(environment: str | None = None) -> dict[str, str]:
     its own passphrase (SMARTNATION_PASSPHRASE_<ENV>) if one is given."""
     cache = layout()
     env = tool_env(cache)
-    env[BACKEND] = os.environ.get(BACKEND) or local_backend(cache)
-    env.update(passphrase_exports(env[BACKEND], cache, environment))
+    backend = os.environ.get(BACKEND) or local_backend(cache)
+    env.update(passphrase_exports(backend, cache, environment))
+    # A file backend gets the options that keep its files whole when an engine is killed
+    # (file_backend.py); the folder, and any option the caller set, stay as given.
+    env[BACKEND] = durable(backend)
     env["KUBECONFIG"] = os.environ.get(KUBECONFIG_VARIABLE) or str(cache.kubeconfig)
     env["SMARTNATION_CACHE"] = str(cache.root)
     # The language host runs with this checkout's virtualenv (the launcher in the shared cache
