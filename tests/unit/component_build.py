@@ -15,9 +15,25 @@ import pulumi_kubernetes as k8s
 
 from smartnation.program.placement import Placement
 from smartnation.settings.models import Settings
-from tests.unit.harness import Registered, install_mocks, run, secrets_for, set_secrets
+from tests.unit.harness import Recorder, RecordingMonitor, Registered, run, secrets_for, set_secrets
 
 MakeComponent = Callable[[Placement, pulumi.ResourceOptions], dict[str, Any]]
+
+
+class _OptionsMonitor(RecordingMonitor):
+    """The harness's recording monitor, also keeping by URN whether ``delete_before_replace`` was
+    set at all: its record reads False for both, but the engine lets the provider decide when it
+    is unset (pulumi-kubernetes deletes first when a replacement keeps the object's name)."""
+
+    def __init__(self, recorder: Recorder, delete_before_replace: dict[str, bool | None]) -> None:
+        super().__init__(recorder)
+        self.delete_before_replace = delete_before_replace
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        response = super().RegisterResource(request)
+        defined = request.deleteBeforeReplaceDefined
+        self.delete_before_replace[response.urn] = request.deleteBeforeReplace if defined else None
+        return response
 
 
 @dataclass
@@ -25,6 +41,8 @@ class BuiltComponent:
     resources: list[Registered]
     outputs: dict[str, Any]
     """The outputs ``make`` returned, resolved: name -> value."""
+    delete_before_replace: dict[str, bool | None]
+    """Each resource's ``delete_before_replace`` option by URN, None where the program left it unset."""
 
     def one(self, type_: str, name_suffix: str) -> Registered:
         """The one resource of ``type_`` (``kubernetes:apps/v1:StatefulSet``) whose Pulumi name
@@ -46,7 +64,16 @@ def build_component(
     """Run ``make(placement, opts)`` under fresh mocks with every stack secret of ``settings`` set
     to its placeholder (or to its value in ``secrets``); the placement is ``settings``'
     environment on its cluster, protected as its guardrails say (or ``protect_state``)."""
-    recorder = install_mocks()
+    # harness.install_mocks with a monitor that keeps one option more.
+    recorder = Recorder()
+    delete_before_replace: dict[str, bool | None] = {}
+    pulumi.runtime.set_mocks(
+        recorder,
+        project="smartnation",
+        stack="test",
+        preview=False,
+        monitor=_OptionsMonitor(recorder, delete_before_replace),
+    )
     set_secrets({**secrets_for(settings), **(secrets or {})})
     protect = settings.guardrails.protect_state if protect_state is None else protect_state
 
@@ -59,4 +86,6 @@ def build_component(
         outputs = run(recorder, program)
     finally:
         pulumi.runtime.set_all_config({})
-    return BuiltComponent(list(recorder.resources), {key: value for key, (value, _) in outputs.items()})
+    return BuiltComponent(
+        list(recorder.resources), {key: value for key, (value, _) in outputs.items()}, dict(delete_before_replace)
+    )

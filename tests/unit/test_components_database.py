@@ -186,6 +186,8 @@ def test_the_replicas_stream_over_verify_full_tls_without_a_password_on_disk() -
             SimpleNamespace(load_balancer=SimpleNamespace(ingress=[SimpleNamespace(hostname="lb.example")])),
             "lb.example",
         ),
+        # An entry without either field (neither is required) is skipped, never an AttributeError.
+        (SimpleNamespace(load_balancer=SimpleNamespace(ingress=[SimpleNamespace(ip=None)])), "pending"),
     ],
 )
 def test_the_published_address_is_the_first_ip_or_hostname_or_pending(status: Any, address: str) -> None:
@@ -406,7 +408,9 @@ def test_the_standby_never_clones_over_a_cluster_and_gives_up_after_its_tries(tm
     assert (done.returncode, done.stdout, done.stderr) == (0, "data present, not cloning\n", "")
     assert calls(env) == []
     assert not (pgdata / "standby.signal").exists()
-    done, env, pgdata = _standby_clone(tmp_path / "refused", OK_FROM="1000")
+    # The count starts at 0 in the script itself: a variable of that name in the container's
+    # environment (Kubernetes adds some, an image may set others) does not shorten the tries.
+    done, env, pgdata = _standby_clone(tmp_path / "refused", OK_FROM="1000", tries="55")
     assert done.returncode == 1
     assert done.stderr == "no clone of source.example after 60 tries\n"
     assert len(calls(env, "pg_basebackup")) == database.STANDBY_CLONE_TRIES == 60
@@ -890,6 +894,8 @@ def test_the_setup_job_waits_for_the_primary_converges_the_roles_and_reloads_pg_
     assert built.one(STATEFULSET, "-primary-server").urn in job.dependencies
     # The old Job goes after the new one is made (a failed run keeps the last good one's record).
     assert job.delete_before_replace is False
+    # Set, not left to the provider (which deletes first when a replacement keeps the name).
+    assert built.delete_before_replace[job.urn] is False
     pod = job.plain["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsUser"] == 70
     (container,) = pod["containers"]
