@@ -13,7 +13,10 @@ The tests run in file order and build on each other (an update takes minutes):
    again from its own command line: the update fails cleanly or completes; a re-run converges;
 3. two `smartnation up` of the same environment: the second, started while the first holds the
    lock, is refused with STACK_LOCKED naming the holder (user@host, the engine's pid); two started
-   together never both proceed; the state is whole afterwards.
+   together never both proceed; the state is whole afterwards;
+4. the state's metadata sidecar left empty, as an engine killed while writing it leaves it (the
+   file backend without file_backend's options; seen in CI): plain Pulumi fails on `EOF`;
+   `smartnation up` names the file and `--recover`, changing nothing; `--recover` converges.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import yaml
 
 from smartnation.cli import exit_codes
 from smartnation.tooling.toolchain.cache import layout
+from smartnation.tooling.toolchain.file_backend import SIDECAR_SUFFIX, torn_sidecars
 from tests.integration.platform_project import PROJECT, REPO, PlatformProject
 
 pytestmark = pytest.mark.integration
@@ -217,6 +221,7 @@ def assert_converged(faults: Faults, tools) -> None:
 
 
 def test_an_engine_killed_mid_update_is_found_and_recovered(faults: Faults, tools):
+    started = time.time()
     cli = faults.start("up", ENVIRONMENT, "--yes")
     engine = engine_of(cli)
 
@@ -241,6 +246,11 @@ def test_an_engine_killed_mid_update_is_found_and_recovered(faults: Faults, tool
     left = faults.checkpoint()
     assert left.get("pending_operations"), "the killed engine left no pending operation"
     assert faults.locks(), "the killed engine left no lock"
+    # The CLI's engine writes no metadata sidecar (file_backend.durable), so a kill at any instant
+    # cannot leave one empty: with one, every later read of the state failed with `EOF` (CI, stop 16).
+    written = [p for p in faults.state.rglob(f"*{SIDECAR_SUFFIX}") if p.stat().st_mtime >= started]
+    assert written == [], f"the CLI's engine wrote metadata sidecars: {written}"
+    assert torn_sidecars(f"file://{faults.state}") == []
 
     # Pulumi alone refuses on the dead update's lock.
     plain = faults.project.pulumi("up", "--yes", "--skip-preview", "--stack", ENVIRONMENT, check=False)
@@ -400,3 +410,26 @@ def _changed_nothing(err: str) -> bool:
         if line.startswith(f"smartnation: {ENVIRONMENT}: {{"):
             return set(json.loads(line.split(": ", 2)[2])) == {"same"}
     return False
+
+
+def test_a_sidecar_a_killed_write_left_empty_is_named_and_recover_removes_it(faults: Faults, tools):
+    stacks = faults.state / ".pulumi" / "stacks"
+    checkpoint = next(stacks.rglob(f"{ENVIRONMENT}.json"))
+    sidecar = checkpoint.with_name(checkpoint.name + SIDECAR_SUFFIX)
+    sidecar.write_bytes(b"")  # what gocloud's truncate-then-write leaves when killed between the two
+    plain = faults.project.pulumi("stack", "ls", "--json", check=False)
+    assert plain.returncode != 0 and "EOF" in plain.stderr, "the torn sidecar no longer breaks Pulumi: re-check"
+
+    state_before = checkpoint.read_bytes()
+    code, _, err = faults.cli("up", ENVIRONMENT, "--yes")
+    assert code == exit_codes.INTERRUPTED, err[-3000:]
+    assert str(sidecar) in err and f"smartnation up {ENVIRONMENT} --recover" in err
+    assert "Traceback" not in err
+    assert sidecar.exists() and checkpoint.read_bytes() == state_before, "the refusal changed the state"
+
+    code, _, err = faults.cli("up", ENVIRONMENT, "--yes", "--recover", timeout=900)
+    assert code == exit_codes.OK, err[-3000:]
+    assert f"removed {sidecar}" in err
+    assert not sidecar.exists()
+    assert faults.project.pulumi("stack", "ls", "--json").returncode == 0
+    assert_converged(faults, tools)

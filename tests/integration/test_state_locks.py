@@ -8,7 +8,10 @@ cluster and no provider) runs `pulumi up` from the toolchain:
   (user@host and the running engine's pid) read from the backend itself;
 - an update killed with SIGKILL leaves its lock; smartnation calls it stale (its pid is gone from
   this host), removes that lock and nothing else, and the next update runs;
-- two updates started at the same moment never both proceed; the state stays readable.
+- two updates started at the same moment never both proceed; the state stays readable;
+- a file backend as smartnation opens it (file_backend.durable) gets no metadata sidecar from an
+  update, so a kill cannot leave one torn; opened plainly it does, and a torn one (empty, as a
+  kill between truncate and write leaves it) fails every read with `EOF` until it is removed.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import pytest
 from smartnation.cli.interrupted import classify
 from smartnation.cli.locks import StackLocked, check_unlocked, lock_holders, pid_alive, remove_lock, this_host
 from smartnation.paths import cache_root
+from smartnation.tooling.toolchain.file_backend import SIDECAR_SUFFIX, durable, remove_torn_sidecars, torn_sidecars
 from tests.integration.platform_project import REPO
 
 pytestmark = pytest.mark.integration
@@ -142,11 +146,21 @@ class Project:
         )
 
 
+def make_project(root: Path, tools, backend: dict[str, str]) -> Project:
+    root.mkdir()
+    (root / "Pulumi.yaml").write_text(
+        f"name: {PROJECT_NAME}\nruntime:\n  name: python\n  options:\n    virtualenv: {REPO / '.venv'}\n"
+    )
+    (root / "__main__.py").write_text(PROGRAM)
+    return Project(root, tools, backend)
+
+
 @pytest.fixture(params=["file", "s3"])
 def project(request, tmp_path: Path, tools, monkeypatch) -> Iterator[Project]:
     if request.param == "file":
         (tmp_path / "state").mkdir()
-        backend = {"PULUMI_BACKEND_URL": f"file://{tmp_path / 'state'}"}
+        # As smartnation opens a file backend (toolchain env): no sidecar a kill could leave torn.
+        backend = {"PULUMI_BACKEND_URL": durable(f"file://{tmp_path / 'state'}")}
     else:
         minio = request.getfixturevalue("minio")
         # Each test its own prefix in the bucket: a fresh backend.
@@ -154,13 +168,7 @@ def project(request, tmp_path: Path, tools, monkeypatch) -> Iterator[Project]:
             **minio,
             "PULUMI_BACKEND_URL": minio["PULUMI_BACKEND_URL"].replace("s3://state?", f"s3://state/{tmp_path.name}?"),
         }
-    root = tmp_path / "project"
-    root.mkdir()
-    (root / "Pulumi.yaml").write_text(
-        f"name: {PROJECT_NAME}\nruntime:\n  name: python\n  options:\n    virtualenv: {REPO / '.venv'}\n"
-    )
-    (root / "__main__.py").write_text(PROGRAM)
-    built = Project(root, tools, backend)
+    built = make_project(tmp_path / "project", tools, backend)
     for key, value in built.env.items():  # what smartnation's lock readers see
         if key in backend or key in ("SMARTNATION_PROJECT_DIR", "PULUMI_CONFIG_PASSPHRASE"):
             monkeypatch.setenv(key, value)
@@ -272,3 +280,34 @@ def test_two_updates_started_together_never_both_proceed(project: Project):
     project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK)  # the state is whole
     history = json.loads(project.pulumi("stack", "history", "--json", "--stack", STACK).stdout)
     assert [h["result"] for h in history].count("succeeded") == codes.count(0) + 1
+
+
+def test_a_file_backend_opened_durably_gets_no_sidecar_and_a_torn_one_is_found_and_removed(tmp_path: Path, tools):
+    states = {"plain": tmp_path / "plain-state", "durable": tmp_path / "durable-state"}
+    projects = {}
+    for name, state in states.items():
+        state.mkdir()
+        url = f"file://{state}"
+        projects[name] = make_project(
+            tmp_path / name, tools, {"PULUMI_BACKEND_URL": durable(url) if name == "durable" else url}
+        )
+        projects[name].pulumi("stack", "init", STACK)
+        projects[name].pulumi("up", "--yes", "--skip-preview", "--stack", STACK)
+
+    assert sorted(states["durable"].rglob(f"*{SIDECAR_SUFFIX}")) == []
+    assert not list(states["durable"].rglob("*.tmp")), "a temporary file was left beside the state"
+    # Opened plainly the driver writes one per state file: what the option prevents, shown happening.
+    plain_sidecars = sorted(states["plain"].rglob(f"{STACK}.json{SIDECAR_SUFFIX}"))
+    assert len(plain_sidecars) == 1, sorted(states["plain"].rglob("*"))
+
+    plain = projects["plain"]
+    exported = json.loads(plain.pulumi("stack", "export", "--stack", STACK).stdout)["deployment"]["resources"]
+    plain_sidecars[0].write_bytes(b"")
+    broken = plain.pulumi("stack", "ls", "--json", check=False)
+    assert broken.returncode != 0 and "EOF" in broken.stderr, broken.stderr
+    url = plain.backend["PULUMI_BACKEND_URL"]
+    assert torn_sidecars(url) == plain_sidecars
+    assert remove_torn_sidecars(url) == plain_sidecars
+    assert plain.pulumi("stack", "ls", "--json").returncode == 0
+    again = json.loads(plain.pulumi("stack", "export", "--stack", STACK).stdout)["deployment"]["resources"]
+    assert again == exported
