@@ -12,6 +12,7 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi.runtime import rpc
 
 from smartnation.program.placement import Placement
 from smartnation.settings.models import Settings
@@ -21,19 +22,31 @@ MakeComponent = Callable[[Placement, pulumi.ResourceOptions], dict[str, Any]]
 
 
 class _OptionsMonitor(RecordingMonitor):
-    """The harness's recording monitor, also keeping by URN whether ``delete_before_replace`` was
-    set at all: its record reads False for both, but the engine lets the provider decide when it
-    is unset (pulumi-kubernetes deletes first when a replacement keeps the object's name)."""
+    """The harness's recording monitor, also keeping by URN what its record leaves out: whether
+    ``delete_before_replace`` was set at all (the record reads False for both, but the engine
+    lets the provider decide when it is unset, and pulumi-kubernetes deletes first when a
+    replacement keeps the object's name), and the outputs a component registers (the engine
+    keeps them in the stack's state)."""
 
-    def __init__(self, recorder: Recorder, delete_before_replace: dict[str, bool | None]) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        delete_before_replace: dict[str, bool | None],
+        registered_outputs: dict[str, dict[str, Any]],
+    ) -> None:
         super().__init__(recorder)
         self.delete_before_replace = delete_before_replace
+        self.registered_outputs = registered_outputs
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
         response = super().RegisterResource(request)
         defined = request.deleteBeforeReplaceDefined
         self.delete_before_replace[response.urn] = request.deleteBeforeReplace if defined else None
         return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        self.registered_outputs[request.urn] = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
+        return super().RegisterResourceOutputs(request)
 
 
 @dataclass
@@ -43,6 +56,8 @@ class BuiltComponent:
     """The outputs ``make`` returned, resolved: name -> value."""
     delete_before_replace: dict[str, bool | None]
     """Each resource's ``delete_before_replace`` option by URN, None where the program left it unset."""
+    registered_outputs: dict[str, dict[str, Any]]
+    """The outputs each component registered (``register_outputs``), by URN."""
 
     def one(self, type_: str, name_suffix: str) -> Registered:
         """The one resource of ``type_`` (``kubernetes:apps/v1:StatefulSet``) whose Pulumi name
@@ -67,12 +82,13 @@ def build_component(
     # harness.install_mocks with a monitor that keeps one option more.
     recorder = Recorder()
     delete_before_replace: dict[str, bool | None] = {}
+    registered_outputs: dict[str, dict[str, Any]] = {}
     pulumi.runtime.set_mocks(
         recorder,
         project="smartnation",
         stack="test",
         preview=False,
-        monitor=_OptionsMonitor(recorder, delete_before_replace),
+        monitor=_OptionsMonitor(recorder, delete_before_replace, registered_outputs),
     )
     set_secrets({**secrets_for(settings), **(secrets or {})})
     protect = settings.guardrails.protect_state if protect_state is None else protect_state
@@ -87,5 +103,8 @@ def build_component(
     finally:
         pulumi.runtime.set_all_config({})
     return BuiltComponent(
-        list(recorder.resources), {key: value for key, (value, _) in outputs.items()}, dict(delete_before_replace)
+        list(recorder.resources),
+        {key: value for key, (value, _) in outputs.items()},
+        dict(delete_before_replace),
+        dict(registered_outputs),
     )

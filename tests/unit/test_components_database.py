@@ -586,6 +586,9 @@ def test_the_primary_and_the_replicas_each_have_their_service_and_the_certificat
     assert certificate["spec"]["dnsNames"] == hosts
     assert certificate["spec"]["issuerRef"]["name"] == settings.cluster.ingress.tls_issuer
     assert built.outputs["published_address"] == ""
+    # The same five, under the same names, are what the component registers (the stack's state).
+    (component,) = built.of_type("smartnation:database:Database")
+    assert built.registered_outputs[component.urn] == built.outputs
 
 
 def test_each_password_lands_in_the_secrets_of_those_who_use_it_and_nowhere_else(settings, built) -> None:
