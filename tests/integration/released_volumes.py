@@ -23,7 +23,8 @@ from tests.integration.platform_project import PROJECT
 BENCHMARK_PROJECTS = ("smartnation-bench", "smartnation-load")
 BENCHMARK_NAMESPACES = ("demo-bench",)
 SCRATCH_PREFIX = "probe-"
-"""test_local_clusters' scratch namespaces (a random name each, deleted by the test's teardown)."""
+"""test_local_clusters' scratch namespaces as runs before session 8 named them (a random name each):
+their volumes are still reclaimed. They are now `<prefix>-probe-<hex>`, a session's own."""
 
 
 def is_test_namespace(namespace: str, prefix: str = PROJECT, real: frozenset[str] = frozenset()) -> bool:

@@ -11,6 +11,7 @@ import pytest
 
 from smartnation.tooling.local_clusters.local_volumes import NO_PROVISIONER
 from smartnation.tooling.local_clusters.node_plan import REAL_NODE_LABEL
+from tests.integration.platform_project import PROJECT
 from tests.integration.volumes import (
     apply,
     claim,
@@ -77,7 +78,9 @@ def test_storage_classes_of_the_real_cluster(tools, cluster):
 
 @pytest.fixture()
 def scratch_namespace(tools, cluster):
-    name = f"probe-{uuid.uuid4().hex[:8]}"
+    # Under the session's prefix: a killed run's namespace is cleared when a session with the same
+    # prefix starts (session_leftovers.clear), and its volumes reclaimed (released_volumes).
+    name = f"{PROJECT}-probe-{uuid.uuid4().hex[:8]}"
     tools.run("kubectl", "--context", cluster.context, "create", "namespace", name)
     yield name
     tools.run("kubectl", "--context", cluster.context, "delete", "namespace", name, "--wait=false")
