@@ -12,6 +12,7 @@ resources they are, so third-party charts are held to the same rules.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -58,6 +59,48 @@ from smartnation_policy.workloads import (
 def _subject(args: ResourceValidationArgs) -> str:
     """How a message names the resource: its kind and Pulumi name, which the preview also shows."""
     return f"{kind_of(args.resource_type)} '{args.name}'"
+
+
+KUBERNETES_PROVIDER_TYPE = "pulumi:providers:kubernetes"
+
+
+def _provider_context(args: ResourceValidationArgs) -> str | None:
+    """The kubeconfig context of the Kubernetes provider the resource is deployed through.
+
+    Why the context, and not the provider's name or URN: the context is what decides where the
+    provider applies objects (the program sets it from the cluster profile's `context`,
+    components/providers.py), whereas a provider's Pulumi name is a label anyone may choose. The
+    config carries each cluster's context (`context`, `move.to.context`), so the pack needs no
+    mapping of its own. None for a resource with no Kubernetes provider (none handed over, or
+    another package's): judged against the environment's own cluster, as before moves existed.
+    """
+    provider = args.provider
+    if provider is None or provider.resource_type != KUBERNETES_PROVIDER_TYPE:
+        return None
+    context = dig(provider.props, "context")
+    # A Kubernetes provider without a context uses the kubeconfig's current one, which no
+    # profile names: "" is judged (refused) as a context of no cluster of the stack.
+    return context if isinstance(context, str) else ""
+
+
+def _target_of(args: ResourceValidationArgs, report_violation: ReportViolation) -> Target | None:
+    """The target of the cluster the resource is deployed to (its provider's context): the
+    environment's own, or during a move the cluster it moves to. A resource on any other cluster
+    is refused here (None): the pack cannot judge it against a cluster it was not told about."""
+    target = Target.from_config(args.get_config())
+    context = _provider_context(args)
+    judged = target.on_context(context)
+    if judged is None:
+        known = [f"'{target.context}' (cluster '{target.cluster}')"]
+        if target.move is not None:
+            known.append(f"'{target.move.to.context}' (cluster '{target.move.to.cluster}', the move's target)")
+        report_violation(
+            f"{_subject(args)} is deployed through provider '{args.provider.name}' to kubeconfig context "
+            f"'{context or '(the current one)'}', which is not a cluster of this stack ({' or '.join(known)}); "
+            "deploy it through the provider of one of those clusters.",
+            None,
+        )
+    return judged
 
 
 # --- require-resource-limits ------------------------------------------------------------------
@@ -160,7 +203,10 @@ def allowed_registries_validator(args: ResourceValidationArgs, report_violation:
     spec = pod_spec(args.resource_type, args.props)
     if spec is None:
         return
-    target = Target.from_config(args.get_config())
+    # The cluster the object lands on: during a move, Monaco's standby pulls from Monaco's mirror.
+    target = _target_of(args, report_violation)
+    if target is None:
+        return
     for container in containers(spec):
         image = container.spec.get("image")
         if not isinstance(image, str):
@@ -213,7 +259,9 @@ def allowed_storage_classes_validator(args: ResourceValidationArgs, report_viola
                 claims.append((f" ephemeral volume '{name}'", dig(template, "spec", "storageClassName")))
     if not claims:
         return
-    target = Target.from_config(args.get_config())
+    target = _target_of(args, report_violation)
+    if target is None:
+        return
     for what, storage_class in claims:
         problem = _storage_class_problem(storage_class, target)
         if problem:
@@ -364,8 +412,11 @@ def data_residency_validator(args: ResourceValidationArgs, report_violation: Rep
     """Production deploys only to clusters in the countries allowed for production.
 
     A resource policy, not a stack policy, so that it blocks before the first resource is created.
+    Each object is judged by the country of the cluster it lands on (during a move, the target's).
     """
-    target = Target.from_config(args.get_config())
+    target = _target_of(args, report_violation)
+    if target is None:
+        return
     if target.is_production and not production_allowed_in(target.country, target.production_countries):
         report_violation(
             f"{_subject(args)}: {residency_refusal(target.cluster, target.country, target.production_countries)}.",
@@ -640,12 +691,69 @@ def no_public_data_services_validator(args: ResourceValidationArgs, report_viola
     if not isinstance(spec, Mapping) or spec.get("type") not in _EXPOSING_SERVICE_TYPES:
         return
     reasons = _data_service_reasons(spec)
-    if reasons:
-        report_violation(
-            f"{_subject(args)} of type {spec.get('type')} exposes a data service outside the cluster "
-            f"({'; '.join(reasons)}); make it type ClusterIP and let the NetworkPolicies admit its clients.",
-            None,
+    if not reasons:
+        return
+    target = Target.from_config(args.get_config())
+    not_admitted = _not_the_moves_publication(args, spec, target)
+    if not_admitted is None:
+        return
+    report_violation(
+        f"{_subject(args)} of type {spec.get('type')} exposes a data service outside the cluster "
+        f"({'; '.join(reasons)}); make it type ClusterIP and let the NetworkPolicies admit its clients."
+        + (f" {not_admitted}" if not_admitted else ""),
+        None,
+    )
+
+
+def _networks(values: Any) -> list[str] | None:
+    """The CIDRs of `loadBalancerSourceRanges`, normalised and sorted; None if one is not a CIDR."""
+    try:
+        return sorted(str(ipaddress.ip_network(value, strict=True)) for value in items(values))
+    except (TypeError, ValueError):
+        return None
+
+
+def _not_the_moves_publication(args: ResourceValidationArgs, spec: Mapping[str, Any], target: Target) -> str | None:
+    """None when the Service is the one a move under way publishes the source's database primary
+    with (docs/move.md, the replicate phase); otherwise why not: "" when no move is declared or the
+    Service is not the move's (the rule's message says it all), a sentence when it is the move's
+    Service but not as the move declares it.
+
+    The move's Service is admitted only on the environment's own cluster (the source), under the
+    name and with the exact selector the config gives (the database primary's pods), as a
+    LoadBalancer on PostgreSQL's port alone, whose `loadBalancerSourceRanges` are exactly the link
+    addresses the move declares: the load balancer drops every other source.
+    """
+    move = target.move
+    if move is None or dig(args.props, "metadata", "name") != move.published_service:
+        return ""
+    problems = []
+    context = _provider_context(args)
+    if context is not None and context != target.context:
+        problems.append(f"it is not on the source cluster '{target.cluster}' (context '{context}')")
+    if spec.get("type") != "LoadBalancer":
+        problems.append(f"its type is {spec.get('type')}, not LoadBalancer")
+    selector = spec.get("selector")
+    if not isinstance(selector, Mapping) or dict(selector) != dict(move.published_selector):
+        problems.append(
+            f"its selector is {dict(selector) if isinstance(selector, Mapping) else selector!r}, "
+            f"not {dict(move.published_selector)}"
         )
+    ports = [dig(port, "port") for port in items(spec.get("ports"))]
+    if not ports or any(not isinstance(port, int | float) or int(port) != 5432 for port in ports):
+        problems.append(f"its ports are {ports}, not PostgreSQL's 5432 alone")
+    ranges = spec.get("loadBalancerSourceRanges")
+    if _networks(ranges) != sorted(move.source_ranges):
+        problems.append(
+            f"its loadBalancerSourceRanges are {items(ranges)}, not exactly the move's link addresses "
+            f"{list(move.source_ranges)}"
+        )
+    if not problems:
+        return None
+    return (
+        f"During the move to '{move.to.cluster}' only the published database Service '{move.published_service}' "
+        f"as the move declares it is admitted, and {'; '.join(problems)}."
+    )
 
 
 # --- retain-production-claims -------------------------------------------------------------------
@@ -897,6 +1005,8 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         description="No LoadBalancer or NodePort Service exposes the database or the object storage.",
         validate=no_public_data_services_validator,
         enforcement_level=_MANDATORY,
+        # The target: during a move it names the one published Service the move admits.
+        config_schema=TARGET_CONFIG_SCHEMA,
         severity=Severity.CRITICAL,
     ),
     ResourceValidationPolicy(

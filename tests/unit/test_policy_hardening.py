@@ -305,7 +305,7 @@ def service_args(service_type: str | None, ports: list[dict[str, Any]], selector
     spec: dict[str, Any] = {"ports": ports, "selector": selector or {"app.kubernetes.io/name": "api"}}
     if service_type:
         spec["type"] = service_type
-    return resource_args(SERVICE, {"metadata": {"name": "db"}, "spec": spec}, name="db-public")
+    return resource_args(SERVICE, {"metadata": {"name": "db"}, "spec": spec}, name="db-public", config=target_config())
 
 
 @pytest.mark.parametrize(

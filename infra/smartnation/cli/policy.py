@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from smartnation.paths import POLICY_PACK
-from smartnation.settings import Settings, SettingsError
+from smartnation.program import move_replication, naming
+from smartnation.program.components.database import PUBLISHED_SUFFIX
+from smartnation.settings import Settings, SettingsError, list_clusters, load_cluster_profile
 from smartnation_policy.residency import production_countries
-from smartnation_policy.target import TargetConfigError, policy_config_for
+from smartnation_policy.target import TargetConfigError, move_for, policy_config_for
 
 MANDATORY = re.compile(r"\[mandatory\](?: \[severity: [\w-]+\])?\s+([\w-]+)")
 """A mandatory policy's violation as the engine prints it: `pack@v [mandatory] [severity: high]  rule  (...)`."""
@@ -25,17 +27,42 @@ def mandatory_rules(output: str) -> list[str]:
     return sorted({match.group(1) for match in MANDATORY.finditer(output)})
 
 
+def move_config(settings: Settings) -> dict[str, Any] | None:
+    """The pack's `move` section while the environment file declares a move (docs/move.md): the
+    cluster it moves to (its objects there are judged against that profile), and the one database
+    Service the program publishes to the link addresses, as the program derives both (the same
+    helpers: naming, database.PUBLISHED_SUFFIX, move_replication.arrival_addresses, which refuses a
+    move from a real cluster naming the environment file's `move`)."""
+    if settings.move is None:
+        return None
+    to = load_cluster_profile(settings.move.to)
+    database = naming.names(settings.environment, naming.DATABASE)
+    return move_for(
+        to,
+        phase=settings.move.phase,
+        published_service=database.child(PUBLISHED_SUFFIX),
+        published_selector=database.selector(naming.PRIMARY),
+        source_ranges=move_replication.arrival_addresses(settings, settings.cluster, list_clusters()),
+    )
+
+
 def policy_config(settings: Settings) -> dict[str, Any]:
-    """The pack's config (`--policy-pack-config`) for this environment on its cluster; production's
-    allowed countries follow the file's ``move_complete`` (the program's preflight applies the same)."""
+    """The pack's config (`--policy-pack-config`) for this environment on its cluster, and during a
+    move on the cluster it moves to; production's allowed countries follow the file's
+    ``move_complete`` (the program's preflight applies the same)."""
+    move = move_config(settings)
     try:
         return policy_config_for(
             settings.environment,
             settings.cluster,
             production_countries=production_countries(settings.move_complete),
+            move=move,
         )
     except TargetConfigError as error:
-        raise SettingsError(f"{settings.cluster.name}.yaml", "<policy target>", str(error)) from error
+        # A profile the settings loader accepted but the pack cannot judge against; during a move
+        # either profile may be the one (the message names the config key: `move.to...` or not).
+        files = [f"{settings.cluster.name}.yaml"] + ([f"{settings.move.to}.yaml"] if settings.move else [])
+        raise SettingsError(" or ".join(files), "<policy target>", str(error)) from error
 
 
 @contextmanager
