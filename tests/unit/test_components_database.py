@@ -234,7 +234,8 @@ def test_the_setup_waits_for_its_pg_hba_to_reach_the_primary_then_reloads_it(tmp
 
 
 def test_the_setup_fails_when_its_pg_hba_never_arrives_and_reloads_nothing(tmp_path: Path) -> None:
-    done, env = _reload(tmp_path, DIGEST_AFTER="1000")
+    # A variable named like the count in the environment does not shorten the wait.
+    done, env = _reload(tmp_path, DIGEST_AFTER="1000", tries="55")
     assert done.returncode == 1
     assert done.stderr == "pg_hba.conf on the primary is not the program's after 300 s\n"
     assert len(calls(env, "psql")) == database.HBA_WAIT_TRIES == 60
@@ -313,7 +314,8 @@ def test_the_backup_dumps_the_roles_and_each_database_reads_each_back_and_writes
 
 
 def test_a_primary_that_never_answers_or_a_failed_dump_leaves_no_manifest(tmp_path: Path) -> None:
-    done, env, backup = _dump(tmp_path / "down", DOWN="1000")
+    # A variable named like the count in the environment does not shorten the wait.
+    done, env, backup = _dump(tmp_path / "down", DOWN="1000", tries="55")
     assert done.returncode == 1
     assert done.stderr == "the primary db.example did not answer within 120 s\n"
     assert len(calls(env, "pg_isready")) == 60
