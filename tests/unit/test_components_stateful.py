@@ -156,7 +156,10 @@ def test_the_headless_service_names_pods_and_publishes_unready_ones_only_when_as
 
     built, _ = _with(dev, body)
     names = _names(dev)
-    first, second = built.of_type(SERVICE)
+    # By port: the mocks register resources in whatever order their inputs resolve (1 run in 4 swapped them).
+    by_port = {s.plain["spec"]["ports"][0]["name"]: s for s in built.of_type(SERVICE)}
+    assert sorted(by_port) == ["mqtt", "pg"] and len(built.of_type(SERVICE)) == 2
+    first, second = by_port["mqtt"], by_port["pg"]
     assert first.plain["metadata"]["name"] == names.child("headless")
     assert first.plain["spec"] == {
         "clusterIP": "None",
