@@ -503,3 +503,59 @@ def test_the_pack_process_judges_the_standby_by_its_providers_context(analyzer):
     refused = analyze(SOURCE.context, standby)
     assert set(refused) == {"allowed-registries", "allowed-storage-classes"}
     assert f"cluster '{SOURCE.name}'" in refused["allowed-registries"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        # Top-level keys: the path is the key alone, with no prefix or separator before it.
+        ("context", "", r"context: expected a non-empty string"),
+        ("allowed_registries", [], r"allowed_registries: expected a non-empty list of non-empty strings"),
+        ("country", "Germany", r"country: expected an ISO 3166-1 alpha-2 code"),
+        # The move's keys: the full dotted path to the one that is wrong.
+        ("move.phase", 5, r"move\.phase: expected a non-empty string"),
+        ("move.to.cluster", "", r"move\.to\.cluster: expected a non-empty string"),
+        ("move.to.allowed_registries", ["registry.mc", ""], r"move\.to\.allowed_registries: expected a non-empty list"),
+        ("move.published_service", "dev-database-published", r"move\.published_service: expected a mapping"),
+        ("move.published_service.selector", {"app": ""}, r"move\.published_service\.selector: expected a non-empty"),
+        ("move.published_service.selector", {"app": 5}, r"move\.published_service\.selector: expected a non-empty"),
+        ("move.published_service.selector", {"": "x"}, r"move\.published_service\.selector: expected a non-empty"),
+    ],
+    ids=[
+        "context",
+        "registries",
+        "country",
+        "phase",
+        "to-cluster",
+        "to-registries-empty-entry",
+        "published-not-a-mapping",
+        "selector-empty-value",
+        "selector-value-not-a-string",
+        "selector-empty-key",
+    ],
+)
+def test_a_bad_value_names_its_full_key_path(path, value, message):
+    with pytest.raises(TargetConfigError, match=f"^policy config: {message}"):
+        Target.from_config(_with(path, value))
+
+
+def test_an_empty_config_says_how_the_pack_gets_its_target():
+    with pytest.raises(TargetConfigError) as raised:
+        Target.from_config({})
+    assert str(raised.value) == (
+        "smartnation-guardrails needs its target in the policy config; run it through the "
+        "smartnation CLI or pass --policy-pack-config with the file policy_config_for() writes"
+    )
+
+
+def test_the_engines_enforcement_level_key_is_no_unknown_key():
+    # Pulumi may put `enforcementLevel` beside a policy's own config: the target reads as without it.
+    assert Target.from_config({**moving(), "enforcementLevel": "mandatory"}) == Target.from_config(moving())
+
+
+def test_the_policy_config_carries_the_production_countries_it_is_given():
+    from smartnation_policy.target import policy_config_for
+
+    config = policy_config_for("production", SOURCE, production_countries=("MC",))
+    assert {tuple(c["production_countries"]) for c in config.values()} == {("MC",)}
+    assert policy_config_for("production", SOURCE)["allowed-registries"]["production_countries"] != ["MC"]
