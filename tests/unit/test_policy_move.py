@@ -559,3 +559,19 @@ def test_the_policy_config_carries_the_production_countries_it_is_given():
     config = policy_config_for("production", SOURCE, production_countries=("MC",))
     assert {tuple(c["production_countries"]) for c in config.values()} == {("MC",)}
     assert policy_config_for("production", SOURCE)["allowed-registries"]["production_countries"] != ["MC"]
+
+
+def test_every_way_the_moves_service_differs_is_said_in_one_sentence():
+    props = published(type="NodePort", selector={"app": "x"})
+    (message,) = check(rules.no_public_data_services_validator, on(SOURCE.context, SERVICE, props, moving())).messages
+    assert message.endswith(
+        f"as the move declares it is admitted, and its type is NodePort, not LoadBalancer; "
+        f"its selector is {{'app': 'x'}}, not {dict(PRIMARY_SELECTOR)}."
+    ), message
+
+
+def test_another_data_service_gets_the_rules_message_alone():
+    other = published()
+    other["metadata"]["name"] = "dev-database-primary"
+    (message,) = check(rules.no_public_data_services_validator, on(SOURCE.context, SERVICE, other, moving())).messages
+    assert message.endswith("make it type ClusterIP and let the NetworkPolicies admit its clients."), message
