@@ -200,7 +200,7 @@ def test_up_refuses_a_stack_file_lacking_a_secret_before_the_engine_runs(project
     stack = FileStack(project, None)
     stack.file.write_text(json.dumps({"salt": "local", "config": complete}))
     before = stack.file.read_bytes()
-    monkeypatch.setattr(up, "select", lambda environment: (stack, settings))
+    monkeypatch.setattr(up, "select", lambda environment, remove_torn=False: (stack, settings))
     monkeypatch.setattr(up, "lock_holders", lambda environment: [])
     monkeypatch.setattr(up, "moved_to", lambda environment: None)
     args = argparse.Namespace(environment=ENVIRONMENT, yes=True, init_secrets=False, recover=False)

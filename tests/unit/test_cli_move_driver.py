@@ -176,7 +176,7 @@ def stack(monkeypatch) -> FakeStack:
     """The engine stood in for the driver and for `smartnation up` (its lock and marker reads too)."""
     fake = FakeStack()
 
-    def select(environment: str, create: bool = True, environments: Path | None = None):
+    def select(environment: str, create: bool = True, environments: Path | None = None, remove_torn: bool = False):
         return fake, load_settings(environment)
 
     monkeypatch.setattr("smartnation.cli.workspace.select", select)

@@ -150,24 +150,45 @@ def test_the_cli_exits_interrupted_on_a_torn_backend(tmp_path, caplog):
     assert str(tmp_path / "dev.json.attrs") in caplog.text and "--recover" in caplog.text
 
 
+@pytest.mark.parametrize("remove_torn", [True, False])
+def test_select_removes_torn_sidecars_only_when_asked_and_before_the_engine(tmp_path, monkeypatch, remove_torn):
+    url = _backend(tmp_path, {"stacks/p/dev.json.attrs": b"", "stacks/p/staging.json.attrs": b"{}"})
+    torn = tmp_path / ".pulumi" / "stacks" / "p" / "dev.json.attrs"
+    monkeypatch.setattr(workspace, "load_settings", lambda environment, directory: object())
+    monkeypatch.setattr(workspace, "workspace_options", lambda environments, environment: _Opts(url))
+    monkeypatch.setattr(workspace, "secrets_from_environment", lambda environment: {})
+    seen: list[list[Path]] = []
+
+    def engine(**kwargs):
+        seen.append(torn_sidecars(url))
+        return "stack"
+
+    monkeypatch.setattr(workspace.auto, "create_or_select_stack", engine)
+    if remove_torn:
+        assert workspace.select("dev", remove_torn=True)[0] == "stack"
+        assert seen == [[]] and not torn.exists()
+    else:
+        with pytest.raises(TornStateFiles):
+            workspace.select("dev")
+        assert seen == [] and torn.exists()
+    assert (tmp_path / ".pulumi" / "stacks" / "p" / "staging.json.attrs").read_bytes() == b"{}"
+
+
 class _Stop(Exception):
     pass
 
 
 @pytest.mark.parametrize("recover", [True, False])
-def test_up_removes_torn_sidecars_only_with_recover_and_before_opening_the_stack(tmp_path, monkeypatch, recover):
-    url = _backend(tmp_path, {"stacks/p/dev.json.attrs": b"", "stacks/p/staging.json.attrs": b"{}"})
-    monkeypatch.setattr(up, "moved_to", lambda environment: None)
-    monkeypatch.setattr(up, "tool_environment", lambda environment=None: {"PULUMI_BACKEND_URL": url})
-    seen: list[list[Path]] = []
+def test_up_asks_select_to_remove_torn_sidecars_only_with_recover(monkeypatch, recover):
+    asked: list[bool] = []
 
-    def select(environment):
-        seen.append(torn_sidecars(url))
+    def select(environment, remove_torn=False):
+        asked.append(remove_torn)
         raise _Stop
 
+    monkeypatch.setattr(up, "moved_to", lambda environment: None)
     monkeypatch.setattr(up, "select", select)
     args = argparse.Namespace(environment="dev", recover=recover, yes=True, init_secrets=False)
     with pytest.raises(_Stop):
         up.cmd_up(args)
-    assert seen == ([[]] if recover else [[tmp_path / ".pulumi" / "stacks" / "p" / "dev.json.attrs"]])
-    assert (tmp_path / ".pulumi" / "stacks" / "p" / "staging.json.attrs").exists()
+    assert asked == [recover]

@@ -3,8 +3,8 @@
 Before the engine starts, the stack is checked for what a killed update leaves behind: a lock
 whose process is gone from this host (stale), pending operations in the state, and (a file
 backend written without file_backend's options) a metadata sidecar left empty, which makes every
-read of the state fail (workspace.select refuses with INTERRUPTED; `--recover` removes it first). `up` then stops
-with INTERRUPTED, naming them and the exact steps; `--recover` takes those steps itself: it
+read of the state fail (workspace.select refuses with INTERRUPTED; `--recover` removes it first).
+`up` then stops with INTERRUPTED, naming them and the exact steps; `--recover` takes those steps itself: it
 removes only a lock proven dead, refreshes the state from the cluster dropping unfinished creates
 (so the update re-creates them: every object has a fixed name, nothing is orphaned or doubled),
 then updates. A lock held by a live process (or by another host) is never touched: STACK_LOCKED.
@@ -27,10 +27,8 @@ from smartnation.cli.interrupted import Interruption, classify
 from smartnation.cli.locks import StackLocked, lock_holders, locked_message, pid_alive, remove_lock, this_host
 from smartnation.cli.policy import policy_args
 from smartnation.cli.state_marker import moved_to
-from smartnation.cli.workspace import select, tool_environment
+from smartnation.cli.workspace import select
 from smartnation.settings.stack_secrets import missing_secrets
-from smartnation.tooling.toolchain.env import BACKEND
-from smartnation.tooling.toolchain.file_backend import remove_torn_sidecars
 
 log = logging.getLogger("smartnation")
 
@@ -57,11 +55,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     moved = moved_to(args.environment)  # `smartnation state move` left this backend a read-only copy
     if moved is not None:
         raise StackLocked(moved.refusal(args.environment))
-    if args.recover:
-        # Before the stack is opened: the engine cannot read a state whose sidecar is torn.
-        for path in remove_torn_sidecars(tool_environment(args.environment)[BACKEND]):
-            log.warning("removed %s: a metadata file a killed write left unreadable", path)
-    stack, settings = select(args.environment)
+    # --recover: the state's metadata sidecars a killed write left unreadable go before the stack
+    # is opened (the engine cannot read past them); without it, select refuses naming them.
+    stack, settings = select(args.environment, remove_torn=args.recover)
     deployment = stack.export_stack().deployment
     found = interruption(args.environment, stack, deployment)
     if found.live:

@@ -18,7 +18,7 @@ from smartnation.paths import ENVIRONMENTS_DIR_VARIABLE, environments_dir, proje
 from smartnation.settings import Settings, SettingsError, load_settings
 from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, generate_missing
 from smartnation.tooling.toolchain.env import BACKEND, exports
-from smartnation.tooling.toolchain.file_backend import TornStateFiles, torn_sidecars
+from smartnation.tooling.toolchain.file_backend import TornStateFiles, remove_torn_sidecars, torn_sidecars
 
 log = logging.getLogger("smartnation")
 
@@ -64,15 +64,23 @@ def workspace_options(environments: Path | None = None, environment: str | None 
     )
 
 
-def select(environment: str, create: bool = True, environments: Path | None = None) -> tuple[auto.Stack, Settings]:
+def select(
+    environment: str, create: bool = True, environments: Path | None = None, remove_torn: bool = False
+) -> tuple[auto.Stack, Settings]:
     """The environment's settings (validated first: nothing is touched on bad input) and stack.
 
-    Secrets CI hands in (SMARTNATION_SECRETS_<ENV>) fill in whatever the stack config lacks."""
+    Secrets CI hands in (SMARTNATION_SECRETS_<ENV>) fill in whatever the stack config lacks.
+    ``remove_torn`` (`up --recover`) removes the state's unreadable metadata sidecars instead of
+    refusing with TornStateFiles."""
     settings = load_settings(environment, environments or environments_dir())
     opts = workspace_options(environments, environment)
     # Before the engine reads the state: a sidecar a killed write left empty fails every read with
     # a bare `EOF`; name it and the way out instead (file_backend.py).
-    torn = torn_sidecars((opts.env_vars or {}).get(BACKEND, ""))
+    backend = (opts.env_vars or {}).get(BACKEND, "")
+    if remove_torn:
+        for path in remove_torn_sidecars(backend):
+            log.warning("removed %s: a metadata file a killed write left unreadable", path)
+    torn = torn_sidecars(backend)
     if torn:
         raise TornStateFiles(environment, torn)
     work_dir = str(project_dir())
