@@ -65,6 +65,7 @@ from smartnation.paths import STACKS_DIR, environments_dir, project_dir
 from smartnation.settings import Settings, SettingsError, load_settings
 from smartnation.settings.yaml_files import read_yaml
 from smartnation.tooling.toolchain.env import BACKEND, LOCAL_PASSPHRASE, PASSPHRASE, PASSPHRASE_FILE
+from smartnation.tooling.toolchain.file_backend import folder
 
 log = logging.getLogger("smartnation")
 
@@ -122,7 +123,7 @@ def target_passphrase(environ: Mapping[str, str] = os.environ) -> str:
 def _same_backend(a: str, b: str) -> bool:
     def norm(url: str) -> str:
         if url.startswith("file://"):
-            return "file://" + str(Path(url.removeprefix("file://").split("?", 1)[0]).expanduser().resolve())
+            return "file://" + str((folder(url) or Path()).resolve())
         return url.rstrip("/")
 
     return norm(a) == norm(b)

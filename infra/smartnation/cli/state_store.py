@@ -24,6 +24,7 @@ from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from smartnation.cli.locks import LOCKS_DIR, _s3_client, s3_location
+from smartnation.tooling.toolchain.file_backend import folder
 
 META = ".pulumi/meta.yaml"
 PROJECT_LAYOUT = 1
@@ -95,7 +96,7 @@ class FileStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.root = Path(url.removeprefix("file://").split("?", 1)[0]).expanduser()
+        self.root = folder(url) or Path()
 
     def keys(self, prefix: str) -> list[str]:
         base = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root

@@ -27,7 +27,7 @@ from pathlib import Path
 from smartnation.settings.errors import SettingsError
 from smartnation.tooling.toolchain.bootstrap import tool_env
 from smartnation.tooling.toolchain.cache import CacheLayout, layout
-from smartnation.tooling.toolchain.file_backend import durable
+from smartnation.tooling.toolchain.file_backend import durable, folder
 
 BACKEND = "PULUMI_BACKEND_URL"
 PASSPHRASE = "PULUMI_CONFIG_PASSPHRASE"
@@ -67,10 +67,8 @@ def local_backend(cache: CacheLayout) -> str:
 
 def is_local_backend(url: str, cache: CacheLayout) -> bool:
     """Whether URL is the file backend in the cache (however spelled: ~, trailing slash, options)."""
-    if not url.startswith("file://"):
-        return False
-    path = url.removeprefix("file://").split("?", 1)[0]
-    return bool(path) and Path(path).expanduser().resolve() == cache.state.resolve()
+    root = folder(url)
+    return root is not None and root.resolve() == cache.state.resolve()
 
 
 def is_local_kubeconfig(path: str, cache: CacheLayout) -> bool:
