@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import yaml
 
 # One copy of the mocks and the recorder, shared with the render tool and the redacted preview.
@@ -38,6 +39,7 @@ from smartnation.cli.mock_program import (  # noqa: F401 - re-exported for the t
 )
 from smartnation.cli.mock_program import placeholder_secret as fake_secret
 from smartnation.paths import environments_dir
+from smartnation.program.city_platform import build
 from smartnation.settings.models import Settings
 from smartnation.settings.stack_secrets import required_secrets
 
@@ -76,6 +78,19 @@ class BuiltStack:
 
 def secrets_for(settings: Settings) -> dict[str, str]:
     return {key: fake_secret(key) for key in required_secrets(settings)}
+
+
+def build_settings(settings: Settings, secrets: Mapping[str, str] | None = None) -> BuiltStack:
+    """The whole program (``city_platform.build``) for ``settings`` under fresh mocks, with every
+    stack secret at its placeholder and ``secrets`` over them; the runtime's config is cleared
+    after, so the next build starts clean."""
+    recorder = install_mocks()
+    set_secrets(secrets_for(settings) | dict(secrets or {}))
+    try:
+        outputs = run(recorder, lambda: build(settings))
+    finally:
+        pulumi.runtime.set_all_config({})
+    return BuiltStack(settings, list(recorder.resources), outputs)
 
 
 def set_dotted(data: Any, path: str, value: Any) -> None:

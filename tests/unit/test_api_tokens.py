@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import json
 
-import pulumi
 import pytest
 
 from smartnation.cli.verify_target import VERIFY_CLIENT, operator_token
-from smartnation.program.city_platform import build
 from smartnation.program.components.api_tokens import ENV_VAR
 from smartnation.program.components.city_apis import CREDENTIALS_HASH
 from smartnation.settings import SettingsError, load_settings
 from smartnation.settings.stack_secrets import api_token, generate_missing, required_secrets
-from tests.unit.harness import BuiltStack, install_mocks, plain_strings, run, secrets_for, set_secrets
+from tests.unit.harness import BuiltStack, build_settings, plain_strings, secrets_for
 
 pytestmark = pytest.mark.unit
 
@@ -25,14 +23,7 @@ REGISTRY = "device-registry"
 
 
 def build_with(environment: str, changed: dict[str, str] | None = None) -> BuiltStack:
-    settings = load_settings(environment)
-    rec = install_mocks()
-    set_secrets(secrets_for(settings) | (changed or {}))
-    try:
-        outputs = run(rec, lambda: build(settings))
-    finally:
-        pulumi.runtime.set_all_config({})
-    return BuiltStack(settings, list(rec.resources), outputs)
+    return build_settings(load_settings(environment), changed)
 
 
 @pytest.fixture(scope="module")

@@ -6,30 +6,22 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pulumi
 import pytest
 
-from smartnation.program.city_platform import build
 from smartnation.program.components.broker import CONFIG_HASH, DEVICE_ACL
 from smartnation.settings import SettingsError, load_settings
-from tests.unit.harness import REPO_ENVIRONMENTS, edit, install_mocks, run, secrets_for, set_secrets
+from tests.unit.harness import REPO_ENVIRONMENTS, build_settings, edit
 
 pytestmark = pytest.mark.unit
 
 
 def broker_config(root: Path) -> tuple[str, str]:
     """(device ACL, the broker Pods' config digest) of staging built from ``root``."""
-    settings = load_settings("staging", root)
-    rec = install_mocks()
-    set_secrets(secrets_for(settings))
-    try:
-        run(rec, lambda: build(settings))
-    finally:
-        pulumi.runtime.set_all_config({})
+    resources = build_settings(load_settings("staging", root)).resources
     (config,) = [
-        r for r in rec.resources if r.type == "kubernetes:core/v1:ConfigMap" and DEVICE_ACL in r.plain.get("data", {})
+        r for r in resources if r.type == "kubernetes:core/v1:ConfigMap" and DEVICE_ACL in r.plain.get("data", {})
     ]
-    (server,) = [r for r in rec.resources if r.type == "kubernetes:apps/v1:StatefulSet" and "broker" in r.name]
+    (server,) = [r for r in resources if r.type == "kubernetes:apps/v1:StatefulSet" and "broker" in r.name]
     return config.plain["data"][DEVICE_ACL], server.plain["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH]
 
 

@@ -23,7 +23,7 @@ from smartnation.settings.models import PLATFORM_COMPONENTS
 from smartnation.settings.validation import parse_quantity
 from smartnation.tooling.images.lock import image_key, read_lock
 from tests.added_api import APP, IMAGE_OF, NAME, SETTINGS, add_api, release_of
-from tests.unit.harness import BuiltStack, edit, install_mocks, run, secrets_for, set_secrets
+from tests.unit.harness import BuiltStack, build_settings, edit
 
 pytestmark = pytest.mark.unit
 
@@ -36,18 +36,7 @@ NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 
 
 def _build(root: Path) -> BuiltStack:
-    from smartnation.program.city_platform import build
-
-    settings = load_settings(ENVIRONMENT, root)
-    recorder = install_mocks()
-    set_secrets(secrets_for(settings))
-    try:
-        outputs = run(recorder, lambda: build(settings))
-    finally:
-        import pulumi
-
-        pulumi.runtime.set_all_config({})
-    return BuiltStack(settings, list(recorder.resources), outputs)
+    return build_settings(load_settings(ENVIRONMENT, root))
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import pulumi
 import pytest
 
 from smartnation.program import move_guard
-from smartnation.program.city_platform import build
 from smartnation.program.components.database import (
     REPLICATION_PASSWORD_HASH,
     REPLICATION_USER,
@@ -20,7 +19,7 @@ from smartnation.program.components.database import (
 )
 from smartnation.program.move_guard import Deployed, check_move
 from smartnation.settings import SettingsError, load_settings
-from tests.unit.harness import BuiltStack, Registered, edit, install_mocks, run, secrets_for, set_secrets
+from tests.unit.harness import BuiltStack, Registered, build_settings, edit
 
 pytestmark = pytest.mark.unit
 
@@ -40,13 +39,7 @@ def _build(envdir: Path, monkeypatch: pytest.MonkeyPatch, deployed: Deployed | N
     monkeypatch.setenv("SMARTNATION_ENVIRONMENTS_DIR", str(envdir))
     monkeypatch.setattr(move_guard, "deployed_by_engine", lambda: deployed)
     settings = load_settings("dev", envdir)
-    recorder = install_mocks()
-    set_secrets(secrets_for(settings))
-    try:
-        outputs = run(recorder, lambda: build(settings))
-    finally:
-        pulumi.runtime.set_all_config({})
-    return BuiltStack(settings, list(recorder.resources), outputs)
+    return build_settings(settings)
 
 
 @pytest.fixture

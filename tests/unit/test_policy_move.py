@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pulumi
 import pytest
 from google.protobuf import struct_pb2
 from pulumi.runtime.proto import analyzer_pb2
@@ -27,12 +26,11 @@ from pulumi_policy.proxy import unknown_checking_proxy
 from smartnation.cli import policy_sweep
 from smartnation.cli.policy import policy_config
 from smartnation.program import move_guard
-from smartnation.program.city_platform import build
 from smartnation.program.move_guard import Deployed
 from smartnation.settings import SettingsError, load_cluster_profile, load_settings
 from smartnation_policy import rules
 from smartnation_policy.target import Target, TargetConfigError, move_for, target_for
-from tests.unit.harness import BuiltStack, Registered, edit, install_mocks, run, secrets_for, set_secrets
+from tests.unit.harness import BuiltStack, Registered, build_settings, edit
 from tests.unit.test_policy import (  # noqa: F401 - analyzer is a fixture
     PVC,
     STATEFULSET,
@@ -363,13 +361,7 @@ def _build(envdir: Path, monkeypatch: pytest.MonkeyPatch) -> BuiltStack:
     monkeypatch.setenv("SMARTNATION_ENVIRONMENTS_DIR", str(envdir))
     monkeypatch.setattr(move_guard, "deployed_by_engine", lambda: Deployed(SOURCE.name))
     settings = load_settings("dev", envdir)
-    recorder = install_mocks()
-    set_secrets(secrets_for(settings))
-    try:
-        outputs = run(recorder, lambda: build(settings))
-    finally:
-        pulumi.runtime.set_all_config({})
-    return BuiltStack(settings, list(recorder.resources), outputs)
+    return build_settings(settings)
 
 
 @pytest.fixture

@@ -12,11 +12,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pulumi
 import pytest
 import yaml
 
-from smartnation.program.city_platform import build
 from smartnation.program.components import database
 from smartnation.program.components.city_apis import CREDENTIALS_HASH, DATABASE_CA_DIR
 from smartnation.program.daemon_config.superuser_password import set_password_script
@@ -28,7 +26,7 @@ from smartnation.settings.stack_secrets import (
     database_role_password,
     object_storage_secret_key,
 )
-from tests.unit.harness import REPO_ENVIRONMENTS, BuiltStack, install_mocks, run, secrets_for, set_secrets
+from tests.unit.harness import REPO_ENVIRONMENTS, BuiltStack, build_settings
 
 pytestmark = pytest.mark.unit
 
@@ -40,14 +38,7 @@ JOB = "kubernetes:batch/v1:Job"
 
 
 def build_with(environment: str, changed: dict[str, str] | None = None, root: Path | None = None) -> BuiltStack:
-    settings = load_settings(environment, root)
-    rec = install_mocks()
-    set_secrets(secrets_for(settings) | (changed or {}))
-    try:
-        outputs = run(rec, lambda: build(settings))
-    finally:
-        pulumi.runtime.set_all_config({})
-    return BuiltStack(settings, list(rec.resources), outputs)
+    return build_settings(load_settings(environment, root), changed)
 
 
 def api_annotations(stack: BuiltStack) -> dict[str, dict[str, Any]]:
