@@ -639,7 +639,12 @@ def no_allow_all_network_policy_validator(args: ResourceValidationArgs, report_v
 # What identifies the database and the object storage: their ports, the names Kubernetes gives
 # those ports, and the app names their pods carry. The pack knows these itself (it runs without
 # the program), so a third-party chart's PostgreSQL or MinIO is caught as well as ours.
-DATA_SERVICE_PORTS: dict[int, str] = {5432: "PostgreSQL", 9000: "object storage (S3)", 9001: "object storage console"}
+POSTGRESQL_PORT = 5432
+DATA_SERVICE_PORTS: dict[int, str] = {
+    POSTGRESQL_PORT: "PostgreSQL",
+    9000: "object storage (S3)",
+    9001: "object storage console",
+}
 DATA_SERVICE_PORT_NAMES: dict[str, str] = {
     "postgres": "PostgreSQL",
     "postgresql": "PostgreSQL",
@@ -740,8 +745,8 @@ def _not_the_moves_publication(args: ResourceValidationArgs, spec: Mapping[str, 
             f"not {dict(move.published_selector)}"
         )
     ports = [dig(port, "port") for port in items(spec.get("ports"))]
-    if not ports or any(not isinstance(port, int | float) or int(port) != 5432 for port in ports):
-        problems.append(f"its ports are {ports}, not PostgreSQL's 5432 alone")
+    if not ports or any(not isinstance(port, int | float) or int(port) != POSTGRESQL_PORT for port in ports):
+        problems.append(f"its ports are {ports}, not PostgreSQL's {POSTGRESQL_PORT} alone")
     ranges = spec.get("loadBalancerSourceRanges")
     if _networks(ranges) != sorted(move.source_ranges):
         problems.append(
