@@ -80,8 +80,7 @@ def select(
     if remove_torn:
         for path in remove_torn_sidecars(backend):
             log.warning("removed %s: a metadata file a killed write left unreadable", path)
-    torn = torn_sidecars(backend)
-    if torn:
+    elif torn := torn_sidecars(backend):
         raise TornStateFiles(environment, torn)
     work_dir = str(project_dir())
     secrets = secrets_from_environment(environment)
