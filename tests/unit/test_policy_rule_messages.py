@@ -1,0 +1,392 @@
+"""Each guardrail's whole message, word for word, and the branches the other policy tests leave out.
+
+An operator reads these messages in a failed preview at 3 a.m.: they are part of the product, so
+they are compared whole here (a word lost from the advice is a defect). The inputs also reach the
+branches that test_policy.py and test_policy_hardening.py do not: a later container after one
+that is skipped, a value of the wrong type, a budget or workload whose namespace comes from its
+provider, a boundary replica count. Each test is aimed at a survivor of the mutation run on
+rules.py (BENCHMARKS.md, issue 12): the expected texts are written out, not built by the code
+under test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pulumi_policy import PolicyResource
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
+
+from smartnation_policy import rules
+from tests.unit.test_policy import (
+    DEPLOYMENT,
+    MIRROR,
+    NAMESPACE,
+    NETPOL,
+    PDB,
+    STATEFULSET,
+    check,
+    container,
+    deployment,
+    options,
+    pod,
+    resource_args,
+    stack_args,
+    stack_resource,
+    target_config,
+    urn_of,
+    workload,
+)
+
+pytestmark = pytest.mark.unit
+
+PV = "kubernetes:core/v1:PersistentVolume"
+ZONE = "topology.kubernetes.io/zone"
+HOST = "kubernetes.io/hostname"
+
+
+def messages(validator: Any, args: Any) -> list[str]:
+    return check(validator, args).messages
+
+
+# --- no-latest-image ----------------------------------------------------------------------------
+
+
+def test_no_latest_image_names_every_unpinned_container_in_order_past_skipped_ones():
+    """A container with no image, or pinned by digest, is done with; the ones after it are still read."""
+    nameless = container("b")
+    del nameless["image"]
+    spec = pod(
+        container("a", image=""),
+        nameless,
+        container("c", image=f"{MIRROR}/api@sha256:{'a' * 64}"),
+        container("d", image=f"{MIRROR}/api:latest"),
+        container("e", image=f"{MIRROR}/api"),
+        container("f", image=f"{MIRROR}/api:1.4.2"),
+        container("g", image=7),
+    )
+    assert messages(rules.no_latest_image_validator, resource_args(DEPLOYMENT, workload(DEPLOYMENT, spec))) == [
+        "Deployment 'api': container 'a' has no image.",
+        "Deployment 'api': container 'b' has no image.",
+        "Deployment 'api': container 'd' image 'registry.smartnation.mc/mirror/api:latest' uses the ':latest' tag; "
+        "pin a version tag or a digest.",
+        "Deployment 'api': container 'e' image 'registry.smartnation.mc/mirror/api' has no tag, which pulls "
+        "':latest'; pin a version tag or a digest.",
+        "Deployment 'api': container 'g' has no image.",
+    ]
+
+
+def test_no_latest_image_ignores_resources_without_pods():
+    assert messages(rules.no_latest_image_validator, resource_args(NAMESPACE, {"metadata": {"name": "x"}})) == []
+
+
+# --- read-only-root-filesystem ------------------------------------------------------------------
+
+
+def test_read_only_root_filesystem_takes_only_the_boolean_true_and_names_each_container():
+    def with_root(name: str, value: Any) -> dict[str, Any]:
+        spec = container(name)
+        spec["securityContext"] = {**spec["securityContext"], "readOnlyRootFilesystem": value}
+        return spec
+
+    spec = pod(
+        with_root("text", "true"),
+        with_root("one", 1),
+        with_root("fine", True),
+        init=[with_root("migrate", False)],
+    )
+    advice = (
+        " has a writable root filesystem; set securityContext.readOnlyRootFilesystem: true and mount an "
+        "emptyDir or a claim where it writes."
+    )
+    assert messages(
+        rules.read_only_root_filesystem_validator, resource_args(DEPLOYMENT, workload(DEPLOYMENT, spec))
+    ) == [
+        f"Deployment 'api': init container 'migrate'{advice}",
+        f"Deployment 'api': container 'text'{advice}",
+        f"Deployment 'api': container 'one'{advice}",
+    ]
+
+
+def test_read_only_root_filesystem_ignores_resources_without_pods():
+    args = resource_args(NAMESPACE, {"metadata": {"name": "x"}})
+    assert messages(rules.read_only_root_filesystem_validator, args) == []
+
+
+# --- namespace-pod-security ---------------------------------------------------------------------
+
+WANTED = (
+    "label it 'pod-security.kubernetes.io/enforce: restricted', 'pod-security.kubernetes.io/audit: restricted', "
+    "'pod-security.kubernetes.io/warn: restricted' so the API server enforces the restricted profile and "
+    "reports what breaks it."
+)
+
+
+@pytest.mark.parametrize(
+    ("labels", "problems"),
+    [
+        (
+            {"pod-security.kubernetes.io/enforce": "baseline", "pod-security.kubernetes.io/warn": "restricted"},
+            "'pod-security.kubernetes.io/enforce: baseline', no 'pod-security.kubernetes.io/audit' label",
+        ),
+        (
+            # An empty level is no level: said as a missing label, not as "enforce: ".
+            {
+                "pod-security.kubernetes.io/enforce": "",
+                "pod-security.kubernetes.io/audit": "restricted",
+                "pod-security.kubernetes.io/warn": "privileged",
+            },
+            "no 'pod-security.kubernetes.io/enforce' label, 'pod-security.kubernetes.io/warn: privileged'",
+        ),
+        (
+            # Labels that are not a mapping are no labels, not a crash.
+            ["pod-security.kubernetes.io/enforce=restricted"],
+            "no 'pod-security.kubernetes.io/enforce' label, no 'pod-security.kubernetes.io/audit' label, "
+            "no 'pod-security.kubernetes.io/warn' label",
+        ),
+    ],
+    ids=["wrong-and-missing", "empty-level", "labels-not-a-mapping"],
+)
+def test_namespace_pod_security_says_every_problem_and_the_labels_to_set(labels, problems):
+    args = resource_args(NAMESPACE, {"metadata": {"name": "smartnation-dev", "labels": labels}}, name="ns")
+    assert messages(rules.namespace_pod_security_validator, args) == [f"Namespace 'ns' has {problems}; {WANTED}"]
+
+
+# --- retain-production-claims -------------------------------------------------------------------
+
+
+def production(resource_type: str, props: dict[str, Any], environment: str = "production"):
+    return resource_args(resource_type, props, name="postgres", config=target_config(environment), protect=True)
+
+
+def test_retain_production_claims_says_each_deleting_policy_and_the_fix():
+    props = workload(STATEFULSET, pod())
+    props["spec"]["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": "Delete", "whenScaled": "Delete"}
+    assert messages(rules.retain_production_claims_validator, production(STATEFULSET, props)) == [
+        "StatefulSet 'postgres' deletes its production claims (persistentVolumeClaimRetentionPolicy "
+        "whenDeleted: Delete, whenScaled: Delete); set both to Retain (the default)."
+    ]
+
+
+def test_retain_production_claims_says_what_a_deleting_volume_holds():
+    props = {"spec": {"persistentVolumeReclaimPolicy": "Delete"}}
+    assert messages(rules.retain_production_claims_validator, production(PV, props)) == [
+        "PersistentVolume 'postgres' holds production data with persistentVolumeReclaimPolicy Delete; set it to Retain."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "props", "environment"),
+    [
+        (PV, {"spec": {"persistentVolumeReclaimPolicy": "Retain"}}, "production"),
+        (PV, {"spec": {"persistentVolumeReclaimPolicy": "Delete"}}, "staging"),
+        # Only StatefulSets and volumes are judged: a Deployment has no claims of its own.
+        (
+            DEPLOYMENT,
+            {"spec": {"persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"}}},
+            "production",
+        ),
+    ],
+    ids=["retained-volume", "staging-volume", "not-a-volume-owner"],
+)
+def test_retain_production_claims_leaves_retained_volumes_other_environments_and_other_kinds(
+    resource_type, props, environment
+):
+    assert messages(rules.retain_production_claims_validator, production(resource_type, props, environment)) == []
+
+
+# --- no-allow-all-network-policy ----------------------------------------------------------------
+
+ALLOW_ALL_ADVICE = "name the pods, namespaces or address ranges and the ports it needs."
+
+
+def netpol(**spec: Any):
+    props = {"metadata": {"name": "api", "namespace": "smartnation-dev"}, "spec": {"podSelector": {}, **spec}}
+    return resource_args(NETPOL, props, name="api-policy")
+
+
+def test_no_allow_all_network_policy_names_each_open_rule_by_direction_and_index():
+    spec = {
+        "ingress": [
+            {"from": [{"podSelector": {"matchLabels": {"app": "api"}}}]},
+            "not-a-rule",
+            {"from": [{"namespaceSelector": {}, "podSelector": {}}]},
+            {"ports": []},
+        ],
+        "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": []}}]}],
+    }
+    assert messages(rules.no_allow_all_network_policy_validator, netpol(**spec)) == [
+        "NetworkPolicy 'api-policy': ingress[2] allows all traffic (no ports and a from peer that matches "
+        f"everything); {ALLOW_ALL_ADVICE}",
+        f"NetworkPolicy 'api-policy': ingress[3] allows all traffic (no ports and no from); {ALLOW_ALL_ADVICE}",
+        "NetworkPolicy 'api-policy': egress[0] allows all traffic (no ports and a to peer that matches "
+        f"everything); {ALLOW_ALL_ADVICE}",
+    ]
+
+
+@pytest.mark.parametrize(
+    "peer",
+    [
+        "not-a-peer",
+        {"ipBlock": {"cidr": "10.0.0.0/8"}},
+        {"ipBlock": {"cidr": "::/0", "except": ["fd00::/8"]}},
+        # An ipBlock decides alone: a selector beside it does not make it everything.
+        {"ipBlock": {"cidr": "10.0.0.0/8"}, "namespaceSelector": {}},
+        {"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Exists"}]}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}},
+        {"namespaceSelector": {}, "podSelector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]}},
+        {"namespaceSelector": "everything"},
+        # The pods of the policy's own namespace: no namespaceSelector is not every namespace.
+        {"podSelector": {}},
+    ],
+    ids=[
+        "not-a-mapping",
+        "private-range",
+        "v6-anywhere-but",
+        "ip-block-first",
+        "namespace-expressions",
+        "namespace-labels",
+        "pod-expressions",
+        "selector-not-a-mapping",
+        "own-namespace-pods",
+    ],
+)
+def test_no_allow_all_network_policy_accepts_peers_that_narrow_the_rule(peer):
+    assert messages(rules.no_allow_all_network_policy_validator, netpol(ingress=[{"from": [peer]}])) == []
+
+
+def test_no_allow_all_network_policy_ignores_other_kinds_and_a_policy_without_a_spec():
+    assert messages(rules.no_allow_all_network_policy_validator, resource_args(DEPLOYMENT, {"spec": {}})) == []
+    no_spec = resource_args(NETPOL, {"metadata": {"name": "api"}, "spec": "unreadable"})
+    assert messages(rules.no_allow_all_network_policy_validator, no_spec) == []
+
+
+# --- prefer-pod-disruption-budget ---------------------------------------------------------------
+
+API_LABELS = {"app.kubernetes.io/name": "api"}
+
+
+def budget(namespace_name: str | None = "smartnation-dev", *, provider_namespace: str | None = None) -> PolicyResource:
+    metadata: dict[str, Any] = {"name": "api"}
+    if namespace_name:
+        metadata["namespace"] = namespace_name
+    props = {"metadata": metadata, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": API_LABELS}}}
+    return stack_resource(
+        PDB, props, name=f"api-pdb-{namespace_name}-{provider_namespace}", provider_namespace=provider_namespace
+    )
+
+
+def unplaced(replicas: Any) -> dict[str, Any]:
+    """A workload with no namespace of its own: it lands in its provider's."""
+    props = deployment(3)
+    del props["metadata"]["namespace"]
+    props["spec"]["replicas"] = replicas
+    return props
+
+
+def without_provider(resource_type: str, props: dict[str, Any], name: str) -> PolicyResource:
+    return PolicyResource(
+        resource_type, unknown_checking_proxy(props), urn_of(resource_type, name), name, options(), None, None, [], {}
+    )
+
+
+def test_prefer_pod_disruption_budget_message_names_the_workload_its_count_namespace_and_pods():
+    api = stack_resource(DEPLOYMENT, deployment(2), name="api")
+    assert check(rules.prefer_pod_disruption_budget_validator, stack_args(api)) == [
+        (
+            "Deployment 'api' runs 2 replicas in namespace 'smartnation-dev' but no PodDisruptionBudget in the "
+            "stack selects its pods {'app.kubernetes.io/name': 'api'}; add one with maxUnavailable: 1.",
+            api.urn,
+        )
+    ]
+
+
+def test_prefer_pod_disruption_budget_reads_every_workload_past_single_and_unknown_ones():
+    single = stack_resource(DEPLOYMENT, deployment(1), name="single")
+    unknown = stack_resource(STATEFULSET, unplaced(UNKNOWN_STRING_VALUE), name="unknown", provider_namespace="x")
+    uncovered = stack_resource(STATEFULSET, deployment(3), name="uncovered")
+    violations = check(rules.prefer_pod_disruption_budget_validator, stack_args(single, unknown, uncovered))
+    assert [urn for _, urn in violations] == [uncovered.urn]
+
+
+def test_prefer_pod_disruption_budget_places_workloads_and_budgets_in_their_providers_namespace():
+    api = stack_resource(DEPLOYMENT, unplaced(3.0), name="api", provider_namespace="smartnation-dev")
+    # Covered by a budget placed by its metadata, and by one placed by its provider.
+    assert check(rules.prefer_pod_disruption_budget_validator, stack_args(api, budget())) == []
+    by_provider = budget(None, provider_namespace="smartnation-dev")
+    assert check(rules.prefer_pod_disruption_budget_validator, stack_args(api, by_provider)) == []
+    # A budget whose provider puts it elsewhere covers nothing here.
+    elsewhere = budget(None, provider_namespace="smartnation-staging")
+    violations = check(rules.prefer_pod_disruption_budget_validator, stack_args(api, elsewhere))
+    assert [urn for _, urn in violations] == [api.urn]
+    assert "in namespace 'smartnation-dev'" in violations.messages[0]
+
+
+def test_prefer_pod_disruption_budget_without_providers_lands_in_default():
+    api = without_provider(DEPLOYMENT, unplaced(3.0), "api")
+    in_dev = budget()
+    in_default = without_provider(PDB, {"spec": {"selector": {"matchLabels": API_LABELS}}}, "api-pdb")
+    violations = check(rules.prefer_pod_disruption_budget_validator, stack_args(api, in_dev))
+    assert [urn for _, urn in violations] == [api.urn]
+    assert "in namespace 'default'" in violations.messages[0]
+    assert check(rules.prefer_pod_disruption_budget_validator, stack_args(api, in_default)) == []
+
+
+# --- topology-spread ----------------------------------------------------------------------------
+
+
+def anti_affinity(kind: str, term: dict[str, Any]) -> dict[str, Any]:
+    return {"affinity": {"podAntiAffinity": {f"{kind}DuringSchedulingIgnoredDuringExecution": [term]}}}
+
+
+def test_topology_spread_message_names_the_count_and_the_zone_key():
+    args = resource_args(STATEFULSET, deployment(2), name="postgres")
+    assert messages(rules.topology_spread_validator, args) == [
+        "StatefulSet 'postgres' runs 2 replicas but does not spread them across zones; add a "
+        "topologySpreadConstraint on 'topology.kubernetes.io/zone' (or a pod anti-affinity with that topology key)."
+    ]
+
+
+@pytest.mark.parametrize(
+    "spread",
+    [
+        {"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": HOST}, {"maxSkew": 1, "topologyKey": ZONE}]},
+        anti_affinity("required", {"topologyKey": ZONE, "labelSelector": {"matchLabels": {"a": "b"}}}),
+        {
+            "affinity": {
+                "podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": HOST}],
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {"weight": 1, "podAffinityTerm": {"topologyKey": ZONE}}
+                    ],
+                }
+            }
+        },
+    ],
+    ids=["zone-among-constraints", "required-anti-affinity", "preferred-beside-required-hosts"],
+)
+def test_topology_spread_accepts_every_way_of_naming_the_zone(spread):
+    assert messages(rules.topology_spread_validator, resource_args(DEPLOYMENT, deployment(3, pod(**spread)))) == []
+
+
+@pytest.mark.parametrize(
+    "spread",
+    [
+        anti_affinity("required", {"topologyKey": HOST}),
+        anti_affinity("preferred", {"weight": 1, "podAffinityTerm": {"topologyKey": HOST}}),
+        # A preferred term keeps its key under podAffinityTerm: one beside it is not read by the scheduler.
+        anti_affinity("preferred", {"weight": 1, "topologyKey": ZONE}),
+        # Affinity draws pods together: the zone there is the opposite of a spread.
+        {"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": ZONE}]}}},
+        {"topologySpreadConstraints": [{"maxSkew": 1, "labelSelector": {"matchLabels": {"zone": ZONE}}}]},
+    ],
+    ids=["required-hosts", "preferred-hosts", "preferred-key-misplaced", "affinity-not-anti", "constraint-without-key"],
+)
+def test_topology_spread_flags_terms_that_do_not_spread_across_zones(spread):
+    violations = messages(rules.topology_spread_validator, resource_args(DEPLOYMENT, deployment(3, pod(**spread))))
+    assert len(violations) == 1 and violations[0].startswith("Deployment 'api' runs 3 replicas but")
+
+
+def test_topology_spread_judges_only_replicated_kinds():
+    daemon = resource_args("kubernetes:apps/v1:DaemonSet", workload("kubernetes:apps/v1:DaemonSet", pod()))
+    assert messages(rules.topology_spread_validator, daemon) == []
