@@ -111,7 +111,7 @@ def render_cold_make_up(figures: dict | None) -> list[str]:
         + ", ".join(f"{name} {size / 2**30:.2f}" for name, size in figures["cache_bytes"].items())
         + " GiB.",
         "",
-        "| built | seconds |",
+        "| built | wall time (s; a tool's includes waiting for the one compile slot) |",
         "| --- | ---: |",
         *[f"| tool {name} | {seconds:.0f} |" for name, seconds in figures["tools"].items()],
         *[f"| image {name} | {seconds:.0f} |" for name, seconds in figures["images"].items()],
