@@ -440,6 +440,15 @@ def retest_scope(scope: str, workers: int, commit: str | None, minutes: float | 
     return code
 
 
+def _budget(minutes: float | None, f: ScopeFigures) -> str:
+    """What the time budget did: a run that checked every mutant ended by itself, whatever its budget."""
+    if not minutes:
+        return ""
+    if f.not_checked:
+        return f", stopped after {minutes:g} min"
+    return f", ran to its end within its {minutes:g} min"
+
+
 def record(
     scope: str, f: ScopeFigures, started: float, duration: float, args: argparse.Namespace, failing: list[str]
 ) -> None:
@@ -458,7 +467,7 @@ def record(
             # mutmut runs at `nice -n 10` from this process's niceness (19 at most).
             "run": f"mutmut 3.8.1, {args.workers} workers, nice {min(19, os.nice(0) + 10)}"
             + (f", commit {args.commit}" if args.commit else "")
-            + (f", stopped after {args.minutes:g} min" if args.minutes else "")
+            + _budget(args.minutes, f)
             + (", the run before's uncaught mutants re-run against the tests as they are now" if args.retest else "")
             + (", resumed" if args.resume else ""),
             "left_out_failing_before": failing,

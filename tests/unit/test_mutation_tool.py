@@ -35,3 +35,11 @@ def test_only_a_path_inside_the_scope_is_mutated_and_it_has_a_scratch_tree_of_it
     assert mutation.scratch_dir("components").name == "components"
     with pytest.raises(SystemExit, match="--only smartnation/settings/models.py: not inside scope policy"):
         mutation.narrowed("policy", ["smartnation/settings/models.py"])
+
+
+def test_a_run_that_checked_every_mutant_is_not_said_to_be_stopped_by_its_budget() -> None:
+    every = mutation.ScopeFigures(mutants=10, killed=9, survived=1)
+    some = mutation.ScopeFigures(mutants=10, killed=5, not_checked=5)
+    assert mutation._budget(150, every) == ", ran to its end within its 150 min"
+    assert mutation._budget(12.5, some) == ", stopped after 12.5 min"
+    assert mutation._budget(None, some) == ""
