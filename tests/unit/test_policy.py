@@ -846,6 +846,17 @@ def analyzer():
         process.wait(timeout=10)
 
 
+def configure(analyzer: analyzer_pb2_grpc.AnalyzerStub, config: dict[str, dict[str, Any]]) -> None:
+    """Configure the pack process as the engine does from the CLI's file: each named policy
+    mandatory, with its properties."""
+    request = analyzer_pb2.ConfigureAnalyzerRequest()
+    for name, properties in config.items():
+        entry = analyzer_pb2.PolicyConfig(enforcementLevel=analyzer_pb2.MANDATORY)
+        entry.properties.update(properties)
+        request.policyConfig[name].CopyFrom(entry)
+    analyzer.Configure(request, timeout=30)
+
+
 def test_the_pack_announces_its_policies_and_target_schema(analyzer):
     info = analyzer.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
     assert info.name == "smartnation-guardrails"
@@ -858,12 +869,7 @@ def test_the_pack_announces_its_policies_and_target_schema(analyzer):
 
 
 def test_the_pack_judges_a_resource_with_the_config_the_cli_writes(analyzer):
-    request = analyzer_pb2.ConfigureAnalyzerRequest()
-    for name, properties in policy_config_for("production", ONPREM).items():
-        entry = analyzer_pb2.PolicyConfig(enforcementLevel=analyzer_pb2.MANDATORY)
-        entry.properties.update(properties)
-        request.policyConfig[name].CopyFrom(entry)
-    analyzer.Configure(request, timeout=30)
+    configure(analyzer, policy_config_for("production", ONPREM))
 
     props = struct_pb2.Struct()
     props.update(workload(STATEFULSET, pod(container("pg", image="docker.io/postgres:16"))))

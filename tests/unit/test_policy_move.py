@@ -36,6 +36,7 @@ from tests.unit.test_policy import (  # noqa: F401 - analyzer is a fixture
     STATEFULSET,
     analyzer,
     check,
+    configure,
     container,
     options,
     pod,
@@ -461,12 +462,7 @@ def test_a_move_from_a_real_cluster_is_refused_naming_the_environment_files_move
 
 
 def test_the_pack_process_judges_the_standby_by_its_providers_context(analyzer):  # noqa: F811
-    request = analyzer_pb2.ConfigureAnalyzerRequest()
-    for name in (p.name for p in rules.POLICIES if p.config_schema is not None):
-        entry = analyzer_pb2.PolicyConfig(enforcementLevel=analyzer_pb2.MANDATORY)
-        entry.properties.update(moving())
-        request.policyConfig[name].CopyFrom(entry)
-    analyzer.Configure(request, timeout=30)
+    configure(analyzer, {p.name: moving() for p in rules.POLICIES if p.config_schema is not None})
 
     def analyze(context: str, props: dict[str, Any]) -> dict[str, str]:
         properties, provider_props = struct_pb2.Struct(), struct_pb2.Struct()
