@@ -12,27 +12,35 @@ its preview and `smartnation up` run the policy pack, which judges each object a
 cluster it lands on (Monaco's standby against Monaco's registry and storage classes) and admits
 the published database Service only as the move declares it (the link address alone); then it
 waits for lag 0 and verifies by data (a report with equal fingerprints), each step audited and
-recorded. After more rows, its lag wait and verification run again against the real clusters.
+recorded. The published primary's node port (Düsseldorf's profile allocates node ports) lets the
+link address through and drops the host beside the node. Killed with -9 in its lag wait (a
+fresh run, Monaco's replay paused so the lag stays above 0), the driver run again does not redo
+the preview or the apply (no new stack update), waits until the resumed replay catches up and
+verifies: 400 readings on both sides, equal fingerprints.
 
 Needs what `make clusters` starts: both clusters, their real nodes and the site link.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
-from smartnation.cli import compare, exit_codes, move_driver, workspace
+from smartnation.cli import compare, exit_codes
 from smartnation.cli.compare_data import DATABASE_SQL, Snapshot, differences
-from smartnation.cli.move import move_status
 from smartnation.tooling.local_clusters import site_link
+from tests.integration import node_pods
 from tests.integration.platform_project import PROJECT, REPO, PlatformProject
 
 pytestmark = pytest.mark.integration
@@ -54,6 +62,7 @@ city_apis:
     extra_env: {ARCHIVE_GRACE_SECONDS: "2592000"}
 """
 UNSAFE_OPS = {"replace", "create-replacement", "delete-replaced"}
+POSTGRES_PORT = 5432
 
 
 def _readings(first: int, count: int) -> str:
@@ -146,6 +155,79 @@ def _move_status(tools, project: PlatformProject) -> dict:
     return status
 
 
+def _move_audit(project: PlatformProject) -> list[dict]:
+    """The move lines of the scratch project's audit log, oldest first."""
+    lines = (project.root / "environments" / "audit" / "promotions.jsonl").read_text().splitlines()
+    return [entry for entry in map(json.loads, lines) if entry["extra"].get("operation") == "move"]
+
+
+@contextmanager
+def _driver_running(tools, project: PlatformProject, report: Path, out: Path) -> Iterator[subprocess.Popen]:
+    """The real `smartnation move dev --to monaco-onprem --yes` in the background, in a process
+    group of its own, everything it prints in ``out``; killed with its group if still running after."""
+    argv = ["move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "300", "--interval", "1",
+            "--report", str(report)]  # fmt: skip
+    with out.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "smartnation.cli.main", *argv], cwd=REPO,
+                                env={**_cli_env(tools, project), "PYTHONUNBUFFERED": "1"}, stdout=sink,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    print(f"$ smartnation {' '.join(argv)} & (pid {proc.pid}, its own process group)")
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        print(f"--- its output ({proc.returncode}) ---\n{out.read_text()}")
+
+
+def _lags(said: str) -> list[int]:
+    """The lag of each of the wait's progress lines, in bytes (an unknown lag is left out)."""
+    return [int(lag) for lag in re.findall(r"^  lag (\d+) bytes,", said, re.MULTILINE)]
+
+
+def _until_said(proc: subprocess.Popen, out: Path, what: str, seen: Callable[[str], bool], seconds: float) -> str:
+    """What the driver printed so far, once ``seen`` of it (it must still run)."""
+    began = time.monotonic()
+    while time.monotonic() - began < seconds:
+        said = out.read_text()
+        if seen(said):
+            print(f"{what}: after {time.monotonic() - began:.1f} s")
+            return said
+        assert proc.poll() is None, f"the driver exited {proc.returncode} before {what}:\n{said}"
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within {seconds:.0f} s:\n{out.read_text()}")
+
+
+def _updates(project: PlatformProject) -> int:
+    """How many updates the engine's history of the stack holds."""
+    return len(json.loads(project.pulumi("stack", "history", "--json", "--stack", ENVIRONMENT).stdout))
+
+
+PROBE = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
+    print("connected")
+except OSError as error:
+    print(f"{type(error).__name__}: {error}")
+"""
+NOT_REACHED = ("TimeoutError: ", "ConnectionRefusedError: ", "OSError: [Errno 113] ")
+"""A probe whose SYN was dropped, refused, or answered by "no route" (a firewall's reject)."""
+
+
+def _probe(address: str, port: int, netns: str | None = None, seconds: float = 3.0) -> str:
+    """One TCP connect to address:port (from the host, or from the network namespace ``netns``):
+    "connected", or the error."""
+    argv = [sys.executable, "-c", PROBE, address, str(port), str(seconds)]
+    if netns is not None:
+        argv = ["nsenter", f"--net=/run/netns/{netns}", "--", *argv]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
+    said = (proc.stdout.strip() or proc.stderr.strip()).splitlines()[-1:] or [f"no output, exit {proc.returncode}"]
+    print(f"probe {address}:{port} from {netns or 'the host'}: {said[0]}")
+    return said[0]
+
+
 @pytest.fixture
 def dev_on_dusseldorf(tmp_path, tools, clusters) -> Iterator[PlatformProject]:
     """dev deployed on Düsseldorf with 300 readings; destroyed at the end, checked on both sites."""
@@ -167,7 +249,7 @@ def dev_on_dusseldorf(tmp_path, tools, clusters) -> Iterator[PlatformProject]:
         assert left.returncode != 0, f"{NAMESPACE} is still on {TARGET} after the destroy"
 
 
-def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_dusseldorf, tools, monkeypatch) -> None:
+def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_dusseldorf, tools, clusters) -> None:
     project = dev_on_dusseldorf
     env_file = project.root / "environments" / f"{ENVIRONMENT}.yaml"
     without_move = env_file.read_text()
@@ -215,6 +297,44 @@ def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_d
                 f"SELECT type || ' ' || array_to_string(database, ',') || ' ' || array_to_string(user_name, ',') "
                 f"FROM pg_hba_file_rules WHERE address = '{LINK_ADDRESS}';")  # fmt: skip
     assert hba == "hostssl replication replicator", "the link address is admitted for replication only"
+
+    # --- the published primary's node port: open to the link address only ---------------------
+    # Düsseldorf's profile allocates node ports for LoadBalancer Services and kube-proxy applies
+    # loadBalancerSourceRanges to the load-balancer address only: the primary is on a port of
+    # the node too, where only the NetworkPolicy (the link address) and pg_hba keep others out.
+    services = tools.kubectl_json(SOURCE, "-n", NAMESPACE, "get", "service")["items"]
+    balanced = {s["metadata"]["name"]: s for s in services if s["spec"]["type"] == "LoadBalancer"}
+    published = balanced.pop(f"{ENVIRONMENT}-database-published")
+    node_port = published["spec"]["ports"][0].get("nodePort")
+    assert isinstance(node_port, int), published["spec"]
+    address = published["status"]["loadBalancer"]["ingress"][0]["ip"]
+    # The broker's Service, the same kind (node port, externalTrafficPolicy Local), admits devices
+    # from anywhere (dev's device_source_ranges: 0.0.0.0/0): the probe's "connected" to compare.
+    assert len(balanced) == 1, f"the broker's alone besides the published one: {sorted(balanced)}"
+    (broker,) = balanced.values()
+    open_port = broker["spec"]["ports"][0]["nodePort"]
+    node = tools.kubectl_json(SOURCE, "-n", NAMESPACE, "get", "pod", PRIMARY)["status"]["hostIP"]
+    # The link's address (the WAN router's namespace) reaches the published address...
+    said = _probe(address, POSTGRES_PORT, site_link.WAN_NETNS)
+    assert said == "connected", f"the link address did not reach {address}:{POSTGRES_PORT}: {said}"
+    # ... the host, on the node's own network, reaches the node's open node port, and neither the
+    # primary's node port nor its published address.
+    said = _probe(node, open_port)
+    assert said == "connected", f"the host did not reach the broker's node port {node}:{open_port}: {said}"
+    said = _probe(node, node_port)
+    assert said.startswith(NOT_REACHED), f"the primary's node port {node}:{node_port} is open to the host: {said}"
+    said = _probe(address, POSTGRES_PORT)
+    assert said.startswith(NOT_REACHED), f"the published address {address} is open to the host: {said}"
+    # A Pod of another namespace on the same node (one of ours, no policy of its own) neither.
+    with node_pods.scratch_namespace(tools, SOURCE, "move-probe") as other:
+        node_pods.apply(tools, SOURCE, other, node_pods.client_pod("client", node_pods.real_node(tools, SOURCE), {}))
+        node_pods.wait_ready(tools, SOURCE, other, "client")
+        code, said, _ = node_pods.fetch(tools, SOURCE, other, "client", node, open_port)
+        assert code == 0, f"a Pod did not reach the broker's node port {node}:{open_port}: {said}"
+        for where, port in ((node, node_port), (address, POSTGRES_PORT)):
+            code, said, _ = node_pods.fetch(tools, SOURCE, other, "client", where, port)
+            print(f"nc {where}:{port} from a Pod of {other}: exit {code}, {said.strip()!r}")
+            assert code != 0 and ("can't connect" in said or "timed out" in said), f"{where}:{port} is open to Pods"
     source, target = _tables(tools, SOURCE), _tables(tools, TARGET)
     assert differences(source, target, ("tables", "chunks")) == []
     assert source.sections["tables"]["telemetry.public.readings"].startswith("rows=300 ")
@@ -241,28 +361,79 @@ def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_d
     assert isinstance(since, int | float) and since >= 0, target
     assert differences(_tables(tools, SOURCE), _tables(tools, TARGET), ("tables", "chunks")) == []
 
-    # --- the driver's lag wait and verification again, after the new rows --------------------
-    assert (status["phase"], status["applied_phase"]) == ("replicate", "replicate"), status
-    report = project.root / "verify-after-writes.json"
-    # In this process, with the scratch project's env.
-    for key, value in _cli_env(tools, project).items():
-        monkeypatch.setenv(key, value)
-    stack, settings = workspace.select(ENVIRONMENT, create=False)
-    args = argparse.Namespace(timeout=300.0, interval=2.0, report=str(report), yes=True)
-    run = move_driver.Run(args, settings, NAMESPACE, lambda: move_status(ENVIRONMENT, NAMESPACE, False), stack)
+    # --- the driver killed with -9 in its lag wait, then run again: it resumes there ------------
+    # A fresh start (docs/move.md, section 7: without its progress file every step runs again).
+    progress_file = project.root / ".smartnation" / "move" / f"{ENVIRONMENT}.json"
+    progress_file.unlink()
+    # PostgreSQL's own pause of the standby's replay holds a lag above 0 on Düsseldorf's
+    # walsender (its replay position stays behind 50 more rows) until it is resumed: the wait
+    # cannot finish, the kill lands in it every time.
+    _psql(tools, TARGET, "postgres", "SELECT pg_wal_replay_pause();")
+    _until("Monaco's replay paused", lambda: _psql(tools, TARGET, "postgres", "SELECT pg_is_wal_replay_paused();"),
+           "t", 30)  # fmt: skip
+    _psql(tools, SOURCE, "telemetry", _readings(351, 50))
+    report = project.root / "verify-resumed.json"
+    before_kill = len(_move_audit(project))
+    out = project.root / "move-killed.out"
     began = time.monotonic()
-    said = move_driver.wait(run)
-    print(f"lag wait: {said} ({time.monotonic() - began:.1f} s)")
-    assert said.startswith(f"{TARGET} streams with lag 0 bytes after "), said
+    with _driver_running(tools, project, report, out) as proc:
+        said = _until_said(proc, out, "two of the wait's readings show a lag above 0",
+                           lambda said: "[3/4 wait] started" in said and sum(lag > 0 for lag in _lags(said)) >= 2,
+                           600)  # fmt: skip
+        os.killpg(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    print(f"driver killed with -9 in its wait {time.monotonic() - began:.0f} s after it started")
+    assert "[1/4 preview] finished in " in said and "[2/4 apply] finished in " in said, said
+    assert "[3/4 wait] finished" not in said and "[4/4 verify]" not in said, said
+    killed = _move_audit(project)[before_kill:]
+    assert [(e["extra"]["step"], e["result"]) for e in killed] == [
+        ("preview", "started"), ("preview", "finished"), ("apply", "started"), ("apply", "finished"),
+        ("wait", "started"),
+    ], killed  # fmt: skip
+    assert len({e["extra"]["run"] for e in killed}) == 1, killed
+    recorded = json.loads(progress_file.read_text())
+    assert sorted(recorded["finished"]) == ["apply", "preview"], recorded
+    updates = _updates(project)
+    assert _psql(tools, TARGET, "telemetry", "SELECT count(*) FROM readings;") == "350", "the replay is held"
+
+    out = project.root / "move-resumed.out"
     began = time.monotonic()
-    said = move_driver.verify(run)
-    print(f"verification: {said} ({time.monotonic() - began:.1f} s)")
+    with _driver_running(tools, project, report, out) as proc:
+        _until_said(proc, out, "the resumed wait reads the lag still above 0",
+                    lambda said: "[3/4 wait] started" in said and any(lag > 0 for lag in _lags(said)), 120)  # fmt: skip
+        _psql(tools, TARGET, "postgres", "SELECT pg_wal_replay_resume();")
+        code = proc.wait(timeout=600)
+    said = out.read_text()
+    print(f"resumed driver run: exit {code} in {time.monotonic() - began:.0f} s")
+    assert code == exit_codes.OK, said
+    for number, step in enumerate(("preview", "apply"), start=1):
+        update = recorded["stack_update"]
+        done = rf"^\[{number}/4 {step}\] finished at \S+ for this phase and stack update #{update}: not redone$"
+        assert re.search(done, said, re.MULTILINE), said
+        assert f"[{number}/4 {step}] started" not in said, said
+    for number, step in enumerate(("wait", "verify"), start=3):
+        assert f"[{number}/4 {step}] started" in said and f"[{number}/4 {step}] finished in " in said, said
+    assert "Policy Packs run:" not in said, "nothing was previewed or updated"
+    assert re.search(r"streams with lag 0 bytes after \d+ s", said), said
+    resumed = _move_audit(project)[before_kill + len(killed) :]
+    assert [(e["extra"]["step"], e["result"]) for e in resumed] == [
+        ("wait", "started"), ("wait", "finished"), ("verify", "started"), ("verify", "finished"),
+    ], resumed  # fmt: skip
+    assert len({e["extra"]["run"] for e in resumed} | {killed[0]["extra"]["run"]}) == 2, "a run of its own"
+    assert _updates(project) == updates, "the apply did not run again: the stack has no new update"
+    progress = json.loads(progress_file.read_text())
+    assert sorted(progress["finished"]) == ["apply", "preview", "verify", "wait"], progress
+    assert (progress["stack_update"], progress["finished"]["apply"]) == (
+        recorded["stack_update"], recorded["finished"]["apply"]
+    ), progress  # fmt: skip
     verified = json.loads(report.read_text())
     assert verified["equal"] is True and verified["differences"] == [], verified
     fingerprints = verified["fingerprints"]
     assert fingerprints["source"] == fingerprints["target"]
-    assert fingerprints["source"]["tables"]["telemetry.public.readings"].startswith("rows=350 ")
+    assert fingerprints["source"]["tables"]["telemetry.public.readings"].startswith("rows=400 ")
     assert len(fingerprints["source"]["chunks"]) >= 3
+    counts = [_psql(tools, side, "telemetry", "SELECT count(*) FROM readings;") for side in (SOURCE, TARGET)]
+    assert counts == ["400", "400"], f"rows lost: {SOURCE} and {TARGET} count {counts}"
 
     # --- rollback from replicate: one phase change ------------------------------------------
     env_file.write_text(without_move)
@@ -278,6 +449,6 @@ def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_d
     assert gone.returncode != 0, f"{NAMESPACE} is still on {TARGET} after the rollback"
     pod = tools.kubectl_json(SOURCE, "-n", NAMESPACE, "get", "pod", PRIMARY)
     assert pod["metadata"]["uid"] == before, "Düsseldorf's primary ran throughout"
-    assert _psql(tools, SOURCE, "telemetry", "SELECT count(*) FROM readings;") == "350"
+    assert _psql(tools, SOURCE, "telemetry", "SELECT count(*) FROM readings;") == "400"
     admitted = f"SELECT count(*) FROM pg_hba_file_rules WHERE address = '{LINK_ADDRESS}';"
     _until("pg_hba without the link address", lambda: _psql(tools, SOURCE, "postgres", admitted), "0")
