@@ -122,8 +122,9 @@ class FakeStack:
         return SimpleNamespace(summary=SimpleNamespace(resource_changes={"same": 95}))
 
     def history(self, page_size: int | None = None, show_secrets: bool = True) -> list[Any]:
-        assert show_secrets is False
-        return [SimpleNamespace(version=self.version)]
+        assert show_secrets is False and page_size is None, "the whole history is counted"
+        # As a self-managed backend (file://, s3://) records them: every update's version is 0.
+        return [SimpleNamespace(version=0) for _ in range(self.version)]
 
     def outputs(self) -> dict[str, Output]:
         return {"cluster": Output(SOURCE), **({"move": Output(self.move)} if self.move else {})}

@@ -272,9 +272,11 @@ PHASE_STEPS: Mapping[str, tuple[Step, ...]] = {
 
 
 def stack_update(stack: auto.Stack) -> int | None:
-    """The stack's last update number: what "the same stack state" means for a resume."""
-    history = stack.history(page_size=1, show_secrets=False)
-    return history[0].version if history else None
+    """How many entries the stack's history holds: what "the same stack state" means for a resume.
+    Not the last entry's ``version``: a self-managed backend (file://, s3://) records 0 for every
+    update, so an update in between would go unnoticed."""
+    history = stack.history(show_secrets=False)
+    return len(history) if history else None
 
 
 def audit(run_or_settings: Run | Settings, to: str, result: str, reason: str, step: str | None, run_id: str) -> None:

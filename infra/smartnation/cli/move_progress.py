@@ -37,7 +37,7 @@ class Progress:
     to: str
     phase: str
     stack_update: int | None
-    """The stack's update number (`pulumi stack history`) after the last finished step."""
+    """The stack's update number (how many updates `pulumi stack history` lists) after the last finished step."""
     finished: dict[str, str] = field(default_factory=dict)
     """Step name -> when it finished (UTC, ISO 8601)."""
 
