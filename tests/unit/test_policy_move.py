@@ -563,3 +563,19 @@ def test_another_data_service_gets_the_rules_message_alone():
     other["metadata"]["name"] = "dev-database-primary"
     (message,) = check(rules.no_public_data_services_validator, on(SOURCE.context, SERVICE, other, moving())).messages
     assert message.endswith("make it type ClusterIP and let the NetworkPolicies admit its clients."), message
+
+
+def test_a_source_range_with_host_bits_is_no_cidr_even_where_its_network_is_the_moves():
+    # 10.213.0.7/24 is an address, not a network: read loosely it would be the move's 10.213.0.0/24.
+    config = _with("move.source_ranges", ["10.213.0.0/24"])
+    loose = published(loadBalancerSourceRanges=["10.213.0.7/24"])
+    violations = check(rules.no_public_data_services_validator, on(SOURCE.context, SERVICE, loose, config))
+    assert len(violations) == 1 and "its loadBalancerSourceRanges are ['10.213.0.7/24']" in violations.messages[0]
+    exact = published(loadBalancerSourceRanges=["10.213.0.0/24"])
+    assert check(rules.no_public_data_services_validator, on(SOURCE.context, SERVICE, exact, config)) == []
+
+
+def test_a_selector_that_is_not_a_mapping_is_quoted_as_it_came():
+    props = published(selector="database")
+    (message,) = check(rules.no_public_data_services_validator, on(SOURCE.context, SERVICE, props, moving())).messages
+    assert message.endswith(f"its selector is 'database', not {dict(PRIMARY_SELECTOR)}."), message

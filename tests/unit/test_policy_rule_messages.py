@@ -18,6 +18,8 @@ from pulumi_policy import PolicyResource
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from smartnation_policy import rules
+from smartnation_policy.plaintext import is_literal
+from smartnation_policy.workloads import ImageReference, parse_image
 from tests.unit.test_policy import (
     DEPLOYMENT,
     MIRROR,
@@ -28,6 +30,8 @@ from tests.unit.test_policy import (
     check,
     container,
     deployment,
+    namespace,
+    network_policy,
     options,
     pod,
     resource_args,
@@ -390,3 +394,94 @@ def test_topology_spread_flags_terms_that_do_not_spread_across_zones(spread):
 def test_topology_spread_judges_only_replicated_kinds():
     daemon = resource_args("kubernetes:apps/v1:DaemonSet", workload("kubernetes:apps/v1:DaemonSet", pod()))
     assert messages(rules.topology_spread_validator, daemon) == []
+
+
+# --- namespace-default-deny ---------------------------------------------------------------------
+
+DEFAULT_DENY_ADVICE = (
+    "has no default-deny NetworkPolicy in this stack (podSelector {}, policyTypes [Ingress, Egress], no ingress "
+    "or egress rules); add one and allow traffic with separate policies."
+)
+
+
+def test_namespace_default_deny_message_names_the_namespace_and_what_a_default_deny_is():
+    ns = namespace()
+    assert check(rules.namespace_default_deny_validator, stack_args(ns)) == [
+        (f"Namespace 'smartnation-dev' {DEFAULT_DENY_ADVICE}", ns.urn)
+    ]
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        stack_resource(
+            NETPOL, {"metadata": {"name": "x", "namespace": "smartnation-dev"}, "spec": "unreadable"}, name="x"
+        ),
+        # A selector with expressions picks some pods: it denies only for them.
+        network_policy(podSelector={"matchExpressions": [{"key": "app", "operator": "Exists"}]}),
+        network_policy(podSelector={"matchLabels": {"app": "api"}}),
+    ],
+    ids=["spec-not-a-mapping", "selector-with-expressions", "selector-with-labels"],
+)
+def test_namespace_default_deny_does_not_count_a_policy_that_denies_only_some_pods(policy):
+    assert len(check(rules.namespace_default_deny_validator, stack_args(namespace(), policy))) == 1
+
+
+def test_namespace_default_deny_counts_empty_selectors_and_a_policy_without_a_provider():
+    empty_labels = network_policy(podSelector={"matchLabels": {}, "matchExpressions": []})
+    assert check(rules.namespace_default_deny_validator, stack_args(namespace(), empty_labels)) == []
+    props = {
+        "metadata": {"name": "deny", "namespace": "smartnation-dev"},
+        "spec": {"policyTypes": ["Ingress", "Egress"]},
+    }
+    unplaced_policy = without_provider(NETPOL, props, "deny")
+    assert check(rules.namespace_default_deny_validator, stack_args(namespace(), unplaced_policy)) == []
+
+
+def test_namespace_default_deny_goes_by_dependency_when_only_the_namespaces_name_is_unknown():
+    ns = stack_resource(NAMESPACE, {"metadata": {"name": UNKNOWN_STRING_VALUE}}, name="tenant-ns")
+    policy = network_policy("tenant")
+    policy.property_dependencies["metadata"] = [ns]
+    assert check(rules.namespace_default_deny_validator, stack_args(ns, policy)) == []
+
+
+# --- protect-production-state -------------------------------------------------------------------
+
+
+def test_protect_production_state_message_says_how_to_protect():
+    args = resource_args(STATEFULSET, workload(STATEFULSET, pod()), name="postgres", config=target_config("production"))
+    assert messages(rules.protect_production_state_validator, args) == [
+        "StatefulSet 'postgres' holds production data but is not protected; create it with "
+        "pulumi.ResourceOptions(protect=True) so that no update or destroy can delete it."
+    ]
+
+
+# --- what the rules read: labels, image references, literals -------------------------------------
+
+
+def test_pod_labels_that_are_not_a_mapping_are_no_labels():
+    props = deployment(3)
+    props["spec"]["template"]["metadata"]["labels"] = ["app.kubernetes.io/name=api"]
+    api = stack_resource(DEPLOYMENT, props, name="api")
+    (message,) = check(rules.prefer_pod_disruption_budget_validator, stack_args(api)).messages
+    assert "selects its pods {};" in message
+
+
+@pytest.mark.parametrize(
+    ("image", "reference"),
+    [
+        ("api", ImageReference("api", None, None)),
+        ("api:1.2", ImageReference("api", "1.2", None)),
+        ("host:5000/team/app", ImageReference("host:5000/team/app", None, None)),
+        ("host:5000/team/app:1.2@sha256:abc", ImageReference("host:5000/team/app", "1.2", "sha256:abc")),
+        # Only a colon after the last '/' starts a tag.
+        ("host/team:x/app", ImageReference("host/team:x/app", None, None)),
+    ],
+)
+def test_an_image_reference_splits_into_name_tag_and_digest(image, reference):
+    assert parse_image(image) == reference
+
+
+@pytest.mark.parametrize(("value", "literal"), [("X", True), ("'X'", True), ("''", False), ("  ", False)])
+def test_a_one_character_value_is_a_literal_and_empty_quotes_are_not(value, literal):
+    assert is_literal(value) is literal
