@@ -17,7 +17,7 @@ import pytest
 from pulumi_policy import PolicyResource
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-from smartnation_policy import rules
+from smartnation_policy import plaintext, rules
 from smartnation_policy.plaintext import is_literal
 from smartnation_policy.workloads import ImageReference, parse_image
 from tests.unit.test_policy import (
@@ -485,3 +485,40 @@ def test_an_image_reference_splits_into_name_tag_and_digest(image, reference):
 @pytest.mark.parametrize(("value", "literal"), [("X", True), ("'X'", True), ("''", False), ("  ", False)])
 def test_a_one_character_value_is_a_literal_and_empty_quotes_are_not(value, literal):
     assert is_literal(value) is literal
+
+
+# --- the plaintext detector's findings, where and what ------------------------------------------
+
+PEM_HEADER = "-----BEGIN " + "PRIVATE KEY-----"  # split so no scanner takes this file for a key
+
+
+def test_configuration_text_findings_name_each_line_and_what_it_holds_past_comments():
+    text = "\n".join(
+        [
+            # Each comment would be a finding as a line of its own: a SQL literal is found anywhere in a line.
+            "# ALTER ROLE app PASSWORD 'commented'",
+            "  -- ALTER ROLE app PASSWORD 'commented'",
+            "// ALTER ROLE app PASSWORD 'commented'",
+            "; ALTER ROLE app PASSWORD 'commented'",
+            "listen_addresses = '*'",
+            "ALTER ROLE app PASSWORD 'hunter2'",
+            "url = postgres://app:hunter2@db:5432/app",
+            "ref = postgres://app:${DB_PASSWORD}@db:5432/app",
+            "api_token: abc123",
+            PEM_HEADER,
+        ]
+    )
+    assert plaintext.in_text(text) == [
+        plaintext.Finding("line 6", "a SQL password literal"),
+        plaintext.Finding("line 7", "a password in a URL's user info"),
+        plaintext.Finding("line 9", "'api_token' set to a literal credential"),
+        plaintext.Finding("text", "a PEM private key"),
+    ]
+
+
+def test_a_config_entry_is_judged_by_its_key_then_by_its_text():
+    assert plaintext.in_config_entry("db.password", "hunter2\nALTER ROLE x PASSWORD 'y'") == [
+        plaintext.Finding("db.password", "a credential under a key named for one"),
+        plaintext.Finding("db.password line 2", "a SQL password literal"),
+    ]
+    assert plaintext.in_config_entry("db.password_file", "/run/secrets/db") == []
