@@ -19,7 +19,7 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from smartnation_policy import plaintext, rules
 from smartnation_policy.plaintext import is_literal
-from smartnation_policy.workloads import ImageReference, parse_image
+from smartnation_policy.workloads import ImageReference, namespace_of, parse_image
 from tests.unit.test_policy import (
     DEPLOYMENT,
     MIRROR,
@@ -522,3 +522,45 @@ def test_a_config_entry_is_judged_by_its_key_then_by_its_text():
         plaintext.Finding("db.password line 2", "a SQL password literal"),
     ]
     assert plaintext.in_config_entry("db.password_file", "/run/secrets/db") == []
+
+
+# --- require-seccomp-profile ----------------------------------------------------------------------
+
+SECCOMP_ADVICE = (
+    "; set securityContext.seccompProfile.type to RuntimeDefault on the pod (or Localhost with a reviewed profile)."
+)
+
+
+def test_require_seccomp_profile_says_what_each_container_runs_with():
+    def with_seccomp(name: str, profile: dict[str, Any] | None) -> dict[str, Any]:
+        spec = container(name)
+        context = {k: v for k, v in spec["securityContext"].items() if k != "seccompProfile"}
+        spec["securityContext"] = {**context, **({"seccompProfile": profile} if profile else {})}
+        return spec
+
+    spec = pod(with_seccomp("none", None), with_seccomp("open", {"type": "Unconfined"}))
+    assert messages(rules.require_seccomp_profile_validator, resource_args(DEPLOYMENT, workload(DEPLOYMENT, spec))) == [
+        f"Deployment 'api': container 'none' runs with no seccompProfile{SECCOMP_ADVICE}",
+        f"Deployment 'api': container 'open' runs with seccompProfile Unconfined{SECCOMP_ADVICE}",
+    ]
+
+
+# --- where a namespaced object lands ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metadata_namespace", "provider_props", "lands_in"),
+    [
+        ("smartnation-dev", {"namespace": "other"}, "smartnation-dev"),
+        # An empty or non-string namespace is no namespace: the provider's, else `default`.
+        ("", {"namespace": "smartnation-dev"}, "smartnation-dev"),
+        (7, {"namespace": "smartnation-dev"}, "smartnation-dev"),
+        (None, {"namespace": ""}, "default"),
+        (None, {"namespace": 7}, "default"),
+        (None, None, "default"),
+    ],
+)
+def test_an_object_lands_in_its_own_namespace_else_its_providers_else_default(
+    metadata_namespace, provider_props, lands_in
+):
+    assert namespace_of(metadata_namespace, provider_props) == lands_in
