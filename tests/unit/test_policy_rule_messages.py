@@ -564,3 +564,39 @@ def test_an_object_lands_in_its_own_namespace_else_its_providers_else_default(
     metadata_namespace, provider_props, lands_in
 ):
     assert namespace_of(metadata_namespace, provider_props) == lands_in
+
+
+# --- require-resource-limits, images-by-digest, no-added-capabilities ----------------------------
+
+
+def test_require_resource_limits_names_every_missing_or_empty_quantity():
+    spec = pod(container("api", resources={"requests": {"cpu": "", "memory": "64Mi"}, "limits": {"cpu": "1"}}))
+    assert messages(rules.require_resource_limits_validator, resource_args(DEPLOYMENT, workload(DEPLOYMENT, spec))) == [
+        "Deployment 'api': container 'api' has no resources.requests.cpu, resources.limits.memory; "
+        "set requests and limits for both cpu and memory."
+    ]
+
+
+def test_images_by_digest_names_each_tagged_image_past_a_missing_one():
+    spec = pod(container("a", image=""), container("b", image=7), container("c", image=f"{MIRROR}/api:1.4.2"))
+    assert messages(rules.images_by_digest_validator, resource_args(DEPLOYMENT, workload(DEPLOYMENT, spec))) == [
+        "Deployment 'api': container 'c' image 'registry.smartnation.mc/mirror/api:1.4.2' is not referenced by "
+        "digest; name it <registry>/<repository>@sha256:<64 hex digits>, the digest the image build wrote in "
+        "environments/images.lock.yaml."
+    ]
+
+
+def test_no_added_capabilities_reads_cap_prefixes_and_says_both_problems():
+    def with_capabilities(name: str, capabilities: dict[str, Any]) -> dict[str, Any]:
+        spec = container(name)
+        spec["securityContext"] = {**spec["securityContext"], "capabilities": capabilities}
+        return spec
+
+    spec = pod(
+        with_capabilities("bind", {"drop": ["all"], "add": ["cap_net_bind_service"]}),
+        with_capabilities("admin", {"drop": ["NET_RAW"], "add": ["CAP_NET_ADMIN", "sys_ptrace"]}),
+    )
+    assert messages(rules.no_added_capabilities_validator, resource_args(DEPLOYMENT, workload(DEPLOYMENT, spec))) == [
+        "Deployment 'api': container 'admin' adds capabilities ['NET_ADMIN', 'SYS_PTRACE'] and does not drop ALL "
+        "capabilities; set securityContext.capabilities to drop: [ALL] and add at most NET_BIND_SERVICE."
+    ]
