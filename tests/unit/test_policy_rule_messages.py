@@ -600,3 +600,68 @@ def test_no_added_capabilities_reads_cap_prefixes_and_says_both_problems():
         "Deployment 'api': container 'admin' adds capabilities ['NET_ADMIN', 'SYS_PTRACE'] and does not drop ALL "
         "capabilities; set securityContext.capabilities to drop: [ALL] and add at most NET_BIND_SERVICE."
     ]
+
+
+# --- allowed-registries, allowed-storage-classes, no-privileged -----------------------------------
+
+
+def test_allowed_registries_names_the_image_the_cluster_and_its_registries_past_a_non_string_image():
+    untrusted = f"registry.smartnation.mc/mirror-untrusted/api@sha256:{'a' * 64}"
+    spec = pod(container("a", image=7), container("b", image=untrusted))
+    args = resource_args(DEPLOYMENT, workload(DEPLOYMENT, spec), config=target_config("dev"))
+    assert messages(rules.allowed_registries_validator, args) == [
+        f"Deployment 'api': container 'b' image '{untrusted}' is not from a registry that cluster 'monaco-onprem' "
+        "allows; use one of ['registry.smartnation.mc/mirror']."
+    ]
+
+
+def test_allowed_storage_classes_names_each_claim_and_the_clusters_classes():
+    props = workload(
+        STATEFULSET,
+        pod(volumes=[{"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {"storageClassName": "gp2"}}}}]),
+    )
+    props["spec"]["volumeClaimTemplates"] = [
+        {"spec": {}},
+        {"metadata": {"name": "data"}, "spec": {"storageClassName": ""}},
+    ]
+    classes = "use one of ['ceph-block', 'local-nvme']."
+    args = resource_args(STATEFULSET, props, name="db", config=target_config("dev"))
+    assert messages(rules.allowed_storage_classes_validator, args) == [
+        "StatefulSet 'db' volumeClaimTemplate '#0' has no storageClassName; set one of ['ceph-block', 'local-nvme'].",
+        "StatefulSet 'db' volumeClaimTemplate 'data' has no storageClassName; set one of ['ceph-block', 'local-nvme'].",
+        f"StatefulSet 'db' ephemeral volume 'scratch' uses storage class 'gp2', which cluster 'monaco-onprem' does "
+        f"not have; {classes}",
+    ]
+    volume = resource_args(PV, {"spec": {"storageClassName": "gp2"}}, name="pv", config=target_config("dev"))
+    assert messages(rules.allowed_storage_classes_validator, volume) == [
+        f"PersistentVolume 'pv' uses storage class 'gp2', which cluster 'monaco-onprem' does not have; {classes}"
+    ]
+
+
+def test_no_privileged_says_each_way_to_the_node_in_order():
+    root = container(
+        "root",
+        securityContext={
+            "privileged": True,
+            "allowPrivilegeEscalation": True,
+            "capabilities": {"add": ["sys_admin", "NET_ADMIN"]},
+            "runAsUser": 0.0,
+        },
+    )
+    spec = pod(
+        root,
+        hostNetwork=True,
+        hostPID=False,
+        hostIPC=True,
+        volumes=[{"name": "host", "hostPath": {"path": "/var/run"}}],
+        # The container sets no runAsNonRoot of its own: the pod's counts.
+        securityContext={"runAsNonRoot": True},
+    )
+    assert messages(rules.no_privileged_validator, resource_args(DEPLOYMENT, workload(DEPLOYMENT, spec))) == [
+        "Deployment 'api': pod spec sets hostNetwork: true; pods must not share the node's namespaces.",
+        "Deployment 'api': pod spec sets hostIPC: true; pods must not share the node's namespaces.",
+        "Deployment 'api': volume 'host' mounts hostPath '/var/run'; use a PersistentVolumeClaim, ConfigMap or "
+        "Secret instead.",
+        "Deployment 'api': container 'root': privileged: true; allowPrivilegeEscalation: true; adds capabilities "
+        "['SYS_ADMIN']; runAsUser is 0 (root).",
+    ]
