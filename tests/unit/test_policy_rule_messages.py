@@ -665,3 +665,18 @@ def test_no_privileged_says_each_way_to_the_node_in_order():
         "Deployment 'api': container 'root': privileged: true; allowPrivilegeEscalation: true; adds capabilities "
         "['SYS_ADMIN']; runAsUser is 0 (root).",
     ]
+
+
+def test_no_privileged_says_how_to_set_run_as_non_root():
+    spec = pod(container("api", securityContext={"runAsUser": 10001}))
+    assert messages(rules.no_privileged_validator, resource_args(DEPLOYMENT, workload(DEPLOYMENT, spec))) == [
+        "Deployment 'api': container 'api': runAsNonRoot is not true (set it in the pod or container securityContext)."
+    ]
+
+
+def test_a_workload_without_a_replica_count_runs_one_as_kubernetes_defaults_it():
+    props = deployment(3)
+    del props["spec"]["replicas"]
+    assert messages(rules.topology_spread_validator, resource_args(DEPLOYMENT, props)) == []
+    api = stack_resource(DEPLOYMENT, props, name="api")
+    assert check(rules.prefer_pod_disruption_budget_validator, stack_args(api)) == []
