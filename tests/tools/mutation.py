@@ -284,6 +284,22 @@ def failing_before(work: Path, selection: list[str]) -> list[str]:
     return [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("FAILED ")]
 
 
+# The scopes whose mutmut this process stopped at their time budget: what the recorded row says.
+STOPPED_AT_BUDGET: set[str] = set()
+
+
+def stop_at_budget(proc: subprocess.Popen, scope: str, minutes: float) -> None:
+    """Interrupt mutmut at its time budget: on SIGINT it keeps what it checked (killed after 2 min)."""
+    print(f"mutation: {scope}: {minutes:g} minutes of testing are up, stopping mutmut", flush=True)
+    STOPPED_AT_BUDGET.add(scope)
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def supervise(proc: subprocess.Popen, work: Path, scope: str, minutes: float | None) -> int:
     """Wait for mutmut; with ``minutes``, interrupt it that long after it starts testing mutants
     (once its stats file exists). Interrupted, it keeps what it checked: the figures then count
@@ -297,13 +313,7 @@ def supervise(proc: subprocess.Popen, work: Path, scope: str, minutes: float | N
         if tested_since is None and (work / "mutants" / "mutmut-stats.json").exists():
             tested_since = time.time()
         if minutes and tested_since and time.time() - tested_since > minutes * 60:
-            print(f"mutation: {scope}: {minutes:g} minutes of testing are up, stopping mutmut", flush=True)
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_at_budget(proc, scope, minutes)
             return 0
 
 
@@ -349,13 +359,7 @@ def resume_scope(scope: str, workers: int, minutes: float | None, only: list[str
     try:
         return proc.wait(timeout=minutes * 60 if minutes else None)
     except subprocess.TimeoutExpired:
-        print(f"mutation: {scope}: {minutes:g} minutes are up, stopping mutmut", flush=True)
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_at_budget(proc, scope, minutes or 0)
         return 0
 
 
@@ -427,24 +431,19 @@ def retest_scope(scope: str, workers: int, commit: str | None, minutes: float | 
     try:
         code = proc.wait(timeout=minutes * 60 if minutes else None)
     except subprocess.TimeoutExpired:
-        print(f"mutation: {scope}: {minutes:g} minutes are up, stopping mutmut", flush=True)
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_at_budget(proc, scope, minutes or 0)
         code = 0
     kept = keep_earlier_results(work, earlier)
     print(f"mutation: {scope}: {kept} results of the last run kept (mutants not re-run)", flush=True)
     return code
 
 
-def _budget(minutes: float | None, f: ScopeFigures) -> str:
-    """What the time budget did: a run that checked every mutant ended by itself, whatever its budget."""
+def _budget(minutes: float | None, stopped: bool) -> str:
+    """What the time budget did: only a run stopped at it says so (a retest or resume that ended
+    by itself did not stop, though the tree still holds mutants no run has checked)."""
     if not minutes:
         return ""
-    if f.not_checked:
+    if stopped:
         return f", stopped after {minutes:g} min"
     return f", ran to its end within its {minutes:g} min"
 
@@ -467,7 +466,7 @@ def record(
             # mutmut runs at `nice -n 10` from this process's niceness (19 at most).
             "run": f"mutmut 3.8.1, {args.workers} workers, nice {min(19, os.nice(0) + 10)}"
             + (f", commit {args.commit}" if args.commit else "")
-            + _budget(args.minutes, f)
+            + _budget(args.minutes, scope in STOPPED_AT_BUDGET)
             + (", the run before's uncaught mutants re-run against the tests as they are now" if args.retest else "")
             + (", resumed" if args.resume else ""),
             "left_out_failing_before": failing,

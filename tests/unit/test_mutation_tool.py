@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,9 +39,40 @@ def test_only_a_path_inside_the_scope_is_mutated_and_it_has_a_scratch_tree_of_it
         mutation.narrowed("policy", ["smartnation/settings/models.py"])
 
 
-def test_a_run_that_checked_every_mutant_is_not_said_to_be_stopped_by_its_budget() -> None:
-    every = mutation.ScopeFigures(mutants=10, killed=9, survived=1)
-    some = mutation.ScopeFigures(mutants=10, killed=5, not_checked=5)
-    assert mutation._budget(150, every) == ", ran to its end within its 150 min"
-    assert mutation._budget(12.5, some) == ", stopped after 12.5 min"
-    assert mutation._budget(None, some) == ""
+def test_only_a_run_stopped_at_its_budget_is_said_to_be_stopped() -> None:
+    assert mutation._budget(150, stopped=False) == ", ran to its end within its 150 min"
+    assert mutation._budget(12.5, stopped=True) == ", stopped after 12.5 min"
+    assert mutation._budget(None, stopped=True) == ""
+
+
+def test_stopping_at_the_budget_interrupts_mutmut_and_is_remembered_for_the_scope() -> None:
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    mutation.STOPPED_AT_BUDGET.discard("policy")
+    try:
+        mutation.stop_at_budget(sleeper, "policy", 0.5)
+        # SIGINT ends it as KeyboardInterrupt would end mutmut: it saves what it checked and exits.
+        assert sleeper.returncode not in (None, 0)
+        assert "policy" in mutation.STOPPED_AT_BUDGET
+    finally:
+        mutation.STOPPED_AT_BUDGET.discard("policy")
+        if sleeper.poll() is None:
+            sleeper.kill()
+
+
+def test_the_recorded_row_says_stopped_only_for_a_scope_stopped_at_its_budget(tmp_path, monkeypatch) -> None:
+    from tests.benchmarks import mutation_figures
+
+    results = tmp_path / "mutation.json"
+    monkeypatch.setattr(mutation, "MUTATION_RESULTS", results)
+    monkeypatch.setattr(mutation_figures, "MUTATION_RESULTS", results)
+    monkeypatch.setattr(mutation, "REPO", tmp_path)  # no BENCHMARKS.json there: only the results file
+    args = mutation.argparse.Namespace(
+        tests=None, only=None, label="t", workers=1, commit=None, minutes=20.0, retest=True, resume=False
+    )
+    figures = mutation.ScopeFigures(mutants=10, killed=4, survived=1, not_checked=5)
+    monkeypatch.setattr(mutation, "STOPPED_AT_BUDGET", {"settings"})
+    mutation.record("policy", figures, 0.0, 60.0, args, [])
+    mutation.record("settings", figures, 0.0, 60.0, args, [])
+    policy, settings = json.loads(results.read_text())["runs"]
+    assert ", ran to its end within its 20 min" in policy["run"] and "stopped" not in policy["run"]
+    assert ", stopped after 20 min" in settings["run"]
