@@ -680,3 +680,46 @@ def test_a_workload_without_a_replica_count_runs_one_as_kubernetes_defaults_it()
     assert messages(rules.topology_spread_validator, resource_args(DEPLOYMENT, props)) == []
     api = stack_resource(DEPLOYMENT, props, name="api")
     assert check(rules.prefer_pod_disruption_budget_validator, stack_args(api)) == []
+
+
+def test_allowed_registries_reads_a_registry_given_with_a_trailing_slash_as_the_same_prefix():
+    image = f"{MIRROR}/api@sha256:{'a' * 64}"
+    config = target_config("dev", allowed_registries=[f"{MIRROR}/"])
+    args = resource_args(DEPLOYMENT, workload(DEPLOYMENT, pod(container("api", image=image))), config=config)
+    assert messages(rules.allowed_registries_validator, args) == []
+
+
+# --- no-plaintext-secrets -----------------------------------------------------------------------
+
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+
+
+def test_no_plaintext_secrets_in_config_maps_judges_unknown_values_by_their_key_alone():
+    data = {
+        "db.password": UNKNOWN_STRING_VALUE,
+        "mode": UNKNOWN_STRING_VALUE,
+        "replicas": 3.0,
+        "init.sql": "ALTER ROLE app PASSWORD 'hunter2'",
+    }
+    args = resource_args(CONFIG_MAP, {"metadata": {"name": "cfg"}, "data": data}, name="cfg")
+    advice = "; put credentials in a Secret and mount it or reference it with envFrom.secretRef."
+    assert messages(rules.no_plaintext_secrets_validator, args) == [
+        f"ConfigMap 'cfg': data.db.password: a key named for a credential{advice}",
+        f"ConfigMap 'cfg': data.init.sql line 1: a SQL password literal{advice}",
+    ]
+
+
+def test_no_plaintext_secrets_in_env_reads_every_entry_past_value_from_and_unknown_ones():
+    env = [
+        {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+        {"name": "API_TOKEN", "value": UNKNOWN_STRING_VALUE},
+        {"name": "MODE", "value": UNKNOWN_STRING_VALUE},
+        {"name": "WORKERS", "value": 4.0},
+        {"name": "DB_PASSWORD", "value": "hunter2"},
+    ]
+    args = resource_args(DEPLOYMENT, workload(DEPLOYMENT, pod(container("api", env=env))))
+    advice = "; read it from a Secret with valueFrom.secretKeyRef instead."
+    assert messages(rules.no_plaintext_secrets_validator, args) == [
+        f"Deployment 'api': container 'api' env API_TOKEN: a credential from a value{advice}",
+        f"Deployment 'api': container 'api' env DB_PASSWORD: a credential written as a literal value{advice}",
+    ]
