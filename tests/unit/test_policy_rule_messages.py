@@ -19,7 +19,16 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from smartnation_policy import plaintext, rules
 from smartnation_policy.plaintext import is_literal
-from smartnation_policy.workloads import ImageReference, namespace_of, parse_image
+from smartnation_policy.workloads import (
+    ImageReference,
+    containers,
+    dig,
+    items,
+    kind_of,
+    namespace_of,
+    parse_image,
+    pod_spec,
+)
 from tests.unit.test_policy import (
     DEPLOYMENT,
     MIRROR,
@@ -723,3 +732,53 @@ def test_no_plaintext_secrets_in_env_reads_every_entry_past_value_from_and_unkno
         f"Deployment 'api': container 'api' env API_TOKEN: a credential from a value{advice}",
         f"Deployment 'api': container 'api' env DB_PASSWORD: a credential written as a literal value{advice}",
     ]
+
+
+# --- how the rules read a resource (workloads.py) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "found"),
+    [
+        (("ports", 0, "port"), 5432),
+        (("ports", -1, "name"), "s3"),
+        (("ports", 2), None),
+        (("ports", -3), None),
+        (("type", 0), None),  # a string is no list of letters here
+        (("selector", 0), None),  # nor a mapping a list
+        (("ports", "0"), None),  # nor a list a mapping
+        (("missing", "deeper"), None),
+    ],
+)
+def test_dig_reads_a_path_or_none_as_soon_as_a_step_is_missing_or_of_the_wrong_shape(path, found):
+    spec = {"type": "LoadBalancer", "selector": {"app": "db"}, "ports": [{"port": 5432}, {"port": 9000, "name": "s3"}]}
+    assert dig(spec, *path) == found
+
+
+@pytest.mark.parametrize(("value", "listed"), [(None, []), ("ab", []), (7, []), ({"a": 1}, []), ((1, 2), [1, 2])])
+def test_items_lists_a_sequence_and_counts_anything_else_as_empty(value, listed):
+    assert items(value) == listed
+
+
+def test_kind_of_is_the_last_part_of_a_type_or_the_whole_name():
+    assert kind_of("kubernetes:apps/v1:Deployment") == "Deployment"
+    assert kind_of("Deployment") == "Deployment"
+
+
+def test_containers_name_every_kind_of_container_and_fall_back_to_their_index():
+    spec = {
+        "initContainers": [{"name": "migrate"}],
+        "containers": [{"name": ""}, "not-a-container", {"name": 7}],
+        "ephemeralContainers": [{"name": "debug"}],
+    }
+    assert [str(c) for c in containers(spec)] == [
+        "init container 'migrate'",
+        "container '#0'",
+        "container '#2'",
+        "ephemeral container 'debug'",
+    ]
+
+
+def test_a_pod_template_that_is_not_a_mapping_is_no_pod_spec():
+    props = {"spec": {"template": {"spec": ["not", "a", "pod"]}}}
+    assert pod_spec(DEPLOYMENT, props) is None
