@@ -36,6 +36,7 @@ from tests.unit.test_policy import (
     NETPOL,
     PDB,
     STATEFULSET,
+    ZONE,
     check,
     container,
     deployment,
@@ -50,11 +51,10 @@ from tests.unit.test_policy import (
     urn_of,
     workload,
 )
+from tests.unit.test_policy_hardening import CONFIG_MAP, PV, deployment_args, netpol_args, with_context
 
 pytestmark = pytest.mark.unit
 
-PV = "kubernetes:core/v1:PersistentVolume"
-ZONE = "topology.kubernetes.io/zone"
 HOST = "kubernetes.io/hostname"
 
 
@@ -78,7 +78,7 @@ def test_no_latest_image_names_every_unpinned_container_in_order_past_skipped_on
         container("f", image=f"{MIRROR}/api:1.4.2"),
         container("g", image=7),
     )
-    assert messages(rules.no_latest_image_validator, resource_args(DEPLOYMENT, workload(DEPLOYMENT, spec))) == [
+    assert messages(rules.no_latest_image_validator, deployment_args(spec)) == [
         "Deployment 'api': container 'a' has no image.",
         "Deployment 'api': container 'b' has no image.",
         "Deployment 'api': container 'd' image 'registry.smartnation.mc/mirror/api:latest' uses the ':latest' tag; "
@@ -97,24 +97,17 @@ def test_no_latest_image_ignores_resources_without_pods():
 
 
 def test_read_only_root_filesystem_takes_only_the_boolean_true_and_names_each_container():
-    def with_root(name: str, value: Any) -> dict[str, Any]:
-        spec = container(name)
-        spec["securityContext"] = {**spec["securityContext"], "readOnlyRootFilesystem": value}
-        return spec
-
     spec = pod(
-        with_root("text", "true"),
-        with_root("one", 1),
-        with_root("fine", True),
-        init=[with_root("migrate", False)],
+        with_context("text", readOnlyRootFilesystem="true"),
+        with_context("one", readOnlyRootFilesystem=1),
+        with_context("fine", readOnlyRootFilesystem=True),
+        init=[with_context("migrate", readOnlyRootFilesystem=False)],
     )
     advice = (
         " has a writable root filesystem; set securityContext.readOnlyRootFilesystem: true and mount an "
         "emptyDir or a claim where it writes."
     )
-    assert messages(
-        rules.read_only_root_filesystem_validator, resource_args(DEPLOYMENT, workload(DEPLOYMENT, spec))
-    ) == [
+    assert messages(rules.read_only_root_filesystem_validator, deployment_args(spec)) == [
         f"Deployment 'api': init container 'migrate'{advice}",
         f"Deployment 'api': container 'text'{advice}",
         f"Deployment 'api': container 'one'{advice}",
@@ -213,11 +206,6 @@ def test_retain_production_claims_leaves_retained_volumes_other_environments_and
 ALLOW_ALL_ADVICE = "name the pods, namespaces or address ranges and the ports it needs."
 
 
-def netpol(**spec: Any):
-    props = {"metadata": {"name": "api", "namespace": "smartnation-dev"}, "spec": {"podSelector": {}, **spec}}
-    return resource_args(NETPOL, props, name="api-policy")
-
-
 def test_no_allow_all_network_policy_names_each_open_rule_by_direction_and_index():
     spec = {
         "ingress": [
@@ -228,7 +216,7 @@ def test_no_allow_all_network_policy_names_each_open_rule_by_direction_and_index
         ],
         "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": []}}]}],
     }
-    assert messages(rules.no_allow_all_network_policy_validator, netpol(**spec)) == [
+    assert messages(rules.no_allow_all_network_policy_validator, netpol_args(**spec)) == [
         "NetworkPolicy 'api-policy': ingress[2] allows all traffic (no ports and a from peer that matches "
         f"everything); {ALLOW_ALL_ADVICE}",
         f"NetworkPolicy 'api-policy': ingress[3] allows all traffic (no ports and no from); {ALLOW_ALL_ADVICE}",
@@ -265,7 +253,7 @@ def test_no_allow_all_network_policy_names_each_open_rule_by_direction_and_index
     ],
 )
 def test_no_allow_all_network_policy_accepts_peers_that_narrow_the_rule(peer):
-    assert messages(rules.no_allow_all_network_policy_validator, netpol(ingress=[{"from": [peer]}])) == []
+    assert messages(rules.no_allow_all_network_policy_validator, netpol_args(ingress=[{"from": [peer]}])) == []
 
 
 def test_no_allow_all_network_policy_ignores_other_kinds_and_a_policy_without_a_spec():
@@ -541,14 +529,8 @@ SECCOMP_ADVICE = (
 
 
 def test_require_seccomp_profile_says_what_each_container_runs_with():
-    def with_seccomp(name: str, profile: dict[str, Any] | None) -> dict[str, Any]:
-        spec = container(name)
-        context = {k: v for k, v in spec["securityContext"].items() if k != "seccompProfile"}
-        spec["securityContext"] = {**context, **({"seccompProfile": profile} if profile else {})}
-        return spec
-
-    spec = pod(with_seccomp("none", None), with_seccomp("open", {"type": "Unconfined"}))
-    assert messages(rules.require_seccomp_profile_validator, resource_args(DEPLOYMENT, workload(DEPLOYMENT, spec))) == [
+    spec = pod(with_context("none", seccompProfile=None), with_context("open", seccompProfile={"type": "Unconfined"}))
+    assert messages(rules.require_seccomp_profile_validator, deployment_args(spec)) == [
         f"Deployment 'api': container 'none' runs with no seccompProfile{SECCOMP_ADVICE}",
         f"Deployment 'api': container 'open' runs with seccompProfile Unconfined{SECCOMP_ADVICE}",
     ]
@@ -580,7 +562,7 @@ def test_an_object_lands_in_its_own_namespace_else_its_providers_else_default(
 
 def test_require_resource_limits_names_every_missing_or_empty_quantity():
     spec = pod(container("api", resources={"requests": {"cpu": "", "memory": "64Mi"}, "limits": {"cpu": "1"}}))
-    assert messages(rules.require_resource_limits_validator, resource_args(DEPLOYMENT, workload(DEPLOYMENT, spec))) == [
+    assert messages(rules.require_resource_limits_validator, deployment_args(spec)) == [
         "Deployment 'api': container 'api' has no resources.requests.cpu, resources.limits.memory; "
         "set requests and limits for both cpu and memory."
     ]
@@ -588,7 +570,7 @@ def test_require_resource_limits_names_every_missing_or_empty_quantity():
 
 def test_images_by_digest_names_each_tagged_image_past_a_missing_one():
     spec = pod(container("a", image=""), container("b", image=7), container("c", image=f"{MIRROR}/api:1.4.2"))
-    assert messages(rules.images_by_digest_validator, resource_args(DEPLOYMENT, workload(DEPLOYMENT, spec))) == [
+    assert messages(rules.images_by_digest_validator, deployment_args(spec)) == [
         "Deployment 'api': container 'c' image 'registry.smartnation.mc/mirror/api:1.4.2' is not referenced by "
         "digest; name it <registry>/<repository>@sha256:<64 hex digits>, the digest the image build wrote in "
         "environments/images.lock.yaml."
@@ -596,16 +578,11 @@ def test_images_by_digest_names_each_tagged_image_past_a_missing_one():
 
 
 def test_no_added_capabilities_reads_cap_prefixes_and_says_both_problems():
-    def with_capabilities(name: str, capabilities: dict[str, Any]) -> dict[str, Any]:
-        spec = container(name)
-        spec["securityContext"] = {**spec["securityContext"], "capabilities": capabilities}
-        return spec
-
     spec = pod(
-        with_capabilities("bind", {"drop": ["all"], "add": ["cap_net_bind_service"]}),
-        with_capabilities("admin", {"drop": ["NET_RAW"], "add": ["CAP_NET_ADMIN", "sys_ptrace"]}),
+        with_context("bind", capabilities={"drop": ["all"], "add": ["cap_net_bind_service"]}),
+        with_context("admin", capabilities={"drop": ["NET_RAW"], "add": ["CAP_NET_ADMIN", "sys_ptrace"]}),
     )
-    assert messages(rules.no_added_capabilities_validator, resource_args(DEPLOYMENT, workload(DEPLOYMENT, spec))) == [
+    assert messages(rules.no_added_capabilities_validator, deployment_args(spec)) == [
         "Deployment 'api': container 'admin' adds capabilities ['NET_ADMIN', 'SYS_PTRACE'] and does not drop ALL "
         "capabilities; set securityContext.capabilities to drop: [ALL] and add at most NET_BIND_SERVICE."
     ]
@@ -666,7 +643,7 @@ def test_no_privileged_says_each_way_to_the_node_in_order():
         # The container sets no runAsNonRoot of its own: the pod's counts.
         securityContext={"runAsNonRoot": True},
     )
-    assert messages(rules.no_privileged_validator, resource_args(DEPLOYMENT, workload(DEPLOYMENT, spec))) == [
+    assert messages(rules.no_privileged_validator, deployment_args(spec)) == [
         "Deployment 'api': pod spec sets hostNetwork: true; pods must not share the node's namespaces.",
         "Deployment 'api': pod spec sets hostIPC: true; pods must not share the node's namespaces.",
         "Deployment 'api': volume 'host' mounts hostPath '/var/run'; use a PersistentVolumeClaim, ConfigMap or "
@@ -678,7 +655,7 @@ def test_no_privileged_says_each_way_to_the_node_in_order():
 
 def test_no_privileged_says_how_to_set_run_as_non_root():
     spec = pod(container("api", securityContext={"runAsUser": 10001}))
-    assert messages(rules.no_privileged_validator, resource_args(DEPLOYMENT, workload(DEPLOYMENT, spec))) == [
+    assert messages(rules.no_privileged_validator, deployment_args(spec)) == [
         "Deployment 'api': container 'api': runAsNonRoot is not true (set it in the pod or container securityContext)."
     ]
 
@@ -699,8 +676,6 @@ def test_allowed_registries_reads_a_registry_given_with_a_trailing_slash_as_the_
 
 
 # --- no-plaintext-secrets -----------------------------------------------------------------------
-
-CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 
 
 def test_no_plaintext_secrets_in_config_maps_judges_unknown_values_by_their_key_alone():
@@ -726,7 +701,7 @@ def test_no_plaintext_secrets_in_env_reads_every_entry_past_value_from_and_unkno
         {"name": "WORKERS", "value": 4.0},
         {"name": "DB_PASSWORD", "value": "hunter2"},
     ]
-    args = resource_args(DEPLOYMENT, workload(DEPLOYMENT, pod(container("api", env=env))))
+    args = deployment_args(pod(container("api", env=env)))
     advice = "; read it from a Secret with valueFrom.secretKeyRef instead."
     assert messages(rules.no_plaintext_secrets_validator, args) == [
         f"Deployment 'api': container 'api' env API_TOKEN: a credential from a value{advice}",
