@@ -3,8 +3,9 @@
 Only a fresh machine can measure it: the local clusters use host-wide names (network namespaces,
 veths, ports), so a second, empty cache beside a running one cannot start its own clusters.
 `python -m tests.benchmarks.run --cold-make-up` therefore refuses when the cache folder already
-holds anything, then runs `make up` itself, each line of its output timestamped into a log under
-the cache. `--cold-make-up-log LOG --started EPOCH --ended EPOCH` records a run that was timed
+holds anything, then runs `make up` itself: each line of its output is printed with the seconds
+since the start, and kept as make printed it in the cache's logs/cold-make-up.log (the form
+`--cold-make-up-log` reads). `--cold-make-up-log LOG --started EPOCH --ended EPOCH` records a run that was timed
 outside (a plain `make up` under `/usr/bin/time` on a new machine) from its log.
 
 Either way the figures come from what the run left: the total wall time, each tool's build time
@@ -67,7 +68,8 @@ def read_run(log: str, total_s: float, started: float, root: Path) -> dict:
 
 
 def run_cold(root: Path | None = None) -> dict:
-    """Run `make up` from an empty cache, its output timestamped to a log in the cache, and read it."""
+    """Run `make up` from an empty cache (its output shown with the seconds since the start, kept in
+    the cache's logs as printed) and read it."""
     root = root or layout().root
     if root.exists() and any(root.iterdir()):
         raise NotCold(
@@ -81,16 +83,16 @@ def run_cold(root: Path | None = None) -> dict:
     ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
-            stamped = f"{time.time() - began:8.1f} {line}"
             lines.append(line)
-            sys.stdout.write(stamped)
+            sys.stdout.write(f"{time.time() - began:8.1f} {line}")
     ended = time.time()
+    log = "".join(lines)
     log_path = root / "logs" / "cold-make-up.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_text("".join(lines))
+    log_path.write_text(log)
     if proc.returncode != 0:
         raise SystemExit(f"`make up` failed (exit {proc.returncode}); its output: {log_path}")
-    return read_run("".join(lines), ended - began, began, root)
+    return read_run(log, ended - began, began, root)
 
 
 def render_cold_make_up(figures: dict | None) -> list[str]:
