@@ -39,6 +39,7 @@ import pytest
 
 from smartnation.cli import compare, exit_codes
 from smartnation.cli.compare_data import DATABASE_SQL, Snapshot, differences
+from smartnation.program.components.database import PORT as POSTGRES_PORT
 from smartnation.tooling.local_clusters import site_link
 from tests.integration import node_pods
 from tests.integration.platform_project import PROJECT, REPO, PlatformProject
@@ -62,7 +63,6 @@ city_apis:
     extra_env: {ARCHIVE_GRACE_SECONDS: "2592000"}
 """
 UNSAFE_OPS = {"replace", "create-replacement", "delete-replaced"}
-POSTGRES_PORT = 5432
 
 
 def _readings(first: int, count: int) -> str:
