@@ -45,6 +45,8 @@ from smartnation.tooling.toolchain.versions import load_pins
 
 # What kwokctl runs for a cluster, each with its pid file in <cluster dir>/pids.
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
+# How long a SIGKILLed control plane may take to exit (and free its ports) on a loaded host.
+STOP_TIMEOUT = 60.0
 
 
 def say(cluster: str, message: str) -> None:
@@ -158,6 +160,41 @@ class LocalClusters:
                 dead.append(component)
         return dead
 
+    def running_components(self, cluster: LocalCluster) -> dict[str, tuple[int, int]]:
+        """The control plane's live processes: component -> (PID, start time), the pair that
+        names a process even after its PID is reused."""
+        home = self.cluster_dir(cluster.name)
+        stopped = self.stopped_components(cluster)
+        running = {}
+        for component in (c for c in CONTROL_PLANE if c not in stopped):
+            try:
+                pid = int((home / "pids" / f"{component}.pid").read_text().strip())
+            except (OSError, ValueError):
+                continue  # exited since: nothing to wait for
+            started = start_time(pid)
+            if started is not None:
+                running[component] = (pid, started)
+        return running
+
+    def stop_control_plane(self, cluster: LocalCluster, timeout: float = STOP_TIMEOUT) -> None:
+        """``kwokctl stop``, then wait until its processes are gone.
+
+        kwokctl sends SIGKILL and returns at once (it cannot wait for processes it did not
+        fork), so a start right after it raced the dying ones for their ports: seen in CI, the
+        new kube-apiserver found its port still held, exited, and the cluster never became
+        ready. The start that follows (a restart, or `make clusters` after `clusters-down`)
+        now finds the ports free."""
+        running = self.running_components(cluster)
+        self.kwokctl("stop", "cluster", "--name", cluster.name)
+        deadline = time.monotonic() + timeout
+        while left := [f"{c} (pid {pid})" for c, (pid, began) in running.items() if start_time(pid) == began]:
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"[{cluster.name}] still running {timeout:.0f}s after `kwokctl stop`: {', '.join(left)}; "
+                    "its data is kept: run `make clusters` again once they have exited"
+                )
+            time.sleep(0.1)
+
     def healthy(self, cluster: LocalCluster) -> bool:
         if not (self.cluster_dir(cluster.name) / "kubeconfig.yaml").exists():
             return False
@@ -214,7 +251,7 @@ class LocalClusters:
         if self.healthy(cluster) and (stopped := self.stopped_components(cluster)):
             # kwokctl starts a whole control plane; stopping the rest first keeps one of each.
             say(cluster.name, f"{', '.join(stopped)} not running: restarting the control plane (data kept)")
-            self.kwokctl("stop", "cluster", "--name", cluster.name)
+            self.stop_control_plane(cluster)
             self.kwokctl("start", "cluster", "--name", cluster.name, "--timeout", "90s")
         elif self.healthy(cluster):
             say(cluster.name, "already running")
@@ -289,8 +326,10 @@ class LocalClusters:
         deadline = time.monotonic() + timeout
         while not self.healthy(cluster):
             if time.monotonic() > deadline:
+                stopped = self.stopped_components(cluster)
+                exited = f"; exited: {', '.join(stopped)}" if stopped else ""
                 raise ClusterError(
-                    f"[{cluster.name}] API server not ready after {timeout:.0f}s; logs: "
+                    f"[{cluster.name}] API server not ready after {timeout:.0f}s{exited}; logs: "
                     f"{self.cluster_dir(cluster.name) / 'logs'} (or `make clusters-reset` to start over)"
                 )
             time.sleep(0.5)
@@ -355,7 +394,7 @@ class LocalClusters:
         self.real_nodes(cluster).down()  # with none in the profile, those a previous one asked for
         say(cluster.name, self.volume_provisioner(cluster).down())
         say(cluster.name, self.cert_manager(cluster).down())
-        self.kwokctl("stop", "cluster", "--name", cluster.name)
+        self.stop_control_plane(cluster)
         say(cluster.name, "stopped (data kept; `make clusters` starts it again)")
 
     def reset(self, cluster: LocalCluster) -> None:
