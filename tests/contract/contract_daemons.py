@@ -110,6 +110,27 @@ def wait_for_ports(proc: subprocess.Popen, ports: list[int], log: Path, what: st
             time.sleep(0.1)
 
 
+def wait_accepting(proc: subprocess.Popen, port: int, log: Path) -> None:
+    """Wait until PostgreSQL on ``port`` accepts logins, not only TCP: a server listens before its
+    startup ends and until then refuses every login ("the database system is starting up"), a
+    window a loaded CI host stretches (seen: a login in it failed a test). pg_isready exits 0
+    once logins are accepted, 1 while they are refused, 2 while nothing answers."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"postgres exited with {proc.returncode} during startup:\n{log.read_text()}", pytrace=False)
+        ready = subprocess.run(
+            [str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port), "-t", "5"],
+            capture_output=True,
+            timeout=30,
+        )
+        if ready.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"postgres did not accept logins on {port} in {STARTUP_TIMEOUT}s:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()

@@ -25,6 +25,7 @@ from tests.contract.contract_daemons import (
     free_port,
     make_workdir,
     require_binaries,
+    wait_accepting,
     wait_for_ports,
 )
 
@@ -76,6 +77,7 @@ class Cluster:
                 **self.run_as.popen_kwargs(),
             )
         wait_for_ports(proc, [port], log, "postgres")
+        wait_accepting(proc, port, log)
         return proc, port, log
 
     def login(self, port: int, password: str) -> subprocess.CompletedProcess:
@@ -89,6 +91,13 @@ class Cluster:
             text=True,
             timeout=30,
         )
+
+
+def logged_in(cluster: Cluster, port: int, password: str, log: Path) -> bool:
+    """True when ``password`` logs in as the superuser; if not, why (psql's error, the server's log)."""
+    login = cluster.login(port, password)
+    assert login.stdout.strip() == "postgres", f"{login.stderr}\n--- server log ---\n{log.read_text()}"
+    return True
 
 
 def kill(proc: subprocess.Popen) -> None:
@@ -137,12 +146,12 @@ def cluster() -> Iterator[Cluster]:
 def test_a_start_through_the_script_serves_the_secrets_password_and_refuses_the_old(cluster: Cluster) -> None:
     proc, port, log = cluster.start(OLD)
     try:
-        assert cluster.login(port, OLD).stdout.strip() == "postgres"
+        assert logged_in(cluster, port, OLD, log)
     finally:
         stop(proc)
     proc, port, log = cluster.start(NEW)
     try:
-        assert cluster.login(port, NEW).stdout.strip() == "postgres", log.read_text()
+        assert logged_in(cluster, port, NEW, log)
         refused = cluster.login(port, OLD)
         assert refused.returncode != 0
         assert "password authentication failed" in refused.stderr
@@ -186,7 +195,7 @@ def test_a_server_killed_before_leaves_a_lock_the_script_takes_as_stale(cluster:
     assert (cluster.datadir / "postmaster.pid").exists()
     proc, port, log = cluster.start(NEW, lock_names_us=True)
     try:
-        assert cluster.login(port, NEW).stdout.strip() == "postgres", log.read_text()
+        assert logged_in(cluster, port, NEW, log)
         assert cluster.login(port, OLD).returncode != 0
     finally:
         stop(proc)
