@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import signal
 import subprocess
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -469,6 +471,30 @@ def test_a_failed_reload_is_tried_again_and_a_missing_file_waits(tmp_path: Path)
     assert [c[0] for c in calls(env)] == ["sleep", "sleep", "psql", "sleep", "sleep", "sleep"]
 
 
+def test_the_reloader_stops_at_once_on_sigterm_with_status_0(tmp_path: Path) -> None:
+    """PID 1 of its container ignores a signal it has no handler for: without the trap the kubelet
+    waited the grace period for its SIGKILL (30 s a database Pod). With it, SIGTERM in the middle
+    of a long sleep (the real one) ends the script at once, with status 0."""
+    cert = tmp_path / "tls.crt"
+    cert.write_text("cert 1\n")
+    env = {"PATH": "/usr/bin:/bin", "WATCHED_FILES": str(cert), "RELOAD_INTERVAL": "300"}
+    proc = subprocess.Popen([SH, "-c", database.tls_reloader_script()], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1)  # in its first sleep
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0  # not -15 (no trap), not a timeout (the trap behind the sleep)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_servers_pre_stop_hook_is_a_fast_shutdown_within_the_grace_period(dev: Settings) -> None:
+    hook = database.fast_shutdown_hook()["pre_stop"]["exec"]["command"]
+    assert hook == ["pg_ctl", "stop", "-D", "/var/lib/postgresql/data/pgdata", "-m", "fast", "-w", "-t", "20"]
+    assert database.SHUTDOWN_TIMEOUT_S < 30  # the default grace period: SIGTERM still comes after it
+
+
 # --- the component, built alone -----------------------------------------------------------------
 
 
@@ -673,6 +699,9 @@ def _check_server(container: dict[str, Any], settings: Settings) -> None:
     }
     assert container["volumeMounts"] == SERVER_MOUNTS
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # A fast shutdown before SIGTERM (smart shutdown would wait for the APIs' pools until SIGKILL).
+    assert container["lifecycle"] == {"preStop": {"exec": {"command": [
+        "pg_ctl", "stop", "-D", "/var/lib/postgresql/data/pgdata", "-m", "fast", "-w", "-t", "20"]}}}  # fmt: skip
 
 
 def _check_reloader(container: dict[str, Any], settings: Settings) -> None:
