@@ -300,6 +300,19 @@ def stop_at_budget(proc: subprocess.Popen, scope: str, minutes: float) -> None:
         proc.wait()
 
 
+def interruptible(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    """``command`` started with SIGINT at its default, so ``stop_at_budget``'s SIGINT reaches it.
+    A shell starts a command in the background (`make mutation &`, or CI's runner) with SIGINT
+    ignored, its children inherit that, and Python keeps an ignored SIGINT ignored (no
+    KeyboardInterrupt): mutmut would only have been killed at the end of the 2 minutes, without
+    saving what it had checked (seen: the unit test below failed under such a runner)."""
+    return subprocess.Popen(command, cwd=cwd, env=env, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def supervise(proc: subprocess.Popen, work: Path, scope: str, minutes: float | None) -> int:
     """Wait for mutmut; with ``minutes``, interrupt it that long after it starts testing mutants
     (once its stats file exists). Interrupted, it keeps what it checked: the figures then count
@@ -334,7 +347,7 @@ def run_scope(
     command = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(workers)]
     print(f"mutation: {' '.join(command)} in {work}", flush=True)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    code = supervise(subprocess.Popen(command, cwd=work, env=env), work, scope, minutes)
+    code = supervise(interruptible(command, work, env), work, scope, minutes)
     if code != 0:
         print(f"mutation: mutmut exited {code} for {scope}", file=sys.stderr)
     return code, failing

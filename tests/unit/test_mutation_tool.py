@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
+import signal
 import sys
 from pathlib import Path
 
@@ -46,7 +46,13 @@ def test_only_a_run_stopped_at_its_budget_is_said_to_be_stopped() -> None:
 
 
 def test_stopping_at_the_budget_interrupts_mutmut_and_is_remembered_for_the_scope() -> None:
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # Started as the tool starts mutmut, under a SIGINT the test's own runner may ignore (a
+    # background job of a shell): the SIGINT must reach it all the same.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        sleeper = mutation.interruptible([sys.executable, "-c", "import time; time.sleep(60)"], Path.cwd(), {})
+    finally:
+        signal.signal(signal.SIGINT, previous)
     mutation.STOPPED_AT_BUDGET.discard("policy")
     try:
         mutation.stop_at_budget(sleeper, "policy", 0.5)
