@@ -31,6 +31,7 @@ from smartnation.tooling.toolchain.cache import layout
 from smartnation.tooling.toolchain.env import exports
 from tests.benchmarks.load import bench_load, render_load
 from tests.benchmarks.make_up import NotCold, read_run, render_cold_make_up, run_cold
+from tests.benchmarks.move import bench_move, render_move
 from tests.benchmarks.mutation_figures import read_mutation, render_mutation
 
 REPO = Path(__file__).resolve().parents[2]
@@ -437,6 +438,12 @@ def main() -> int:
         "--load-environment",
         help="with --only-load: load this deployed environment as it is (default: deploy an own staging)",
     )
+    parser.add_argument(
+        "--only-move",
+        action="store_true",
+        help="only the move figures (tests/benchmarks/move.py: a seeded dev moved to Monaco beside "
+        "backup and restore, in private projects); the rest is kept",
+    )
     args = parser.parse_args()
     if args.cold_make_up or args.cold_make_up_log:
         return record_cold_make_up(parser, args)
@@ -455,6 +462,12 @@ def main() -> int:
         RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
         (REPO / "BENCHMARKS.md").write_text(render(results))
         print(render(results))
+        return 0
+    if args.only_move:
+        with tempfile.TemporaryDirectory(prefix="smartnation-bench-") as tmp:
+            move = bench_move(env, Path(tmp))
+        record("move", move)
+        print("\n".join(render_move(move)))
         return 0
     if args.only_real:
         with tempfile.TemporaryDirectory(prefix="smartnation-bench-") as tmp:
@@ -488,6 +501,8 @@ def main() -> int:
             "real": bench_real(env, work),
             # Measured against a deployed environment (`make up`'s staging): --only-load.
             "load": previous.get("load"),
+            # Measured by --only-move (two deployments and a million readings): kept as it is.
+            "move": previous.get("move"),
             # Written by `make mutation` (tests/tools/mutation.py), kept here as it is.
             "mutation": read_mutation(),
         }
@@ -512,12 +527,19 @@ def record_cold_make_up(parser: argparse.ArgumentParser, args: argparse.Namespac
         except NotCold as refused:
             print(f"run.py --cold-make-up: {refused}", file=sys.stderr)
             return 2
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results["cold_make_up"] = figures
-    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    (REPO / "BENCHMARKS.md").write_text(render(results))
+    record("cold_make_up", figures)
     print("\n".join(render_cold_make_up(figures)))
     return 0
+
+
+def record(section: str, figures: dict) -> None:
+    """``figures`` as BENCHMARKS.json's ``section``, the rest kept, and BENCHMARKS.md rendered anew.
+    The file is read here, not at the start: a measurement takes minutes to hours, and the file
+    may have gained other figures meanwhile."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[section] = figures
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    (REPO / "BENCHMARKS.md").write_text(render(results))
 
 
 def render(r: dict) -> str:
@@ -595,6 +617,7 @@ def render(r: dict) -> str:
         "",
         *render_load(r.get("load")),
         "",
+        *render_move(r.get("move")),
         *render_mutation(read_mutation() or r.get("mutation")),
         "",
         "### Where the time goes",

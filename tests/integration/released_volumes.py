@@ -17,10 +17,10 @@ from smartnation.tooling.toolchain.cache import layout
 from tests.integration import session_leftovers
 from tests.integration.platform_project import PROJECT
 
-# The projects the benchmarks deploy under (tests/benchmarks: run.py, load.py; namespaces
+# The projects the benchmarks deploy under (tests/benchmarks: run.py, load.py, move.py; namespaces
 # <project>-<env>) and the benchmark's demo namespace: no test session owns them, so every one
 # reclaims what they leave.
-BENCHMARK_PROJECTS = ("smartnation-bench", "smartnation-load")
+BENCHMARK_PROJECTS = ("smartnation-bench", "smartnation-load", "smartnation-movebench", "smartnation-movebr")
 BENCHMARK_NAMESPACES = ("demo-bench",)
 SCRATCH_PREFIX = "probe-"
 """test_local_clusters' scratch namespaces as runs before session 8 named them (a random name each):

@@ -126,6 +126,8 @@ def test_clear_with_nothing_left_deletes_no_namespace():
         ("smartnation-dl-flt-dev", True),
         ("smartnation-bench-production", True),
         ("smartnation-load-staging", True),
+        ("smartnation-movebench-dev", True),  # the move benchmark's: its standby's volume on Monaco
+        ("smartnation-movebr-dev", True),  # and its backup-and-restore target's
         ("demo-bench", True),
         ("probe-1a2b3c4d", True),
         ("smartnation-dlv-dev", False),  # another session's: its destroy test looks at them
@@ -137,3 +139,10 @@ def test_clear_with_nothing_left_deletes_no_namespace():
 )
 def test_released_volumes_are_reclaimed_for_this_prefix_and_the_benchmarks_only(namespace, reclaimed):
     assert released_volumes.is_test_namespace(namespace, "smartnation-dl", REAL) is reclaimed
+
+
+def test_every_benchmark_project_is_one_whose_volumes_are_reclaimed():
+    from tests.benchmarks import load, move, run
+
+    projects = {run.BENCH_PROJECT, load.OWN_PROJECT, move.MOVE_PROJECT, move.BR_PROJECT}
+    assert projects == set(released_volumes.BENCHMARK_PROJECTS)

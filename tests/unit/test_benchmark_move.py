@@ -1,0 +1,89 @@
+"""The move benchmark's arithmetic and wording (tests/benchmarks/move.py): its seed spans what it
+says, and BENCHMARKS.md says "nothing lost" only when every comparison found nothing."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+
+from tests.benchmarks import move
+from tests.benchmarks.move import DEVICES, READINGS, CloneWatch, readings_sql, render_move
+
+pytestmark = pytest.mark.unit
+
+FIGURES = {
+    "date": "2026-11-30 05:00 UTC",
+    "readings": READINGS,
+    "devices": DEVICES,
+    "burst": 200_000,
+    "deploy_s": 120.0,
+    "seed": {"devices_s": 0.4, "readings_s": 40.2, "chunks": 8, "database_bytes": {"telemetry": 300 * 2**20,
+                                                                                   "devices": 10 * 2**20}},
+    "replicate": {
+        "driver_s": 150.0,
+        "steps_s": {"preview": 8, "apply": 120, "wait": 2, "verify": 20},
+        "clone": {"seen": True, "seconds": 6.0, "bytes": 330 * 2**20, "mib_per_s": 55.0, "polls": 24,
+                  "interval_s": 0.25},
+        "verify_equal": True,
+        "verify_differences": 0,
+        "readings_compared": "rows=1000000 sum=42",
+    },
+    "streaming": {"insert_s": 9.0, "wal_bytes": 90 * 2**20, "replayed_after_commit_s": 1.5,
+                  "wal_mib_per_s_while_writing": 8.6, "readings_source": "rows=1200000 sum=1",
+                  "readings_target": "rows=1200000 sum=1", "differences": 0},
+    "rollback_s": 30.0,
+    "backup_restore": {"target_deploy_s": 100.0, "dump_s": {"devices": 1.0, "telemetry": 20.0},
+                       "restore_s": {"devices": 1.0, "telemetry": 50.0},
+                       "dump_bytes": {"devices": 2**20, "telemetry": 60 * 2**20}, "write_pause_s": 72.0,
+                       "differences": 0},
+}  # fmt: skip
+
+
+def test_the_seed_gives_each_device_its_share_a_week_long():
+    sql = readings_sql(0, READINGS)
+    assert f"generate_series(0, {READINGS - 1})" in sql
+    per_device = READINGS // DEVICES
+    # The (device, time) key: the i-th reading of a device is (i div DEVICES) * 100 minutes in.
+    assert "(i / 10000) * interval '100 minutes'" in sql and "'sensor-' || lpad((i % 10000)::text" in sql
+    assert (per_device - 1) * 100 / 60 / 24 == pytest.approx(6.875)  # a week of one-day chunks
+    assert f"generate_series({READINGS}, {READINGS + 99})" in readings_sql(READINGS, 100)
+
+
+def test_nothing_lost_is_said_only_when_every_comparison_found_nothing():
+    said = "\n".join(render_move(FIGURES))
+    assert "Nothing lost by either method" in said
+    assert "**72.0 s**" in said and "**1.5 s**" in said and "**55.0 MiB/s** (at most" in said and "24 reads" in said
+    for where, key in (("streaming", "differences"), ("backup_restore", "differences"),
+                       ("replicate", "verify_differences")):  # fmt: skip
+        broken = copy.deepcopy(FIGURES)
+        broken[where][key] = 3
+        said = "\n".join(render_move(broken))
+        assert "Nothing lost" not in said and "**Differences found**" in said, where
+    unequal = copy.deepcopy(FIGURES)
+    unequal["replicate"]["verify_equal"] = False
+    assert "Nothing lost" not in "\n".join(render_move(unequal))
+
+
+def test_a_clone_never_seen_is_said_so_and_no_rate_is_made_up():
+    unseen = copy.deepcopy(FIGURES)
+    unseen["replicate"]["clone"] = {"seen": False}
+    said = "\n".join(render_move(unseen))
+    assert "MiB/s" not in said and "over between two reads" in said
+    assert render_move(None)[-2].startswith("Not measured yet")
+
+
+def test_the_clone_rate_is_the_largest_total_over_the_seconds_it_was_seen():
+    watch = CloneWatch.__new__(CloneWatch)
+    watch.seen = [(100.0, 0, 0), (101.0, 10 * 2**20, 40 * 2**20), (104.0, 40 * 2**20, 40 * 2**20)]
+    assert watch.figures() == {"seen": True, "seconds": 4.0, "bytes": 40 * 2**20, "mib_per_s": 10.0, "polls": 3,
+                               "interval_s": 0.25}  # fmt: skip
+    watch.seen = [(100.0, 5 * 2**20, 0)]  # seen once, before pg_basebackup knew its total: one interval
+    assert watch.figures()["bytes"] == 5 * 2**20 and watch.figures()["seconds"] == 0.25
+
+
+def test_the_driver_step_lines_are_read_as_the_driver_prints_them():
+    out = "[1/4 preview] started\n[1/4 preview] finished in 8 s: ok (progress x)\n[2/4 apply] finished in 120 s: y\n"
+    assert dict(move.STEP_LINE.findall(out)) == {"preview": "8", "apply": "120"}
+    assert re.search(move.STEP_LINE, "[3/4 wait] finished at 2026-11-30: not redone") is None
