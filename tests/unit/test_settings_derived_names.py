@@ -70,3 +70,21 @@ def test_names_from_a_setting_name_their_key(build_stack) -> None:
     for name in spec.city_apis:
         assert ("city_apis", name) in keyed
     assert all(d.key == () for d in derived if d.what in ("instance label", "StatefulSet", "Service", "Job", "CronJob"))
+
+
+WHY = {
+    "instance label": "a DNS label",
+    "StatefulSet": "its pods' controller-revision-hash label adds 11 characters to 63",
+    "Service": "a DNS label",
+    "Job": "its job-name label",
+    "CronJob": "its Jobs' names add 11 characters",
+    "Helm release and Service": "Helm's limit on release names",
+    "Secret": "",  # its rule (a DNS subdomain) says why itself
+}
+
+
+def test_each_limit_comes_with_the_reason_the_error_gives() -> None:
+    """What an operator reads next to "expected at most N characters": the reason of each limit."""
+    spec = load_settings("staging")
+    derived = list(derived_names(spec.environment, spec))
+    assert {(d.what, d.why) for d in derived} == set(WHY.items())

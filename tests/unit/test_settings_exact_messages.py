@@ -1,0 +1,64 @@
+"""The settings' messages and answers to the letter, where tests elsewhere check a part: `make
+mutation` showed a message wrapped in other text ("XX...XX"), a key path other than
+``<top level>``, the allowed keys joined otherwise, and the real-node question turned around, all
+passing the suite (session 10)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from smartnation.settings import load_cluster_profile, load_settings
+from smartnation.settings.errors import SettingsError
+from smartnation.settings.models import Simulation
+from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, missing_secrets, required_secrets
+from smartnation.settings.validation import Origins, check_kind, convert
+
+pytestmark = pytest.mark.unit
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    first: int
+    second_key: int
+
+
+def test_an_environment_variable_name_is_refused_with_exactly_the_rule() -> None:
+    assert check_kind("env_var", "1A") == (
+        "expected an environment variable name (letters, digits and '_', not starting with a digit), got '1A'"
+    )
+    assert check_kind("env_var", "A_1") is None
+
+
+def test_a_document_that_is_no_mapping_is_refused_at_the_top_level_naming_every_key() -> None:
+    with pytest.raises(SettingsError) as refused:
+        convert(Pair, ["a", "list"], (), Origins("environments/x.yaml"))
+    assert (refused.value.file, refused.value.key_path) == ("environments/x.yaml", "<top level>")
+    assert refused.value.detail == "expected a mapping with keys first, second_key, got a list"
+
+
+def test_an_unknown_key_lists_the_known_ones() -> None:
+    with pytest.raises(SettingsError) as refused:
+        convert(Pair, {"first": 1, "second_key": 2, "third": 3}, ("pair",), Origins("environments/x.yaml"))
+    assert (refused.value.key_path, refused.value.detail) == (
+        "pair.third",
+        "unknown key; expected one of first, second_key",
+    )
+
+
+def test_the_real_node_environments_are_those_listed_and_no_other() -> None:
+    simulation = load_cluster_profile("dusseldorf-test").simulation
+    assert simulation is not None and set(simulation.real_node_environments) == {"dev", "staging"}
+    assert simulation.runs_on_real_nodes("staging") is True
+    assert simulation.runs_on_real_nodes("production") is False
+    assert dataclasses.replace(simulation, real_node_environments=()).runs_on_real_nodes("dev") is False
+    assert isinstance(simulation, Simulation)
+
+
+def test_secrets_present_under_the_config_namespace_count_as_present() -> None:
+    staging = load_settings("staging")
+    keys = list(required_secrets(staging))
+    assert missing_secrets(staging, [f"{CONFIG_NAMESPACE}:{key}" for key in keys]) is None
+    assert missing_secrets(staging, keys) is None
+    assert missing_secrets(staging, [f"{CONFIG_NAMESPACE}:{key}" for key in keys[1:]]) is not None
