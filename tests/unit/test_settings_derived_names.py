@@ -88,3 +88,39 @@ def test_each_limit_comes_with_the_reason_the_error_gives() -> None:
     spec = load_settings("staging")
     derived = list(derived_names(spec.environment, spec))
     assert {(d.what, d.why) for d in derived} == set(WHY.items())
+
+
+def test_the_environment_name_may_be_as_long_as_the_namespace_allows_and_no_longer() -> None:
+    """At the longest the namespace allows under the tests' longest project name, the name passes
+    that check (what fails then is the first derived name past its own limit); one longer fails it."""
+    from smartnation.settings import load_cluster_profile
+    from smartnation.settings.derived_names import ENVIRONMENT_KEY, PROJECT_NAME_ROOM, check_derived_names
+    from smartnation.settings.errors import SettingsError
+    from smartnation.settings.validation import Origins
+
+    spec = load_settings("staging")
+    profile = load_cluster_profile("dusseldorf-test")
+    room = max(len("smartnation"), PROJECT_NAME_ROOM)
+    longest = "e" * (62 - room)
+    for name, namespace_refused in ((longest, False), (longest + "e", True)):
+        with pytest.raises(SettingsError) as refused:
+            check_derived_names(name, spec, profile, Origins("environments/x.yaml"), "environments/clusters/p.yaml")
+        if namespace_refused:
+            assert refused.value.key_path == ENVIRONMENT_KEY
+            assert refused.value.detail == (
+                f"{name!r} gives the namespace 'smartnation-{name}' ({len(name) + 12} characters), and under the "
+                f"{room}-character project names the tests use more; a namespace is at most 63: "
+                f"use at most {62 - room} characters"
+            )
+        else:
+            assert refused.value.key_path == ENVIRONMENT_KEY
+            assert refused.value.detail.startswith(f"gives the StatefulSet name '{name}-")
+            assert "expected at most 52 characters (its pods' controller-revision-hash label" in refused.value.detail
+
+
+def test_an_api_without_migrations_has_no_migration_job_to_check() -> None:
+    spec = load_settings("staging")
+    jobs = {d.name for d in derived_names(spec.environment, spec) if d.what == "Job" and "-migrate-" in d.name}
+    migrating = {name for name, api in spec.city_apis.items() if api.database is not None and api.database.migrations}
+    assert migrating and len(migrating) < len(spec.city_apis)  # both kinds present in staging
+    assert jobs == {f"staging-{spec.city_apis[name].app}-migrate-000000" for name in migrating}
