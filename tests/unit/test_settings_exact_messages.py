@@ -6,6 +6,7 @@ passing the suite (session 10)."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 
 import pytest
 
@@ -13,7 +14,7 @@ from smartnation.settings import load_cluster_profile, load_settings
 from smartnation.settings.errors import SettingsError
 from smartnation.settings.models import Simulation
 from smartnation.settings.stack_secrets import CONFIG_NAMESPACE, missing_secrets, required_secrets
-from smartnation.settings.validation import Origins, check_kind, convert
+from smartnation.settings.validation import Origins, check_kind, convert, setting
 
 pytestmark = pytest.mark.unit
 
@@ -62,3 +63,45 @@ def test_secrets_present_under_the_config_namespace_count_as_present() -> None:
     assert missing_secrets(staging, [f"{CONFIG_NAMESPACE}:{key}" for key in keys]) is None
     assert missing_secrets(staging, keys) is None
     assert missing_secrets(staging, [f"{CONFIG_NAMESPACE}:{key}" for key in keys[1:]]) is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class Networks:
+    pool: ipaddress.IPv4Network = setting(range=(24, 24))
+    wide: ipaddress.IPv4Network = setting(range=(16, 28), default=ipaddress.IPv4Network("10.0.0.0/16"))
+    any_size: ipaddress.IPv4Network = setting(default=ipaddress.IPv4Network("10.1.0.0/16"))
+
+
+def _refused(data: dict, key: str) -> str:
+    with pytest.raises(SettingsError) as refused:
+        convert(Networks, data, ("simulation",), Origins("environments/clusters/p.yaml"))
+    assert (refused.value.file, refused.value.key_path) == ("environments/clusters/p.yaml", f"simulation.{key}")
+    return refused.value.detail
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "detail"),
+    [
+        ({"pool": "10.0.0.0/25"}, "pool", "expected a /24 IPv4 network such as 198.51.100.0/24, got '10.0.0.0/25'"),
+        ({"pool": 7}, "pool", "expected a /24 IPv4 network such as 198.51.100.0/24, got 7"),
+        ({"pool": "10.0.0.1/24"}, "pool",
+         "expected a /24 IPv4 network such as 198.51.100.0/24, got '10.0.0.1/24' (10.0.0.1/24 has host bits set)"),
+        ({"pool": "10.0.0.0/24", "wide": "10.0.0.0/15"}, "wide",
+         "expected an IPv4 network from /16 to /28 such as 198.51.100.0/24, got '10.0.0.0/15'"),
+        ({"pool": "10.0.0.0/24", "wide": "10.0.0.0/29"}, "wide",
+         "expected an IPv4 network from /16 to /28 such as 198.51.100.0/24, got '10.0.0.0/29'"),
+        ({"pool": "10.0.0.0/24", "any_size": ["x"]}, "any_size",
+         "expected an IPv4 network such as 198.51.100.0/24, got a list"),
+        ({"pool": "10.0.0.0/24", "any_size": "nope"}, "any_size",
+         "expected an IPv4 network such as 198.51.100.0/24, got 'nope' (Expected 4 octets in 'nope')"),
+    ],
+)  # fmt: skip
+def test_a_network_out_of_its_range_or_malformed_is_refused_saying_what_is_expected(data, key, detail) -> None:
+    assert _refused(data, key) == detail
+
+
+def test_a_network_within_its_range_is_taken_at_both_ends() -> None:
+    taken = convert(Networks, {"pool": "10.0.0.0/24", "wide": "10.0.0.0/16", "any_size": "10.0.0.0/8"}, (),
+                    Origins("p.yaml"))  # fmt: skip
+    assert (taken.pool.prefixlen, taken.wide.prefixlen, taken.any_size.prefixlen) == (24, 16, 8)
+    assert convert(Networks, {"pool": "10.0.0.0/24", "wide": "10.0.0.0/28"}, (), Origins("p.yaml")).wide.prefixlen == 28
