@@ -116,6 +116,7 @@ def test_the_environment_name_may_be_as_long_as_the_namespace_allows_and_no_long
             assert refused.value.key_path == ENVIRONMENT_KEY
             assert refused.value.detail.startswith(f"gives the StatefulSet name '{name}-")
             assert "expected at most 52 characters (its pods' controller-revision-hash label" in refused.value.detail
+            assert refused.value.detail.endswith("starting with a letter or digit")  # not a Service: digits may lead
 
 
 def test_an_api_without_migrations_has_no_migration_job_to_check() -> None:

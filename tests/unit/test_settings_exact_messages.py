@@ -105,3 +105,49 @@ def test_a_network_within_its_range_is_taken_at_both_ends() -> None:
                     Origins("p.yaml"))  # fmt: skip
     assert (taken.pool.prefixlen, taken.wide.prefixlen, taken.any_size.prefixlen) == (24, 16, 8)
     assert convert(Networks, {"pool": "10.0.0.0/24", "wide": "10.0.0.0/28"}, (), Origins("p.yaml")).wide.prefixlen == 28
+
+
+def test_a_completed_move_is_refused_in_the_defaults_and_beside_a_declared_move() -> None:
+    from types import SimpleNamespace
+
+    from smartnation.settings.move_complete import check_move_complete
+
+    done = SimpleNamespace(move_complete=True, move=None)
+    with pytest.raises(SettingsError) as refused:
+        check_move_complete(done, {"move_complete": True}, "environments/defaults.yaml", "environments/production.yaml")
+    assert (refused.value.file, refused.value.key_path, refused.value.detail) == (
+        "environments/defaults.yaml",
+        "move_complete",
+        "must not be in the defaults: a completed move is one environment's, recorded in its own file",
+    )
+    moving = SimpleNamespace(move_complete=True, move=SimpleNamespace(to="monaco-onprem", phase="cutover"))
+    with pytest.raises(SettingsError) as refused:
+        check_move_complete(moving, {}, "environments/defaults.yaml", "environments/production.yaml")
+    assert (refused.value.file, refused.value.key_path, refused.value.detail) == (
+        "environments/production.yaml",
+        "move_complete",
+        "true while `move: {to: monaco-onprem, phase: cutover}` is still declared: the move is over only once "
+        "`cluster: monaco-onprem` stands alone and the state has moved (docs/move.md)",
+    )
+    check_move_complete(done, {}, "environments/defaults.yaml", "environments/production.yaml")
+    check_move_complete(SimpleNamespace(move_complete=False, move=moving.move), {}, "d.yaml", "e.yaml")
+
+
+def test_a_service_name_must_start_with_a_letter_and_a_host_name_must_be_valid() -> None:
+    from smartnation.settings.derived_names import ENVIRONMENT_KEY, check_derived_names
+
+    spec = load_settings("staging")
+    profile = load_cluster_profile("dusseldorf-test")
+    origins = Origins("environments/x.yaml")
+    with pytest.raises(SettingsError) as refused:
+        check_derived_names("1abc", spec, profile, origins, "environments/clusters/p.yaml")
+    assert (refused.value.file, refused.value.key_path) == ("environments/x.yaml", ENVIRONMENT_KEY)
+    assert refused.value.detail == (
+        "gives the Service name '1abc-broker-headless', which Kubernetes refuses: expected at most 63 characters "
+        "(a DNS label), lowercase letters, digits and '-', starting with a letter"
+    )
+    long_domain = dataclasses.replace(profile, ingress=dataclasses.replace(profile.ingress, base_domain="d" * 64))
+    with pytest.raises(SettingsError) as refused:
+        check_derived_names("abc", spec, long_domain, origins, "environments/clusters/p.yaml")
+    assert (refused.value.file, refused.value.key_path) == ("environments/clusters/p.yaml", "ingress.base_domain")
+    assert refused.value.detail.startswith("gives the host name '")
