@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +152,31 @@ def test_a_service_name_must_start_with_a_letter_and_a_host_name_must_be_valid()
         check_derived_names("abc", spec, long_domain, origins, "environments/clusters/p.yaml")
     assert (refused.value.file, refused.value.key_path) == ("environments/clusters/p.yaml", "ingress.base_domain")
     assert refused.value.detail.startswith("gives the host name '")
+
+
+def test_an_unknown_cluster_profile_is_refused_listing_the_known_ones(tmp_path) -> None:
+    import shutil
+
+    from smartnation.settings.loader import read_cluster_profile
+
+    with pytest.raises(SettingsError) as refused:
+        load_cluster_profile("mars-base")
+    assert (refused.value.file, refused.value.key_path, refused.value.detail) == (
+        "environments/clusters/mars-base.yaml",
+        "<file>",
+        "no such cluster profile; known profiles: dusseldorf-test, monaco-onprem",
+    )
+    (tmp_path / "environments" / "clusters").mkdir(parents=True)
+    with pytest.raises(SettingsError) as refused:
+        load_cluster_profile("dusseldorf-test", tmp_path / "environments")
+    assert refused.value.detail == "no such cluster profile; known profiles: none"
+    # A profile whose name is not its file's name.
+    renamed = tmp_path / "environments" / "clusters" / "elsewhere.yaml"
+    shutil.copy(Path(__file__).resolve().parents[2] / "environments" / "clusters" / "dusseldorf-test.yaml", renamed)
+    with pytest.raises(SettingsError) as refused:
+        read_cluster_profile(renamed)
+    assert (refused.value.file, refused.value.key_path, refused.value.detail) == (
+        str(renamed),
+        "name",
+        "expected 'elsewhere' (the file name), got 'dusseldorf-test'",
+    )
