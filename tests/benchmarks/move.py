@@ -383,7 +383,10 @@ def render_move(move: Mapping | None) -> list[str]:
     seed, rep, stream, br = move["seed"], move["replicate"], move["streaming"], move["backup_restore"]
     clone = rep["clone"]
     data = sum(v for k, v in seed["database_bytes"].items())
-    steps = ", ".join(f"{name} {seconds} s" for name, seconds in rep["steps_s"].items())
+    # In the driver's order (BENCHMARKS.json keeps its keys sorted).
+    order = ["preview", "apply", "wait", "verify"]
+    ranked = sorted(rep["steps_s"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    steps = ", ".join(f"{name} {seconds} s" for name, seconds in ranked)
     clone_line = (
         f"the clone itself (pg_basebackup, read in Düsseldorf's `pg_stat_progress_basebackup` every "
         f"{clone['interval_s']} s, {clone['polls']} reads while it ran) streamed {_mib(clone['bytes'])} in "

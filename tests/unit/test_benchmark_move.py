@@ -54,6 +54,10 @@ def test_the_seed_gives_each_device_its_share_a_week_long():
 def test_nothing_lost_is_said_only_when_every_comparison_found_nothing():
     said = "\n".join(render_move(FIGURES))
     assert "Nothing lost by either method" in said
+    assert "| its steps | preview 8 s, apply 120 s, wait 2 s, verify 20 s |" in said
+    resorted = copy.deepcopy(FIGURES)
+    resorted["replicate"]["steps_s"] = dict(sorted(FIGURES["replicate"]["steps_s"].items()))  # as the JSON has it
+    assert "| its steps | preview 8 s, apply 120 s, wait 2 s, verify 20 s |" in "\n".join(render_move(resorted))
     assert "**72.0 s**" in said and "**1.5 s**" in said and "**55.0 MiB/s** (at most" in said and "24 reads" in said
     for where, key in (("streaming", "differences"), ("backup_restore", "differences"),
                        ("replicate", "verify_differences")):  # fmt: skip
