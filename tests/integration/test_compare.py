@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration import primary_sql
 from tests.integration.platform_project import PROJECT, REPO, PlatformProject
 
 pytestmark = pytest.mark.integration
@@ -38,11 +39,7 @@ def _secret(tools, context: str, name: str, key: str) -> str:
 
 
 def _psql(tools, context: str, database: str, sql: str) -> str:
-    password = _secret(tools, context, f"{ENVIRONMENT}-database-credentials", "POSTGRES_PASSWORD")
-    script = 'read -r PGPASSWORD; export PGPASSWORD; exec psql -X -A -t -q -v ON_ERROR_STOP=1 -U postgres -d "$1"'
-    primary = f"{ENVIRONMENT}-database-primary-0"
-    return tools.run("kubectl", "--context", context, "-n", NAMESPACE, "exec", "-i", primary,
-                     "--", "sh", "-c", script, "sh", database, input=f"{password}\n{sql}").stdout  # fmt: skip
+    return primary_sql.psql(tools, context, NAMESPACE, ENVIRONMENT, database, sql)
 
 
 _PUT_OBJECTS = """\

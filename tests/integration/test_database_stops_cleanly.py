@@ -62,7 +62,7 @@ def _watch_until_deleted(tools, uid: str, seconds: float = 120) -> dict[str, dic
         watch.wait()
 
 
-def test_a_deleted_primary_stops_cleanly_and_starts_from_a_clean_shutdown(dev_on_monaco, tools) -> None:
+def test_a_deleted_primary_stops_cleanly_and_serves_its_rows_again(dev_on_monaco, tools) -> None:
     marker = f"stop-{uuid.uuid4().hex[:8]}"
     psql(tools, CLUSTER, NAMESPACE, ENVIRONMENT, "telemetry",
          "INSERT INTO readings (device_id, ts, domain, metrics, received_at) "

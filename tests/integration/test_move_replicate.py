@@ -23,7 +23,6 @@ Needs what `make clusters` starts: both clusters, their real nodes and the site 
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -41,7 +40,7 @@ from smartnation.cli import compare, exit_codes
 from smartnation.cli.compare_data import DATABASE_SQL, Snapshot, differences
 from smartnation.program.components.database import PORT as POSTGRES_PORT
 from smartnation.tooling.local_clusters import site_link
-from tests.integration import node_pods
+from tests.integration import node_pods, primary_sql
 from tests.integration.platform_project import PROJECT, REPO, PlatformProject
 
 pytestmark = pytest.mark.integration
@@ -77,11 +76,7 @@ FROM generate_series({first}, {first + count - 1}) AS i;
 
 
 def _psql(tools, context: str, database: str, sql: str) -> str:
-    secret = tools.kubectl_json(context, "-n", NAMESPACE, "get", "secret", f"{ENVIRONMENT}-database-credentials")
-    password = base64.b64decode(secret["data"]["POSTGRES_PASSWORD"]).decode()
-    script = 'read -r PGPASSWORD; export PGPASSWORD; exec psql -X -A -t -q -v ON_ERROR_STOP=1 -U postgres -d "$1"'
-    return tools.run("kubectl", "--context", context, "-n", NAMESPACE, "exec", "-i", PRIMARY, "-c", "postgres",
-                     "--", "sh", "-c", script, "sh", database, input=f"{password}\n{sql}").stdout.strip()  # fmt: skip
+    return primary_sql.psql(tools, context, NAMESPACE, ENVIRONMENT, database, sql)
 
 
 def _until(what: str, fetch, expected: str, seconds: float = 180.0) -> float:
