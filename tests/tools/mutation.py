@@ -27,6 +27,7 @@ BENCHMARKS.md. Too slow for `make test`: run it by hand (about the time in BENCH
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -288,16 +289,50 @@ def failing_before(work: Path, selection: list[str]) -> list[str]:
 STOPPED_AT_BUDGET: set[str] = set()
 
 
+# How long mutmut may take to save and exit after the budget's SIGINT before it is killed.
+STOP_GRACE_S = 120.0
+
+
 def stop_at_budget(proc: subprocess.Popen, scope: str, minutes: float) -> None:
-    """Interrupt mutmut at its time budget: on SIGINT it keeps what it checked (killed after 2 min)."""
+    """Interrupt mutmut at its time budget: on SIGINT it keeps what it checked (killed after
+    ``STOP_GRACE_S``, with its fork server and the mutants' test processes, which would otherwise
+    go on testing under init)."""
     print(f"mutation: {scope}: {minutes:g} minutes of testing are up, stopping mutmut", flush=True)
     STOPPED_AT_BUDGET.add(scope)
     proc.send_signal(signal.SIGINT)
     try:
-        proc.wait(timeout=120)
+        proc.wait(timeout=STOP_GRACE_S)
     except subprocess.TimeoutExpired:
+        left = _descendants(proc.pid)
+        print(f"mutation: {scope}: mutmut did not stop on SIGINT, killing it and {len(left)} processes under it")
         proc.kill()
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):  # it ended with mutmut
+                os.kill(pid, signal.SIGKILL)
         proc.wait()
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes under ``pid`` (Linux's /proc children lists; none where there are none)."""
+    found: list[int] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids = [int(child) for child in children.read_text().split()]
+        except OSError:  # the thread or process ended meanwhile
+            continue
+        for child in pids:
+            found += [child, *_descendants(child)]
+    return found
+
+
+MUTMUT = Path(sys.executable).with_name("mutmut")
+
+
+def start_mutmut(work: Path, workers: int, names: list[str] | None = None) -> subprocess.Popen:
+    """``mutmut run`` in ``work`` (of ``names`` only, or all), as every run, resume and retest starts
+    it: at `nice -n 10` (the clusters and other work share the two cores) and interruptible."""
+    command = ["nice", "-n", "10", str(MUTMUT), "run", "--max-children", str(workers), *(names or [])]
+    return interruptible(command, work, {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
 
 
 def interruptible(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -342,12 +377,8 @@ def run_scope(
     for test in failing:
         print(f"mutation: {scope}: left out, fails before any mutation: {test}", flush=True)
     write_mutmut_config(work, narrowed(scope, args.only), [*selection, *(f"--deselect={t}" for t in failing)])
-    mutmut = Path(sys.executable).with_name("mutmut")
-    # nice: the clusters and other work share the two cores.
-    command = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(workers)]
-    print(f"mutation: {' '.join(command)} in {work}", flush=True)
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    code = supervise(interruptible(command, work, env), work, scope, minutes)
+    print(f"mutation: {scope}: mutmut run --max-children {workers} in {work}", flush=True)
+    code = supervise(start_mutmut(work, workers), work, scope, minutes)
     if code != 0:
         print(f"mutation: mutmut exited {code} for {scope}", file=sys.stderr)
     return code, failing
@@ -364,11 +395,8 @@ def resume_scope(scope: str, workers: int, minutes: float | None, only: list[str
     """Go on with the mutants the last run of ``scope`` did not check (same tree, same tests)."""
     work = scratch_dir(scope, only)
     use_forkserver(work)
-    mutmut = Path(sys.executable).with_name("mutmut")
-    command = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(workers)]
     print(f"mutation: {scope}: resuming in {work}", flush=True)
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.Popen(command, cwd=work, env=env)
+    proc = start_mutmut(work, workers)
     try:
         return proc.wait(timeout=minutes * 60 if minutes else None)
     except subprocess.TimeoutExpired:
@@ -434,13 +462,10 @@ def retest_scope(scope: str, workers: int, commit: str | None, minutes: float | 
         subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
     for tree in (work, work / "mutants"):
         shutil.copytree(source / "tests", tree / "tests", ignore=IGNORED, dirs_exist_ok=True)
-    mutmut = Path(sys.executable).with_name("mutmut")
-    command = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(workers), *names]
     print(f"mutation: {scope}: retesting {len(names)} mutants in {work}", flush=True)
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     earlier = results_by_file(work)
     # The stats file exists from the last run: the budget counts from the start here.
-    proc = subprocess.Popen(command, cwd=work, env=env)
+    proc = start_mutmut(work, workers, names)
     try:
         code = proc.wait(timeout=minutes * 60 if minutes else None)
     except subprocess.TimeoutExpired:

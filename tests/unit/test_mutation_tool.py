@@ -82,3 +82,92 @@ def test_the_recorded_row_says_stopped_only_for_a_scope_stopped_at_its_budget(tm
     policy, settings = json.loads(results.read_text())["runs"]
     assert ", ran to its end within its 20 min" in policy["run"] and "stopped" not in policy["run"]
     assert ", stopped after 20 min" in settings["run"]
+
+
+# A mutmut that only waits for SIGINT: stopped by it, it exits 1 (KeyboardInterrupt) and says so.
+STAND_IN = """#!{python}
+import pathlib, subprocess, sys, time
+pathlib.Path("started").write_text(" ".join(sys.argv[1:]))
+helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a fork server's stand-in
+pathlib.Path("helper").write_text(str(helper.pid))
+try:
+    time.sleep(60)
+except KeyboardInterrupt:
+    helper.kill()
+    pathlib.Path("interrupted").write_text("yes")
+    sys.exit(1)
+"""
+
+
+@pytest.mark.parametrize("how", ["resume", "retest"])
+def test_a_resume_and_a_retest_stop_at_their_budget_under_a_runner_that_ignores_sigint(
+    how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Session 10's retest ran 11 min on a 9-min budget: a retest (and a resume) started mutmut with
+    # the SIGINT its parent ignored, so only the kill 2 min later ended it (its fork server lived on).
+    work = tmp_path / "settings"
+    meta = work / "mutants" / "smartnation" / "settings" / "a.py.meta"
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"exit_code_by_key": {"smartnation.settings.a.x_f__mutmut_1": 0}}))
+    (work / "pyproject.toml").write_text('[tool.mutmut]\nx = ["-o", "python_files=test_settings*.py"]\n')
+    (tmp_path / "repo" / "tests").mkdir(parents=True)
+    stand_in = tmp_path / "mutmut"
+    stand_in.write_text(STAND_IN.format(python=sys.executable))
+    stand_in.chmod(0o755)
+    monkeypatch.setattr(mutation, "MUTMUT", stand_in)
+    monkeypatch.setattr(mutation, "REPO", tmp_path / "repo")
+    monkeypatch.setattr(mutation, "scratch_dir", lambda scope, only=None: work)
+    monkeypatch.setattr(mutation, "STOP_GRACE_S", 10.0)  # the stand-in stops at once on SIGINT
+    monkeypatch.setattr(mutation, "STOPPED_AT_BUDGET", set())
+    args = mutation.argparse.Namespace(only=None, tests=None)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a shell's background job
+    try:
+        if how == "resume":
+            code = mutation.resume_scope("settings", 1, 0.03)
+        else:
+            code = mutation.retest_scope("settings", 1, None, 0.03, args)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 0
+    assert "settings" in mutation.STOPPED_AT_BUDGET
+    assert (work / "interrupted").read_text() == "yes", "SIGINT did not reach mutmut: it was killed"
+    expected = "run --max-children 1" + (" smartnation.settings.a.x_f__mutmut_1" if how == "retest" else "")
+    assert (work / "started").read_text() == expected
+
+
+def test_a_mutmut_deaf_to_sigint_is_killed_with_the_processes_under_it(tmp_path: Path, monkeypatch) -> None:
+    # A mutmut that ignores SIGINT itself (stuck in code that does not see it), with a process under it.
+    deaf = STAND_IN.format(python=sys.executable).replace(
+        "import pathlib", "import signal; signal.signal(2, signal.SIG_IGN)\nimport pathlib", 1
+    )
+    stand_in = tmp_path / "mutmut"
+    stand_in.write_text(deaf)
+    stand_in.chmod(0o755)
+    monkeypatch.setattr(mutation, "MUTMUT", stand_in)
+    monkeypatch.setattr(mutation, "STOP_GRACE_S", 1.0)
+    monkeypatch.setattr(mutation, "STOPPED_AT_BUDGET", set())
+    proc = mutation.start_mutmut(tmp_path, 1)
+    helper = None
+    try:
+        for _ in range(100):  # the stand-in has started its helper
+            if (tmp_path / "helper").exists() and (tmp_path / "helper").read_text():
+                break
+            mutation.time.sleep(0.05)
+        helper = int((tmp_path / "helper").read_text())
+        mutation.stop_at_budget(proc, "settings", 0.1)
+        assert proc.returncode == -signal.SIGKILL
+        for _ in range(40):  # killed, the helper is reaped by init at once
+            if not Path(f"/proc/{helper}").exists() or "Z" in _state(helper):
+                break
+            mutation.time.sleep(0.05)
+        assert not Path(f"/proc/{helper}").exists() or "Z" in _state(helper), "a process under mutmut lives on"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
