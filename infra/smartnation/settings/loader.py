@@ -177,7 +177,8 @@ def _with_digests(releases: Releases, stated: Mapping[str, Any], env_shown: str,
     lock_path = directory / IMAGES_LOCK
     lock_shown = display_path(lock_path, directory)
     lock = read_lock(lock_path, lock_shown)
-    components = stated.get("releases", {}).get("components", {})
+    # Both keys are there: `releases` is one of OWN_BLOCKS and convert required its components.
+    components = stated["releases"]["components"]
     resolved = {}
     for name, release in releases.components.items():
         key = f"releases.components.{name}"
