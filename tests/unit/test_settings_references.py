@@ -144,3 +144,28 @@ def test_a_malformed_lock_is_blamed_on_the_lock_by_its_path_in_environments(envd
     with pytest.raises(SettingsError) as caught:
         load_settings("dev", envdir)
     assert (caught.value.file, caught.value.key_path) == (LOCK, "<top level>")
+
+
+def test_the_backup_bucket_must_be_a_bucket(envdir) -> None:
+    assert refused(envdir, "defaults.yaml", "database.backup.bucket", "nowhere") == (
+        DEFAULTS,
+        "database.backup.bucket",
+        "expected one of object_storage.buckets (backups, open-data, telemetry-archive)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("user", "why"),
+    [
+        ("nobody", "not a user"),
+        ("open-data-api", "read access only, though to the bucket"),
+        ("telemetry-ingest", "readwrite, but to other buckets"),
+    ],
+)
+def test_the_backup_needs_a_user_that_may_write_its_bucket(envdir, user: str, why: str) -> None:
+    edit(envdir, "defaults.yaml", "object_storage.users.2.buckets", ["open-data", "telemetry-archive", "backups"])
+    assert refused(envdir, "defaults.yaml", "database.backup.storage_user", user) == (
+        DEFAULTS,
+        "database.backup.storage_user",
+        "expected an object_storage user with readwrite access to 'backups'",
+    ), why

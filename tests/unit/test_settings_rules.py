@@ -499,7 +499,7 @@ def _containers_total(pod_spec: dict[str, Any], section: str, kind: str) -> floa
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_the_quota_check_counts_every_pod_the_stack_can_run(build_stack, environment: str) -> None:
     stack = build_stack(environment)
-    counted = {"requests_cpu": 0.0, "requests_memory": 0.0, "limits_cpu": 0.0, "limits_memory": 0.0, "pods": 0.0}
+    counted = dict.fromkeys(needs(stack.settings), 0.0)  # every quota field the check counts
 
     def add(pods: float, pod_spec: dict[str, Any]) -> None:
         counted["pods"] += pods
@@ -510,6 +510,11 @@ def test_the_quota_check_counts_every_pod_the_stack_can_run(build_stack, environ
     for statefulset in stack.of_type("kubernetes:apps/v1:StatefulSet"):
         spec = statefulset.plain["spec"]
         add(spec["replicas"], spec["template"]["spec"])
+        for claim in spec.get("volumeClaimTemplates", []):
+            counted["persistent_volume_claims"] += spec["replicas"]
+            counted["requests_storage"] += spec["replicas"] * parse_quantity(
+                claim["spec"]["resources"]["requests"]["storage"]
+            )
     for job in stack.of_type("kubernetes:batch/v1:Job"):
         add(1, job.plain["spec"]["template"]["spec"])
     for cron_job in stack.of_type("kubernetes:batch/v1:CronJob"):
