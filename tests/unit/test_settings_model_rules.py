@@ -1,7 +1,7 @@
 """The settings models' cross-field rules at both sides of each boundary and with the whole
 message: an API's replicas and extra_env, an API named after a platform component, the quota and
 the LimitRange against the workloads, the LimitRange's own order, the object storage's mode and
-replicas, names used twice. Session 10's settings run, resumed this session, left these alive in
+replicas, names used twice or unknown. Session 10's settings run, resumed this session, left these alive in
 models.py: tests checked a part of the message, or only one side."""
 
 from __future__ import annotations
@@ -142,6 +142,12 @@ def test_the_object_storage_mode_fixes_its_replicas(envdir, mode: str, replicas:
             "backups",
             "object_storage.buckets.1.name",
             "'backups' is already used in buckets",
+        ),
+        (
+            "database.grants.2.database",
+            "nowhere",
+            "database.grants.2.database",
+            "'nowhere' is not one of the databases",
         ),
         (
             "object_storage.users.1.name",
