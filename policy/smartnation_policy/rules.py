@@ -719,18 +719,19 @@ def _networks(values: Any) -> list[str] | None:
 
 
 def _not_the_moves_publication(args: ResourceValidationArgs, spec: Mapping[str, Any], target: Target) -> str | None:
-    """None when the Service is the one a move under way publishes the source's database primary
-    with (docs/move.md, the replicate phase); otherwise why not: "" when no move is declared or the
-    Service is not the move's (the rule's message says it all), a sentence when it is the move's
-    Service but not as the move declares it.
+    """None when the Service is one a move under way publishes a source's data service with
+    (docs/move.md, the replicate phase: the database primary, the object storage); otherwise why
+    not: "" when no move is declared or the Service is not one of the move's (the rule's message
+    says it all), a sentence when it is one of the move's Services but not as the move declares it.
 
-    The move's Service is admitted only on the environment's own cluster (the source), under the
-    name and with the exact selector the config gives (the database primary's pods), as a
-    LoadBalancer on PostgreSQL's port alone, whose `loadBalancerSourceRanges` are exactly the link
-    addresses the move declares: the load balancer drops every other source.
+    A move's Service is admitted only on the environment's own cluster (the source), under a name
+    the config gives, with that entry's exact selector, as a LoadBalancer on that entry's one port,
+    whose `loadBalancerSourceRanges` are exactly the link addresses the move declares: the load
+    balancer drops every other source.
     """
     move = target.move
-    if move is None or dig(args.props, "metadata", "name") != move.published_service:
+    declared = move.published_named(dig(args.props, "metadata", "name")) if move is not None else None
+    if move is None or declared is None:
         return ""
     problems = []
     context = _provider_context(args)
@@ -739,14 +740,15 @@ def _not_the_moves_publication(args: ResourceValidationArgs, spec: Mapping[str, 
     if spec.get("type") != "LoadBalancer":
         problems.append(f"its type is {spec.get('type')}, not LoadBalancer")
     selector = spec.get("selector")
-    if not isinstance(selector, Mapping) or dict(selector) != dict(move.published_selector):
+    if not isinstance(selector, Mapping) or dict(selector) != dict(declared.selector):
         problems.append(
             f"its selector is {dict(selector) if isinstance(selector, Mapping) else selector!r}, "
-            f"not {dict(move.published_selector)}"
+            f"not {dict(declared.selector)}"
         )
     ports = [dig(port, "port") for port in items(spec.get("ports"))]
-    if not ports or any(not isinstance(port, int | float) or int(port) != POSTGRESQL_PORT for port in ports):
-        problems.append(f"its ports are {ports}, not PostgreSQL's {POSTGRESQL_PORT} alone")
+    if not ports or any(not isinstance(port, int | float) or int(port) != declared.port for port in ports):
+        what = DATA_SERVICE_PORTS.get(declared.port, "the declared port")
+        problems.append(f"its ports are {ports}, not {what}'s {declared.port} alone")
     ranges = spec.get("loadBalancerSourceRanges")
     if _networks(ranges) != sorted(move.source_ranges):
         problems.append(
@@ -755,9 +757,10 @@ def _not_the_moves_publication(args: ResourceValidationArgs, spec: Mapping[str, 
         )
     if not problems:
         return None
+    names = ", ".join(f"'{service.name}'" for service in move.published)
     return (
-        f"During the move to '{move.to.cluster}' only the published database Service '{move.published_service}' "
-        f"as the move declares it is admitted, and {'; '.join(problems)}."
+        f"During the move to '{move.to.cluster}' only the published Services {names} as the move declares "
+        f"them are admitted, and '{declared.name}' breaks that: {'; '.join(problems)}."
     )
 
 
@@ -1010,7 +1013,7 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         description="No LoadBalancer or NodePort Service exposes the database or the object storage.",
         validate=no_public_data_services_validator,
         enforcement_level=_MANDATORY,
-        # The target: during a move it names the one published Service the move admits.
+        # The target: during a move it names the published Services the move admits.
         config_schema=TARGET_CONFIG_SCHEMA,
         severity=Severity.CRITICAL,
     ),

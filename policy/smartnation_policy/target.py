@@ -60,9 +60,9 @@ MOVE_KEY = "move"
 """The optional key of a move under way: absent, nothing of another cluster and no published
 database is admitted (the fail-closed default)."""
 
-MOVE_KEYS: tuple[str, ...] = ("phase", "to", "published_service", "source_ranges")
+MOVE_KEYS: tuple[str, ...] = ("phase", "to", "published_services", "source_ranges")
 MOVE_TO_KEYS: tuple[str, ...] = ("cluster", "context", "country", "allowed_registries", "storage_classes")
-PUBLISHED_SERVICE_KEYS: tuple[str, ...] = ("name", "selector")
+PUBLISHED_SERVICE_KEYS: tuple[str, ...] = ("name", "selector", "port")
 
 _COUNTRY = "^[A-Z]{2}$"
 _COUNTRY_RE = re.compile(_COUNTRY)
@@ -129,13 +129,22 @@ TARGET_CONFIG_SCHEMA = PolicyConfigSchema(
                         "storage_classes": _STRINGS,
                     },
                 },
-                "published_service": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": list(PUBLISHED_SERVICE_KEYS),
-                    "properties": {
-                        "name": {"type": "string", "minLength": 1},
-                        "selector": {"type": "object", "additionalProperties": {"type": "string"}, "minProperties": 1},
+                "published_services": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": list(PUBLISHED_SERVICE_KEYS),
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1},
+                            "selector": {
+                                "type": "object",
+                                "additionalProperties": {"type": "string"},
+                                "minProperties": 1,
+                            },
+                            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                        },
                     },
                 },
                 "source_ranges": _STRINGS,
@@ -277,10 +286,9 @@ class Move:
     """The phase declared (`replicate`...)."""
     to: MoveTo
     """The cluster the environment moves to: its objects there are judged against it."""
-    published_service: str
-    """Name of the Service that publishes the source's database primary to the other site."""
-    published_selector: Mapping[str, str]
-    """That Service's exact pod selector (the database primary's labels)."""
+    published: tuple[Published, ...]
+    """The Services that publish the source's data services to the other site (the database
+    primary, the object storage), each with its exact selector and its one port."""
     source_ranges: tuple[str, ...]
     """The link addresses (CIDRs) the other site connects from: the Service's
     `loadBalancerSourceRanges` must be exactly these."""
@@ -290,16 +298,10 @@ class Move:
         """Reads `move` of the policy config, naming the key of anything off."""
         section = _section(config, MOVE_KEY, MOVE_KEYS)
         to = _section(section["to"], f"{MOVE_KEY}.to", MOVE_TO_KEYS)
-        published = _section(section["published_service"], f"{MOVE_KEY}.published_service", PUBLISHED_SERVICE_KEYS)
-        selector = published["selector"]
-        if (
-            not isinstance(selector, Mapping)
-            or not selector
-            or not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in selector.items())
-        ):
+        published = section["published_services"]
+        if not isinstance(published, list) or not published:
             raise TargetConfigError(
-                f"policy config: {MOVE_KEY}.published_service.selector: expected a non-empty mapping of "
-                f"label names to values, got {selector!r}"
+                f"policy config: {MOVE_KEY}.published_services: expected a non-empty list, got {published!r}"
             )
         move = cls(
             phase=_string(section, "phase", MOVE_KEY),
@@ -310,8 +312,9 @@ class Move:
                 allowed_registries=_strings(to, "allowed_registries", f"{MOVE_KEY}.to"),
                 storage_classes=_strings(to, "storage_classes", f"{MOVE_KEY}.to"),
             ),
-            published_service=_string(published, "name", f"{MOVE_KEY}.published_service"),
-            published_selector=dict(selector),
+            published=tuple(
+                Published.from_config(entry, f"{MOVE_KEY}.published_services[{i}]") for i, entry in enumerate(published)
+            ),
             source_ranges=tuple(
                 _network(value, f"{MOVE_KEY}.source_ranges[{i}]")
                 for i, value in enumerate(_strings(section, "source_ranges", MOVE_KEY))
@@ -336,22 +339,58 @@ class Move:
                 "allowed_registries": list(self.to.allowed_registries),
                 "storage_classes": list(self.to.storage_classes),
             },
-            "published_service": {"name": self.published_service, "selector": dict(self.published_selector)},
+            "published_services": [service.as_config() for service in self.published],
             "source_ranges": list(self.source_ranges),
         }
+
+    def published_named(self, name: Any) -> Published | None:
+        """The published Service of that name, if the move declares one."""
+        return next((service for service in self.published if service.name == name), None)
+
+
+@dataclass(frozen=True)
+class Published:
+    """One Service a move publishes on the source to the other site's link addresses alone."""
+
+    name: str
+    selector: Mapping[str, str]
+    """Its exact pod selector (the data service's server Pods)."""
+    port: int
+    """Its one port."""
+
+    @classmethod
+    def from_config(cls, config: Any, key: str) -> Published:
+        section = _section(config, key, PUBLISHED_SERVICE_KEYS)
+        selector = section["selector"]
+        if (
+            not isinstance(selector, Mapping)
+            or not selector
+            or not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in selector.items())
+        ):
+            raise TargetConfigError(
+                f"policy config: {key}.selector: expected a non-empty mapping of label names to values, "
+                f"got {selector!r}"
+            )
+        port = section["port"]
+        # The engine hands the config over as a protobuf Struct, whose numbers are all floats.
+        if not isinstance(port, int | float) or isinstance(port, bool) or port != int(port) or not 1 <= port <= 65535:
+            raise TargetConfigError(f"policy config: {key}.port: expected a port number (1-65535), got {port!r}")
+        return cls(_string(section, "name", key), dict(selector), int(port))
+
+    def as_config(self) -> dict[str, Any]:
+        return {"name": self.name, "selector": dict(self.selector), "port": self.port}
 
 
 def move_for(
     to: ClusterProfile,
     *,
     phase: str,
-    published_service: str,
-    published_selector: Mapping[str, str],
+    published: Sequence[tuple[str, Mapping[str, str], int]],
     source_ranges: Sequence[str],
 ) -> dict[str, Any]:
     """The `move` section of the policy config for a move to the cluster ``to`` describes: the
-    program's published database Service (name and selector) and the link addresses it is
-    published to (program/move_replication.py)."""
+    program's published Services (name, selector, port: the database primary's, the object
+    storage's) and the link addresses they are published to (program/move_replication.py)."""
     return {
         "phase": phase,
         "to": {
@@ -361,7 +400,9 @@ def move_for(
             "allowed_registries": list(to.registry.allowed),
             "storage_classes": [storage_class.name for storage_class in to.storage.classes],
         },
-        "published_service": {"name": published_service, "selector": dict(published_selector)},
+        "published_services": [
+            {"name": name, "selector": dict(selector), "port": port} for name, selector, port in published
+        ],
         "source_ranges": list(source_ranges),
     }
 

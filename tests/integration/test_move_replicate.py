@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from smartnation.cli import compare, exit_codes
+from smartnation.cli import compare, exit_codes, move_driver
 from smartnation.cli.compare_data import DATABASE_SQL, Snapshot, differences
 from smartnation.program.components.database import PORT as POSTGRES_PORT
 from smartnation.tooling.local_clusters import site_link
@@ -77,6 +77,52 @@ FROM generate_series({first}, {first + count - 1}) AS i;
 
 def _psql(tools, context: str, database: str, sql: str) -> str:
     return primary_sql.psql(tools, context, NAMESPACE, ENVIRONMENT, database, sql)
+
+
+# Objects written on Düsseldorf through its telemetry-ingest Pod (boto3, the object storage's root
+# credentials on stdin): (bucket, key, size) each, its bytes derived from the key; or a delete.
+OBJECTS_PY = """
+import hashlib, json, os, sys
+import boto3
+from botocore.config import Config
+given = json.loads(sys.stdin.readline())
+s3 = boto3.client("s3", endpoint_url=os.environ["S3_ENDPOINT"], region_name="us-east-1",
+                  aws_access_key_id=given["user"], aws_secret_access_key=given["password"],
+                  config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
+for op, bucket, key, size in given["ops"]:
+    if op == "delete":
+        s3.delete_object(Bucket=bucket, Key=key)
+        continue
+    block = hashlib.sha256(key.encode()).digest() * 2048
+    body = (block * (size // len(block) + 1))[:size]
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+print("done", len(given["ops"]))
+"""
+SEEDED = [("put", "telemetry-archive", f"2026/11/2{i % 7}/part-{i:03d}.jsonl.gz", 37 * i * i) for i in range(1, 25)] + [
+    ("put", "open-data", "parking/occupancy.csv", 0),
+    ("put", "open-data", "lights/energy-2026-11.parquet", 6 * 1024 * 1024 + 5),  # multipart on the way over
+    ("put", "backups", "manual/dev-before-move.sql.gz", 300_000),
+]
+"""27 objects of mixed sizes, an empty one and one of 6 MiB among them, in the three buckets."""
+
+
+def _write_objects(tools, ops: list[tuple[str, str, str, int]]) -> None:
+    side = compare.side_of(ENVIRONMENT, SOURCE, NAMESPACE)
+    pod, container = side.running_pod(compare.reader_selector(ENVIRONMENT))
+    root = f"{ENVIRONMENT}-object-storage-root"
+    given = {"user": side.secret_value(root, "MINIO_ROOT_USER"),
+             "password": side.secret_value(root, "MINIO_ROOT_PASSWORD"), "ops": ops}  # fmt: skip
+    said = side.kubectl("exec", "-i", pod, "-c", container, "--", "python3.11", "-c", OBJECTS_PY,
+                        input=json.dumps(given) + "\n", timeout=600)  # fmt: skip
+    assert said.strip() == f"done {len(ops)}", said
+
+
+def _objects(cluster: str) -> Snapshot:
+    """compare's object fingerprints (sha256 each) of one side: Düsseldorf's through its
+    telemetry-ingest Pod, Monaco's through the bucket mirror's reader."""
+    side = compare.side_of(ENVIRONMENT, cluster, NAMESPACE)
+    reader = None if cluster == SOURCE else (move_driver.MIRROR_READER[0].format(environment=ENVIRONMENT), "reader")
+    return compare.read_objects(side, reader)
 
 
 def _until(what: str, fetch, expected: str, seconds: float = 180.0) -> float:
@@ -237,6 +283,7 @@ def dev_on_dusseldorf(tmp_path, tools, clusters) -> Iterator[PlatformProject]:
         project.init_stack(ENVIRONMENT)
         project.pulumi("up", "--yes", "--skip-preview", "--stack", ENVIRONMENT, timeout=2400)
         _psql(tools, SOURCE, "telemetry", _readings(1, 300))
+        _write_objects(tools, SEEDED)
         yield project
     finally:
         project.destroy(ENVIRONMENT)
@@ -281,6 +328,12 @@ def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_d
     verified = json.loads(report.read_text())
     assert verified["equal"] is True and verified["differences"] == [], verified
     assert verified["fingerprints"]["source"]["tables"]["telemetry.public.readings"].startswith("rows=300 ")
+    # The bucket mirror copied every object: the same sha256 on Monaco, each bucket's count too.
+    objects = verified["fingerprints"]["target"]["objects"]
+    assert {f"{bucket}/{key}" for _, bucket, key, _ in SEEDED} <= set(objects), sorted(objects)
+    assert objects["open-data/lights/energy-2026-11.parquet"].startswith(f"size={6 * 1024 * 1024 + 5} sha256=")
+    assert {"backups", "open-data", "telemetry-archive"} <= set(verified["fingerprints"]["target"]["buckets"])
+    assert verified["fingerprints"]["source"]["objects"] == objects
     move = project.outputs(ENVIRONMENT)["move"]
     assert (move["to"], move["phase"], move["replication_sources"]) == (TARGET, "replicate", [f"{LINK_ADDRESS}/32"])
 
@@ -300,6 +353,13 @@ def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_d
     services = tools.kubectl_json(SOURCE, "-n", NAMESPACE, "get", "service")["items"]
     balanced = {s["metadata"]["name"]: s for s in services if s["spec"]["type"] == "LoadBalancer"}
     published = balanced.pop(f"{ENVIRONMENT}-database-published")
+    storage = balanced.pop(f"{ENVIRONMENT}-object-storage-published")
+    storage_address = storage["status"]["loadBalancer"]["ingress"][0]["ip"]
+    # MinIO's published address: the link reaches it, the host beside the node does not.
+    said = _probe(storage_address, 9000, site_link.WAN_NETNS)
+    assert said == "connected", f"the link address did not reach MinIO at {storage_address}:9000: {said}"
+    said = _probe(storage_address, 9000)
+    assert said.startswith(NOT_REACHED), f"MinIO's published address {storage_address} is open to the host: {said}"
     node_port = published["spec"]["ports"][0].get("nodePort")
     assert isinstance(node_port, int), published["spec"]
     address = published["status"]["loadBalancer"]["ingress"][0]["ip"]
@@ -334,6 +394,32 @@ def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_d
     assert differences(source, target, ("tables", "chunks")) == []
     assert source.sections["tables"]["telemetry.public.readings"].startswith("rows=300 ")
     assert len(source.sections["chunks"]) >= 3, "three days of readings: a chunk per day, each compared"
+
+    # --- objects written on Düsseldorf afterwards arrive, overwritten and removed alike --------
+    changes = [
+        ("put", "telemetry-archive", "2026/11/29/part-late.jsonl.gz", 70_000),
+        ("put", "open-data", "parking/occupancy.csv", 4_321),  # was empty
+        ("delete", "telemetry-archive", "2026/11/21/part-001.jsonl.gz", 0),
+    ]
+    began = time.monotonic()
+    _write_objects(tools, changes)
+    while True:
+        source_objects, target_objects = _objects(SOURCE), _objects(TARGET)
+        found = differences(source_objects, target_objects, compare.OBJECT_SECTIONS)
+        if not found:
+            break
+        if time.monotonic() - began > 180:
+            mirror = f"deployment/{ENVIRONMENT}-object-storage-mirror"
+            logs = tools.run("kubectl", "--context", TARGET, "-n", NAMESPACE, "logs", "--tail", "60", mirror,
+                             "-c", "mirror", check=False)  # fmt: skip
+            said = logs.stdout + logs.stderr
+            raise AssertionError(f"the mirror did not follow within 180 s: {found}\nits log:\n{said}")
+        time.sleep(2)
+    print(f"3 object changes on {SOURCE} mirrored to {TARGET} within {time.monotonic() - began:.0f} s")
+    listed = source_objects.sections["objects"]
+    assert listed["open-data/parking/occupancy.csv"].startswith("size=4321 ")
+    assert "telemetry-archive/2026/11/29/part-late.jsonl.gz" in listed
+    assert "telemetry-archive/2026/11/21/part-001.jsonl.gz" not in target_objects.sections["objects"]
 
     # --- rows written on Düsseldorf afterwards arrive ---------------------------------------
     _psql(tools, SOURCE, "telemetry", _readings(301, 50))

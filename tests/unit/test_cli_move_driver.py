@@ -10,6 +10,7 @@ The real thing, while replicate streams between the local clusters: tests/integr
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import shutil
@@ -61,13 +62,44 @@ def lagging(*lags: float | None, address: str = LINK) -> list[dict[str, Any]]:
     return [{**PRIMARY_STATUS, "replication": [{**row, "client_address": address, "lag_bytes": lag}]} for lag in lags]
 
 
+OBJECTS = {"backups/2026-11-29.dump.gz": (3000, "ab" * 32), "open-data/readme.txt": (12, "cd" * 32)}
+"""Each object's size and sha256, as the object reader fingerprints them."""
+READERS = {
+    # The source's reader API's Pod; the target's bucket mirror's `reader` container.
+    "app.kubernetes.io/instance=dev-telemetry-ingest,app.kubernetes.io/component=telemetry-ingest": (
+        "dev-telemetry-ingest-5d8f",
+        "telemetry-ingest",
+    ),
+    "app.kubernetes.io/instance=dev-object-storage,app.kubernetes.io/component=mirror": (
+        "dev-object-storage-mirror-7c9b",
+        "reader",
+    ),
+}
+ROOT = {"MINIO_ROOT_USER": "root", "MINIO_ROOT_PASSWORD": "root-secret"}
+
+
 @dataclass
 class Site(Cluster):
-    """A fake cluster whose status changes per poll and whose database compare reads."""
+    """A fake cluster whose status changes per poll and whose database and objects compare reads."""
 
     statuses: list[dict[str, Any]] = field(default_factory=list)
     tables: list[str] = field(default_factory=lambda: list(TABLES))
     reads: int = 0
+    objects: list[dict[str, tuple[int, str]]] = field(default_factory=lambda: [dict(OBJECTS)])
+    """What the object reader finds, one entry a read (the last repeated): a mirror catching up."""
+    object_reads: list[tuple[str, bool]] = field(default_factory=list)
+    """(pod, listing only) of each object read."""
+
+    def read_objects(self, pod: str, listing_only: bool) -> str:
+        found = self.objects[min(len(self.object_reads), len(self.objects) - 1)]
+        self.object_reads.append((pod, listing_only))
+        lines = [
+            f"SNCMP|objects|{key}|size={size}" + ("" if listing_only else f" sha256={digest}")
+            for key, (size, digest) in sorted(found.items())
+        ]
+        buckets = sorted({key.split("/")[0] for key in found})
+        lines += [f"SNCMP|buckets|{b}|objects={sum(k.startswith(b + '/') for k in found)}" for b in buckets]
+        return "\n".join([*lines, "SNCMP-DONE"]) + "\n"
 
 
 class Clusters(FakeKubectl):
@@ -75,6 +107,24 @@ class Clusters(FakeKubectl):
 
     def __call__(self, argv, env=None, input=None, capture_output=False, text=False, timeout=None, **_):
         site = self.clusters.get(argv[2]) if len(argv) > 2 else None
+        rest = list(argv[5:]) if argv[3:4] == ["-n"] else []
+        if site is not None and rest[:2] == ["get", "pods"] and rest[rest.index("-l") + 1] in READERS:
+            self.calls.append(SimpleNamespace(argv=list(argv), input=input))
+            pod, container = READERS[rest[rest.index("-l") + 1]]
+            item = {"metadata": {"name": pod}, "spec": {"containers": [{"name": container}]}}
+            return self._done(0, json.dumps({"items": [{**item, "status": {"phase": "Running"}}]}))
+        if site is not None and rest[:3] == ["get", "secret", "dev-object-storage-root"]:
+            self.calls.append(SimpleNamespace(argv=list(argv), input=input))
+            data = {key: base64.b64encode(value.encode()).decode() for key, value in ROOT.items()}
+            return self._done(0, json.dumps({"data": data}))
+        if site is not None and rest[:1] == ["exec"] and "python3.11" in rest:
+            self.calls.append(SimpleNamespace(argv=list(argv), input=input))
+            given = json.loads(input)
+            assert given["storage"] == {"user": "root", "password": "root-secret"}, "credentials on stdin"
+            assert given["topics"] == [], "the move reads objects only"
+            pod, container = rest[2], rest[4]
+            assert (pod, container) in READERS.values(), rest
+            return self._done(0, site.read_objects(pod, given.get("listing_only", False)))
         if "exec" in argv and input is not None and site is not None and not input.endswith(STATUS_SQL):
             self.calls.append(SimpleNamespace(argv=list(argv), input=input))
             assert input.startswith(f"{PASSWORD}\n"), "the password first on stdin, never an argument"
@@ -238,12 +288,35 @@ def test_replicate_previews_applies_waits_for_lag_0_verifies_and_says_the_next_s
         "  lag 0 bytes, last replay 12.5 s ago, about 0 s left at 500 bytes/s; walsender streaming, standby "
         "receiver streaming (6 of 1800 s)",
     ]
-    assert f"[3/4 wait] finished in 6 s: {TARGET} streams with lag 0 bytes after 6 s" in " ".join(lines)
+    # Then the bucket mirror: the target's buckets list the source's objects.
+    assert [line for line in lines if line.startswith("  objects:")] == [
+        "  objects: source 2, target 2, 0 to copy or remove (6 of 1800 s)"
+    ]
+    (finished,) = [line for line in lines if line.startswith("[3/4 wait] finished")]
+    assert finished.startswith(
+        f"[3/4 wait] finished in 6 s: {TARGET} streams with lag 0 bytes after 6 s; the bucket mirror holds "
+        "the source's 2 objects after 6 s (progress "
+    ), finished
     report_line = next(line for line in lines if line.startswith("  report "))
     report = json.loads(Path(report_line.removeprefix("  report ")).read_text())
     assert report["equal"] is True and report["differences"] == []
-    assert report["sections"] == ["tables", "chunks", "devices"]
+    assert report["sections"] == ["tables", "chunks", "devices", "objects", "buckets"]
     assert report["fingerprints"]["source"] == report["fingerprints"]["target"]
+    assert report["fingerprints"]["source"]["objects"] == {
+        "backups/2026-11-29.dump.gz": f"size=3000 sha256={'ab' * 32}",
+        "open-data/readme.txt": f"size=12 sha256={'cd' * 32}",
+    }
+    assert report["fingerprints"]["source"]["buckets"] == {"backups": "objects=1", "open-data": "objects=1"}
+    # Listed once each in the wait, hashed once each in the verification: the source through its
+    # telemetry-ingest Pod, the target through the bucket mirror's reader.
+    assert fake.clusters[SOURCE].object_reads == [
+        ("dev-telemetry-ingest-5d8f", True),
+        ("dev-telemetry-ingest-5d8f", False),
+    ]
+    assert fake.clusters[TARGET].object_reads == [
+        ("dev-object-storage-mirror-7c9b", True),
+        ("dev-object-storage-mirror-7c9b", False),
+    ]
     assert report["fingerprints"]["source"]["tables"] == {"telemetry.public.readings": "rows=300 sum=123456"}
     assert report["fingerprints"]["source"]["devices"] == {"traffic-001": "0cc175b9c0f1b6a831c399e269772661"}
     assert lines[-1] == (
@@ -446,3 +519,43 @@ def test_the_progress_file_is_replaced_atomically(project, saved, monkeypatch):
     assert [p.name for p in path.parent.iterdir()] == ["dev.json"], "no temporary file left"
     assert saved.keeps(TARGET, "replicate", 8) and not saved.keeps(TARGET, "replicate", 9)
     assert not saved.keeps(TARGET, "cutover", 8) and not saved.keeps(SOURCE, "replicate", 8)
+
+
+def test_the_wait_goes_on_until_the_bucket_mirror_lists_the_sources_objects(moving, stack, monkeypatch, caplog, capsys):
+    first = {"backups/2026-11-29.dump.gz": OBJECTS["backups/2026-11-29.dump.gz"]}
+    half = {**first, "backups/old.dump.gz": (10, "ef" * 32)}  # one still to copy, one to remove
+    fake = two_sites(objects=[{}, half, dict(OBJECTS)])
+    code, out, errors = drive(monkeypatch, caplog, capsys, fake, "--yes")
+    assert code == exit_codes.OK, errors
+    assert [line for line in out.splitlines() if line.startswith("  objects:")] == [
+        "  objects: source 2, target 0, 2 to copy or remove (0 of 1800 s)",
+        "  objects: source 2, target 2, 2 to copy or remove (2 of 1800 s)",
+        "  objects: source 2, target 2, 0 to copy or remove (4 of 1800 s)",
+    ]
+    assert "the bucket mirror holds the source's 2 objects after 4 s" in out
+    assert audit_lines(moving)[-2:] == [("verify", "started"), ("verify", "finished")]
+
+
+def test_a_mirror_that_does_not_catch_up_times_out_naming_its_log(moving, stack, monkeypatch, caplog, capsys):
+    fake = two_sites(objects=[{}])
+    code, out, errors = drive(monkeypatch, caplog, capsys, fake, "--yes", "--timeout", "4")
+    assert code == exit_codes.TIMED_OUT
+    assert (
+        f"the bucket mirror on {TARGET} did not catch up within --timeout 4 s (last: objects: source 2, "
+        "target 0, 2 to copy or remove); its log: `kubectl --context monaco-onprem -n smartnation-unit-dev "
+        "logs deployment/dev-object-storage-mirror -c mirror`"
+    ) in errors
+    assert audit_lines(moving)[-2:] == [("wait", "started"), ("wait", "failed")]
+    assert "[4/4 verify]" not in out
+
+
+def test_an_object_whose_content_differs_fails_the_verification(moving, stack, monkeypatch, caplog, capsys):
+    # Same names and sizes (the wait's listing passes), another sha256: only the hashes show it.
+    changed = {**OBJECTS, "open-data/readme.txt": (12, "00" * 32)}
+    report = moving / "verify.json"
+    fake = two_sites(objects=[changed])
+    code, out, errors = drive(monkeypatch, caplog, capsys, fake, "--yes", "--report", str(report))
+    assert code == exit_codes.FAILED
+    written = json.loads(report.read_text())
+    assert [(d["section"], d["key"]) for d in written["differences"]] == [("objects", "open-data/readme.txt")]
+    assert "objects  source     2  target     2  1 DIFFERENT" in out

@@ -28,7 +28,7 @@ import pytest
 
 from smartnation.cli import mock_program
 from smartnation.program import naming
-from smartnation.program.components import database, object_storage, pods
+from smartnation.program.components import database, object_storage, pods, stateful
 from smartnation.program.daemon_config import postgres
 from smartnation.program.daemon_config.superuser_password import set_password_script
 from smartnation.program.placement import Placement
@@ -193,7 +193,7 @@ def test_the_replicas_stream_over_verify_full_tls_without_a_password_on_disk() -
     ],
 )
 def test_the_published_address_is_the_first_ip_or_hostname_or_pending(status: Any, address: str) -> None:
-    assert database._load_balancer_address(status) == address
+    assert stateful.load_balancer_address(status) == address
 
 
 # --- the setup Job's pg_hba reload --------------------------------------------------------------

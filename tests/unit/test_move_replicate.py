@@ -28,7 +28,7 @@ LINK_ADDRESS = "10.213.0.253/32"
 """Where Monaco's connections reach Düsseldorf over the site link (site 0 in the profiles' order)."""
 CHANGED_IN_PLACE = {
     # pg_hba.conf with the standby's line; the init ConfigMap's reload script that expects it;
-    # the quota for the second LoadBalancer. All updated in place (mutable ConfigMaps).
+    # the quota for the published database's and MinIO's LoadBalancers. All updated in place.
     f"{HOME}-database-config",
     f"{HOME}-database-init",
     f"{HOME}-guardrails-quota",
@@ -67,7 +67,13 @@ def test_the_source_keeps_every_object_and_changes_three_in_place(both) -> None:
     # Not replaced: the same Kubernetes name (a Job's or StatefulSet's would be a replacement).
     for name in changed:
         assert old[name].plain["metadata"]["name"] == new[name].plain["metadata"]["name"]
-    assert sorted(new[name].kind for name in set(new) - set(old)) == ["NetworkPolicy", "Service"]
+    added = {name: new[name].kind for name in set(new) - set(old)}
+    assert added == {
+        f"{HOME}-database-published": "Service",
+        f"{HOME}-object-storage-published": "Service",
+        f"{HOME}-guardrails-move-replication-source": "NetworkPolicy",
+        f"{HOME}-guardrails-move-mirror-source": "NetworkPolicy",
+    }
 
 
 def test_the_source_publishes_its_primary_to_the_link_address_for_replication_only(both) -> None:
@@ -89,15 +95,40 @@ def test_the_source_publishes_its_primary_to_the_link_address_for_replication_on
     first_reject = next(i for i, row in enumerate(rows) if row[-1] == "reject")
     assert rows.index(lines[0]) < first_reject, "after a reject line it would never match"
     quota = source[f"{HOME}-guardrails-quota"].plain["spec"]["hard"]
-    assert quota["services.loadbalancers"] == "2"
+    assert quota["services.loadbalancers"] == "3", "the broker's, the database's and MinIO's"
+
+
+def test_the_source_publishes_its_object_storage_to_the_link_address_alone(both) -> None:
+    _, during = both
+    source = _on(during, HOME)
+    service = source[f"{HOME}-object-storage-published"].plain
+    assert service["metadata"]["name"] == "dev-object-storage-published"
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["loadBalancerSourceRanges"] == [LINK_ADDRESS]
+    assert service["spec"]["externalTrafficPolicy"] == "Local", "the NetworkPolicy must see the link address"
+    assert service["spec"]["selector"] == {
+        "app.kubernetes.io/name": "object-storage",
+        "app.kubernetes.io/instance": "dev-object-storage",
+        "app.kubernetes.io/component": "server",
+    }
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(9000, "s3")]
+    policy = source[f"{HOME}-guardrails-move-mirror-source"].plain["spec"]
+    assert policy["podSelector"]["matchLabels"] == service["spec"]["selector"]
+    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["ingress"] == [
+        {"from": [{"ipBlock": {"cidr": LINK_ADDRESS}}], "ports": [{"protocol": "TCP", "port": 9000}]}
+    ]
 
 
 def test_the_new_site_holds_a_hot_standby_of_the_source_and_nothing_that_writes(both) -> None:
     _, during = both
     target = _on(during, OTHER)
     kinds = sorted({r.type.split(":")[-1] for r in target.values()})
-    assert "Job" not in kinds and "CronJob" not in kinds, "a standby converges nothing and dumps nothing"
-    assert "Deployment" not in kinds and "Release" not in kinds
+    # MinIO's own setup (buckets, users) runs; the database's setup and backup do not: a standby
+    # converges nothing and dumps nothing.
+    assert [name for name, r in target.items() if r.kind == "Job"] == [f"{OTHER}-object-storage-setup-job"]
+    assert "CronJob" not in kinds and "Release" not in kinds
+    assert [name for name, r in target.items() if r.kind == "Deployment"] == [f"{OTHER}-object-storage-mirror"]
     primary = target[f"{OTHER}-database-primary-server"].plain["spec"]["template"]["spec"]
     source_host = f"dev-database-primary.{pulumi.get_project()}-dev.svc.cluster.local"
     server = next(c for c in primary["containers"] if c["name"] == "postgres")
@@ -114,6 +145,56 @@ def test_the_new_site_holds_a_hot_standby_of_the_source_and_nothing_that_writes(
     assert egress[0]["ports"] == [{"protocol": "TCP", "port": 5432}]
     assert during.outputs["move"][0]["to"] == OTHER and during.outputs["move"][0]["phase"] == "replicate"
     assert during.outputs["cluster"][0] == HOME
+
+
+def test_the_new_site_mirrors_every_bucket_of_the_sources_published_object_storage(both) -> None:
+    _, during = both
+    target = _on(during, OTHER)
+    deployment = target[f"{OTHER}-object-storage-mirror"].plain
+    assert deployment["metadata"]["name"] == "dev-object-storage-mirror"
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    source_host = f"dev-object-storage.{pulumi.get_project()}-dev.svc.cluster.local"
+    assert [alias["hostnames"] for alias in pod["hostAliases"]] == [[source_host]]
+    mirror, reader = pod["containers"]
+    env = {e["name"]: e.get("value") for e in mirror["env"]}
+    assert env["SOURCE_ENDPOINT"] == f"https://{source_host}:9000"
+    assert env["TARGET_ENDPOINT"] == f"https://dev-object-storage.{pulumi.get_project()}-dev.svc:9000"
+    assert env["SSL_CERT_DIR"] == "/etc/smartnation/mirror-cas"
+    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in mirror["env"] if "valueFrom" in e}
+    assert secrets == {"MINIO_ROOT_USER": "dev-object-storage-root", "MINIO_ROOT_PASSWORD": "dev-object-storage-root"}
+    script = mirror["command"][-1]
+    assert "    mc mirror --overwrite --remove --retry source/ target/ & wait $! \\" in script.splitlines()
+    assert env["MIRROR_INTERVAL"] == "5"
+    assert mirror["image"].startswith("registry.smartnation.mc/mirror/mc@sha256:"), "Monaco's registry, by digest"
+    cas = next(v for v in pod["volumes"] if v["name"] == "cas")["projected"]["sources"]
+    assert [(s["secret"]["name"], s["secret"]["items"]) for s in cas] == [
+        ("dev-object-storage-source-ca", [{"key": "ca.crt", "path": "source.crt"}]),
+        ("dev-object-storage-tls", [{"key": "ca.crt", "path": "site.crt"}]),
+    ]
+    assert target[f"{OTHER}-object-storage-source-ca"].plain["stringData"]["ca.crt"].startswith("-----BEGIN")
+    # The verification's object reader: a city API's image from Monaco's registry, its own MinIO.
+    assert reader["name"] == "reader" and "/telemetry-ingest@sha256:" in reader["image"]
+    assert reader["image"].split("/")[0] == mirror["image"].split("/")[0]
+    reader_env = {e["name"]: e.get("value") for e in reader["env"]}
+    assert reader_env["S3_ENDPOINT"] == env["TARGET_ENDPOINT"]
+    assert reader_env["AWS_CA_BUNDLE"] == "/etc/smartnation/mirror-cas/site.crt"
+    assert reader["securityContext"]["runAsUser"] == 10001
+    # The mirror reaches the source's published MinIO and its own, nothing else; its own MinIO admits it.
+    mirror_labels = {
+        "app.kubernetes.io/name": "object-storage",
+        "app.kubernetes.io/instance": "dev-object-storage",
+        "app.kubernetes.io/component": "mirror",
+    }
+    flows = target[f"{OTHER}-guardrails-move-mirror-target"].plain["spec"]
+    assert flows["podSelector"]["matchLabels"] == mirror_labels == deployment["spec"]["selector"]["matchLabels"]
+    assert [rule["ports"] for rule in flows["egress"]] == [[{"protocol": "TCP", "port": 9000}]] * 2
+    assert flows["egress"][1]["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "server"
+    admitted = target[f"{OTHER}-guardrails-move-mirror-object-storage"].plain["spec"]
+    assert admitted["ingress"] == [
+        {"from": [{"podSelector": {"matchLabels": mirror_labels}}], "ports": [{"protocol": "TCP", "port": 9000}]}
+    ]
+    assert during.outputs["move"][0]["object_storage_address"] is not None
 
 
 def test_the_replication_line_goes_before_the_rejects_and_nothing_without_sources() -> None:

@@ -54,6 +54,12 @@ PRIMARY_SELECTOR = {
     "app.kubernetes.io/instance": "dev-database",
     "app.kubernetes.io/component": "primary",
 }
+PUBLISHED_STORAGE = "dev-object-storage-published"
+STORAGE_SELECTOR = {
+    "app.kubernetes.io/name": "object-storage",
+    "app.kubernetes.io/instance": "dev-object-storage",
+    "app.kubernetes.io/component": "server",
+}
 SERVICE = "kubernetes:core/v1:Service"
 MANDATORY = {p.name for p in rules.POLICIES if p.enforcement_level == EnforcementLevel.MANDATORY}
 
@@ -63,8 +69,7 @@ def moving(environment: str = "dev", **overrides: Any) -> dict[str, Any]:
     move = move_for(
         TARGET,
         phase="replicate",
-        published_service=PUBLISHED,
-        published_selector=PRIMARY_SELECTOR,
+        published=[(PUBLISHED, PRIMARY_SELECTOR, 5432), (PUBLISHED_STORAGE, STORAGE_SELECTOR, 9000)],
         source_ranges=[LINK],
     )
     countries = overrides.pop("production_countries", ("DE", "MC"))
@@ -213,6 +218,42 @@ def test_the_moves_published_database_service_is_admitted_on_the_source():
     assert check(rules.no_public_data_services_validator, on(None, SERVICE, published(), moving())) == []
 
 
+def published_storage(**changes: Any) -> dict[str, Any]:
+    """The published MinIO Service as the program builds it (components/object_storage.py), changed."""
+    spec: dict[str, Any] = {
+        "type": "LoadBalancer",
+        "externalTrafficPolicy": "Local",
+        "loadBalancerSourceRanges": [LINK],
+        "selector": dict(STORAGE_SELECTOR),
+        "ports": [{"name": "s3", "port": 9000.0, "targetPort": "s3", "protocol": "TCP"}],
+    }
+    spec.update(changes)
+    return {"metadata": {"name": PUBLISHED_STORAGE, "namespace": "smartnation-dev"}, "spec": spec}
+
+
+def test_the_moves_published_object_storage_is_admitted_on_its_one_port_alone():
+    assert (
+        check(rules.no_public_data_services_validator, on(SOURCE.context, SERVICE, published_storage(), moving())) == []
+    )
+    for props, why in (
+        (
+            published_storage(ports=[{"port": 9000.0, "targetPort": "s3"}, {"port": 9001.0, "targetPort": "console"}]),
+            "its ports are [9000.0, 9001.0], not object storage (S3)'s 9000 alone",
+        ),
+        (published_storage(ports=[{"port": 5432.0, "targetPort": "s3"}]), "not object storage (S3)'s 9000 alone"),
+        # Each name with its own selector: MinIO's Service may not select the database primary.
+        (published_storage(selector=dict(PRIMARY_SELECTOR)), f"not {STORAGE_SELECTOR}"),
+    ):
+        violations = check(rules.no_public_data_services_validator, on(SOURCE.context, SERVICE, props, moving()))
+        assert len(violations) == 1, violations
+        assert f"and '{PUBLISHED_STORAGE}' breaks that: " in violations.messages[0]
+        assert why in violations.messages[0], violations.messages[0]
+    # The database's Service under MinIO's selector and port is not the database's as declared.
+    swapped = published(selector=dict(STORAGE_SELECTOR), ports=[{"port": 9000.0, "targetPort": "s3"}])
+    (message,) = check(rules.no_public_data_services_validator, on(SOURCE.context, SERVICE, swapped, moving())).messages
+    assert "not PostgreSQL's 5432 alone" in message and f"not {PRIMARY_SELECTOR}" in message
+
+
 def test_without_a_move_the_published_service_is_refused_with_the_rules_message():
     violations = check(rules.no_public_data_services_validator, on(SOURCE.context, SERVICE, published(), staying()))
     assert len(violations) == 1
@@ -267,7 +308,10 @@ def test_the_moves_service_not_as_the_move_declares_it_is_refused_saying_why(con
     assert len(violations) == 1, violations
     message = violations.messages[0]
     assert "exposes a data service outside the cluster" in message and "make it type ClusterIP" in message
-    assert f"During the move to '{TARGET.name}' only the published database Service '{PUBLISHED}'" in message
+    assert (
+        f"During the move to '{TARGET.name}' only the published Services '{PUBLISHED}', '{PUBLISHED_STORAGE}' "
+        f"as the move declares them are admitted, and '{PUBLISHED}' breaks that: "
+    ) in message
     assert why in message, message
 
 
@@ -301,11 +345,12 @@ def _with(path: str, value: Any) -> dict[str, Any]:
     node = config
     keys = path.split(".")
     for key in keys[:-1]:
-        node = node[key]
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    last: Any = int(keys[-1]) if isinstance(node, list) else keys[-1]
     if value is _DROP:
-        del node[keys[-1]]
+        del node[last]
     else:
-        node[keys[-1]] = value
+        node[last] = value
     return config
 
 
@@ -318,8 +363,21 @@ def _with(path: str, value: Any) -> dict[str, Any]:
         (_with("move.to.storage_classes", "ceph-block"), r"move\.to\.storage_classes: expected a non-empty list"),
         (_with("move.to.context", ""), r"move\.to\.context: expected a non-empty string"),
         (_with("move.to.context", SOURCE.context), r"move\.to: the move goes to cluster 'monaco-onprem'"),
-        (_with("move.published_service.selector", {}), r"move\.published_service\.selector: expected a non-empty"),
-        (_with("move.published_service.name", 5), r"move\.published_service\.name: expected a non-empty string"),
+        (
+            _with("move.published_services.0.selector", {}),
+            r"move\.published_services\[0\]\.selector: expected a non-empty",
+        ),
+        (
+            _with("move.published_services.1.name", 5),
+            r"move\.published_services\[1\]\.name: expected a non-empty string",
+        ),
+        (
+            _with("move.published_services.1.port", "9000"),
+            r"move\.published_services\[1\]\.port: expected a port number \(1-65535\), got '9000'",
+        ),
+        (_with("move.published_services.0.port", 0), r"move\.published_services\[0\]\.port: expected a port"),
+        (_with("move.published_services.0.port", True), r"move\.published_services\[0\]\.port: expected a port"),
+        (_with("move.published_services", []), r"move\.published_services: expected a non-empty list, got \[\]"),
         (_with("move.phase", _DROP), r"move: missing keys \['phase'\]"),
         (_with("move.to.registry", "x"), r"move\.to: unknown keys \['registry'\]"),
         (_with("move", ["monaco-onprem"]), r"move: expected a mapping"),
@@ -334,6 +392,10 @@ def _with(path: str, value: Any) -> dict[str, Any]:
         "same-context",
         "empty-selector",
         "name-not-a-string",
+        "port-not-a-number",
+        "port-zero",
+        "port-a-bool",
+        "no-published-services",
         "missing-phase",
         "unknown-key",
         "not-a-mapping",
@@ -392,9 +454,14 @@ def test_the_cli_writes_the_move_as_the_program_builds_it(replicating):
         "monaco-onprem",
     )
     service = next(r for r in replicating.resources if r.name == f"{SOURCE.name}-database-published")
-    assert service.plain["metadata"]["name"] == move.published_service
-    assert service.plain["spec"]["selector"] == dict(move.published_selector)
+    storage = next(r for r in replicating.resources if r.name == f"{SOURCE.name}-object-storage-published")
+    assert [(p.name, dict(p.selector), p.port) for p in move.published] == [
+        (service.plain["metadata"]["name"], service.plain["spec"]["selector"], 5432),
+        (storage.plain["metadata"]["name"], storage.plain["spec"]["selector"], 9000),
+    ]
+    assert [port["port"] for port in storage.plain["spec"]["ports"]] == [9000]
     assert service.plain["spec"]["loadBalancerSourceRanges"] == list(move.source_ranges) == [LINK]
+    assert storage.plain["spec"]["loadBalancerSourceRanges"] == [LINK]
     assert replicating.outputs["move"][0]["replication_sources"] == list(move.source_ranges)
 
 
@@ -504,10 +571,10 @@ def test_the_pack_process_judges_the_standby_by_its_providers_context(analyzer):
         ("move.phase", 5, r"move\.phase: expected a non-empty string"),
         ("move.to.cluster", "", r"move\.to\.cluster: expected a non-empty string"),
         ("move.to.allowed_registries", ["registry.mc", ""], r"move\.to\.allowed_registries: expected a non-empty list"),
-        ("move.published_service", "dev-database-published", r"move\.published_service: expected a mapping"),
-        ("move.published_service.selector", {"app": ""}, r"move\.published_service\.selector: expected a non-empty"),
-        ("move.published_service.selector", {"app": 5}, r"move\.published_service\.selector: expected a non-empty"),
-        ("move.published_service.selector", {"": "x"}, r"move\.published_service\.selector: expected a non-empty"),
+        ("move.published_services.0", "dev-database-published", r"move\.published_services\[0\]: expected a mapping"),
+        ("move.published_services.0.selector", {"app": ""}, r"move\.published_services\[0\]\.selector: expected a"),
+        ("move.published_services.0.selector", {"app": 5}, r"move\.published_services\[0\]\.selector: expected a"),
+        ("move.published_services.1.selector", {"": "x"}, r"move\.published_services\[1\]\.selector: expected a"),
     ],
     ids=[
         "context",
@@ -553,8 +620,8 @@ def test_every_way_the_moves_service_differs_is_said_in_one_sentence():
     props = published(type="NodePort", selector={"app": "x"})
     (message,) = check(rules.no_public_data_services_validator, on(SOURCE.context, SERVICE, props, moving())).messages
     assert message.endswith(
-        f"as the move declares it is admitted, and its type is NodePort, not LoadBalancer; "
-        f"its selector is {{'app': 'x'}}, not {dict(PRIMARY_SELECTOR)}."
+        f"as the move declares them are admitted, and '{PUBLISHED}' breaks that: its type is NodePort, "
+        f"not LoadBalancer; its selector is {{'app': 'x'}}, not {dict(PRIMARY_SELECTOR)}."
     ), message
 
 

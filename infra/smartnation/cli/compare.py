@@ -44,7 +44,7 @@ from smartnation.cli.compare_data import (
 )
 from smartnation.cli.restore import project_name
 from smartnation.paths import environments_dir
-from smartnation.program import naming
+from smartnation.program import move_replication, naming
 from smartnation.program.components.database import SUPERUSER
 from smartnation.settings import SettingsError, list_clusters, load_cluster_profile, load_settings
 from smartnation.settings.models import Settings
@@ -55,7 +55,7 @@ log = logging.getLogger("smartnation")
 
 DEVICE_REGISTRY = "device_registry"
 """The city API whose database holds the registered devices (its table ``devices``)."""
-READER_API = "telemetry-ingest"
+READER_API = move_replication.READER_API
 """The API whose Pod reads the object storage and the broker (it may reach both)."""
 
 
@@ -146,27 +146,55 @@ def read_database(side: Side, settings: Settings) -> Snapshot:
 
 def read_store_and_broker(side: Side, settings: Settings, settle: float, snapshot: Snapshot) -> None:
     """Adds one side's objects, buckets and retained messages to ``snapshot``."""
-    storage = naming.names(side.environment, naming.OBJECT_STORAGE)
-    root_secret = storage.child("root")
-    given = {
-        "storage": {
-            "user": side.secret_value(root_secret, "MINIO_ROOT_USER"),
-            "password": side.secret_value(root_secret, "MINIO_ROOT_PASSWORD"),
-        },
-        "topics": _reader_topics(settings),
-        "settle": settle,
-    }
-    reader, reader_container = side.running_pod(
-        f"app.kubernetes.io/instance={side.environment}-{READER_API},app.kubernetes.io/component={READER_API}"
-    )
+    given = {"storage": _root_credentials(side), "topics": _reader_topics(settings), "settle": settle}
+    reader = side.running_pod(reader_selector(side.environment))
     log.info("%s: reading the object storage and the broker's retained messages", side.where)
+    snapshot.add_lines(_run_reader(side, reader, given))
+
+
+def reader_selector(environment: str) -> str:
+    """The reader API's Pods."""
+    return f"app.kubernetes.io/instance={environment}-{READER_API},app.kubernetes.io/component={READER_API}"
+
+
+OBJECT_SECTIONS = ("objects", "buckets")
+"""What read_objects fills."""
+
+
+def read_objects(side: Side, reader: tuple[str, str] | None = None, *, listing_only: bool = False) -> Snapshot:
+    """One side's objects and buckets (no broker). ``reader``: (label selector, container) of the
+    Pod whose Python reads them, by default the reader API's (during a move the new site has none:
+    its bucket mirror's ``reader`` container, components/object_mirror.py). ``listing_only``: names
+    and sizes alone, nothing downloaded (a move's wait for its mirror)."""
+    snapshot = Snapshot(side.where)
+    if reader is None:
+        pod = side.running_pod(reader_selector(side.environment))
+    else:
+        pod = (side.running_pod(reader[0])[0], reader[1])
+    given = {"storage": _root_credentials(side), "topics": [], "listing_only": listing_only}
+    log.info("%s: reading the object storage%s", side.where, " (names and sizes)" if listing_only else "")
+    snapshot.add_lines(_run_reader(side, pod, given))
+    return snapshot
+
+
+def _root_credentials(side: Side) -> dict[str, str]:
+    root_secret = naming.names(side.environment, naming.OBJECT_STORAGE).child("root")
+    return {
+        "user": side.secret_value(root_secret, "MINIO_ROOT_USER"),
+        "password": side.secret_value(root_secret, "MINIO_ROOT_PASSWORD"),
+    }
+
+
+def _run_reader(side: Side, reader: tuple[str, str], given: dict) -> str:
+    """STORE_AND_BROKER_PY in ``reader`` (pod, container), ``given`` on stdin: its output lines."""
+    pod, container = reader
     out = side.kubectl(
-        "exec", "-i", reader, "-c", reader_container, "--", "python3.11", "-c", STORE_AND_BROKER_PY,
+        "exec", "-i", pod, "-c", container, "--", "python3.11", "-c", STORE_AND_BROKER_PY,
         input=json.dumps(given) + "\n", timeout=3600,
     )  # fmt: skip
     if f"{MARKER}-DONE" not in out:
-        raise CompareError(f"{side.where}: the reader in {reader} stopped early: {out.strip()[-600:]}")
-    snapshot.add_lines(out)
+        raise CompareError(f"{side.where}: the reader in {pod} stopped early: {out.strip()[-600:]}")
+    return out
 
 
 def _reader_topics(settings: Settings) -> list[str]:

@@ -62,7 +62,8 @@ SELECT '{MARKER}|devices|' || id || '|' || md5(t::text) FROM {{table}} AS t WHER
 
 # Run by a city API's Python (its image has boto3 and paho-mqtt) inside the environment's
 # namespace, whose NetworkPolicies let that API reach the object storage and the broker. Its
-# input (one JSON line on stdin) carries the object storage's credentials, never an argument.
+# input (one JSON line on stdin) carries the object storage's credentials, never an argument;
+# ``listing_only`` reads each object's name and size alone (a move's wait for its mirror).
 STORE_AND_BROKER_PY = f"""\
 import hashlib, json, os, sys, threading, time, uuid
 from urllib.parse import urlsplit
@@ -79,6 +80,10 @@ if given.get("storage"):
         count = 0
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for item in page.get("Contents", []):
+                if given.get("listing_only"):
+                    say("objects", bucket + "/" + item["Key"], "size=%d" % item["Size"])
+                    count += 1
+                    continue
                 digest = hashlib.sha256()
                 for chunk in s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].iter_chunks(1 << 20):
                     digest.update(chunk)

@@ -13,9 +13,12 @@ The steps of ``replicate`` (the only phase the program runs today):
    skipped by --yes, its exit codes);
 3. ``wait``: until the target's standby streams and the source's walsender to it (from the
    stack's `move.replication_sources`) shows 0 bytes of lag, read as `move --status` reads
-   (the same reader), with a progress line a poll; bounded by --timeout (exit 9, TIMED_OUT);
-4. ``verify``: compare's database reading (tables, chunks, devices) of both namespaces, a JSON
-   report with each side's fingerprints, exit 1 on any difference.
+   (the same reader), then until the target's buckets list the source's objects (names and
+   sizes: the bucket mirror caught up), with a progress line a poll; bounded by --timeout
+   (exit 9, TIMED_OUT);
+4. ``verify``: compare's database reading (tables, chunks, devices) and object reading (each
+   object's sha256, each bucket's count; on the target through the bucket mirror's reader) of
+   both namespaces, a JSON report with each side's fingerprints, exit 1 on any difference.
 
 The later phases slot into PHASE_STEPS and NEXT_STEP when the program runs them.
 """
@@ -46,6 +49,8 @@ from smartnation.cli.move_status import MoveStatus
 from smartnation.cli.policy import mandatory_rules, policy_args
 from smartnation.cli.restore import project_name
 from smartnation.paths import environments_dir, project_dir
+from smartnation.program import naming
+from smartnation.program.components import object_mirror
 from smartnation.settings import SettingsError, load_settings
 from smartnation.settings.models import Settings
 
@@ -208,7 +213,8 @@ def wait(run: Run) -> str:
         elapsed = now.at - began
         print(progress_line(now, before, elapsed, timeout), flush=True)
         if now.caught_up:
-            return f"{run.to} streams with lag 0 bytes after {elapsed:.0f} s"
+            streamed = f"{run.to} streams with lag 0 bytes after {elapsed:.0f} s"
+            return f"{streamed}; {wait_for_mirror(run, began)}"
         if elapsed + interval > timeout:
             raise StepFailed(
                 f"{run.to} did not catch up within --timeout {timeout:g} s (last: lag "
@@ -221,32 +227,85 @@ def wait(run: Run) -> str:
         time.sleep(interval)
 
 
+MIRROR_READER = (
+    f"app.kubernetes.io/instance={{environment}}-{naming.OBJECT_STORAGE},app.kubernetes.io/component={object_mirror.MIRROR}",
+    object_mirror.READER,
+)
+"""The target's object reader during a move: the bucket mirror's ``reader`` container (the new
+site runs no city API yet)."""
+
+
+def _object_sides(run: Run) -> tuple[compare.Side, compare.Side, tuple[str, str]]:
+    source = compare.side_of(run.environment, run.settings.cluster.name, run.namespace)
+    target = compare.side_of(run.environment, run.to, run.namespace)
+    return source, target, (MIRROR_READER[0].format(environment=run.environment), MIRROR_READER[1])
+
+
+def wait_for_mirror(run: Run, began: float) -> str:
+    """Until the target's buckets list the same objects (names and sizes) as the source's: the
+    bucket mirror has copied, overwritten and removed what it had to. One line a poll; bounded
+    by the same --timeout as the lag."""
+    timeout, interval = run.args.timeout, run.args.interval
+    while True:
+        try:
+            source, target, reader = _object_sides(run)
+            left = compare.read_objects(source, listing_only=True)
+            right = compare.read_objects(target, reader, listing_only=True)
+            found = differences(left, right, compare.OBJECT_SECTIONS)
+            state = (
+                f"objects: source {len(left.sections['objects'])}, target {len(right.sections['objects'])}, "
+                f"{sum(1 for d in found if d.section == 'objects')} to copy or remove"
+            )
+        except compare.CompareError as error:
+            found, state = [None], f"objects not read: {error}"
+        elapsed = time.monotonic() - began
+        print(f"  {state} ({elapsed:.0f} of {timeout:.0f} s)", flush=True)
+        if not found:
+            return f"the bucket mirror holds the source's {len(left.sections['objects'])} objects after {elapsed:.0f} s"
+        if elapsed + interval > timeout:
+            raise StepFailed(
+                f"the bucket mirror on {run.to} did not catch up within --timeout {timeout:g} s (last: {state}); "
+                f"its log: `kubectl --context {run.to} -n {run.namespace} logs deployment/"
+                f"{run.environment}-{naming.OBJECT_STORAGE}-{object_mirror.MIRROR} -c {object_mirror.MIRROR}`; "
+                f"run `smartnation move {run.environment} --to {run.to}` again to keep waiting",
+                exit_codes.TIMED_OUT,
+            )
+        time.sleep(interval)
+
+
+VERIFIED_SECTIONS = (*compare.DATABASE_SECTIONS, *compare.OBJECT_SECTIONS)
+"""What replicate carries and verify compares: the database and the objects."""
+
+
 def verify(run: Run) -> str:
     began = time.monotonic()
     try:
-        source = compare.side_of(run.environment, run.settings.cluster.name, run.namespace)
-        target = compare.side_of(run.environment, run.to, run.namespace)
+        source, target, reader = _object_sides(run)
         left = compare.read_database(source, run.settings)
         right = compare.read_database(target, run.settings)
+        for side, snapshot, by in ((source, left, None), (target, right, reader)):
+            objects = compare.read_objects(side, by)
+            for section in compare.OBJECT_SECTIONS:
+                snapshot.sections[section] = objects.sections[section]
     except compare.CompareError as error:
         raise StepFailed(f"verification could not read a side: {error}") from None
-    found = differences(left, right, compare.DATABASE_SECTIONS)
+    found = differences(left, right, VERIFIED_SECTIONS)
     took = time.monotonic() - began
     path = Path(run.args.report) if run.args.report else default_report(run)
     content = {
         **report(left, right, found),
         "environment": run.environment,
         "phase": run.phase,
-        "sections": list(compare.DATABASE_SECTIONS),
+        "sections": list(VERIFIED_SECTIONS),
         "fingerprints": {
-            "source": {s: left.sections[s] for s in compare.DATABASE_SECTIONS},
-            "target": {s: right.sections[s] for s in compare.DATABASE_SECTIONS},
+            "source": {s: left.sections[s] for s in VERIFIED_SECTIONS},
+            "target": {s: right.sections[s] for s in VERIFIED_SECTIONS},
         },
         "seconds": round(took, 1),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dump(content))
-    for section in compare.DATABASE_SECTIONS:
+    for section in VERIFIED_SECTIONS:
         count = sum(1 for d in found if d.section == section)
         print(f"  {section:8} source {len(left.sections[section]):5}  target {len(right.sections[section]):5}  "
               f"{'equal' if not count else f'{count} DIFFERENT'}")  # fmt: skip
@@ -255,7 +314,7 @@ def verify(run: Run) -> str:
     print(f"  report {path}", flush=True)
     if found:
         raise StepFailed(f"{source.where} and {target.where} differ in {len(found)} item(s); report {path}")
-    sections = ", ".join(compare.DATABASE_SECTIONS)
+    sections = ", ".join(VERIFIED_SECTIONS)
     return f"{source.where} and {target.where} hold the same data ({sections}) in {took:.0f} s; report {path}"
 
 

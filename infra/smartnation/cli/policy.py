@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from smartnation.paths import POLICY_PACK
-from smartnation.program import move_replication, naming
-from smartnation.program.components.database import PUBLISHED_SUFFIX
+from smartnation.program import move_replication
 from smartnation.settings import Settings, SettingsError, list_clusters, load_cluster_profile
 from smartnation_policy.residency import production_countries
 from smartnation_policy.target import TargetConfigError, move_for, policy_config_for
@@ -29,19 +28,18 @@ def mandatory_rules(output: str) -> list[str]:
 
 def move_config(settings: Settings) -> dict[str, Any] | None:
     """The pack's `move` section while the environment file declares a move (docs/move.md): the
-    cluster it moves to (its objects there are judged against that profile), and the one database
-    Service the program publishes to the link addresses, as the program derives both (the same
-    helpers: naming, database.PUBLISHED_SUFFIX, move_replication.arrival_addresses, which refuses a
-    move from a real cluster naming the environment file's `move`)."""
+    cluster it moves to (its objects there are judged against that profile), and the Services the
+    program publishes to the link addresses (the database primary, the object storage), as the
+    program derives both (the same helpers: move_replication.published_services and
+    arrival_addresses, which refuses a move from a real cluster naming the environment file's
+    `move`)."""
     if settings.move is None:
         return None
     to = load_cluster_profile(settings.move.to)
-    database = naming.names(settings.environment, naming.DATABASE)
     return move_for(
         to,
         phase=settings.move.phase,
-        published_service=database.child(PUBLISHED_SUFFIX),
-        published_selector=database.selector(naming.PRIMARY),
+        published=move_replication.published_services(settings.environment),
         source_ranges=move_replication.arrival_addresses(settings, settings.cluster, list_clusters()),
     )
 

@@ -13,7 +13,9 @@ from smartnation.program.components.broker import Broker, BrokerArgs
 from smartnation.program.components.city_apis import CityApis, CityApisArgs, Connections, chart_version
 from smartnation.program.components.database import Database, DatabaseArgs, StandbySource, tls_secret_name
 from smartnation.program.components.guardrails import Guardrails, GuardrailsArgs
+from smartnation.program.components.object_mirror import MirrorSource
 from smartnation.program.components.object_storage import ObjectStorage, ObjectStorageArgs
+from smartnation.program.components.object_storage import tls_secret_name as object_storage_tls_secret_name
 from smartnation.program.components.providers import cluster_providers
 from smartnation.program.placement import Placement
 from smartnation.program.preflight import check_non_negotiables
@@ -77,6 +79,7 @@ def deploy(
             settings.object_storage,
             release=releases["object_storage"],
             client_release=releases["object_storage_client"],
+            published_for_replication=replication_sources,
         ),
         opts,
     )
@@ -124,15 +127,16 @@ def deploy(
         "s3_endpoint": storage.s3_endpoint,
         "helm_releases": apis.helm_releases,
         "database_published_address": database.published_address,
+        "object_storage_published_address": storage.published_address,
     }
 
 
 def deploy_standby(
-    settings: Settings, cluster: ClusterProfile, provider: k8s.Provider, source: StandbySource
+    settings: Settings, cluster: ClusterProfile, provider: k8s.Provider, source: StandbySource, objects: MirrorSource
 ) -> dict[str, Any]:
-    """The replicate phase on the new site (docs/move.md): the namespace with its guardrails and
-    the database as a hot standby of ``source``. Nothing else yet: the object mirror, the broker
-    bridge and the read-only APIs are later steps of the move."""
+    """The replicate phase on the new site (docs/move.md): the namespace with its guardrails, the
+    database as a hot standby of ``source``, and the object storage with a mirror of ``objects``'
+    buckets. Nothing else yet: the broker bridge and the read-only APIs are later steps."""
     opts = pulumi.ResourceOptions(provider=provider)
     prefix = cluster.name
     site = Placement.of(settings.environment, cluster, protect_state=settings.guardrails.protect_state)
@@ -143,14 +147,27 @@ def deploy_standby(
             settings.guardrails,
             device_source_ranges=settings.broker.device_source_ranges,
             replicates_from=source.address,
+            mirrors_from=objects.address,
         ),
         opts,
     )
     releases = settings.releases.components
+    placement = site.inside(guardrails.namespace)
+    storage = ObjectStorage(
+        f"{prefix}-object-storage",
+        ObjectStorageArgs(
+            placement,
+            settings.object_storage,
+            release=releases["object_storage"],
+            client_release=releases["object_storage_client"],
+            mirror_of=objects,
+        ),
+        opts,
+    )
     Database(
         f"{prefix}-database",
         DatabaseArgs(
-            site.inside(guardrails.namespace),
+            placement,
             settings.database,
             release=releases["database"],
             backup_client_release=releases["object_storage_client"],
@@ -161,7 +178,27 @@ def deploy_standby(
         ),
         opts,
     )
-    return {"namespace": guardrails.namespace}
+    return {"namespace": guardrails.namespace, "s3_endpoint": storage.s3_endpoint}
+
+
+def mirror_source(
+    settings: Settings, source: ClusterProfile, target: ClusterProfile, address: pulumi.Input[str]
+) -> MirrorSource:
+    """The old site's MinIO for the new site's mirror: its name (as its certificate has it), its
+    published address, its CA (read from its Secret, move_replication.read_source_ca) and the
+    image, from the new site's registry, that the verification's object reader runs in (the
+    reader API's, move_replication.READER_API, when the environment runs that API)."""
+    storage = naming.names(settings.environment, naming.OBJECT_STORAGE)
+    ca = move_replication.read_source_ca(
+        source.context, naming.namespace(settings.environment), object_storage_tls_secret_name(settings.environment)
+    )
+    reader = move_replication.READER_API.replace("-", "_")  # the settings' key of that API
+    return MirrorSource(
+        storage.host(storage.name),
+        address,
+        ca,
+        reader_image=pods.image(target, settings.releases.components[reader]) if reader in settings.city_apis else None,
+    )
 
 
 def _move_target(settings: Settings) -> ClusterProfile | None:
@@ -219,13 +256,15 @@ def build(settings: Settings) -> dict[str, Any]:
             settings.cluster.context, naming.namespace(settings.environment), tls_secret_name(settings.environment)
         )
         source = StandbySource(database.host(database.child("primary")), deployed["database_published_address"], ca)
-        standby = deploy_standby(settings, target, providers[target.name], source)
+        objects = mirror_source(settings, settings.cluster, target, deployed["object_storage_published_address"])
+        standby = deploy_standby(settings, target, providers[target.name], source, objects)
         # The guard reads `to` and `phase` back (move_guard.Deployed); the rest is for the operator.
         move = {
             "to": target.name,
             "phase": settings.move.phase,
             "namespace": standby["namespace"],
             "database_address": deployed["database_published_address"],
+            "object_storage_address": deployed["object_storage_published_address"],
             "replication_sources": list(sources),
             "source_ca_sha256": move_replication.fingerprint(ca),
         }
@@ -250,4 +289,4 @@ def build(settings: Settings) -> dict[str, Any]:
     return outputs
 
 
-__all__ = ["build", "deploy", "deploy_standby", "preflight", "release_summary"]
+__all__ = ["build", "deploy", "deploy_standby", "mirror_source", "preflight", "release_summary"]

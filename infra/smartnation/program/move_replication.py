@@ -21,11 +21,31 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from smartnation.program import naming
+from smartnation.program.components import database, object_storage
 from smartnation.settings import SettingsError
 from smartnation.settings.models import ClusterProfile, Settings
 from smartnation.tooling.local_clusters.site_link import SiteEnd
+
+READER_API = "telemetry-ingest"
+"""The city API whose Pods read an environment's objects and retained messages for a comparison
+(its image has boto3 and paho-mqtt; the NetworkPolicies let it reach both): on the new site
+during a move, its image runs the bucket mirror's reader (components/object_mirror.py)."""
+
+
+def published_services(environment: str) -> tuple[tuple[str, Mapping[str, str], int], ...]:
+    """(name, pod selector, port) of each Service that publishes a data service of the old site
+    to the new site's link addresses alone during a move: the database primary (the standby's
+    clone and WAL stream) and the object storage (the bucket mirror). The components name their
+    Services so, and the policy pack admits these and no other (cli/policy.py)."""
+    db = naming.names(environment, naming.DATABASE)
+    storage = naming.names(environment, naming.OBJECT_STORAGE)
+    return (
+        (db.child(database.PUBLISHED_SUFFIX), db.selector(naming.PRIMARY), database.PORT),
+        (storage.child(object_storage.PUBLISHED_SUFFIX), storage.selector(naming.SERVER), object_storage.PORT),
+    )
 
 
 def arrival_addresses(settings: Settings, source: ClusterProfile, clusters: Sequence[str]) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 from smartnation.program import naming
 from smartnation.program.components import object_storage, pods
 from smartnation.program.components.certificates import certificate
-from smartnation.program.components.stateful import Children, secret_digest, sha256
+from smartnation.program.components.stateful import Children, load_balancer_address, secret_digest, sha256
 from smartnation.program.daemon_config import postgres
 from smartnation.program.daemon_config.superuser_password import set_password_script
 from smartnation.program.placement import Placement
@@ -221,16 +221,7 @@ def _published_primary(children: Children, args: DatabaseArgs) -> pulumi.Output[
         PORT,
         source_ranges=args.published_for_replication,
     )
-    return service.status.apply(_load_balancer_address)
-
-
-def _load_balancer_address(status: object) -> str:
-    ingress = getattr(getattr(status, "load_balancer", None), "ingress", None) or []
-    for entry in ingress:
-        address = getattr(entry, "ip", None) or getattr(entry, "hostname", None)
-        if address:
-            return address
-    return "pending"
+    return service.status.apply(load_balancer_address)
 
 
 def tls_secret_name(environment: str) -> str:

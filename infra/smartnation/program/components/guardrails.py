@@ -18,6 +18,7 @@ from smartnation.program.components import (
     child_options,
     city_apis,
     database,
+    object_mirror,
     object_storage,
     require_provider,
     stateful_options,
@@ -44,6 +45,9 @@ class GuardrailsArgs:
     replicates_from: pulumi.Input[str] | None = None
     """During a move, on the new site: the old site's published database address, the one place
     the standby may connect to."""
+    mirrors_from: pulumi.Input[str] | None = None
+    """During a move, on the new site: the old site's published object storage address, the one
+    place the bucket mirror may connect to besides its own site's MinIO."""
 
 
 def _peer(selector: dict[str, str]) -> dict[str, Any]:
@@ -162,20 +166,47 @@ def flows(environment: str, cluster: ClusterProfile, device_source_ranges: tuple
 
 
 def move_flows(
-    environment: str, replication_sources: tuple[str, ...], replicates_from: pulumi.Input[str] | None
+    environment: str,
+    replication_sources: tuple[str, ...],
+    replicates_from: pulumi.Input[str] | None,
+    mirrors_from: pulumi.Input[str] | None = None,
 ) -> dict[str, dict]:
     """The flows a move adds (docs/move.md), one policy each, beside the others (policies add up):
-    on the old site, the other site's standby -> the primary's port, from its link address only;
-    on the new site, the standby (its primary) -> the old site's published database address."""
+    on the old site, the other site's standby -> the primary's port and its bucket mirror ->
+    MinIO's, from its link address only; on the new site, the standby (its primary) -> the old
+    site's published database address, the mirror -> the old site's published MinIO address and
+    its own site's MinIO."""
     primary = naming.names(environment, naming.DATABASE).selector(naming.PRIMARY)
+    storage_names = naming.names(environment, naming.OBJECT_STORAGE)
+    storage, mirror = storage_names.selector(naming.SERVER), storage_names.selector(object_mirror.MIRROR)
     added: dict[str, dict] = {}
     if replication_sources:
+        links = [{"ip_block": {"cidr": cidr}} for cidr in replication_sources]
         added["move-replication-source"] = {
             "pod_selector": {"match_labels": primary},
             "policy_types": ["Ingress"],
-            "ingress": [
-                {"from": [{"ip_block": {"cidr": cidr}} for cidr in replication_sources], "ports": _ports(database.PORT)}
+            "ingress": [{"from": links, "ports": _ports(database.PORT)}],
+        }
+        added["move-mirror-source"] = {
+            "pod_selector": {"match_labels": storage},
+            "policy_types": ["Ingress"],
+            "ingress": [{"from": [dict(link) for link in links], "ports": _ports(object_storage.PORT)}],
+        }
+    if mirrors_from is not None:
+        cidr = pulumi.Output.from_input(mirrors_from).apply(lambda address: f"{address}/32")
+        added["move-mirror-target"] = {
+            "pod_selector": {"match_labels": mirror},
+            "policy_types": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": [
+                {"to": [{"ip_block": {"cidr": cidr}}], "ports": _ports(object_storage.PORT)},
+                {"to": [_peer(storage)], "ports": _ports(object_storage.PORT)},
             ],
+        }
+        added["move-mirror-object-storage"] = {
+            "pod_selector": {"match_labels": storage},
+            "policy_types": ["Ingress"],
+            "ingress": [{"from": [_peer(mirror)], "ports": _ports(object_storage.PORT)}],
         }
     if replicates_from is not None:
         cidr = pulumi.Output.from_input(replicates_from).apply(lambda address: f"{address}/32")
@@ -211,7 +242,7 @@ class Guardrails(pulumi.ComponentResource):
             opts=child,
         )
         allowed = flows(environment, args.placement.cluster, args.device_source_ranges)
-        allowed.update(move_flows(environment, args.replication_sources, args.replicates_from))
+        allowed.update(move_flows(environment, args.replication_sources, args.replicates_from, args.mirrors_from))
         for suffix, spec in allowed.items():
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-{suffix}",
@@ -253,7 +284,8 @@ def _namespace(name: str, placement: Placement, child: pulumi.ResourceOptions) -
 def _quota_and_limits(name: str, args: GuardrailsArgs, metadata: dict, child: pulumi.ResourceOptions) -> None:
     """What the whole namespace may request, and the defaults and ceiling of one container."""
     environment, quota, limits = args.placement.environment, args.settings.quota, args.settings.limit_range
-    load_balancers = 2 if args.replication_sources else 1
+    # During a move the old site publishes its database and its MinIO to the new site too.
+    load_balancers = 3 if args.replication_sources else 1
     k8s.core.v1.ResourceQuota(
         f"{name}-quota",
         metadata={**metadata, "name": f"{environment}-quota"},
@@ -266,10 +298,10 @@ def _quota_and_limits(name: str, args: GuardrailsArgs, metadata: dict, child: pu
                 "requests.storage": quota.requests_storage,
                 "persistentvolumeclaims": str(quota.persistent_volume_claims),
                 "pods": str(quota.pods),
-                # Only the broker may have a LoadBalancer (and, during a move, the database
-                # published to the other site); APIs go through the Ingress.
+                # Only the broker may have a LoadBalancer (and, during a move, the database and
+                # the object storage published to the other site); APIs go through the Ingress.
                 "services.loadbalancers": str(load_balancers),
-                # The broker's one TLS port (and the published database's), where the load
+                # The broker's one TLS port (and the published database's and MinIO's), where the load
                 # balancer needs node ports.
                 "services.nodeports": str(load_balancers) if args.placement.cluster.load_balancer.node_ports else "0",
             }

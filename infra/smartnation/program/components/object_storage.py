@@ -10,9 +10,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from smartnation.program import naming
-from smartnation.program.components import pods
+from smartnation.program.components import object_mirror, pods
 from smartnation.program.components.certificates import certificate
-from smartnation.program.components.stateful import Children, secret_digest, sha256
+from smartnation.program.components.stateful import Children, load_balancer_address, secret_digest, sha256
 from smartnation.program.placement import Placement
 from smartnation.settings import stack_secrets
 from smartnation.settings.models import ComponentRelease, ObjectStorageSettings, StorageUser
@@ -51,6 +51,12 @@ class ObjectStorageArgs:
     """MinIO server image."""
     client_release: ComponentRelease
     """MinIO client (mc) image for the setup Job."""
+    published_for_replication: tuple[str, ...] = ()
+    """During a move, on the old site: CIDRs the new site's bucket mirror connects from. MinIO
+    is published on a LoadBalancer address for them alone (docs/move.md)."""
+    mirror_of: object_mirror.MirrorSource | None = None
+    """During a move, on the new site: the old site's published MinIO, which a Deployment beside
+    this one mirrors bucket by bucket (``mc mirror --watch``)."""
 
 
 def policy_document(user: StorageUser) -> str:
@@ -174,6 +180,9 @@ class ObjectStorage(pulumi.ComponentResource):
     """In-cluster S3 endpoint URL."""
     user_secret_names: pulumi.Output[dict[str, str]]
     """Storage user -> Secret with its AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."""
+    published_address: pulumi.Output[str]
+    """The address MinIO is published on for another site's mirror (its LoadBalancer Service's),
+    or empty when it is not published (``published_for_replication``)."""
 
     def __init__(self, name: str, args: ObjectStorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("smartnation:object_storage:ObjectStorage", name, None, opts)
@@ -183,10 +192,51 @@ class ObjectStorage(pulumi.ComponentResource):
         tls = _certificate(children)
         server = _server(children, args, root.metadata.name, tls)
         _setup(children, args, root.metadata.name, users, s3_endpoint, after=server)
+        if args.mirror_of is not None:
+            object_mirror.mirror(
+                children,
+                args.mirror_of,
+                port=PORT,
+                root=children.names.child("root"),
+                client_image=pods.image(args.placement.cluster, args.client_release),
+                target_endpoint=short_endpoint(children.names),
+                after=server,
+            )
+        published = None
+        if args.published_for_replication:
+            # Local keeps the mirror's source address, which the NetworkPolicy matches.
+            service = children.load_balancer_service(
+                PUBLISHED_SUFFIX,
+                children.names.child(PUBLISHED_SUFFIX),
+                naming.SERVER,
+                "s3",
+                PORT,
+                source_ranges=args.published_for_replication,
+            )
+            published = service.status.apply(load_balancer_address)
 
         self.s3_endpoint = pulumi.Output.from_input(s3_endpoint)
         self.user_secret_names = pulumi.Output.from_input({user: secret for user, (secret, _) in users.items()})
-        self.register_outputs({"s3_endpoint": self.s3_endpoint, "user_secret_names": self.user_secret_names})
+        self.published_address = published if published is not None else pulumi.Output.from_input("")
+        self.register_outputs(
+            {
+                "s3_endpoint": self.s3_endpoint,
+                "user_secret_names": self.user_secret_names,
+                "published_address": self.published_address,
+            }
+        )
+
+
+PUBLISHED_SUFFIX = "published"
+"""``<env>-object-storage-published``: MinIO's LoadBalancer Service during a move."""
+
+
+def short_endpoint(names: naming.Names) -> str:
+    """The S3 URL by the Service's ``<name>.<namespace>.svc`` name, which MinIO's certificate
+    carries too. The bucket mirror reaches its own site's MinIO by it: the full
+    ``...svc.cluster.local`` name is the old site's in the mirror's Pod (hostAliases), since both
+    sites' MinIO have that same name and the old one's certificate is issued for it."""
+    return f"https://{names.name}.{names.namespace}.svc:{PORT}"
 
 
 def _credentials(

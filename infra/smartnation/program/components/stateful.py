@@ -43,6 +43,17 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def load_balancer_address(status: object) -> str:
+    """The address a LoadBalancer Service's status gives (its first IP or host name), or
+    ``pending`` while the load balancer has none yet."""
+    ingress = getattr(getattr(status, "load_balancer", None), "ingress", None) or []
+    for entry in ingress:
+        address = getattr(entry, "ip", None) or getattr(entry, "hostname", None)
+        if address:
+            return address
+    return "pending"
+
+
 @dataclass(frozen=True)
 class Children:
     """The children of one component (see the module docstring)."""
