@@ -17,7 +17,7 @@ import pulumi
 import pytest
 
 from smartnation.program import naming
-from smartnation.program.components import broker
+from smartnation.program.components import broker, stateful
 from smartnation.program.components.stateful import sha256
 from smartnation.program.daemon_config.mosquitto import DeviceClass, render_acl_file, render_device_acl_file
 from smartnation.settings import load_settings
@@ -233,8 +233,8 @@ class _Status:
     ],
 )
 def test_the_load_balancer_address_is_its_first_ip_or_hostname(ingress: list[Any], address: str) -> None:
-    assert broker._lb_address(_Status(load_balancer=_Status(ingress=ingress))) == address
-    assert broker._lb_address(None) == "pending"
+    assert stateful.load_balancer_address(_Status(load_balancer=_Status(ingress=ingress))) == address
+    assert stateful.load_balancer_address(None) == "pending"
 
 
 def test_the_server_runs_n_independent_pods_that_keep_their_data(settings, built) -> None:

@@ -59,30 +59,11 @@ def deploy(
     prefix = cluster.name
     site = Placement.of(settings.environment, cluster, protect_state=settings.guardrails.protect_state)
 
-    guardrails = Guardrails(
-        f"{prefix}-guardrails",
-        GuardrailsArgs(
-            site,
-            settings.guardrails,
-            device_source_ranges=settings.broker.device_source_ranges,
-            replication_sources=replication_sources,
-        ),
-        opts,
-    )
+    guardrails = _guardrails(settings, prefix, site, opts, replication_sources=replication_sources)
     # Everything else goes into the namespace Guardrails made; its output makes them wait for it.
     placement = site.inside(guardrails.namespace)
 
-    storage = ObjectStorage(
-        f"{prefix}-object-storage",
-        ObjectStorageArgs(
-            placement,
-            settings.object_storage,
-            release=releases["object_storage"],
-            client_release=releases["object_storage_client"],
-            published_for_replication=replication_sources,
-        ),
-        opts,
-    )
+    storage = _object_storage(settings, prefix, placement, opts, published_for_replication=replication_sources)
     api_clients = tuple(sorted({a.broker_client for a in settings.city_apis.values() if a.broker_client}))
     broker = Broker(
         f"{prefix}-broker",
@@ -140,30 +121,10 @@ def deploy_standby(
     opts = pulumi.ResourceOptions(provider=provider)
     prefix = cluster.name
     site = Placement.of(settings.environment, cluster, protect_state=settings.guardrails.protect_state)
-    guardrails = Guardrails(
-        f"{prefix}-guardrails",
-        GuardrailsArgs(
-            site,
-            settings.guardrails,
-            device_source_ranges=settings.broker.device_source_ranges,
-            replicates_from=source.address,
-            mirrors_from=objects.address,
-        ),
-        opts,
-    )
+    guardrails = _guardrails(settings, prefix, site, opts, replicates_from=source.address, mirrors_from=objects.address)
     releases = settings.releases.components
     placement = site.inside(guardrails.namespace)
-    storage = ObjectStorage(
-        f"{prefix}-object-storage",
-        ObjectStorageArgs(
-            placement,
-            settings.object_storage,
-            release=releases["object_storage"],
-            client_release=releases["object_storage_client"],
-            mirror_of=objects,
-        ),
-        opts,
-    )
+    storage = _object_storage(settings, prefix, placement, opts, mirror_of=objects)
     Database(
         f"{prefix}-database",
         DatabaseArgs(
@@ -179,6 +140,37 @@ def deploy_standby(
         opts,
     )
     return {"namespace": guardrails.namespace, "s3_endpoint": storage.s3_endpoint}
+
+
+def _guardrails(
+    settings: Settings, prefix: str, site: Placement, opts: pulumi.ResourceOptions, **move: Any
+) -> Guardrails:
+    """The namespace and its guardrails on one cluster; ``move``: what a move adds there
+    (GuardrailsArgs' replication_sources, replicates_from, mirrors_from)."""
+    return Guardrails(
+        f"{prefix}-guardrails",
+        GuardrailsArgs(site, settings.guardrails, device_source_ranges=settings.broker.device_source_ranges, **move),
+        opts,
+    )
+
+
+def _object_storage(
+    settings: Settings, prefix: str, placement: Placement, opts: pulumi.ResourceOptions, **move: Any
+) -> ObjectStorage:
+    """MinIO on one cluster; ``move``: what a move adds there (ObjectStorageArgs'
+    published_for_replication on the old site, mirror_of on the new)."""
+    releases = settings.releases.components
+    return ObjectStorage(
+        f"{prefix}-object-storage",
+        ObjectStorageArgs(
+            placement,
+            settings.object_storage,
+            release=releases["object_storage"],
+            client_release=releases["object_storage_client"],
+            **move,
+        ),
+        opts,
+    )
 
 
 def mirror_source(

@@ -24,7 +24,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 
 from smartnation.program import naming
-from smartnation.program.components import database, object_storage
+from smartnation.program.components import database, object_storage, stateful
 from smartnation.settings import SettingsError
 from smartnation.settings.models import ClusterProfile, Settings
 from smartnation.tooling.local_clusters.site_link import SiteEnd
@@ -43,8 +43,8 @@ def published_services(environment: str) -> tuple[tuple[str, Mapping[str, str], 
     db = naming.names(environment, naming.DATABASE)
     storage = naming.names(environment, naming.OBJECT_STORAGE)
     return (
-        (db.child(database.PUBLISHED_SUFFIX), db.selector(naming.PRIMARY), database.PORT),
-        (storage.child(object_storage.PUBLISHED_SUFFIX), storage.selector(naming.SERVER), object_storage.PORT),
+        (db.child(stateful.PUBLISHED_SUFFIX), db.selector(naming.PRIMARY), database.PORT),
+        (storage.child(stateful.PUBLISHED_SUFFIX), storage.selector(naming.SERVER), object_storage.PORT),
     )
 
 

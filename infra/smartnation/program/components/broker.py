@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 from smartnation.program import naming
 from smartnation.program.components import pods
 from smartnation.program.components.certificates import certificate
-from smartnation.program.components.stateful import Children, sha256
+from smartnation.program.components.stateful import Children, load_balancer_address, sha256
 from smartnation.program.daemon_config.mosquitto import (
     DeviceClass,
     render_acl_file,
@@ -96,7 +96,7 @@ class Broker(pulumi.ComponentResource):
         names = children.names
         hostname = naming.mqtt_hostname(args.placement.environment, args.placement.cluster.ingress.base_domain)
         self.mqtt_endpoint = pulumi.Output.from_input(f"mqtts://{hostname}:{TLS_PORT}")
-        self.load_balancer_address = public.status.apply(_lb_address)
+        self.load_balancer_address = public.status.apply(load_balancer_address)
         self.internal_endpoint = pulumi.Output.from_input(f"mqtts://{names.host(internal_name, INTERNAL_PORT)}")
         self.pod_endpoints = pulumi.Output.all(server.metadata.name, headless.metadata.name).apply(
             lambda both: _pod_urls(names, both[0], both[1], args.settings.replicas)
@@ -289,12 +289,3 @@ def _server(
 def _pod_urls(names: naming.Names, statefulset: str, headless: str, replicas: int) -> list[str]:
     """MQTT over TLS URL of each pod, by its stable DNS name ``<statefulset>-<i>.<headless Service>``."""
     return [f"mqtts://{statefulset}-{i}.{names.host(headless, INTERNAL_PORT)}" for i in range(replicas)]
-
-
-def _lb_address(status: object) -> str:
-    ingress = getattr(getattr(status, "load_balancer", None), "ingress", None) or []
-    for entry in ingress:
-        address = getattr(entry, "ip", None) or getattr(entry, "hostname", None)
-        if address:
-            return address
-    return "pending"

@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 from smartnation.program import naming
 from smartnation.program.components import object_storage, pods
 from smartnation.program.components.certificates import certificate
-from smartnation.program.components.stateful import Children, load_balancer_address, secret_digest, sha256
+from smartnation.program.components.stateful import Children, secret_digest, sha256
 from smartnation.program.daemon_config import postgres
 from smartnation.program.daemon_config.superuser_password import set_password_script
 from smartnation.program.placement import Placement
@@ -206,22 +206,9 @@ def admit_replication_from(hba: str, sources: tuple[str, ...]) -> str:
     )
 
 
-PUBLISHED_SUFFIX = "published"
-"""``<env>-database-published``: the primary's LoadBalancer Service during a move."""
-
-
 def _published_primary(children: Children, args: DatabaseArgs) -> pulumi.Output[str]:
     """The primary on a LoadBalancer address for another site's standby; returns the address."""
-    # Local keeps the standby's source address, which pg_hba and the NetworkPolicy match.
-    service = children.load_balancer_service(
-        PUBLISHED_SUFFIX,
-        children.names.child(PUBLISHED_SUFFIX),
-        naming.PRIMARY,
-        "postgres",
-        PORT,
-        source_ranges=args.published_for_replication,
-    )
-    return service.status.apply(load_balancer_address)
+    return children.published(naming.PRIMARY, "postgres", PORT, args.published_for_replication)
 
 
 def tls_secret_name(environment: str) -> str:

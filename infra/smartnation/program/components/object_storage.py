@@ -12,7 +12,7 @@ import pulumi_kubernetes as k8s
 from smartnation.program import naming
 from smartnation.program.components import object_mirror, pods
 from smartnation.program.components.certificates import certificate
-from smartnation.program.components.stateful import Children, load_balancer_address, secret_digest, sha256
+from smartnation.program.components.stateful import Children, secret_digest, sha256
 from smartnation.program.placement import Placement
 from smartnation.settings import stack_secrets
 from smartnation.settings.models import ComponentRelease, ObjectStorageSettings, StorageUser
@@ -204,16 +204,7 @@ class ObjectStorage(pulumi.ComponentResource):
             )
         published = None
         if args.published_for_replication:
-            # Local keeps the mirror's source address, which the NetworkPolicy matches.
-            service = children.load_balancer_service(
-                PUBLISHED_SUFFIX,
-                children.names.child(PUBLISHED_SUFFIX),
-                naming.SERVER,
-                "s3",
-                PORT,
-                source_ranges=args.published_for_replication,
-            )
-            published = service.status.apply(load_balancer_address)
+            published = children.published(naming.SERVER, "s3", PORT, args.published_for_replication)
 
         self.s3_endpoint = pulumi.Output.from_input(s3_endpoint)
         self.user_secret_names = pulumi.Output.from_input({user: secret for user, (secret, _) in users.items()})
@@ -225,10 +216,6 @@ class ObjectStorage(pulumi.ComponentResource):
                 "published_address": self.published_address,
             }
         )
-
-
-PUBLISHED_SUFFIX = "published"
-"""``<env>-object-storage-published``: MinIO's LoadBalancer Service during a move."""
 
 
 def short_endpoint(names: naming.Names) -> str:

@@ -28,6 +28,10 @@ _SETUP_BACKOFF_LIMIT = 6
 _SETUP_DEADLINE_SECONDS = 1800
 
 
+PUBLISHED_SUFFIX = "published"
+"""``<env>-<role>-published``: a data service's LoadBalancer Service during a move."""
+
+
 def ports(name: str, port: int) -> list[dict[str, Any]]:
     """A Service's one port, targeting the container port of the same name."""
     return [{"name": name, "port": port, "target_port": name}]
@@ -199,6 +203,22 @@ class Children:
             spec=spec,
             opts=self.options(),
         )
+
+    def published(self, component: str, port_name: str, port: int, source_ranges: Sequence[str]) -> pulumi.Output[str]:
+        """``<env>-<role>-published``: ``component``'s pods on a LoadBalancer address for another
+        site during a move (docs/move.md), admitted from ``source_ranges`` alone; returns the
+        address. ``externalTrafficPolicy: Local`` keeps the other site's source address, which the
+        NetworkPolicies (and pg_hba) match. The policy pack admits it by this name, selector and
+        port only (move_replication.published_services)."""
+        service = self.load_balancer_service(
+            PUBLISHED_SUFFIX,
+            self.names.child(PUBLISHED_SUFFIX),
+            component,
+            port_name,
+            port,
+            source_ranges=source_ranges,
+        )
+        return service.status.apply(load_balancer_address)
 
     # --- workloads ---------------------------------------------------------------------------
 
