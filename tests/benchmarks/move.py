@@ -7,10 +7,14 @@ clusters, smartnation-movebr-dev on Monaco) with their own file state backends:
 
 1. dev deployed on Düsseldorf (the ingest's archiver held, so the data stays still), then seeded
    straight into its primary: ``DEVICES`` registered devices and ``READINGS`` readings from them
-   in the hypertable (a week, one-day chunks);
+   in the hypertable (a week, one-day chunks); and ``OBJECTS`` objects of mixed sizes into its
+   three buckets through its telemetry-ingest Pod;
 2. the replicate phase by the real driver (`smartnation move dev --to monaco-onprem --yes`): its
    steps' times as it prints them, and the clone (pg_basebackup) watched from Düsseldorf's
-   ``pg_stat_progress_basebackup`` once a second: when it ran and the bytes it streamed;
+   ``pg_stat_progress_basebackup`` once a second: when it ran and the bytes it streamed; the
+   bucket mirror's first pass from its log (the time of its first and last copy); then
+   ``OBJECT_BURST`` more objects written on Düsseldorf and how long after the last write Monaco's
+   buckets list them too;
 3. streaming: ``BURST`` more readings written on Düsseldorf in one statement; the WAL it made, and
    how long after its commit Monaco had replayed it (lag 0), then every table and chunk compared;
 4. the rollback (`move:` removed), one `pulumi up`;
@@ -20,8 +24,8 @@ clusters, smartnation-movebr-dev on Monaco) with their own file state backends:
    post-restore steps around it, as `smartnation restore` does), then compared. To lose nothing
    that way, writes stop from the dump's start to the restore's end: that is its write pause.
 
-Not measured, because it does not exist yet: the cutover (so our own write pause), the objects
-and the broker (replicate carries the database only). The figures say so.
+Not measured, because it does not exist yet: the cutover (so our own write pause) and the broker
+(replicate carries the database and the objects). The figures say so.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ PRIMARY = f"{ENVIRONMENT}-database-primary-0"
 READINGS = 1_000_000
 DEVICES = 10_000
 BURST = 200_000
+OBJECTS = 10_000
+OBJECT_BURST = 1_000
+"""Objects seeded on Düsseldorf before the move, then written during replicate (the mirror's pace)."""
 DATABASES = ("devices", "telemetry")
 MOVE = "move: {to: monaco-onprem, phase: replicate}\n"
 HOLD_ARCHIVER = """
@@ -129,6 +136,76 @@ class Cluster:
             snapshot.add_lines(self.sql(database + suffix, DATABASE_SQL, db_var=database))
         snapshot.add_lines(self.sql("devices" + suffix, DEVICES_SQL.format(table="devices"), db_var="devices"))
         return snapshot
+
+
+# Objects written on Düsseldorf through its telemetry-ingest Pod (boto3, 16 at a time; the root
+# credentials on stdin): ``count`` objects numbered from ``first`` into the three buckets, 1 MiB
+# every 200th, else 1-16 KiB; its bytes derived from the key. Prints the bytes written.
+OBJECTS_PY = """
+import hashlib, json, os, sys
+from concurrent.futures import ThreadPoolExecutor
+import boto3
+from botocore.config import Config
+given = json.loads(sys.stdin.readline())
+s3 = boto3.client("s3", endpoint_url=os.environ["S3_ENDPOINT"], region_name="us-east-1",
+                  aws_access_key_id=given["user"], aws_secret_access_key=given["password"],
+                  config=Config(s3={"addressing_style": "path"}, signature_version="s3v4",
+                                max_pool_connections=16))
+buckets = ("telemetry-archive", "open-data", "backups")
+def put(i):
+    key = "bench/%s/object-%06d.bin" % (given["prefix"], i)
+    size = 1 << 20 if i % 200 == 0 else 1024 * (1 + i % 16)
+    block = hashlib.sha256(key.encode()).digest() * 32
+    s3.put_object(Bucket=buckets[i % 3], Key=key, Body=(block * (size // len(block) + 1))[:size])
+    return size
+with ThreadPoolExecutor(16) as pool:
+    print(sum(pool.map(put, range(given["first"], given["first"] + given["count"]))))
+"""
+
+
+def write_objects(tools, namespace: str, first: int, count: int, prefix: str) -> int:
+    """``count`` objects written on Düsseldorf (OBJECTS_PY); the bytes written."""
+    from smartnation.cli import compare
+
+    side = compare.side_of(ENVIRONMENT, SOURCE, namespace)
+    pod, container = side.running_pod(compare.reader_selector(ENVIRONMENT))
+    root = f"{ENVIRONMENT}-object-storage-root"
+    given = {"user": side.secret_value(root, "MINIO_ROOT_USER"),
+             "password": side.secret_value(root, "MINIO_ROOT_PASSWORD"),
+             "first": first, "count": count, "prefix": prefix}  # fmt: skip
+    said = side.kubectl("exec", "-i", pod, "-c", container, "--", "python3.11", "-c", OBJECTS_PY,
+                        input=json.dumps(given) + "\n", timeout=3600)  # fmt: skip
+    return int(said.strip())
+
+
+def object_listings_equal(namespace: str) -> bool:
+    """Monaco's buckets list Düsseldorf's objects (names and sizes), as the driver's wait reads them."""
+    from smartnation.cli import compare, move_driver
+
+    source, target = (compare.side_of(ENVIRONMENT, c, namespace) for c in (SOURCE, TARGET))
+    reader = (move_driver.MIRROR_READER[0].format(environment=ENVIRONMENT), move_driver.MIRROR_READER[1])
+    left = compare.read_objects(source, listing_only=True)
+    right = compare.read_objects(target, reader, listing_only=True)
+    return not differences(left, right, compare.OBJECT_SECTIONS)
+
+
+COPY_LINE = re.compile(r"^(\S+) `source/[^`]+` -> `target/")
+"""A copy in the mirror's log (`kubectl logs --timestamps`): its time, then what mc printed."""
+
+
+def mirror_copies(tools, namespace: str) -> list[float]:
+    """The times (epoch seconds) of the copies in Monaco's mirror log, oldest first."""
+    from datetime import datetime
+
+    said = tools.run("kubectl", "--context", TARGET, "-n", namespace, "logs", "--timestamps",
+                     f"deployment/{ENVIRONMENT}-object-storage-mirror", "-c", "mirror", timeout=300).stdout  # fmt: skip
+    times = []
+    for line in said.splitlines():
+        match = COPY_LINE.match(line)
+        if match:
+            stamp = re.sub(r"(\.\d{6})\d*", r"\1", match.group(1)).replace("Z", "+00:00")
+            times.append(datetime.fromisoformat(stamp).timestamp())
+    return times
 
 
 def sizes(cluster: Cluster) -> dict[str, int]:
@@ -280,11 +357,16 @@ def bench_move(env: Mapping[str, str], workdir: Path) -> dict:
         devices_s, _ = timed(lambda: source.sql("devices", SEED_DEVICES))
         readings_s, _ = timed(lambda: source.sql("telemetry", readings_sql(0, READINGS)))
         chunks = source.sql("telemetry", "SELECT count(*) FROM timescaledb_information.chunks;")
+        say(f"seeding {OBJECTS:,} objects")
+        namespace = f"{MOVE_PROJECT}-{ENVIRONMENT}"
+        objects_s, object_bytes = timed(lambda: write_objects(tools, namespace, 0, OBJECTS, "seed"))
         figures["seed"] = {
             "devices_s": round(devices_s, 1),
             "readings_s": round(readings_s, 1),
             "chunks": int(chunks),
             "database_bytes": sizes(source),
+            "objects_s": round(objects_s, 1),
+            "object_bytes": object_bytes,
         }
 
         say("replicate: `smartnation move dev --to monaco-onprem --yes`")
@@ -308,6 +390,27 @@ def bench_move(env: Mapping[str, str], workdir: Path) -> dict:
             "verify_differences": len(verified["differences"]),
             "readings_compared": verified["fingerprints"]["source"]["tables"]["telemetry.public.readings"],
         }
+        copies = mirror_copies(tools, namespace)
+        figures["objects"] = {
+            "first_pass_copies": len(copies),
+            "first_pass_s": round(copies[-1] - copies[0], 1) if copies else None,
+            "objects_compared": verified["fingerprints"]["source"]["buckets"],
+        }
+        say(f"objects: {OBJECT_BURST:,} more written on {SOURCE} during replicate")
+        began = time.monotonic()
+        burst_bytes = write_objects(tools, namespace, OBJECTS, OBJECT_BURST, "burst")
+        written = time.monotonic() - began
+        while not object_listings_equal(namespace):
+            if time.monotonic() - began > 1800:
+                raise SystemExit(f"the mirror did not follow {OBJECT_BURST} objects within 1800 s")
+            time.sleep(1)
+        figures["objects"].update(
+            {
+                "burst_write_s": round(written, 1),
+                "burst_bytes": burst_bytes,
+                "burst_mirrored_after_write_s": round(time.monotonic() - began - written, 1),
+            }
+        )
         target = Cluster(tools, TARGET, f"{MOVE_PROJECT}-{ENVIRONMENT}")
 
         say(f"streaming: {BURST:,} more readings on {SOURCE}")
@@ -359,12 +462,34 @@ def bench_move(env: Mapping[str, str], workdir: Path) -> dict:
     return figures
 
 
+def _object_rows(move: Mapping) -> list[str]:
+    """The bucket mirror's rows (runs from before the mirror existed have none)."""
+    objects, seed = move.get("objects"), move["seed"]
+    if not objects:
+        return []
+    compared = sum(int(count.removeprefix("objects=")) for count in objects["objects_compared"].values())
+    first = objects["first_pass_s"]
+    rate = f", {objects['first_pass_copies'] / first:,.0f} objects/s, {seed['object_bytes'] / 2**20 / first:.1f} MiB/s"
+    return [
+        f"| objects seeded on Düsseldorf ({OBJECTS:,}: 1 MiB every 200th, else 1-16 KiB; 16 writers) | "
+        f"{seed['objects_s']} s, {_mib(seed['object_bytes'])} |",
+        f"| the bucket mirror's first pass on Monaco (its log: first copy to last) | "
+        f"{objects['first_pass_copies']:,} objects in **{first} s**{rate if first else ''} |",
+        f"| the verification: objects equal by sha256 | {compared:,} objects in "
+        f"{len(objects['objects_compared'])} buckets |",
+        f"| {OBJECT_BURST:,} more objects written on Düsseldorf during replicate | "
+        f"{objects['burst_write_s']} s, {_mib(objects['burst_bytes'])} |",
+        f"| ... listed alike on Monaco after the last write | **{objects['burst_mirrored_after_write_s']} s** |",
+    ]
+
+
 def _losses(move: Mapping) -> str:
     """What the comparisons found, said as the figures have it."""
     rep, stream, br = move["replicate"], move["streaming"], move["backup_restore"]
     ours = rep["verify_differences"] + stream["differences"] + (0 if rep["verify_equal"] else 1)
     if ours == 0 and br["differences"] == 0:
-        return "Nothing lost by either method: every table, chunk and device compared equal."
+        what = "table, chunk, device and object" if move.get("objects") else "table, chunk and device"
+        return f"Nothing lost by either method: every {what} compared equal."
     return (
         f"**Differences found**: replicate {rep['verify_differences']} at its verification and "
         f"{stream['differences']} after streaming; backup and restore {br['differences']}."
@@ -415,6 +540,7 @@ def render_move(move: Mapping | None) -> list[str]:
         f"| ... replayed on Monaco after the commit | **{stream['replayed_after_commit_s']} s** |",
         f"| ... then compared: differences (readings on each side) | {stream['differences']} "
         f"({stream['readings_source'].split()[0]} / {stream['readings_target'].split()[0]}) |",
+        *_object_rows(move),
         f"| rollback (`move:` removed, one `pulumi up`) | {move['rollback_s']:.0f} s |",
         "| backup and restore: `pg_dump -Fc` on Düsseldorf | "
         + ", ".join(f"{d} {s} s" for d, s in br["dump_s"].items())
@@ -434,7 +560,12 @@ def render_move(move: Mapping | None) -> list[str]:
         "(what it will cost is the time for the last WAL to replay once writes stop, and the promotion: "
         f"the streaming row above replayed {move['burst']:,} readings' WAL "
         f"{stream['replayed_after_commit_s']} s after their commit, where backup and restore stops "
-        f"writes for {br['write_pause_s']} s); the objects (`mc mirror`) and the broker, which replicate does "
-        "not carry yet.",
+        f"writes for {br['write_pause_s']} s"
+        + (
+            ", and for the objects as long as one whole copy of them takes, the bucket mirror's first pass "
+            "above, where ours waits only for its last pass); the broker, which replicate does not carry yet."
+            if move.get("objects")
+            else "); the objects (`mc mirror`) and the broker, which replicate did not carry yet."
+        ),
         "",
     ]

@@ -91,3 +91,45 @@ def test_the_driver_step_lines_are_read_as_the_driver_prints_them():
     out = "[1/4 preview] started\n[1/4 preview] finished in 8 s: ok (progress x)\n[2/4 apply] finished in 120 s: y\n"
     assert dict(move.STEP_LINE.findall(out)) == {"preview": "8", "apply": "120"}
     assert re.search(move.STEP_LINE, "[3/4 wait] finished at 2026-11-30: not redone") is None
+
+
+OBJECT_FIGURES = {
+    "first_pass_copies": 10_000,
+    "first_pass_s": 40.0,
+    "objects_compared": {"backups": "objects=3333", "open-data": "objects=3333", "telemetry-archive": "objects=3334"},
+    "burst_write_s": 3.2,
+    "burst_bytes": 12 * 2**20,
+    "burst_mirrored_after_write_s": 6.5,
+}
+
+
+def test_the_mirrors_rows_say_its_pace_from_the_figures_and_none_before_it_existed():
+    figures = copy.deepcopy(FIGURES)
+    figures["seed"].update({"objects_s": 30.5, "object_bytes": 120 * 2**20})
+    figures["objects"] = OBJECT_FIGURES
+    said = "\n".join(render_move(figures))
+    assert "| the bucket mirror's first pass on Monaco (its log: first copy to last) | 10,000 objects in " in said
+    assert "**40.0 s**, 250 objects/s, 3.0 MiB/s |" in said
+    assert "| the verification: objects equal by sha256 | 10,000 objects in 3 buckets |" in said
+    assert "| ... listed alike on Monaco after the last write | **6.5 s** |" in said
+    assert "30.5 s, 120 MiB |" in said
+    # A run from before the mirror: no object row at all, not a row of zeros.
+    assert "bucket mirror's first pass" not in "\n".join(render_move(FIGURES))
+
+
+def test_the_mirror_log_lines_are_read_with_their_times(monkeypatch):
+    logged = (
+        "2026-11-30T08:00:00.123456789Z mirroring every bucket of https://x:9000 to https://y:9000 every 5 s\n"
+        "2026-11-30T08:00:01.500000000Z `source/open-data/a.bin` -> `target/open-data/a.bin`\n"
+        "2026-11-30T08:00:41.750000000Z `source/backups/b.bin` -> `target/backups/b.bin`\n"
+        "2026-11-30T08:00:42.000000000Z mirror pass failed (exit 1); again in 5 s\n"
+    )
+
+    class Tools:
+        def run(self, *argv, timeout):
+            assert argv == ("kubectl", "--context", "monaco-onprem", "-n", "smartnation-movebench-dev", "logs",
+                            "--timestamps", "deployment/dev-object-storage-mirror", "-c", "mirror")  # fmt: skip
+            return type("Done", (), {"stdout": logged})()
+
+    times = move.mirror_copies(Tools(), "smartnation-movebench-dev")
+    assert len(times) == 2 and times[1] - times[0] == pytest.approx(40.25)
