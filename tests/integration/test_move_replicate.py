@@ -437,6 +437,9 @@ def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_d
     lag = streaming[0]["lag_bytes"]
     assert isinstance(lag, int | float) and not isinstance(lag, bool) and lag >= 0, streaming
     assert target["receiver_status"] == "streaming", target
+    mirror = target["mirror"]
+    assert (mirror["phase"], mirror["ready"], mirror["waiting"]) == ("Running", True, None), mirror
+    assert mirror["pod"].startswith(f"{ENVIRONMENT}-object-storage-mirror-") and source["mirror"] is None
     # The 50 rows were a transaction replayed on Monaco: the time since then is known.
     since = target["seconds_since_last_replay"]
     assert isinstance(since, int | float) and since >= 0, target

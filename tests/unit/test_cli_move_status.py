@@ -84,6 +84,26 @@ class Cluster:
     )
     psql: tuple[int, str, str] | None = None
     """(returncode, stdout, stderr) psql gives instead of the status line."""
+    mirror_pods: list[dict[str, Any]] = field(default_factory=lambda: [mirror_pod()])
+    """The bucket mirror's Pods (a move's target runs one)."""
+
+
+MIRROR_SELECTOR = "app.kubernetes.io/instance=dev-object-storage,app.kubernetes.io/component=mirror"
+
+
+def mirror_pod(ready: bool = True, restarts: int = 0, waiting: str | None = None) -> dict[str, Any]:
+    state = {"waiting": {"reason": waiting}} if waiting else {"running": {"startedAt": "2026-11-30T08:00:00Z"}}
+    return {
+        "metadata": {"name": "dev-object-storage-mirror-7c9b"},
+        "spec": {"containers": [{"name": "mirror"}, {"name": "reader"}]},
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [
+                {"name": "reader", "ready": True, "restartCount": 0, "state": {"running": {}}},
+                {"name": "mirror", "ready": ready, "restartCount": restarts, "state": state},
+            ],
+        },
+    }
 
 
 @dataclass
@@ -119,6 +139,8 @@ class FakeKubectl:
             assert rest[2] == self.namespace and "--ignore-not-found" in rest, argv
             return self._done(0, f"namespace/{self.namespace}\n" if cluster.namespace else "")
         assert cluster.namespace, f"read inside a namespace that does not exist: {argv}"
+        if rest[:2] == ["get", "pods"] and rest[rest.index("-l") + 1] == MIRROR_SELECTOR:
+            return self._done(0, json.dumps({"items": cluster.mirror_pods}))
         if rest[:2] == ["get", "pods"]:
             selector = rest[rest.index("-l") + 1]
             assert selector == "app.kubernetes.io/instance=dev-database,app.kubernetes.io/component=primary", argv
@@ -218,6 +240,7 @@ def test_the_report_says_the_phase_and_what_each_cluster_shows(moving, monkeypat
         f"target {TARGET} (context {TARGET}), namespace {NAMESPACE}: present",
         "  database dev-database-primary-0: in recovery (standby), replayed up to 0/5000000, received up to "
         "0/5000148, receiver streaming, last replayed transaction 12.5 s ago",
+        "  bucket mirror dev-object-storage-mirror-7c9b: Running, ready, 0 restarts",
         "read only: nothing was changed",
     ]
 
@@ -240,6 +263,36 @@ def test_the_json_form_holds_every_field_read(moving, monkeypatch, caplog, capsy
     assert source["replication"] == PRIMARY_STATUS["replication"]
     assert target["seconds_since_last_replay"] == 12.5 and target["receiver_status"] == "streaming"
     assert source["problem"] is None and target["problem"] is None
+    # The bucket mirror is read on the target only: the source runs none.
+    assert source["mirror"] is None
+    assert target["mirror"] == {
+        "pod": "dev-object-storage-mirror-7c9b",
+        "phase": "Running",
+        "ready": True,
+        "restarts": 0,
+        "waiting": None,
+    }
+
+
+def test_a_mirror_that_keeps_failing_is_shown_with_its_reason(moving, monkeypatch, caplog, capsys):
+    crashing = Cluster(STANDBY_STATUS, mirror_pods=[mirror_pod(ready=False, restarts=4, waiting="CrashLoopBackOff")])
+    code, out, _ = run(monkeypatch, caplog, capsys, FakeKubectl(clusters(monaco_onprem=crashing)), "dev", "--status")
+    assert code == exit_codes.OK, "read whole: the mirror's state is a fact, not a read failure"
+    assert "  bucket mirror dev-object-storage-mirror-7c9b: Running, not ready (CrashLoopBackOff), 4 restarts" in (
+        out.splitlines()
+    )
+
+
+def test_no_mirror_on_the_target_during_replicate_is_named(moving, monkeypatch, caplog, capsys):
+    fake = FakeKubectl(clusters(monaco_onprem=Cluster(STANDBY_STATUS, mirror_pods=[])))
+    code, out, errors = run(monkeypatch, caplog, capsys, fake, "dev", "--status", "--json")
+    assert code == exit_codes.UNREADABLE
+    target = json.loads(out)["target"]
+    assert target["in_recovery"] is True, "the database was read before"
+    assert target["problem"] == (
+        f"target {TARGET}: no bucket mirror Pod in {NAMESPACE} (app.kubernetes.io/instance=dev-object-storage,"
+        "app.kubernetes.io/component=mirror): is the replicate phase applied?"
+    )
 
 
 def test_without_a_move_only_the_environments_cluster_is_read(project, stack, monkeypatch, caplog, capsys):

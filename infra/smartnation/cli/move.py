@@ -75,7 +75,9 @@ def move_status(environment: str, namespace: str | None = None, with_stack: bool
     target = None
     if settings.move is not None:
         profile = load_cluster_profile(settings.move.to, environments_dir())
-        target = read_site(Site("target", profile.name, profile.context, namespace), environment, env)
+        # The bucket mirror runs on the target while replicate is declared (docs/move.md).
+        mirrors = settings.move.phase == "replicate"
+        target = read_site(Site("target", profile.name, profile.context, namespace), environment, env, mirror=mirrors)
     applied, stack_problem = applied_move(environment) if with_stack else (None, None)
     return MoveStatus(
         applied=applied,

@@ -23,6 +23,7 @@ from typing import Any
 
 from smartnation.cli.kubectl import Kubectl, KubectlError
 from smartnation.program import naming
+from smartnation.program.components import object_mirror
 from smartnation.program.components.database import SUPERUSER
 
 STATUS_SQL = """\
@@ -86,6 +87,8 @@ class Site:
     namespace_exists: bool | None = None
     primary_pod: str | None = None
     database: dict[str, Any] = field(default_factory=lambda: dict.fromkeys(DATABASE_FIELDS))
+    mirror: dict[str, Any] | None = None
+    """The target's bucket mirror Pod during a move (MIRROR_FIELDS); None on the source, or not read."""
     problem: str | None = None
     """Why the read stopped, naming the cluster and what could not be read; None: all read."""
 
@@ -130,14 +133,42 @@ class MoveStatus:
         }
 
 
-def read_site(site: Site, environment: str, env: Mapping[str, str], timeout: float = 60) -> Site:
-    """Fill ``site`` from its cluster; a failure sets ``site.problem`` and stops there."""
+MIRROR_FIELDS = ("pod", "phase", "ready", "restarts", "waiting")
+"""What a status shows of the bucket mirror's Pod (components/object_mirror.py): its name and
+phase, whether its mirror container is ready, how often it restarted, why it waits (a reason
+such as CrashLoopBackOff), each None when there is nothing to say."""
+
+
+def read_site(site: Site, environment: str, env: Mapping[str, str], timeout: float = 60, mirror: bool = False) -> Site:
+    """Fill ``site`` from its cluster; a failure sets ``site.problem`` and stops there. ``mirror``:
+    the site is a move's target, which runs the bucket mirror (read after the database)."""
     kubectl = Kubectl(site.context, site.namespace, env)
     try:
         _read(site, kubectl, environment, timeout)
+        if mirror:
+            _read_mirror(site, kubectl, environment, timeout)
     except (Unreadable, KubectlError) as error:
         site.problem = f"{site.role} {site.cluster}: {error}"
     return site
+
+
+def _read_mirror(site: Site, kubectl: Kubectl, environment: str, timeout: float) -> None:
+    storage = naming.names(environment, naming.OBJECT_STORAGE)
+    selector = f"app.kubernetes.io/instance={storage.name},app.kubernetes.io/component={object_mirror.MIRROR}"
+    pods = sorted(kubectl.items("pods", "-l", selector, timeout=timeout), key=lambda p: p["metadata"]["name"])
+    if not pods:
+        raise Unreadable(f"no bucket mirror Pod in {site.namespace} ({selector}): is the replicate phase applied?")
+    pod = pods[0]
+    statuses = {c.get("name"): c for c in pod["status"].get("containerStatuses") or []}
+    container = statuses.get(object_mirror.MIRROR, {})
+    waiting = (container.get("state") or {}).get("waiting") or {}
+    site.mirror = {
+        "pod": pod["metadata"]["name"],
+        "phase": pod["status"].get("phase"),
+        "ready": bool(container.get("ready")),
+        "restarts": container.get("restartCount", 0),
+        "waiting": waiting.get("reason"),
+    }
 
 
 def _read(site: Site, kubectl: Kubectl, environment: str, timeout: float) -> None:
@@ -248,4 +279,8 @@ def _site_lines(site: Site) -> list[str]:
         )
     if not db["replication"] and not db["in_recovery"]:
         lines.append("  replication: no standby connected")
+    if site.mirror is not None:
+        m = site.mirror
+        state = "ready" if m["ready"] else f"not ready ({m['waiting']})" if m["waiting"] else "not ready"
+        lines.append(f"  bucket mirror {m['pod']}: {m['phase']}, {state}, {m['restarts']} restarts")
     return lines
