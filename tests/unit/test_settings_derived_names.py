@@ -125,3 +125,26 @@ def test_an_api_without_migrations_has_no_migration_job_to_check() -> None:
     migrating = {name for name, api in spec.city_apis.items() if api.database is not None and api.database.migrations}
     assert migrating and len(migrating) < len(spec.city_apis)  # both kinds present in staging
     assert jobs == {f"staging-{spec.city_apis[name].app}-migrate-000000" for name in migrating}
+
+
+def test_a_secret_name_may_run_past_63_characters(envdir) -> None:
+    """A Secret's name is a DNS subdomain (253), not a label: a long object storage user's Secret
+    loads even where its first 63 characters end in '-', which a label would refuse."""
+    import yaml
+
+    from smartnation.program import naming
+    from tests.unit.harness import edit
+
+    prefix = naming.names("dev", naming.OBJECT_STORAGE).child("user-")
+    user = "u" * (62 - len(prefix)) + "-" + "u" * 10  # the Secret name's 63rd character is this '-'
+    secret = naming.names("dev", naming.OBJECT_STORAGE).child(f"user-{user}")
+    assert len(secret) > 63 and secret[62] == "-"
+    users = yaml.safe_load((envdir / "defaults.yaml").read_text())["object_storage"]["users"]
+    edit(
+        envdir,
+        "defaults.yaml",
+        "object_storage.users",
+        [*users, {"name": user, "buckets": ["backups"], "access": "read"}],
+    )
+    spec = load_settings("dev", envdir)
+    assert secret in {d.name for d in derived_names("dev", spec) if d.what == "Secret"}

@@ -31,7 +31,15 @@ def problem(kind: str, value: str) -> str | None:
 
 @pytest.mark.parametrize(
     "schedule",
-    ["0 0 * * 7", "0 0 1 * *", "*/59 * * * *", "0 3-3 * * *", "0,30 23 31 12 0", "0 0 * JAN-dec mon-sat"],
+    [
+        "0 0 * * 7",
+        "0 0 1 * *",
+        "*/1 * * * *",
+        "*/59 * * * *",
+        "0 3-3 * * *",
+        "0,30 23 31 12 0",
+        "0 0 * JAN-dec mon-sat",
+    ],
 )
 def test_a_schedule_at_the_ends_of_each_field_is_taken(schedule: str) -> None:
     assert problem("cron", schedule) is None

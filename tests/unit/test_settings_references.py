@@ -169,3 +169,12 @@ def test_the_backup_needs_a_user_that_may_write_its_bucket(envdir, user: str, wh
         "database.backup.storage_user",
         "expected an object_storage user with readwrite access to 'backups'",
     ), why
+
+
+def test_the_lock_is_named_by_its_path_beside_environments_named_otherwise(envdir) -> None:
+    # An environments directory of another name ($SMARTNATION_ENVIRONMENTS_DIR): the lock's path says it.
+    other = envdir.rename(envdir.with_name("site-settings"))
+    (other / IMAGES_LOCK).write_text("digests: {}\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings("dev", other)
+    assert (caught.value.file, caught.value.key_path) == ("site-settings/images.lock.yaml", "<top level>")
