@@ -125,3 +125,19 @@ def test_kind_messages_and_a_malformed_quantity_say_exactly_what_is_wrong() -> N
     assert check_kind("cidr", "10.0.0.1/8") is not None  # host bits set: strict
     with pytest.raises(ValueError, match=r"^12 apples$"):
         parse_quantity("12 apples")
+
+
+def test_a_block_the_environment_file_replaces_with_no_mapping_is_refused_there(envdir) -> None:
+    edit(envdir, "dev.yaml", "broker", 3)
+    file, key, _ = refused(envdir)
+    assert (file, key) == (DEV, "broker")
+
+
+def test_a_block_the_environment_file_leaves_empty_is_the_defaults(envdir) -> None:
+    # A rule on the whole block, broken by the defaults alone, is blamed on them; once the
+    # environment file changes the block, on it (what it changed).
+    edit(envdir, "defaults.yaml", "object_storage.replicas", 2)
+    edit(envdir, "dev.yaml", "object_storage", {})
+    assert refused(envdir) == (DEFAULTS, "object_storage", "mode standalone needs replicas 1, got 2")
+    edit(envdir, "dev.yaml", "object_storage", {"mode": "standalone"})
+    assert refused(envdir) == (DEV, "object_storage", "mode standalone needs replicas 1, got 2")
