@@ -51,6 +51,15 @@ def probe(tmp_path):
         shutil.copy(shutil.which("sleep"), home / "bin" / component)
         procs[component] = subprocess.Popen([str(home / "bin" / component), "60"])
         (home / "pids" / f"{component}.pid").write_text(str(procs[component].pid))
+    # Popen returns once the child is forked, maybe before it ran exec: until then its cmdline is
+    # this test's own (seen on a loaded host: a component taken as stopped). kwokctl writes its
+    # PID files after the start, so the product never meets that moment.
+    deadline = time.monotonic() + 30
+    for component, proc in procs.items():
+        program = str(home / "bin" / component).encode()
+        while Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0", 1)[0] != program:
+            assert time.monotonic() < deadline, f"{component} did not start"
+            time.sleep(0.01)
     yield probe, types.SimpleNamespace(name="probe"), procs
     for proc in procs.values():
         proc.kill()
