@@ -180,10 +180,10 @@ def write_objects(tools, namespace: str, first: int, count: int, prefix: str) ->
 
 def object_listings_equal(namespace: str) -> bool:
     """Monaco's buckets list Düsseldorf's objects (names and sizes), as the driver's wait reads them."""
-    from smartnation.cli import compare, move_driver
+    from smartnation.cli import compare
 
     source, target = (compare.side_of(ENVIRONMENT, c, namespace) for c in (SOURCE, TARGET))
-    reader = (move_driver.MIRROR_READER[0].format(environment=ENVIRONMENT), move_driver.MIRROR_READER[1])
+    reader = compare.mirror_reader(ENVIRONMENT)
     left = compare.read_objects(source, listing_only=True)
     right = compare.read_objects(target, reader, listing_only=True)
     return not differences(left, right, compare.OBJECT_SECTIONS)

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from smartnation.cli import compare, exit_codes, move_driver
+from smartnation.cli import compare, exit_codes
 from smartnation.cli.compare_data import DATABASE_SQL, Snapshot, differences
 from smartnation.program.components.database import PORT as POSTGRES_PORT
 from smartnation.tooling.local_clusters import site_link
@@ -121,7 +121,7 @@ def _objects(cluster: str) -> Snapshot:
     """compare's object fingerprints (sha256 each) of one side: Düsseldorf's through its
     telemetry-ingest Pod, Monaco's through the bucket mirror's reader."""
     side = compare.side_of(ENVIRONMENT, cluster, NAMESPACE)
-    reader = None if cluster == SOURCE else (move_driver.MIRROR_READER[0].format(environment=ENVIRONMENT), "reader")
+    reader = None if cluster == SOURCE else compare.mirror_reader(ENVIRONMENT)
     return compare.read_objects(side, reader)
 
 

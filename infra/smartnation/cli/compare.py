@@ -45,6 +45,7 @@ from smartnation.cli.compare_data import (
 from smartnation.cli.restore import project_name
 from smartnation.paths import environments_dir
 from smartnation.program import move_replication, naming
+from smartnation.program.components import object_mirror
 from smartnation.program.components.database import SUPERUSER
 from smartnation.settings import SettingsError, list_clusters, load_cluster_profile, load_settings
 from smartnation.settings.models import Settings
@@ -155,6 +156,15 @@ def read_store_and_broker(side: Side, settings: Settings, settle: float, snapsho
 def reader_selector(environment: str) -> str:
     """The reader API's Pods."""
     return f"app.kubernetes.io/instance={environment}-{READER_API},app.kubernetes.io/component={READER_API}"
+
+
+def mirror_reader(environment: str) -> tuple[str, str]:
+    """(label selector, container) of the object reader on a move's target: the bucket mirror's
+    Pod and its ``reader`` container (components/object_mirror.py; the new site runs no city API
+    yet)."""
+    storage = naming.names(environment, naming.OBJECT_STORAGE)
+    selector = f"app.kubernetes.io/instance={storage.name},app.kubernetes.io/component={object_mirror.MIRROR}"
+    return selector, object_mirror.READER
 
 
 OBJECT_SECTIONS = ("objects", "buckets")

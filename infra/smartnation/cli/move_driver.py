@@ -227,18 +227,10 @@ def wait(run: Run) -> str:
         time.sleep(interval)
 
 
-MIRROR_READER = (
-    f"app.kubernetes.io/instance={{environment}}-{naming.OBJECT_STORAGE},app.kubernetes.io/component={object_mirror.MIRROR}",
-    object_mirror.READER,
-)
-"""The target's object reader during a move: the bucket mirror's ``reader`` container (the new
-site runs no city API yet)."""
-
-
 def _object_sides(run: Run) -> tuple[compare.Side, compare.Side, tuple[str, str]]:
     source = compare.side_of(run.environment, run.settings.cluster.name, run.namespace)
     target = compare.side_of(run.environment, run.to, run.namespace)
-    return source, target, (MIRROR_READER[0].format(environment=run.environment), MIRROR_READER[1])
+    return source, target, compare.mirror_reader(run.environment)
 
 
 def wait_for_mirror(run: Run, began: float) -> str:
@@ -247,20 +239,22 @@ def wait_for_mirror(run: Run, began: float) -> str:
     by the same --timeout as the lag."""
     timeout, interval = run.args.timeout, run.args.interval
     while True:
+        caught_up = False
         try:
             source, target, reader = _object_sides(run)
             left = compare.read_objects(source, listing_only=True)
             right = compare.read_objects(target, reader, listing_only=True)
             found = differences(left, right, compare.OBJECT_SECTIONS)
+            caught_up = not found
             state = (
                 f"objects: source {len(left.sections['objects'])}, target {len(right.sections['objects'])}, "
                 f"{sum(1 for d in found if d.section == 'objects')} to copy or remove"
             )
         except compare.CompareError as error:
-            found, state = [None], f"objects not read: {error}"
+            state = f"objects not read: {error}"
         elapsed = time.monotonic() - began
         print(f"  {state} ({elapsed:.0f} of {timeout:.0f} s)", flush=True)
-        if not found:
+        if caught_up:
             return f"the bucket mirror holds the source's {len(left.sections['objects'])} objects after {elapsed:.0f} s"
         if elapsed + interval > timeout:
             raise StepFailed(

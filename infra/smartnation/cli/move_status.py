@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from smartnation.cli import compare
 from smartnation.cli.kubectl import Kubectl, KubectlError
 from smartnation.program import naming
 from smartnation.program.components import object_mirror
@@ -153,8 +154,7 @@ def read_site(site: Site, environment: str, env: Mapping[str, str], timeout: flo
 
 
 def _read_mirror(site: Site, kubectl: Kubectl, environment: str, timeout: float) -> None:
-    storage = naming.names(environment, naming.OBJECT_STORAGE)
-    selector = f"app.kubernetes.io/instance={storage.name},app.kubernetes.io/component={object_mirror.MIRROR}"
+    selector = compare.mirror_reader(environment)[0]
     pods = sorted(kubectl.items("pods", "-l", selector, timeout=timeout), key=lambda p: p["metadata"]["name"])
     if not pods:
         raise Unreadable(f"no bucket mirror Pod in {site.namespace} ({selector}): is the replicate phase applied?")
