@@ -4,10 +4,11 @@ node left behind (a socket file, a Ready condition in etcd)."""
 from __future__ import annotations
 
 import socket
+from concurrent import futures
 
 import pytest
 
-from smartnation.tooling.local_clusters.real_nodes import parse_k8s_time, socket_accepts
+from smartnation.tooling.local_clusters.real_nodes import cri_answers, parse_k8s_time, socket_accepts
 
 pytestmark = pytest.mark.unit
 
@@ -36,3 +37,46 @@ def test_lease_times_are_read_with_their_microseconds_and_zone():
     assert parse_k8s_time("1970-01-01T00:00:10.500000Z") == 10.5
     assert parse_k8s_time("2026-11-29T00:00:00Z") == 1795910400.0
     assert parse_k8s_time("") is None
+
+
+class _Cri:
+    """A gRPC server on a unix socket answering the CRI's Version call as containerd does: an
+    UNKNOWN "server is not initialized yet" until ``ready``, then a (here empty) response."""
+
+    def __init__(self, path, ready: bool) -> None:
+        import grpc
+
+        self.ready, self.calls = ready, []
+
+        def version(request: bytes, context) -> bytes:
+            self.calls.append(request)
+            if not self.ready:
+                context.abort(grpc.StatusCode.UNKNOWN, "server is not initialized yet")
+            return b""
+
+        handler = grpc.method_handlers_generic_handler(
+            "runtime.v1.RuntimeService", {"Version": grpc.unary_unary_rpc_method_handler(version)}
+        )
+        self.server = grpc.server(futures.ThreadPoolExecutor(2))
+        self.server.add_generic_rpc_handlers((handler,))
+        self.server.add_insecure_port(f"unix://{path}")
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop(None)
+
+
+@pytest.mark.parametrize("ready", [False, True])
+def test_the_cri_is_ready_only_once_it_answers_the_kubelets_version_call(tmp_path, ready: bool):
+    path = tmp_path / "containerd.sock"
+    cri = _Cri(path, ready)
+    try:
+        assert socket_accepts(path) is True, "the socket accepts either way"
+        assert cri_answers(path) is ready
+        assert cri.calls == [b""], "one empty VersionRequest"
+    finally:
+        cri.stop()
+
+
+def test_no_cri_on_a_missing_socket(tmp_path):
+    assert cri_answers(tmp_path / "absent.sock", timeout=0.5) is False

@@ -107,6 +107,27 @@ def socket_accepts(path: Path) -> bool:
     return True
 
 
+CRI_VERSION = "/runtime.v1.RuntimeService/Version"
+"""The CRI call the kubelet validates its runtime with when it starts."""
+
+
+def cri_answers(path: Path, timeout: float = 2.0) -> bool:
+    """True when containerd's CRI service answers a Version call on the unix socket at path, as the
+    kubelet asks at its start. containerd accepts connections (and ``ctr`` works) a moment before
+    its CRI plugin has initialized; a kubelet started then exits at once with "server is not
+    initialized yet" (seen when a restarted machine ran `make up` under load). An empty request
+    is an empty VersionRequest: no generated stubs needed (grpcio comes with pulumi)."""
+    import grpc
+
+    with grpc.insecure_channel(f"unix://{path}") as channel:
+        call = channel.unary_unary(CRI_VERSION, request_serializer=None, response_deserializer=None)
+        try:
+            call(b"", timeout=timeout)
+        except grpc.RpcError:
+            return False
+    return True
+
+
 def say(cluster: str, message: str) -> None:
     print(f"[{cluster}] {message}", flush=True)
 
@@ -322,6 +343,7 @@ class RealNodes:
                 continue
             if name == "kubelet":
                 self.wait_for_socket(plan.containerd_socket, "containerd", plan)
+                self.wait_for_cri(plan)
                 imported = import_images(plan.containerd_socket, plan.node_dir / "images")
                 if imported:
                     say(plan.cluster, f"{plan.name}: imported {', '.join(imported)}")
@@ -355,6 +377,17 @@ class RealNodes:
                     f"{timeout:.0f}s; see {plan.logs_dir}"
                 )
             time.sleep(0.1)
+
+    def wait_for_cri(self, plan: RealNodePlan, timeout: float = 30) -> None:
+        """Until containerd's CRI service answers the kubelet's first call (cri_answers)."""
+        deadline = time.monotonic() + timeout
+        while not cri_answers(plan.containerd_socket):
+            if time.monotonic() > deadline:
+                raise RealNodeError(
+                    f"[{plan.cluster}] {plan.name}: containerd's CRI service does not answer on "
+                    f"{plan.containerd_socket} after {timeout:.0f}s; see {plan.logs_dir}"
+                )
+            time.sleep(0.2)
 
     def check_running(self, plan: RealNodePlan) -> None:
         """Every process of the node still runs: one that exited at start (kube-router once did,
