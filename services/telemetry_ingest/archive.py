@@ -82,6 +82,16 @@ def _copy_chunks(copy: psycopg.Copy) -> Iterator[bytes]:
         yield bytes(data)
 
 
+TAKES_WRITES_SQL = "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
+"""Whether this transaction may write: not a hot standby, and not read-only (a move's cutover
+fences the old site with ``default_transaction_read_only``, which every new transaction inherits)."""
+
+
+def takes_writes(conn: Any) -> bool:
+    row = conn.execute(TAKES_WRITES_SQL).fetchone()
+    return bool(row and row[0])
+
+
 class Archiver:
     """Runs :meth:`run_once` every ``interval_s`` on its own thread."""
 
@@ -129,8 +139,13 @@ class Archiver:
 
     def run_once(self) -> list[str]:
         """Archive every due hour that has readings; returns the object keys written."""
-        written = []
+        written: list[str] = []
         with self._pool.connection() as conn, conn.transaction():
+            if not takes_writes(conn):
+                # A move's standby (in recovery) or a fenced source (read-only by default): an
+                # object written now would be one its database never records, on a side whose
+                # bucket the move mirrors or compares. The next interval asks again.
+                return written
             locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (ARCHIVE_LOCK,)).fetchone()
             if not locked or not locked[0]:
                 return written  # another replica is archiving
