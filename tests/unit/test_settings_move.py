@@ -1,7 +1,8 @@
 """``move:`` in an environment file: refused with the file and the key when it cannot be a move,
 and, against what the stack deployed, a plain change of ``cluster:`` on an environment with data
-or a skipped phase is refused before anything is registered (program/move_guard.py). A valid
-phase the program cannot run yet (cutover, complete) is refused as not yet available, never ignored."""
+or a skipped phase, or a way back from the cutover, is refused before anything is registered
+(program/move_guard.py). A valid phase the program cannot run yet (complete) is refused as not yet
+available, never ignored."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from smartnation.program.move_guard import Deployed, check_move, deployed_by_engine
+from smartnation.program.move_guard import Deployed, check_cutover_ran, check_move, deployed_by_engine
 from smartnation.settings import SettingsError, load_settings
 from tests.unit.harness import edit
 
@@ -108,13 +109,38 @@ def test_a_skipped_phase_is_refused(envdir: Path, phase: str, recorded: str | No
     assert f"skips {skipped}" in error.detail
 
 
-# replicate runs (test_move_replicate.py); the later phases do not yet.
-@pytest.mark.parametrize(("phase", "recorded"), [("cutover", "replicate"), ("complete", "cutover")])
-def test_a_phase_the_program_cannot_run_yet_is_refused_not_ignored(envdir: Path, phase: str, recorded) -> None:
-    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": phase})
-    error = guard_error(load_settings("dev", envdir), Deployed(HOME, OTHER if recorded else None, recorded))
+# replicate and cutover run (test_move_replicate.py, test_move_cutover.py); complete does not yet.
+@pytest.mark.parametrize("recorded", ["cutover", "complete"])
+def test_a_phase_the_program_cannot_run_yet_is_refused_not_ignored(envdir: Path, recorded: str) -> None:
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "complete"})
+    error = guard_error(load_settings("dev", envdir), Deployed(HOME, OTHER, recorded))
     assert (error.file, error.key_path) == ("environments/dev.yaml", "move")
     assert "not available yet" in error.detail and "docs/move.md" in error.detail
+    assert "replicate and cutover phases" in error.detail and f"the stack last ran ({recorded})" in error.detail
+
+
+@pytest.mark.parametrize("recorded", ["replicate", "cutover"])
+def test_cutover_follows_replicate_and_may_run_again(envdir: Path, recorded: str) -> None:
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "cutover"})
+    check_move(load_settings("dev", envdir), lambda: Deployed(HOME, OTHER, recorded))
+
+
+def test_back_to_replicate_after_the_cutover_is_refused(envdir: Path) -> None:
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "replicate"})
+    error = guard_error(load_settings("dev", envdir), Deployed(HOME, OTHER, "cutover"))
+    assert (error.file, error.key_path) == ("environments/dev.yaml", "move.phase")
+    assert f"{OTHER} has taken writes since, which going back to replicate would lose" in error.detail
+    assert "keep `phase: cutover`" in error.detail
+
+
+def test_removing_the_move_after_the_cutover_is_refused(envdir: Path) -> None:
+    error = guard_error(load_settings("dev", envdir), Deployed(HOME, OTHER, "cutover"))
+    assert (error.file, error.key_path) == ("environments/dev.yaml", "move")
+    assert "going back to no move would lose" in error.detail
+
+
+def test_removing_the_move_during_replicate_is_the_rollback(envdir: Path) -> None:
+    check_move(load_settings("dev", envdir), lambda: Deployed(HOME, OTHER, "replicate"))
 
 
 def test_the_stack_outputs_say_what_is_deployed() -> None:
@@ -127,3 +153,60 @@ def test_the_stack_outputs_say_what_is_deployed() -> None:
 
 def test_outside_the_engine_nothing_deployed_is_read() -> None:
     assert deployed_by_engine() is None
+
+
+# --- The cutover's update, against both clusters live (check_cutover_ran) ------------------
+
+
+def _sides(source: dict, target: dict):
+    read: list[tuple[str, str, str, str]] = []
+
+    def side(environment: str, role: str, cluster: str, context: str) -> dict:
+        read.append((environment, role, cluster, context))
+        return source if role == "source" else target
+
+    return side, read
+
+
+FENCED, TAKING_WRITES = {"read_only": True, "in_recovery": False}, {"read_only": False, "in_recovery": False}
+STANDBY = {"read_only": False, "in_recovery": True}
+
+
+def test_the_cutover_applies_once_the_source_is_fenced_and_the_target_promoted(envdir: Path) -> None:
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "cutover"})
+    side, read = _sides(FENCED, TAKING_WRITES)
+    check_cutover_ran(load_settings("dev", envdir), side)
+    assert read == [("dev", "source", HOME, "dusseldorf-test"), ("dev", "target", OTHER, "monaco-onprem")]
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "said"),
+    [
+        (FENCED, STANDBY, f"once {OTHER}'s database is promoted, and it is still a standby"),
+        (FENCED, {"in_recovery": None, "problem": "target monaco-onprem: no Running database primary Pod"},
+         "was not read: target monaco-onprem: no Running database primary Pod"),
+        (TAKING_WRITES, TAKING_WRITES, f"once {HOME}'s database is fenced (read-only), and it is not"),
+        ({"read_only": None, "problem": "source dusseldorf-test: psql failed"}, TAKING_WRITES,
+         "was not read: source dusseldorf-test: psql failed"),
+    ],
+)  # fmt: skip
+def test_a_cutover_update_without_the_drivers_steps_is_refused(envdir: Path, source, target, said: str) -> None:
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "cutover"})
+    with pytest.raises(SettingsError) as caught:
+        check_cutover_ran(load_settings("dev", envdir), _sides(source, target)[0])
+    assert (caught.value.file, caught.value.key_path) == ("environments/dev.yaml", "move.phase")
+    assert said in caught.value.detail and f"run `smartnation move dev --to {OTHER}`" in caught.value.detail
+
+
+@pytest.mark.parametrize("phase", [None, "replicate"])
+def test_other_phases_read_nothing_for_the_cutover(envdir: Path, phase: str | None) -> None:
+    if phase:
+        edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": phase})
+    side, read = _sides(TAKING_WRITES, STANDBY)
+    check_cutover_ran(load_settings("dev", envdir), side)
+    assert read == []
+
+
+def test_under_mocks_the_cutover_reads_no_cluster(envdir: Path) -> None:
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "cutover"})
+    check_cutover_ran(load_settings("dev", envdir))  # outside the engine: nothing read, nothing refused

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from smartnation.program import move_replication, naming
+from smartnation.program import move_guard, move_replication, naming
 from smartnation.program.components import pods
 from smartnation.program.components.broker import Broker, BrokerArgs
 from smartnation.program.components.city_apis import CityApis, CityApisArgs, Connections, chart_version
@@ -42,28 +43,56 @@ def preflight(settings: Settings) -> None:
     check_secrets(settings)
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """What a move's new site takes from the old one (docs/move.md): its database streams from
+    ``database`` as a hot standby; in the replicate phase its buckets are mirrored from ``objects``
+    (None from the cutover on: the old site is fenced, and the new site's own writes must stay)."""
+
+    database: StandbySource
+    objects: MirrorSource | None = None
+
+
 def deploy(
     settings: Settings,
     cluster: ClusterProfile,
     provider: k8s.Provider,
     replication_sources: tuple[str, ...] = (),
+    arrival: Arrival | None = None,
 ) -> dict[str, Any]:
     """Register the environment on one cluster; returns that deployment's outputs.
 
     Component names start with the cluster name so that the same environment can exist on
     two clusters in one stack while it moves between them. ``replication_sources``: during a
     move, where the new site's standby connects from (the database is published to them).
+    ``arrival``: during a move, on the new site: the whole platform, its database a standby of
+    the old site's (so its APIs run read-only until the cutover promotes it), no migration Job
+    (the schema arrives by replication and a standby refuses DDL), no backup (the old site keeps
+    its nightly dumps until the move completes).
     """
     releases = settings.releases.components
     opts = pulumi.ResourceOptions(provider=provider)
     prefix = cluster.name
     site = Placement.of(settings.environment, cluster, protect_state=settings.guardrails.protect_state)
 
-    guardrails = _guardrails(settings, prefix, site, opts, replication_sources=replication_sources)
+    if arrival is None:
+        guardrails = _guardrails(settings, prefix, site, opts, replication_sources=replication_sources)
+    else:
+        guardrails = _guardrails(
+            settings,
+            prefix,
+            site,
+            opts,
+            replicates_from=arrival.database.address,
+            mirrors_from=arrival.objects.address if arrival.objects is not None else None,
+        )
     # Everything else goes into the namespace Guardrails made; its output makes them wait for it.
     placement = site.inside(guardrails.namespace)
 
-    storage = _object_storage(settings, prefix, placement, opts, published_for_replication=replication_sources)
+    if arrival is None:
+        storage = _object_storage(settings, prefix, placement, opts, published_for_replication=replication_sources)
+    else:
+        storage = _object_storage(settings, prefix, placement, opts, mirror_of=arrival.objects)
     api_clients = tuple(sorted({a.broker_client for a in settings.city_apis.values() if a.broker_client}))
     broker = Broker(
         f"{prefix}-broker",
@@ -84,9 +113,10 @@ def deploy(
             settings.database,
             release=releases["database"],
             backup_client_release=releases["object_storage_client"],
-            backup_endpoint=storage.s3_endpoint,
-            backup_credentials_secret=storage.user_secret_names[backup_user],
+            backup_endpoint=storage.s3_endpoint if arrival is None else "",
+            backup_credentials_secret=storage.user_secret_names[backup_user] if arrival is None else "",
             published_for_replication=replication_sources,
+            standby_of=arrival.database if arrival is not None else None,
         ),
         opts,
     )
@@ -96,7 +126,9 @@ def deploy(
             placement,
             settings.city_apis,
             releases=settings.releases,
-            connections=_connections(settings, broker, database, storage),
+            # A standby has no in-site replicas (they come with the complete phase): read the standby.
+            connections=_connections(settings, broker, database, storage, replicas=arrival is None),
+            migrate=arrival is None,
         ),
         pulumi.ResourceOptions(provider=provider, depends_on=[broker, database, storage]),
     )
@@ -110,36 +142,6 @@ def deploy(
         "database_published_address": database.published_address,
         "object_storage_published_address": storage.published_address,
     }
-
-
-def deploy_standby(
-    settings: Settings, cluster: ClusterProfile, provider: k8s.Provider, source: StandbySource, objects: MirrorSource
-) -> dict[str, Any]:
-    """The replicate phase on the new site (docs/move.md): the namespace with its guardrails, the
-    database as a hot standby of ``source``, and the object storage with a mirror of ``objects``'
-    buckets. Nothing else yet: the broker bridge and the read-only APIs are later steps."""
-    opts = pulumi.ResourceOptions(provider=provider)
-    prefix = cluster.name
-    site = Placement.of(settings.environment, cluster, protect_state=settings.guardrails.protect_state)
-    guardrails = _guardrails(settings, prefix, site, opts, replicates_from=source.address, mirrors_from=objects.address)
-    releases = settings.releases.components
-    placement = site.inside(guardrails.namespace)
-    storage = _object_storage(settings, prefix, placement, opts, mirror_of=objects)
-    Database(
-        f"{prefix}-database",
-        DatabaseArgs(
-            placement,
-            settings.database,
-            release=releases["database"],
-            backup_client_release=releases["object_storage_client"],
-            # A standby runs no backup: the source keeps its nightly dumps until the move ends.
-            backup_endpoint="",
-            backup_credentials_secret="",
-            standby_of=source,
-        ),
-        opts,
-    )
-    return {"namespace": guardrails.namespace, "s3_endpoint": storage.s3_endpoint}
 
 
 def _guardrails(
@@ -194,16 +196,19 @@ def mirror_source(
 
 
 def _move_target(settings: Settings) -> ClusterProfile | None:
-    """The cluster the environment replicates to, in the replicate phase (the guard let no other
-    phase through)."""
+    """The cluster the environment moves to, while a move is declared (the guard let through only
+    the phases the program runs)."""
     if settings.move is None:
         return None
     return load_cluster_profile(settings.move.to)
 
 
-def _connections(settings: Settings, broker: Broker, database: Database, storage: ObjectStorage) -> Connections:
-    """Where the APIs find the broker, the database and the object storage."""
-    read_host = database.replicas_host if settings.database.replicas > 0 else database.primary_host
+def _connections(
+    settings: Settings, broker: Broker, database: Database, storage: ObjectStorage, *, replicas: bool = True
+) -> Connections:
+    """Where the APIs find the broker, the database and the object storage (``replicas``: whether
+    the database runs its in-site replicas here)."""
+    read_host = database.replicas_host if replicas and settings.database.replicas > 0 else database.primary_host
     return Connections(
         mqtt_url=broker.internal_endpoint,
         mqtt_pod_urls=broker.pod_endpoints,
@@ -237,24 +242,35 @@ def build(settings: Settings) -> dict[str, Any]:
     Returns the exported outputs (tests read them; the engine reads the exports).
     """
     preflight(settings)
+    move_guard.check_cutover_ran(settings)
     target = _move_target(settings)
     providers = cluster_providers([settings.cluster, *([target] if target else [])])
     sources = move_replication.arrival_addresses(settings, settings.cluster, list_clusters()) if target else ()
     deployed = deploy(settings, settings.cluster, providers[settings.cluster.name], replication_sources=sources)
     move: dict[str, Any] | None = None
+    serving = deployed
     if target is not None and settings.move is not None:
         database = naming.names(settings.environment, naming.DATABASE)
         ca = move_replication.read_source_ca(
             settings.cluster.context, naming.namespace(settings.environment), tls_secret_name(settings.environment)
         )
         source = StandbySource(database.host(database.child("primary")), deployed["database_published_address"], ca)
-        objects = mirror_source(settings, settings.cluster, target, deployed["object_storage_published_address"])
-        standby = deploy_standby(settings, target, providers[target.name], source, objects)
+        cutover = settings.move.phase == "cutover"
+        # From the cutover on the old site is fenced and the new one takes writes: no more mirror
+        # (its --remove would delete what the new site's APIs write).
+        published_storage = deployed["object_storage_published_address"]
+        objects = None if cutover else mirror_source(settings, settings.cluster, target, published_storage)
+        arrived = deploy(settings, target, providers[target.name], arrival=Arrival(source, objects))
+        # The endpoints the outputs give devices and clients: the new site's from the cutover on.
+        serving = arrived if cutover else deployed
         # The guard reads `to` and `phase` back (move_guard.Deployed); the rest is for the operator.
         move = {
             "to": target.name,
             "phase": settings.move.phase,
-            "namespace": standby["namespace"],
+            "serving": target.name if cutover else settings.cluster.name,
+            "namespace": arrived["namespace"],
+            "target_mqtt_endpoint": arrived["mqtt_endpoint"],
+            "target_api_urls": arrived["api_urls"],
             "database_address": deployed["database_published_address"],
             "object_storage_address": deployed["object_storage_published_address"],
             "replication_sources": list(sources),
@@ -265,10 +281,10 @@ def build(settings: Settings) -> dict[str, Any]:
         # Named `cluster` (the target cluster), as the integration tests and ops CLI read it.
         "cluster": settings.cluster.name,
         "namespace": deployed["namespace"],
-        "mqtt_endpoint": deployed["mqtt_endpoint"],
-        "mqtt_load_balancer_address": deployed["mqtt_load_balancer_address"],
-        "api_urls": deployed["api_urls"],
-        "s3_endpoint": deployed["s3_endpoint"],
+        "mqtt_endpoint": serving["mqtt_endpoint"],
+        "mqtt_load_balancer_address": serving["mqtt_load_balancer_address"],
+        "api_urls": serving["api_urls"],
+        "s3_endpoint": serving["s3_endpoint"],
         "deployed_releases": {
             **release_summary(settings),
             "helm_releases": deployed["helm_releases"],
@@ -281,4 +297,4 @@ def build(settings: Settings) -> dict[str, Any]:
     return outputs
 
 
-__all__ = ["build", "deploy", "deploy_standby", "mirror_source", "preflight", "release_summary"]
+__all__ = ["Arrival", "build", "deploy", "mirror_source", "preflight", "release_summary"]

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 
 import pulumi
 
-from smartnation.settings import SettingsError
+from smartnation.program import naming
+from smartnation.settings import SettingsError, load_cluster_profile
 from smartnation.settings.models import MOVE_PHASES, Settings
 
-IMPLEMENTED_PHASES: tuple[str, ...] = ("replicate",)
+IMPLEMENTED_PHASES: tuple[str, ...] = ("replicate", "cutover")
 """The phases the program runs today (docs/move.md says what comes next)."""
 
 
@@ -75,6 +76,17 @@ def check_move(settings: Settings, deployed: Callable[[], Deployed | None] | Non
             f"during a move `cluster:` stays where the environment is deployed ({previous.cluster}, the stack's "
             f"`cluster` output), got {here}; `move.to` names where it goes",
         )
+    if previous is not None and previous.move_phase == "cutover" and (move is None or move.phase == "replicate"):
+        # After the cutover the new site took writes: going back to replicate (or to no move)
+        # would make it a standby again, or delete it, and lose them.
+        raise SettingsError(
+            settings.source,
+            "move" if move is None else "move.phase",
+            f"{settings.environment}'s cutover to {previous.move_to} ran (the stack's `move` output): "
+            f"{previous.move_to} has taken writes since, which going back to "
+            f"{'no move' if move is None else 'replicate'} would lose; a rollback from the cutover is not "
+            f"available yet: keep `phase: cutover` (docs/move.md)",
+        )
     if move is None:
         return
     if previous is None:
@@ -100,9 +112,9 @@ def check_move(settings: Settings, deployed: Callable[[], Deployed | None] | Non
         raise SettingsError(
             settings.source,
             "move",
-            f"the move's {move.phase} phase is not available yet (docs/move.md says what exists: the replicate "
-            f"phase for the database, the site link, these checks, `smartnation compare`); set `phase: replicate` "
-            f"to keep replicating, or remove `move:` to keep {settings.environment} on {here} alone",
+            f"the move's {move.phase} phase is not available yet (docs/move.md says what exists: the "
+            f"{' and '.join(IMPLEMENTED_PHASES)} phases, the site link, these checks, `smartnation compare`); "
+            f"keep the phase the stack last ran ({recorded or 'none'})",
         )
 
 
@@ -138,3 +150,56 @@ def deployed_by_engine() -> Deployed | None:
             f"cannot read the stack's outputs to check for a move: {(proc.stderr or proc.stdout).strip()[-500:]}",
         )
     return Deployed.from_outputs(json.loads(proc.stdout or "{}"))
+
+
+def check_cutover_ran(settings: Settings, read: Callable[[str, str, str, str], dict] | None = None) -> None:
+    """In an update (not a preview) of the cutover phase: the driver's steps before the apply ran,
+    so a hand-typed `pulumi up` cannot switch the endpoints to a standby or leave the old site
+    taking writes. Checked live: the old site's database is fenced (read-only by default), the new
+    site's promoted (out of recovery). ``read(role, cluster, context)`` answers `move --status`'s
+    reading of one side (default: that reader, by kubectl); under mocks and in a preview nothing
+    is read."""
+    move = settings.move
+    if move is None or move.phase != "cutover":
+        return
+    if read is None:
+        if _under_mocks() or pulumi.runtime.is_dry_run():
+            return  # the driver previews before it fences; mocks have no clusters
+        read = _read_side
+    target = load_cluster_profile(move.to)
+    source_db = read(settings.environment, "source", settings.cluster.name, settings.cluster.context)
+    target_db = read(settings.environment, "target", target.name, target.context)
+    how = (
+        f"run `smartnation move {settings.environment} --to {move.to}`: it stops the writes, waits, verifies, promotes"
+    )
+    if target_db.get("in_recovery") is not False:
+        raise SettingsError(
+            settings.source,
+            "move.phase",
+            f"cutover applies only once {move.to}'s database is promoted, and it is still a standby (or was not "
+            f"read: {target_db.get('problem') or 'in recovery'}); {how}, then applies this update itself",
+        )
+    if source_db.get("read_only") is not True:
+        raise SettingsError(
+            settings.source,
+            "move.phase",
+            f"cutover applies only once {settings.cluster.name}'s database is fenced (read-only), and it is not "
+            f"(or was not read: {source_db.get('problem') or 'still takes writes'}); {how}",
+        )
+
+
+def _under_mocks() -> bool:
+    from pulumi.runtime.mocks import MockMonitor
+    from pulumi.runtime.settings import get_monitor
+
+    monitor = get_monitor()
+    return monitor is None or isinstance(monitor, MockMonitor)
+
+
+def _read_side(environment: str, role: str, cluster: str, context: str) -> dict:
+    """`move --status`'s reading of one side's database (kubectl, psql in the primary's Pod), with
+    its problem if any. Imported here: the program reaches the CLI's reader only in a cutover."""
+    from smartnation.cli.move_status import Site, read_site
+
+    site = read_site(Site(role, cluster, context, naming.namespace(environment)), environment, dict(os.environ))
+    return {**site.database, "problem": site.problem}
