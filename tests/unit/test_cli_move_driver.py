@@ -320,8 +320,9 @@ def test_replicate_previews_applies_waits_for_lag_0_verifies_and_says_the_next_s
     assert report["fingerprints"]["source"]["tables"] == {"telemetry.public.readings": "rows=300 sum=123456"}
     assert report["fingerprints"]["source"]["devices"] == {"traffic-001": "0cc175b9c0f1b6a831c399e269772661"}
     assert lines[-1] == (
-        "next: declare `phase: cutover` in environments/dev.yaml and open a pull request; cutover is not yet "
-        "available in the program"
+        "next: declare `phase: cutover` in environments/dev.yaml, open a pull request, and once merged run this "
+        "again: it stops the writes here, waits for the target to replay them, verifies, promotes the target "
+        "and applies"
     )
     assert audit_lines(moving) == [(step, result) for step in STEPS for result in ("started", "finished")]
     saved = progress(moving)
@@ -416,8 +417,9 @@ def test_a_difference_fails_the_verification_naming_it_in_the_report(moving, sta
         ("", TARGET, "environments/dev.yaml: move: no move declared; the environment file is the reviewed "
          f"declaration: add `move: {{to: {TARGET}, phase: replicate}}` to environments/dev.yaml"),
         (MOVE, SOURCE, f"environments/dev.yaml: move.to: --to {SOURCE} is not the declared move ({TARGET})"),
-        ("move: {to: monaco-onprem, phase: cutover}\n", TARGET,
-         "environments/dev.yaml: move.phase: the cutover phase is not yet available in the program"),
+        ("move: {to: monaco-onprem, phase: complete}\n", TARGET,
+         "environments/dev.yaml: move.phase: the complete phase is not yet available in the program (it runs: "
+         "replicate, cutover;"),
     ],
 )  # fmt: skip
 def test_the_file_is_the_declaration_and_a_mismatch_touches_nothing(

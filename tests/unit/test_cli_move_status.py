@@ -415,7 +415,7 @@ def test_an_answer_that_is_not_the_status_is_named(moving, monkeypatch, caplog, 
     fake = FakeKubectl(clusters(monaco_onprem=garbled))
     code, _, errors = run(monkeypatch, caplog, capsys, fake, "dev", "--status")
     assert code == exit_codes.UNREADABLE
-    assert "psql in dev-database-primary-0 answered no status: WARNING: something" in errors
+    assert "psql in dev-database-primary-0 answered no JSON object: WARNING: something" in errors
 
 
 def test_a_secret_without_the_password_is_named(moving, monkeypatch, caplog, capsys):

@@ -51,6 +51,16 @@ def test_the_target_comes_from_the_stack_outputs():
 
 
 @pytest.mark.parametrize(
+    ("phase", "serving"), [("replicate", "dusseldorf-test"), ("cutover", "monaco-onprem"), (None, "dusseldorf-test")]
+)
+def test_during_a_move_the_target_is_the_cluster_serving_the_environment(phase: str | None, serving: str):
+    """The cutover switches the endpoints to the new site; verify checks the site that serves."""
+    move = {"to": "monaco-onprem", "phase": phase, "serving": serving} if phase else {"to": "monaco-onprem"}
+    target = target_from_outputs("staging", {**OUTPUTS, "move": move})
+    assert target.cluster == serving
+
+
+@pytest.mark.parametrize(
     ("change", "key"),
     [
         ({"namespace": None}, "namespace"),

@@ -96,7 +96,7 @@ def cmd_move(args: argparse.Namespace) -> int:
         if args.status:
             log.error("`smartnation move %s`: --status reads, --to drives; give one of them", args.environment)
             return exit_codes.BAD_INPUT
-        return drive(args, lambda: move_status(args.environment, args.namespace, with_stack=False))
+        return drive(args, lambda: move_status(args.environment, args.namespace, with_stack=False), kubectl_env())
     if not args.status:
         log.error(
             "`smartnation move %s` needs --status (where the move stands) or --to CLUSTER (drive the phase the "

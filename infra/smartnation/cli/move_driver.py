@@ -40,7 +40,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from smartnation.cli import compare, exit_codes, move_progress, up, workspace
+from smartnation.cli import compare, exit_codes, move_cutover, move_progress, up, workspace
 from smartnation.cli.audit_log import FAILED, REFUSED, AuditEntry, append_audit, operator, utc_now
 from smartnation.cli.compare_data import differences, dump, report
 from smartnation.cli.console import stream_to
@@ -51,8 +51,8 @@ from smartnation.cli.restore import project_name
 from smartnation.paths import environments_dir, project_dir
 from smartnation.program import naming
 from smartnation.program.components import object_mirror
-from smartnation.settings import SettingsError, load_settings
-from smartnation.settings.models import Settings
+from smartnation.settings import SettingsError, load_cluster_profile, load_settings
+from smartnation.settings.models import ClusterProfile, Settings
 
 log = logging.getLogger("smartnation")
 
@@ -64,8 +64,11 @@ OPERATION = "move"
 def next_step(environment: str, file: str) -> dict[str, str]:
     """What the operator does once a phase's steps are done (a phase change is a reviewed file change)."""
     return {
-        "replicate": f"declare `phase: cutover` in {file} and open a pull request; cutover is not yet "
-        "available in the program",
+        "replicate": f"declare `phase: cutover` in {file}, open a pull request, and once merged run this "
+        "again: it stops the writes here, waits for the target to replay them, verifies, promotes the target "
+        "and applies",
+        "cutover": f"the target serves the environment (`smartnation move {environment} --status`); the "
+        "complete phase is not yet available in the program: keep `phase: cutover`",
     }
 
 
@@ -80,6 +83,10 @@ class Run:
     """`move --status`'s reader of both clusters (cli/move.py)."""
     stack: auto.Stack
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    kubectl_env: Mapping[str, str] = field(default_factory=dict)
+    """kubectl on PATH and the clusters' kubeconfig (cli/move.py's kubectl_env)."""
+    marks: dict[str, Any] = field(default_factory=dict)
+    """What a step leaves for a later one, kept in the progress file (move_progress.Progress.marks)."""
 
     @property
     def environment(self) -> str:
@@ -94,6 +101,10 @@ class Run:
     def phase(self) -> str:
         assert self.settings.move is not None
         return self.settings.move.phase
+
+    @property
+    def target_profile(self) -> ClusterProfile:
+        return load_cluster_profile(self.to, environments_dir())
 
 
 class StepFailed(Exception):
@@ -317,11 +328,38 @@ def default_report(run: Run) -> Path:
     return project_dir() / move_progress.STATE_DIR / f"{run.environment}-{run.phase}-verify-{stamp}.json"
 
 
+def _cutover_step(action: Callable[[Run], str]) -> Callable[[Run], str]:
+    def step(run: Run) -> str:
+        try:
+            return action(run)
+        except move_cutover.StepFailure as failure:
+            raise StepFailed(str(failure), exit_codes.TIMED_OUT if failure.timed_out else exit_codes.FAILED) from None
+
+    return step
+
+
+def catch_up(run: Run) -> str:
+    """The target's standby up to the fence, then its buckets (the mirror's passes after the fence)."""
+    replayed = _cutover_step(move_cutover.catch_up)(run)
+    return f"{replayed}; {wait_for_mirror(run, time.monotonic())}"
+
+
 Step = tuple[str, Callable[[Run], str]]
 PHASE_STEPS: Mapping[str, tuple[Step, ...]] = {
     "replicate": (("preview", preview), ("apply", apply), ("wait", wait), ("verify", verify)),
+    # Writes stop on the source at the fence and resume on the target at its promotion: the
+    # steps in between (catch-up, verify) are the write pause; the apply (the endpoints, the
+    # mirror removed) comes after, while the target already takes writes.
+    "cutover": (
+        ("preview", preview),
+        ("fence", _cutover_step(move_cutover.fence)),
+        ("catch-up", catch_up),
+        ("verify", verify),
+        ("promote", _cutover_step(move_cutover.promote)),
+        ("apply", apply),
+    ),
 }
-"""The steps of each phase the program runs, in order; cutover and complete come with the program's."""
+"""The steps of each phase the program runs, in order; complete comes with the program's."""
 
 
 def stack_update(stack: auto.Stack) -> int | None:
@@ -375,7 +413,9 @@ def declared(environment: str, to: str) -> Settings:
     return settings
 
 
-def drive(args: argparse.Namespace, read_status: Callable[[], MoveStatus]) -> int:
+def drive(
+    args: argparse.Namespace, read_status: Callable[[], MoveStatus], kubectl_env: Mapping[str, str] | None = None
+) -> int:
     run_id = uuid.uuid4().hex[:12]
     try:
         settings = declared(args.environment, args.to)
@@ -386,7 +426,7 @@ def drive(args: argparse.Namespace, read_status: Callable[[], MoveStatus]) -> in
         raise
     namespace = args.namespace or f"{project_name()}-{settings.environment}"
     stack, _ = workspace.select(settings.environment, create=False)
-    run = Run(args, settings, namespace, read_status, stack, run_id)
+    run = Run(args, settings, namespace, read_status, stack, run_id, dict(kubectl_env or {}))
     try:
         saved = move_progress.load(run.environment)
     except TornProgress as error:
@@ -404,6 +444,7 @@ def drive(args: argparse.Namespace, read_status: Callable[[], MoveStatus]) -> in
               f"{saved.phase}, stack update #{saved.stack_update}; now {run.to}, {run.phase}, #{current}: "
               "every step runs again")  # fmt: skip
     progress = progress or Progress(run.environment, run.to, run.phase, current)
+    run.marks = progress.marks  # the same dict: a step's marks are saved with the progress
     steps = PHASE_STEPS[run.phase]
     print(f"{run.environment} ({settings.source}): move from {settings.cluster.name} to {run.to}, phase {run.phase}")
     for number, (name, step) in enumerate(steps, start=1):
@@ -420,10 +461,14 @@ def drive(args: argparse.Namespace, read_status: Callable[[], MoveStatus]) -> in
         except StepFailed as failure:
             log.error("%s %s", head, failure)
             audit(run, run.to, FAILED, f"{name}: {failure}", name, run.id)
+            if progress.marks:
+                move_progress.save(progress)  # the marks it left (when the fence stopped the writes)
             return failure.code
         except BaseException as error:
             # The exit code is main.run's (stack locked, policy, engine); the audit says it failed.
             audit(run, run.to, FAILED, f"{name}: {type(error).__name__}: {str(error).strip()[-500:]}", name, run.id)
+            if progress.marks:
+                move_progress.save(progress)
             raise
         took = time.monotonic() - began
         audit(run, run.to, FINISHED, f"{name}: {said}", name, run.id)

@@ -40,6 +40,10 @@ class Progress:
     """The stack's update number (how many updates `pulumi stack history` lists) after the last finished step."""
     finished: dict[str, str] = field(default_factory=dict)
     """Step name -> when it finished (UTC, ISO 8601)."""
+    marks: dict[str, Any] = field(default_factory=dict)
+    """What a step leaves for a later one, a re-run included (the cutover's fence: its WAL position
+    and when writes stopped, so the catch-up waits for that position and the pause is measured
+    from then even across a kill -9)."""
 
     def keeps(self, to: str, phase: str, stack_update: int | None) -> bool:
         """Whether the steps recorded here still count for this run."""
@@ -69,17 +73,20 @@ def load(environment: str) -> Progress | None:
         raise TornProgress(f"{path}: not a progress file of version {VERSION}")
     finished = data.get("finished")
     update = data.get("stack_update")
+    marks = data.get("marks", {})
     if (
         data.get("environment") != environment
         or not all(isinstance(data.get(key), str) for key in ("to", "phase"))
         or not (update is None or (isinstance(update, int) and not isinstance(update, bool)))
         or not isinstance(finished, dict)
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in finished.items())
+        or not isinstance(marks, dict)
     ):
         raise TornProgress(
-            f"{path}: keys environment ({environment}), to, phase, stack_update and finished are not all as written"
+            f"{path}: keys environment ({environment}), to, phase, stack_update, finished and marks are not all "
+            "as written"
         )
-    return Progress(environment, data["to"], data["phase"], update, dict(finished))
+    return Progress(environment, data["to"], data["phase"], update, dict(finished), dict(marks))
 
 
 def save(progress: Progress) -> Path:

@@ -34,6 +34,7 @@ WITH here AS (
 )
 SELECT json_build_object(
   'in_recovery', here.in_recovery,
+  'read_only', current_setting('default_transaction_read_only') = 'on',
   'wal_lsn', here.lsn::text,
   'receive_lsn', pg_last_wal_receive_lsn()::text,
   'last_replay_at', pg_last_xact_replay_timestamp(),
@@ -59,6 +60,7 @@ standby's last replayed one (pg_current_wal_lsn() fails in recovery, hence the C
 
 DATABASE_FIELDS = (
     "in_recovery",
+    "read_only",
     "wal_lsn",
     "receive_lsn",
     "last_replay_at",
@@ -172,6 +174,13 @@ def _read_mirror(site: Site, kubectl: Kubectl, environment: str, timeout: float)
 
 
 def _read(site: Site, kubectl: Kubectl, environment: str, timeout: float) -> None:
+    answer = _query(site, kubectl, environment, STATUS_SQL, timeout)
+    site.database.update({key: answer.get(key) for key in DATABASE_FIELDS})
+
+
+def _query(site: Site, kubectl: Kubectl, environment: str, sql: str, timeout: float) -> dict[str, Any]:
+    """Run ``sql`` (its last line of output one JSON object) by psql in the site's Running primary
+    Pod as the superuser; sets ``site.namespace_exists`` and ``site.primary_pod`` on the way."""
     contexts = kubectl.run("config", "get-contexts", "-o", "name", namespaced=False, timeout=timeout).split()
     if site.context not in contexts:
         where = kubectl.process_env().get("KUBECONFIG", "the default kubeconfig")
@@ -195,8 +204,16 @@ def _read(site: Site, kubectl: Kubectl, environment: str, timeout: float) -> Non
     pod = running[0]
     site.primary_pod = pod["metadata"]["name"]
     password = _superuser_password(kubectl, database.child("credentials"), timeout)
-    answer = _psql(kubectl, site.primary_pod, pod["spec"]["containers"][0]["name"], password, timeout)
-    site.database.update({key: answer.get(key) for key in DATABASE_FIELDS})
+    return _psql(kubectl, site.primary_pod, pod["spec"]["containers"][0]["name"], password, timeout, sql)
+
+
+def run_sql(site: Site, environment: str, env: Mapping[str, str], sql: str, timeout: float = 60) -> dict[str, Any]:
+    """``sql`` on the site's primary (a move's fence and promotion, cli/move_cutover.py), answered
+    with one JSON object on its last line; Unreadable or KubectlError naming what failed."""
+    try:
+        return _query(site, Kubectl(site.context, site.namespace, env), environment, sql, timeout)
+    except (Unreadable, KubectlError) as error:
+        raise Unreadable(f"{site.role} {site.cluster}: {error}") from None
 
 
 def _superuser_password(kubectl: Kubectl, secret: str, timeout: float) -> str:
@@ -206,13 +223,15 @@ def _superuser_password(kubectl: Kubectl, secret: str, timeout: float) -> str:
     return base64.b64decode(data["POSTGRES_PASSWORD"]).decode()
 
 
-def _psql(kubectl: Kubectl, pod: str, container: str, password: str, timeout: float) -> dict[str, Any]:
+def _psql(
+    kubectl: Kubectl, pod: str, container: str, password: str, timeout: float, sql: str = STATUS_SQL
+) -> dict[str, Any]:
     argv = kubectl.argv("exec", "-i", pod, "-c", container, "--", "sh", "-c", PSQL_SCRIPT, "sh", SUPERUSER)
     try:
         done = subprocess.run(
             argv,
             env=kubectl.process_env(),
-            input=f"{password}\n{STATUS_SQL}",
+            input=f"{password}\n{sql}",
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -229,7 +248,7 @@ def _psql(kubectl: Kubectl, pod: str, container: str, password: str, timeout: fl
     except json.JSONDecodeError:
         answer = None
     if not isinstance(answer, dict):
-        raise Unreadable(f"psql in {pod} answered no status: {done.stdout.strip()[-200:] or 'nothing'}")
+        raise Unreadable(f"psql in {pod} answered no JSON object: {done.stdout.strip()[-200:] or 'nothing'}")
     return answer
 
 
@@ -268,7 +287,9 @@ def _site_lines(site: Site) -> list[str]:
             f"received up to {db['receive_lsn']}, receiver {db['receiver_status'] or 'not running'}, {replayed}"
         )
     else:
-        lines.append(f"  database {site.primary_pod}: primary (not in recovery), WAL at {db['wal_lsn']}")
+        # A move's cutover fences the old site with default_transaction_read_only (cli/move_cutover.py).
+        fenced = ", read-only (fenced: writes stopped)" if db["read_only"] else ""
+        lines.append(f"  database {site.primary_pod}: primary (not in recovery){fenced}, WAL at {db['wal_lsn']}")
     for row in db["replication"] or []:
         lag = "unknown" if row["lag_bytes"] is None else f"{row['lag_bytes']:.0f} bytes"
         replay_lag = "none measured" if row["replay_lag_seconds"] is None else f"{row['replay_lag_seconds']:.3f} s"

@@ -59,9 +59,13 @@ def target_from_outputs(environment: str, outputs: Mapping[str, Any]) -> VerifyT
     helm = releases.get("helm_releases") if isinstance(releases, Mapping) else None
     if not isinstance(helm, Mapping) or not all(isinstance(v, str) for v in helm.values()):
         raise SettingsError(*_where(environment, "deployed_releases.helm_releases"), "expected API name -> release")
+    # During a move the environment is served where the stack's `move` output says: the old
+    # site until the cutover, the new one from then on (the endpoints above are that site's).
+    move = outputs.get("move")
+    serving = move.get("serving") if isinstance(move, Mapping) else None
     return VerifyTarget(
         environment=environment,
-        cluster=str(need("cluster")),
+        cluster=str(serving) if isinstance(serving, str) and serving else str(need("cluster")),
         namespace=str(need("namespace")),
         mqtt_hostname=endpoint.hostname,
         mqtt_port=endpoint.port,

@@ -1,0 +1,199 @@
+"""The cutover phase of a move on real Pods (docs/move.md, section 8): dev deployed on Düsseldorf
+with readings and objects, replicated to Monaco by the driver (Monaco already runs its broker and
+APIs, read-only against the standby), then `phase: cutover` driven by the real
+`smartnation move dev --to monaco-onprem --yes` while a writer keeps inserting rows on
+Düsseldorf: the writes stop there at the fence (the writer is refused from then on), Monaco replays
+up to the fence, the data verifies equal, Monaco is promoted (the measured write pause under
+30 s), and the apply switches the outputs' endpoints to Monaco and removes the bucket mirror.
+Every row the writer saw committed on Düsseldorf is on Monaco; Monaco takes writes; and
+`smartnation verify dev`, which follows the stack's serving cluster, passes every check against
+Monaco: a device publishes through Monaco's broker, the ingest stores it in the promoted
+database, the open data API serves it, the registry registers a device.
+
+Needs what `make clusters` starts: both clusters, their real nodes and the site link.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from smartnation.cli import exit_codes
+from smartnation.tooling.local_clusters import site_link
+from tests.integration import primary_sql
+from tests.integration.platform_project import PROJECT, REPO, PlatformProject
+from tests.integration.test_move_replicate import HOLD_ARCHIVER, OBJECTS_PY, _readings
+
+pytestmark = pytest.mark.integration
+
+ENVIRONMENT = "dev"
+# Its own project (and so namespace): apart from the shared dev and from test_move_replicate's.
+NAME = f"{PROJECT}-mc"
+NAMESPACE = f"{NAME}-{ENVIRONMENT}"
+SOURCE, TARGET = "dusseldorf-test", "monaco-onprem"
+REPLICATE = "move: {to: monaco-onprem, phase: replicate}\n"
+CUTOVER = "move: {to: monaco-onprem, phase: cutover}\n"
+WRITES = "CREATE TABLE cutover_writes (n integer PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());"
+PAUSE_GOAL_S = 30.0
+"""Issue 10: the write pause at cutover under 30 s."""
+
+
+def _psql(tools, context: str, database: str, sql: str) -> str:
+    return primary_sql.psql(tools, context, NAMESPACE, ENVIRONMENT, database, sql)
+
+
+def _cli(tools, project: PlatformProject, *argv: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    """The real CLI on the scratch project."""
+    env = {**tools.env, **project.env, "SMARTNATION_PROJECT_DIR": str(project.root),
+           "SMARTNATION_OPERATOR": "integration-tests"}  # fmt: skip
+    began = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "smartnation.cli.main", *argv], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)  # fmt: skip
+    print(f"$ smartnation {' '.join(argv)} -> {proc.returncode} in {time.monotonic() - began:.0f} s\n"
+          f"{proc.stdout}\n{proc.stderr}")  # fmt: skip
+    return proc
+
+
+def _seed_objects(tools) -> None:
+    """Nine objects of mixed sizes in two buckets, written through Düsseldorf's telemetry-ingest Pod."""
+    from smartnation.cli import compare
+
+    side = compare.side_of(ENVIRONMENT, SOURCE, NAMESPACE)
+    pod, container = side.running_pod(compare.reader_selector(ENVIRONMENT))
+    root = f"{ENVIRONMENT}-object-storage-root"
+    ops = [("put", "telemetry-archive", f"2026/11/28/part-{i}.jsonl.gz", 1000 * i * i) for i in range(1, 8)]
+    ops += [("put", "open-data", "parking/occupancy.csv", 0), ("put", "open-data", "lights/energy.csv", 70_000)]
+    given = {"user": side.secret_value(root, "MINIO_ROOT_USER"),
+             "password": side.secret_value(root, "MINIO_ROOT_PASSWORD"), "ops": ops}  # fmt: skip
+    said = side.kubectl("exec", "-i", pod, "-c", container, "--", "python3.11", "-c", OBJECTS_PY,
+                        input=json.dumps(given) + "\n", timeout=600)  # fmt: skip
+    assert said.strip() == f"done {len(ops)}", said
+
+
+class Writer(threading.Thread):
+    """Inserts numbered rows on Düsseldorf's primary, one psql session each, until stopped; keeps
+    the numbers whose INSERT returned (committed) and the last refusal."""
+
+    def __init__(self, tools) -> None:
+        super().__init__(daemon=True)
+        self.tools, self.committed, self.refused = tools, [], []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            try:
+                _psql(self.tools, SOURCE, "telemetry", f"INSERT INTO cutover_writes (n) VALUES ({n});")
+                self.committed.append(n)
+            except AssertionError as error:  # tools.run's: the command's exit, stdout and stderr
+                self.refused.append((n, str(error)[-300:]))
+                time.sleep(0.5)
+
+
+@pytest.fixture
+def dev_replicating(tmp_path, tools, clusters) -> Iterator[PlatformProject]:
+    """dev deployed on Düsseldorf with readings, objects and the writer's table, replicated to
+    Monaco by the driver; destroyed at the end, checked on both sites."""
+    assert site_link.for_local_clusters(clusters).status() == "up", "`make clusters` sets up the site link"
+    state = tmp_path / "state"
+    state.mkdir()
+    backend = {"PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_CONFIG_PASSPHRASE": "integration-tests"}
+    project = PlatformProject.create(tmp_path / "project", tools, backend, name=NAME)
+    env_file = project.root / "environments" / f"{ENVIRONMENT}.yaml"
+    with env_file.open("a") as file:
+        file.write(HOLD_ARCHIVER)
+    try:
+        project.init_stack(ENVIRONMENT)
+        project.pulumi("up", "--yes", "--skip-preview", "--stack", ENVIRONMENT, timeout=2400)
+        _psql(tools, SOURCE, "telemetry", _readings(1, 300) + WRITES)
+        _seed_objects(tools)
+        env_file.write_text(env_file.read_text() + REPLICATE)
+        applied = _cli(tools, project, "move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "600")
+        assert applied.returncode == exit_codes.OK, applied.stdout + applied.stderr
+        yield project
+    finally:
+        project.destroy(ENVIRONMENT)
+        for context in (SOURCE, TARGET):
+            left = tools.run("kubectl", "--context", context, "get", "namespace", NAMESPACE, check=False)
+            assert left.returncode != 0, f"{NAMESPACE} is still on {context} after the destroy"
+
+
+def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating, tools, clusters) -> None:
+    project = dev_replicating
+    env_file = project.root / "environments" / f"{ENVIRONMENT}.yaml"
+    # In replicate Monaco already runs the APIs, read-only against its standby: no migration Job ran there.
+    pods = tools.kubectl_json(TARGET, "-n", NAMESPACE, "get", "pods")["items"]
+    running = {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in pods
+               if p["status"].get("phase") == "Running"}  # fmt: skip
+    assert {"telemetry-ingest", "device-registry", "open-data-api", "server", "mirror"} <= running, running
+    assert not [p for p in pods if "migrate" in p["metadata"]["name"]], "a standby refuses DDL: no migration Job"
+    assert _psql(tools, TARGET, "postgres", "SELECT pg_is_in_recovery();") == "t"
+
+    # --- cutover, with a writer on Düsseldorf throughout -----------------------------------
+    env_file.write_text(env_file.read_text().replace(REPLICATE, CUTOVER))
+    writer = Writer(tools)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(writer.committed) < 5:
+            assert time.monotonic() < deadline, f"the writer committed nothing: {writer.refused[-1:]}"
+            time.sleep(0.5)
+        report = project.root / "verify-cutover.json"
+        moved = _cli(tools, project, "move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "600",
+                     "--report", str(report))  # fmt: skip
+        assert moved.returncode == exit_codes.OK, moved.stdout + moved.stderr
+        # The writer is refused from the fence on; let it try a few more times.
+        time.sleep(3)
+    finally:
+        writer.stop.set()
+        writer.join(60)
+    steps = ("preview", "fence", "catch-up", "verify", "promote", "apply")
+    for number, step in enumerate(steps, start=1):
+        assert f"[{number}/6 {step}] finished in " in moved.stdout, moved.stdout
+    pause = float(re.search(r"the write pause was ([\d.]+) s", moved.stdout).group(1))
+    print(f"write pause at cutover: {pause:.1f} s (goal under {PAUSE_GOAL_S:.0f} s); writer committed "
+          f"{len(writer.committed)} rows, refused {len(writer.refused)} times")  # fmt: skip
+    assert pause < PAUSE_GOAL_S, moved.stdout
+    assert writer.refused and "read-only transaction" in writer.refused[-1][1], writer.refused[-3:]
+    verified = json.loads(report.read_text())
+    assert verified["equal"] is True and verified["phase"] == "cutover", verified["differences"]
+    assert verified["fingerprints"]["source"]["tables"]["telemetry.public.readings"].startswith("rows=300 ")
+    assert len(verified["fingerprints"]["target"]["objects"]) >= 9
+
+    # --- nothing the writer committed is lost; Düsseldorf refuses, Monaco takes writes ------
+    on_monaco = _psql(tools, TARGET, "telemetry", "SELECT n FROM cutover_writes ORDER BY n;").split()
+    assert [int(n) for n in on_monaco] == sorted(writer.committed), "every committed row, nothing else"
+    with pytest.raises(AssertionError) as caught:
+        _psql(tools, SOURCE, "telemetry", "INSERT INTO cutover_writes (n) VALUES (-1);")
+    assert "cannot execute INSERT in a read-only transaction" in str(caught.value), caught.value
+    assert _psql(tools, TARGET, "postgres", "SELECT pg_is_in_recovery();") == "f", "Monaco's is promoted"
+    _psql(tools, TARGET, "telemetry", "INSERT INTO cutover_writes (n) VALUES (-2);")
+    assert _psql(tools, TARGET, "telemetry", "SELECT count(*) FROM cutover_writes WHERE n = -2;") == "1"
+
+    # --- the outputs serve Monaco; the mirror is gone; the status says so -------------------
+    outputs = project.outputs(ENVIRONMENT)
+    move = outputs["move"]
+    assert (move["phase"], move["serving"]) == ("cutover", TARGET), move
+    assert outputs["mqtt_endpoint"] == move["target_mqtt_endpoint"] and ".mc." in outputs["mqtt_endpoint"]
+    assert outputs["api_urls"] == move["target_api_urls"]
+    gone = tools.run("kubectl", "--context", TARGET, "-n", NAMESPACE, "get", "deployment",
+                     f"{ENVIRONMENT}-object-storage-mirror", check=False)  # fmt: skip
+    assert gone.returncode != 0, "the bucket mirror was removed"
+    status = _cli(tools, project, "move", ENVIRONMENT, "--status", "--json", timeout=300)
+    assert status.returncode == exit_codes.OK, status.stdout + status.stderr
+    read = json.loads(status.stdout)
+    assert read["applied_phase"] == "cutover" and read["source"]["read_only"] is True, read
+    assert read["target"]["in_recovery"] is False, read
+
+    # --- Monaco serves: verify follows the serving cluster and passes every check --------
+    verified = _cli(tools, project, "verify", ENVIRONMENT, timeout=900)
+    assert verified.returncode == exit_codes.OK, verified.stdout + verified.stderr
+    assert TARGET in verified.stdout, verified.stdout
