@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import psycopg
 from psycopg_pool import ConnectionPool
 
 from telemetry_ingest.validation import Reading
@@ -14,7 +13,10 @@ from telemetry_ingest.validation import Reading
 COLUMNS = "device_id, ts, domain, metrics, received_at"
 
 # ON COMMIT DELETE ROWS: the staging rows disappear with each commit, the table stays for the
-# session, so a batch costs no catalog churn.
+# session, so a batch costs no catalog churn. Made by the batch's own transaction (IF NOT EXISTS:
+# once a session), not when the pool connects: against a database that takes no writes (a move's
+# standby, a fenced source) that connection would fail, and the ingest with it, where only its
+# batches must wait (the batcher retries them) and its reads and probes go on.
 STAGING_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS readings_staging (
     device_id text, ts timestamptz, domain text, metrics jsonb, received_at timestamptz
@@ -26,12 +28,6 @@ INSERT_SQL = (
 )
 
 
-def prepare_session(conn: psycopg.Connection) -> None:
-    """Pool ``configure`` hook: the staging table of this connection."""
-    conn.execute(STAGING_DDL)
-    conn.commit()
-
-
 class ReadingStore:
     """The ``sink`` of the ingest's batcher."""
 
@@ -41,6 +37,7 @@ class ReadingStore:
     def write(self, readings: Sequence[Reading]) -> tuple[int, int]:
         """Store a batch in one transaction; returns (new rows, duplicates skipped)."""
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute(STAGING_DDL)
             with cur.copy(COPY_SQL) as copy:
                 for r in readings:
                     copy.write_row((r.device_id, r.ts, r.domain, r.metrics_json, r.received_at))

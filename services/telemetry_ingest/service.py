@@ -16,7 +16,7 @@ from service_common.health import Check
 from service_common.mqtt import BrokerConnection, Subscription, client_id, stable_client_id
 from telemetry_ingest.archive import Archiver
 from telemetry_ingest.batching import Batcher, Pending
-from telemetry_ingest.database import ReadingStore, prepare_session
+from telemetry_ingest.database import ReadingStore
 from telemetry_ingest.schema import migrate, require_schema
 from telemetry_ingest.settings import SERVICE, IngestSettings
 from telemetry_ingest.validation import Reading, Rejected, parse_message
@@ -52,7 +52,6 @@ class IngestService:
             name=f"{SERVICE}-db",
             # One connection per writer, plus the archiver's and the readiness probe's.
             max_size=settings.writers + 2,
-            configure=prepare_session,
         )
         self.s3: Any = storage.make_client(settings)
         self.store = ReadingStore(self.pool)

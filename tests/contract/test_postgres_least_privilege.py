@@ -26,7 +26,7 @@ from smartnation.program.components.database import _roles_databases_grants
 from smartnation.program.daemon_config import postgres
 from smartnation.settings import load_settings
 from smartnation.settings.models import DatabaseSettings
-from telemetry_ingest.database import ReadingStore, prepare_session
+from telemetry_ingest.database import ReadingStore
 from telemetry_ingest.schema import migrate as migrate_telemetry
 from telemetry_ingest.schema import require_schema as telemetry_schema
 from telemetry_ingest.validation import Reading
@@ -150,9 +150,7 @@ def test_the_ingest_writes_new_chunks_and_open_data_reads_them(upgraded: PgClust
     with connect(upgraded, role, "telemetry") as conn:
         assert telemetry_schema(conn) >= 1
         chunks_before = conn.execute("SELECT count(*) FROM timescaledb_information.chunks").fetchone()[0]
-    pool = ConnectionPool(
-        kwargs=conninfo(upgraded, role, "telemetry"), configure=prepare_session, min_size=1, open=True
-    )
+    pool = ConnectionPool(kwargs=conninfo(upgraded, role, "telemetry"), min_size=1, open=True)
     try:
         assert ReadingStore(pool).write(readings) == (2, 0)
         assert ReadingStore(pool).write(readings) == (0, 2)  # the idempotence key still works

@@ -138,6 +138,43 @@ def test_readyz_turns_false_while_the_database_is_down_and_nothing_is_lost(
     wait_until(lambda: stored(platform, device_id) == 1, 30, what="the reading from the outage stored")
 
 
+FENCE = "ALTER SYSTEM SET default_transaction_read_only = on"
+ENDED = (
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+)
+
+
+def test_a_fenced_database_keeps_the_ingest_ready_and_its_readings_wait(
+    platform: Platform, ingest: RunningService, devices: list[Device], tmp_path: Path
+) -> None:
+    """A move's cutover fences the old site's database (read-only by default, every session ended)
+    and its new site runs the ingest against a standby: the ingest connects, stays ready and
+    holds the readings it cannot store, unacknowledged; once the database takes writes they are
+    stored. A second ingest started while the database is fenced becomes ready too."""
+    device_id = new_id()
+    platform.postgres.sql(FENCE)
+    try:
+        platform.postgres.sql("SELECT pg_reload_conf()")
+        wait_until(lambda: platform.postgres.sql("SHOW default_transaction_read_only") == "on", 10, what="fenced")
+        platform.postgres.sql(ENDED)
+        devices[0].publish(f"city/parking/{device_id}/telemetry", reading({"occupied": 1}))
+        time.sleep(3)
+        assert stored(platform, device_id) == 0, "nothing stored while fenced"
+        assert httpx.get(f"{ingest.url}/readyz", timeout=10).status_code == 200, "its probes still answer"
+        env = platform.env("telemetry-ingest") | {"ARCHIVE_INTERVAL_SECONDS": "3600", "HOSTNAME": "second-ingest"}
+        (tmp_path / "second").mkdir()
+        second = start_service("telemetry_ingest", env, tmp_path / "second")
+        try:
+            wait_until(lambda: httpx.get(f"{second.url}/readyz").status_code == 200, 30, what="a new ingest ready")
+        finally:
+            second.terminate()
+    finally:
+        platform.postgres.sql("ALTER SYSTEM RESET default_transaction_read_only")
+        platform.postgres.sql("SELECT pg_reload_conf()")
+    wait_until(lambda: stored(platform, device_id) == 1, 30, what="the reading held during the fence stored")
+
+
 def test_closed_hours_are_archived_to_the_bucket(
     platform: Platform, ingest: RunningService, devices: list[Device], tmp_path: Path
 ) -> None:
