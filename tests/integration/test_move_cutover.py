@@ -155,9 +155,11 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
     finally:
         writer.stop.set()
         writer.join(60)
-    steps = ("preview", "fence", "catch-up", "verify", "promote", "apply")
+    steps = ("preview", "hash-objects", "fence", "catch-up", "verify", "promote", "apply")
     for number, step in enumerate(steps, start=1):
-        assert f"[{number}/6 {step}] finished in " in moved.stdout, moved.stdout
+        assert f"[{number}/7 {step}] finished in " in moved.stdout, moved.stdout
+    # Every object hashed before the fence; in the pause, only listed (nothing changed since).
+    assert re.search(r"  objects: \d+ objects as hashed before the fence, 0 hashed again at the fence", moved.stdout)
     pause = float(re.search(r"the write pause was ([\d.]+) s", moved.stdout).group(1))
     print(f"write pause at cutover: {pause:.1f} s (goal under {PAUSE_GOAL_S:.0f} s); writer committed "
           f"{len(writer.committed)} rows, refused {len(writer.refused)} times")  # fmt: skip

@@ -19,11 +19,12 @@ from typing import Any
 
 import pytest
 
-from smartnation.cli import exit_codes, move_cutover, move_driver
+from smartnation.cli import exit_codes, move_cutover, move_driver, move_objects
 from smartnation.cli.move_status import STATUS_SQL
 from tests.unit import test_cli_move_driver as driver_tests
 from tests.unit.test_cli_move_driver import (
     APPLIED,
+    OBJECTS,
     PRIMARY_STATUS,
     STANDBY_STATUS,
     Clock,
@@ -41,7 +42,7 @@ project, stack = driver_tests.project, driver_tests.stack  # the driver tests' f
 
 CUTOVER = "move: {to: monaco-onprem, phase: cutover}\n"
 FENCE = "0/5000200"
-STEPS = ("preview", "fence", "catch-up", "verify", "promote", "apply")
+STEPS = ("preview", "hash-objects", "fence", "catch-up", "verify", "promote", "apply")
 MIRROR = "dev-object-storage-mirror"
 
 
@@ -64,6 +65,9 @@ class Cutover(Clusters):
     def __call__(self, argv, env=None, input=None, capture_output=False, text=False, timeout=None, **_):
         site = self.clusters.get(argv[2]) if len(argv) > 2 else None
         rest = list(argv[5:]) if argv[3:4] == ["-n"] else []
+        if site is not None and rest[:1] == ["exec"] and "python3.11" in rest:
+            self.calls.append(SimpleNamespace(argv=list(argv), input=input))
+            return self._done(0, self._objects(site, rest[2], json.loads(input)))
         if site is not None and rest[:3] == ["get", "deployment", MIRROR]:
             self.calls.append(SimpleNamespace(argv=list(argv), input=input))
             return self._done(0, "" if site.mirror_scaled else f"deployment.apps/{MIRROR}\n")
@@ -83,6 +87,23 @@ class Cutover(Clusters):
         if site is not None and "exec" in argv and sql == STATUS_SQL and site.promoted:
             site.statuses = [{**PRIMARY_STATUS, "replication": [], "wal_lsn": FENCE}]
         return super().__call__(argv, env=env, input=input, capture_output=capture_output, text=text, timeout=timeout)
+
+    @staticmethod
+    def _objects(site: Database, pod: str, given: dict[str, Any]) -> str:
+        """The object reader: full (sha256 each), a listing, or a listing hashing ``hash_only``;
+        ETags (here the digest's first half: a new content, a new ETag) when asked."""
+        found = site.objects[min(len(site.object_reads), len(site.objects) - 1)]
+        mode = "hash_only" if "hash_only" in given else "listing" if given["listing_only"] else "full"
+        site.object_reads.append((pod, mode + (" etags" if given["etags"] else "")))
+        lines = []
+        for key, (size, digest) in sorted(found.items()):
+            value = f"size={size}" + (f" etag={digest[:32]}" if given["etags"] else "")
+            if mode == "full" or (mode == "hash_only" and key in given["hash_only"]):
+                value += f" sha256={digest}"
+            lines.append(f"SNCMP|objects|{key}|{value}")
+        for bucket in sorted({key.split("/")[0] for key in found}):
+            lines.append(f"SNCMP|buckets|{bucket}|objects={sum(k.startswith(bucket + '/') for k in found)}")
+        return "\n".join([*lines, "SNCMP-DONE"]) + "\n"
 
     def _database(self, site: Database, sql: str) -> dict[str, Any] | None:
         if sql.startswith(move_cutover.FENCE_SQL):
@@ -154,7 +175,7 @@ def test_cutover_fences_catches_up_verifies_promotes_and_applies_in_that_order(
     lines = out.splitlines()
     assert lines[0] == f"dev (environments/dev.yaml): move from {SOURCE} to {TARGET}, phase cutover"
     assert [line.split("]")[0] + "]" for line in lines if line.startswith("[") and " finished " in line] == [
-        f"[{n}/6 {step}]" for n, step in enumerate(STEPS, start=1)
+        f"[{n}/7 {step}]" for n, step in enumerate(STEPS, start=1)
     ]
     source, target = fake.clusters[SOURCE], fake.clusters[TARGET]
     # The fence: the default turned read-only (the fence's own read still sees the old one, the
@@ -162,7 +183,7 @@ def test_cutover_fences_catches_up_verifies_promotes_and_applies_in_that_order(
     # else is run on the source.
     assert source.said == ["fence", "end sessions", "fence lsn"]
     assert source.fenced_reads == 2
-    (fenced,) = [line for line in lines if line.startswith("[2/6 fence] finished")]
+    (fenced,) = [line for line in lines if line.startswith("[3/7 fence] finished")]
     assert (
         f"writes stopped on {SOURCE}: its database is read-only, 3 client session(s) ended, fence at WAL {FENCE}"
     ) in fenced
@@ -175,7 +196,7 @@ def test_cutover_fences_catches_up_verifies_promotes_and_applies_in_that_order(
     assert any(line.startswith("  objects: source 2, target 2, 0 to copy or remove") for line in lines)
     # The mirror stops before the promotion; the apply (the endpoints) comes after it.
     assert target.said == [f"scale deployment {MIRROR}", "wait --for=delete pod", "promote"]
-    (promoted,) = [line for line in lines if line.startswith("[5/6 promote] finished")]
+    (promoted,) = [line for line in lines if line.startswith("[6/7 promote] finished")]
     assert f"bucket mirror stopped; {TARGET}'s database promoted and taking writes: the write pause was" in promoted
     saved = progress(cutover)
     assert saved["phase"] == "cutover" and sorted(saved["finished"]) == sorted(STEPS)
@@ -187,6 +208,48 @@ def test_cutover_fences_catches_up_verifies_promotes_and_applies_in_that_order(
     assert lines[-1].startswith("next: the target serves the environment (`smartnation move dev --status`)")
     report = json.loads(Path(next(line for line in lines if line.startswith("  report "))[9:]).read_text())
     assert report["phase"] == "cutover" and report["equal"] is True
+    # Every object hashed before the fence; at the fence only listed, nothing changed: nothing hashed again.
+    reads = [("dev-telemetry-ingest-5d8f", "full etags"), ("dev-telemetry-ingest-5d8f", "listing"),
+             ("dev-telemetry-ingest-5d8f", "listing etags")]  # fmt: skip
+    assert source.object_reads == reads
+    assert "  objects: 2 objects as hashed before the fence, 0 hashed again at the fence" in lines
+    assert (
+        report["fingerprints"]["source"]["objects"]
+        == report["fingerprints"]["target"]["objects"]
+        == {
+            "backups/2026-11-29.dump.gz": f"size=3000 sha256={'ab' * 32}",
+            "open-data/readme.txt": f"size=12 sha256={'cd' * 32}",
+        }
+    )
+
+
+def test_what_changed_after_the_objects_were_hashed_is_hashed_again_at_the_fence(
+    cutover, stack, monkeypatch, caplog, capsys
+):
+    """An object overwritten on both sides after the hash-objects step (a new ETag) and one new
+    since: those two hashed again in the pause, the third kept; a change the mirror missed (the
+    target still has the old content, the old ETag) is a difference."""
+    before = dict(OBJECTS)
+    after = {**before, "open-data/readme.txt": (13, "ef" * 32), "open-data/new.csv": (5, "12" * 32)}
+    fake = sites()
+    for site in fake.clusters.values():
+        site.objects = [before, after]
+    code, out, errors = drive(monkeypatch, caplog, capsys, fake, "--yes")
+    assert code == exit_codes.OK, errors
+    assert "  objects: 1 objects as hashed before the fence, 2 hashed again at the fence" in out.splitlines()
+    assert fake.clusters[SOURCE].object_reads[-1] == ("dev-telemetry-ingest-5d8f", "hash_only etags")
+    assert fake.clusters[TARGET].object_reads[-1] == ("dev-object-storage-mirror-7c9b", "hash_only etags")
+
+    stale = sites()
+    # Overwritten on the source with as many bytes (the mirror's listing of names and sizes is alike)
+    # and not copied: the target keeps the old content and ETag.
+    stale.clusters[SOURCE].objects = [before, {**before, "open-data/readme.txt": (12, "ef" * 32)}]
+    stale.clusters[TARGET].objects = [before]
+    (cutover / ".smartnation" / "move" / "dev.json").unlink()
+    code, out, errors = drive(monkeypatch, caplog, capsys, stale, "--yes")
+    assert code == exit_codes.FAILED
+    assert "differ in 1 item(s)" in errors
+    assert stack.updates == 1, "no promotion, no apply this time"
 
 
 def test_a_promotion_that_fails_resumes_there_and_the_pause_counts_from_the_first_fence(
@@ -197,7 +260,7 @@ def test_a_promotion_that_fails_resumes_there_and_the_pause_counts_from_the_firs
     assert code == exit_codes.FAILED
     assert f"{TARGET}'s database was not promoted within 60 s" in errors
     first = progress(cutover)
-    assert sorted(first["finished"]) == ["catch-up", "fence", "preview", "verify"]
+    assert sorted(first["finished"]) == ["catch-up", "fence", "hash-objects", "preview", "verify"]
     fenced_at = first["marks"]["fenced_at"]
     assert stack.updates == 0, "no apply: the endpoints stay on the source"
 
@@ -206,7 +269,7 @@ def test_a_promotion_that_fails_resumes_there_and_the_pause_counts_from_the_firs
     code, out, errors = drive(monkeypatch, caplog, capsys, again, "--yes")
     assert code == exit_codes.OK, errors
     assert again.clusters[SOURCE].said == [], "the fence is not redone"
-    assert [line for line in out.splitlines() if "not redone" in line][-1].startswith("[4/6 verify] finished at")
+    assert [line for line in out.splitlines() if "not redone" in line][-1].startswith("[5/7 verify] finished at")
     saved = progress(cutover)
     assert saved["marks"]["fenced_at"] == fenced_at
     assert saved["marks"]["write_pause_s"] >= 100, "measured from when the writes stopped"
@@ -266,3 +329,41 @@ def test_the_status_names_a_fenced_source(monkeypatch) -> None:
     )
     site.database["read_only"] = False
     assert _site_lines(site)[1] == "  database dev-database-primary-0: primary (not in recovery), WAL at 0/5000148"
+
+
+def test_without_what_was_hashed_before_the_fence_every_object_is_hashed_at_it(monkeypatch, tmp_path) -> None:
+    """A hash-objects file gone (or torn) is no reason to trust a listing: all is hashed again."""
+    from smartnation.cli import compare
+    from smartnation.cli.compare_data import Snapshot
+
+    calls: list[dict[str, Any]] = []
+
+    def read(side: str, reader: Any = None, **kwargs: Any) -> Snapshot:
+        calls.append(kwargs)
+        snapshot = Snapshot(side)
+        snapshot.sections["objects"] = {"b/k": "size=1 sha256=" + "a" * 64}
+        return snapshot
+
+    monkeypatch.setattr(compare, "read_objects", read)
+    torn = tmp_path / "objects.json"
+    torn.write_text('{"source": {')
+    for marks in ({}, {"objects_hashed": str(torn)}, {"objects_hashed": str(tmp_path / "gone.json")}):
+        calls.clear()
+        run = SimpleNamespace(marks=marks)
+        left, right, said = move_objects.read_at_fence(run, "source", "target", ("selector", "reader"))
+        assert said == "every object hashed now (nothing kept from before the fence)"
+        assert calls == [{}, {}], "full reads: sha256 of every object"
+        assert left.sections["objects"] == right.sections["objects"] == {"b/k": "size=1 sha256=" + "a" * 64}
+
+
+@pytest.mark.parametrize(
+    ("value", "listed", "digest"),
+    [
+        ("size=3 etag=abc sha256=ff", "size=3 etag=abc", "ff"),
+        ("size=3 etag=abc", "size=3 etag=abc", None),
+        ("size=0", "size=0", None),
+    ],
+)
+def test_a_fingerprint_splits_into_its_listing_and_its_digest(value: str, listed: str, digest: str | None) -> None:
+    assert move_objects.listing(value) == listed
+    assert move_objects.digest(value) == digest

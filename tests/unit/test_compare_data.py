@@ -74,3 +74,88 @@ def test_the_report_says_where_counts_and_every_difference() -> None:
     lines = summary_lines(source, target, found)
     assert any(line.startswith("tables") and "1 DIFFERENT" in line for line in lines)
     assert json.loads(dump(report(source, reading("x"), [])))["equal"] is True
+
+
+# --- The in-Pod reader's object modes, run by this Python against a stand-in boto3 -------------
+
+FAKE_BOTO3 = """
+import io
+
+OBJECTS = {"open-data": {"a.csv": b"abc", "big.bin": b"x" * 5}, "backups": {"d.gz": b""}}
+GETS = []
+
+
+class _Body:
+    def __init__(self, data):
+        self.data = data
+
+    def iter_chunks(self, size):
+        yield self.data
+
+
+class _Pages:
+    def paginate(self, Bucket):
+        contents = [{"Key": k, "Size": len(v), "ETag": '"etag-%s"' % k} for k, v in sorted(OBJECTS[Bucket].items())]
+        return [{"Contents": contents}]
+
+
+class _S3:
+    def list_buckets(self):
+        return {"Buckets": [{"Name": name} for name in OBJECTS]}
+
+    def get_paginator(self, name):
+        return _Pages()
+
+    def get_object(self, Bucket, Key):
+        GETS.append(Bucket + "/" + Key)
+        print("GET " + Bucket + "/" + Key)
+        return {"Body": _Body(OBJECTS[Bucket][Key])}
+
+
+def client(*args, **kwargs):
+    return _S3()
+"""
+
+
+def _run_reader(tmp_path, given: dict) -> list[str]:
+    import subprocess
+    import sys
+
+    from smartnation.cli.compare_data import STORE_AND_BROKER_PY
+
+    (tmp_path / "boto3.py").write_text(FAKE_BOTO3)
+    (tmp_path / "botocore").mkdir(exist_ok=True)
+    (tmp_path / "botocore" / "__init__.py").write_text("")
+    (tmp_path / "botocore" / "config.py").write_text("class Config:\n    def __init__(self, **kw): pass\n")
+    done = subprocess.run(
+        [sys.executable, "-c", STORE_AND_BROKER_PY],
+        input=json.dumps({"storage": {"user": "u", "password": "p"}, "topics": [], **given}) + "\n",
+        capture_output=True, text=True, timeout=60, check=True,
+        env={"PYTHONPATH": str(tmp_path), "S3_ENDPOINT": "https://minio:9000", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    return done.stdout.splitlines()
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_the_reader_lists_hashes_all_or_only_the_named_objects(tmp_path) -> None:
+    listed = _run_reader(tmp_path, {"listing_only": True, "etags": True})
+    assert [line for line in listed if line.startswith("GET ")] == [], "a listing downloads nothing"
+    assert f"{MARKER}|objects|open-data/a.csv|size=3 etag=etag-a.csv" in listed
+    assert f"{MARKER}|buckets|open-data|objects=2" in listed and listed[-1] == f"{MARKER}-DONE"
+
+    some = _run_reader(tmp_path, {"listing_only": True, "etags": True, "hash_only": ["open-data/big.bin"]})
+    assert [line for line in some if line.startswith("GET ")] == ["GET open-data/big.bin"]
+    assert f"{MARKER}|objects|open-data/big.bin|size=5 etag=etag-big.bin sha256={_sha(b'xxxxx')}" in some
+    assert f"{MARKER}|objects|open-data/a.csv|size=3 etag=etag-a.csv" in some, "the others only listed"
+
+    full = _run_reader(tmp_path, {"listing_only": False})
+    assert sorted(line for line in full if line.startswith("GET ")) == [
+        "GET backups/d.gz", "GET open-data/a.csv", "GET open-data/big.bin"
+    ]  # fmt: skip
+    assert f"{MARKER}|objects|open-data/a.csv|size=3 sha256={_sha(b'abc')}" in full, "no ETag unless asked"
+    assert f"{MARKER}|objects|backups/d.gz|size=0 sha256={_sha(b'')}" in full

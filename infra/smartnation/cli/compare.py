@@ -171,17 +171,28 @@ OBJECT_SECTIONS = ("objects", "buckets")
 """What read_objects fills."""
 
 
-def read_objects(side: Side, reader: tuple[str, str] | None = None, *, listing_only: bool = False) -> Snapshot:
+def read_objects(
+    side: Side,
+    reader: tuple[str, str] | None = None,
+    *,
+    listing_only: bool = False,
+    etags: bool = False,
+    hash_only: list[str] | None = None,
+) -> Snapshot:
     """One side's objects and buckets (no broker). ``reader``: (label selector, container) of the
     Pod whose Python reads them, by default the reader API's (during a move the new site has none:
     its bucket mirror's ``reader`` container, components/object_mirror.py). ``listing_only``: names
-    and sizes alone, nothing downloaded (a move's wait for its mirror)."""
+    and sizes alone, nothing downloaded (a move's wait for its mirror). ``etags``: each object's
+    ETag from the listing too; ``hash_only``: the sha256 of these ``bucket/key`` names alone (a
+    move's cutover, cli/move_objects.py)."""
     snapshot = Snapshot(side.where)
     if reader is None:
         pod = side.running_pod(reader_selector(side.environment))
     else:
         pod = (side.running_pod(reader[0])[0], reader[1])
-    given = {"storage": _root_credentials(side), "topics": [], "listing_only": listing_only}
+    given = {"storage": _root_credentials(side), "topics": [], "listing_only": listing_only, "etags": etags}
+    if hash_only is not None:
+        given["hash_only"] = sorted(hash_only)
     log.info("%s: reading the object storage%s", side.where, " (names and sizes)" if listing_only else "")
     snapshot.add_lines(_run_reader(side, pod, given))
     return snapshot

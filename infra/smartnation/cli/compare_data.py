@@ -63,7 +63,9 @@ SELECT '{MARKER}|devices|' || id || '|' || md5(t::text) FROM {{table}} AS t WHER
 # Run by a city API's Python (its image has boto3 and paho-mqtt) inside the environment's
 # namespace, whose NetworkPolicies let that API reach the object storage and the broker. Its
 # input (one JSON line on stdin) carries the object storage's credentials, never an argument;
-# ``listing_only`` reads each object's name and size alone (a move's wait for its mirror). Objects
+# ``listing_only`` reads each object's name and size alone (a move's wait for its mirror);
+# ``etags`` adds each object's ETag from the listing (a move's cutover tells by it which objects
+# changed since it hashed them); ``hash_only`` (bucket/key names) hashes those alone. Objects
 # are read READERS at a time (boto3's client is thread-safe), so round trips overlap. On the local
 # clusters that did not shorten a move's verification of 10,000 small objects (73 s one at a time,
 # 70 s so): likely the reader's own CPU limit, not measured.
@@ -91,13 +93,22 @@ if given.get("storage"):
         for bucket in sorted(b["Name"] for b in s3.list_buckets()["Buckets"]):
             items = [item for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
                      for item in page.get("Contents", [])]
-            if given.get("listing_only"):
+            only = given.get("hash_only")
+            if only is not None:
+                wanted = set(only)
+                hashed = [item for item in items if bucket + "/" + item["Key"] in wanted]
+                found = dict(zip([item["Key"] for item in hashed],
+                                 pool.map(lambda item: sha256_of(bucket, item["Key"]), hashed)))
+                digests = [found.get(item["Key"]) for item in items]
+            elif given.get("listing_only"):
                 digests = [None] * len(items)
             else:
                 digests = pool.map(lambda item: sha256_of(bucket, item["Key"]), items)
             for item, digest in zip(items, digests):
-                size = "size=%d" % item["Size"]
-                say("objects", bucket + "/" + item["Key"], size if digest is None else size + " sha256=" + digest)
+                value = "size=%d" % item["Size"]
+                if given.get("etags"):
+                    value += " etag=" + item["ETag"].strip('"')
+                say("objects", bucket + "/" + item["Key"], value if digest is None else value + " sha256=" + digest)
             say("buckets", bucket, "objects=%d" % len(items))
 if given.get("topics"):
     import paho.mqtt.client as mqtt

@@ -40,7 +40,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from smartnation.cli import compare, exit_codes, move_cutover, move_progress, up, workspace
+from smartnation.cli import compare, exit_codes, move_cutover, move_objects, move_progress, up, workspace
 from smartnation.cli.audit_log import FAILED, REFUSED, AuditEntry, append_audit, operator, utc_now
 from smartnation.cli.compare_data import differences, dump, report
 from smartnation.cli.console import stream_to
@@ -288,8 +288,13 @@ def verify(run: Run) -> str:
         source, target, reader = _object_sides(run)
         left = compare.read_database(source, run.settings)
         right = compare.read_database(target, run.settings)
-        for side, snapshot, by in ((source, left, None), (target, right, reader)):
-            objects = compare.read_objects(side, by)
+        if run.phase == "cutover":
+            # In the write pause: only what changed since the hash-objects step is hashed again.
+            objects_left, objects_right, hashed = move_objects.read_at_fence(run, source, target, reader)
+            print(f"  objects: {hashed}", flush=True)
+        else:
+            objects_left, objects_right = compare.read_objects(source), compare.read_objects(target, reader)
+        for snapshot, objects in ((left, objects_left), (right, objects_right)):
             for section in compare.OBJECT_SECTIONS:
                 snapshot.sections[section] = objects.sections[section]
     except compare.CompareError as error:
@@ -338,6 +343,14 @@ def _cutover_step(action: Callable[[Run], str]) -> Callable[[Run], str]:
     return step
 
 
+def hash_objects(run: Run) -> str:
+    """Every object of both sides hashed before the fence, so the pause hashes only what changes."""
+    try:
+        return move_objects.hash_objects(run, *_object_sides(run))
+    except compare.CompareError as error:
+        raise StepFailed(f"the objects could not be read: {error}") from None
+
+
 def catch_up(run: Run) -> str:
     """The target's standby up to the fence, then its buckets (the mirror's passes after the fence)."""
     replayed = _cutover_step(move_cutover.catch_up)(run)
@@ -352,6 +365,7 @@ PHASE_STEPS: Mapping[str, tuple[Step, ...]] = {
     # mirror removed) comes after, while the target already takes writes.
     "cutover": (
         ("preview", preview),
+        ("hash-objects", hash_objects),
         ("fence", _cutover_step(move_cutover.fence)),
         ("catch-up", catch_up),
         ("verify", verify),
