@@ -53,6 +53,16 @@ SCOPES: dict[str, list[str]] = {
         "smartnation/cli/releases_copy.py",
     ],
     "components": ["smartnation/program/components", "smartnation/program/daemon_config"],
+    # Issue 10's move: the driver's phases, the cutover's fence and promotion, the objects'
+    # verification, the status reader and the program's guard.
+    "move": [
+        "smartnation/cli/move_cutover.py",
+        "smartnation/cli/move_objects.py",
+        "smartnation/cli/move_driver.py",
+        "smartnation/cli/move_status.py",
+        "smartnation/cli/move_progress.py",
+        "smartnation/program/move_guard.py",
+    ],
 }
 
 # The unit test modules each scope's mutants are run against (globs under tests/unit). All unit
@@ -73,6 +83,7 @@ SCOPE_TESTS: dict[str, list[str]] = {
         "test_chart.py",
         "test_components_*.py",
     ],
+    "move": ["test_cli_move*.py", "test_settings_move.py", "test_move_*.py", "test_compare_data.py"],
 }
 
 # Left out of a scope's selection: the settings property test draws hundreds of mutated files per
