@@ -17,15 +17,16 @@ clusters, smartnation-movebr-dev on Monaco) with their own file state backends:
    buckets list them too;
 3. streaming: ``BURST`` more readings written on Düsseldorf in one statement; the WAL it made, and
    how long after its commit Monaco had replayed it (lag 0), then every table and chunk compared;
-4. the rollback (`move:` removed), one `pulumi up`;
+4. the cutover (`phase: cutover`) by the real driver: its steps' times, its write pause as it
+   prints it (the fence to Monaco promoted), how many objects its verification at the fence had
+   to hash again, the verification's result, and whether Monaco then takes writes;
 5. backup and restore, as Velero-style tools move a database: dev deployed empty on Monaco in a
    second project, then per database ``pg_dump -Fc`` on Düsseldorf's primary into a file here,
    and ``pg_restore`` of it on Monaco's primary into ``<database>_moved`` (TimescaleDB's pre- and
    post-restore steps around it, as `smartnation restore` does), then compared. To lose nothing
    that way, writes stop from the dump's start to the restore's end: that is its write pause.
 
-Not measured, because it does not exist yet: the cutover (so our own write pause) and the broker
-(replicate carries the database and the objects). The figures say so.
+Not measured, because it does not exist yet: the broker (there is no bridge). The figures say so.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ OBJECT_BURST = 1_000
 """Objects seeded on Düsseldorf before the move, then written during replicate (the mirror's pace)."""
 DATABASES = ("devices", "telemetry")
 MOVE = "move: {to: monaco-onprem, phase: replicate}\n"
+CUTOVER = "move: {to: monaco-onprem, phase: cutover}\n"
 HOLD_ARCHIVER = """
 city_apis:
   telemetry_ingest:
@@ -273,7 +275,9 @@ class CloneWatch:
         }
 
 
-STEP_LINE = re.compile(r"^\[\d+/\d+ (\w+)\] finished in (\d+) s", re.MULTILINE)
+STEP_LINE = re.compile(r"^\[\d+/\d+ ([\w-]+)\] finished in (\d+) s", re.MULTILINE)
+PAUSE_LINE = re.compile(r"the write pause was ([\d.]+) s")
+REHASHED_LINE = re.compile(r"objects: (\d+) objects as hashed before the fence, (\d+) hashed again at the fence")
 
 
 def run_driver(tools, project, report: Path) -> tuple[int, dict[str, int], str]:
@@ -431,10 +435,25 @@ def bench_move(env: Mapping[str, str], workdir: Path) -> dict:
             "differences": len(found),
         }
 
-        say("rollback: `move:` removed, `pulumi up`")
-        env_file.write_text(env_file.read_text().replace(MOVE, ""))
-        figures["rollback_s"] = round(timed(lambda: project.pulumi(
-            "up", "--yes", "--skip-preview", "--stack", ENVIRONMENT, timeout=2400))[0], 1)  # fmt: skip
+        say("cutover: `phase: cutover`, `smartnation move dev --to monaco-onprem --yes`")
+        env_file.write_text(env_file.read_text().replace(MOVE, CUTOVER))
+        report = workdir / "cutover-verify.json"
+        took, (code, steps, said) = timed(lambda: run_driver(tools, project, report))
+        if code != 0:
+            raise SystemExit(f"the cutover driver exited {code}:\n{said[-4000:]}")
+        verified = json.loads(report.read_text())
+        pause, rehashed = PAUSE_LINE.search(said), REHASHED_LINE.search(said)
+        figures["cutover"] = {
+            "driver_s": round(took, 1),
+            "steps_s": steps,
+            "write_pause_s": float(pause.group(1)) if pause else None,
+            "objects_kept": int(rehashed.group(1)) if rehashed else None,
+            "objects_rehashed": int(rehashed.group(2)) if rehashed else None,
+            "verify_equal": verified["equal"],
+            "verify_differences": len(verified["differences"]),
+            "readings_compared": verified["fingerprints"]["source"]["tables"]["telemetry.public.readings"],
+            "target_takes_writes": target.sql("postgres", "SELECT NOT pg_is_in_recovery();") == "t",
+        }
 
         with scratch_project(tools, workdir / "br", BR_PROJECT, TARGET) as br_project:
             say(f"backup and restore: dev deployed empty on {TARGET} (not part of the pause)")
@@ -541,7 +560,7 @@ def render_move(move: Mapping | None) -> list[str]:
         f"| ... then compared: differences (readings on each side) | {stream['differences']} "
         f"({stream['readings_source'].split()[0]} / {stream['readings_target'].split()[0]}) |",
         *_object_rows(move),
-        f"| rollback (`move:` removed, one `pulumi up`) | {move['rollback_s']:.0f} s |",
+        *_cutover_rows(move),
         "| backup and restore: `pg_dump -Fc` on Düsseldorf | "
         + ", ".join(f"{d} {s} s" for d, s in br["dump_s"].items())
         + f" ({', '.join(_mib(b) for b in br['dump_bytes'].values())}) |",
@@ -556,16 +575,52 @@ def render_move(move: Mapping | None) -> list[str]:
         "reach the running primary (the kubelet's ConfigMap refresh, up to about a minute) before the clone "
         f"is admitted. {_losses(move)}",
         "",
-        "Not measured yet, because it does not exist yet: the cutover, so the write pause of our own move "
-        "(what it will cost is the time for the last WAL to replay once writes stop, and the promotion: "
-        f"the streaming row above replayed {move['burst']:,} readings' WAL "
-        f"{stream['replayed_after_commit_s']} s after their commit, where backup and restore stops "
-        f"writes for {br['write_pause_s']} s"
-        + (
-            ", and for the objects as long as one whole copy of them takes, the bucket mirror's first pass "
-            "above, where ours waits only for its last pass); the broker, which replicate does not carry yet."
-            if move.get("objects")
-            else "); the objects (`mc mirror`) and the broker, which replicate did not carry yet."
-        ),
+        _pause_compared(move),
         "",
     ]
+
+
+def _cutover_rows(move: Mapping) -> list[str]:
+    """The cutover's rows; a run from before it existed measured the rollback from replicate instead."""
+    cut = move.get("cutover")
+    if not cut:
+        return [f"| rollback (`move:` removed, one `pulumi up`) | {move['rollback_s']:.0f} s |"]
+    order = ["preview", "hash-objects", "fence", "catch-up", "verify", "promote", "apply"]
+    ranked = sorted(cut["steps_s"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    rehashed = (
+        f"{cut['objects_kept']:,} as hashed before the fence, {cut['objects_rehashed']:,} hashed again"
+        if cut.get("objects_kept") is not None
+        else "not said"
+    )
+    return [
+        f"| cutover, the driver's run (`phase: cutover`) | {cut['driver_s']:.0f} s |",
+        f"| its steps | {', '.join(f'{name} {seconds} s' for name, seconds in ranked)} |",
+        f"| its write pause (the fence to Monaco promoted: catch-up, verify, promote) | **{cut['write_pause_s']} s** |",
+        f"| its verification at the fence: every table, chunk, device and object equal | {cut['verify_equal']} "
+        f"({cut['readings_compared'].split()[0]}; objects: {rehashed}) |",
+        f"| Monaco takes writes after it | {cut['target_takes_writes']} |",
+    ]
+
+
+def _pause_compared(move: Mapping) -> str:
+    """Our write pause beside backup and restore's, or why there is none to compare."""
+    cut, br, stream = move.get("cutover"), move["backup_restore"], move["streaming"]
+    if not cut or cut.get("write_pause_s") is None:
+        return (
+            "Not measured in this run: the cutover, so the write pause of our own move (the streaming row "
+            f"above replayed {move['burst']:,} readings' WAL {stream['replayed_after_commit_s']} s after their "
+            f"commit, where backup and restore stops writes for {br['write_pause_s']} s)."
+        )
+    ours, theirs = cut["write_pause_s"], br["write_pause_s"]
+    shorter = f"{theirs / ours:.1f} times shorter" if ours < theirs else f"{ours / theirs:.1f} times longer"
+    objects = (
+        " and for the objects as long as one whole copy of them takes (the bucket mirror's first pass above)"
+        if move.get("objects")
+        else ""
+    )
+    return (
+        f"**Write pause: ours {ours} s, backup and restore's {theirs} s for the databases alone{objects}: "
+        f"ours is {shorter}.** Ours holds the last WAL's replay up to the fence, the verification of every "
+        "table, chunk and device and of each object changed since it was hashed, and the promotion; the "
+        "broker is not carried yet (no bridge)."
+    )

@@ -133,3 +133,51 @@ def test_the_mirror_log_lines_are_read_with_their_times(monkeypatch):
 
     times = move.mirror_copies(Tools(), "smartnation-movebench-dev")
     assert len(times) == 2 and times[1] - times[0] == pytest.approx(40.25)
+
+
+CUTOVER_FIGURES = {
+    "driver_s": 140.0,
+    "steps_s": {"apply": 60, "promote": 2, "verify": 9, "catch-up": 3, "fence": 1, "hash-objects": 55, "preview": 8},
+    "write_pause_s": 14.5,
+    "objects_kept": 10_990,
+    "objects_rehashed": 10,
+    "verify_equal": True,
+    "verify_differences": 0,
+    "readings_compared": "rows=1200000 sum=1",
+    "target_takes_writes": True,
+}
+
+
+def test_the_cutover_rows_give_its_steps_in_order_its_pause_and_how_much_shorter_it_is():
+    figures = {**copy.deepcopy(FIGURES), "cutover": CUTOVER_FIGURES}
+    del figures["rollback_s"]
+    text = "\n".join(render_move(figures))
+    assert "| cutover, the driver's run (`phase: cutover`) | 140 s |" in text
+    assert (
+        "| its steps | preview 8 s, hash-objects 55 s, fence 1 s, catch-up 3 s, verify 9 s, promote 2 s, apply 60 s |"
+    ) in text
+    assert "| its write pause (the fence to Monaco promoted: catch-up, verify, promote) | **14.5 s** |" in text
+    assert "objects: 10,990 as hashed before the fence, 10 hashed again) |" in text
+    assert (
+        "**Write pause: ours 14.5 s, backup and restore's 72.0 s for the databases alone: ours is 5.0 times shorter.**"
+        in text
+    )
+    assert "rollback" not in text
+
+
+def test_a_run_from_before_the_cutover_keeps_its_rollback_row_and_says_the_pause_was_not_measured():
+    text = "\n".join(render_move(FIGURES))
+    assert "| rollback (`move:` removed, one `pulumi up`) | 30 s |" in text
+    assert "Not measured in this run: the cutover" in text and "Write pause: ours" not in text
+
+
+def test_hyphenated_step_names_and_the_pause_are_read_from_the_drivers_output():
+    out = (
+        "[2/7 hash-objects] finished in 55 s: ok\n[4/7 catch-up] finished in 3 s: ok\n"
+        "[6/7 promote] finished in 2 s: bucket mirror stopped; monaco-onprem's database promoted and taking "
+        "writes: the write pause was 14.5 s (writes stopped on dusseldorf-test at 11:00:00 UTC)\n"
+        "  objects: 10990 objects as hashed before the fence, 10 hashed again at the fence\n"
+    )
+    assert dict(move.STEP_LINE.findall(out)) == {"hash-objects": "55", "catch-up": "3", "promote": "2"}
+    assert move.PAUSE_LINE.search(out).group(1) == "14.5"
+    assert move.REHASHED_LINE.search(out).groups() == ("10990", "10")
