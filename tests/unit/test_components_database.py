@@ -514,6 +514,7 @@ def _build(
     published: tuple[str, ...] = (),
     standby: database.StandbySource | None = None,
     database_settings: DatabaseSettings | None = None,
+    backup_endpoint: str = BACKUP_ENDPOINT,
 ) -> BuiltComponent:
     releases = settings.releases.components
 
@@ -525,8 +526,8 @@ def _build(
                 database_settings or settings.database,
                 release=releases["database"],
                 backup_client_release=releases["object_storage_client"],
-                backup_endpoint=BACKUP_ENDPOINT,
-                backup_credentials_secret=BACKUP_KEYS,
+                backup_endpoint=backup_endpoint,
+                backup_credentials_secret=BACKUP_KEYS if backup_endpoint else "",
                 published_for_replication=published,
                 standby_of=standby,
             ),
@@ -1125,11 +1126,24 @@ def test_during_a_move_the_primary_is_published_to_the_standbys_address_alone(de
     assert built.outputs["published_address"] == "10.213.0.40"
 
 
+def test_a_serving_standby_is_backed_up_as_a_primary_is_and_still_runs_no_setup(dev) -> None:
+    """From a move's cutover on the new site's database is promoted in place and serves: given a
+    backup endpoint, the same backup CronJob as a primary's; still no setup Job."""
+    standby = _build(dev, standby=SOURCE)
+    primary = _build(dev)
+    assert standby.of_type(JOB) == [], "roles come from the source until the move completes"
+    (backup,) = standby.of_type(CRONJOB)
+    assert backup.plain == primary.one(CRONJOB, "-backup").plain
+    assert [r.name for r in standby.of_type(STATEFULSET)] == ["d-primary-server"], "no in-site replicas"
+
+
 def test_the_standby_clones_the_source_once_and_streams_from_it_and_writes_nothing(dev) -> None:
     address = pulumi.Output.from_input("10.213.0.9")
     source = dataclasses.replace(SOURCE, address=address)
     names = _names(dev)
-    built = _build(dev, standby=source, database_settings=dataclasses.replace(dev.database, replicas=2))
+    built = _build(
+        dev, standby=source, database_settings=dataclasses.replace(dev.database, replicas=2), backup_endpoint=""
+    )
     assert built.of_type(JOB) == built.of_type(CRONJOB) == [], "roles and data come from the source"
     assert [r.name for r in built.of_type(STATEFULSET)] == ["d-primary-server"]
     ca = built.one(SECRET, "-source-ca")

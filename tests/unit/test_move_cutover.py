@@ -85,7 +85,9 @@ def test_the_cutover_keeps_the_database_pods_and_stops_the_bucket_mirror(phases)
         f"{OTHER}-object-storage-mirror",
         f"{OTHER}-object-storage-source-ca",
     ]
-    assert set(after) <= set(before), "the cutover adds nothing on the new site"
+    # It serves from now on: backed up like any primary (the one object the cutover adds there).
+    assert sorted(set(after) - set(before)) == [f"{OTHER}-database-backup"]
+    assert after[f"{OTHER}-database-backup"].kind == "CronJob"
     assert f"{OTHER}-guardrails-move-replication-target" in after, "the standby's source stays reachable"
 
 

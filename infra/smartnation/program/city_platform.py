@@ -51,6 +51,8 @@ class Arrival:
 
     database: StandbySource
     objects: MirrorSource | None = None
+    serving: bool = False
+    """From the cutover on: the new site's database is promoted and serves, so it is backed up."""
 
 
 def deploy(
@@ -67,8 +69,8 @@ def deploy(
     move, where the new site's standby connects from (the database is published to them).
     ``arrival``: during a move, on the new site: the whole platform, its database a standby of
     the old site's (so its APIs run read-only until the cutover promotes it), no migration Job
-    (the schema arrives by replication and a standby refuses DDL), no backup (the old site keeps
-    its nightly dumps until the move completes).
+    (the schema arrives by replication and a standby refuses DDL); backed up once it serves (the
+    old site keeps its nightly dumps until then).
     """
     releases = settings.releases.components
     opts = pulumi.ResourceOptions(provider=provider)
@@ -106,6 +108,7 @@ def deploy(
         opts,
     )
     backup_user = settings.database.backup.storage_user
+    backed_up = arrival is None or arrival.serving
     database = Database(
         f"{prefix}-database",
         DatabaseArgs(
@@ -113,8 +116,8 @@ def deploy(
             settings.database,
             release=releases["database"],
             backup_client_release=releases["object_storage_client"],
-            backup_endpoint=storage.s3_endpoint if arrival is None else "",
-            backup_credentials_secret=storage.user_secret_names[backup_user] if arrival is None else "",
+            backup_endpoint=storage.s3_endpoint if backed_up else "",
+            backup_credentials_secret=storage.user_secret_names[backup_user] if backed_up else "",
             published_for_replication=replication_sources,
             standby_of=arrival.database if arrival is not None else None,
         ),
@@ -260,7 +263,7 @@ def build(settings: Settings) -> dict[str, Any]:
         # (its --remove would delete what the new site's APIs write).
         published_storage = deployed["object_storage_published_address"]
         objects = None if cutover else mirror_source(settings, settings.cluster, target, published_storage)
-        arrived = deploy(settings, target, providers[target.name], arrival=Arrival(source, objects))
+        arrived = deploy(settings, target, providers[target.name], arrival=Arrival(source, objects, serving=cutover))
         # The endpoints the outputs give devices and clients: the new site's from the cutover on.
         serving = arrived if cutover else deployed
         # The guard reads `to` and `phase` back (move_guard.Deployed); the rest is for the operator.

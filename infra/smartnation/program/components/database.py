@@ -117,7 +117,8 @@ class DatabaseArgs:
     role from them for replication only. Empty: the primary stays inside the cluster."""
     standby_of: StandbySource | None = None
     """During a move, on the new site: the primary is a hot standby streaming from the old site's
-    primary (no setup Job, no backups: roles and data come from the source)."""
+    primary (no setup Job: roles and data come from the source; backups only with a
+    ``backup_endpoint``, from the cutover on, when the driver has promoted it)."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,10 @@ class Database(pulumi.ComponentResource):
         config = children.names.child("config")  # the plain name, not config's output: see _credentials
         if args.standby_of is not None:
             _standby_server(children, args, config, credentials, tls, args.standby_of)
+            if args.backup_endpoint:
+                # A move's new site from the cutover on: promoted in place and serving, so it is
+                # backed up like any primary (the setup Job comes when the move completes).
+                _backup(children, args, credentials.superuser_secret, primary_host)
         else:
             primary = _servers(children, args, config, credentials, primary_host, tls, sha256(hba))
             _setup(children, args, scripts, credentials, primary_host, hba, after=primary, served_hba=served_hba)
