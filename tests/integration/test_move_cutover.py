@@ -198,4 +198,5 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
     # --- Monaco serves: verify follows the serving cluster and passes every check --------
     verified = _cli(tools, project, "verify", ENVIRONMENT, timeout=900)
     assert verified.returncode == exit_codes.OK, verified.stdout + verified.stderr
-    assert TARGET in verified.stdout, verified.stdout
+    assert f"namespace {NAMESPACE} on {TARGET}, broker " in verified.stderr, verified.stderr
+    assert f"verify {ENVIRONMENT}: 11/11 passed" in verified.stdout, verified.stdout
