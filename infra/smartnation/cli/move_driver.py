@@ -34,9 +34,11 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pulumi import automation as auto
 
@@ -55,6 +57,7 @@ from smartnation.settings import SettingsError, load_cluster_profile, load_setti
 from smartnation.settings.models import ClusterProfile, Settings
 
 log = logging.getLogger("smartnation")
+T = TypeVar("T")
 
 STARTED, FINISHED = "started", "finished"
 """Audit results of a step, besides audit_log's FAILED (and REFUSED for a run refused before any step)."""
@@ -238,6 +241,14 @@ def wait(run: Run) -> str:
         time.sleep(interval)
 
 
+def both(left: Callable[[], T], right: Callable[[], T]) -> tuple[T, T]:
+    """``left()`` and ``right()`` at the same time (one per site: neither waits on the other's
+    cluster); the first error raised is raised here."""
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.submit(left), pool.submit(right)
+        return first.result(), second.result()
+
+
 def _object_sides(run: Run) -> tuple[compare.Side, compare.Side, tuple[str, str]]:
     source = compare.side_of(run.environment, run.settings.cluster.name, run.namespace)
     target = compare.side_of(run.environment, run.to, run.namespace)
@@ -253,8 +264,10 @@ def wait_for_mirror(run: Run, began: float) -> str:
         caught_up = False
         try:
             source, target, reader = _object_sides(run)
-            left = compare.read_objects(source, listing_only=True)
-            right = compare.read_objects(target, reader, listing_only=True)
+            left, right = both(
+                partial(compare.read_objects, source, listing_only=True),
+                partial(compare.read_objects, target, reader, listing_only=True),
+            )
             found = differences(left, right, compare.OBJECT_SECTIONS)
             caught_up = not found
             state = (
@@ -286,14 +299,18 @@ def verify(run: Run) -> str:
     began = time.monotonic()
     try:
         source, target, reader = _object_sides(run)
-        left = compare.read_database(source, run.settings)
-        right = compare.read_database(target, run.settings)
+        # Both sides at once: each is its own cluster's kubectl and psql (in the cutover this is
+        # write pause).
+        left, right = both(lambda: compare.read_database(source, run.settings),
+                           lambda: compare.read_database(target, run.settings))  # fmt: skip
         if run.phase == "cutover":
             # In the write pause: only what changed since the hash-objects step is hashed again.
             objects_left, objects_right, hashed = move_objects.read_at_fence(run, source, target, reader)
             print(f"  objects: {hashed}", flush=True)
         else:
-            objects_left, objects_right = compare.read_objects(source), compare.read_objects(target, reader)
+            objects_left, objects_right = both(
+                lambda: compare.read_objects(source), lambda: compare.read_objects(target, reader)
+            )
         for snapshot, objects in ((left, objects_left), (right, objects_right)):
             for section in compare.OBJECT_SECTIONS:
                 snapshot.sections[section] = objects.sections[section]

@@ -49,8 +49,12 @@ def digest(value: str | None) -> str | None:
 def hash_objects(run: Run, source: compare.Side, target: compare.Side, reader: tuple[str, str]) -> str:
     """Every object of both sides, with its ETag and sha256, kept for the verification at the fence."""
     began = time.monotonic()
-    left = compare.read_objects(source, None, etags=True).sections["objects"]
-    right = compare.read_objects(target, reader, etags=True).sections["objects"]
+    from smartnation.cli.move_driver import both
+
+    read_left, read_right = both(
+        lambda: compare.read_objects(source, None, etags=True), lambda: compare.read_objects(target, reader, etags=True)
+    )
+    left, right = read_left.sections["objects"], read_right.sections["objects"]
     path = hashed_file(run.environment)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, json.dumps({"source": left, "target": right}, sort_keys=True) + "\n")
@@ -80,11 +84,15 @@ def read_at_fence(
     """Both sides' objects and buckets, each object as ``size=N sha256=H``, hashing again only
     what changed since ``hash_objects``; and a line saying how many were hashed now."""
     before = _load(run)
+    from smartnation.cli.move_driver import both
+
     if before is None:
-        left, right = compare.read_objects(source, None), compare.read_objects(target, reader)
+        left, right = both(lambda: compare.read_objects(source, None), lambda: compare.read_objects(target, reader))
         return left, right, "every object hashed now (nothing kept from before the fence)"
-    left = compare.read_objects(source, None, listing_only=True, etags=True)
-    right = compare.read_objects(target, reader, listing_only=True, etags=True)
+    left, right = both(
+        lambda: compare.read_objects(source, None, listing_only=True, etags=True),
+        lambda: compare.read_objects(target, reader, listing_only=True, etags=True),
+    )
     objects_left, objects_right = left.sections["objects"], right.sections["objects"]
     again = []
     for key in sorted(set(objects_left) | set(objects_right)):
@@ -99,8 +107,14 @@ def read_at_fence(
         )
         if not kept:
             again.append(key)
-    fresh_left = compare.read_objects(source, None, etags=True, hash_only=again).sections["objects"] if again else {}
-    fresh_right = compare.read_objects(target, reader, etags=True, hash_only=again).sections["objects"] if again else {}
+    fresh_left: dict[str, str] = {}
+    fresh_right: dict[str, str] = {}
+    if again:
+        hashed_left, hashed_right = both(
+            lambda: compare.read_objects(source, None, etags=True, hash_only=again),
+            lambda: compare.read_objects(target, reader, etags=True, hash_only=again),
+        )
+        fresh_left, fresh_right = hashed_left.sections["objects"], hashed_right.sections["objects"]
     for snapshot, fresh, was in ((left, fresh_left, before["source"]), (right, fresh_right, before["target"])):
         objects = snapshot.sections["objects"]
         for key, value in list(objects.items()):
