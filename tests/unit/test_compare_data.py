@@ -159,3 +159,35 @@ def test_the_reader_lists_hashes_all_or_only_the_named_objects(tmp_path) -> None
     ]  # fmt: skip
     assert f"{MARKER}|objects|open-data/a.csv|size=3 sha256={_sha(b'abc')}" in full, "no ETag unless asked"
     assert f"{MARKER}|objects|backups/d.gz|size=0 sha256={_sha(b'')}" in full
+
+
+def test_a_hypertable_is_the_sum_of_its_chunks_read_once():
+    """Named by a hypertables line, a hypertable's table item is its chunks' rows and sums added
+    (each chunk read once; the whole, the same rows, not read again); none: rows=0 sum=0."""
+    day1, day2 = "[2026-11-27 00:00:00+00, 2026-11-28 00:00:00+00)", "[2026-11-28 00:00:00+00, 2026-11-29 00:00:00+00)"
+    text = "\n".join([
+        f"{MARKER}|hypertables|telemetry.public.readings|",
+        f"{MARKER}|hypertables|telemetry.public.empty|",
+        f"{MARKER}|tables|telemetry.public.archived_hours|rows=2 sum=5",
+        f"{MARKER}|chunks|telemetry.public.readings {day1}|rows=84 sum=-9223372036854775808",
+        f"{MARKER}|chunks|telemetry.public.readings {day2}|rows=16 sum=-7",
+        f"{MARKER}|chunks|telemetry.public.readings_2 {day2}|rows=1 sum=1",
+    ])  # fmt: skip
+    snapshot = Snapshot("a")
+    assert snapshot.add_lines(text) == 6
+    assert snapshot.sections["tables"] == {
+        "telemetry.public.archived_hours": "rows=2 sum=5",
+        "telemetry.public.readings": "rows=100 sum=-9223372036854775815",
+        "telemetry.public.empty": "rows=0 sum=0",
+    }
+    assert "hypertables" not in snapshot.sections
+
+
+def test_the_database_reading_names_hypertables_and_reads_them_by_chunk_only():
+    from smartnation.cli.compare_data import DATABASE_SQL
+
+    with_timescale, without = DATABASE_SQL.split("\\else")
+    assert "timescaledb_information.hypertables ORDER BY 1;" in with_timescale
+    assert "WHERE NOT EXISTS (SELECT FROM timescaledb_information.hypertables h" in with_timescale
+    assert "FROM timescaledb_information.chunks" in with_timescale
+    assert "hypertables" not in without and "|tables|" in without
