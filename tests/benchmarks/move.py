@@ -612,15 +612,24 @@ def _pause_compared(move: Mapping) -> str:
             f"commit, where backup and restore stops writes for {br['write_pause_s']} s)."
         )
     ours, theirs = cut["write_pause_s"], br["write_pause_s"]
-    shorter = f"{theirs / ours:.1f} times shorter" if ours < theirs else f"{ours / theirs:.1f} times longer"
-    objects = (
-        " and for the objects as long as one whole copy of them takes (the bucket mirror's first pass above)"
-        if move.get("objects")
-        else ""
-    )
+    objects = move.get("objects") or {}
+    copy = objects.get("first_pass_s")
+    if copy:
+        # Backup and restore stops writes for the databases' dump and restore and for one whole copy of
+        # the objects: at least the longer of the two (run side by side), the sum one after the other.
+        least, most = max(theirs, copy), round(theirs + copy, 1)
+        said = (
+            f"backup and restore's {theirs} s for the databases and {copy} s for one whole copy of the objects "
+            f"(the bucket mirror's first pass above), so at least {least} s (side by side) and {most} s one after "
+            f"the other"
+        )
+    else:
+        least, said = theirs, f"backup and restore's {theirs} s for the databases"
+    shorter = f"{least / ours:.1f} times shorter" if ours < least else f"{ours / least:.1f} times longer"
+    compared = " than the least of it" if copy else ""
     return (
-        f"**Write pause: ours {ours} s, backup and restore's {theirs} s for the databases alone{objects}: "
-        f"ours is {shorter}.** Ours holds the last WAL's replay up to the fence, the verification of every "
-        "table, chunk and device and of each object changed since it was hashed, and the promotion; the "
+        f"**Write pause: ours {ours} s, {said}: ours is {shorter}{compared}.** Ours holds the last "
+        "WAL's replay up to the fence, the verification of every table, chunk and device and of each object "
+        "changed since it was hashed, and the promotion; the "
         "broker is not carried yet (no bridge)."
     )
