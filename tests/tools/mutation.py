@@ -554,7 +554,10 @@ def main(argv: list[str] | None = None) -> int:
         "--only", action="append", help="mutate only this path of the scope (a file or folder; its own scratch tree)"
     )
     parser.add_argument(
-        "--tests", type=str.split, help="the unit test modules to run (globs under tests/unit), not the scope's"
+        "--tests",
+        type=str.split,
+        action="extend",
+        help="the unit test modules to run (globs under tests/unit), not the scope's; given again, added",
     )
     args = parser.parse_args(argv)
     for scope in args.scope or list(SCOPES):

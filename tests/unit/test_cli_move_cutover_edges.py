@@ -166,7 +166,7 @@ def test_a_source_in_recovery_is_refused_before_any_session_is_ended(clock, monk
         move_cutover.fence(run)
     assert str(failed.value) == f"{SOURCE}'s database is in recovery: it is not the primary this move comes from"
     assert [name for _, name in database.ran] == ["fence", "fenced"]
-    assert "fence_lsn" not in run.marks
+    assert run.marks == {}, "no primary's writes stopped: no fence time kept to measure a pause from"
 
 
 @pytest.mark.parametrize("position", [None, ""])
@@ -177,6 +177,7 @@ def test_a_fence_without_a_wal_position_fails_and_records_none(clock, monkeypatc
         move_cutover.fence(run)
     assert str(failed.value) == f"{SOURCE}'s database gave no WAL position after the fence"
     assert "fence_lsn" not in run.marks
+    assert run.marks["fenced_at"] == WALL, "the database turned read-only: writes stopped then, kept"
 
 
 def test_a_fence_run_again_says_so_and_keeps_the_first_fences_time(clock, monkeypatch) -> None:
@@ -197,10 +198,17 @@ def test_an_unreadable_database_fails_the_step_with_what_run_sql_said(clock, mon
         raise Unreadable(f"{site.role} {site.cluster}: `exec -i dev-database-primary-0` failed: connection refused")
 
     monkeypatch.setattr(move_cutover, "run_sql", unreadable)
+    run = stand_in_run()
     with pytest.raises(move_cutover.StepFailure) as failed:
-        move_cutover.fence(stand_in_run())
+        move_cutover.fence(run)
     assert str(failed.value) == f"source {SOURCE}: `exec -i dev-database-primary-0` failed: connection refused"
     assert not failed.value.timed_out
+    assert run.marks == {}, "never reached: the next fence is the first"
+    # An attempt after an earlier fence keeps that fence's time whatever happens now.
+    run = stand_in_run(marks={"fenced_at": WALL - 600})
+    with pytest.raises(move_cutover.StepFailure):
+        move_cutover.fence(run)
+    assert run.marks == {"fenced_at": WALL - 600}
 
 
 # --- catch-up -----------------------------------------------------------------------------------

@@ -99,22 +99,16 @@ def _sql(run: Run, role: str, sql: str) -> dict[str, Any]:
 def fence(run: Run) -> str:
     source = run.settings.cluster.name
     first = run.marks.get(FENCED_AT)
-    # When writes stopped: the first fence's time, so a re-run after a crash does not shorten the pause.
+    # When writes stopped: the first fence's time, so a re-run after a crash does not shorten the
+    # pause; taken before the statement (a kill -9 right after it must not lose it) and dropped
+    # again when this first attempt never stopped a primary's writes (psql failed, or a standby).
     run.marks.setdefault(FENCED_AT, time.time())
-    _sql(run, "source", FENCE_SQL + FENCED_SQL)
-    began = time.monotonic()
-    while True:
-        seen = _sql(run, "source", FENCED_SQL)
-        if seen.get("in_recovery"):
-            raise StepFailure(f"{source}'s database is in recovery: it is not the primary this move comes from")
-        if seen.get("read_only") is True:
-            break
-        if time.monotonic() - began > FENCE_WAIT_S:
-            raise StepFailure(
-                f"{source}'s database did not turn read-only within {FENCE_WAIT_S:g} s of the reload "
-                "(default_transaction_read_only)"
-            )
-        time.sleep(0.2)
+    try:
+        _until_fenced(run, source)
+    except StepFailure:
+        if first is None:
+            run.marks.pop(FENCED_AT, None)  # no primary's writes were seen stopped by this attempt
+        raise
     ended = _sql(run, "source", END_SESSIONS_SQL)
     position = _sql(run, "source", FENCE_LSN_SQL).get("fence_lsn")
     if lsn(position) is None:
@@ -125,6 +119,24 @@ def fence(run: Run) -> str:
         f"writes stopped on {source}{again}: its database is read-only, {ended.get('ended', 0)} client "
         f"session(s) ended, fence at WAL {position}"
     )
+
+
+def _until_fenced(run: Run, source: str) -> None:
+    """The fence statement, then until a new session sees it (at most FENCE_WAIT_S)."""
+    _sql(run, "source", FENCE_SQL + FENCED_SQL)
+    began = time.monotonic()
+    while True:
+        seen = _sql(run, "source", FENCED_SQL)
+        if seen.get("in_recovery"):
+            raise StepFailure(f"{source}'s database is in recovery: it is not the primary this move comes from")
+        if seen.get("read_only") is True:
+            return
+        if time.monotonic() - began > FENCE_WAIT_S:
+            raise StepFailure(
+                f"{source}'s database did not turn read-only within {FENCE_WAIT_S:g} s of the reload "
+                "(default_transaction_read_only)"
+            )
+        time.sleep(0.2)
 
 
 def catch_up(run: Run) -> str:
