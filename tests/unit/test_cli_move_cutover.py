@@ -12,6 +12,9 @@ The real thing on the local clusters: tests/integration/test_move_cutover.py.
 from __future__ import annotations
 
 import json
+import logging
+import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +23,7 @@ from typing import Any
 import pytest
 
 from smartnation.cli import exit_codes, move_cutover, move_driver, move_objects
+from smartnation.cli.main import main
 from smartnation.cli.move_status import STATUS_SQL
 from tests.unit import test_cli_move_driver as driver_tests
 from tests.unit.test_cli_move_driver import (
@@ -367,3 +371,35 @@ def test_without_what_was_hashed_before_the_fence_every_object_is_hashed_at_it(m
 def test_a_fingerprint_splits_into_its_listing_and_its_digest(value: str, listed: str, digest: str | None) -> None:
     assert move_objects.listing(value) == listed
     assert move_objects.digest(value) == digest
+
+
+def test_the_status_says_where_the_driver_stands_and_when_writes_stopped(cutover, stack, monkeypatch, caplog, capsys):
+    """After a run that stopped at the promotion: --status names the finished steps in order, the
+    next one and when writes stopped (UTC, from the progress file); --json the same."""
+    fake = sites(promote_answer={"promoted": False, "in_recovery": True})
+    assert drive(monkeypatch, caplog, capsys, fake, "--yes")[0] == exit_codes.FAILED
+    fenced_at = progress(cutover)["marks"]["fenced_at"]
+    monkeypatch.setattr(subprocess, "run", sites())
+    code = main(["move", "dev", "--status"])
+    out = capsys.readouterr().out
+    stopped = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(fenced_at))
+    assert code == exit_codes.OK, out
+    assert (
+        f"driver ({cutover / '.smartnation' / 'move' / 'dev.json'}): phase cutover to {TARGET}, steps finished: "
+        f"preview, hash-objects, fence, catch-up, verify; next: promote; writes stopped on the source at {stopped} "
+        f"(fence {FENCE})"
+    ) in out.splitlines()
+    assert main(["move", "dev", "--status", "--json"]) == exit_codes.OK
+    driver = json.loads(capsys.readouterr().out)["driver"]
+    assert (driver["next"], driver["fence_lsn"], driver["write_pause_s"]) == ("promote", FENCE, None)
+
+
+def test_a_torn_progress_file_is_a_problem_of_the_status(cutover, stack, monkeypatch, caplog, capsys):
+    path = cutover / ".smartnation" / "move" / "dev.json"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"version": 1, "environment": "dev", "to": ')
+    monkeypatch.setattr(subprocess, "run", sites())
+    with caplog.at_level(logging.ERROR, logger="smartnation"):
+        code = main(["move", "dev", "--status"])
+    assert code == exit_codes.UNREADABLE
+    assert f"not read: the driver's progress file: {path}: not whole JSON" in capsys.readouterr().out

@@ -11,10 +11,13 @@ naming what could not be, after printing what was read; 2 for an unknown environ
 malformed file.
 
 `--to CLUSTER` drives the phase the environment file declares (it must declare `move.to:
-CLUSTER`; the file is never edited here): for replicate, preview, apply (`smartnation up`),
-wait until the target streams with lag 0 (--timeout, exit 9), verify the data (compare's
-database fingerprints, a JSON report, exit 1 on any difference), then the next step. Each step
-goes to the audit log; a re-run resumes after the last finished step (docs/move.md, section 7).
+CLUSTER`; the file is never edited here): for replicate, preview, apply (`smartnation up`), wait
+until the target streams with lag 0 and its buckets list the source's objects (--timeout, exit 9),
+verify the data (a JSON report, exit 1 on any difference); for cutover, preview, hash the objects,
+stop the writes on the source (the fence), wait until the target replayed up to it, verify,
+promote the target, apply (cli/move_cutover.py). Each step goes to the audit log; a re-run
+resumes after the last finished step (docs/move.md, sections 7 and 8). `--status` also shows where
+the driver stands (its progress file).
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ import argparse
 import json
 import logging
 import os
+import time
 from typing import Any
 
 from pulumi import automation as auto
 
-from smartnation.cli import exit_codes, workspace
-from smartnation.cli.move_driver import drive
+from smartnation.cli import exit_codes, move_cutover, move_progress, workspace
+from smartnation.cli.move_driver import PHASE_STEPS, drive
 from smartnation.cli.move_status import MoveStatus, Site, read_site, report_lines
 from smartnation.cli.restore import project_name
 from smartnation.paths import environments_dir
@@ -65,6 +69,32 @@ def applied_move(environment: str) -> tuple[dict[str, Any] | None, str | None]:
     return (value if isinstance(value, dict) else None), None
 
 
+def driver_progress(environment: str) -> tuple[dict[str, Any] | None, str | None]:
+    """What `move --to` recorded (its progress file), ready for the status; and why it could not
+    be read. Steps in the phase's order, the next one, the cutover's fence."""
+    try:
+        progress = move_progress.load(environment)
+    except move_progress.TornProgress as error:
+        return None, f"the driver's progress file: {error}"
+    if progress is None:
+        return None, None
+    steps = [name for name, _ in PHASE_STEPS.get(progress.phase, ())]
+    finished = [name for name in steps if name in progress.finished]
+    fenced_at = progress.marks.get(move_cutover.FENCED_AT)
+    return {
+        "file": str(move_progress.progress_file(environment)),
+        "phase": progress.phase,
+        "to": progress.to,
+        "finished": finished,
+        "next": next((name for name in steps if name not in progress.finished), None),
+        "fenced_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(fenced_at))
+        if isinstance(fenced_at, int | float)
+        else None,
+        "fence_lsn": progress.marks.get(move_cutover.FENCE_LSN),
+        "write_pause_s": progress.marks.get("write_pause_s"),
+    }, None
+
+
 def move_status(environment: str, namespace: str | None = None, with_stack: bool = True) -> MoveStatus:
     """The declared move and what each cluster shows of it (and, ``with_stack``, the phase last
     applied); SettingsError for bad input."""
@@ -79,9 +109,12 @@ def move_status(environment: str, namespace: str | None = None, with_stack: bool
         mirrors = settings.move.phase == "replicate"
         target = read_site(Site("target", profile.name, profile.context, namespace), environment, env, mirror=mirrors)
     applied, stack_problem = applied_move(environment) if with_stack else (None, None)
+    driver, driver_problem = driver_progress(environment) if with_stack else (None, None)
     return MoveStatus(
         applied=applied,
         stack_problem=stack_problem,
+        driver=driver,
+        driver_problem=driver_problem,
         environment=environment,
         file=settings.source,
         to=settings.move.to if settings.move else None,
@@ -133,8 +166,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--to",
         metavar="CLUSTER",
-        help="drive the phase the environment file declares (its `move.to` must be CLUSTER): preview, apply, wait "
-        "for lag 0, verify by data; resumable, each step in the audit log",
+        help="drive the phase the environment file declares (its `move.to` must be CLUSTER): replicate (preview, "
+        "apply, wait for lag 0, verify by data) or cutover (preview, hash the objects, stop the writes, catch up, "
+        "verify, promote, apply); resumable, each step in the audit log",
     )
     parser.add_argument(
         "--yes", action="store_true", help="with --to: apply without asking (as `smartnation up --yes`)"

@@ -115,11 +115,18 @@ class MoveStatus:
     """The stack's `move` output ({to, phase, ...}): the phase last applied; None if none (or not read)."""
     stack_problem: str | None = None
     """Why the stack's outputs could not be read; None: read (or not asked for)."""
+    driver: dict[str, Any] | None = None
+    """What `move --to` recorded of the declared phase in its progress file (cli/move.py's
+    driver_progress): file, phase, to, finished steps in order, next, and the cutover's fence
+    (fenced_at, fence_lsn, write_pause_s); None when there is no such file."""
+    driver_problem: str | None = None
+    """Why the progress file could not be read (torn); None: read, or none there."""
 
     @property
     def problems(self) -> list[str]:
         sites = [site.problem for site in (self.source, self.target) if site is not None and site.problem]
-        return sites + ([self.stack_problem] if self.stack_problem else [])
+        others = [problem for problem in (self.stack_problem, self.driver_problem) if problem]
+        return sites + others
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -131,6 +138,7 @@ class MoveStatus:
             "applied": {"to": self.applied.get("to"), "phase": self.applied.get("phase")} if self.applied else None,
             "source": self.source.as_json(),
             "target": self.target.as_json() if self.target else None,
+            "driver": self.driver,
             "readable": not self.problems,
             "problems": self.problems,
         }
@@ -265,12 +273,28 @@ def report_lines(status: MoveStatus) -> list[str]:
         lines.append(
             f"phase declared: {status.phase or 'none'}; phase last applied: {last} (the stack's `move` output)"
         )
+    if status.driver is not None:
+        lines.append(_driver_line(status.driver))
     for site in (status.source, status.target):
         if site is not None:
             lines += _site_lines(site)
     lines += [f"not read: {problem}" for problem in status.problems]
     lines.append("read only: nothing was changed")
     return lines
+
+
+def _driver_line(driver: dict[str, Any]) -> str:
+    """Where `move --to` stands in the phase it ran last (its progress file)."""
+    finished = ", ".join(driver["finished"]) or "none"
+    line = (
+        f"driver ({driver['file']}): phase {driver['phase']} to {driver['to']}, steps finished: {finished}; "
+        f"next: {driver['next'] or 'none, the phase is done'}"
+    )
+    if driver.get("fenced_at"):
+        line += f"; writes stopped on the source at {driver['fenced_at']} (fence {driver.get('fence_lsn') or '?'})"
+    if driver.get("write_pause_s") is not None:
+        line += f", resumed on the target after {driver['write_pause_s']} s"
+    return line
 
 
 def _site_lines(site: Site) -> list[str]:
