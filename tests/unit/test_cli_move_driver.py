@@ -417,9 +417,6 @@ def test_a_difference_fails_the_verification_naming_it_in_the_report(moving, sta
         ("", TARGET, "environments/dev.yaml: move: no move declared; the environment file is the reviewed "
          f"declaration: add `move: {{to: {TARGET}, phase: replicate}}` to environments/dev.yaml"),
         (MOVE, SOURCE, f"environments/dev.yaml: move.to: --to {SOURCE} is not the declared move ({TARGET})"),
-        ("move: {to: monaco-onprem, phase: complete}\n", TARGET,
-         "environments/dev.yaml: move.phase: the complete phase is not yet available in the program (it runs: "
-         "replicate, cutover;"),
     ],
 )  # fmt: skip
 def test_the_file_is_the_declaration_and_a_mismatch_touches_nothing(

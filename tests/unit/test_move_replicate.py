@@ -217,11 +217,3 @@ def test_replicate_needs_the_environment_deployed_where_it_is(envdir: Path) -> N
     assert caught.value.key_path == "move" and "not deployed" in caught.value.detail
     check_move(settings, lambda: Deployed(HOME))
     check_move(settings, lambda: Deployed(HOME, OTHER, "replicate"))  # re-run of the same phase
-
-
-@pytest.mark.parametrize(("phase", "recorded"), [("complete", "cutover")])
-def test_complete_is_not_available_yet(envdir: Path, phase: str, recorded: str) -> None:
-    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": phase})
-    with pytest.raises(SettingsError) as caught:
-        check_move(load_settings("dev", envdir), lambda: Deployed(HOME, OTHER, recorded))
-    assert caught.value.key_path == "move" and "not available yet" in caught.value.detail

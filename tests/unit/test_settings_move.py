@@ -1,8 +1,7 @@
 """``move:`` in an environment file: refused with the file and the key when it cannot be a move,
 and, against what the stack deployed, a plain change of ``cluster:`` on an environment with data
 or a skipped phase, or a way back from the cutover, is refused before anything is registered
-(program/move_guard.py). A valid phase the program cannot run yet (complete) is refused as not yet
-available, never ignored."""
+(program/move_guard.py); after the complete phase `cluster:` must name the new site."""
 
 from __future__ import annotations
 
@@ -10,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from smartnation.program.move_guard import Deployed, check_cutover_ran, check_move, deployed_by_engine
+from smartnation.program import naming
+from smartnation.program.move_guard import (
+    Deployed,
+    check_cutover_ran,
+    check_final_backup,
+    check_move,
+    deployed_by_engine,
+)
 from smartnation.settings import SettingsError, load_settings
 from tests.unit.harness import edit
 
@@ -109,16 +115,6 @@ def test_a_skipped_phase_is_refused(envdir: Path, phase: str, recorded: str | No
     assert f"skips {skipped}" in error.detail
 
 
-# replicate and cutover run (test_move_replicate.py, test_move_cutover.py); complete does not yet.
-@pytest.mark.parametrize("recorded", ["cutover", "complete"])
-def test_a_phase_the_program_cannot_run_yet_is_refused_not_ignored(envdir: Path, recorded: str) -> None:
-    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "complete"})
-    error = guard_error(load_settings("dev", envdir), Deployed(HOME, OTHER, recorded))
-    assert (error.file, error.key_path) == ("environments/dev.yaml", "move")
-    assert "not available yet" in error.detail and "docs/move.md" in error.detail
-    assert "replicate and cutover phases" in error.detail and f"the stack last ran ({recorded})" in error.detail
-
-
 @pytest.mark.parametrize("recorded", ["replicate", "cutover"])
 def test_cutover_follows_replicate_and_may_run_again(envdir: Path, recorded: str) -> None:
     edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "cutover"})
@@ -137,6 +133,28 @@ def test_removing_the_move_after_the_cutover_is_refused(envdir: Path) -> None:
     error = guard_error(load_settings("dev", envdir), Deployed(HOME, OTHER, "cutover"))
     assert (error.file, error.key_path) == ("environments/dev.yaml", "move")
     assert "going back to no move would lose" in error.detail
+
+
+@pytest.mark.parametrize("recorded", ["cutover", "complete"])
+def test_complete_follows_the_cutover_and_may_run_again(envdir: Path, recorded: str) -> None:
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "complete"})
+    # After the complete phase the stack says the environment is on the new site.
+    deployed = Deployed(OTHER if recorded == "complete" else HOME, OTHER, recorded)
+    check_move(load_settings("dev", envdir), lambda: deployed)
+
+
+def test_after_the_complete_phase_the_cluster_is_the_new_site(envdir: Path) -> None:
+    done = Deployed(OTHER, OTHER, "complete")
+    error = guard_error(load_settings("dev", envdir), done)  # `move:` removed, `cluster:` still the old site
+    assert (error.file, error.key_path) == ("environments/dev.yaml", "cluster")
+    assert (
+        f"move to {OTHER} is complete" in error.detail and f"set `cluster: {OTHER}` and remove `move:`" in error.detail
+    )
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "cutover"})
+    assert guard_error(load_settings("dev", envdir), done).key_path == "cluster", "no phase back either"
+    edit(envdir, "dev.yaml", "move", None)
+    edit(envdir, "dev.yaml", "cluster", OTHER)
+    check_move(load_settings("dev", envdir), lambda: done)  # `cluster: monaco-onprem` alone: a plain update
 
 
 def test_removing_the_move_during_replicate_is_the_rollback(envdir: Path) -> None:
@@ -210,3 +228,44 @@ def test_other_phases_read_nothing_for_the_cutover(envdir: Path, phase: str | No
 def test_under_mocks_the_cutover_reads_no_cluster(envdir: Path) -> None:
     edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "cutover"})
     check_cutover_ran(load_settings("dev", envdir))  # outside the engine: nothing read, nothing refused
+
+
+# --- The complete phase's update, against the new site's record of a final backup -----------
+
+
+def _record(data: dict | None):
+    read: list[tuple[str, str, str]] = []
+
+    def record(context: str, namespace: str, environment: str) -> dict | None:
+        read.append((context, namespace, environment))
+        return data
+
+    return record, read
+
+
+def test_complete_applies_once_the_final_backup_was_verified(envdir: Path) -> None:
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "complete"})
+    record, read = _record({"verified": "true", "source": HOME, "backup": "2026-11-30T12:00:00Z"})
+    check_final_backup(load_settings("dev", envdir), record)
+    assert read == [("monaco-onprem", naming.namespace("dev"), "dev")]
+
+
+@pytest.mark.parametrize(
+    "data", [None, {}, {"verified": "false", "source": HOME}, {"verified": "true", "source": "another-cluster"}]
+)
+def test_complete_without_a_verified_final_backup_of_this_source_is_refused(envdir: Path, data) -> None:
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "complete"})
+    with pytest.raises(SettingsError) as caught:
+        check_final_backup(load_settings("dev", envdir), _record(data)[0])
+    assert (caught.value.file, caught.value.key_path) == ("environments/dev.yaml", "move.phase")
+    assert f"complete deletes {HOME}'s resources" in caught.value.detail
+    assert f"(ConfigMap dev-move-final-backup): run `smartnation move dev --to {OTHER}`" in caught.value.detail
+
+
+@pytest.mark.parametrize("phase", [None, "replicate", "cutover"])
+def test_other_phases_read_no_final_backup(envdir: Path, phase: str | None) -> None:
+    if phase:
+        edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": phase})
+    record, read = _record(None)
+    check_final_backup(load_settings("dev", envdir), record)
+    assert read == []

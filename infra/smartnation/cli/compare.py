@@ -104,13 +104,15 @@ class Side:
         return base64.b64decode(data[key]).decode()
 
 
-def _psql(side: Side, pod: str, container: str, password: str, database: str, sql: str) -> str:
+def _psql(side: Side, pod: str, container: str, password: str, database: str, sql: str, db: str = "") -> str:
+    """``sql`` in ``database``; its psql variable ``db`` is ``db`` or the database's own name (a
+    restored copy is keyed as the database it copies)."""
     # The password is the first line of stdin (`read`), the SQL the rest: neither in an argument.
     script = (
-        'read -r PGPASSWORD; export PGPASSWORD; exec psql -X -A -t -q -v ON_ERROR_STOP=1 -U "$1" -d "$2" -v db="$2"'
+        'read -r PGPASSWORD; export PGPASSWORD; exec psql -X -A -t -q -v ON_ERROR_STOP=1 -U "$1" -d "$2" -v db="$3"'
     )
     return side.kubectl(
-        "exec", "-i", pod, "-c", container, "--", "sh", "-c", script, "sh", SUPERUSER, database,
+        "exec", "-i", pod, "-c", container, "--", "sh", "-c", script, "sh", SUPERUSER, database, db or database,
         input=f"{password}\n{sql}", timeout=1800,
     )  # fmt: skip
 

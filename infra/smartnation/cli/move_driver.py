@@ -42,7 +42,16 @@ from typing import Any, TypeVar
 
 from pulumi import automation as auto
 
-from smartnation.cli import compare, exit_codes, move_cutover, move_objects, move_progress, up, workspace
+from smartnation.cli import (
+    compare,
+    exit_codes,
+    move_complete,
+    move_cutover,
+    move_objects,
+    move_progress,
+    up,
+    workspace,
+)
 from smartnation.cli.audit_log import FAILED, REFUSED, AuditEntry, append_audit, operator, utc_now
 from smartnation.cli.compare_data import differences, dump, report
 from smartnation.cli.console import stream_to
@@ -70,8 +79,12 @@ def next_step(environment: str, file: str) -> dict[str, str]:
         "replicate": f"declare `phase: cutover` in {file}, open a pull request, and once merged run this "
         "again: it stops the writes here, waits for the target to replay them, verifies, promotes the target "
         "and applies",
-        "cutover": f"the target serves the environment (`smartnation move {environment} --status`); the "
-        "complete phase is not yet available in the program: keep `phase: cutover`",
+        "cutover": f"the target serves the environment (`smartnation move {environment} --status`); once it "
+        f"has run well, declare `phase: complete` in {file} in a pull request and run this again: a final "
+        "backup of the source kept and proven on the target, then the source's resources removed",
+        "complete": f"set `cluster: <the target>` and remove `move:` in {file} (a pull request whose preview "
+        f"shows no change), then move the state (`smartnation state move {environment}`, docs/move.md section "
+        "5) and record `move_complete: true`",
     }
 
 
@@ -351,11 +364,17 @@ def default_report(run: Run) -> Path:
 
 
 def _cutover_step(action: Callable[[Run], str]) -> Callable[[Run], str]:
+    """A step of cli/move_cutover.py or cli/move_complete.py, its failures the driver's."""
+
     def step(run: Run) -> str:
         try:
             return action(run)
         except move_cutover.StepFailure as failure:
             raise StepFailed(str(failure), exit_codes.TIMED_OUT if failure.timed_out else exit_codes.FAILED) from None
+        except move_complete.StepFailure as failure:
+            raise StepFailed(str(failure)) from None
+        except compare.CompareError as error:
+            raise StepFailed(f"a site could not be read: {error}") from None
 
     return step
 
@@ -389,8 +408,16 @@ PHASE_STEPS: Mapping[str, tuple[Step, ...]] = {
         ("promote", _cutover_step(move_cutover.promote)),
         ("apply", apply),
     ),
+    # The source's resources go only after its last state is kept, and proven, on the target.
+    "complete": (
+        ("preview", preview),
+        ("final-backup", _cutover_step(move_complete.final_backup)),
+        ("verify-backup", _cutover_step(move_complete.verify_backup)),
+        ("unprotect", _cutover_step(move_complete.unprotect)),
+        ("apply", apply),
+    ),
 }
-"""The steps of each phase the program runs, in order; complete comes with the program's."""
+"""The steps of each phase, in order."""
 
 
 def stack_update(stack: auto.Stack) -> int | None:
@@ -417,7 +444,7 @@ def audit(run_or_settings: Run | Settings, to: str, result: str, reason: str, st
 
 
 def declared(environment: str, to: str) -> Settings:
-    """The settings, when the file declares a move to ``to`` of a phase the driver runs; else SettingsError."""
+    """The settings, when the file declares a move to ``to``; else SettingsError."""
     settings = load_settings(environment, environments_dir())
     if settings.move is None:
         raise SettingsError(
@@ -433,13 +460,6 @@ def declared(environment: str, to: str) -> Settings:
             "move.to",
             f"--to {to} is not the declared move ({settings.move.to}); the file is the declaration: pass "
             f"--to {settings.move.to}, or change `move.to` in a reviewed change",
-        )
-    if settings.move.phase not in PHASE_STEPS:
-        raise SettingsError(
-            settings.source,
-            "move.phase",
-            f"the {settings.move.phase} phase is not yet available in the program (it runs: "
-            f"{', '.join(PHASE_STEPS)}; docs/move.md)",
         )
     return settings
 

@@ -225,16 +225,17 @@ def _connections(
     )
 
 
-def release_summary(settings: Settings) -> dict[str, Any]:
+def release_summary(settings: Settings, cluster: ClusterProfile | None = None) -> dict[str, Any]:
     """What is deployed: chart version and, per component (the platform's, then each API's), version
-    and image by digest (no secrets). A release no API of the environment uses is not deployed."""
+    and image by digest (no secrets), from ``cluster``'s registry (default: the settings' cluster).
+    A release no API of the environment uses is not deployed."""
     components = settings.releases.components
     summary: dict[str, Any] = {"chart_version": settings.releases.chart_version}
     for name in (*PLATFORM_COMPONENTS, *settings.city_apis):
         release = components[name]
         summary[name] = {
             "version": release.version,
-            "image": pods.image(settings.cluster, release),
+            "image": pods.image(cluster or settings.cluster, release),
         }
     return summary
 
@@ -246,6 +247,8 @@ def build(settings: Settings) -> dict[str, Any]:
     """
     preflight(settings)
     move_guard.check_cutover_ran(settings)
+    if settings.move is not None and settings.move.phase == "complete":
+        return _complete(settings)
     target = _move_target(settings)
     providers = cluster_providers([settings.cluster, *([target] if target else [])])
     sources = move_replication.arrival_addresses(settings, settings.cluster, list_clusters()) if target else ()
@@ -295,6 +298,41 @@ def build(settings: Settings) -> dict[str, Any]:
     }
     if move is not None:
         outputs["move"] = move
+    for key, value in outputs.items():
+        pulumi.export(key, value)
+    return outputs
+
+
+def _complete(settings: Settings) -> dict[str, Any]:
+    """The complete phase (docs/move.md, section 9): the environment on the new site alone, as any
+    environment deployed there (its database a primary like any other: the setup Job, the
+    in-site replicas, the migration Jobs, all idempotent against what replication brought); the
+    old site's resources are no longer registered, so Pulumi deletes them. Only after the driver
+    verified a final backup of the old site in the new site's object storage (the guard reads the
+    record it leaves there)."""
+    assert settings.move is not None
+    move_guard.check_final_backup(settings)
+    target = load_cluster_profile(settings.move.to)
+    providers = cluster_providers([target])
+    deployed = deploy(settings, target, providers[target.name])
+    outputs = {
+        "environment": settings.environment,
+        # Where the environment and its data are now: the guard lets `cluster: <to>` alone follow.
+        "cluster": target.name,
+        "namespace": deployed["namespace"],
+        "mqtt_endpoint": deployed["mqtt_endpoint"],
+        "mqtt_load_balancer_address": deployed["mqtt_load_balancer_address"],
+        "api_urls": deployed["api_urls"],
+        "s3_endpoint": deployed["s3_endpoint"],
+        "deployed_releases": {**release_summary(settings, target), "helm_releases": deployed["helm_releases"]},
+        "move": {
+            "to": target.name,
+            "phase": "complete",
+            "serving": target.name,
+            "namespace": deployed["namespace"],
+            "moved_from": settings.cluster.name,
+        },
+    }
     for key, value in outputs.items():
         pulumi.export(key, value)
     return outputs

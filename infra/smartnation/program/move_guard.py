@@ -5,7 +5,8 @@ old namespace, its volumes and its in-cluster backups in the same update. So on 
 the stack shows deployed on another cluster (its ``cluster`` output), a plain change of
 ``cluster:`` is refused, pointing to the move (docs/move.md). A declared ``move:`` is checked
 against the phase the stack last recorded (its ``move`` output): no phase may be skipped.
-A phase the program cannot run yet is refused as not yet available, never ignored.
+Once the stack recorded the cutover there is no way back (the new site took writes), and once it
+recorded the complete phase the environment is where the move took it.
 
 The deployed stack is read from the engine's own backend (`pulumi stack output`), because a
 hand-typed `pulumi up` must meet the same checks as `smartnation up`. Under Pulumi's mocks (unit
@@ -26,9 +27,6 @@ import pulumi
 from smartnation.program import naming
 from smartnation.settings import SettingsError, load_cluster_profile
 from smartnation.settings.models import MOVE_PHASES, Settings
-
-IMPLEMENTED_PHASES: tuple[str, ...] = ("replicate", "cutover")
-"""The phases the program runs today (docs/move.md says what comes next)."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +55,16 @@ def check_move(settings: Settings, deployed: Callable[[], Deployed | None] | Non
     previous = (deployed or deployed_by_engine)()
     move = settings.move
     here = settings.cluster.name
-    # Nothing records a completed move yet (IMPLEMENTED_PHASES): any other cluster than the
-    # deployed one is a plain change.
+    if previous is not None and previous.move_phase == "complete" and previous.cluster != here:
+        if move is not None and move.phase == "complete" and move.to == previous.cluster:
+            return  # the complete phase again: the file names the old site until it is edited
+        raise SettingsError(
+            settings.source,
+            "cluster",
+            f"{settings.environment}'s move to {previous.cluster} is complete (the stack's `move` output): its data "
+            f"is there now; set `cluster: {previous.cluster}` and remove `move:` (docs/move.md)",
+        )
+    # Any other cluster than the deployed one (no completed move above) is a plain change.
     if previous is not None and previous.cluster != here:
         if move is None:
             raise SettingsError(
@@ -107,14 +113,6 @@ def check_move(settings: Settings, deployed: Callable[[], Deployed | None] | Non
             "move.phase",
             f"{move.phase} skips {MOVE_PHASES[reachable]} ({after}): the phases run "
             f"{' -> '.join(MOVE_PHASES)}, each its own reviewed update",
-        )
-    if move.phase not in IMPLEMENTED_PHASES:
-        raise SettingsError(
-            settings.source,
-            "move",
-            f"the move's {move.phase} phase is not available yet (docs/move.md says what exists: the "
-            f"{' and '.join(IMPLEMENTED_PHASES)} phases, the site link, these checks, `smartnation compare`); "
-            f"keep the phase the stack last ran ({recorded or 'none'})",
         )
 
 
@@ -203,3 +201,50 @@ def _read_side(environment: str, role: str, cluster: str, context: str) -> dict:
 
     site = read_site(Site(role, cluster, context, naming.namespace(environment)), environment, dict(os.environ))
     return {**site.database, "problem": site.problem}
+
+
+FINAL_BACKUP = "move-final-backup"
+"""``<env>-move-final-backup``: the ConfigMap the driver writes on the new site once the old site's
+final backup, copied into the new site's object storage, restored there equal to the old site's
+data (cli/move_complete.py): the complete phase deletes the old site only after it."""
+
+
+def check_final_backup(settings: Settings, read: Callable[[str, str, str], dict | None] | None = None) -> None:
+    """In an update (not a preview) of the complete phase: the driver's record of a verified final
+    backup of the old site is on the new site. ``read(context, namespace, environment)`` answers the
+    record's data
+    (default: kubectl); under mocks and in a preview nothing is read."""
+    move = settings.move
+    if move is None or move.phase != "complete":
+        return
+    if read is None:
+        if _under_mocks() or pulumi.runtime.is_dry_run():
+            return
+        read = _read_final_backup
+    target = load_cluster_profile(move.to)
+    record = read(target.context, naming.namespace(settings.environment), settings.environment) or {}
+    if record.get("verified") != "true" or record.get("source") != settings.cluster.name:
+        raise SettingsError(
+            settings.source,
+            "move.phase",
+            f"complete deletes {settings.cluster.name}'s resources, which it does only after a final backup of "
+            f"{settings.cluster.name} was copied into {move.to}'s object storage and restored there equal to its "
+            f"data; no such record on {move.to} (ConfigMap {settings.environment}-{FINAL_BACKUP}): run "
+            f"`smartnation move {settings.environment} --to {move.to}`, which makes and checks it, then applies",
+        )
+
+
+def _read_final_backup(context: str, namespace: str, environment: str) -> dict | None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise SettingsError("Pulumi.yaml", "<program>", "cannot find kubectl on PATH to read the final backup's record")
+    proc = subprocess.run(
+        [kubectl, "--context", context, "-n", namespace, "get", "configmap", f"{environment}-{FINAL_BACKUP}",
+         "--ignore-not-found", "-o", "json"],
+        capture_output=True, text=True, timeout=60, env=os.environ,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise SettingsError(
+            "Pulumi.yaml", "<program>", f"cannot read the final backup's record: {proc.stderr.strip()[-300:]}"
+        )
+    return json.loads(proc.stdout).get("data") if proc.stdout.strip() else None
