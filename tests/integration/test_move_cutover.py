@@ -8,7 +8,10 @@ up to the fence, the data verifies equal, Monaco is promoted (the measured write
 Every row the writer saw committed on Düsseldorf is on Monaco; Monaco takes writes; and
 `smartnation verify dev`, which follows the stack's serving cluster, passes every check against
 Monaco: a device publishes through Monaco's broker, the ingest stores it in the promoted
-database, the open data API serves it, the registry registers a device.
+database, the open data API serves it, the registry registers a device. Then `phase: complete`:
+Düsseldorf's final backup copied to Monaco's bucket and restored there equal to Düsseldorf's data
+(the record on Monaco says so), Düsseldorf's namespace removed, the outputs on Monaco, every row
+still there; `cluster: monaco-onprem` alone then previews no change, and verify passes again.
 
 Needs what `make clusters` starts: both clusters, their real nodes and the site link.
 """
@@ -40,6 +43,7 @@ NAMESPACE = f"{NAME}-{ENVIRONMENT}"
 SOURCE, TARGET = "dusseldorf-test", "monaco-onprem"
 REPLICATE = "move: {to: monaco-onprem, phase: replicate}\n"
 CUTOVER = "move: {to: monaco-onprem, phase: cutover}\n"
+COMPLETE = "move: {to: monaco-onprem, phase: complete}\n"
 WRITES = "CREATE TABLE cutover_writes (n integer PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());"
 PAUSE_GOAL_S = 30.0
 """Issue 10: the write pause at cutover under 30 s."""
@@ -200,3 +204,28 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
     assert verified.returncode == exit_codes.OK, verified.stdout + verified.stderr
     assert f"namespace {NAMESPACE} on {TARGET}, broker " in verified.stderr, verified.stderr
     assert f"verify {ENVIRONMENT}: 11/11 passed" in verified.stdout, verified.stdout
+
+    # --- complete: Düsseldorf's final backup kept and proven on Monaco, then Düsseldorf removed ----
+    env_file.write_text(env_file.read_text().replace(CUTOVER, COMPLETE))
+    completed = _cli(tools, project, "move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "600")
+    assert completed.returncode == exit_codes.OK, completed.stdout + completed.stderr
+    for number, step in enumerate(("preview", "final-backup", "verify-backup", "unprotect", "apply"), start=1):
+        assert f"[{number}/5 {step}] finished in " in completed.stdout, completed.stdout
+    backup = re.search(r"backup (\d{8}T\d{6}Z) restored on monaco-onprem in \d+ s equals", completed.stdout)
+    assert backup, completed.stdout
+    record = tools.kubectl_json(TARGET, "-n", NAMESPACE, "get", "configmap", f"{ENVIRONMENT}-move-final-backup")
+    assert record["data"]["verified"] == "true" and record["data"]["source"] == SOURCE, record["data"]
+    assert record["data"]["backup"] == backup.group(1)
+    gone = tools.run("kubectl", "--context", SOURCE, "get", "namespace", NAMESPACE, check=False)
+    assert gone.returncode != 0, f"{NAMESPACE} is still on {SOURCE} after the complete phase"
+    outputs = project.outputs(ENVIRONMENT)
+    assert outputs["cluster"] == TARGET and outputs["move"]["phase"] == "complete", outputs
+    # Monaco's database, a primary like any other now, holds every row the writer committed and Monaco's own.
+    rows = _psql(tools, TARGET, "telemetry", "SELECT count(*) FROM cutover_writes;")
+    assert rows == str(len(writer.committed) + 1), rows
+    # The edit that ends the move previews no change: `cluster: monaco-onprem` alone is what runs.
+    env_file.write_text(env_file.read_text().replace(COMPLETE, ""))
+    project.set_cluster(ENVIRONMENT, TARGET)
+    project.pulumi("preview", "--expect-no-changes", "--stack", ENVIRONMENT, timeout=900)
+    after = _cli(tools, project, "verify", ENVIRONMENT, timeout=900)
+    assert after.returncode == exit_codes.OK and f"verify {ENVIRONMENT}: 11/11 passed" in after.stdout, after.stdout
