@@ -185,7 +185,8 @@ def test_the_restore_on_the_new_site_is_compared_dropped_and_recorded_only_when_
         assert recorded == []
     ((context, purpose, job),) = jobs.ran
     assert (context, purpose) == (OTHER, f"restore backup {STAMP} into *_final")
-    assert dropped == [[d.name for d in run.settings.database.databases]], "the scratch databases dropped"
+    names = [d.name for d in run.settings.database.databases]
+    assert dropped == [names, names], "a killed run's leftovers dropped first, the scratch databases after"
 
 
 def test_verify_backup_needs_the_final_backup_first() -> None:

@@ -151,7 +151,11 @@ def verify_backup(run: Run) -> str:
     if not isinstance(stamp, str):
         raise StepFailure("no final backup recorded in the progress file: the final-backup step runs first")
     target_site = _target(run, run.to)
+    target = compare.side_of(run.environment, run.to, run.namespace)
+    databases = [d.name for d in run.settings.database.databases]
     began = time.monotonic()
+    # What a run killed before its own drop left (the restore cannot create a database that exists).
+    drop_restored(target, run.environment, databases)
     try:
         cronjob = restore.backup_cronjob(target_site, run.environment)
         job = restore_pod.restore_job(
@@ -164,12 +168,11 @@ def verify_backup(run: Run) -> str:
     if not restored.succeeded:
         raise StepFailure(f"restoring {stamp} on {run.to} failed ({restored.reason}): {restored.logs.strip()[-400:]}")
     source = compare.side_of(run.environment, run.settings.cluster.name, run.namespace)
-    target = compare.side_of(run.environment, run.to, run.namespace)
     try:
         live = compare.read_database(source, run.settings)
-        kept = read_restored(target, run.environment, [d.name for d in run.settings.database.databases])
+        kept = read_restored(target, run.environment, databases)
     finally:
-        drop_restored(target, run.environment, [d.name for d in run.settings.database.databases])
+        drop_restored(target, run.environment, databases)
     found = differences(live, kept, ("tables", "chunks"))
     tables = len(live.sections["tables"])
     if found:
