@@ -226,6 +226,8 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
     # The edit that ends the move previews no change: `cluster: monaco-onprem` alone is what runs.
     env_file.write_text(env_file.read_text().replace(COMPLETE, ""))
     project.set_cluster(ENVIRONMENT, TARGET)
-    project.pulumi("preview", "--expect-no-changes", "--stack", ENVIRONMENT, timeout=900)
+    preview = json.loads(project.pulumi("preview", "--json", "--stack", ENVIRONMENT, timeout=900).stdout)
+    changed = [(step["op"], step["urn"].split("::")[-1]) for step in preview["steps"] if step["op"] != "same"]
+    assert changed == [], changed
     after = _cli(tools, project, "verify", ENVIRONMENT, timeout=900)
     assert after.returncode == exit_codes.OK and f"verify {ENVIRONMENT}: 11/11 passed" in after.stdout, after.stdout
