@@ -20,6 +20,7 @@ import ipaddress
 import json
 import os
 import re
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -711,3 +712,40 @@ def test_both_sites_are_read_at_once_and_an_error_of_either_is_raised() -> None:
 
     with pytest.raises(compare.CompareError, match="target: no primary Pod"):
         move_driver.both(lambda: "left", unreadable)
+
+
+# --- What the stack's CLI or kubectl says that is not an answer: refused, naming why ------------
+
+
+def _hung(argv: list[str], **kwargs: Any) -> Any:
+    raise subprocess.TimeoutExpired(argv, kwargs["timeout"])
+
+
+@pytest.mark.parametrize("stdout", ["warning: something\n{", "[1, 2]"])
+def test_outputs_that_are_not_a_json_object_are_refused_not_a_traceback(engine, stdout: str) -> None:
+    engine.answer = (0, stdout, "")
+    if stdout.startswith("["):
+        assert move_guard.deployed_by_engine() is None, "a list is no outputs: nothing deployed"
+        return
+    with pytest.raises(SettingsError) as caught:
+        move_guard.deployed_by_engine()
+    assert (caught.value.file, caught.value.key_path) == ("Pulumi.yaml", "<program>")
+    assert caught.value.detail == f"the stack's outputs are not JSON: {stdout.strip()!r}"
+
+
+def test_a_hung_cli_is_refused_after_its_timeout(engine, monkeypatch) -> None:
+    monkeypatch.setattr(move_guard.subprocess, "run", _hung)
+    with pytest.raises(SettingsError) as caught:
+        move_guard.deployed_by_engine()
+    assert caught.value.detail == "reading the stack's outputs to check for a move took over 120 s"
+
+
+def test_a_record_that_is_not_json_or_hangs_is_refused(kubectl, monkeypatch) -> None:
+    kubectl.answer = (0, "Error from server: {", "")
+    with pytest.raises(SettingsError) as caught:
+        move_guard._read_final_backup("monaco-ctx", "smartnation-dev", "dev")
+    assert caught.value.detail == "the final backup's record is not JSON: 'Error from server: {'"
+    monkeypatch.setattr(move_guard.subprocess, "run", _hung)
+    with pytest.raises(SettingsError) as caught:
+        move_guard._read_final_backup("monaco-ctx", "smartnation-dev", "dev")
+    assert caught.value.detail == "reading the final backup's record took over 60 s"

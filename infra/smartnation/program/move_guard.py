@@ -130,16 +130,21 @@ def deployed_by_engine() -> Deployed | None:
         raise SettingsError(
             "Pulumi.yaml", "<program>", "cannot find the pulumi CLI on PATH to read what the stack deployed"
         )
-    proc = subprocess.run(
-        [pulumi_cli, "stack", "output", "--json", "--stack", pulumi.get_stack(), "--non-interactive"],
-        capture_output=True,
-        text=True,
-        env=os.environ,
-        # The program runs in its `main` folder (infra/); the CLI must find this project's
-        # Pulumi.yaml, not the repository's (another project name, other stacks).
-        cwd=pulumi.get_root_directory(),
-        timeout=120,
-    )
+    try:
+        proc = subprocess.run(
+            [pulumi_cli, "stack", "output", "--json", "--stack", pulumi.get_stack(), "--non-interactive"],
+            capture_output=True,
+            text=True,
+            env=os.environ,
+            # The program runs in its `main` folder (infra/); the CLI must find this project's
+            # Pulumi.yaml, not the repository's (another project name, other stacks).
+            cwd=pulumi.get_root_directory(),
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired:
+        raise SettingsError(
+            "Pulumi.yaml", "<program>", "reading the stack's outputs to check for a move took over 120 s"
+        ) from None
     if proc.returncode != 0:
         # Fails closed: without the outputs nobody can tell whether data would be lost.
         raise SettingsError(
@@ -147,7 +152,13 @@ def deployed_by_engine() -> Deployed | None:
             "<program>",
             f"cannot read the stack's outputs to check for a move: {(proc.stderr or proc.stdout).strip()[-500:]}",
         )
-    return Deployed.from_outputs(json.loads(proc.stdout or "{}"))
+    try:
+        outputs = json.loads(proc.stdout or "{}")
+    except json.JSONDecodeError:
+        raise SettingsError(
+            "Pulumi.yaml", "<program>", f"the stack's outputs are not JSON: {proc.stdout.strip()[-200:]!r}"
+        ) from None
+    return Deployed.from_outputs(outputs if isinstance(outputs, dict) else {})
 
 
 def check_cutover_ran(settings: Settings, read: Callable[[str, str, str, str], dict] | None = None) -> None:
@@ -238,13 +249,22 @@ def _read_final_backup(context: str, namespace: str, environment: str) -> dict |
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         raise SettingsError("Pulumi.yaml", "<program>", "cannot find kubectl on PATH to read the final backup's record")
-    proc = subprocess.run(
-        [kubectl, "--context", context, "-n", namespace, "get", "configmap", f"{environment}-{FINAL_BACKUP}",
-         "--ignore-not-found", "-o", "json"],
-        capture_output=True, text=True, timeout=60, env=os.environ,
-    )  # fmt: skip
+    try:
+        proc = subprocess.run(
+            [kubectl, "--context", context, "-n", namespace, "get", "configmap", f"{environment}-{FINAL_BACKUP}",
+             "--ignore-not-found", "-o", "json"],
+            capture_output=True, text=True, timeout=60, env=os.environ,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise SettingsError("Pulumi.yaml", "<program>", "reading the final backup's record took over 60 s") from None
     if proc.returncode != 0:
         raise SettingsError(
             "Pulumi.yaml", "<program>", f"cannot read the final backup's record: {proc.stderr.strip()[-300:]}"
         )
-    return json.loads(proc.stdout).get("data") if proc.stdout.strip() else None
+    try:
+        found = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    except json.JSONDecodeError:
+        raise SettingsError(
+            "Pulumi.yaml", "<program>", f"the final backup's record is not JSON: {proc.stdout.strip()[-200:]!r}"
+        ) from None
+    return found.get("data") if isinstance(found, dict) else None
