@@ -27,8 +27,11 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from smartnation.cli import exit_codes
 from smartnation.cli.compare_data import (
@@ -104,6 +107,24 @@ class Side:
         return base64.b64decode(data[key]).decode()
 
 
+T = TypeVar("T")
+
+
+def both(left: Callable[[], T], right: Callable[[], T]) -> tuple[T, T]:
+    """``left()`` and ``right()`` at the same time (one per site: neither waits on the other's
+    cluster); the first error raised is raised here."""
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.submit(left), pool.submit(right)
+        return first.result(), second.result()
+
+
+def primary(side: Side) -> tuple[str, str, str]:
+    """The side's Running database primary: its Pod, container, and the superuser's password."""
+    database = naming.names(side.environment, naming.DATABASE)
+    pod, container = side.running_pod(f"app.kubernetes.io/instance={database.name},app.kubernetes.io/component=primary")
+    return pod, container, side.secret_value(database.child("credentials"), "POSTGRES_PASSWORD")
+
+
 def _psql(side: Side, pod: str, container: str, password: str, database: str, sql: str, db: str = "") -> str:
     """``sql`` in ``database``; its psql variable ``db`` is ``db`` or the database's own name (a
     restored copy is keyed as the database it copies)."""
@@ -131,9 +152,7 @@ def read_side(side: Side, settings: Settings, settle: float) -> Snapshot:
 def read_database(side: Side, settings: Settings) -> Snapshot:
     """One side's database: every table and chunk of every database, the registered devices."""
     snapshot = Snapshot(side.where)
-    database = naming.names(side.environment, naming.DATABASE)
-    pod, container = side.running_pod(f"app.kubernetes.io/instance={database.name},app.kubernetes.io/component=primary")
-    password = side.secret_value(database.child("credentials"), "POSTGRES_PASSWORD")
+    pod, container, password = primary(side)
     databases = "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' ORDER BY 1;"
     listed = _psql(side, pod, container, password, "postgres", databases)
     for name in listed.split():

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from smartnation.cli import compare, restore, restore_pod
 from smartnation.cli.compare_data import DATABASE_SQL, Snapshot, differences
-from smartnation.program import naming
 from smartnation.program.move_guard import FINAL_BACKUP
 
 if TYPE_CHECKING:
@@ -186,17 +185,9 @@ def verify_backup(run: Run) -> str:
     )
 
 
-def _primary(side: compare.Side, environment: str) -> tuple[str, str, str]:
-    database = naming.names(environment, naming.DATABASE)
-    pod, container = side.running_pod(
-        f"app.kubernetes.io/instance={database.name},app.kubernetes.io/component={naming.PRIMARY}"
-    )
-    return pod, container, side.secret_value(database.child("credentials"), "POSTGRES_PASSWORD")
-
-
 def read_restored(side: compare.Side, environment: str, databases: list[str]) -> Snapshot:
     """Every table and chunk of the scratch databases, keyed by the live databases' names."""
-    pod, container, password = _primary(side, environment)
+    pod, container, password = compare.primary(side)
     snapshot = Snapshot(f"{side.where} (restored)")
     for name in databases:
         snapshot.add_lines(compare._psql(side, pod, container, password, f"{name}_{SCRATCH}", DATABASE_SQL, name))
@@ -204,7 +195,7 @@ def read_restored(side: compare.Side, environment: str, databases: list[str]) ->
 
 
 def drop_restored(side: compare.Side, environment: str, databases: list[str]) -> None:
-    pod, container, password = _primary(side, environment)
+    pod, container, password = compare.primary(side)
     drops = "".join(f'DROP DATABASE IF EXISTS "{name}_{SCRATCH}" WITH (FORCE);\n' for name in databases)
     compare._psql(side, pod, container, password, "postgres", drops)
 

@@ -34,11 +34,10 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pulumi import automation as auto
 
@@ -53,6 +52,7 @@ from smartnation.cli import (
     workspace,
 )
 from smartnation.cli.audit_log import FAILED, REFUSED, AuditEntry, append_audit, operator, utc_now
+from smartnation.cli.compare import both
 from smartnation.cli.compare_data import differences, dump, report
 from smartnation.cli.console import stream_to
 from smartnation.cli.move_progress import Progress, TornProgress
@@ -66,7 +66,6 @@ from smartnation.settings import SettingsError, load_cluster_profile, load_setti
 from smartnation.settings.models import ClusterProfile, Settings
 
 log = logging.getLogger("smartnation")
-T = TypeVar("T")
 
 STARTED, FINISHED = "started", "finished"
 """Audit results of a step, besides audit_log's FAILED (and REFUSED for a run refused before any step)."""
@@ -252,14 +251,6 @@ def wait(run: Run) -> str:
             )
         before = now if now.lag_bytes is not None else before
         time.sleep(interval)
-
-
-def both(left: Callable[[], T], right: Callable[[], T]) -> tuple[T, T]:
-    """``left()`` and ``right()`` at the same time (one per site: neither waits on the other's
-    cluster); the first error raised is raised here."""
-    with ThreadPoolExecutor(2) as pool:
-        first, second = pool.submit(left), pool.submit(right)
-        return first.result(), second.result()
 
 
 def _object_sides(run: Run) -> tuple[compare.Side, compare.Side, tuple[str, str]]:

@@ -49,9 +49,7 @@ def digest(value: str | None) -> str | None:
 def hash_objects(run: Run, source: compare.Side, target: compare.Side, reader: tuple[str, str]) -> str:
     """Every object of both sides, with its ETag and sha256, kept for the verification at the fence."""
     began = time.monotonic()
-    from smartnation.cli.move_driver import both
-
-    read_left, read_right = both(
+    read_left, read_right = compare.both(
         lambda: compare.read_objects(source, None, etags=True), lambda: compare.read_objects(target, reader, etags=True)
     )
     left, right = read_left.sections["objects"], read_right.sections["objects"]
@@ -84,12 +82,12 @@ def read_at_fence(
     """Both sides' objects and buckets, each object as ``size=N sha256=H``, hashing again only
     what changed since ``hash_objects``; and a line saying how many were hashed now."""
     before = _load(run)
-    from smartnation.cli.move_driver import both
-
     if before is None:
-        left, right = both(lambda: compare.read_objects(source, None), lambda: compare.read_objects(target, reader))
+        left, right = compare.both(
+            lambda: compare.read_objects(source, None), lambda: compare.read_objects(target, reader)
+        )
         return left, right, "every object hashed now (nothing kept from before the fence)"
-    left, right = both(
+    left, right = compare.both(
         lambda: compare.read_objects(source, None, listing_only=True, etags=True),
         lambda: compare.read_objects(target, reader, listing_only=True, etags=True),
     )
@@ -110,7 +108,7 @@ def read_at_fence(
     fresh_left: dict[str, str] = {}
     fresh_right: dict[str, str] = {}
     if again:
-        hashed_left, hashed_right = both(
+        hashed_left, hashed_right = compare.both(
             lambda: compare.read_objects(source, None, etags=True, hash_only=again),
             lambda: compare.read_objects(target, reader, etags=True, hash_only=again),
         )

@@ -119,11 +119,7 @@ def check_move(settings: Settings, deployed: Callable[[], Deployed | None] | Non
 def deployed_by_engine() -> Deployed | None:
     """The stack's outputs as the engine's backend holds them before this update (None under
     mocks, or for a stack never deployed)."""
-    from pulumi.runtime.mocks import MockMonitor
-    from pulumi.runtime.settings import get_monitor
-
-    monitor = get_monitor()
-    if monitor is None or isinstance(monitor, MockMonitor):
+    if _under_mocks():
         return None  # not run by the engine (unit tests, a direct call): nothing deployed to read
     pulumi_cli = shutil.which("pulumi")
     if pulumi_cli is None:
