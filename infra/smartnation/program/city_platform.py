@@ -282,25 +282,7 @@ def build(settings: Settings) -> dict[str, Any]:
             "replication_sources": list(sources),
             "source_ca_sha256": move_replication.fingerprint(ca),
         }
-    outputs = {
-        "environment": settings.environment,
-        # Named `cluster` (the target cluster), as the integration tests and ops CLI read it.
-        "cluster": settings.cluster.name,
-        "namespace": deployed["namespace"],
-        "mqtt_endpoint": serving["mqtt_endpoint"],
-        "mqtt_load_balancer_address": serving["mqtt_load_balancer_address"],
-        "api_urls": serving["api_urls"],
-        "s3_endpoint": serving["s3_endpoint"],
-        "deployed_releases": {
-            **release_summary(settings),
-            "helm_releases": deployed["helm_releases"],
-        },
-    }
-    if move is not None:
-        outputs["move"] = move
-    for key, value in outputs.items():
-        pulumi.export(key, value)
-    return outputs
+    return _export(settings, settings.cluster, deployed, serving, move)
 
 
 def _complete(settings: Settings) -> dict[str, Any]:
@@ -315,24 +297,40 @@ def _complete(settings: Settings) -> dict[str, Any]:
     target = load_cluster_profile(settings.move.to)
     providers = cluster_providers([target])
     deployed = deploy(settings, target, providers[target.name])
+    move = {
+        "to": target.name,
+        "phase": "complete",
+        "serving": target.name,
+        "namespace": deployed["namespace"],
+        "moved_from": settings.cluster.name,
+    }
+    # `cluster` is where the environment and its data are now: the guard lets `cluster: <to>` alone follow.
+    return _export(settings, target, deployed, deployed, move)
+
+
+def _export(
+    settings: Settings,
+    cluster: ClusterProfile,
+    deployed: dict[str, Any],
+    serving: dict[str, Any],
+    move: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The stack outputs: the environment on ``cluster`` (``deployed`` there), the endpoints
+    devices and clients use (``serving``'s: the new site's from a move's cutover on), and the
+    ``move`` record while a move runs or once it completed."""
     outputs = {
         "environment": settings.environment,
-        # Where the environment and its data are now: the guard lets `cluster: <to>` alone follow.
-        "cluster": target.name,
+        # Named `cluster` (the target cluster), as the integration tests and ops CLI read it.
+        "cluster": cluster.name,
         "namespace": deployed["namespace"],
-        "mqtt_endpoint": deployed["mqtt_endpoint"],
-        "mqtt_load_balancer_address": deployed["mqtt_load_balancer_address"],
-        "api_urls": deployed["api_urls"],
-        "s3_endpoint": deployed["s3_endpoint"],
-        "deployed_releases": {**release_summary(settings, target), "helm_releases": deployed["helm_releases"]},
-        "move": {
-            "to": target.name,
-            "phase": "complete",
-            "serving": target.name,
-            "namespace": deployed["namespace"],
-            "moved_from": settings.cluster.name,
-        },
+        "mqtt_endpoint": serving["mqtt_endpoint"],
+        "mqtt_load_balancer_address": serving["mqtt_load_balancer_address"],
+        "api_urls": serving["api_urls"],
+        "s3_endpoint": serving["s3_endpoint"],
+        "deployed_releases": {**release_summary(settings, cluster), "helm_releases": deployed["helm_releases"]},
     }
+    if move is not None:
+        outputs["move"] = move
     for key, value in outputs.items():
         pulumi.export(key, value)
     return outputs
