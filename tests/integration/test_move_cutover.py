@@ -32,7 +32,7 @@ from smartnation.cli import exit_codes
 from smartnation.tooling.local_clusters import site_link
 from tests.integration import primary_sql
 from tests.integration.platform_project import PROJECT, REPO, PlatformProject
-from tests.integration.test_move_replicate import HOLD_ARCHIVER, OBJECTS_PY, _readings
+from tests.integration.test_move_replicate import HOLD_ARCHIVER, _readings, _write_objects
 
 pytestmark = pytest.mark.integration
 
@@ -67,18 +67,9 @@ def _cli(tools, project: PlatformProject, *argv: str, timeout: float = 1800) -> 
 
 def _seed_objects(tools) -> None:
     """Nine objects of mixed sizes in two buckets, written through Düsseldorf's telemetry-ingest Pod."""
-    from smartnation.cli import compare
-
-    side = compare.side_of(ENVIRONMENT, SOURCE, NAMESPACE)
-    pod, container = side.running_pod(compare.reader_selector(ENVIRONMENT))
-    root = f"{ENVIRONMENT}-object-storage-root"
     ops = [("put", "telemetry-archive", f"2026/11/28/part-{i}.jsonl.gz", 1000 * i * i) for i in range(1, 8)]
     ops += [("put", "open-data", "parking/occupancy.csv", 0), ("put", "open-data", "lights/energy.csv", 70_000)]
-    given = {"user": side.secret_value(root, "MINIO_ROOT_USER"),
-             "password": side.secret_value(root, "MINIO_ROOT_PASSWORD"), "ops": ops}  # fmt: skip
-    said = side.kubectl("exec", "-i", pod, "-c", container, "--", "python3.11", "-c", OBJECTS_PY,
-                        input=json.dumps(given) + "\n", timeout=600)  # fmt: skip
-    assert said.strip() == f"done {len(ops)}", said
+    _write_objects(tools, ops, NAMESPACE)
 
 
 class Writer(threading.Thread):
