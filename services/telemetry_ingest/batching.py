@@ -37,6 +37,12 @@ class Pending(Generic[T]):
 
 @dataclass
 class BatchStats:
+    """Counts of the sink's answers. ``stored``: rows the sink wrote. ``duplicates``: readings of
+    acknowledged batches the sink did not write because their key was stored already, whoever
+    stored it: a redelivery, a re-send via another broker pod, or (the ingest's database.py)
+    during a move the source site, whose readings reach a database taking no writes by
+    replication. ``failures``: failed attempts, a batch held for its source included."""
+
     batches: int = 0
     stored: int = 0
     duplicates: int = 0
@@ -48,7 +54,9 @@ class BatchStats:
 class Batcher(Generic[T]):
     """Writer threads: ``sink(items) -> (stored, duplicates)`` runs once per batch, retried with
     backoff until it succeeds (or the batcher is stopped past its drain deadline); ``sink`` must
-    be safe to call from ``writers`` threads at once (one database connection each)."""
+    be safe to call from ``writers`` threads at once (one database connection each). A sink holds
+    a batch by raising: nothing of it is acknowledged until a later call returns (the ingest's
+    store does so while its database takes no writes and lacks some of the batch)."""
 
     def __init__(
         self,

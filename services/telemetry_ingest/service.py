@@ -4,6 +4,7 @@ hourly archiver. Started and stopped by the app's lifespan."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,7 +36,16 @@ class Metrics:
         )
         self.stored = Counter("ingest_readings_stored", "New readings stored", registry=self.registry)
         self.duplicates = Counter(
-            "ingest_readings_duplicate", "Readings already stored (redeliveries)", registry=self.registry
+            "ingest_readings_duplicate",
+            "Readings already stored (redeliveries, re-sends, and those stored by a move's source site)",
+            registry=self.registry,
+        )
+        # A part of the duplicates: during a move, the database took no writes and already held
+        # the whole batch (database.py); nonzero on a move's new site while it replicates.
+        self.stored_by_source = Counter(
+            "ingest_readings_stored_by_source",
+            "Readings acknowledged without a write: the database took no writes and its source had stored them",
+            registry=self.registry,
         )
         self.flush_seconds = Histogram("ingest_batch_seconds", "Time to store one batch", registry=self.registry)
         self.queued = Gauge("ingest_queue_depth", "Readings waiting for the writer", registry=self.registry)
@@ -47,6 +57,9 @@ class IngestService:
         self.metrics = Metrics()
         self.received = 0
         self.rejected_by_reason: dict[str, int] = {}
+        # Written by every writer thread at once (the batcher's stats have their own lock).
+        self.stored_by_source = 0
+        self._stored_by_source_lock = threading.Lock()
         self.pool = database.make_pool(
             settings.conninfo(application=SERVICE),
             name=f"{SERVICE}-db",
@@ -146,11 +159,18 @@ class IngestService:
         self.metrics.queued.set(self.batcher.queued())
 
     def _write(self, readings: list[Reading]) -> tuple[int, int]:
+        """The batcher's sink. A batch the database cannot take yet raises (HeldForSource among
+        others) and the batcher keeps it; readings the source already stored come back as
+        duplicates, which is what they are for this ingest: it wrote none of them."""
         with self.metrics.flush_seconds.time():
-            stored, duplicates = self.store.write(readings)
-        self.metrics.stored.inc(stored)
-        self.metrics.duplicates.inc(duplicates)
-        return stored, duplicates
+            written = self.store.write_batch(readings)
+        self.metrics.stored.inc(written.stored)
+        self.metrics.duplicates.inc(written.duplicates)
+        if written.by_source:
+            self.metrics.stored_by_source.inc(written.by_source)
+            with self._stored_by_source_lock:
+                self.stored_by_source += written.by_source
+        return written.stored, written.duplicates
 
     # health and stats ----------------------------------------------------------------------
 
@@ -180,6 +200,7 @@ class IngestService:
             "rejected": dict(self.rejected_by_reason),
             "stored": s.stored,
             "duplicates": s.duplicates,
+            "stored_by_source": self.stored_by_source,
             "batches": s.batches,
             "write_failures": s.failures,
             "last_error": s.last_error,
