@@ -28,10 +28,14 @@ LINK_ADDRESS = "10.213.0.253/32"
 """Where Monaco's connections reach Düsseldorf over the site link (site 0 in the profiles' order)."""
 CHANGED_IN_PLACE = {
     # pg_hba.conf with the standby's line; the init ConfigMap's reload script that expects it;
-    # the quota for the published database's and MinIO's LoadBalancers. All updated in place.
+    # the quota for the published database's, MinIO's and broker pod's LoadBalancers; the
+    # broker's ACL and password file with the bridge's user (read by the running broker on its
+    # reloader's SIGHUP, not by a restart). All updated in place.
     f"{HOME}-database-config",
     f"{HOME}-database-init",
     f"{HOME}-guardrails-quota",
+    f"{HOME}-broker-config",
+    f"{HOME}-broker-passwords",
 }
 
 
@@ -73,6 +77,8 @@ def test_the_source_keeps_every_object_and_changes_three_in_place(both) -> None:
         f"{HOME}-object-storage-published": "Service",
         f"{HOME}-guardrails-move-replication-source": "NetworkPolicy",
         f"{HOME}-guardrails-move-mirror-source": "NetworkPolicy",
+        f"{HOME}-broker-published-0": "Service",
+        f"{HOME}-guardrails-move-bridge-source": "NetworkPolicy",
     }
 
 
@@ -95,7 +101,7 @@ def test_the_source_publishes_its_primary_to_the_link_address_for_replication_on
     first_reject = next(i for i, row in enumerate(rows) if row[-1] == "reject")
     assert rows.index(lines[0]) < first_reject, "after a reject line it would never match"
     quota = source[f"{HOME}-guardrails-quota"].plain["spec"]["hard"]
-    assert quota["services.loadbalancers"] == "3", "the broker's, the database's and MinIO's"
+    assert quota["services.loadbalancers"] == "4", "the broker's, the database's, MinIO's and the broker pod's"
 
 
 def test_the_source_publishes_its_object_storage_to_the_link_address_alone(both) -> None:
@@ -128,7 +134,10 @@ def test_the_new_site_holds_a_hot_standby_of_the_source_and_no_database_setup(bo
     # converges nothing and dumps nothing.
     assert [name for name, r in target.items() if r.kind == "Job"] == [f"{OTHER}-object-storage-setup-job"]
     assert "CronJob" not in kinds and "Release" not in kinds
-    assert [name for name, r in target.items() if r.kind == "Deployment"] == [f"{OTHER}-object-storage-mirror"]
+    assert sorted(name for name, r in target.items() if r.kind == "Deployment") == [
+        f"{OTHER}-broker-bridge",
+        f"{OTHER}-object-storage-mirror",
+    ]
     primary = target[f"{OTHER}-database-primary-server"].plain["spec"]["template"]["spec"]
     source_host = f"dev-database-primary.{pulumi.get_project()}-dev.svc.cluster.local"
     server = next(c for c in primary["containers"] if c["name"] == "postgres")

@@ -455,10 +455,13 @@ def test_the_cli_writes_the_move_as_the_program_builds_it(replicating):
     )
     service = next(r for r in replicating.resources if r.name == f"{SOURCE.name}-database-published")
     storage = next(r for r in replicating.resources if r.name == f"{SOURCE.name}-object-storage-published")
+    broker = next(r for r in replicating.resources if r.name == f"{SOURCE.name}-broker-published-0")
     assert [(p.name, dict(p.selector), p.port) for p in move.published] == [
         (service.plain["metadata"]["name"], service.plain["spec"]["selector"], 5432),
         (storage.plain["metadata"]["name"], storage.plain["spec"]["selector"], 9000),
+        (broker.plain["metadata"]["name"], broker.plain["spec"]["selector"], 1883),
     ]
+    assert broker.plain["spec"]["loadBalancerSourceRanges"] == [LINK]
     assert [port["port"] for port in storage.plain["spec"]["ports"]] == [9000]
     assert service.plain["spec"]["loadBalancerSourceRanges"] == list(move.source_ranges) == [LINK]
     assert storage.plain["spec"]["loadBalancerSourceRanges"] == [LINK]

@@ -29,7 +29,7 @@ def mandatory_rules(output: str) -> list[str]:
 def move_config(settings: Settings) -> dict[str, Any] | None:
     """The pack's `move` section while the environment file declares a move (docs/move.md): the
     cluster it moves to (its objects there are judged against that profile), and the Services the
-    program publishes to the link addresses (the database primary, the object storage), as the
+    program publishes to the link addresses (the database primary, the object storage, each broker pod), as the
     program derives both (the same helpers: move_replication.published_services and
     arrival_addresses, which refuses a move from a real cluster naming the environment file's
     `move`)."""
@@ -39,7 +39,7 @@ def move_config(settings: Settings) -> dict[str, Any] | None:
     return move_for(
         to,
         phase=settings.move.phase,
-        published=move_replication.published_services(settings.environment),
+        published=move_replication.published_services(settings.environment, settings.broker.replicas),
         source_ranges=move_replication.arrival_addresses(settings, settings.cluster, list_clusters()),
     )
 

@@ -11,6 +11,8 @@ import pulumi_kubernetes as k8s
 from smartnation.program import move_guard, move_replication, naming
 from smartnation.program.components import pods
 from smartnation.program.components.broker import Broker, BrokerArgs
+from smartnation.program.components.broker import tls_secret_name as broker_tls_secret_name
+from smartnation.program.components.broker_bridge import BridgeSource, bridge_password, replication_password
 from smartnation.program.components.city_apis import CityApis, CityApisArgs, Connections, chart_version
 from smartnation.program.components.database import Database, DatabaseArgs, StandbySource, tls_secret_name
 from smartnation.program.components.guardrails import Guardrails, GuardrailsArgs
@@ -53,6 +55,9 @@ class Arrival:
     objects: MirrorSource | None = None
     serving: bool = False
     """From the cutover on: the new site's database is promoted and serves, so it is backed up."""
+    broker: BridgeSource | None = None
+    """The old site's broker pods, which the new site's broker bridge dials (its commands cross
+    back from the cutover on)."""
 
 
 def deploy(
@@ -78,7 +83,14 @@ def deploy(
     site = Placement.of(settings.environment, cluster, protect_state=settings.guardrails.protect_state)
 
     if arrival is None:
-        guardrails = _guardrails(settings, prefix, site, opts, replication_sources=replication_sources)
+        guardrails = _guardrails(
+            settings,
+            prefix,
+            site,
+            opts,
+            replication_sources=replication_sources,
+            bridged_pods=settings.broker.replicas if replication_sources else 0,
+        )
     else:
         guardrails = _guardrails(
             settings,
@@ -87,6 +99,7 @@ def deploy(
             opts,
             replicates_from=arrival.database.address,
             mirrors_from=arrival.objects.address if arrival.objects is not None else None,
+            bridges_from=arrival.broker.addresses if arrival.broker is not None else None,
         )
     # Everything else goes into the namespace Guardrails made; its output makes them wait for it.
     placement = site.inside(guardrails.namespace)
@@ -96,6 +109,8 @@ def deploy(
     else:
         storage = _object_storage(settings, prefix, placement, opts, mirror_of=arrival.objects)
     api_clients = tuple(sorted({a.broker_client for a in settings.city_apis.values() if a.broker_client}))
+    # During a move both sites admit the broker bridge (the old one publishes its pods to it).
+    bridged = bool(replication_sources) or (arrival is not None and arrival.broker is not None)
     broker = Broker(
         f"{prefix}-broker",
         BrokerArgs(
@@ -104,6 +119,9 @@ def deploy(
             release=releases["broker"],
             tools_release=releases["object_storage_client"],
             client_secrets=api_clients,
+            bridge_password=bridge_password(replication_password()) if bridged else None,
+            published_for_bridge=replication_sources,
+            bridge_from=arrival.broker if arrival is not None else None,
         ),
         opts,
     )
@@ -144,6 +162,7 @@ def deploy(
         "helm_releases": apis.helm_releases,
         "database_published_address": database.published_address,
         "object_storage_published_address": storage.published_address,
+        "broker_published_addresses": broker.published_addresses,
     }
 
 
@@ -196,6 +215,19 @@ def mirror_source(
         ca,
         reader_image=pods.image(target, settings.releases.components[reader]) if reader in settings.city_apis else None,
     )
+
+
+def bridge_source(settings: Settings, addresses: pulumi.Input[list[str]], *, reverse_commands: bool) -> BridgeSource:
+    """The old site's broker pods for the new site's bridge: each pod's name as the broker's
+    certificate has it (its wildcard under the headless Service), its published address, the
+    old site's CA (read from the broker's key pair Secret, move_replication.read_source_ca)."""
+    names = naming.names(settings.environment, naming.BROKER)
+    headless = names.host(names.child("headless"))
+    ca = move_replication.read_source_ca(
+        settings.cluster.context, naming.namespace(settings.environment), broker_tls_secret_name(settings.environment)
+    )
+    hosts = tuple(f"{names.name}-{index}.{headless}" for index in range(settings.broker.replicas))
+    return BridgeSource(hosts, addresses, ca, reverse_commands=reverse_commands)
 
 
 def _move_target(settings: Settings) -> ClusterProfile | None:
@@ -266,7 +298,10 @@ def build(settings: Settings) -> dict[str, Any]:
         # (its --remove would delete what the new site's APIs write).
         published_storage = deployed["object_storage_published_address"]
         objects = None if cutover else mirror_source(settings, settings.cluster, target, published_storage)
-        arrived = deploy(settings, target, providers[target.name], arrival=Arrival(source, objects, serving=cutover))
+        bridge = bridge_source(settings, deployed["broker_published_addresses"], reverse_commands=cutover)
+        arrived = deploy(
+            settings, target, providers[target.name], arrival=Arrival(source, objects, serving=cutover, broker=bridge)
+        )
         # The endpoints the outputs give devices and clients: the new site's from the cutover on.
         serving = arrived if cutover else deployed
         # The guard reads `to` and `phase` back (move_guard.Deployed); the rest is for the operator.
@@ -279,6 +314,7 @@ def build(settings: Settings) -> dict[str, Any]:
             "target_api_urls": arrived["api_urls"],
             "database_address": deployed["database_published_address"],
             "object_storage_address": deployed["object_storage_published_address"],
+            "broker_addresses": deployed["broker_published_addresses"],
             "replication_sources": list(sources),
             "source_ca_sha256": move_replication.fingerprint(ca),
         }

@@ -24,7 +24,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 
 from smartnation.program import naming
-from smartnation.program.components import database, object_storage, stateful
+from smartnation.program.components import broker, database, object_storage, stateful
 from smartnation.settings import SettingsError
 from smartnation.settings.models import ClusterProfile, Settings
 from smartnation.tooling.local_clusters.site_link import SiteEnd
@@ -35,16 +35,26 @@ READER_API = "telemetry-ingest"
 during a move, its image runs the bucket mirror's reader (components/object_mirror.py)."""
 
 
-def published_services(environment: str) -> tuple[tuple[str, Mapping[str, str], int], ...]:
-    """(name, pod selector, port) of each Service that publishes a data service of the old site
-    to the new site's link addresses alone during a move: the database primary (the standby's
-    clone and WAL stream) and the object storage (the bucket mirror). The components name their
-    Services so, and the policy pack admits these and no other (cli/policy.py)."""
+def published_services(environment: str, broker_pods: int) -> tuple[tuple[str, Mapping[str, str], int], ...]:
+    """(name, pod selector, port) of each Service that publishes a service of the old site to the
+    new site's link addresses alone during a move: the database primary (the standby's clone and
+    WAL stream), the object storage (the bucket mirror) and each of the ``broker_pods`` broker
+    pods' internal listener (the broker bridge). The components name their Services so, and the
+    policy pack admits these and no other (cli/policy.py)."""
     db = naming.names(environment, naming.DATABASE)
     storage = naming.names(environment, naming.OBJECT_STORAGE)
+    mqtt = naming.names(environment, naming.BROKER)
     return (
         (db.child(stateful.PUBLISHED_SUFFIX), db.selector(naming.PRIMARY), database.PORT),
         (storage.child(stateful.PUBLISHED_SUFFIX), storage.selector(naming.SERVER), object_storage.PORT),
+        *(
+            (
+                mqtt.child(f"{stateful.PUBLISHED_SUFFIX}-{index}"),
+                broker.published_pod_selector(environment, index),
+                broker.INTERNAL_PORT,
+            )
+            for index in range(broker_pods)
+        ),
     )
 
 

@@ -8,9 +8,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from smartnation.program import naming
-from smartnation.program.components import pods
+from smartnation.program.components import broker_bridge, pods
 from smartnation.program.components.certificates import certificate
-from smartnation.program.components.stateful import Children, load_balancer_address, sha256
+from smartnation.program.components.stateful import PUBLISHED_SUFFIX, Children, load_balancer_address, sha256
 from smartnation.program.daemon_config.mosquitto import (
     DeviceClass,
     render_acl_file,
@@ -27,6 +27,7 @@ INTERNAL_PORT = 1883
 """In-cluster clients (the APIs): MQTT over TLS, a password per client class."""
 TLS_PORT = 8883
 """Devices: MQTT over TLS, a client certificate each."""
+POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
 # The official image runs mosquitto as this UID/GID.
 MOSQUITTO_UID = 1883
 
@@ -34,6 +35,7 @@ _CONFIG_DIR = "/mosquitto/config"
 _PASSWORD_DIR = "/mosquitto/passwords"
 _TLS_DIR = "/mosquitto/tls"
 _DATA_DIR = "/mosquitto/data"
+PASSWORD_FILE = f"{_PASSWORD_DIR}/passwords"
 
 # Pod annotations that roll the pods when what mosquitto reads at start changes.
 CONFIG_HASH = "smartnation.mc/config-sha256"
@@ -66,6 +68,13 @@ class BrokerArgs:
     storage client's, which carries dash and sleep); the broker image has no shell."""
     client_secrets: tuple[str, ...] = ()
     """Internal classes used by in-cluster apps: each gets a Secret with MQTT_USERNAME/MQTT_PASSWORD."""
+    bridge_password: pulumi.Output[str] | None = None
+    """During a move, on both sites: the password of the move's bridge user (broker_bridge)."""
+    published_for_bridge: tuple[str, ...] = ()
+    """During a move, on the old site: CIDRs the new site's bridge connects from; each pod's
+    internal listener is published on a LoadBalancer address of its own for them alone."""
+    bridge_from: broker_bridge.BridgeSource | None = None
+    """During a move, on the new site: the old site's pods, which the bridge Deployment here dials."""
 
 
 class Broker(pulumi.ComponentResource):
@@ -81,11 +90,13 @@ class Broker(pulumi.ComponentResource):
     """In-cluster MQTT over TLS URL of every pod, for subscribers that must see all traffic."""
     client_secret_names: pulumi.Output[dict[str, str]]
     """Device class -> name of the Secret holding its in-cluster credentials."""
+    published_addresses: pulumi.Output[list[str]]
+    """During a move, on the old site: each pod's published address, in pod order (else empty)."""
 
     def __init__(self, name: str, args: BrokerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("smartnation:broker:Broker", name, None, opts)
         children = Children.of(self, name, opts, args.placement, naming.BROKER, args.release.version)
-        config, config_hash = _config(children, args.settings)
+        config, config_hash = _config(children, args)
         passwords, password_hash, client_secret_names = _credentials(children, args)
         headless, internal_name, public = _services(children)
         tls = _certificate(children)
@@ -102,6 +113,20 @@ class Broker(pulumi.ComponentResource):
             lambda both: _pod_urls(names, both[0], both[1], args.settings.replicas)
         )
         self.client_secret_names = pulumi.Output.from_input(client_secret_names)
+        self.published_addresses = pulumi.Output.from_input(_published(children, args))
+        if args.bridge_from is not None and args.bridge_password is not None:
+            broker_bridge.bridge(
+                children,
+                args.bridge_from,
+                args.settings,
+                image=pods.image(args.placement.cluster, args.release),
+                uid=MOSQUITTO_UID,
+                port=INTERNAL_PORT,
+                password=args.bridge_password,
+                target_host=f"{internal_name}.{naming.namespace(args.placement.environment)}.svc",
+                site_tls_secret=names.child("tls"),
+                after=[server, tls],
+            )
         self.register_outputs(
             {
                 "mqtt_endpoint": self.mqtt_endpoint,
@@ -109,13 +134,15 @@ class Broker(pulumi.ComponentResource):
                 "internal_endpoint": self.internal_endpoint,
                 "pod_endpoints": self.pod_endpoints,
                 "client_secret_names": self.client_secret_names,
+                "published_addresses": self.published_addresses,
             }
         )
 
 
-def _config(children: Children, settings: BrokerSettings) -> tuple[k8s.core.v1.ConfigMap, str]:
+def _config(children: Children, args: BrokerArgs) -> tuple[k8s.core.v1.ConfigMap, str]:
     """mosquitto.conf, the two ACL files (in-cluster clients by user, devices by pattern) and the
     certificate reloader; returns the ConfigMap and a hash of its content."""
+    settings = args.settings
     conf = render_mosquitto_conf(
         plain_port=INTERNAL_PORT,
         internal_tls=True,
@@ -125,20 +152,25 @@ def _config(children: Children, settings: BrokerSettings) -> tuple[k8s.core.v1.C
         # Devices' certificates come from the site CA, the issuer of the broker's own certificate:
         # cert-manager writes that CA's certificate beside the key pair.
         cafile=f"{_TLS_DIR}/ca.crt",
-        password_file=f"{_PASSWORD_DIR}/passwords",
+        password_file=PASSWORD_FILE,
         acl_file=f"{_CONFIG_DIR}/acl",
         device_acl_file=f"{_CONFIG_DIR}/{DEVICE_ACL}",
         persistence_dir=_DATA_DIR,
     )
-    acl = render_acl_file(_device_classes(settings, internal=True))
+    internal = _device_classes(settings, internal=True)
+    acl = render_acl_file(internal + _bridge_users(args))
     device_acl = render_device_acl_file(_device_classes(settings, internal=False), revoked=settings.revoked_devices)
-    reloader = render_tls_reloader(tls_dir=_TLS_DIR, interval_s=RELOADER_INTERVAL_S)
+    reloader = render_tls_reloader(
+        tls_dir=_TLS_DIR, interval_s=RELOADER_INTERVAL_S, reloaded_files=(PASSWORD_FILE, f"{_CONFIG_DIR}/acl")
+    )
     config = children.config_map(
         "config",
         {"mosquitto.conf": conf, "acl": acl, DEVICE_ACL: device_acl, RELOADER_SCRIPT: reloader},
         naming.SERVER,
     )
-    return config, sha256(conf + acl + device_acl + reloader)
+    # Hashed without the move's bridge user: a move adds it to a running broker, whose reloader
+    # has mosquitto re-read the ACL (SIGHUP) instead of every device losing its connection.
+    return config, sha256(conf + render_acl_file(internal) + device_acl + reloader)
 
 
 def _device_classes(settings: BrokerSettings, *, internal: bool) -> list[DeviceClass]:
@@ -150,6 +182,41 @@ def _device_classes(settings: BrokerSettings, *, internal: bool) -> list[DeviceC
     ]
 
 
+def _bridge_users(args: BrokerArgs) -> list[DeviceClass]:
+    """During a move, the bridge's user with its rights on this site (broker_bridge.bridge_user)."""
+    if args.bridge_password is None:
+        return []
+    return [broker_bridge.bridge_user(args.settings, old_site=bool(args.published_for_bridge))]
+
+
+def _published(children: Children, args: BrokerArgs) -> pulumi.Output[list[str]] | list[str]:
+    """During a move, on the old site: ``<env>-broker-published-<i>``, pod i's internal listener on
+    a LoadBalancer address for the new site's bridge alone (the pods are independent: the bridge
+    must reach each). The policy pack admits these by name, selector and port
+    (move_replication.published_services)."""
+    if not args.published_for_bridge:
+        return []
+    addresses = []
+    for index in range(args.settings.replicas):
+        service = children.load_balancer_service(
+            f"{PUBLISHED_SUFFIX}-{index}",
+            children.names.child(f"{PUBLISHED_SUFFIX}-{index}"),
+            naming.SERVER,
+            "mqtt",
+            INTERNAL_PORT,
+            source_ranges=args.published_for_bridge,
+            selector=published_pod_selector(args.placement.environment, index),
+        )
+        addresses.append(service.status.apply(load_balancer_address))
+    return pulumi.Output.all(*addresses)
+
+
+def published_pod_selector(environment: str, index: int) -> dict[str, str]:
+    """The labels of the broker's pod ``index`` alone (the StatefulSet controller's pod-name label)."""
+    names = naming.names(environment, naming.BROKER)
+    return {**names.selector(naming.SERVER), POD_NAME_LABEL: f"{names.name}-{index}"}
+
+
 def _credentials(children: Children, args: BrokerArgs) -> tuple[k8s.core.v1.Secret, pulumi.Output[str], dict[str, str]]:
     """The password file the server reads, and one Secret per in-cluster client.
 
@@ -159,15 +226,26 @@ def _credentials(children: Children, args: BrokerArgs) -> tuple[k8s.core.v1.Secr
     # Only in-cluster clients have passwords; devices log in with their certificates.
     classes = _device_classes(args.settings, internal=True)
     usernames = [c.username for c in classes]
+    secrets = [config.require_secret(stack_secrets.broker_password(c.name)) for c in classes]
+
+    def render(passwords: list[str]) -> str:
+        return render_password_file(dict(zip(usernames, passwords, strict=True)))
+
     # Hashing happens inside apply so cleartext passwords never leave the secret Output.
-    password_file = pulumi.Output.secret(
-        pulumi.Output.all(*[config.require_secret(stack_secrets.broker_password(c.name)) for c in classes]).apply(
-            lambda passwords: render_password_file(dict(zip(usernames, passwords, strict=True)))
+    own_file = pulumi.Output.secret(pulumi.Output.all(*secrets).apply(render))
+    password_file = own_file
+    if args.bridge_password is not None:
+        password_file = pulumi.Output.secret(
+            pulumi.Output.all(*secrets, args.bridge_password).apply(
+                lambda passwords: render_password_file(
+                    dict(zip([*usernames, broker_bridge.BRIDGE_USER], passwords, strict=True))
+                )
+            )
         )
-    )
     passwords = children.secret("passwords", {"passwords": password_file}, naming.SERVER)
-    # The file holds only PBKDF2 hashes; its own hash may be plain.
-    password_hash = pulumi.Output.unsecret(password_file).apply(sha256)
+    # The file holds only PBKDF2 hashes; its own hash may be plain. Without the move's bridge
+    # user, which the reloader has a running broker read (SIGHUP) instead of a restart.
+    password_hash = pulumi.Output.unsecret(own_file).apply(sha256)
 
     client_secret_names: dict[str, str] = {}
     for class_name in args.client_secrets:

@@ -6,6 +6,7 @@ platform needs, so reading this file lists every connection that can exist.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ import pulumi_kubernetes as k8s
 from smartnation.program import naming
 from smartnation.program.components import (
     broker,
+    broker_bridge,
     child_options,
     city_apis,
     database,
@@ -48,6 +50,12 @@ class GuardrailsArgs:
     mirrors_from: pulumi.Input[str] | None = None
     """During a move, on the new site: the old site's published object storage address, the one
     place the bucket mirror may connect to besides its own site's MinIO."""
+    bridged_pods: int = 0
+    """During a move, on the old site: broker pods published to the other site's bridge, one
+    LoadBalancer each."""
+    bridges_from: pulumi.Input[Sequence[str]] | None = None
+    """During a move, on the new site: the old site's published broker pod addresses, the places
+    the broker bridge may connect to besides its own site's brokers."""
 
 
 def _peer(selector: dict[str, str]) -> dict[str, Any]:
@@ -170,12 +178,16 @@ def move_flows(
     replication_sources: tuple[str, ...],
     replicates_from: pulumi.Input[str] | None,
     mirrors_from: pulumi.Input[str] | None = None,
+    bridges_from: pulumi.Input[Sequence[str]] | None = None,
 ) -> dict[str, dict]:
     """The flows a move adds (docs/move.md), one policy each, beside the others (policies add up):
-    on the old site, the other site's standby -> the primary's port and its bucket mirror ->
-    MinIO's, from its link address only; on the new site, the standby (its primary) -> the old
-    site's published database address, the mirror -> the old site's published MinIO address and
-    its own site's MinIO."""
+    on the old site, the other site's standby -> the primary's port, its bucket mirror ->
+    MinIO's and its broker bridge -> the brokers' internal port, from its link address only; on
+    the new site, the standby (its primary) -> the old site's published database address, the
+    mirror -> the old site's published MinIO address and its own site's MinIO, the bridge -> the
+    old site's published broker addresses and its own site's brokers."""
+    broker_names = naming.names(environment, naming.BROKER)
+    broker_pods, bridge = broker_names.selector(naming.SERVER), broker_names.selector(broker_bridge.BRIDGE)
     primary = naming.names(environment, naming.DATABASE).selector(naming.PRIMARY)
     storage_names = naming.names(environment, naming.OBJECT_STORAGE)
     storage, mirror = storage_names.selector(naming.SERVER), storage_names.selector(object_mirror.MIRROR)
@@ -191,6 +203,29 @@ def move_flows(
             "pod_selector": {"match_labels": storage},
             "policy_types": ["Ingress"],
             "ingress": [{"from": [dict(link) for link in links], "ports": _ports(object_storage.PORT)}],
+        }
+        added["move-bridge-source"] = {
+            "pod_selector": {"match_labels": broker_pods},
+            "policy_types": ["Ingress"],
+            "ingress": [{"from": [dict(link) for link in links], "ports": _ports(broker.INTERNAL_PORT)}],
+        }
+    if bridges_from is not None:
+        cidrs = pulumi.Output.from_input(bridges_from).apply(
+            lambda addresses: [{"ip_block": {"cidr": f"{address}/32"}} for address in addresses]
+        )
+        added["move-bridge-target"] = {
+            "pod_selector": {"match_labels": bridge},
+            "policy_types": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": [
+                {"to": cidrs, "ports": _ports(broker.INTERNAL_PORT)},
+                {"to": [_peer(broker_pods)], "ports": _ports(broker.INTERNAL_PORT)},
+            ],
+        }
+        added["move-bridge-broker"] = {
+            "pod_selector": {"match_labels": broker_pods},
+            "policy_types": ["Ingress"],
+            "ingress": [{"from": [_peer(bridge)], "ports": _ports(broker.INTERNAL_PORT)}],
         }
     if mirrors_from is not None:
         cidr = pulumi.Output.from_input(mirrors_from).apply(lambda address: f"{address}/32")
@@ -242,7 +277,11 @@ class Guardrails(pulumi.ComponentResource):
             opts=child,
         )
         allowed = flows(environment, args.placement.cluster, args.device_source_ranges)
-        allowed.update(move_flows(environment, args.replication_sources, args.replicates_from, args.mirrors_from))
+        allowed.update(
+            move_flows(
+                environment, args.replication_sources, args.replicates_from, args.mirrors_from, args.bridges_from
+            )
+        )
         for suffix, spec in allowed.items():
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-{suffix}",
@@ -284,8 +323,9 @@ def _namespace(name: str, placement: Placement, child: pulumi.ResourceOptions) -
 def _quota_and_limits(name: str, args: GuardrailsArgs, metadata: dict, child: pulumi.ResourceOptions) -> None:
     """What the whole namespace may request, and the defaults and ceiling of one container."""
     environment, quota, limits = args.placement.environment, args.settings.quota, args.settings.limit_range
-    # During a move the old site publishes its database and its MinIO to the new site too.
-    load_balancers = 3 if args.replication_sources else 1
+    # During a move the old site publishes its database, its MinIO and each broker pod to the new
+    # site too.
+    load_balancers = 3 + args.bridged_pods if args.replication_sources else 1
     k8s.core.v1.ResourceQuota(
         f"{name}-quota",
         metadata={**metadata, "name": f"{environment}-quota"},
@@ -298,8 +338,9 @@ def _quota_and_limits(name: str, args: GuardrailsArgs, metadata: dict, child: pu
                 "requests.storage": quota.requests_storage,
                 "persistentvolumeclaims": str(quota.persistent_volume_claims),
                 "pods": str(quota.pods),
-                # Only the broker may have a LoadBalancer (and, during a move, the database and
-                # the object storage published to the other site); APIs go through the Ingress.
+                # Only the broker may have a LoadBalancer (and, during a move, the database, the
+                # object storage and the broker pods published to the other site); APIs go
+                # through the Ingress.
                 "services.loadbalancers": str(load_balancers),
                 # The broker's one TLS port (and the published database's and MinIO's), where the load
                 # balancer needs node ports.

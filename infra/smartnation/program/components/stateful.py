@@ -179,11 +179,12 @@ class Children:
         port_name: str,
         port: int,
         source_ranges: Sequence[str] | None = None,
+        selector: Mapping[str, str] | None = None,
     ) -> k8s.core.v1.Service:
         """A LoadBalancer Service over the pods of ``component``, with the profile's annotations.
         ``externalTrafficPolicy: Local`` keeps the client's own source address, which the
         NetworkPolicies (and pg_hba) match; ``source_ranges``: the load balancer itself drops
-        every other source."""
+        every other source. ``selector``: a narrower one than the component's pods (one pod)."""
         load_balancer = self.placement.cluster.load_balancer
         spec: dict[str, Any] = {
             "type": "LoadBalancer",
@@ -192,7 +193,7 @@ class Children:
         }
         if source_ranges is not None:
             spec["load_balancer_source_ranges"] = list(source_ranges)
-        spec["selector"] = self.names.selector(component)
+        spec["selector"] = dict(selector) if selector is not None else self.names.selector(component)
         spec["ports"] = [{"name": port_name, "port": port, "target_port": port_name, "protocol": "TCP"}]
         return k8s.core.v1.Service(
             self.resource_name(role),

@@ -387,10 +387,13 @@ _RELOADER_TEMPLATE = """\
 # renews the certificate into the mounted Secret (the kubelet swaps the volume's files atomically)
 # and this loop, in a sidecar sharing the Pod's process namespace, sends SIGHUP when the files'
 # content changed: the TLS listener then serves the new certificate without a restart and without
-# dropping a connection.
+# dropping a connection. It does the same for the password and ACL files in `reloaded` below:
+# mosquitto re-reads them on SIGHUP too, so a user added to a running broker (a move's bridge)
+# logs in without a restart of the broker and of every device connection.
 set -u
 tls_dir=@TLS_DIR@
 interval=@INTERVAL@
+reloaded="@RELOADED@"
 
 content() {
   out=""
@@ -432,15 +435,19 @@ fi
 pair="$tls_dir/tls.crt $tls_dir/tls.key"
 seen_pair=$(content $pair)
 seen_ca=$(content "$tls_dir/ca.crt")
-printf 'watching %s every %ss\\n' "$tls_dir" "$interval"
+seen_files=$(content $reloaded)
+printf 'watching %s %s every %ss\\n' "$tls_dir" "$reloaded" "$interval"
 while :; do
   sleep "$interval"
   now_pair=$(content $pair)
   now_ca=$(content "$tls_dir/ca.crt")
+  now_files=$(content $reloaded)
   if [ "$now_ca" != "$seen_ca" ]; then
     signal=TERM what="CA changed: restarting"
   elif [ "$now_pair" != "$seen_pair" ]; then
     signal=HUP what="certificate changed: sent SIGHUP to"
+  elif [ "$now_files" != "$seen_files" ]; then
+    signal=HUP what="password or ACL file changed: sent SIGHUP to"
   else
     continue
   fi
@@ -456,20 +463,30 @@ while :; do
   done
   seen_pair=$now_pair
   seen_ca=$now_ca
+  seen_files=$now_files
 done
 """
 
 
-def render_tls_reloader(*, tls_dir: str, interval_s: int) -> str:
-    """Render the dash script that sends mosquitto SIGHUP when the files in ``tls_dir`` change.
+def render_tls_reloader(*, tls_dir: str, interval_s: int, reloaded_files: Sequence[str] = ()) -> str:
+    """Render the dash script that sends mosquitto SIGHUP when the files in ``tls_dir`` or the
+    ``reloaded_files`` (password and ACL files) change.
 
     Mosquitto 2.0 re-reads ``certfile``/``keyfile``/``cafile`` on SIGHUP (as well as its config,
     password and ACL files), so a certificate cert-manager renewed into the mounted Secret is served
-    from the next TLS handshake on, while established connections stay up.
+    from the next TLS handshake on, while established connections stay up; a password or ACL the
+    kubelet refreshed in the mounted volume applies from the next login or publish.
     """
     _require_absolute_path("tls_dir", tls_dir)
+    for path in reloaded_files:
+        _require_absolute_path("reloaded_files", path)
     if isinstance(interval_s, bool) or not isinstance(interval_s, int) or not 1 <= interval_s <= 3600:
         raise ValueError(f"interval_s: expected whole seconds 1-3600, got {interval_s!r}")
-    if any(ch in tls_dir for ch in "'\"$`\\;&|<>()*?[]#~"):
-        raise ValueError(f"tls_dir: {tls_dir!r} contains a character the shell would interpret")
-    return _RELOADER_TEMPLATE.replace("@TLS_DIR@", tls_dir).replace("@INTERVAL@", str(interval_s))
+    for label, path in (("tls_dir", tls_dir), *(("reloaded_files", path) for path in reloaded_files)):
+        if any(ch in path for ch in "'\"$`\\;&|<>()*?[]#~") or any(ch.isspace() for ch in path):
+            raise ValueError(f"{label}: {path!r} contains a character the shell would interpret")
+    return (
+        _RELOADER_TEMPLATE.replace("@TLS_DIR@", tls_dir)
+        .replace("@INTERVAL@", str(interval_s))
+        .replace("@RELOADED@", " ".join(reloaded_files))
+    )

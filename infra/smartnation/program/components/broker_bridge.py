@@ -1,0 +1,218 @@
+"""The broker bridge of a move (docs/move.md), on the new site: a Deployment of one Mosquitto whose
+connections carry the devices' traffic between the sites (daemon_config/mosquitto_bridge.py says
+what crosses in which phase, and why a broker of its own).
+
+Each old-site broker pod is dialled by the name its certificate has (``<pod>.<headless Service>``,
+the certificate's wildcard), which in the bridge's Pod resolves to that pod's published address
+(hostAliases), as the standby and the bucket mirror reach theirs; the new site's brokers by their
+internal Service's ``<name>.<namespace>.svc`` name, which the cluster's DNS answers. Both TLS,
+verified against each site's issuer CA. Both sides admit the bridge as the ``move-bridge`` user
+(BRIDGE_USER), whose password is derived from the stack's replication secret (bridge_password):
+a move adds no secret an operator must create first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from smartnation.program.components import pods
+from smartnation.program.components.stateful import Children, secret_digest, sha256
+from smartnation.program.daemon_config.mosquitto import DeviceClass
+from smartnation.program.daemon_config.mosquitto_bridge import BridgeEnd, render_bridge_conf
+from smartnation.settings import stack_secrets
+from smartnation.settings.models import BrokerSettings, Compute, Resources
+
+BRIDGE = "bridge"
+"""``app.kubernetes.io/component`` of the bridge's Pod, under the broker's names."""
+BRIDGE_USER = "move-bridge"
+"""The MQTT user the bridge logs in as on both sites' internal listeners."""
+SOURCE_CA_SUFFIX = "source-ca"
+"""``<env>-broker-source-ca``: the old site's CA, on the new site."""
+CONFIG_DIR = "/mosquitto/bridge"
+CA_DIR = "/mosquitto/cas"
+DATA_DIR = "/mosquitto/data"
+CONFIG_HASH = "smartnation.mc/bridge-config-sha256"
+"""Rolls the bridge when its configuration (its topics: the phase) changes."""
+RESOURCES = Resources(requests=Compute(cpu="10m", memory="16Mi"), limits=Compute(cpu="500m", memory="128Mi"))
+"""Forwards messages: little CPU, a queue's worth of memory."""
+_PASSWORD_CONTEXT = b"smartnation/move/broker-bridge-password/v1"
+
+
+@dataclass(frozen=True)
+class BridgeSource:
+    """The old site's broker pods, as the new site's bridge reaches them."""
+
+    hosts: tuple[str, ...]
+    """Per pod, the name its certificate carries (``<pod>.<headless Service FQDN>``)."""
+    addresses: pulumi.Input[Sequence[str]]
+    """Per pod, its published (LoadBalancer) address, in the order of ``hosts``."""
+    ca_pem: str
+    """The old site's issuer CA."""
+    reverse_commands: bool = False
+    """From the cutover on: commands cross back to the devices still on the old site."""
+
+
+def bridge_password(replication_password: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The bridge's MQTT password (secret Output), derived from the stack's replication secret."""
+    return pulumi.Output.secret(pulumi.Output.from_input(replication_password).apply(derive_password))
+
+
+def derive_password(replication_secret: str) -> str:
+    """An HMAC of the replication secret: both sites' brokers and the bridge agree on it without a
+    new stack secret an operator must create before a move, it changes when that secret is
+    rotated, and it tells nothing about the secret it came from."""
+    return hmac.new(replication_secret.encode(), _PASSWORD_CONTEXT, hashlib.sha256).hexdigest()
+
+
+def replication_password() -> pulumi.Output[str]:
+    config = pulumi.Config(stack_secrets.CONFIG_NAMESPACE)
+    return config.require_secret(stack_secrets.DATABASE_REPLICATION_PASSWORD)
+
+
+def device_topics(settings: BrokerSettings) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(what devices publish, what devices subscribe to): the two directions' topics, in the
+    order the settings list them, each once."""
+    publish: dict[str, None] = {}
+    subscribe: dict[str, None] = {}
+    for device_class in settings.device_classes:
+        if device_class.internal:
+            continue
+        publish.update(dict.fromkeys(device_class.publish))
+        subscribe.update(dict.fromkeys(device_class.subscribe))
+    return tuple(publish), tuple(subscribe)
+
+
+def bridge_user(settings: BrokerSettings, *, old_site: bool) -> DeviceClass:
+    """The bridge's rights on one site: on the old site it reads the devices' telemetry and
+    writes their commands, on the new site the other way round."""
+    telemetry, commands = device_topics(settings)
+    return DeviceClass(
+        name=BRIDGE_USER,
+        username=BRIDGE_USER,
+        publish=commands if old_site else telemetry,
+        subscribe=telemetry if old_site else commands,
+    )
+
+
+def bridge(
+    children: Children,
+    source: BridgeSource,
+    settings: BrokerSettings,
+    *,
+    image: str,
+    uid: int,
+    port: int,
+    password: pulumi.Output[str],
+    target_host: str,
+    site_tls_secret: str,
+    after: Sequence[pulumi.Resource],
+) -> k8s.apps.v1.Deployment:
+    """The bridge's Deployment (one Pod: two bridges would deliver every message twice), its
+    configuration (a Secret: it holds the password) and the old site's CA. ``children``: the
+    broker's; ``target_host``: the new site's internal Service name its certificate carries."""
+    names = children.names
+    telemetry, commands = device_topics(settings)
+    env = names.environment
+    sources = [
+        BridgeEnd(
+            name=f"source-{index}",
+            address=f"{host}:{port}",
+            client_id=f"{env}-move-bridge-{index}",
+            cafile=f"{CA_DIR}/source.crt",
+        )
+        for index, host in enumerate(source.hosts)
+    ]
+    target = BridgeEnd(
+        name="target", address=f"{target_host}:{port}", client_id=f"{env}-move-bridge", cafile=f"{CA_DIR}/site.crt"
+    )
+    conf = password.apply(
+        lambda secret: render_bridge_conf(
+            sources=sources,
+            target=target,
+            device_topics=telemetry,
+            command_topics=commands,
+            username=BRIDGE_USER,
+            password=secret,
+            reverse_commands=source.reverse_commands,
+            persistence_dir=DATA_DIR,
+        )
+    )
+    config = children.secret(f"{BRIDGE}-config", {"mosquitto.conf": pulumi.Output.secret(conf)}, BRIDGE)
+    ca_secret = children.secret(SOURCE_CA_SUFFIX, {"ca.crt": source.ca_pem}, BRIDGE)
+    cas = {
+        "name": "cas",
+        "projected": {
+            "default_mode": 0o444,
+            "sources": [
+                {"secret": {"name": names.child(SOURCE_CA_SUFFIX), "items": [{"key": "ca.crt", "path": "source.crt"}]}},
+                # The new site's broker key pair Secret: its CA only.
+                {"secret": {"name": site_tls_secret, "items": [{"key": "ca.crt", "path": "site.crt"}]}},
+            ],
+        },
+    }
+    mosquitto = pods.container(
+        "mosquitto",
+        image,
+        RESOURCES,
+        command=["mosquitto", "-c", f"{CONFIG_DIR}/mosquitto.conf"],
+        volume_mounts=[
+            {"name": "config", "mount_path": CONFIG_DIR, "read_only": True},
+            {"name": "cas", "mount_path": CA_DIR, "read_only": True},
+            {"name": "data", "mount_path": DATA_DIR},
+        ],
+    )
+    aliases = pulumi.Output.from_input(source.addresses).apply(
+        lambda addresses: [
+            {"ip": address, "hostnames": [host]} for host, address in zip(source.hosts, addresses, strict=True)
+        ]
+    )
+    selector = names.selector(BRIDGE)
+    return k8s.apps.v1.Deployment(
+        children.resource_name(BRIDGE),
+        metadata=children.metadata(names.child(BRIDGE), BRIDGE),
+        spec={
+            "replicas": 1,
+            # Never two bridges at once: each would deliver every message.
+            "strategy": {"type": "Recreate"},
+            "selector": {"match_labels": selector},
+            "template": {
+                "metadata": {
+                    "labels": names.labels(BRIDGE, children.version),
+                    "annotations": {CONFIG_HASH: secret_digest([conf], lambda parts: sha256(parts[0]))},
+                },
+                "spec": children.pod_spec(
+                    uid,
+                    containers=[mosquitto],
+                    volumes=[
+                        pods.secret_volume("config", config.metadata.name),
+                        cas,
+                        # Its queues survive a restart of the container, not of the Pod: the far
+                        # sides' durable sessions keep what the bridge had not taken yet.
+                        {"name": "data", "empty_dir": {"size_limit": "256Mi"}},
+                    ],
+                    # The old site's pod names, as its certificate has them, lead to their
+                    # published addresses.
+                    host_aliases=aliases,
+                ),
+            },
+        },
+        opts=children.options(depends_on=[*after, config, ca_secret]),
+    )
+
+
+__all__ = [
+    "BRIDGE",
+    "BRIDGE_USER",
+    "BridgeSource",
+    "bridge",
+    "bridge_password",
+    "bridge_user",
+    "device_topics",
+    "replication_password",
+]
