@@ -76,6 +76,9 @@ READERS = {
     ),
 }
 ROOT = {"MINIO_ROOT_USER": "root", "MINIO_ROOT_PASSWORD": "root-secret"}
+RETAINED = {"city/traffic/t-1/telemetry": "ef" * 32}
+"""Each retained message's sha256, as the reader fingerprints them."""
+INGEST_POD = READERS["app.kubernetes.io/instance=dev-telemetry-ingest,app.kubernetes.io/component=telemetry-ingest"]
 
 
 @dataclass
@@ -89,6 +92,16 @@ class Site(Cluster):
     """What the object reader finds, one entry a read (the last repeated): a mirror catching up."""
     object_reads: list[tuple[str, bool]] = field(default_factory=list)
     """(pod, listing only) of each object read."""
+    retained: list[dict[str, str]] = field(default_factory=lambda: [dict(RETAINED)])
+    """What the broker's retained messages are, one entry a read (the last repeated)."""
+    retained_reads: list[str] = field(default_factory=list)
+    """The pod of each retained read."""
+
+    def read_retained(self, pod: str) -> str:
+        found = self.retained[min(len(self.retained_reads), len(self.retained) - 1)]
+        self.retained_reads.append(pod)
+        lines = [f"SNCMP|retained|{topic}|sha256={digest}" for topic, digest in sorted(found.items())]
+        return "\n".join([*lines, "SNCMP-DONE"]) + "\n"
 
     def read_objects(self, pod: str, listing_only: bool) -> str:
         found = self.objects[min(len(self.object_reads), len(self.objects) - 1)]
@@ -120,9 +133,14 @@ class Clusters(FakeKubectl):
         if site is not None and rest[:1] == ["exec"] and "python3.11" in rest:
             self.calls.append(SimpleNamespace(argv=list(argv), input=input))
             given = json.loads(input)
-            assert given["storage"] == {"user": "root", "password": "root-secret"}, "credentials on stdin"
-            assert given["topics"] == [], "the move reads objects only"
             pod, container = rest[2], rest[4]
+            if given.get("topics"):
+                # The retained messages: through each site's reader API (its broker login), no storage.
+                assert "storage" not in given and given["topics"] == ["city/+/+/telemetry"], given
+                assert (pod, container) == INGEST_POD, rest
+                return self._done(0, site.read_retained(pod))
+            assert given["storage"] == {"user": "root", "password": "root-secret"}, "credentials on stdin"
+            assert given["topics"] == [], "objects and retained messages are read apart"
             assert (pod, container) in READERS.values(), rest
             return self._done(0, site.read_objects(pod, given.get("listing_only", False)))
         if "exec" in argv and input is not None and site is not None and not input.endswith(STATUS_SQL):
@@ -300,8 +318,12 @@ def test_replicate_previews_applies_waits_for_lag_0_verifies_and_says_the_next_s
     report_line = next(line for line in lines if line.startswith("  report "))
     report = json.loads(Path(report_line.removeprefix("  report ")).read_text())
     assert report["equal"] is True and report["differences"] == []
-    assert report["sections"] == ["tables", "chunks", "devices", "objects", "buckets"]
+    assert report["sections"] == ["tables", "chunks", "devices", "objects", "buckets", "retained"]
     assert report["fingerprints"]["source"] == report["fingerprints"]["target"]
+    assert report["fingerprints"]["target"]["retained"] == {"city/traffic/t-1/telemetry": f"sha256={'ef' * 32}"}
+    # The retained messages read once a side (equal at once), through each site's telemetry-ingest Pod.
+    assert fake.clusters[SOURCE].retained_reads == fake.clusters[TARGET].retained_reads == [INGEST_POD[0]]
+    assert "  retained: read 1 time(s)" in lines
     assert report["fingerprints"]["source"]["objects"] == {
         "backups/2026-11-29.dump.gz": f"size=3000 sha256={'ab' * 32}",
         "open-data/readme.txt": f"size=12 sha256={'cd' * 32}",
@@ -409,6 +431,33 @@ def test_a_difference_fails_the_verification_naming_it_in_the_report(moving, sta
     assert [d["key"] for d in written["differences"]] == ["telemetry.public.readings"]
     assert audit_lines(moving)[-1] == ("verify", "failed")
     assert "verify" not in progress(moving)["finished"] and "next:" not in out
+
+
+def test_a_retained_message_the_bridge_carries_late_is_read_again(moving, stack, monkeypatch, caplog, capsys):
+    newer = {"city/traffic/t-1/telemetry": "01" * 32}
+    fake = two_sites()
+    # The source's device published a newer retained reading; the target gets it by the second read.
+    fake.clusters[SOURCE].retained = [newer]
+    fake.clusters[TARGET].retained = [dict(RETAINED), newer]
+    code, out, errors = drive(monkeypatch, caplog, capsys, fake, "--yes")
+    assert code == exit_codes.OK, out + errors
+    assert "  retained: read 2 time(s)" in out.splitlines()
+    assert "  retained source     1  target     1  equal" in out.splitlines()
+    assert len(fake.clusters[TARGET].retained_reads) == 2
+
+
+def test_a_retained_message_missing_three_reads_in_a_row_fails(moving, stack, monkeypatch, caplog, capsys):
+    report = moving / "verify.json"
+    fake = two_sites()
+    fake.clusters[SOURCE].retained = [{**RETAINED, "city/parking/p-9/telemetry": "02" * 32}]
+    code, out, errors = drive(monkeypatch, caplog, capsys, fake, "--yes", "--report", str(report))
+    assert code == exit_codes.FAILED
+    assert "  retained: read 3 time(s)" in out.splitlines()
+    assert "  retained source     2  target     1  1 DIFFERENT" in out.splitlines()
+    written = json.loads(report.read_text())
+    assert [(d["section"], d["key"]) for d in written["differences"]] == [("retained", "city/parking/p-9/telemetry")]
+    assert len(fake.clusters[SOURCE].retained_reads) == len(fake.clusters[TARGET].retained_reads) == 3
+    assert audit_lines(moving)[-1] == ("verify", "failed")
 
 
 @pytest.mark.parametrize(

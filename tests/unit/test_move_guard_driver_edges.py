@@ -516,7 +516,7 @@ def test_each_steps_audit_line_says_what_it_did_for_whom_in_one_run(moving, stac
         "wait started",
         f"wait: {TARGET} streams with lag 0 bytes after 0 s; the bucket mirror holds the source's 2 objects after 0 s",
         "verify started",
-        f"verify: {where} hold the same data (tables, chunks, devices, objects, buckets) in 0 s; report {report}",
+        f"verify: {where} hold the same data (tables, chunks, devices, objects, buckets, retained) in 0 s; report {report}",
     ]
     # The report by default: in the project's .smartnation/move, named after the environment, phase and time.
     assert re.fullmatch(
@@ -525,13 +525,14 @@ def test_each_steps_audit_line_says_what_it_did_for_whom_in_one_run(moving, stac
     written = json.loads(Path(report).read_text())
     assert (written["environment"], written["phase"], written["seconds"]) == ("dev", "replicate", 0)
     assert [line for line in out.splitlines() if line.startswith("  ") and " source " in line and "target" in line][
-        -5:
+        -6:
     ] == [
         "  tables   source     1  target     1  equal",
         "  chunks   source     1  target     1  equal",
         "  devices  source     1  target     1  equal",
         "  objects  source     2  target     2  equal",
         "  buckets  source     2  target     2  equal",
+        "  retained source     1  target     1  equal",
     ]
 
 

@@ -174,6 +174,23 @@ def read_store_and_broker(side: Side, settings: Settings, settle: float, snapsho
     snapshot.add_lines(_run_reader(side, reader, given))
 
 
+RETAINED_SECTIONS = ("retained",)
+"""What read_retained fills."""
+
+
+def read_retained(side: Side, settings: Settings, settle: float) -> Snapshot:
+    """One side's broker: the retained message of each topic the reader API may read, through
+    that API's Pod (its broker login; during a move the new site runs that API too)."""
+    snapshot = Snapshot(side.where)
+    topics = _reader_topics(settings)
+    if not topics:
+        return snapshot
+    reader = side.running_pod(reader_selector(side.environment))
+    log.info("%s: reading the broker's retained messages", side.where)
+    snapshot.add_lines(_run_reader(side, reader, {"topics": topics, "settle": settle}))
+    return snapshot
+
+
 def reader_selector(environment: str) -> str:
     """The reader API's Pods."""
     return f"app.kubernetes.io/instance={environment}-{READER_API},app.kubernetes.io/component={READER_API}"

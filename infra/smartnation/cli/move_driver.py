@@ -34,6 +34,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -53,7 +54,7 @@ from smartnation.cli import (
 )
 from smartnation.cli.audit_log import FAILED, REFUSED, AuditEntry, append_audit, operator, utc_now
 from smartnation.cli.compare import both
-from smartnation.cli.compare_data import differences, dump, report
+from smartnation.cli.compare_data import Snapshot, differences, dump, report
 from smartnation.cli.console import stream_to
 from smartnation.cli.move_progress import Progress, TornProgress
 from smartnation.cli.move_status import MoveStatus
@@ -295,18 +296,42 @@ def wait_for_mirror(run: Run, began: float) -> str:
         time.sleep(interval)
 
 
-VERIFIED_SECTIONS = (*compare.DATABASE_SECTIONS, *compare.OBJECT_SECTIONS)
-"""What replicate carries and verify compares: the database and the objects."""
+VERIFIED_SECTIONS = (*compare.DATABASE_SECTIONS, *compare.OBJECT_SECTIONS, *compare.RETAINED_SECTIONS)
+"""What a move carries and verify compares: the database, the objects, the retained messages."""
+RETAINED_READS = 3
+"""Reads of both brokers' retained messages before a difference counts: devices keep publishing
+on the old site (a retained reading replaces the last), and the bridge carries each to the new
+site in well under a second, so a reading can fall between the two sides' reads; the same
+difference three reads in a row, a second apart, is one the bridge did not carry."""
+RETAINED_SETTLE_S = 2.0
+"""Seconds a reader waits for the retained messages after subscribing (each arrives at once)."""
+
+
+def read_retained_alike(run: Run, source: compare.Side, target: compare.Side) -> tuple[Snapshot, Snapshot, int]:
+    """Both brokers' retained messages, read at once, up to RETAINED_READS times while they differ;
+    the last reads and how many it took."""
+    for attempt in range(1, RETAINED_READS + 1):
+        left, right = both(
+            partial(compare.read_retained, source, run.settings, RETAINED_SETTLE_S),
+            partial(compare.read_retained, target, run.settings, RETAINED_SETTLE_S),
+        )
+        if attempt == RETAINED_READS or not differences(left, right, compare.RETAINED_SECTIONS):
+            return left, right, attempt
+        time.sleep(1)
+    raise AssertionError("unreachable")
 
 
 def verify(run: Run) -> str:
     began = time.monotonic()
     try:
         source, target, reader = _object_sides(run)
-        # Both sides at once: each is its own cluster's kubectl and psql (in the cutover this is
-        # write pause).
-        left, right = both(lambda: compare.read_database(source, run.settings),
-                           lambda: compare.read_database(target, run.settings))  # fmt: skip
+        # The brokers beside the databases, not after them (in the cutover this is write pause).
+        with ThreadPoolExecutor(1) as pool:
+            retained = pool.submit(read_retained_alike, run, source, target)
+            # Both sides at once: each is its own cluster's kubectl and psql.
+            left, right = both(lambda: compare.read_database(source, run.settings),
+                               lambda: compare.read_database(target, run.settings))  # fmt: skip
+            retained_left, retained_right, reads = retained.result()
         if run.phase == "cutover":
             # In the write pause: only what changed since the hash-objects step is hashed again.
             objects_left, objects_right, hashed = move_objects.read_at_fence(run, source, target, reader)
@@ -315,9 +340,11 @@ def verify(run: Run) -> str:
             objects_left, objects_right = both(
                 lambda: compare.read_objects(source), lambda: compare.read_objects(target, reader)
             )
-        for snapshot, objects in ((left, objects_left), (right, objects_right)):
+        for snapshot, objects, brokers in ((left, objects_left, retained_left), (right, objects_right, retained_right)):
             for section in compare.OBJECT_SECTIONS:
                 snapshot.sections[section] = objects.sections[section]
+            snapshot.sections["retained"] = brokers.sections["retained"]
+        print(f"  retained: read {reads} time(s)", flush=True)
     except compare.CompareError as error:
         raise StepFailed(f"verification could not read a side: {error}") from None
     found = differences(left, right, VERIFIED_SECTIONS)
