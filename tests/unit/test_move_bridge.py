@@ -119,6 +119,13 @@ def test_the_new_site_runs_one_bridge_dialling_every_old_pod_by_its_certificates
         ("dev-broker-tls", [{"key": "ca.crt", "path": "site.crt"}]),
     ]
     assert new[f"{OTHER}-broker-source-ca"].plain["stringData"]["ca.crt"].startswith("-----BEGIN")
+    # Its queue on a claim of its own, which a new Pod of the bridge reads again (a phase change rolls it).
+    data = next(v for v in pod["volumes"] if v["name"] == "data")
+    assert data == {"name": "data", "persistentVolumeClaim": {"claimName": "dev-broker-bridge-data"}}
+    claim = new[f"{OTHER}-broker-bridge-data"].plain
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"] and claim["spec"]["storageClassName"] == "ceph-block"
+    assert claim["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}, "bound on first consumer"
+    assert {"name": "data", "mountPath": "/mosquitto/data"} in container["volumeMounts"]
     conf = _conf(new)
     addresses = [line.split()[1] for line in conf.splitlines() if line.startswith("address ")]
     internal = f"dev-broker-internal.{pulumi.get_project()}-dev.svc"

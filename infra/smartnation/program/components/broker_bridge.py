@@ -41,6 +41,9 @@ CONFIG_HASH = "smartnation.mc/bridge-config-sha256"
 """Rolls the bridge when its configuration (its topics: the phase) changes."""
 RESOURCES = Resources(requests=Compute(cpu="10m", memory="16Mi"), limits=Compute(cpu="500m", memory="128Mi"))
 """Forwards messages: little CPU, a queue's worth of memory."""
+SKIP_AWAIT = "pulumi.com/skipAwait"
+QUEUE_SIZE = "256Mi"
+"""The bridge's persisted queue: its brokers' bound per connection (32 MiB of payloads) a side."""
 _PASSWORD_CONTEXT = b"smartnation/move/broker-bridge-password/v1"
 
 
@@ -172,6 +175,21 @@ def bridge(
             {"ip": address, "hostnames": [host]} for host, address in zip(source.hosts, addresses, strict=True)
         ]
     )
+    # Its queue on a volume of its own: what one side acknowledged to the bridge and the other has
+    # not yet waits in mosquitto.db, which a new Pod (a phase change rolls the bridge) reads again.
+    # In an emptyDir it went with the old Pod.
+    claim = k8s.core.v1.PersistentVolumeClaim(
+        children.resource_name(f"{BRIDGE}-data"),
+        # Bound only once the bridge's Pod is scheduled (the classes bind on first consumer): the
+        # provider must not wait for that before it creates the Deployment.
+        metadata={**children.metadata(names.child(f"{BRIDGE}-data"), BRIDGE), "annotations": {SKIP_AWAIT: "true"}},
+        spec={
+            "access_modes": ["ReadWriteOnce"],
+            "storage_class_name": children.placement.cluster.storage.default_class,
+            "resources": {"requests": {"storage": QUEUE_SIZE}},
+        },
+        opts=children.options(),
+    )
     selector = names.selector(BRIDGE)
     return k8s.apps.v1.Deployment(
         children.resource_name(BRIDGE),
@@ -192,9 +210,7 @@ def bridge(
                     volumes=[
                         pods.secret_volume("config", config.metadata.name),
                         cas,
-                        # Its queues survive a restart of the container, not of the Pod: the far
-                        # sides' durable sessions keep what the bridge had not taken yet.
-                        {"name": "data", "empty_dir": {"size_limit": "256Mi"}},
+                        {"name": "data", "persistent_volume_claim": {"claim_name": claim.metadata.name}},
                     ],
                     # The old site's pod names, as its certificate has them, lead to their
                     # published addresses.
@@ -202,7 +218,7 @@ def bridge(
                 ),
             },
         },
-        opts=children.options(depends_on=[*after, config, ca_secret]),
+        opts=children.options(depends_on=[*after, config, ca_secret, claim]),
     )
 
 
