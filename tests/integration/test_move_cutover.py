@@ -24,13 +24,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from urllib.parse import urlparse
 
 import pytest
 
 from smartnation.cli import exit_codes
+from smartnation.cli.kubectl import Kubectl
 from smartnation.tooling.local_clusters import site_link
 from tests.integration import primary_sql
+from tests.integration.device_load import DeviceLoad
 from tests.integration.platform_project import PROJECT, REPO, PlatformProject
 from tests.integration.test_move_replicate import HOLD_ARCHIVER, _readings, _write_objects
 
@@ -47,6 +50,45 @@ COMPLETE = "move: {to: monaco-onprem, phase: complete}\n"
 WRITES = "CREATE TABLE cutover_writes (n integer PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());"
 PAUSE_GOAL_S = 30.0
 """Issue 10: the write pause at cutover under 30 s."""
+DEVICE = "move-load-1"
+STATS = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/v1/stats').read().decode())"
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, why: Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, why()
+        time.sleep(1)
+
+
+def _ingest_stats(tools, context: str) -> dict:
+    """telemetry-ingest's /v1/stats on ``context``, from inside its Pod."""
+    pods = tools.kubectl_json(
+        context, "-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=telemetry-ingest"
+    )
+    running = [p["metadata"]["name"] for p in pods["items"] if p["status"].get("phase") == "Running"]
+    assert running, f"no telemetry-ingest Pod runs on {context}"
+    out = tools.run(
+        "kubectl", "--context", context, "-n", NAMESPACE, "exec", running[0], "--", "python3.11", "-c", STATS
+    )
+    return json.loads(out.stdout)
+
+
+def _missing(tools, acked: set[str], stored: set[str]) -> str:
+    """What a failed wait for the device's readings says: which, and what the bridge and the ingest saw."""
+    missing = sorted(acked - stored)
+    bridge = tools.run("kubectl", "--context", TARGET, "-n", NAMESPACE, "logs", "deployment/dev-broker-bridge",
+                       "--tail", "60", check=False)  # fmt: skip
+    return (f"{len(missing)} of {len(acked)} acknowledged readings missing on Monaco, {missing[:3]} .. "
+            f"{missing[-3:]}; last acknowledged {max(acked)}\nMonaco's ingest: {_ingest_stats(tools, TARGET)}\n"
+            f"the bridge's log:\n{bridge.stdout}{bridge.stderr}")  # fmt: skip
+
+
+def _device_readings(tools, context: str) -> list[str]:
+    """The load device's readings' timestamps in ``context``'s database, as the device wrote them."""
+    sql = (f"SELECT to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS') || '+00:00' FROM readings "
+           f"WHERE device_id = '{DEVICE}' ORDER BY ts;")  # fmt: skip
+    return _psql(tools, context, "telemetry", sql).split()
 
 
 def _psql(tools, context: str, database: str, sql: str) -> str:
@@ -79,6 +121,7 @@ class Writer(threading.Thread):
     def __init__(self, tools) -> None:
         super().__init__(daemon=True)
         self.tools, self.committed, self.refused = tools, [], []
+        self.first_refused_at: float | None = None
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -89,6 +132,7 @@ class Writer(threading.Thread):
                 _psql(self.tools, SOURCE, "telemetry", f"INSERT INTO cutover_writes (n) VALUES ({n});")
                 self.committed.append(n)
             except AssertionError as error:  # tools.run's: the command's exit, stdout and stderr
+                self.first_refused_at = self.first_refused_at or time.time()
                 self.refused.append((n, str(error)[-300:]))
                 time.sleep(0.5)
 
@@ -132,6 +176,19 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
     assert not [p for p in pods if "migrate" in p["metadata"]["name"]], "a standby refuses DDL: no migration Job"
     assert _psql(tools, TARGET, "postgres", "SELECT pg_is_in_recovery();") == "t"
 
+    # --- a device publishing to Düsseldorf from now on; the bridge brings its readings to Monaco --
+    outputs = project.outputs(ENVIRONMENT)
+    device = DeviceLoad(Kubectl(SOURCE, NAMESPACE, tools.env), urlparse(outputs["mqtt_endpoint"]).hostname,
+                        outputs["mqtt_load_balancer_address"], DEVICE)  # fmt: skip
+    device.start()
+    _wait_for(lambda: len(device.acknowledged) >= 20, 120, lambda: f"device: {device.refused[-3:]}")
+    # Monaco's ingest hears them (through the bridge) and, its database a standby, acknowledges
+    # each once it arrived by replication: what Düsseldorf stored.
+    _wait_for(lambda: _ingest_stats(tools, TARGET).get("stored_by_source", 0) >= 10, 120,
+              lambda: f"Monaco's ingest: {_ingest_stats(tools, TARGET)}")  # fmt: skip
+    bridged = _ingest_stats(tools, TARGET)
+    assert bridged["stored"] == 0 and bridged["received"] >= 10, bridged
+
     # --- cutover, with a writer on Düsseldorf throughout -----------------------------------
     env_file.write_text(env_file.read_text().replace(REPLICATE, CUTOVER))
     writer = Writer(tools)
@@ -150,6 +207,7 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
     finally:
         writer.stop.set()
         writer.join(60)
+        device.finish()
     steps = ("preview", "hash-objects", "fence", "catch-up", "verify", "promote", "apply")
     for number, step in enumerate(steps, start=1):
         assert f"[{number}/7 {step}] finished in " in moved.stdout, moved.stdout
@@ -162,8 +220,14 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
     assert writer.refused and "read-only transaction" in writer.refused[-1][1], writer.refused[-3:]
     verified = json.loads(report.read_text())
     assert verified["equal"] is True and verified["phase"] == "cutover", verified["differences"]
-    assert verified["fingerprints"]["source"]["tables"]["telemetry.public.readings"].startswith("rows=300 ")
+    # The 300 seeded readings and the device's, as Düsseldorf stored them up to the fence.
+    rows = verified["fingerprints"]["source"]["tables"]["telemetry.public.readings"]
+    assert int(rows.split()[0].removeprefix("rows=")) > 300, rows
     assert len(verified["fingerprints"]["target"]["objects"]) >= 9
+    # The device's retained reading, published on Düsseldorf, carried by the bridge: the same on Monaco.
+    topic = f"city/traffic/{DEVICE}/telemetry"
+    for side in ("source", "target"):
+        assert verified["fingerprints"][side]["retained"] == {topic: f"sha256={device.retained}"}, verified
 
     # --- nothing the writer committed is lost; Düsseldorf refuses, Monaco takes writes ------
     on_monaco = _psql(tools, TARGET, "telemetry", "SELECT n FROM cutover_writes ORDER BY n;").split()
@@ -174,6 +238,16 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
     assert _psql(tools, TARGET, "postgres", "SELECT pg_is_in_recovery();") == "f", "Monaco's is promoted"
     _psql(tools, TARGET, "telemetry", "INSERT INTO cutover_writes (n) VALUES (-2);")
     assert _psql(tools, TARGET, "telemetry", "SELECT count(*) FROM cutover_writes WHERE n = -2;") == "1"
+
+    # --- every reading Düsseldorf's broker acknowledged is on Monaco, around the fence too -----
+    assert writer.first_refused_at is not None
+    around = [a for a in device.acknowledged if a.at >= writer.first_refused_at]
+    assert around, "the device published nothing from the fence on"
+    acked = {a.ts for a in device.acknowledged}
+    stored = lambda: set(_device_readings(tools, TARGET))  # noqa: E731
+    _wait_for(lambda: acked <= stored(), 120, lambda: _missing(tools, acked, stored()))
+    print(f"device: {len(acked)} readings acknowledged by Düsseldorf's broker ({len(around)} from the fence on), "
+          f"all {len(acked)} on Monaco; Monaco's ingest: {_ingest_stats(tools, TARGET)}")  # fmt: skip
 
     # --- the outputs serve Monaco; the mirror is gone; the status says so -------------------
     outputs = project.outputs(ENVIRONMENT)

@@ -306,8 +306,10 @@ def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_d
     env_file.write_text(without_move + MOVE)
     steps = _steps(project)
     on_source = {(op, kind) for op, site, kind in steps if site == SOURCE}
+    # The broker's ACL (ConfigMap) and password file (Secret) gain the bridge's user in place: no
+    # StatefulSet is updated, its reloader has the running broker read them.
     assert on_source == {("create", "Service"), ("create", "NetworkPolicy"), ("update", "ConfigMap"),
-                         ("update", "ResourceQuota")}, steps  # fmt: skip
+                         ("update", "Secret"), ("update", "ResourceQuota")}, steps  # fmt: skip
     assert {op for op, site, _ in steps if site == TARGET} == {"create"}, steps
     # Applied by the driver, with the policy pack in its preview and in `smartnation up` (the
     # pack judges Monaco's standby against Monaco's profile and admits the published Service).
@@ -356,6 +358,12 @@ def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_d
     published = balanced.pop(f"{ENVIRONMENT}-database-published")
     storage = balanced.pop(f"{ENVIRONMENT}-object-storage-published")
     storage_address = storage["status"]["loadBalancer"]["ingress"][0]["ip"]
+    # The broker pod's internal listener, published for Monaco's bridge: the link reaches it, the host does not.
+    bridged = balanced.pop(f"{ENVIRONMENT}-broker-published-0")["status"]["loadBalancer"]["ingress"][0]["ip"]
+    said = _probe(bridged, 1883, site_link.WAN_NETNS)
+    assert said == "connected", f"the link address did not reach the broker pod at {bridged}:1883: {said}"
+    said = _probe(bridged, 1883)
+    assert said.startswith(NOT_REACHED), f"the broker pod's published address {bridged} is open to the host: {said}"
     # MinIO's published address: the link reaches it, the host beside the node does not.
     said = _probe(storage_address, 9000, site_link.WAN_NETNS)
     assert said == "connected", f"the link address did not reach MinIO at {storage_address}:9000: {said}"
