@@ -137,6 +137,8 @@ class Clusters(FakeKubectl):
             if given.get("topics"):
                 # The retained messages: through each site's reader API (its broker login), no storage.
                 assert "storage" not in given and given["topics"] == ["city/+/+/telemetry"], given
+                # The reader waits for them after subscribing (each arrives at once).
+                assert isinstance(given["settle"], float) and given["settle"] > 0, given
                 assert (pod, container) == INGEST_POD, rest
                 return self._done(0, site.read_retained(pod))
             assert given["storage"] == {"user": "root", "password": "root-secret"}, "credentials on stdin"
@@ -439,11 +441,13 @@ def test_a_retained_message_the_bridge_carries_late_is_read_again(moving, stack,
     # The source's device published a newer retained reading; the target gets it by the second read.
     fake.clusters[SOURCE].retained = [newer]
     fake.clusters[TARGET].retained = [dict(RETAINED), newer]
-    code, out, errors = drive(monkeypatch, caplog, capsys, fake, "--yes")
+    report = moving / "verify.json"
+    code, out, errors = drive(monkeypatch, caplog, capsys, fake, "--yes", "--report", str(report))
     assert code == exit_codes.OK, out + errors
     assert "  retained: read 2 time(s)" in out.splitlines()
     assert "  retained source     1  target     1  equal" in out.splitlines()
     assert len(fake.clusters[TARGET].retained_reads) == 2
+    assert json.loads(report.read_text())["seconds"] == 1, "the second read a second after the first"
 
 
 def test_a_retained_message_missing_three_reads_in_a_row_fails(moving, stack, monkeypatch, caplog, capsys):
@@ -454,9 +458,24 @@ def test_a_retained_message_missing_three_reads_in_a_row_fails(moving, stack, mo
     assert code == exit_codes.FAILED
     assert "  retained: read 3 time(s)" in out.splitlines()
     assert "  retained source     2  target     1  1 DIFFERENT" in out.splitlines()
+    assert f"  retained city/parking/p-9/telemetry: only on the source (sha256={'02' * 32})" in out.splitlines()
     written = json.loads(report.read_text())
     assert [(d["section"], d["key"]) for d in written["differences"]] == [("retained", "city/parking/p-9/telemetry")]
     assert len(fake.clusters[SOURCE].retained_reads) == len(fake.clusters[TARGET].retained_reads) == 3
+    assert written["seconds"] == 2, "three reads, a second apart"
+    assert audit_lines(moving)[-1] == ("verify", "failed")
+
+
+def test_a_retained_reader_that_stops_early_fails_the_verification_naming_the_side(
+    moving, stack, monkeypatch, caplog, capsys
+):
+    fake = two_sites()
+    target = fake.clusters[TARGET]
+    target.read_retained = lambda pod: "Traceback: the broker refused the login\n"  # no SNCMP-DONE
+    code, out, errors = drive(monkeypatch, caplog, capsys, fake, "--yes")
+    assert code == exit_codes.FAILED
+    assert f"verification could not read a side: {TARGET}/" in errors
+    assert f"the reader in {INGEST_POD[0]} stopped early: Traceback: the broker refused the login" in errors
     assert audit_lines(moving)[-1] == ("verify", "failed")
 
 

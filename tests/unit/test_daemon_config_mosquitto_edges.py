@@ -8,6 +8,9 @@ test_device_revocation.py; the renderers' ordinary output is tests/unit/test_dae
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -110,6 +113,104 @@ def test_the_reloader_takes_1_to_3600_seconds_and_writes_them_and_the_directory_
 def test_the_reloader_refuses_an_interval_outside_1_to_3600(interval: int) -> None:
     with refused(f"interval_s: expected whole seconds 1-3600, got {interval}"):
         render_tls_reloader(tls_dir="/mosquitto/tls", interval_s=interval)
+
+
+# The reloader's own loop, run by dash: a stand-in `sleep` (first on PATH) counts the rounds, runs
+# the test's change for that round ($CALLS/at-<n>) and ends the loop after $ROUNDS; the broker is
+# a process of the test's that ignores SIGHUP (MOSQUITTO_PID), so each signal the script sends shows
+# as its "sent SIGHUP" line.
+RELOADER_SLEEP = """#!/bin/sh
+n=$(( $(cat "$CALLS/n" 2>/dev/null || echo 0) + 1 )); echo "$n" > "$CALLS/n"
+[ -f "$CALLS/at-$n" ] && sh "$CALLS/at-$n"
+[ "$n" -gt "$ROUNDS" ] && kill -KILL "$PPID"
+exit 0
+"""
+
+
+def run_reloader(tmp_path: Path, reloaded: tuple[str, ...], at: dict[int, str]) -> list[str]:
+    """The script's output lines over ``len(at) + 1`` rounds of a broker whose TLS files never
+    change; ``at``: round -> shell run before that round's comparison."""
+    tls, calls, tools = tmp_path / "tls", tmp_path / "calls", tmp_path / "bin"
+    for folder in (tls, calls, tools):
+        folder.mkdir()
+    for name in ("tls.crt", "tls.key", "ca.crt"):
+        (tls / name).write_text(f"{name} 1\n")
+    (tools / "sleep").write_text(RELOADER_SLEEP)
+    (tools / "sleep").chmod(0o755)
+    for n, command in at.items():
+        (calls / f"at-{n}").write_text(command + "\n")
+    script = render_tls_reloader(tls_dir=str(tls), interval_s=7, reloaded_files=reloaded)
+    broker = subprocess.Popen(["/bin/sleep", "60"], preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        env = {"PATH": f"{tools}:/usr/bin:/bin", "CALLS": str(calls), "ROUNDS": str(len(at) + 1)}
+        done = subprocess.run(
+            ["/bin/sh", "-c", script],
+            env={**env, "MOSQUITTO_PID": str(broker.pid)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        broker.kill()
+        broker.wait()
+    assert done.stderr == ""
+    return [line.replace(str(broker.pid), "PID") for line in done.stdout.splitlines()]
+
+
+def test_the_reloader_signals_the_broker_once_per_change_of_a_watched_password_or_acl_file(tmp_path: Path) -> None:
+    passwords, acl, other = tmp_path / "passwords", tmp_path / "acl", tmp_path / "other"
+    for path in (passwords, acl, other):
+        path.write_text("1\n")
+    lines = run_reloader(
+        tmp_path,
+        (str(passwords), str(acl)),
+        # A round with no change, each watched file changed, a file beside them changed.
+        {2: f"echo 2 > {passwords}", 3: f"echo 2 > {acl}", 4: f"echo 2 > {other}", 5: ":"},
+    )
+    changed = "password or ACL file changed: sent SIGHUP to mosquitto (pid PID)"
+    assert lines == [f"watching {tmp_path / 'tls'} {passwords} {acl} every 7s", changed, changed]
+
+
+def test_the_reloader_watches_no_password_or_acl_file_unless_given_one(tmp_path: Path) -> None:
+    passwords = tmp_path / "passwords"
+    passwords.write_text("1\n")
+    lines = run_reloader(tmp_path, (), {1: f"echo 2 > {passwords}", 2: ":"})
+    assert lines == [f"watching {tmp_path / 'tls'}  every 7s"]
+
+
+def test_the_reloader_writes_the_files_it_watches_into_the_script_in_order() -> None:
+    script = render_tls_reloader(tls_dir="/mosquitto/tls", interval_s=5, reloaded_files=("/b/passwords", "/a/acl"))
+    assert '\nreloaded="/b/passwords /a/acl"\n' in script
+    assert '\nreloaded=""\n' in render_tls_reloader(tls_dir="/mosquitto/tls", interval_s=5)
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("mosquitto/acl", "reloaded_files: expected an absolute path without whitespace, got 'mosquitto/acl'"),
+        ("/mosquitto/pass words", "reloaded_files: expected an absolute path without whitespace"),
+        ("/mosquitto/acl\n", "reloaded_files: expected an absolute path without whitespace"),
+        (
+            "/mosquitto/$(reboot)",
+            "reloaded_files: '/mosquitto/$(reboot)' contains a character the shell would interpret",
+        ),
+        ("/mosquitto/acl;reboot", "reloaded_files: '/mosquitto/acl;reboot' contains a character the shell"),
+        ("/mosquitto/*", "reloaded_files: '/mosquitto/*' contains a character the shell would interpret"),
+    ],
+)
+def test_the_reloader_refuses_a_watched_file_that_is_relative_or_has_whitespace_or_shell_characters(
+    path: str, message: str
+) -> None:
+    # The bad one after a good one: each is checked, not the first alone.
+    with refused(message):
+        render_tls_reloader(tls_dir="/mosquitto/tls", interval_s=5, reloaded_files=("/mosquitto/passwords", path))
+
+
+@pytest.mark.parametrize("character", ["$", ";", "`", "*", " "])
+def test_the_reloader_refuses_a_tls_dir_the_shell_would_split_or_interpret_naming_it(character: str) -> None:
+    with refused("tls_dir: "):
+        render_tls_reloader(tls_dir=f"/mosquitto/tls{character}x", interval_s=5, reloaded_files=("/mosquitto/acl",))
 
 
 # --------------------------------------------------------------------------- ACL files

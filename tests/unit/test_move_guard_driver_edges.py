@@ -516,7 +516,8 @@ def test_each_steps_audit_line_says_what_it_did_for_whom_in_one_run(moving, stac
         "wait started",
         f"wait: {TARGET} streams with lag 0 bytes after 0 s; the bucket mirror holds the source's 2 objects after 0 s",
         "verify started",
-        f"verify: {where} hold the same data (tables, chunks, devices, objects, buckets, retained) in 0 s; report {report}",
+        f"verify: {where} hold the same data (tables, chunks, devices, objects, buckets, retained) in 0 s; "
+        f"report {report}",
     ]
     # The report by default: in the project's .smartnation/move, named after the environment, phase and time.
     assert re.fullmatch(
