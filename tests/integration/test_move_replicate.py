@@ -54,6 +54,7 @@ SOURCE, TARGET = "dusseldorf-test", "monaco-onprem"
 LINK_ADDRESS = "10.213.0.253"
 """The site link's router on Düsseldorf's link: where Monaco's connections arrive from."""
 PRIMARY = f"{ENVIRONMENT}-database-primary-0"
+BROKER = f"{ENVIRONMENT}-broker-0"
 MOVE = "move: {to: monaco-onprem, phase: replicate}\n"
 # The ingest's hourly archiver writes on its own; hold it so both sides are still when compared.
 HOLD_ARCHIVER = """
@@ -297,6 +298,7 @@ def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_d
     env_file = project.root / "environments" / f"{ENVIRONMENT}.yaml"
     without_move = env_file.read_text()
     before = tools.kubectl_json(SOURCE, "-n", NAMESPACE, "get", "pod", PRIMARY)["metadata"]["uid"]
+    broker_before = tools.kubectl_json(SOURCE, "-n", NAMESPACE, "get", "pod", BROKER)["metadata"]["uid"]
     status = _move_status(tools, project)
     assert (status["move"], status["phase"], status["target"]) == (None, None, None), status
     assert (status["source"]["cluster"], status["source"]["namespace_exists"]) == (SOURCE, True)
@@ -533,8 +535,8 @@ def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_d
     steps = _steps(project)
     assert not [s for s in steps if s[0] in UNSAFE_OPS], steps
     assert {(op, kind) for op, site, kind in steps if site == SOURCE} == {
-        ("delete", "Service"), ("delete", "NetworkPolicy"), ("update", "ConfigMap"), ("update", "ResourceQuota")
-    }, steps  # fmt: skip
+        ("delete", "Service"), ("delete", "NetworkPolicy"), ("update", "ConfigMap"), ("update", "Secret"),
+        ("update", "ResourceQuota")}, steps  # fmt: skip
     assert {op for op, site, _ in steps if site == TARGET} == {"delete"}, steps
     project.pulumi("up", "--yes", "--skip-preview", "--stack", ENVIRONMENT, timeout=2400)
     assert "move" not in project.outputs(ENVIRONMENT)
@@ -542,6 +544,10 @@ def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_d
     assert gone.returncode != 0, f"{NAMESPACE} is still on {TARGET} after the rollback"
     pod = tools.kubectl_json(SOURCE, "-n", NAMESPACE, "get", "pod", PRIMARY)
     assert pod["metadata"]["uid"] == before, "Düsseldorf's primary ran throughout"
+    broker = tools.kubectl_json(SOURCE, "-n", NAMESPACE, "get", "pod", BROKER)
+    assert broker["metadata"]["uid"] == broker_before, "the bridge's user came and went without a broker restart"
+    restarts = [c["restartCount"] for c in broker["status"]["containerStatuses"] if c["name"] == "mosquitto"]
+    assert restarts == [0], broker["status"]["containerStatuses"]
     assert _psql(tools, SOURCE, "telemetry", "SELECT count(*) FROM readings;") == "400"
     admitted = f"SELECT count(*) FROM pg_hba_file_rules WHERE address = '{LINK_ADDRESS}';"
     _until("pg_hba without the link address", lambda: _psql(tools, SOURCE, "postgres", admitted), "0")
