@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,11 +249,18 @@ def make_client_certificate(directory: Path, common_name: str, ca_crt: Path, ca_
     return crt, key
 
 
-def start_broker(run_as_root: bool = False) -> Broker:
+def start_broker(
+    run_as_root: bool = False,
+    *,
+    passwords: Mapping[str, str] = MQTT_PASSWORDS,
+    internal_classes: Sequence[DeviceClass] = MQTT_INTERNAL_CLASSES,
+) -> Broker:
     """Render the config into a fresh directory and start mosquitto on free loopback ports.
 
     By default the broker starts directly as the ``mosquitto`` user (as in Kubernetes);
     with ``run_as_root`` it starts as root and must drop to ``mosquitto`` by itself.
+    ``passwords`` and ``internal_classes`` are its password file's and ACL file's users (a move
+    adds its bridge's user to both, test_mosquitto_bridge.py).
     """
     require_binaries(MOSQUITTO, MOSQUITTO_PUB, MOSQUITTO_SUB, OPENSSL)
     run_as = daemon_user("mosquitto")
@@ -271,8 +279,8 @@ def start_broker(run_as_root: bool = False) -> Broker:
 
     password_file, acl_file, conf = workdir / "passwd", workdir / "acl", workdir / "mosquitto.conf"
     device_acl_file = workdir / "device-acl"
-    password_file.write_text(render_password_file(MQTT_PASSWORDS))
-    acl_file.write_text(render_acl_file(MQTT_INTERNAL_CLASSES))
+    password_file.write_text(render_password_file(passwords))
+    acl_file.write_text(render_acl_file(internal_classes))
     device_acl_file.write_text(render_device_acl_file(MQTT_DEVICE_CLASSES))
     conf.write_text(
         render_mosquitto_conf(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import queue
 import shutil
 import socket
 import ssl
@@ -23,9 +22,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from smartnation.program.daemon_config.mosquitto import (
+    DeviceClass,
     hash_password,
     render_acl_file,
     render_device_acl_file,
@@ -56,110 +55,11 @@ from .contract_daemons import (
     stop_broker,
     wait_for_ports,
 )
+from .mqtt_client import QUIET_PERIOD, TIMEOUT, Client, unique
 
 pytestmark = pytest.mark.contract
 
-TIMEOUT = 10.0
 DASH = "/usr/bin/dash"
-# How long "nothing arrives" is watched for. Delivery on loopback takes milliseconds; the
-# marker message published afterwards proves the broker had handled the refused one.
-QUIET_PERIOD = 1.0
-
-
-class Client:
-    """A synchronous wrapper around paho: each call waits for the broker's answer.
-
-    Internal clients log in with a password on the internal listener, over TLS checked against the
-    broker's CA as in the cluster (``internal_tls=False``: plain MQTT, to see it refused); devices
-    present their client certificate (``cert``: certificate and key) on the device listener."""
-
-    def __init__(
-        self,
-        broker: Broker,
-        username: str | None,
-        password: str | None,
-        *,
-        tls: bool = False,
-        cert: tuple[Path, Path] | None = None,
-        internal_tls: bool = True,
-    ) -> None:
-        self.broker = broker
-        self.port = broker.tls_port if tls else broker.plain_port
-        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
-        self._connack = threading.Event()
-        self._acks: dict[int, threading.Event] = {}
-        self._ack_codes: dict[int, list[ReasonCode]] = {}
-        self._lock = threading.Lock()
-        self.connect_reason: ReasonCode | None = None
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=f"contract-{uuid.uuid4().hex[:12]}", protocol=mqtt.MQTTv5
-        )
-        if username is not None:
-            self.client.username_pw_set(username, password)
-        if tls:
-            context = ssl.create_default_context(cafile=str(broker.cafile))
-            if cert is not None:
-                context.load_cert_chain(str(cert[0]), str(cert[1]))
-            self.client.tls_set_context(context)
-        elif internal_tls and broker.internal_tls:
-            self.client.tls_set_context(ssl.create_default_context(cafile=str(broker.cafile)))
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = lambda *_args: self._connack.set()
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_publish = self._on_publish
-        self.client.on_message = lambda _client, _userdata, message: self.messages.put(message)
-
-    def _event(self, mid: int) -> threading.Event:
-        with self._lock:
-            return self._acks.setdefault(mid, threading.Event())
-
-    def _on_connect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
-        self.connect_reason = reason_code
-        self._connack.set()
-
-    def _on_subscribe(self, _client, _userdata, mid, reason_codes, _properties) -> None:
-        self._ack_codes[mid] = list(reason_codes)
-        self._event(mid).set()
-
-    def _on_publish(self, _client, _userdata, mid, reason_code, _properties) -> None:
-        self._ack_codes[mid] = [reason_code]
-        self._event(mid).set()
-
-    def connect(self) -> ReasonCode | None:
-        """Connect; return the CONNACK reason code, or None when the broker hung up without one."""
-        self.client.connect("127.0.0.1", self.port, keepalive=30)
-        self.client.loop_start()
-        assert self._connack.wait(TIMEOUT), "neither CONNACK nor disconnect from the broker"
-        return self.connect_reason
-
-    def subscribe(self, topic: str) -> ReasonCode:
-        """Subscribe at QoS 1 and return the SUBACK reason code for the filter."""
-        _result, mid = self.client.subscribe(topic, qos=1)
-        assert self._event(mid).wait(TIMEOUT), f"no SUBACK for {topic}"
-        return self._ack_codes[mid][0]
-
-    def publish(self, topic: str, payload: bytes) -> ReasonCode:
-        """Publish at QoS 1 and return the PUBACK reason code."""
-        info = self.client.publish(topic, payload, qos=1)
-        assert self._event(info.mid).wait(TIMEOUT), f"no PUBACK for {topic}"
-        return self._ack_codes[info.mid][0]
-
-    def next_message(self, timeout: float = TIMEOUT) -> mqtt.MQTTMessage | None:
-        try:
-            return self.messages.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def drain(self) -> set[tuple[str, bytes]]:
-        """(topic, payload) of everything that arrives until QUIET_PERIOD passes without one."""
-        received = set()
-        while (message := self.next_message(QUIET_PERIOD)) is not None:
-            received.add((message.topic, message.payload))
-        return received
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 @pytest.fixture
@@ -194,10 +94,6 @@ def device(broker: Broker):
     yield _device
     for client in clients:
         client.close()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def test_device_publishes_and_ingest_receives(connect, device) -> None:
@@ -684,11 +580,17 @@ def renewable_broker() -> Iterator[RenewableBroker]:
 
 
 @contextmanager
-def reloader(broker: RenewableBroker, *, interval_s: int = 1) -> Iterator[subprocess.Popen]:
+def reloader(
+    broker: RenewableBroker, *, interval_s: int = 1, reloaded_files: tuple[Path, ...] = ()
+) -> Iterator[subprocess.Popen]:
     """The sidecar's script, run by Debian's dash as the broker's user, told the broker's PID
     (in a Pod it finds it in the shared process namespace; here other brokers may run)."""
     script = broker.workdir / "reload-tls.sh"
-    script.write_text(render_tls_reloader(tls_dir=str(broker.volume.root), interval_s=interval_s))
+    script.write_text(
+        render_tls_reloader(
+            tls_dir=str(broker.volume.root), interval_s=interval_s, reloaded_files=[str(f) for f in reloaded_files]
+        )
+    )
     script.chmod(0o644)
     log = broker.workdir / "reloader.log"
     with log.open("wb") as handle:
@@ -789,6 +691,65 @@ def test_a_new_ca_restarts_mosquitto(renewable_broker: RenewableBroker) -> None:
     log = (broker.workdir / "reloader.log").read_text()
     assert f"CA changed: restarting mosquitto (pid {broker.proc.pid})" in log, log
     assert "SIGHUP" not in log, log
+
+
+def test_the_reloader_admits_a_user_added_to_the_password_and_acl_files(renewable_broker: RenewableBroker) -> None:
+    """A move adds its bridge's user to the running brokers of both sites: the reloader, told to
+    watch the password and ACL files, has mosquitto re-read them (SIGHUP, per_listener_settings
+    true) and the user logs in and gets its rights, with no restart (the same process, every
+    device connection kept)."""
+    broker = renewable_broker
+    pid = broker.proc.pid
+    password_file, acl_file = broker.workdir / "passwd", broker.workdir / "acl"
+    tls_broker = _tls_broker(broker)
+    newcomer = DeviceClass(name="move-bridge", username="move-bridge", publish=("city/+/+/telemetry",), subscribe=())
+    password = "bridge-pw-7"
+    ingest = Client(tls_broker, "ingest", MQTT_PASSWORDS["ingest"])
+    device_id = unique("p")
+    first = broker.workdir / "v1"
+    cert = make_client_certificate(first / "devices", device_id, first / "ca.crt", first / "ca.key")
+    device = Client(tls_broker, None, None, tls=True, cert=cert)
+    device.client.tls_insecure_set(True)
+
+    def login() -> Client | None:
+        client = Client(tls_broker, newcomer.username, password)
+        reason = client.connect()
+        if reason is not None and not reason.is_failure:
+            return client
+        client.close()
+        return None
+
+    with reloader(broker, reloaded_files=(password_file, acl_file)) as watcher:
+        try:
+            assert not ingest.connect().is_failure
+            assert not ingest.subscribe("city/+/+/telemetry").is_failure
+            assert not device.connect().is_failure
+            assert login() is None, "the user logged in before it was added"
+            # The ACL first: once the password logs in, a reload after both changes took place.
+            acl_file.write_text(render_acl_file((*MQTT_INTERNAL_CLASSES, newcomer)))
+            password_file.write_text(render_password_file(MQTT_PASSWORDS | {newcomer.username: password}))
+            deadline = time.monotonic() + 5  # the reloader looks every second
+            while (admitted := login()) is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert admitted is not None, (broker.workdir / "reloader.log").read_text()
+            try:
+                # Its rights came with it: it may publish telemetry, not commands.
+                assert not admitted.publish(f"city/air/{device_id}/telemetry", b"bridged").is_failure
+                assert admitted.publish(f"city/air/{device_id}/commands", b"forged").is_failure
+            finally:
+                admitted.close()
+            assert ingest.drain() == {(f"city/air/{device_id}/telemetry", b"bridged")}
+            # A device connected before the reload is still connected.
+            assert not device.publish(f"city/parking/{device_id}/telemetry", b"still here").is_failure
+            assert ingest.drain() == {(f"city/parking/{device_id}/telemetry", b"still here")}
+            assert watcher.poll() is None, (broker.workdir / "reloader.log").read_text()
+        finally:
+            device.close()
+            ingest.close()
+    assert broker.proc.pid == pid and broker.proc.poll() is None, "mosquitto restarted instead of reloading"
+    log = (broker.workdir / "reloader.log").read_text()
+    assert log.count(f"password or ACL file changed: sent SIGHUP to mosquitto (pid {pid})") >= 1, log
+    assert "restarting" not in log, log
 
 
 def test_the_reloader_leaves_an_unchanged_certificate_alone(renewable_broker: RenewableBroker) -> None:
