@@ -39,8 +39,9 @@ CA_DIR = "/mosquitto/cas"
 DATA_DIR = "/mosquitto/data"
 CONFIG_HASH = "smartnation.mc/bridge-config-sha256"
 """Rolls the bridge when its configuration (its topics: the phase) changes."""
-RESOURCES = Resources(requests=Compute(cpu="10m", memory="16Mi"), limits=Compute(cpu="500m", memory="128Mi"))
-"""Forwards messages: little CPU, a queue's worth of memory."""
+RESOURCES = Resources(requests=Compute(cpu="10m", memory="16Mi"), limits=Compute(cpu="500m", memory="256Mi"))
+"""Forwards messages: little CPU; memory for its queues, bounded at its brokers' 32 MiB of payloads
+per connection (daemon_config/mosquitto_bridge.py), a source's and the target's at once."""
 SKIP_AWAIT = "pulumi.com/skipAwait"
 QUEUE_SIZE = "256Mi"
 """The bridge's persisted queue: its brokers' bound per connection (32 MiB of payloads) a side."""
