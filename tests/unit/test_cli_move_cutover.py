@@ -392,9 +392,13 @@ def test_the_status_says_where_the_driver_stands_and_when_writes_stopped(cutover
         f"preview, hash-objects, fence, catch-up, verify; next: promote; writes stopped on the source at {stopped} "
         f"(fence {FENCE})"
     ) in out.splitlines()
+    # In the cutover the broker bridge still runs on the target (its commands cross back); the mirror does not.
+    assert "  broker bridge dev-broker-bridge-5f6d: Running, ready, 0 restarts" in out.splitlines()
     assert main(["move", "dev", "--status", "--json"]) == exit_codes.OK
-    driver = json.loads(capsys.readouterr().out)["driver"]
+    status = json.loads(capsys.readouterr().out)
+    driver = status["driver"]
     assert (driver["next"], driver["fence_lsn"], driver["write_pause_s"]) == ("promote", FENCE, None)
+    assert status["target"]["bridge"]["pod"] == "dev-broker-bridge-5f6d" and status["target"]["mirror"] is None
 
 
 def test_a_torn_progress_file_is_a_problem_of_the_status(cutover, stack, monkeypatch, caplog, capsys):

@@ -32,6 +32,7 @@ from smartnation.cli.move_status import STATUS_SQL
 from smartnation.settings import load_settings
 from tests.unit.harness import REPO_ENVIRONMENTS
 from tests.unit.test_cli_move_status import (  # the fake of two clusters `move --status` is tested with
+    BRIDGE_SELECTOR,
     LINK,
     MOVE,
     NAMESPACE,
@@ -337,6 +338,8 @@ def test_replicate_previews_applies_waits_for_lag_0_verifies_and_says_the_next_s
         ("dev-telemetry-ingest-5d8f", True),
         ("dev-telemetry-ingest-5d8f", False),
     ]
+    # The driver's polls leave the broker bridge's Pod to the operator's --status.
+    assert not [call for call in fake.calls if BRIDGE_SELECTOR in call.argv], "no bridge read by the driver"
     assert fake.clusters[TARGET].object_reads == [
         ("dev-object-storage-mirror-7c9b", True),
         ("dev-object-storage-mirror-7c9b", False),

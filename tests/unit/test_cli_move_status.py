@@ -86,9 +86,24 @@ class Cluster:
     """(returncode, stdout, stderr) psql gives instead of the status line."""
     mirror_pods: list[dict[str, Any]] = field(default_factory=lambda: [mirror_pod()])
     """The bucket mirror's Pods (a move's target runs one)."""
+    bridge_pods: list[dict[str, Any]] = field(default_factory=lambda: [bridge_pod()])
+    """The broker bridge's Pods (a move's target runs one in replicate and cutover)."""
 
 
 MIRROR_SELECTOR = "app.kubernetes.io/instance=dev-object-storage,app.kubernetes.io/component=mirror"
+BRIDGE_SELECTOR = "app.kubernetes.io/instance=dev-broker,app.kubernetes.io/component=bridge"
+
+
+def bridge_pod(ready: bool = True, restarts: int = 0, waiting: str | None = None) -> dict[str, Any]:
+    state = {"waiting": {"reason": waiting}} if waiting else {"running": {"startedAt": "2026-11-30T08:00:00Z"}}
+    return {
+        "metadata": {"name": "dev-broker-bridge-5f6d"},
+        "spec": {"containers": [{"name": "mosquitto"}]},
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [{"name": "mosquitto", "ready": ready, "restartCount": restarts, "state": state}],
+        },
+    }
 
 
 def mirror_pod(ready: bool = True, restarts: int = 0, waiting: str | None = None) -> dict[str, Any]:
@@ -141,6 +156,8 @@ class FakeKubectl:
         assert cluster.namespace, f"read inside a namespace that does not exist: {argv}"
         if rest[:2] == ["get", "pods"] and rest[rest.index("-l") + 1] == MIRROR_SELECTOR:
             return self._done(0, json.dumps({"items": cluster.mirror_pods}))
+        if rest[:2] == ["get", "pods"] and rest[rest.index("-l") + 1] == BRIDGE_SELECTOR:
+            return self._done(0, json.dumps({"items": cluster.bridge_pods}))
         if rest[:2] == ["get", "pods"]:
             selector = rest[rest.index("-l") + 1]
             assert selector == "app.kubernetes.io/instance=dev-database,app.kubernetes.io/component=primary", argv
@@ -241,6 +258,7 @@ def test_the_report_says_the_phase_and_what_each_cluster_shows(moving, monkeypat
         "  database dev-database-primary-0: in recovery (standby), replayed up to 0/5000000, received up to "
         "0/5000148, receiver streaming, last replayed transaction 12.5 s ago",
         "  bucket mirror dev-object-storage-mirror-7c9b: Running, ready, 0 restarts",
+        "  broker bridge dev-broker-bridge-5f6d: Running, ready, 0 restarts",
         "read only: nothing was changed",
     ]
 
@@ -263,10 +281,17 @@ def test_the_json_form_holds_every_field_read(moving, monkeypatch, caplog, capsy
     assert source["replication"] == PRIMARY_STATUS["replication"]
     assert target["seconds_since_last_replay"] == 12.5 and target["receiver_status"] == "streaming"
     assert source["problem"] is None and target["problem"] is None
-    # The bucket mirror is read on the target only: the source runs none.
-    assert source["mirror"] is None
+    # The bucket mirror and the broker bridge are read on the target only: the source runs neither.
+    assert source["mirror"] is None and source["bridge"] is None
     assert target["mirror"] == {
         "pod": "dev-object-storage-mirror-7c9b",
+        "phase": "Running",
+        "ready": True,
+        "restarts": 0,
+        "waiting": None,
+    }
+    assert target["bridge"] == {
+        "pod": "dev-broker-bridge-5f6d",
         "phase": "Running",
         "ready": True,
         "restarts": 0,
@@ -280,6 +305,27 @@ def test_a_mirror_that_keeps_failing_is_shown_with_its_reason(moving, monkeypatc
     assert code == exit_codes.OK, "read whole: the mirror's state is a fact, not a read failure"
     assert "  bucket mirror dev-object-storage-mirror-7c9b: Running, not ready (CrashLoopBackOff), 4 restarts" in (
         out.splitlines()
+    )
+
+
+def test_a_bridge_that_keeps_failing_is_shown_with_its_reason(moving, monkeypatch, caplog, capsys):
+    crashing = Cluster(STANDBY_STATUS, bridge_pods=[bridge_pod(ready=False, restarts=3, waiting="CrashLoopBackOff")])
+    code, out, _ = run(monkeypatch, caplog, capsys, FakeKubectl(clusters(monaco_onprem=crashing)), "dev", "--status")
+    assert code == exit_codes.OK, "read whole: the bridge's state is a fact, not a read failure"
+    assert "  broker bridge dev-broker-bridge-5f6d: Running, not ready (CrashLoopBackOff), 3 restarts" in (
+        out.splitlines()
+    )
+
+
+def test_no_bridge_on_the_target_during_a_move_is_named(moving, monkeypatch, caplog, capsys):
+    fake = FakeKubectl(clusters(monaco_onprem=Cluster(STANDBY_STATUS, bridge_pods=[])))
+    code, out, errors = run(monkeypatch, caplog, capsys, fake, "dev", "--status", "--json")
+    assert code == exit_codes.UNREADABLE
+    target = json.loads(out)["target"]
+    assert target["mirror"] is not None, "the mirror was read before"
+    assert target["problem"] == (
+        f"target {TARGET}: no broker bridge Pod in {NAMESPACE} (app.kubernetes.io/instance=dev-broker,"
+        "app.kubernetes.io/component=bridge): is the replicate or cutover phase applied?"
     )
 
 
@@ -485,3 +531,16 @@ def test_its_help_says_it_changes_nothing(capsys) -> None:
             build_parser().parse_args(argv)
         listed = " ".join(capsys.readouterr().out.split())
         assert "move" in listed and "changes nothing" in listed, argv
+
+
+def test_the_complete_phase_reads_no_bridge_and_no_mirror(project, stack, monkeypatch, caplog, capsys):
+    """Declared `complete`: the old site goes, and the bridge and mirror with it: neither is read
+    (a missing one is no problem then)."""
+    with (project / "environments" / "dev.yaml").open("a") as file:
+        file.write("move: {to: monaco-onprem, phase: complete}\n")
+    fake = FakeKubectl(clusters(monaco_onprem=Cluster(STANDBY_STATUS, mirror_pods=[], bridge_pods=[])))
+    code, out, _ = run(monkeypatch, caplog, capsys, fake, "dev", "--status", "--json")
+    target = json.loads(out)["target"]
+    assert (target["bridge"], target["mirror"], target["problem"]) == (None, None, None), target
+    assert code == exit_codes.OK
+    assert not [call for call in fake.calls if BRIDGE_SELECTOR in call.argv or MIRROR_SELECTOR in call.argv]

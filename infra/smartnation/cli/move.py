@@ -105,9 +105,14 @@ def move_status(environment: str, namespace: str | None = None, with_stack: bool
     target = None
     if settings.move is not None:
         profile = load_cluster_profile(settings.move.to, environments_dir())
-        # The bucket mirror runs on the target while replicate is declared (docs/move.md).
-        mirrors = settings.move.phase == "replicate"
-        target = read_site(Site("target", profile.name, profile.context, namespace), environment, env, mirror=mirrors)
+        # The bucket mirror runs on the target while replicate is declared, the broker bridge in
+        # replicate and cutover (docs/move.md). The bridge is the operator's to see, not the
+        # driver's to wait for: its polls (with_stack False) skip it, one kubectl call fewer in the
+        # cutover's write pause.
+        phase = settings.move.phase
+        bridge = with_stack and phase in ("replicate", "cutover")
+        target = read_site(Site("target", profile.name, profile.context, namespace), environment, env,
+                           mirror=phase == "replicate", bridge=bridge)  # fmt: skip
     applied, stack_problem = applied_move(environment) if with_stack else (None, None)
     driver, driver_problem = driver_progress(environment) if with_stack else (None, None)
     return MoveStatus(

@@ -24,7 +24,7 @@ from typing import Any
 from smartnation.cli import compare
 from smartnation.cli.kubectl import Kubectl, KubectlError
 from smartnation.program import naming
-from smartnation.program.components import object_mirror
+from smartnation.program.components import broker_bridge, object_mirror
 from smartnation.program.components.database import SUPERUSER
 
 STATUS_SQL = """\
@@ -92,6 +92,8 @@ class Site:
     database: dict[str, Any] = field(default_factory=lambda: dict.fromkeys(DATABASE_FIELDS))
     mirror: dict[str, Any] | None = None
     """The target's bucket mirror Pod during a move (MIRROR_FIELDS); None on the source, or not read."""
+    bridge: dict[str, Any] | None = None
+    """The target's broker bridge Pod during a move (MIRROR_FIELDS); None on the source, or not read."""
     problem: str | None = None
     """Why the read stopped, naming the cluster and what could not be read; None: all read."""
 
@@ -150,29 +152,50 @@ phase, whether its mirror container is ready, how often it restarted, why it wai
 such as CrashLoopBackOff), each None when there is nothing to say."""
 
 
-def read_site(site: Site, environment: str, env: Mapping[str, str], timeout: float = 60, mirror: bool = False) -> Site:
-    """Fill ``site`` from its cluster; a failure sets ``site.problem`` and stops there. ``mirror``:
-    the site is a move's target, which runs the bucket mirror (read after the database)."""
+def read_site(
+    site: Site,
+    environment: str,
+    env: Mapping[str, str],
+    timeout: float = 60,
+    mirror: bool = False,
+    bridge: bool = False,
+) -> Site:
+    """Fill ``site`` from its cluster; a failure sets ``site.problem`` and stops there. ``mirror``,
+    ``bridge``: the site is a move's target, which runs the bucket mirror (replicate) and the broker
+    bridge (replicate and cutover); their Pods are read after the database."""
     kubectl = Kubectl(site.context, site.namespace, env)
     try:
         _read(site, kubectl, environment, timeout)
         if mirror:
-            _read_mirror(site, kubectl, environment, timeout)
+            site.mirror = _pod_state(kubectl, compare.mirror_reader(environment)[0], object_mirror.MIRROR,
+                                     "bucket mirror", "the replicate phase", timeout)  # fmt: skip
+        if bridge:
+            site.bridge = _pod_state(kubectl, bridge_selector(environment), "mosquitto", "broker bridge",
+                                     "the replicate or cutover phase", timeout)  # fmt: skip
     except (Unreadable, KubectlError) as error:
         site.problem = f"{site.role} {site.cluster}: {error}"
     return site
 
 
-def _read_mirror(site: Site, kubectl: Kubectl, environment: str, timeout: float) -> None:
-    selector = compare.mirror_reader(environment)[0]
+def bridge_selector(environment: str) -> str:
+    """The broker bridge's Pod on a move's target (components/broker_bridge.py)."""
+    broker = naming.names(environment, naming.BROKER)
+    return f"app.kubernetes.io/instance={broker.name},app.kubernetes.io/component={broker_bridge.BRIDGE}"
+
+
+def _pod_state(
+    kubectl: Kubectl, selector: str, container_name: str, what: str, applied_by: str, timeout: float
+) -> dict[str, Any]:
+    """MIRROR_FIELDS of the first Pod ``selector`` finds, for its container ``container_name``;
+    none is a problem naming ``what`` and the phase that deploys it (``applied_by``)."""
     pods = sorted(kubectl.items("pods", "-l", selector, timeout=timeout), key=lambda p: p["metadata"]["name"])
     if not pods:
-        raise Unreadable(f"no bucket mirror Pod in {site.namespace} ({selector}): is the replicate phase applied?")
+        raise Unreadable(f"no {what} Pod in {kubectl.namespace} ({selector}): is {applied_by} applied?")
     pod = pods[0]
     statuses = {c.get("name"): c for c in pod["status"].get("containerStatuses") or []}
-    container = statuses.get(object_mirror.MIRROR, {})
+    container = statuses.get(container_name, {})
     waiting = (container.get("state") or {}).get("waiting") or {}
-    site.mirror = {
+    return {
         "pod": pod["metadata"]["name"],
         "phase": pod["status"].get("phase"),
         "ready": bool(container.get("ready")),
@@ -324,8 +347,8 @@ def _site_lines(site: Site) -> list[str]:
         )
     if not db["replication"] and not db["in_recovery"]:
         lines.append("  replication: no standby connected")
-    if site.mirror is not None:
-        m = site.mirror
-        state = "ready" if m["ready"] else f"not ready ({m['waiting']})" if m["waiting"] else "not ready"
-        lines.append(f"  bucket mirror {m['pod']}: {m['phase']}, {state}, {m['restarts']} restarts")
+    for what, pod in (("bucket mirror", site.mirror), ("broker bridge", site.bridge)):
+        if pod is not None:
+            state = "ready" if pod["ready"] else f"not ready ({pod['waiting']})" if pod["waiting"] else "not ready"
+            lines.append(f"  {what} {pod['pod']}: {pod['phase']}, {state}, {pod['restarts']} restarts")
     return lines
