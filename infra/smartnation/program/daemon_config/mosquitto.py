@@ -108,6 +108,17 @@ def validate_topic_filter(topic: str, *, where: str = "topic") -> None:
 
 # Per client, above its in-flight window: at 2,000 readings/s about 50 s of an ingest's backlog
 # (its window is INGEST_RECEIVE_MAXIMUM more); 32 MiB of payload at most per client.
+LOGGING = (
+    "log_dest stdout",
+    "log_type error",
+    "log_type warning",
+    "log_type notice",
+    "log_type information",
+    "log_timestamp true",
+    "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+)
+"""Every broker's logging (the platform's and a move's bridge): stdout, for the container runtime."""
+
 MAX_QUEUED_MESSAGES = 100_000
 MAX_QUEUED_BYTES = 32 * 1024 * 1024
 
@@ -192,13 +203,7 @@ def render_mosquitto_conf(
         f"max_queued_bytes {MAX_QUEUED_BYTES}",
         "",
         "# --- Logging: stdout only, so the container runtime collects it ---------------------",
-        "log_dest stdout",
-        "log_type error",
-        "log_type warning",
-        "log_type notice",
-        "log_type information",
-        "log_timestamp true",
-        "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+        *LOGGING,
         "connection_messages true",
         "",
         "# --- Internal MQTT listener: in-cluster clients only -----------------------------------",

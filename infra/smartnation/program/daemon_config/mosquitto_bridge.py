@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from smartnation.program.daemon_config.mosquitto import (
+    LOGGING,
     MAX_QUEUED_BYTES,
     MAX_QUEUED_MESSAGES,
     validate_topic_filter,
@@ -116,13 +117,7 @@ def render_bridge_conf(
         "# brokers' bounds instead, by count and by payload bytes.",
         f"max_queued_messages {MAX_QUEUED_MESSAGES}",
         f"max_queued_bytes {MAX_QUEUED_BYTES}",
-        "log_dest stdout",
-        "log_type error",
-        "log_type warning",
-        "log_type notice",
-        "log_type information",
-        "log_timestamp true",
-        "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+        *LOGGING,
         "",
     ]
     for source in sources:
