@@ -25,6 +25,7 @@ import base64
 import json
 import logging
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -149,13 +150,18 @@ def read_side(side: Side, settings: Settings, settle: float) -> Snapshot:
     return snapshot
 
 
-def read_database(side: Side, settings: Settings) -> Snapshot:
-    """One side's database: every table and chunk of every database, the registered devices."""
+def read_database(side: Side, settings: Settings, leave_out: re.Pattern[str] | None = None) -> Snapshot:
+    """One side's database: every table and chunk of every database, the registered devices;
+    ``leave_out``: databases whose names it matches are not read (a move's rollback leaves the
+    source's replaced databases, restore_pod.REPLACED_NAME, beside the restored ones)."""
     snapshot = Snapshot(side.where)
     pod, container, password = primary(side)
     databases = "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' ORDER BY 1;"
     listed = _psql(side, pod, container, password, "postgres", databases)
     for name in listed.split():
+        if leave_out is not None and leave_out.fullmatch(name):
+            log.info("%s: database %s left out", side.where, name)
+            continue
         log.info("%s: reading database %s", side.where, name)
         snapshot.add_lines(_psql(side, pod, container, password, name, DATABASE_SQL))
     registry = settings.city_apis.get(DEVICE_REGISTRY)

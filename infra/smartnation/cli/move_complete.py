@@ -36,6 +36,9 @@ BACKUP_JOB_SECONDS = 1800
 RESTORE_JOB_SECONDS = 3600
 SCRATCH = "final"
 """The scratch databases' suffix: ``<database>_final`` on the new site, dropped after the comparison."""
+READ_WRITE_SQL = "SET default_transaction_read_only = off;\n"
+"""This session's transactions read-write even where the site is fenced (the fence is only the
+server's default, cli/move_cutover.py): what the move itself drops or restores there."""
 BACKUP, BUCKET = "final_backup", "final_backup_bucket"
 """The marks the final-backup step leaves for verify-backup."""
 
@@ -47,14 +50,21 @@ given = json.loads(sys.stdin.readline())
 s3 = boto3.client("s3", endpoint_url=os.environ["S3_ENDPOINT"], region_name="us-east-1",
                   aws_access_key_id=given["user"], aws_secret_access_key=given["password"],
                   config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
-pages = s3.get_paginator("list_objects_v2").paginate(Bucket=given["bucket"], Prefix=given["prefix"])
-for item in [item for page in pages for item in page.get("Contents", [])]:
-    data = s3.get_object(Bucket=given["bucket"], Key=item["Key"])["Body"].read()
-    print(json.dumps({"key": item["Key"], "sha256": hashlib.sha256(data).hexdigest(),
-                      "data": base64.b64encode(data).decode()}), flush=True)
+if "objects" in given:
+    named = [name.split("/", 1) for name in given["objects"]]
+else:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=given["bucket"], Prefix=given["prefix"])
+    named = [[None, item["Key"]] for page in pages for item in page.get("Contents", [])]
+for bucket, key in named:
+    data = s3.get_object(Bucket=bucket or given["bucket"], Key=key)["Body"].read()
+    entry = {"key": key, "sha256": hashlib.sha256(data).hexdigest(), "data": base64.b64encode(data).decode()}
+    if bucket is not None:
+        entry["bucket"] = bucket
+    print(json.dumps(entry), flush=True)
 print("SNSET-DONE", flush=True)
 """
-"""Every object under ``prefix`` of ``bucket``: one JSON line each (key, sha256, base64 bytes)."""
+"""Every object under ``prefix`` of ``bucket``, or each ``bucket/key`` of ``objects`` (then with its
+bucket): one JSON line each (key, sha256, base64 bytes)."""
 
 WRITE_SET_PY = """
 import base64, hashlib, json, os, sys
@@ -69,13 +79,20 @@ for line in sys.stdin:
     data = base64.b64decode(entry["data"])
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         sys.exit("changed on the way: " + entry["key"])
-    s3.put_object(Bucket=given["bucket"], Key=entry["key"], Body=data)
-    back = hashlib.sha256(s3.get_object(Bucket=given["bucket"], Key=entry["key"])["Body"].read()).hexdigest()
-    print("SNSET|" + entry["key"] + "|" + back, flush=True)
+    bucket = entry.get("bucket", given.get("bucket"))
+    s3.put_object(Bucket=bucket, Key=entry["key"], Body=data)
+    back = hashlib.sha256(s3.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()).hexdigest()
+    name = entry["key"] if "bucket" not in entry else bucket + "/" + entry["key"]
+    print("SNSET|" + name + "|" + back, flush=True)
+for name in given.get("delete", []):
+    bucket, key = name.split("/", 1)
+    s3.delete_object(Bucket=bucket, Key=key)
+    print("SNDEL|" + name, flush=True)
 print("SNSET-DONE", flush=True)
 """
-"""Puts each JSON line's object into ``bucket``, checking its sha256 before, and prints the sha256
-read back after: ``SNSET|<key>|<sha256>``."""
+"""Puts each JSON line's object into its ``bucket`` (by default the given one), checking its sha256
+before, and prints the sha256 read back after: ``SNSET|<key>|<sha256>`` (``<bucket>/<key>`` for
+an object named with its bucket); then deletes each ``bucket/key`` of ``delete``: ``SNDEL|<name>``."""
 
 
 class StepFailure(Exception):
@@ -90,58 +107,89 @@ def _target(run: Run, cluster: str) -> restore.Target:
 
 def final_backup(run: Run) -> str:
     source_name = run.settings.cluster.name
-    source = _target(run, source_name)
     began = time.monotonic()
-    try:
-        cronjob = restore.backup_cronjob(source, run.environment)
-        job = restore_pod.backup_job(cronjob, restore._job_name(run.environment, "final"), BACKUP_JOB_SECONDS)
-        dumped = restore.run_job(source, job, timeout=BACKUP_JOB_SECONDS + 30)
-        if not dumped.succeeded:
-            raise StepFailure(f"the backup Job on {source_name} failed ({dumped.reason}): {dumped.logs.strip()[-400:]}")
-        stamp, bucket = restore_pod.uploaded_backup(dumped.logs)
-    except restore_pod.RestoreError as error:
-        raise StepFailure(f"the final backup on {source_name}: {error}") from None
+    stamp, bucket, seconds = run_backup(run, source_name)
     prefix = f"{run.environment}/{stamp}/"
     copied = copy_set(run, bucket, prefix)
     run.marks[BACKUP], run.marks[BUCKET] = stamp, bucket
     return (
-        f"backup {stamp} of {source_name} (dumped in {dumped.seconds:.0f} s) copied into {run.to}'s bucket "
+        f"backup {stamp} of {source_name} (dumped in {seconds:.0f} s) copied into {run.to}'s bucket "
         f"{bucket} under {prefix}: {len(copied)} files, each read back there with the sha256 it had on "
         f"{source_name} ({time.monotonic() - began:.0f} s)"
     )
 
 
-def copy_set(run: Run, bucket: str, prefix: str) -> dict[str, str]:
-    """Every object under ``prefix`` of the old site's ``bucket`` into the new site's, by the two
-    sites' reader Pods; returns key -> sha256 as read back on the new site (each equal to the old)."""
-    sides = {
-        name: compare.side_of(run.environment, name, run.namespace) for name in (run.settings.cluster.name, run.to)
-    }
-    source, target = sides[run.settings.cluster.name], sides[run.to]
+def run_backup(run: Run, cluster: str, what: str = "final") -> tuple[str, str, float]:
+    """``cluster``'s backup CronJob run once (a Job cut from it, never retried): the set's name,
+    its bucket and the seconds it took. The complete phase backs up the source, a rollback the
+    target."""
+    site = _target(run, cluster)
+    try:
+        cronjob = restore.backup_cronjob(site, run.environment)
+        job = restore_pod.backup_job(cronjob, restore._job_name(run.environment, what), BACKUP_JOB_SECONDS)
+        dumped = restore.run_job(site, job, timeout=BACKUP_JOB_SECONDS + 30)
+        if not dumped.succeeded:
+            raise StepFailure(f"the backup Job on {cluster} failed ({dumped.reason}): {dumped.logs.strip()[-400:]}")
+        stamp, bucket = restore_pod.uploaded_backup(dumped.logs)
+    except restore_pod.RestoreError as error:
+        raise StepFailure(f"the {what} backup on {cluster}: {error}") from None
+    return stamp, bucket, dumped.seconds
 
-    def given(side: compare.Side) -> str:
-        return json.dumps({**compare._root_credentials(side), "bucket": bucket, "prefix": prefix}) + "\n"
 
-    pod, container = source.running_pod(compare.reader_selector(run.environment))
-    out = source.kubectl(
-        "exec", "-i", pod, "-c", container, "--", "python3.11", "-c", READ_SET_PY, input=given(source), timeout=3600
-    )
-    lines = out.splitlines()
-    if "SNSET-DONE" not in lines:
-        raise StepFailure(f"reading the backup set on {source.where} stopped early: {out.strip()[-300:]}")
-    entries = [json.loads(line) for line in lines if line.startswith("{")]
-    if not entries:
-        raise StepFailure(f"no file under {bucket}/{prefix} on {source.where}")
+def copy_set(
+    run: Run, bucket: str, prefix: str, *, source: str | None = None, target: str | None = None
+) -> dict[str, str]:
+    """Every object under ``prefix`` of ``source``'s ``bucket`` into ``target``'s, by the two sites'
+    reader Pods; returns key -> sha256 as read back on ``target`` (each equal to the read one).
+    By default from the move's source to its target (the complete phase); a rollback copies back."""
+    return _transfer(run, source or run.settings.cluster.name, target or run.to,
+                     {"bucket": bucket, "prefix": prefix}, f"{bucket}/{prefix}")  # fmt: skip
+
+
+def copy_objects(run: Run, source: str, target: str, names: list[str], delete: list[str]) -> dict[str, str]:
+    """Each ``bucket/key`` of ``names`` from ``source`` into the same bucket and key on ``target``,
+    its sha256 checked before the write and read back after; then each of ``delete`` deleted on
+    ``target``. Returns ``bucket/key`` -> sha256 as read back (a rollback's objects, cli/move_rollback.py)."""
+    return _transfer(run, source, target, {"objects": sorted(names)}, "the objects", delete=sorted(delete))
+
+
+def _transfer(
+    run: Run, source_name: str, target_name: str, selection: dict[str, Any], what: str, delete: list[str] | None = None
+) -> dict[str, str]:
+    source = compare.side_of(run.environment, source_name, run.namespace)
+    target = compare.side_of(run.environment, target_name, run.namespace)
+
+    def given(side: compare.Side, **more: Any) -> str:
+        return json.dumps({**compare._root_credentials(side), **selection, **more}) + "\n"
+
+    entries: list[dict[str, Any]] = []
+    if selection.get("objects") != []:
+        pod, container = source.running_pod(compare.reader_selector(run.environment))
+        out = source.kubectl(
+            "exec", "-i", pod, "-c", container, "--", "python3.11", "-c", READ_SET_PY, input=given(source),
+            timeout=3600,
+        )  # fmt: skip
+        lines = out.splitlines()
+        if "SNSET-DONE" not in lines:
+            raise StepFailure(f"reading {'the backup set' if 'prefix' in selection else what} on {source.where} "
+                              f"stopped early: {out.strip()[-300:]}")  # fmt: skip
+        entries = [json.loads(line) for line in lines if line.startswith("{")]
+        if not entries and "prefix" in selection:
+            raise StepFailure(f"no file under {what} on {source.where}")
     pod, container = target.running_pod(compare.reader_selector(run.environment))
     said = target.kubectl(
         "exec", "-i", pod, "-c", container, "--", "python3.11", "-c", WRITE_SET_PY,
-        input=given(target) + "".join(json.dumps(entry) + "\n" for entry in entries), timeout=3600,
+        input=given(target, **({"delete": delete} if delete else {}))
+        + "".join(json.dumps(entry) + "\n" for entry in entries),
+        timeout=3600,
     )  # fmt: skip
     back = dict(line.split("|")[1:3] for line in said.splitlines() if line.startswith("SNSET|"))
-    wanted = {entry["key"]: entry["sha256"] for entry in entries}
-    if "SNSET-DONE" not in said.splitlines() or back != wanted:
+    wanted = {(f"{e['bucket']}/" if "bucket" in e else "") + e["key"]: e["sha256"] for e in entries}
+    deleted = sorted(line.removeprefix("SNDEL|") for line in said.splitlines() if line.startswith("SNDEL|"))
+    if "SNSET-DONE" not in said.splitlines() or back != wanted or deleted != sorted(delete or []):
         differ = sorted(key for key in wanted if back.get(key) != wanted[key])
-        raise StepFailure(f"the copy on {target.where} is not the backup set: {differ or said.strip()[-300:]}")
+        kind = "the backup set" if "prefix" in selection else what
+        raise StepFailure(f"the copy on {target.where} is not {kind}: {differ or said.strip()[-300:]}")
     return back
 
 
@@ -194,10 +242,12 @@ def read_restored(side: compare.Side, environment: str, databases: list[str]) ->
     return snapshot
 
 
-def drop_restored(side: compare.Side, environment: str, databases: list[str]) -> None:
+def drop_restored(side: compare.Side, environment: str, databases: list[str], suffix: str = SCRATCH) -> None:
+    """The scratch databases ``<database>_<suffix>`` dropped (a killed restore's, or after a comparison).
+    The session asks for read-write itself: a rollback drops them on a fenced site."""
     pod, container, password = compare.primary(side)
-    drops = "".join(f'DROP DATABASE IF EXISTS "{name}_{SCRATCH}" WITH (FORCE);\n' for name in databases)
-    compare._psql(side, pod, container, password, "postgres", drops)
+    drops = "".join(f'DROP DATABASE IF EXISTS "{name}_{suffix}" WITH (FORCE);\n' for name in databases)
+    compare._psql(side, pod, container, password, "postgres", READ_WRITE_SQL + drops)
 
 
 def record(run: Run, stamp: str) -> None:

@@ -40,6 +40,12 @@ SELECT pg_reload_conf();
 """
 """Every transaction begun from now on is read-only unless it asks otherwise (none of the APIs
 does); postgresql.auto.conf keeps it on the volume. Not a transaction: ALTER SYSTEM cannot run in one."""
+UNFENCE_SQL = """\
+ALTER SYSTEM RESET default_transaction_read_only;
+SELECT pg_reload_conf();
+"""
+"""The fence undone (a rollback's last step, cli/move_rollback.py): the server's own default again,
+removed from postgresql.auto.conf. ALTER SYSTEM is allowed in a read-only session."""
 FENCED_SQL = (
     "SELECT json_build_object('read_only', current_setting('default_transaction_read_only') = 'on', "
     "'in_recovery', pg_is_in_recovery())"
@@ -96,45 +102,69 @@ def _sql(run: Run, role: str, sql: str) -> dict[str, Any]:
         raise StepFailure(str(error)) from None
 
 
-def fence(run: Run) -> str:
-    source = run.settings.cluster.name
+def fence(run: Run, role: str = "source") -> str:
+    """Stop the writes on ``role``'s primary: the source in the cutover, the target in a rollback
+    (cli/move_rollback.py), with the same SQL and the same marks."""
+    where = _site(run, role).cluster
     first = run.marks.get(FENCED_AT)
     # When writes stopped: the first fence's time, so a re-run after a crash does not shorten the
     # pause; taken before the statement (a kill -9 right after it must not lose it) and dropped
     # again when this first attempt never stopped a primary's writes (psql failed, or a standby).
     run.marks.setdefault(FENCED_AT, time.time())
     try:
-        _until_fenced(run, source)
+        _until_fenced(run, role)
     except StepFailure:
         if first is None:
             run.marks.pop(FENCED_AT, None)  # no primary's writes were seen stopped by this attempt
         raise
-    ended = _sql(run, "source", END_SESSIONS_SQL)
-    position = _sql(run, "source", FENCE_LSN_SQL).get("fence_lsn")
+    ended = _sql(run, role, END_SESSIONS_SQL)
+    position = _sql(run, role, FENCE_LSN_SQL).get("fence_lsn")
     if lsn(position) is None:
-        raise StepFailure(f"{source}'s database gave no WAL position after the fence")
+        raise StepFailure(f"{where}'s database gave no WAL position after the fence")
     run.marks[FENCE_LSN] = position
     again = " (again: writes stopped at the first fence)" if first is not None else ""
     return (
-        f"writes stopped on {source}{again}: its database is read-only, {ended.get('ended', 0)} client "
+        f"writes stopped on {where}{again}: its database is read-only, {ended.get('ended', 0)} client "
         f"session(s) ended, fence at WAL {position}"
     )
 
 
-def _until_fenced(run: Run, source: str) -> None:
+def _until_fenced(run: Run, role: str) -> None:
     """The fence statement, then until a new session sees it (at most FENCE_WAIT_S)."""
-    _sql(run, "source", FENCE_SQL + FENCED_SQL)
+    where = _site(run, role).cluster
+    _sql(run, role, FENCE_SQL + FENCED_SQL)
     began = time.monotonic()
     while True:
-        seen = _sql(run, "source", FENCED_SQL)
+        seen = _sql(run, role, FENCED_SQL)
         if seen.get("in_recovery"):
-            raise StepFailure(f"{source}'s database is in recovery: it is not the primary this move comes from")
+            comes = "this move comes from" if role == "source" else "the rollback fences"
+            raise StepFailure(f"{where}'s database is in recovery: it is not the primary {comes}")
         if seen.get("read_only") is True:
             return
         if time.monotonic() - began > FENCE_WAIT_S:
             raise StepFailure(
-                f"{source}'s database did not turn read-only within {FENCE_WAIT_S:g} s of the reload "
+                f"{where}'s database did not turn read-only within {FENCE_WAIT_S:g} s of the reload "
                 "(default_transaction_read_only)"
+            )
+        time.sleep(0.2)
+
+
+def unfence(run: Run, role: str) -> None:
+    """UNFENCE_SQL on ``role``'s primary, then until a new session sees writes allowed again (at
+    most FENCE_WAIT_S); run again, it resets an already reset setting, harmless."""
+    where = _site(run, role).cluster
+    _sql(run, role, UNFENCE_SQL + FENCED_SQL)
+    began = time.monotonic()
+    while True:
+        seen = _sql(run, role, FENCED_SQL)
+        if seen.get("in_recovery"):
+            raise StepFailure(f"{where}'s database is in recovery: there is no primary to take writes again")
+        if seen.get("read_only") is False:
+            return
+        if time.monotonic() - began > FENCE_WAIT_S:
+            raise StepFailure(
+                f"{where}'s database still refused writes {FENCE_WAIT_S:g} s after the fence was reset "
+                "(default_transaction_read_only: set elsewhere too, in postgresql.conf or per database?)"
             )
         time.sleep(0.2)
 

@@ -31,6 +31,10 @@ BACKUP_NAME = re.compile(r"\d{8}T\d{6}Z")
 DEFAULT_TIMEOUT_SECONDS = 3600
 MANAGED_BY = "smartnation-restore"
 ROW_MARKER = "ROW"
+READ_WRITE_OPTIONS = "-c default_transaction_read_only=off"
+"""PGOPTIONS of a restore that must write on a fenced primary (restore_job's ``read_write``)."""
+REPLACED_NAME = re.compile(r"[a-z][a-z0-9_]*_replaced_\d{14}")
+"""A live database kept by ``--over-live`` under ``<database>_replaced_<time>`` (cmd_restore's stamp)."""
 
 
 # pg_dump without --create leaves the database's own privileges (CONNECT grants) out of the
@@ -257,9 +261,13 @@ def restore_job(
     cleanup: bool = False,
     over_live: str = "",
     deadline: int = DEFAULT_TIMEOUT_SECONDS,
+    read_write: bool = False,
 ) -> dict[str, Any]:
     """A Job that downloads ``backup`` (mc, init container) and restores it into scratch databases
-    ``<database>_<suffix>`` on the primary (the database image), printing the comparison rows."""
+    ``<database>_<suffix>`` on the primary (the database image), printing the comparison rows.
+    ``read_write``: every session of the restore asks for read-write transactions (PGOPTIONS), so
+    it runs on a fenced primary (a move's rollback restores over the fenced source); without it a
+    fenced primary refuses the restore, as it refuses every default session."""
     check_backup(backup)
     check_suffix(suffix)
     pod = copy.deepcopy(cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"])
@@ -271,19 +279,22 @@ def restore_job(
         volumeMounts=_writable_backup_mounts(download),
     )
     restore = _container(pod, init=True, name="dump")
+    settings = {
+        "SUFFIX": suffix,
+        "COMPARE": str(int(compare)),
+        "CLEANUP": str(int(cleanup)),
+        "OVER_LIVE": str(int(bool(over_live))),
+        "REPLACED": over_live,
+    }
+    if read_write:
+        # libpq's PGOPTIONS reach psql and pg_restore alike: the fence (ALTER SYSTEM's default) is
+        # overridden for these sessions alone; a value the container had is kept before it.
+        had = next((e.get("value", "") for e in restore.get("env") or [] if e["name"] == "PGOPTIONS"), "")
+        settings["PGOPTIONS"] = f"{had} {READ_WRITE_OPTIONS}".strip()
     restore.update(
         name="restore",
         command=["sh", "-c", restore_script()],
-        env=_with_env(
-            restore,
-            {
-                "SUFFIX": suffix,
-                "COMPARE": str(int(compare)),
-                "CLEANUP": str(int(cleanup)),
-                "OVER_LIVE": str(int(bool(over_live))),
-                "REPLACED": over_live,
-            },
-        ),
+        env=_with_env(restore, settings),
         volumeMounts=_writable_backup_mounts(restore),
     )
     pod.update(initContainers=[download], containers=[restore], restartPolicy="Never")
