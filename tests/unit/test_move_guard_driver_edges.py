@@ -368,6 +368,9 @@ def test_the_next_step_of_each_phase_is_said_in_full() -> None:
         "complete": "set `cluster: <the target>` and remove `move:` in environments/dev.yaml (a pull request whose "
         "preview shows no change), then move the state (`smartnation state move dev`, docs/move.md section 5) and "
         "record `move_complete: true`",
+        "rollback": "the source serves the environment again with everything the target took; remove `move:` in "
+        "environments/dev.yaml (keeping `cluster:`) in a pull request: its update deletes the target's side, which "
+        "the program allows now that ConfigMap dev-move-rollback records the verified rollback on the source",
     }
 
 

@@ -15,8 +15,11 @@ CLUSTER`; the file is never edited here): for replicate, preview, apply (`smartn
 until the target streams with lag 0 and its buckets list the source's objects (--timeout, exit 9),
 verify the data (a JSON report, exit 1 on any difference); for cutover, preview, hash the objects,
 stop the writes on the source (the fence), wait until the target replayed up to it, verify,
-promote the target, apply (cli/move_cutover.py). Each step goes to the audit log; a re-run
-resumes after the last finished step (docs/move.md, sections 7 and 8). `--status` also shows where
+promote the target, apply (cli/move_cutover.py); for rollback (back from the cutover), preview,
+apply, fence the target, back it up, copy the set back, restore it over the source's live
+databases, copy the objects back, verify, unfence the source (cli/move_rollback.py). Each step
+goes to the audit log; a re-run resumes after the last finished step (docs/move.md, sections 7
+to 10). `--status` also shows where
 the driver stands (its progress file).
 """
 
@@ -71,7 +74,8 @@ def applied_move(environment: str) -> tuple[dict[str, Any] | None, str | None]:
 
 def driver_progress(environment: str) -> tuple[dict[str, Any] | None, str | None]:
     """What `move --to` recorded (its progress file), ready for the status; and why it could not
-    be read. Steps in the phase's order, the next one, the cutover's fence."""
+    be read. Steps in the phase's order, the next one, the fence: the source's in a cutover, the
+    target's in a rollback (which resumes the writes on the source)."""
     try:
         progress = move_progress.load(environment)
     except move_progress.TornProgress as error:
@@ -92,6 +96,7 @@ def driver_progress(environment: str) -> tuple[dict[str, Any] | None, str | None
         else None,
         "fence_lsn": progress.marks.get(move_cutover.FENCE_LSN),
         "write_pause_s": progress.marks.get("write_pause_s"),
+        "fenced_site": "target" if progress.phase == "rollback" else "source",
     }, None
 
 
@@ -106,11 +111,11 @@ def move_status(environment: str, namespace: str | None = None, with_stack: bool
     if settings.move is not None:
         profile = load_cluster_profile(settings.move.to, environments_dir())
         # The bucket mirror runs on the target while replicate is declared, the broker bridge in
-        # replicate and cutover (docs/move.md). The bridge is the operator's to see, not the
+        # replicate, cutover and rollback (docs/move.md). The bridge is the operator's to see, not the
         # driver's to wait for: its polls (with_stack False) skip it, one kubectl call fewer in the
         # cutover's write pause.
         phase = settings.move.phase
-        bridge = with_stack and phase in ("replicate", "cutover")
+        bridge = with_stack and phase in ("replicate", "cutover", "rollback")
         target = read_site(Site("target", profile.name, profile.context, namespace), environment, env,
                            mirror=phase == "replicate", bridge=bridge)  # fmt: skip
     applied, stack_problem = applied_move(environment) if with_stack else (None, None)
@@ -172,8 +177,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--to",
         metavar="CLUSTER",
         help="drive the phase the environment file declares (its `move.to` must be CLUSTER): replicate (preview, "
-        "apply, wait for lag 0, verify by data) or cutover (preview, hash the objects, stop the writes, catch up, "
-        "verify, promote, apply); resumable, each step in the audit log",
+        "apply, wait for lag 0, verify by data), cutover (preview, hash the objects, stop the writes, catch up, "
+        "verify, promote, apply), complete or rollback (back from the cutover: preview, apply, fence the target, "
+        "back it up, copy and restore it over the source, copy the objects back, verify, unfence the source); "
+        "resumable, each step in the audit log",
     )
     parser.add_argument(
         "--yes", action="store_true", help="with --to: apply without asking (as `smartnation up --yes`)"

@@ -20,7 +20,8 @@ The steps of ``replicate`` (the only phase the program runs today):
    object's sha256, each bucket's count; on the target through the bucket mirror's reader) of
    both namespaces, a JSON report with each side's fingerprints, exit 1 on any difference.
 
-The later phases slot into PHASE_STEPS and NEXT_STEP when the program runs them.
+The cutover's steps are in cli/move_cutover.py, the complete phase's in cli/move_complete.py, the
+rollback's (back from the cutover) in cli/move_rollback.py; PHASE_STEPS lists each phase's.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from smartnation.cli import (
     move_cutover,
     move_objects,
     move_progress,
+    move_rollback,
+    restore_pod,
     up,
     workspace,
 )
@@ -85,6 +88,10 @@ def next_step(environment: str, file: str) -> dict[str, str]:
         "complete": f"set `cluster: <the target>` and remove `move:` in {file} (a pull request whose preview "
         f"shows no change), then move the state (`smartnation state move {environment}`, docs/move.md section "
         "5) and record `move_complete: true`",
+        "rollback": f"the source serves the environment again with everything the target took; remove `move:` "
+        f"in {file} (keeping `cluster:`) in a pull request: its update deletes the target's side, which the "
+        f"program allows now that ConfigMap {environment}-{move_rollback.ROLLBACK_RECORD} records the verified "
+        "rollback on the source",
     }
 
 
@@ -254,10 +261,12 @@ def wait(run: Run) -> str:
         time.sleep(interval)
 
 
-def _object_sides(run: Run) -> tuple[compare.Side, compare.Side, tuple[str, str]]:
+def _object_sides(run: Run) -> tuple[compare.Side, compare.Side, tuple[str, str] | None]:
+    """Both sides and the target's object reader: its bucket mirror's until the cutover removed
+    it, then (a rollback) its reader API's, as on the source (None)."""
     source = compare.side_of(run.environment, run.settings.cluster.name, run.namespace)
     target = compare.side_of(run.environment, run.to, run.namespace)
-    return source, target, compare.mirror_reader(run.environment)
+    return source, target, None if run.phase == "rollback" else compare.mirror_reader(run.environment)
 
 
 def wait_for_mirror(run: Run, began: float) -> str:
@@ -328,9 +337,11 @@ def verify(run: Run) -> str:
         # The brokers beside the databases, not after them (in the cutover this is write pause).
         with ThreadPoolExecutor(1) as pool:
             retained = pool.submit(read_retained_alike, run, source, target)
-            # Both sides at once: each is its own cluster's kubectl and psql.
-            left, right = both(lambda: compare.read_database(source, run.settings),
-                               lambda: compare.read_database(target, run.settings))  # fmt: skip
+            # Both sides at once: each is its own cluster's kubectl and psql. A rollback's restore
+            # keeps the source's replaced databases beside the restored ones: not the move's data.
+            kept = restore_pod.REPLACED_NAME if run.phase == "rollback" else None
+            left, right = both(lambda: compare.read_database(source, run.settings, kept),
+                               lambda: compare.read_database(target, run.settings, kept))  # fmt: skip
             retained_left, retained_right, reads = retained.result()
         if run.phase == "cutover":
             # In the write pause: only what changed since the hash-objects step is hashed again.
@@ -389,8 +400,10 @@ def _cutover_step(action: Callable[[Run], str]) -> Callable[[Run], str]:
             return action(run)
         except move_cutover.StepFailure as failure:
             raise StepFailed(str(failure), exit_codes.TIMED_OUT if failure.timed_out else exit_codes.FAILED) from None
-        except move_complete.StepFailure as failure:
+        except (move_complete.StepFailure, move_rollback.StepFailure) as failure:
             raise StepFailed(str(failure)) from None
+        except restore_pod.RestoreError as error:
+            raise StepFailed(str(error)) from None
         except compare.CompareError as error:
             raise StepFailed(f"a site could not be read: {error}") from None
 
@@ -409,6 +422,13 @@ def catch_up(run: Run) -> str:
     """The target's standby up to the fence, then its buckets (the mirror's passes after the fence)."""
     replayed = _cutover_step(move_cutover.catch_up)(run)
     return f"{replayed}; {wait_for_mirror(run, time.monotonic())}"
+
+
+def verify_rollback(run: Run) -> str:
+    """The verification, its success marked for the rollback's unfence (which needs it)."""
+    said = verify(run)
+    run.marks[move_rollback.VERIFIED] = utc_now()
+    return said
 
 
 Step = tuple[str, Callable[[Run], str]]
@@ -433,6 +453,21 @@ PHASE_STEPS: Mapping[str, tuple[Step, ...]] = {
         ("verify-backup", _cutover_step(move_complete.verify_backup)),
         ("unprotect", _cutover_step(move_complete.unprotect)),
         ("apply", apply),
+    ),
+    # The apply first: the devices are sent back and the bridge carries to the source what they
+    # still publish on the target (held there, unacknowledged, while the source is fenced). Writes
+    # stop on the target at its fence and resume on the source at its unfence: the steps in
+    # between are the write pause, and the source takes writes only once verified equal.
+    "rollback": (
+        ("preview", preview),
+        ("apply", apply),
+        ("fence-target", _cutover_step(move_rollback.fence_target)),
+        ("backup-target", _cutover_step(move_rollback.backup_target)),
+        ("copy-back", _cutover_step(move_rollback.copy_back)),
+        ("restore-source", _cutover_step(move_rollback.restore_source)),
+        ("objects-back", _cutover_step(move_rollback.objects_back)),
+        ("verify", verify_rollback),
+        ("unfence-source", _cutover_step(move_rollback.unfence_source)),
     ),
 }
 """The steps of each phase, in order."""

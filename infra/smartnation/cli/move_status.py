@@ -119,8 +119,9 @@ class MoveStatus:
     """Why the stack's outputs could not be read; None: read (or not asked for)."""
     driver: dict[str, Any] | None = None
     """What `move --to` recorded of the declared phase in its progress file (cli/move.py's
-    driver_progress): file, phase, to, finished steps in order, next, and the cutover's fence
-    (fenced_at, fence_lsn, write_pause_s); None when there is no such file."""
+    driver_progress): file, phase, to, finished steps in order, next, and the fence (fenced_at,
+    fence_lsn, write_pause_s; fenced_site: the source in a cutover, the target in a rollback); None
+    when there is no such file."""
     driver_problem: str | None = None
     """Why the progress file could not be read (torn); None: read, or none there."""
 
@@ -313,10 +314,13 @@ def _driver_line(driver: dict[str, Any]) -> str:
         f"driver ({driver['file']}): phase {driver['phase']} to {driver['to']}, steps finished: {finished}; "
         f"next: {driver['next'] or 'none, the phase is done'}"
     )
+    # The cutover fences the source and resumes on the target; a rollback the other way round.
+    stopped = driver.get("fenced_site", "source")
+    resumed = "source" if stopped == "target" else "target"
     if driver.get("fenced_at"):
-        line += f"; writes stopped on the source at {driver['fenced_at']} (fence {driver.get('fence_lsn') or '?'})"
+        line += f"; writes stopped on the {stopped} at {driver['fenced_at']} (fence {driver.get('fence_lsn') or '?'})"
     if driver.get("write_pause_s") is not None:
-        line += f", resumed on the target after {driver['write_pause_s']} s"
+        line += f", resumed on the {resumed} after {driver['write_pause_s']} s"
     return line
 
 

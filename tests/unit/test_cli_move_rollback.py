@@ -1,0 +1,575 @@
+"""`smartnation move ENV --to CLUSTER` in the rollback phase (cli/move_rollback.py and the driver):
+back from the cutover, with the engine, kubectl and psql stood in at the process boundary (the
+cutover tests' fake of two databases, here Düsseldorf fenced by the cutover and Monaco a promoted
+primary) and the Jobs and the copies between the sites stood in at move_complete's functions
+(their own tests: test_cli_move_complete.py). The order of the steps (the apply first, the
+source unfenced last and only once verified), the SQL per site, the restore's read-write sessions
+under the fence, the objects' copy and delete plan, the refusals, a resume after a kill between
+steps, and the write pause.
+
+The settings are stood in with `phase: rollback` (the file says cutover): the program side adds
+that phase to the settings in its own change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from smartnation.cli import (
+    compare,
+    exit_codes,
+    move,
+    move_complete,
+    move_cutover,
+    move_driver,
+    move_rollback,
+    restore,
+    restore_pod,
+)
+from smartnation.cli.compare_data import DATABASE_SQL
+from smartnation.cli.move_status import _driver_line
+from smartnation.settings import load_settings
+from tests.unit import test_cli_move_driver as driver_tests
+from tests.unit.test_cli_move_complete import CRONJOB
+from tests.unit.test_cli_move_cutover import CUTOVER, FENCE, Cutover, Database, WallClock
+from tests.unit.test_cli_move_driver import OBJECTS, PRIMARY_STATUS, audit_lines, drive, progress
+from tests.unit.test_cli_move_status import NAMESPACE, SOURCE, TARGET
+
+pytestmark = pytest.mark.unit
+project, stack = driver_tests.project, driver_tests.stack  # the driver tests' fixtures
+
+STEPS = ("preview", "apply", "fence-target", "backup-target", "copy-back", "restore-source", "objects-back",
+         "verify", "unfence-source")  # fmt: skip
+STAMP = "20261201T100000Z"
+REPLACED_DB = "telemetry_replaced_20261201095000"
+"""A database an --over-live restore kept on the source: not the move's data."""
+SOURCE_OBJECTS = {
+    **OBJECTS,
+    "open-data/readme.txt": (12, "00" * 32),  # another content on Düsseldorf: Monaco's overwrote it
+    "open-data/gone.csv": (3, "11" * 32),  # deleted on Monaco since the cutover
+}
+TARGET_OBJECTS = {**OBJECTS, "open-data/new.csv": (5, "22" * 32)}  # written on Monaco since the cutover
+
+
+class Rollback(Cutover):
+    """Both sites as the cutover left them, answering the unfence, the record and the databases'
+    listing (the source with a replaced database beside the live ones)."""
+
+    def __init__(self, clusters: dict[str, Any], events: list[str]) -> None:
+        super().__init__(clusters)
+        self.events = events
+        self.applied: list[tuple[str, dict[str, Any]]] = []
+        self.databases_read: list[tuple[str, str]] = []
+        self.refuse_record = False
+
+    def __call__(self, argv, env=None, input=None, capture_output=False, text=False, timeout=None, **_):
+        site = self.clusters.get(argv[2]) if len(argv) > 2 else None
+        rest = list(argv[5:]) if argv[3:4] == ["-n"] else []
+        if site is not None and rest[:3] == ["apply", "-f", "-"]:
+            self.calls.append(SimpleNamespace(argv=list(argv), input=input))
+            if self.refuse_record:
+                return self._done(1, "", "error: the server is currently unable to handle the request")
+            self.applied.append((argv[2], json.loads(input)))
+            self.events.append(f"record on {argv[2]}")
+            return self._done(0, "configmap/dev-move-rollback configured\n")
+        sql = input.split("\n", 1)[1] if input and "\n" in input else ""
+        if site is not None and "exec" in argv and sql.startswith("SELECT datname FROM pg_database"):
+            self.calls.append(SimpleNamespace(argv=list(argv), input=input))
+            extra = f"{REPLACED_DB}\n" if argv[2] == SOURCE else ""
+            return self._done(0, f"telemetry\ndevice_registry\n{extra}")
+        if site is not None and "exec" in argv and sql == DATABASE_SQL:
+            self.databases_read.append((argv[2], argv[-1]))
+            if argv[-1] == REPLACED_DB:
+                self.calls.append(SimpleNamespace(argv=list(argv), input=input))
+                return self._done(0, f"SNCMP|tables|{REPLACED_DB}.public.readings|rows=250 sum=1\n")
+        return super().__call__(argv, env=env, input=input, capture_output=capture_output, text=text, timeout=timeout)
+
+    def _database(self, site: Database, sql: str) -> dict[str, Any] | None:
+        name = next(name for name, known in self.clusters.items() if known is site)
+        if sql.startswith(move_cutover.UNFENCE_SQL):
+            site.said.append("unfence")
+            self.events.append(f"unfence {name}")
+            site.fenced = False
+            return self._fenced(site)
+        if sql.startswith(move_cutover.FENCE_SQL):
+            self.events.append(f"fence {name}")
+        return super()._database(site, sql)
+
+
+def sites(events: list[str], *, source_fenced: bool = True, target: dict[str, Any] | None = None) -> Rollback:
+    source = Database(None, fenced=source_fenced, fenced_reads=10, objects=[dict(SOURCE_OBJECTS)])
+    monaco = Database(PRIMARY_STATUS, objects=[dict(TARGET_OBJECTS)], **(target or {}))
+    return Rollback({SOURCE: source, TARGET: monaco}, events)
+
+
+@dataclasses.dataclass
+class Moves:
+    """move_complete's Jobs and copies between the sites, stood in: what ran, in order; the object
+    copy applied to the fake sites so the verification reads what it would."""
+
+    events: list[str]
+    fake: Rollback | None = None
+    jobs: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
+    copies: list[tuple[str, str, list[str], list[str]]] = dataclasses.field(default_factory=list)
+    restore_result: restore.JobResult = restore.JobResult(True, 6.0, "restore: done\n")
+    kill_at_restore: bool = False
+
+    def run_backup(self, run: Any, cluster: str, what: str = "final") -> tuple[str, str, float]:
+        self.events.append(f"backup {cluster} ({what})")
+        move_driver.time.sleep(4.0)  # the Job's time, in the write pause
+        return STAMP, "backups", 4.0
+
+    def copy_set(self, run: Any, bucket: str, prefix: str, *, source: str | None = None,
+                 target: str | None = None) -> dict[str, str]:  # fmt: skip
+        self.events.append(f"copy set {bucket}/{prefix} {source} -> {target}")
+        return {f"dev/{STAMP}/manifest": "ab", f"dev/{STAMP}/telemetry.dump": "cd"}
+
+    def drop_restored(self, side: Any, environment: str, databases: list[str], suffix: str = "final") -> None:
+        self.events.append(f"drop {side.cluster} *_{suffix}")
+
+    def run_job(self, target: restore.Target, job: dict[str, Any], timeout: float) -> restore.JobResult:
+        self.jobs.append((target.context, job))
+        self.events.append(f"restore job on {target.context}")
+        if self.kill_at_restore:
+            raise Killed
+        move_driver.time.sleep(self.restore_result.seconds)
+        return self.restore_result
+
+    def copy_objects(self, run: Any, source: str, target: str, names: list[str], delete: list[str]) -> dict[str, str]:
+        self.copies.append((source, target, names, delete))
+        self.events.append(f"copy objects {source} -> {target}")
+        assert self.fake is not None
+        to, came = self.fake.clusters[target], self.fake.clusters[source]
+        objects = {key: value for key, value in to.objects[-1].items() if key not in delete}
+        objects.update({key: came.objects[-1][key] for key in names})
+        to.objects = [objects]
+        return {name: came.objects[-1][name][1] for name in names}
+
+
+class Killed(BaseException):
+    """A kill -9 in the middle of a step (the test puts back the progress file the kill would leave)."""
+
+
+@pytest.fixture
+def rollback(project: Path, stack, monkeypatch) -> Path:
+    """dev declared in rollback (stood in), the stack's last phase cutover, one clock for all."""
+    with (project / "environments" / "dev.yaml").open("a") as file:
+        file.write(CUTOVER)
+
+    def in_rollback(environment: str, environments: Path | None = None) -> Any:
+        settings = load_settings(environment, environments)
+        assert settings.move is not None
+        return dataclasses.replace(settings, move=dataclasses.replace(settings.move, phase="rollback"))
+
+    monkeypatch.setattr(move_driver, "load_settings", in_rollback)
+    monkeypatch.setattr(move, "load_settings", in_rollback)
+    stack.move = {**driver_tests.APPLIED, "phase": "cutover", "serving": TARGET}
+    clock = WallClock()
+    for module in (move_driver, move_cutover, move_rollback):
+        monkeypatch.setattr(module, "time", clock)
+    return project
+
+
+@pytest.fixture
+def moves(monkeypatch, stack) -> Moves:
+    events: list[str] = []
+    stood = Moves(events)
+    for name in ("run_backup", "copy_set", "drop_restored", "copy_objects"):
+        monkeypatch.setattr(move_complete, name, getattr(stood, name))
+    monkeypatch.setattr(restore, "backup_cronjob", lambda target, environment: CRONJOB)
+    monkeypatch.setattr(restore, "run_job", stood.run_job)
+    up = stack.up
+    stack.up = lambda **kwargs: (events.append("apply"), up(**kwargs))[1]
+    return stood
+
+
+def run_rollback(monkeypatch, caplog, capsys, moves: Moves, fake: Rollback, *args: str) -> tuple[int, str, str]:
+    moves.fake = fake
+    return drive(monkeypatch, caplog, capsys, fake, "--yes", *args)
+
+
+def test_rollback_applies_first_then_carries_everything_back_and_unfences_the_source_last(
+    rollback, stack, moves, monkeypatch, caplog, capsys
+):
+    fake = sites(moves.events)
+    code, out, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
+    assert code == exit_codes.OK, errors
+    lines = out.splitlines()
+    assert lines[0] == f"dev (environments/dev.yaml): move from {SOURCE} to {TARGET}, phase rollback"
+    assert [line.split("]")[0] + "]" for line in lines if line.startswith("[") and " finished " in line] == [
+        f"[{n}/9 {step}]" for n, step in enumerate(STEPS, start=1)
+    ]
+    # The apply first (devices sent back, the bridge reversed), the source unfenced last, after the record's check.
+    assert moves.events == [
+        "apply",
+        f"fence {TARGET}",
+        f"backup {TARGET} (rollback)",
+        f"copy set backups/dev/{STAMP}/ {TARGET} -> {SOURCE}",
+        f"drop {SOURCE} *_rollback",
+        f"restore job on {SOURCE}",
+        f"copy objects {TARGET} -> {SOURCE}",
+        f"unfence {SOURCE}",
+        f"record on {SOURCE}",
+    ]
+    source, target = fake.clusters[SOURCE], fake.clusters[TARGET]
+    # The cutover's fence on Monaco (the same SQL), its reset on Düsseldorf, nothing else of either.
+    assert target.said == ["fence", "end sessions", "fence lsn"]
+    assert source.said == ["unfence"] and not source.fenced and target.fenced
+    # The restore: over the live databases on Düsseldorf, read-write in its sessions, the live ones kept.
+    ((context, job),) = moves.jobs
+    assert context == SOURCE
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["PGOPTIONS"] == "-c default_transaction_read_only=off"
+    assert (env["OVER_LIVE"], env["SUFFIX"], env["COMPARE"], env["CLEANUP"]) == ("1", "rollback", "0", "0")
+    assert env["REPLACED"].startswith("replaced_") and len(env["REPLACED"]) == len("replaced_20261201100000")
+    assert job["spec"]["template"]["spec"]["initContainers"][0]["env"][-1] == {"name": "BACKUP", "value": STAMP}
+    # Monaco's objects are the truth: the new and the overwritten copied, the one gone deleted.
+    assert moves.copies == [(TARGET, SOURCE, ["open-data/new.csv", "open-data/readme.txt"], ["open-data/gone.csv"])]
+    assert "  objects: 3 on monaco-onprem, 3 on dusseldorf-test: 2 to copy, 1 to delete" in lines
+    # The verification: both sites through their reader API, the replaced database not read.
+    report = json.loads(Path(next(line for line in lines if line.startswith("  report "))[9:]).read_text())
+    assert report["phase"] == "rollback" and report["equal"] is True
+    assert (SOURCE, REPLACED_DB) not in fake.databases_read and (SOURCE, "telemetry") in fake.databases_read
+    assert {pod for pod, _ in target.object_reads} == {"dev-telemetry-ingest-5d8f"}, "no bucket mirror any more"
+    # The record on the source, and the write pause from Monaco's fence to Düsseldorf's unfence.
+    ((where, config_map),) = fake.applied
+    assert where == SOURCE and config_map["metadata"] == {
+        "name": "dev-move-rollback", "namespace": NAMESPACE,
+        "labels": {"app.kubernetes.io/managed-by": "smartnation-move"},
+    }  # fmt: skip
+    assert config_map["data"]["verified"] == "true" and config_map["data"]["from"] == TARGET
+    assert time.strptime(config_map["data"]["at"], "%Y-%m-%dT%H:%M:%SZ")
+    saved = progress(rollback)
+    pause = saved["marks"]["write_pause_s"]
+    assert pause == 10.0, "the backup's 4 s and the restore's 6 s, from Monaco's fence to Düsseldorf's unfence"
+    assert saved["marks"]["fence_lsn"] == FENCE
+    (unfenced,) = [line for line in lines if line.startswith("[9/9 unfence-source] finished")]
+    assert f"{SOURCE}'s database takes writes again: the write pause was {pause:.1f} s (writes stopped on {TARGET}" in (
+        unfenced
+    )
+    assert (stack.previews, stack.updates) == (1, 1)
+    assert audit_lines(rollback) == [(step, result) for step in STEPS for result in ("started", "finished")]
+    assert lines[-1].startswith("next: the source serves the environment again with everything the target took")
+
+
+def test_the_status_says_the_rollback_stopped_writes_on_the_target_and_resumed_them_on_the_source(
+    rollback, stack, moves, monkeypatch, caplog, capsys
+):
+    fake = sites(moves.events)
+    moves.restore_result = restore.JobResult(False, 3.0, "--- restore ---\npg_restore: error", "BackoffLimitExceeded")
+    assert run_rollback(monkeypatch, caplog, capsys, moves, fake)[0] == exit_codes.FAILED
+    driver, problem = move.driver_progress("dev")
+    assert problem is None and driver is not None
+    stopped = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(progress(rollback)["marks"]["fenced_at"]))
+    assert _driver_line(driver).endswith(
+        "steps finished: preview, apply, fence-target, backup-target, copy-back; next: restore-source; writes "
+        f"stopped on the target at {stopped} (fence {FENCE})"
+    )
+    moves.restore_result = restore.JobResult(True, 6.0, "restore: done\n")
+    assert run_rollback(monkeypatch, caplog, capsys, moves, fake)[0] == exit_codes.OK
+    driver, _ = move.driver_progress("dev")
+    assert driver is not None and driver["fenced_site"] == "target"
+    assert _driver_line(driver).endswith(f", resumed on the source after {driver['write_pause_s']} s")
+    # The cutover's line is unchanged: writes stopped on the source, resumed on the target.
+    cutover = {**driver, "phase": "cutover", "fenced_site": "source"}
+    assert "writes stopped on the source at" in _driver_line(cutover)
+    assert _driver_line(cutover).endswith(f", resumed on the target after {driver['write_pause_s']} s")
+
+
+def test_a_difference_stops_the_rollback_and_the_source_stays_fenced(
+    rollback, stack, moves, monkeypatch, caplog, capsys
+):
+    fake = sites(moves.events)
+    fake.clusters[SOURCE].tables = [fake.clusters[SOURCE].tables[0].replace("rows=300", "rows=299")]
+    code, _, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
+    assert code == exit_codes.FAILED
+    assert "differ in" in errors and "[8/9 verify]" in errors
+    assert fake.clusters[SOURCE].said == [] and fake.clusters[SOURCE].fenced, "not unfenced"
+    assert fake.applied == [], "no record"
+    assert audit_lines(rollback)[-1] == ("verify", "failed")
+    assert "write_pause_s" not in progress(rollback)["marks"]
+    # Run again with the difference still there: verify again, still no unfence.
+    assert run_rollback(monkeypatch, caplog, capsys, moves, fake)[0] == exit_codes.FAILED
+    assert fake.clusters[SOURCE].said == []
+
+
+def test_a_source_that_is_not_fenced_is_not_restored_over(rollback, stack, moves, monkeypatch, caplog, capsys):
+    fake = sites(moves.events, source_fenced=False)
+    code, _, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
+    assert code == exit_codes.FAILED
+    assert (
+        f"{SOURCE}'s database is not fenced (default_transaction_read_only is off): its APIs could write while the "
+        "restore replaces their databases; nothing was restored"
+    ) in errors
+    assert moves.jobs == [] and moves.copies == [] and fake.applied == []
+    assert audit_lines(rollback)[-1] == ("restore-source", "failed")
+
+
+def test_a_target_in_recovery_is_not_fenced_and_nothing_is_backed_up(
+    rollback, stack, moves, monkeypatch, caplog, capsys
+):
+    fake = sites(moves.events)
+    fake.clusters[TARGET].__class__ = InRecovery
+    code, _, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
+    assert code == exit_codes.FAILED
+    assert f"{TARGET}'s database is in recovery: it is not the primary the rollback fences" in errors
+    assert moves.events == ["apply", f"fence {TARGET}"]
+    assert "fenced_at" not in progress(rollback)["marks"], "no writes were seen stopped"
+
+
+class InRecovery(Database):
+    """A site whose database answers the fence's check from recovery (a standby)."""
+
+
+@pytest.fixture(autouse=True)
+def _in_recovery(monkeypatch) -> None:
+    fenced = Cutover._fenced
+
+    def answer(site: Database) -> dict[str, Any]:
+        said = fenced(site)
+        return {**said, "in_recovery": True} if isinstance(site, InRecovery) else said
+
+    monkeypatch.setattr(Cutover, "_fenced", staticmethod(answer))
+
+
+def test_a_kill_between_steps_resumes_there_and_the_pause_counts_from_the_first_fence(
+    rollback, stack, moves, monkeypatch, caplog, capsys
+):
+    fake = sites(moves.events)
+    moves.kill_at_restore = True
+    path = rollback / ".smartnation" / "move" / "dev.json"
+    left: list[str] = []
+    save = driver_tests.move_progress.save
+
+    def saving(progress_now: Any) -> Path:
+        written = save(progress_now)
+        left.append(written.read_text())
+        return written
+
+    monkeypatch.setattr(move_driver.move_progress, "save", saving)
+    with pytest.raises(Killed):
+        run_rollback(monkeypatch, caplog, capsys, moves, fake)
+    # What a kill -9 leaves: the file as of the last finished step (not the failure's save).
+    path.write_text(left[-2])
+    first = progress(rollback)
+    assert sorted(first["finished"]) == sorted(STEPS[:5])
+    fenced_at = first["marks"]["fenced_at"]
+
+    move_driver.time.sleep(100)  # a while later, the operator runs it again
+    moves.kill_at_restore = False
+    events_before = len(moves.events)
+    code, out, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
+    assert code == exit_codes.OK, errors
+    assert moves.events[events_before:] == [
+        f"drop {SOURCE} *_rollback",  # the killed restore's scratch databases first
+        f"restore job on {SOURCE}",
+        f"copy objects {TARGET} -> {SOURCE}",
+        f"unfence {SOURCE}",
+        f"record on {SOURCE}",
+    ]
+    assert [line for line in out.splitlines() if "not redone" in line][-1].startswith("[5/9 copy-back] finished at")
+    saved = progress(rollback)
+    assert saved["marks"]["fenced_at"] == fenced_at
+    assert saved["marks"]["write_pause_s"] >= 100, "measured from when the writes stopped on the target"
+    assert (stack.updates, fake.clusters[TARGET].said.count("fence")) == (1, 1)
+
+
+def test_the_unfence_needs_the_verification_and_the_fence_in_this_rollback() -> None:
+    run = SimpleNamespace(marks={"fenced_at": 1.0}, settings=SimpleNamespace(cluster=SimpleNamespace(name=SOURCE)))
+    with pytest.raises(move_rollback.StepFailure) as failed:
+        move_rollback.unfence_source(run)
+    assert (
+        str(failed.value) == f"the verify step has not found both sites equal in this rollback: {SOURCE} stays fenced"
+    )
+    run.marks = {move_rollback.VERIFIED: "2026-12-01T10:00:00Z"}
+    with pytest.raises(move_rollback.StepFailure) as failed:
+        move_rollback.unfence_source(run)
+    assert "the fence-target step runs first" in str(failed.value)
+    for step in (move_rollback.copy_back, move_rollback.restore_source):
+        with pytest.raises(move_rollback.StepFailure) as failed:
+            step(SimpleNamespace(marks={}, settings=run.settings))
+        assert "the backup-target step runs first" in str(failed.value)
+
+
+def test_a_target_whose_fence_was_reset_is_not_backed_up(monkeypatch) -> None:
+    monkeypatch.setattr(move_cutover, "_sql", lambda run, role, sql: {"read_only": False, "in_recovery": False})
+    monkeypatch.setattr(move_complete, "run_backup", lambda *a: pytest.fail("backed up an unfenced target"))
+    with pytest.raises(move_rollback.StepFailure) as failed:
+        move_rollback.backup_target(SimpleNamespace(to=TARGET, marks={}))
+    assert f"{TARGET}'s database is not fenced" in str(failed.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "copy", "delete"),
+    [
+        ({}, {}, [], []),
+        ({"b/k": "size=1 sha256=aa"}, {"b/k": "size=1 sha256=aa"}, [], []),
+        ({}, {"b/new": "size=1 sha256=aa"}, ["b/new"], []),
+        ({"b/k": "size=1 sha256=aa"}, {"b/k": "size=1 sha256=bb"}, ["b/k"], []),
+        ({"b/k": "size=1 sha256=aa"}, {"b/k": "size=2 sha256=aa"}, ["b/k"], []),
+        ({"b/old": "size=1 sha256=aa", "c/k": "size=1 sha256=cc"}, {"c/k": "size=1 sha256=cc"}, [], ["b/old"]),
+        ({"b/z": "size=1 sha256=aa", "b/x": "size=1"}, {"b/y": "size=1 sha256=aa", "b/x": "size=1 sha256=ff"},
+         ["b/x", "b/y"], ["b/z"]),
+    ],
+)  # fmt: skip
+def test_the_objects_plan_makes_the_source_the_target(source, target, copy, delete) -> None:
+    assert move_rollback.plan(source, target) == (copy, delete)
+
+
+def test_the_restore_asks_for_read_write_sessions_only_when_told() -> None:
+    def env(job: dict[str, Any], which: str) -> dict[str, str]:
+        spec = job["spec"]["template"]["spec"]
+        container = (spec["containers"] if which == "restore" else spec["initContainers"])[0]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    normal = restore_pod.restore_job(CRONJOB, "j", STAMP, "restore")
+    assert "PGOPTIONS" not in env(normal, "restore"), "a normal restore is refused by a fenced primary"
+    fenced = restore_pod.restore_job(CRONJOB, "j", STAMP, "rollback", over_live="replaced_1", read_write=True)
+    assert env(fenced, "restore")["PGOPTIONS"] == "-c default_transaction_read_only=off"
+    assert "PGOPTIONS" not in env(fenced, "download"), "only the database sessions"
+    had = json.loads(json.dumps(CRONJOB))
+    dump = had["spec"]["jobTemplate"]["spec"]["template"]["spec"]["initContainers"][0]
+    dump["env"] = [{"name": "PGOPTIONS", "value": "-c statement_timeout=0"}]
+    kept = restore_pod.restore_job(had, "j", STAMP, "rollback", read_write=True)
+    assert env(kept, "restore")["PGOPTIONS"] == "-c statement_timeout=0 -c default_transaction_read_only=off"
+    # psql and pg_restore both read PGOPTIONS (libpq): the script connects with no option of its own
+    # that would set the default back.
+    assert "default_transaction_read_only" not in restore_pod.restore_script()
+
+
+def test_the_verification_leaves_out_only_replaced_databases() -> None:
+    assert restore_pod.REPLACED_NAME.fullmatch(REPLACED_DB)
+    assert restore_pod.REPLACED_NAME.fullmatch(time.strftime("telemetry_replaced_%Y%m%d%H%M%S", time.gmtime()))
+    for name in ("telemetry", "telemetry_rollback", "telemetry_replaced_1", "device_registry_final"):
+        assert not restore_pod.REPLACED_NAME.fullmatch(name)
+
+
+def test_the_drop_of_scratch_databases_runs_read_write(monkeypatch) -> None:
+    said: list[str] = []
+    monkeypatch.setattr(compare, "primary", lambda side: ("pod", "c", "pw"))
+    monkeypatch.setattr(compare, "_psql", lambda side, pod, container, password, database, sql: said.append(sql))
+    move_complete.drop_restored(SimpleNamespace(), "dev", ["telemetry", "device_registry"], "rollback")
+    assert said == [
+        "SET default_transaction_read_only = off;\n"
+        'DROP DATABASE IF EXISTS "telemetry_rollback" WITH (FORCE);\n'
+        'DROP DATABASE IF EXISTS "device_registry_rollback" WITH (FORCE);\n'
+    ]
+
+
+FAKE_BOTO3 = """
+STORE = {"open-data": {"readme.txt": b"new text", "new.csv": b"a,b"}, "archive": {"x/1.bin": b"one"}}
+DELETED = []
+class _Body:
+    def __init__(self, data): self.data = data
+    def read(self): return self.data
+class _S3:
+    def get_object(self, Bucket, Key): return {"Body": _Body(STORE[Bucket][Key])}
+    def put_object(self, Bucket, Key, Body): STORE.setdefault(Bucket, {})[Key] = Body
+    def delete_object(self, Bucket, Key): STORE[Bucket].pop(Key, None); DELETED.append(Bucket + "/" + Key)
+def client(*a, **k): return _S3()
+"""
+
+
+def _script(tmp_path: Path, script: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "boto3.py").write_text(FAKE_BOTO3)
+    (tmp_path / "botocore").mkdir(exist_ok=True)
+    (tmp_path / "botocore" / "__init__.py").write_text("")
+    (tmp_path / "botocore" / "config.py").write_text("class Config:\n    def __init__(self, **kw): pass\n")
+    return subprocess.run([sys.executable, "-c", script], input=stdin, capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(tmp_path), "S3_ENDPOINT": "https://minio:9000"})  # fmt: skip
+
+
+def test_the_in_pod_scripts_copy_named_objects_of_several_buckets_and_delete(tmp_path: Path) -> None:
+    names = ["archive/x/1.bin", "open-data/readme.txt"]
+    given = {"user": "u", "password": "p", "objects": names}
+    read = _script(tmp_path, move_complete.READ_SET_PY, json.dumps(given) + "\n")
+    assert read.returncode == 0, read.stderr
+    entries = [json.loads(line) for line in read.stdout.splitlines() if line.startswith("{")]
+    assert [(e["bucket"], e["key"]) for e in entries] == [("archive", "x/1.bin"), ("open-data", "readme.txt")]
+    assert entries[1]["sha256"] == hashlib.sha256(b"new text").hexdigest()
+    stdin = (
+        json.dumps({**given, "delete": ["open-data/gone.csv"]}) + "\n" + "".join(json.dumps(e) + "\n" for e in entries)
+    )
+    wrote = _script(tmp_path, move_complete.WRITE_SET_PY, stdin)
+    assert wrote.returncode == 0, wrote.stderr
+    assert wrote.stdout.splitlines() == [
+        f"SNSET|archive/x/1.bin|{hashlib.sha256(b'one').hexdigest()}",
+        f"SNSET|open-data/readme.txt|{entries[1]['sha256']}",
+        "SNDEL|open-data/gone.csv",
+        "SNSET-DONE",
+    ]
+
+
+def test_copy_objects_checks_each_copy_and_each_delete(monkeypatch) -> None:
+    class Side:
+        def __init__(self, where: str, answer: str) -> None:
+            self.where, self.answer, self.given = where, answer, []
+
+        def running_pod(self, selector: str) -> tuple[str, str]:
+            return ("dev-telemetry-ingest-0", "telemetry-ingest")
+
+        def kubectl(self, *args: str, input: str = "", timeout: float = 0) -> str:
+            self.given.append(input)
+            return self.answer
+
+    entry = {"bucket": "open-data", "key": "new.csv", "sha256": "ab", "data": "YSxi"}
+    run = SimpleNamespace(environment="dev", namespace=NAMESPACE)
+    monkeypatch.setattr(compare, "_root_credentials", lambda side: {"user": "root", "password": "pw"})
+    for written, ok in (
+        ("SNSET|open-data/new.csv|ab\nSNDEL|open-data/gone.csv\nSNSET-DONE\n", True),
+        ("SNSET|open-data/new.csv|ab\nSNSET-DONE\n", False),  # the delete not done
+        ("SNSET|open-data/new.csv|ff\nSNDEL|open-data/gone.csv\nSNSET-DONE\n", False),  # another sha256 back
+    ):
+        target_side, source_side = Side(TARGET, json.dumps(entry) + "\nSNSET-DONE\n"), Side(SOURCE, written)
+        monkeypatch.setattr(
+            compare, "side_of", lambda env, cluster, ns, t=target_side, s=source_side: t if cluster == TARGET else s
+        )
+        if ok:
+            back = move_complete.copy_objects(run, TARGET, SOURCE, ["open-data/new.csv"], ["open-data/gone.csv"])
+            assert back == {"open-data/new.csv": "ab"}
+            head = json.loads(source_side.given[0].splitlines()[0])
+            assert head["delete"] == ["open-data/gone.csv"] and json.loads(target_side.given[0])["objects"] == [
+                "open-data/new.csv"
+            ]
+        else:
+            with pytest.raises(move_complete.StepFailure) as failed:
+                move_complete.copy_objects(run, TARGET, SOURCE, ["open-data/new.csv"], ["open-data/gone.csv"])
+            assert f"the copy on {SOURCE} is not the objects" in str(failed.value)
+    # Only deletes: nothing is read on the target.
+    target_side, source_side = Side(TARGET, "unused"), Side(SOURCE, "SNDEL|b/k\nSNSET-DONE\n")
+    monkeypatch.setattr(compare, "side_of", lambda env, cluster, ns: target_side if cluster == TARGET else source_side)
+    assert move_complete.copy_objects(run, TARGET, SOURCE, [], ["b/k"]) == {}
+    assert target_side.given == []
+
+
+def test_the_unfence_sql_resets_the_fence_and_reloads() -> None:
+    assert move_cutover.UNFENCE_SQL == "ALTER SYSTEM RESET default_transaction_read_only;\nSELECT pg_reload_conf();\n"
+
+
+def test_a_record_that_fails_is_written_again_and_the_pause_stays_the_first_measured(
+    rollback, stack, moves, monkeypatch, caplog, capsys
+):
+    fake = sites(moves.events)
+    fake.refuse_record = True
+    code, _, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
+    assert code == exit_codes.FAILED
+    assert (
+        f"could not record the verified rollback on {SOURCE}: `kubectl apply -f -` failed: error: the server" in errors
+    )
+    first = progress(rollback)["marks"]["write_pause_s"]
+    assert first == 10.0 and not fake.clusters[SOURCE].fenced, "unfenced, the pause kept for the run again"
+    move_driver.time.sleep(50)
+    fake.refuse_record = False
+    assert run_rollback(monkeypatch, caplog, capsys, moves, fake)[0] == exit_codes.OK
+    assert progress(rollback)["marks"]["write_pause_s"] == first
+    assert fake.clusters[SOURCE].said == ["unfence", "unfence"] and len(fake.applied) == 1
