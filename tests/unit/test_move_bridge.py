@@ -152,7 +152,11 @@ def test_from_the_cutover_commands_cross_back_to_the_devices_still_on_the_old_si
     hash_before = new_replicate[f"{OTHER}-broker-bridge"].plain["spec"]["template"]["metadata"]["annotations"]
     hash_after = new[f"{OTHER}-broker-bridge"].plain["spec"]["template"]["metadata"]["annotations"]
     assert hash_before[broker_bridge.CONFIG_HASH] != hash_after[broker_bridge.CONFIG_HASH]
-    assert _acl_of(new, OTHER, "move-bridge") == [f"topic write {t}" for t in TELEMETRY] + [
+    # Both ways on both sites from the cutover on: the rollback turns the bridge without an ACL change.
+    both = [*TELEMETRY, *COMMANDS]
+    for cluster, stack in ((OTHER, new), (HOME, _on(cutover, HOME))):
+        assert _acl_of(stack, cluster, "move-bridge") == [f"topic readwrite {t}" for t in both], cluster
+    assert _acl_of(new_replicate, OTHER, "move-bridge") == [f"topic write {t}" for t in TELEMETRY] + [
         f"topic read {t}" for t in COMMANDS
     ]
 

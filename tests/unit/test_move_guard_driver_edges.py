@@ -65,7 +65,7 @@ def test_a_move_output_that_is_not_a_mapping_records_no_phase() -> None:
 
 
 PHASES_RUN = "the phases run replicate -> cutover -> complete, each its own reviewed update"
-ROLLBACK = "a rollback from the cutover is not available yet: keep `phase: cutover` (docs/move.md)"
+ROLLBACK = f"to go back to {HOME}, declare `move: {{to: {OTHER}, phase: rollback}}` (docs/move.md)"
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ or a skipped phase, or a way back from the cutover, is refused before anything i
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -126,7 +127,7 @@ def test_back_to_replicate_after_the_cutover_is_refused(envdir: Path) -> None:
     error = guard_error(load_settings("dev", envdir), Deployed(HOME, OTHER, "cutover"))
     assert (error.file, error.key_path) == ("environments/dev.yaml", "move.phase")
     assert f"{OTHER} has taken writes since, which going back to replicate would lose" in error.detail
-    assert "keep `phase: cutover`" in error.detail
+    assert f"declare `move: {{to: {OTHER}, phase: rollback}}`" in error.detail
 
 
 def test_removing_the_move_after_the_cutover_is_refused(envdir: Path) -> None:
@@ -268,4 +269,190 @@ def test_other_phases_read_no_final_backup(envdir: Path, phase: str | None) -> N
         edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": phase})
     record, read = _record(None)
     check_final_backup(load_settings("dev", envdir), record)
+    assert read == []
+
+
+# --- The rollback phase (docs/move.md, section 10) -----------------------------------------------
+
+
+def test_a_rollback_loads_and_a_bad_phase_names_it_among_the_phases(envdir: Path) -> None:
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "rollback"})
+    settings = load_settings("dev", envdir)
+    assert settings.move is not None and settings.move.phase == "rollback" and settings.cluster.name == HOME
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "back"})
+    error = refused(envdir)
+    assert (error.file, error.key_path) == ("environments/dev.yaml", "move.phase")
+    assert "'replicate', 'cutover', 'complete', 'rollback'" in error.detail
+
+
+@pytest.mark.parametrize("recorded", ["cutover", "rollback"])
+def test_a_rollback_follows_the_cutover_and_may_run_again(envdir: Path, recorded: str) -> None:
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "rollback"})
+    check_move(load_settings("dev", envdir), lambda: Deployed(HOME, OTHER, recorded))
+
+
+@pytest.mark.parametrize(
+    ("deployed", "said"),
+    [
+        (Deployed(HOME, OTHER, "replicate"),
+         f"rollback applies only after the cutover to {OTHER} (the stack's `move` output): from replicate {OTHER} "
+         f"took no writes (its database is a standby): the rollback is removing `move:`, which deletes {OTHER}'s "
+         f"side and leaves {HOME} as it is (docs/move.md)"),
+        (Deployed(HOME),
+         f"rollback applies only after the cutover to {OTHER} (the stack's `move` output): it goes back from a "
+         "cutover, and none ran (no phase has run yet) (docs/move.md)"),
+        # A cutover recorded towards another site is no cutover of this move.
+        (Deployed(HOME, "atlantis", "cutover"), "it goes back from a cutover, and none ran (no phase has run yet)"),
+    ],
+)  # fmt: skip
+def test_a_rollback_without_a_cutover_is_refused(envdir: Path, deployed: Deployed, said: str) -> None:
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "rollback"})
+    error = guard_error(load_settings("dev", envdir), deployed)
+    assert (error.file, error.key_path) == ("environments/dev.yaml", "move.phase")
+    assert said in error.detail
+
+
+def test_a_rollback_of_a_move_never_deployed_is_refused_as_any_move(envdir: Path) -> None:
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "rollback"})
+    error = guard_error(load_settings("dev", envdir), None)
+    assert (error.file, error.key_path) == ("environments/dev.yaml", "move")
+
+
+@pytest.mark.parametrize("phase", ["replicate", "cutover", "complete"])
+def test_after_a_rollback_no_forward_phase_follows(envdir: Path, phase: str) -> None:
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": phase})
+    error = guard_error(load_settings("dev", envdir), Deployed(HOME, OTHER, "rollback"))
+    assert (error.file, error.key_path) == ("environments/dev.yaml", "move.phase")
+    assert error.detail == (
+        f"dev's rollback from {OTHER} ran (the stack's `move` output): {OTHER}'s database is no longer a standby "
+        f"of {HOME}'s, so `move: {{to: {OTHER}, phase: {phase}}}` cannot follow it; remove `move:` first (once "
+        f"`smartnation move dev --to {OTHER}` drove the rollback: that deletes {OTHER}'s side), then a new move "
+        "starts with replicate (docs/move.md)"
+    )
+
+
+def test_after_a_rollback_a_rollback_to_another_site_is_refused_naming_the_target(envdir: Path) -> None:
+    edit(envdir, "dev.yaml", "move", {"to": "atlantis", "phase": "rollback"})
+    (envdir / "clusters" / "atlantis.yaml").write_text((envdir / "clusters" / f"{OTHER}.yaml").read_text())
+    error = guard_error(load_settings("dev", envdir), Deployed(HOME, OTHER, "rollback"))
+    assert (error.file, error.key_path) == ("environments/dev.yaml", "move.to")
+    assert f"rollback from {OTHER} ran" in error.detail
+
+
+ROLLED_BACK = {"verified": "true", "from": OTHER, "at": "2026-12-01T10:00:00Z"}
+
+
+def _rollback_record(data: dict | None):
+    read: list[tuple[str, str, str]] = []
+
+    def record(context: str, namespace: str, environment: str) -> dict | None:
+        read.append((context, namespace, environment))
+        return data
+
+    return record, read
+
+
+def test_removing_the_move_after_a_verified_rollback_reads_the_record_on_the_old_site(envdir: Path) -> None:
+    record, read = _rollback_record(ROLLED_BACK)
+    check_move(load_settings("dev", envdir), lambda: Deployed(HOME, OTHER, "rollback"), record)
+    assert read == [("dusseldorf-test", naming.namespace("dev"), "dev")], "the old site's context"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [None, {}, {**ROLLED_BACK, "verified": "false"}, {**ROLLED_BACK, "from": "atlantis"},
+     {"verified": "true", "at": "2026-12-01T10:00:00Z"}],
+    ids=["no-configmap", "no-data", "not-verified", "another-move", "from-missing"],
+)  # fmt: skip
+def test_removing_the_move_after_a_rollback_without_its_record_is_refused(envdir: Path, data) -> None:
+    with pytest.raises(SettingsError) as caught:
+        check_move(load_settings("dev", envdir), lambda: Deployed(HOME, OTHER, "rollback"), _rollback_record(data)[0])
+    assert (caught.value.file, caught.value.key_path) == ("environments/dev.yaml", "move")
+    assert caught.value.detail == (
+        f"removing `move:` after the rollback from {OTHER} deletes {OTHER}'s side, with what it took since the "
+        f"cutover; it does so only once that was brought back to {HOME} and verified there, and no such record is "
+        f'on {HOME} (ConfigMap dev-move-rollback, `verified: "true"`, `from: {OTHER}`): drive the rollback first, '
+        f"`smartnation move dev --to {OTHER}`, then remove `move:`"
+    )
+
+
+@pytest.mark.parametrize("phase", [None, "rollback"])
+@pytest.mark.parametrize("recorded", [None, "replicate", "cutover"])
+def test_no_rollback_record_is_read_but_to_remove_the_move_after_a_rollback(
+    envdir: Path, phase: str | None, recorded: str | None
+) -> None:
+    if phase:
+        edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": phase})
+    record, read = _rollback_record(None)
+    # Refused or not (tested above), what matters here is that nothing was read.
+    with contextlib.suppress(SettingsError):
+        check_move(load_settings("dev", envdir), lambda: Deployed(HOME, OTHER if recorded else None, recorded), record)
+    assert read == []
+    # The rollback declared again after a recorded rollback reads nothing either.
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "rollback"})
+    check_move(load_settings("dev", envdir), lambda: Deployed(HOME, OTHER, "rollback"), record)
+    assert read == []
+
+
+def test_outside_the_engine_removing_the_move_after_a_rollback_reads_nothing(envdir: Path) -> None:
+    check_move(load_settings("dev", envdir), lambda: Deployed(HOME, OTHER, "rollback"))  # mocks: no cluster
+
+
+def test_the_rollback_record_is_read_in_an_update_run_by_the_engine_only(envdir: Path, monkeypatch) -> None:
+    import pulumi
+
+    from smartnation.program import move_guard
+
+    read: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(move_guard, "_read_rollback", lambda *args: read.append(args) or ROLLED_BACK)
+    monkeypatch.setattr("pulumi.runtime.settings.get_monitor", lambda: object())
+    settings = load_settings("dev", envdir)
+    monkeypatch.setattr(pulumi.runtime, "is_dry_run", lambda: True)
+    check_move(settings, lambda: Deployed(HOME, OTHER, "rollback"))
+    assert read == [], "the driver previews before it carries the data back"
+    monkeypatch.setattr(pulumi.runtime, "is_dry_run", lambda: False)
+    check_move(settings, lambda: Deployed(HOME, OTHER, "rollback"))
+    assert read == [("dusseldorf-test", naming.namespace("dev"), "dev")]
+
+
+def test_the_rollback_record_is_the_configmap_on_the_old_site_read_with_kubectl(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from smartnation.program import move_guard
+
+    calls: list[list[str]] = []
+
+    def run(argv: list[str], **_: object) -> SimpleNamespace:
+        calls.append(argv)
+        return SimpleNamespace(returncode=0, stdout='{"data": {"verified": "true", "from": "x"}}', stderr="")
+
+    monkeypatch.setattr(move_guard.shutil, "which", lambda name: f"/bin/{name}")
+    monkeypatch.setattr(move_guard.subprocess, "run", run)
+    assert move_guard._read_rollback("dus-ctx", "smartnation-dev", "dev") == {"verified": "true", "from": "x"}
+    assert calls == [["/bin/kubectl", "--context", "dus-ctx", "-n", "smartnation-dev", "get", "configmap",
+                      "dev-move-rollback", "--ignore-not-found", "-o", "json"]]  # fmt: skip
+    refusal = SimpleNamespace(returncode=1, stdout="", stderr="forbidden")
+    monkeypatch.setattr(move_guard.subprocess, "run", lambda *_a, **_k: refusal)
+    with pytest.raises(SettingsError, match="cannot read the rollback's record: forbidden"):
+        move_guard._read_rollback("dus-ctx", "smartnation-dev", "dev")
+
+
+def test_the_records_name_and_keys_are_the_ones_the_driver_imports() -> None:
+    from smartnation.program import move_guard, move_records
+
+    assert move_records.record_name("dev", move_records.ROLLBACK) == "dev-move-rollback"
+    assert (move_records.ROLLBACK_VERIFIED, move_records.ROLLBACK_FROM, move_records.ROLLBACK_AT) == (
+        "verified",
+        "from",
+        "at",
+    )
+    assert move_guard.FINAL_BACKUP == move_records.FINAL_BACKUP == "move-final-backup", "cli/move_complete imports it"
+
+
+def test_the_cutover_check_does_not_apply_to_the_rollback(envdir: Path) -> None:
+    """The rollback's update only turns the bridge and the outputs: safe without the driver's steps."""
+    edit(envdir, "dev.yaml", "move", {"to": OTHER, "phase": "rollback"})
+    side, read = _sides(TAKING_WRITES, STANDBY)
+    check_cutover_ran(load_settings("dev", envdir), side)
+    check_final_backup(load_settings("dev", envdir), _record(None)[0])
     assert read == []

@@ -12,7 +12,12 @@ from smartnation.program import move_guard, move_replication, naming
 from smartnation.program.components import pods
 from smartnation.program.components.broker import Broker, BrokerArgs
 from smartnation.program.components.broker import tls_secret_name as broker_tls_secret_name
-from smartnation.program.components.broker_bridge import BridgeSource, bridge_password, replication_password
+from smartnation.program.components.broker_bridge import (
+    BridgePhase,
+    BridgeSource,
+    bridge_password,
+    replication_password,
+)
 from smartnation.program.components.city_apis import CityApis, CityApisArgs, Connections, chart_version
 from smartnation.program.components.database import Database, DatabaseArgs, StandbySource, tls_secret_name
 from smartnation.program.components.guardrails import Guardrails, GuardrailsArgs
@@ -23,7 +28,7 @@ from smartnation.program.components.providers import cluster_providers
 from smartnation.program.placement import Placement
 from smartnation.program.preflight import check_non_negotiables
 from smartnation.settings import SettingsError, list_clusters, load_cluster_profile
-from smartnation.settings.models import PLATFORM_COMPONENTS, ClusterProfile, Settings
+from smartnation.settings.models import MOVE_ROLLBACK, PLATFORM_COMPONENTS, ClusterProfile, Settings
 from smartnation.settings.stack_secrets import check_secrets
 
 
@@ -54,7 +59,8 @@ class Arrival:
     database: StandbySource
     objects: MirrorSource | None = None
     serving: bool = False
-    """From the cutover on: the new site's database is promoted and serves, so it is backed up."""
+    """From the cutover on (the rollback too): the new site's database is promoted, a primary of
+    its own, so it is backed up."""
     broker: BridgeSource | None = None
     """The old site's broker pods, which the new site's broker bridge dials (its commands cross
     back from the cutover on)."""
@@ -111,6 +117,9 @@ def deploy(
     api_clients = tuple(sorted({a.broker_client for a in settings.city_apis.values() if a.broker_client}))
     # During a move both sites admit the broker bridge (the old one publishes its pods to it).
     bridged = bool(replication_sources) or (arrival is not None and arrival.broker is not None)
+    # From the cutover on its rights are both ways on both sites: the rollback then turns the
+    # bridge without racing the brokers' ACL reload (broker_bridge.bridge_user).
+    both_ways = settings.move is not None and settings.move.phase in ("cutover", MOVE_ROLLBACK)
     broker = Broker(
         f"{prefix}-broker",
         BrokerArgs(
@@ -122,6 +131,7 @@ def deploy(
             bridge_password=bridge_password(replication_password()) if bridged else None,
             published_for_bridge=replication_sources,
             bridge_from=arrival.broker if arrival is not None else None,
+            bridge_both_ways=bridged and both_ways,
         ),
         opts,
     )
@@ -217,17 +227,19 @@ def mirror_source(
     )
 
 
-def bridge_source(settings: Settings, addresses: pulumi.Input[list[str]], *, reverse_commands: bool) -> BridgeSource:
+def bridge_source(settings: Settings, addresses: pulumi.Input[list[str]], *, phase: BridgePhase) -> BridgeSource:
     """The old site's broker pods for the new site's bridge: each pod's name as the broker's
     certificate has it (its wildcard under the headless Service), its published address, the
-    old site's CA (read from the broker's key pair Secret, move_replication.read_source_ca)."""
+    old site's CA (read from the broker's key pair Secret, move_replication.read_source_ca), and
+    its public MQTT name, which the bridge dials in rollback (``phase`` says which way it crosses)."""
     names = naming.names(settings.environment, naming.BROKER)
     headless = names.host(names.child("headless"))
     ca = move_replication.read_source_ca(
         settings.cluster.context, naming.namespace(settings.environment), broker_tls_secret_name(settings.environment)
     )
     hosts = tuple(f"{names.name}-{index}.{headless}" for index in range(settings.broker.replicas))
-    return BridgeSource(hosts, addresses, ca, reverse_commands=reverse_commands)
+    public = naming.mqtt_hostname(settings.environment, settings.cluster.ingress.base_domain)
+    return BridgeSource(hosts, addresses, ca, phase=phase, public_host=public)
 
 
 def _move_target(settings: Settings) -> ClusterProfile | None:
@@ -293,21 +305,27 @@ def build(settings: Settings) -> dict[str, Any]:
             settings.cluster.context, naming.namespace(settings.environment), tls_secret_name(settings.environment)
         )
         source = StandbySource(database.host(database.child("primary")), deployed["database_published_address"], ca)
-        cutover = settings.move.phase == "cutover"
+        phase = settings.move.phase
+        cutover = phase == "cutover"
+        # The rollback deploys both sites as the cutover did (the new site's database promoted,
+        # no mirror): it only turns the bridge and gives the old site's endpoints again.
+        promoted = cutover or phase == MOVE_ROLLBACK
         # From the cutover on the old site is fenced and the new one takes writes: no more mirror
         # (its --remove would delete what the new site's APIs write).
         published_storage = deployed["object_storage_published_address"]
-        objects = None if cutover else mirror_source(settings, settings.cluster, target, published_storage)
-        bridge = bridge_source(settings, deployed["broker_published_addresses"], reverse_commands=cutover)
+        objects = None if promoted else mirror_source(settings, settings.cluster, target, published_storage)
+        assert phase != "complete"  # built by _complete
+        bridge = bridge_source(settings, deployed["broker_published_addresses"], phase=phase)
         arrived = deploy(
-            settings, target, providers[target.name], arrival=Arrival(source, objects, serving=cutover, broker=bridge)
+            settings, target, providers[target.name], arrival=Arrival(source, objects, serving=promoted, broker=bridge)
         )
-        # The endpoints the outputs give devices and clients: the new site's from the cutover on.
+        # The endpoints the outputs give devices and clients: the new site's in the cutover, the
+        # old site's before it and again in the rollback.
         serving = arrived if cutover else deployed
         # The guard reads `to` and `phase` back (move_guard.Deployed); the rest is for the operator.
         move = {
             "to": target.name,
-            "phase": settings.move.phase,
+            "phase": phase,
             "serving": target.name if cutover else settings.cluster.name,
             "namespace": arrived["namespace"],
             "target_mqtt_endpoint": arrived["mqtt_endpoint"],

@@ -5,7 +5,9 @@ old namespace, its volumes and its in-cluster backups in the same update. So on 
 the stack shows deployed on another cluster (its ``cluster`` output), a plain change of
 ``cluster:`` is refused, pointing to the move (docs/move.md). A declared ``move:`` is checked
 against the phase the stack last recorded (its ``move`` output): no phase may be skipped.
-Once the stack recorded the cutover there is no way back (the new site took writes), and once it
+Once the stack recorded the cutover the way back is the rollback phase, not replicate or no move
+(the new site took writes); once it recorded the rollback, only removing ``move:`` follows, and
+only after the driver's record that the old site got back what the new one took. Once it
 recorded the complete phase the environment is where the move took it.
 
 The deployed stack is read from the engine's own backend (`pulumi stack output`), because a
@@ -24,9 +26,13 @@ from dataclasses import dataclass
 
 import pulumi
 
-from smartnation.program import naming
+from smartnation.program import move_records, naming
+from smartnation.program.move_records import FINAL_BACKUP
 from smartnation.settings import SettingsError, load_cluster_profile
-from smartnation.settings.models import MOVE_PHASES, Settings
+from smartnation.settings.models import MOVE_PHASES, MOVE_ROLLBACK, Settings
+
+RecordReader = Callable[[str, str, str], dict | None]
+"""``read(context, namespace, environment)``: a driver's record's data on one cluster, or None."""
 
 
 @dataclass(frozen=True)
@@ -48,10 +54,15 @@ class Deployed:
         return cls(cluster, move.get("to"), move.get("phase"))
 
 
-def check_move(settings: Settings, deployed: Callable[[], Deployed | None] | None = None) -> None:
+def check_move(
+    settings: Settings,
+    deployed: Callable[[], Deployed | None] | None = None,
+    rollback_record: RecordReader | None = None,
+) -> None:
     """Raise SettingsError naming the file and the key when the settings would move the
     environment other than by the declared phases; ``deployed`` reads the stack (default: the
-    engine's backend, nothing under mocks)."""
+    engine's backend, nothing under mocks); ``rollback_record`` the driver's record of a rollback
+    on the old site (default: kubectl, in an update run by the engine only)."""
     previous = (deployed or deployed_by_engine)()
     move = settings.move
     here = settings.cluster.name
@@ -90,9 +101,12 @@ def check_move(settings: Settings, deployed: Callable[[], Deployed | None] | Non
             "move" if move is None else "move.phase",
             f"{settings.environment}'s cutover to {previous.move_to} ran (the stack's `move` output): "
             f"{previous.move_to} has taken writes since, which going back to "
-            f"{'no move' if move is None else 'replicate'} would lose; a rollback from the cutover is not "
-            f"available yet: keep `phase: cutover` (docs/move.md)",
+            f"{'no move' if move is None else 'replicate'} would lose; to go back to {here}, declare "
+            f"`move: {{to: {previous.move_to}, phase: {MOVE_ROLLBACK}}}` (docs/move.md)",
         )
+    if previous is not None and previous.move_phase == MOVE_ROLLBACK:
+        _after_rollback(settings, previous, rollback_record)
+        return
     if move is None:
         return
     if previous is None:
@@ -104,6 +118,9 @@ def check_move(settings: Settings, deployed: Callable[[], Deployed | None] | Non
             f"replicates a deployed environment's data; deploy it on {here} first, or change `cluster:` "
             "alone while it holds no data",
         )
+    if move.phase == MOVE_ROLLBACK:
+        _rollback_follows_cutover(settings, previous)
+        return
     recorded = previous.move_phase if previous.move_to == move.to else None
     reachable = MOVE_PHASES.index(recorded) + 1 if recorded in MOVE_PHASES else 0
     if MOVE_PHASES.index(move.phase) > reachable:
@@ -114,6 +131,81 @@ def check_move(settings: Settings, deployed: Callable[[], Deployed | None] | Non
             f"{move.phase} skips {MOVE_PHASES[reachable]} ({after}): the phases run "
             f"{' -> '.join(MOVE_PHASES)}, each its own reviewed update",
         )
+
+
+def _after_rollback(settings: Settings, previous: Deployed, read: RecordReader | None) -> None:
+    """The stack recorded a rollback: the old site serves again and the new site's database is a
+    primary of its own, no standby. Only the rollback again, or removing ``move:`` once the
+    driver's record is on the old site, may follow; a forward phase would start from a database
+    that no longer follows the old site's."""
+    move = settings.move
+    came_from = previous.move_to
+    if move is None:
+        check_rollback_done(settings, came_from, read)
+        return
+    if move.phase == MOVE_ROLLBACK and move.to == came_from:
+        return  # the rollback again
+    raise SettingsError(
+        settings.source,
+        "move.phase" if move.phase != MOVE_ROLLBACK else "move.to",
+        f"{settings.environment}'s rollback from {came_from} ran (the stack's `move` output): {came_from}'s "
+        f"database is no longer a standby of {settings.cluster.name}'s, so `move: {{to: {move.to}, phase: "
+        f"{move.phase}}}` cannot follow it; remove `move:` first (once `smartnation move {settings.environment} "
+        f"--to {came_from}` drove the rollback: that deletes {came_from}'s side), then a new move starts with "
+        "replicate (docs/move.md)",
+    )
+
+
+def _rollback_follows_cutover(settings: Settings, previous: Deployed) -> None:
+    """``phase: rollback`` declared: only after the stack recorded the cutover to that same site.
+    From replicate the new site took no writes: the way back is removing ``move:``."""
+    move = settings.move
+    assert move is not None
+    recorded = previous.move_phase if previous.move_to == move.to else None
+    if recorded == "cutover":
+        return
+    if recorded == "replicate":
+        why = (
+            f"from replicate {move.to} took no writes (its database is a standby): the rollback is removing "
+            f"`move:`, which deletes {move.to}'s side and leaves {settings.cluster.name} as it is"
+        )
+    else:
+        after = f"the stack's last recorded phase is {recorded}" if recorded else "no phase has run yet"
+        why = f"it goes back from a cutover, and none ran ({after})"
+    raise SettingsError(
+        settings.source,
+        "move.phase",
+        f"{MOVE_ROLLBACK} applies only after the cutover to {move.to} (the stack's `move` output): {why} "
+        "(docs/move.md)",
+    )
+
+
+def check_rollback_done(settings: Settings, came_from: str | None, read: RecordReader | None = None) -> None:
+    """Removing ``move:`` after a recorded rollback deletes the new site's side: in an update (not a
+    preview), only once the driver's record is on the old site (move_records.ROLLBACK: verified,
+    from that new site). ``read(context, namespace, environment)`` answers the record's data
+    (default: kubectl); under mocks and in a preview nothing is read."""
+    if read is None:
+        if _under_mocks() or pulumi.runtime.is_dry_run():
+            return  # the driver previews before it carries the data back; mocks have no clusters
+        read = _read_rollback
+    here = settings.cluster
+    record = read(here.context, naming.namespace(settings.environment), settings.environment) or {}
+    if (
+        record.get(move_records.ROLLBACK_VERIFIED) == move_records.VERIFIED
+        and record.get(move_records.ROLLBACK_FROM) == came_from
+    ):
+        return
+    name = move_records.record_name(settings.environment, move_records.ROLLBACK)
+    raise SettingsError(
+        settings.source,
+        "move",
+        f"removing `move:` after the rollback from {came_from} deletes {came_from}'s side, with what it took "
+        f"since the cutover; it does so only once that was brought back to {here.name} and verified there, and "
+        f"no such record is on {here.name} (ConfigMap {name}, `{move_records.ROLLBACK_VERIFIED}: "
+        f'"{move_records.VERIFIED}"`, `{move_records.ROLLBACK_FROM}: {came_from}`): drive the rollback first, '
+        f"`smartnation move {settings.environment} --to {came_from}`, then remove `move:`",
+    )
 
 
 def deployed_by_engine() -> Deployed | None:
@@ -210,12 +302,6 @@ def _read_side(environment: str, role: str, cluster: str, context: str) -> dict:
     return {**site.database, "problem": site.problem}
 
 
-FINAL_BACKUP = "move-final-backup"
-"""``<env>-move-final-backup``: the ConfigMap the driver writes on the new site once the old site's
-final backup, copied into the new site's object storage, restored there equal to the old site's
-data (cli/move_complete.py): the complete phase deletes the old site only after it."""
-
-
 def check_final_backup(settings: Settings, read: Callable[[str, str, str], dict | None] | None = None) -> None:
     """In an update (not a preview) of the complete phase: the driver's record of a verified final
     backup of the old site is on the new site. ``read(context, namespace, environment)`` answers the
@@ -242,25 +328,35 @@ def check_final_backup(settings: Settings, read: Callable[[str, str, str], dict 
 
 
 def _read_final_backup(context: str, namespace: str, environment: str) -> dict | None:
+    return _read_record(context, namespace, move_records.record_name(environment, FINAL_BACKUP), "the final backup")
+
+
+def _read_rollback(context: str, namespace: str, environment: str) -> dict | None:
+    return _read_record(
+        context, namespace, move_records.record_name(environment, move_records.ROLLBACK), "the rollback"
+    )
+
+
+def _read_record(context: str, namespace: str, name: str, what: str) -> dict | None:
+    """A driver's record (a ConfigMap's data) read with kubectl; None when there is none. Fails
+    closed: a record that cannot be read refuses the update it guards."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        raise SettingsError("Pulumi.yaml", "<program>", "cannot find kubectl on PATH to read the final backup's record")
+        raise SettingsError("Pulumi.yaml", "<program>", f"cannot find kubectl on PATH to read {what}'s record")
     try:
         proc = subprocess.run(
-            [kubectl, "--context", context, "-n", namespace, "get", "configmap", f"{environment}-{FINAL_BACKUP}",
+            [kubectl, "--context", context, "-n", namespace, "get", "configmap", name,
              "--ignore-not-found", "-o", "json"],
             capture_output=True, text=True, timeout=60, env=os.environ,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
-        raise SettingsError("Pulumi.yaml", "<program>", "reading the final backup's record took over 60 s") from None
+        raise SettingsError("Pulumi.yaml", "<program>", f"reading {what}'s record took over 60 s") from None
     if proc.returncode != 0:
-        raise SettingsError(
-            "Pulumi.yaml", "<program>", f"cannot read the final backup's record: {proc.stderr.strip()[-300:]}"
-        )
+        raise SettingsError("Pulumi.yaml", "<program>", f"cannot read {what}'s record: {proc.stderr.strip()[-300:]}")
     try:
         found = json.loads(proc.stdout) if proc.stdout.strip() else {}
     except json.JSONDecodeError:
         raise SettingsError(
-            "Pulumi.yaml", "<program>", f"the final backup's record is not JSON: {proc.stdout.strip()[-200:]!r}"
+            "Pulumi.yaml", "<program>", f"{what}'s record is not JSON: {proc.stdout.strip()[-200:]!r}"
         ) from None
     return found.get("data") if isinstance(found, dict) else None

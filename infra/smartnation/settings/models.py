@@ -661,6 +661,9 @@ class VerifySettings:
 
 MOVE_PHASES = ("replicate", "cutover", "complete")
 """A move's phases in order (docs/move.md); each one reviewed `pulumi up`."""
+MOVE_ROLLBACK = "rollback"
+"""The way back to the old site after a cutover (docs/move.md, section 10): beside MOVE_PHASES, not
+in their order, so no forward phase "skips" it and it skips none."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -669,8 +672,9 @@ class MoveSettings:
 
     to: str = setting(pattern=DNS_LABEL, describe="a cluster profile name")
     """The cluster profile the environment moves to; ``cluster`` stays where it comes from."""
-    phase: Literal["replicate", "cutover", "complete"]
-    """Where the move stands: replicate, then cutover, then complete (MOVE_PHASES)."""
+    phase: Literal["replicate", "cutover", "complete", "rollback"]
+    """Where the move stands: replicate, then cutover, then complete (MOVE_PHASES); or, after the
+    cutover, rollback (MOVE_ROLLBACK): the old site serves again."""
 
 
 @dataclass(frozen=True, kw_only=True)

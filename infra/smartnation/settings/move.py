@@ -1,7 +1,8 @@
 """The checks on ``move:`` that the settings files alone decide (docs/move.md).
 
 An environment file declares a move to another cluster as ``move: {to: <cluster>, phase:
-replicate|cutover|complete}`` while ``cluster:`` still names the cluster it moves from. The
+replicate|cutover|complete|rollback}`` while ``cluster:`` still names the cluster it moves from
+(rollback: back to that cluster after a cutover, the program's guard decides when). The
 model (models.MoveSettings) rejects a bad phase or a malformed name; here, at load time and
 before anything is registered:
 

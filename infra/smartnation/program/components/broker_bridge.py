@@ -9,6 +9,15 @@ internal Service's ``<name>.<namespace>.svc`` name, which the cluster's DNS answ
 verified against each site's issuer CA. Both sides admit the bridge as the ``move-bridge`` user
 (BRIDGE_USER), whose password is derived from the stack's replication secret (bridge_password):
 a move adds no secret an operator must create first.
+
+Which way the devices' traffic crosses follows the phase (BridgeSource.phase). In replicate and
+cutover the old site's devices are heard on the new site, which serves: one connection per old
+pod (their telemetry in, the new site's commands out) and one to the new site. In rollback the
+old site serves again and the roles swap: one connection per NEW pod (the telemetry of devices
+that reconnected there in, the old site's commands out to each) and one to the old site, dialled
+by its public MQTT name (its pods' names are the new pods' names too) at pod 0's published
+address. The renderer is the same: its ``sources`` are where the devices are heard, its
+``target`` the site that serves.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -25,6 +35,7 @@ from smartnation.program.components import pods
 from smartnation.program.components.stateful import Children, secret_digest, sha256
 from smartnation.program.daemon_config.mosquitto import DeviceClass
 from smartnation.program.daemon_config.mosquitto_bridge import BridgeEnd, render_bridge_conf
+from smartnation.program.naming import Names
 from smartnation.settings import stack_secrets
 from smartnation.settings.models import BrokerSettings, Compute, Resources
 
@@ -47,6 +58,9 @@ QUEUE_SIZE = "256Mi"
 """The bridge's persisted queue: its brokers' bound per connection (32 MiB of payloads) a side."""
 _PASSWORD_CONTEXT = b"smartnation/move/broker-bridge-password/v1"
 
+BridgePhase = Literal["replicate", "cutover", "rollback"]
+"""The move's phases that run a bridge (complete removes it)."""
+
 
 @dataclass(frozen=True)
 class BridgeSource:
@@ -58,8 +72,17 @@ class BridgeSource:
     """Per pod, its published (LoadBalancer) address, in the order of ``hosts``."""
     ca_pem: str
     """The old site's issuer CA."""
-    reverse_commands: bool = False
-    """From the cutover on: commands cross back to the devices still on the old site."""
+    phase: BridgePhase = "replicate"
+    """replicate: telemetry crosses to the new site; cutover: also commands back to the devices
+    still on the old site; rollback: the other way round, the old site serves again."""
+    public_host: str = ""
+    """The old site's public MQTT name (its certificate carries it): in rollback the bridge dials the
+    old site as one broker by it, at pod 0's published address."""
+
+    @property
+    def returning(self) -> bool:
+        """The old site serves again (rollback): the devices are heard on the new site's pods."""
+        return self.phase == "rollback"
 
 
 def bridge_password(replication_password: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -92,10 +115,18 @@ def device_topics(settings: BrokerSettings) -> tuple[tuple[str, ...], tuple[str,
     return tuple(publish), tuple(subscribe)
 
 
-def bridge_user(settings: BrokerSettings, *, old_site: bool) -> DeviceClass:
+def bridge_user(settings: BrokerSettings, *, old_site: bool, both_ways: bool = False) -> DeviceClass:
     """The bridge's rights on one site: on the old site it reads the devices' telemetry and
-    writes their commands, on the new site the other way round."""
+    writes their commands, on the new site the other way round. ``both_ways`` (from the cutover
+    on): both rights on both topic sets, on both sites, so that the rollback turns the bridge
+    without changing an ACL in the same update. A broker reloads its ACL when the kubelet
+    refreshes the ConfigMap, a minute or so after the bridge restarted; until then it would drop
+    what the bridge publishes (MQTT 3.1.1 acknowledges a refused publish) and refuse its
+    subscriptions (which the bridge makes only when it connects)."""
     telemetry, commands = device_topics(settings)
+    if both_ways:
+        both = tuple(dict.fromkeys((*telemetry, *commands)))
+        return DeviceClass(name=BRIDGE_USER, username=BRIDGE_USER, publish=both, subscribe=both)
     return DeviceClass(
         name=BRIDGE_USER,
         username=BRIDGE_USER,
@@ -122,28 +153,16 @@ def bridge(
     broker's; ``target_host``: the new site's internal Service name its certificate carries."""
     names = children.names
     telemetry, commands = device_topics(settings)
-    env = names.environment
-    sources = [
-        BridgeEnd(
-            name=f"source-{index}",
-            address=f"{host}:{port}",
-            client_id=f"{env}-move-bridge-{index}",
-            cafile=f"{CA_DIR}/source.crt",
-        )
-        for index, host in enumerate(source.hosts)
-    ]
-    target = BridgeEnd(
-        name="target", address=f"{target_host}:{port}", client_id=f"{env}-move-bridge", cafile=f"{CA_DIR}/site.crt"
-    )
+    heard, serving = _ends(source, names, target_host, port)
     conf = password.apply(
         lambda secret: render_bridge_conf(
-            sources=sources,
-            target=target,
+            sources=heard,
+            target=serving,
             device_topics=telemetry,
             command_topics=commands,
             username=BRIDGE_USER,
             password=secret,
-            reverse_commands=source.reverse_commands,
+            reverse_commands=source.phase != "replicate",
             persistence_dir=DATA_DIR,
         )
     )
@@ -171,11 +190,7 @@ def bridge(
             {"name": "data", "mount_path": DATA_DIR},
         ],
     )
-    aliases = pulumi.Output.from_input(source.addresses).apply(
-        lambda addresses: [
-            {"ip": address, "hostnames": [host]} for host, address in zip(source.hosts, addresses, strict=True)
-        ]
-    )
+    aliases = pulumi.Output.from_input(source.addresses).apply(lambda addresses: _host_aliases(source, addresses))
     # Its queue on a volume of its own: what one side acknowledged to the bridge and the other has
     # not yet waits in mosquitto.db, which a new Pod (a phase change rolls the bridge) reads again.
     # In an emptyDir it went with the old Pod.
@@ -223,9 +238,51 @@ def bridge(
     )
 
 
+def _ends(source: BridgeSource, names: Names, target_host: str, port: int) -> tuple[list[BridgeEnd], BridgeEnd]:
+    """(where the devices are heard, one connection per pod; the site that serves), by phase.
+
+    Client ids are stable, and the old site's pod 0 keeps its id in rollback: the durable session
+    it kept there, and the bridge's own queue towards it, carry on across the turn (mosquitto sends
+    an `out` topic's UNSUBSCRIBE when it reconnects, bridge_attempt_unsubscribe, so the session no
+    longer sends that pod's telemetry to the bridge)."""
+    env = names.environment
+    old = f"{CA_DIR}/source.crt"
+    new = f"{CA_DIR}/site.crt"
+    if not source.returning:
+        old_pods = [
+            BridgeEnd(f"source-{index}", f"{host}:{port}", f"{env}-move-bridge-{index}", old)
+            for index, host in enumerate(source.hosts)
+        ]
+        return old_pods, BridgeEnd("target", f"{target_host}:{port}", f"{env}-move-bridge", new)
+    if not source.public_host:
+        raise ValueError("bridge: a rollback dials the old site by its public MQTT name, and none was given")
+    # The new site's pods by their own names (the cluster's DNS answers them; no alias here shadows
+    # them in rollback), the certificate's wildcard under the headless Service.
+    headless = names.host(names.child("headless"))
+    new_pods = [
+        BridgeEnd(
+            f"arrived-{index}", f"{names.name}-{index}.{headless}:{port}", f"{env}-move-bridge-arrived-{index}", new
+        )
+        for index in range(len(source.hosts))
+    ]
+    # One old pod is enough: the old site's ingest reads every pod, its registry publishes each
+    # command on every pod (docs/broker-ha.md), so each crosses once.
+    return new_pods, BridgeEnd("source-0", f"{source.public_host}:{port}", f"{env}-move-bridge-0", old)
+
+
+def _host_aliases(source: BridgeSource, addresses: Sequence[str]) -> list[dict]:
+    """What resolves the old site's names in the bridge's Pod to their published addresses: each
+    pod's name, or in rollback the public name alone, to pod 0's (the pods' names would shadow the
+    new site's own pods)."""
+    if source.returning:
+        return [{"ip": addresses[0], "hostnames": [source.public_host]}]
+    return [{"ip": address, "hostnames": [host]} for host, address in zip(source.hosts, addresses, strict=True)]
+
+
 __all__ = [
     "BRIDGE",
     "BRIDGE_USER",
+    "BridgePhase",
     "BridgeSource",
     "bridge",
     "bridge_password",
