@@ -90,15 +90,16 @@ def test_the_settings_give_the_bridge_both_directions() -> None:
 
 @pytest.fixture
 def site() -> Iterator[Callable[..., Broker]]:
-    """Factory for a site's broker (one pod): ``old_site`` decides the bridge user's rights;
-    ``bridge_password=None`` leaves the bridge's user out of both files."""
+    """Factory for a site's broker (one pod): ``old_site`` decides the bridge user's rights
+    (``both_ways``: from the cutover on); ``bridge_password=None`` leaves the bridge's user out of
+    both files."""
     started: list[Broker] = []
 
-    def _site(*, old_site: bool, bridge_password: str | None = BRIDGE_PASSWORD) -> Broker:
+    def _site(*, old_site: bool, bridge_password: str | None = BRIDGE_PASSWORD, both_ways: bool = False) -> Broker:
         passwords, classes = dict(MQTT_PASSWORDS), [*MQTT_INTERNAL_CLASSES]
         if bridge_password is not None:
             passwords[BRIDGE_USER] = bridge_password
-            classes.append(bridge_user(SETTINGS, old_site=old_site))
+            classes.append(bridge_user(SETTINGS, old_site=old_site, both_ways=both_ways))
         broker = start_broker(passwords=passwords, internal_classes=classes)
         started.append(broker)
         return broker
@@ -517,3 +518,103 @@ def test_two_old_pods_each_reach_the_new_site_once(site, bridge, clients) -> Non
     ), seen()
     for device_id, sensor in sensors.items():
         assert sensor.collect(0) == [(commands(device_id), b"command")], seen()
+
+
+# --------------------------------------------------------------------------- the rollback
+
+
+def retained(login: Callable[[Broker, str], Client], broker: Broker, device_id: str) -> bytes | None:
+    """What a new subscriber gets at once on ``device_id``'s telemetry: the retained reading."""
+    fresh = login(broker, "ingest")
+    assert not fresh.subscribe(telemetry(device_id)).is_failure
+    message = fresh.next_message(1.0)
+    fresh.close()
+    return None if message is None else message.payload
+
+
+def test_the_rollback_carries_the_new_sites_devices_to_the_old_site_and_nothing_loops(site, bridge, clients) -> None:
+    """The rollback turns the bridge (components/broker_bridge.py): the new site's pods are where
+    the devices are heard (telemetry in, commands out), the old site serves (telemetry out to it,
+    its registry's commands in); the rights are the cutover's, both ways."""
+    login, device = clients
+    old, new = site(old_site=True, both_ways=True), site(old_site=False, both_ways=True)
+    running = bridge([end("arrived-0", new)], end("source-0", old), reverse_commands=True)
+    seen = logs(old, new, bridge=running)
+    telemetry_flows(clients, new, old, seen)  # a device on the new site reaches the old site's ingest
+    commands_flow(clients, new, old, seen)  # the old site's registry reaches a device on the new site
+    device_id = unique("p")
+    back, moved = device(old, device_id), device(new, device_id)
+    old_ingest, new_ingest = login(old, "ingest"), login(new, "ingest")
+    for subscriber, topic in ((back, commands(device_id)), (moved, commands(device_id)),
+                              (old_ingest, telemetry(device_id)), (new_ingest, telemetry(device_id))):  # fmt: skip
+        assert not subscriber.subscribe(topic).is_failure
+
+    assert not moved.publish(telemetry(device_id), b"reading").is_failure
+    assert not login(old, "registry").publish(commands(device_id), b"close-barrier").is_failure
+
+    once = {"command": [(commands(device_id), b"close-barrier")], "reading": [(telemetry(device_id), b"reading")]}
+    got = {
+        "old site's device": back.collect(WATCH),
+        "new site's device": moved.collect(0),
+        "old site's ingest": old_ingest.collect(0),
+        "new site's ingest": new_ingest.collect(0),
+    }
+    assert got == {
+        "old site's device": once["command"],
+        "new site's device": once["command"],
+        "old site's ingest": once["reading"],
+        "new site's ingest": once["reading"],
+    }, seen()
+
+
+def test_retained_messages_across_the_turn_from_the_cutover_to_the_rollback(site, bridge, clients) -> None:
+    """What the driver's check of equal retained messages meets after the rollback. The bridge runs
+    the cutover, then (one Pod after the other, its persistence kept, the old pod 0's client id
+    kept) the rollback:
+
+    - a reading retained on the new site crosses to the old site when the turned bridge subscribes
+      there (the broker sends its retained messages on a subscription);
+    - mosquitto 2.0.11 also sends the bridge's OWN retained messages (kept in its persistence since
+      the cutover carried them) over an ``out`` topic when that connection comes up: a reading the
+      new site no longer retains is retained on the old site again from the bridge's store, even
+      though the old site retained a newer one while the bridge was down;
+    - what the old site retained since is not carried to the new site (telemetry crosses the
+      other way now)."""
+    login, device = clients
+    old, new = site(old_site=True, both_ways=True), site(old_site=False, both_ways=True)
+    old_pod_0 = end("source-0", old)
+    running = bridge([old_pod_0], end("target", new), reverse_commands=True)
+    seen = logs(old, new, bridge=running)
+    telemetry_flows(clients, old, new, seen)
+    stayed, moved = unique("p"), unique("p")
+    assert not device(old, stayed).publish(telemetry(stayed), b"r1", retain=True).is_failure
+    deadline = time.monotonic() + TIMEOUT
+    while retained(login, new, stayed) != b"r1":
+        assert time.monotonic() < deadline, f"r1 never retained on the new site:\n{seen()}"
+    running.stop()
+
+    # While the bridge is down: the old site retains a newer reading of `stayed`, the new site
+    # forgets `stayed` (an empty retained message clears it) and retains `moved`'s reading.
+    assert not device(old, stayed).publish(telemetry(stayed), b"r2", retain=True).is_failure
+    assert not device(new, stayed).publish(telemetry(stayed), b"", retain=True).is_failure
+    assert not device(new, moved).publish(telemetry(moved), b"m1", retain=True).is_failure
+    assert retained(login, old, stayed) == b"r2" and retained(login, new, stayed) is None
+
+    running.conf.write_text(
+        render_bridge_conf(
+            sources=[end("arrived-0", new)], target=old_pod_0, device_topics=TELEMETRY, command_topics=COMMANDS,
+            username=BRIDGE_USER, password=BRIDGE_PASSWORD, reverse_commands=True, persistence_dir=str(running.data),
+        )
+    )  # fmt: skip
+    running.start()
+    deadline = time.monotonic() + TIMEOUT
+    while retained(login, old, moved) != b"m1":
+        assert time.monotonic() < deadline, f"m1 never retained on the old site:\n{seen()}"
+    time.sleep(WATCH)  # anything else the turn sends has arrived
+
+    assert retained(login, new, stayed) is None, "the old site's reading crossed to the new site"
+    assert retained(login, old, moved) == b"m1"
+    assert retained(login, old, stayed) == b"r1", (
+        "the bridge's own retained copy (r1, from the cutover) replaced the old site's newer r2",
+        seen(),
+    )
