@@ -35,15 +35,19 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from smartnation.cli import compare, move_complete, move_cutover, restore, restore_pod
+from smartnation.program import move_records
 
 if TYPE_CHECKING:
     from smartnation.cli.move_driver import Run
 
-# The record the program's guard reads before `move:` may be removed after a rollback. The program
-# side (program/naming.py or program/move_records.py) will hold these; until then they live here.
-ROLLBACK_RECORD = "move-rollback"
-"""ConfigMap ``<env>-move-rollback`` in the environment's namespace on the source."""
-RECORD_VERIFIED, RECORD_FROM, RECORD_AT = "verified", "from", "at"
+# The record the program's guard reads before `move:` may be removed after a rollback: ConfigMap
+# ``<env>-move-rollback`` on the source, its name and keys shared with the guard.
+ROLLBACK_RECORD = move_records.ROLLBACK
+RECORD_VERIFIED, RECORD_FROM, RECORD_AT = (
+    move_records.ROLLBACK_VERIFIED,
+    move_records.ROLLBACK_FROM,
+    move_records.ROLLBACK_AT,
+)
 
 SCRATCH = "rollback"
 """The restore's scratch databases ``<database>_rollback`` on the source, renamed to the live names."""
@@ -194,12 +198,12 @@ def record(run: Run) -> None:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": f"{run.environment}-{ROLLBACK_RECORD}",
+            "name": move_records.record_name(run.environment, ROLLBACK_RECORD),
             "namespace": run.namespace,
             "labels": {"app.kubernetes.io/managed-by": "smartnation-move"},
         },
         "data": {
-            RECORD_VERIFIED: "true",
+            RECORD_VERIFIED: move_records.VERIFIED,
             RECORD_FROM: run.to,
             RECORD_AT: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
