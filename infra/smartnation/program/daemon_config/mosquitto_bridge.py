@@ -14,7 +14,14 @@ What crosses, by phase:
   replication);
 - from the cutover on, also the devices' subscribe topics (commands), new site -> old site: the
   new site's APIs reach the devices still connected to the old site until they reconnect, while
-  their readings keep arriving on the new site, whose database now stores them.
+  their readings keep arriving on the new site, whose database now stores them;
+- in the rollback the same file with the sites' roles swapped by the caller
+  (components/broker_bridge.py): ``sources`` are then the new site's pods (where devices that
+  reconnected there are heard) and ``target`` the old site, which serves again.
+
+In general: ``sources`` are the brokers the devices publish to, one connection each (their
+telemetry in, commands out to every one), ``target`` the site that serves (telemetry out to it,
+its commands in).
 
 The topic sets of the two directions never overlap (a device class's publish and subscribe
 filters are checked disjoint by the caller), so no message can loop between the connections.
