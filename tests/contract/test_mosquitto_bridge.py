@@ -90,16 +90,16 @@ def test_the_settings_give_the_bridge_both_directions() -> None:
 
 @pytest.fixture
 def site() -> Iterator[Callable[..., Broker]]:
-    """Factory for a site's broker (one pod): ``old_site`` decides the bridge user's rights
-    (``both_ways``: from the cutover on); ``bridge_password=None`` leaves the bridge's user out of
+    """Factory for a site's broker (one pod) with the bridge's user (its rights the same on both
+    sites, broker_bridge.bridge_user); ``bridge_password=None`` leaves the bridge's user out of
     both files."""
     started: list[Broker] = []
 
-    def _site(*, old_site: bool, bridge_password: str | None = BRIDGE_PASSWORD, both_ways: bool = False) -> Broker:
+    def _site(*, bridge_password: str | None = BRIDGE_PASSWORD) -> Broker:
         passwords, classes = dict(MQTT_PASSWORDS), [*MQTT_INTERNAL_CLASSES]
         if bridge_password is not None:
             passwords[BRIDGE_USER] = bridge_password
-            classes.append(bridge_user(SETTINGS, old_site=old_site, both_ways=both_ways))
+            classes.append(bridge_user(SETTINGS))
         broker = start_broker(passwords=passwords, internal_classes=classes)
         started.append(broker)
         return broker
@@ -263,7 +263,7 @@ def logs(*brokers: Broker, bridge: Bridge | None = None) -> Callable[[], str]:
 
 def test_replicate_carries_telemetry_to_the_new_site_and_no_command_back(site, bridge, clients) -> None:
     login, device = clients
-    old, new = site(old_site=True), site(old_site=False)
+    old, new = site(), site()
     running = bridge([end("source-0", old)], end("target", new), reverse_commands=False)
     seen = logs(old, new, bridge=running)
     telemetry_flows(clients, old, new, seen)
@@ -293,7 +293,7 @@ def test_retained_telemetry_stays_retained_on_the_new_site(site, bridge, clients
     it runs (the old broker forwards it as published, retain flag included, because the bridge
     identifies itself as one: try_private) are both retained on the new site."""
     login, device = clients
-    old, new = site(old_site=True), site(old_site=False)
+    old, new = site(), site()
     before, during = unique("p"), unique("p")
     assert not device(old, before).publish(telemetry(before), b"state-before", retain=True).is_failure
     running = bridge([end("source-0", old)], end("target", new), reverse_commands=False)
@@ -317,7 +317,7 @@ def test_retained_telemetry_stays_retained_on_the_new_site(site, bridge, clients
 
 def test_cutover_carries_commands_back_and_nothing_loops(site, bridge, clients) -> None:
     login, device = clients
-    old, new = site(old_site=True), site(old_site=False)
+    old, new = site(), site()
     running = bridge([end("source-0", old)], end("target", new), reverse_commands=True)
     seen = logs(old, new, bridge=running)
     telemetry_flows(clients, old, new, seen)
@@ -353,7 +353,7 @@ def test_nobody_can_publish_through_the_bridge_itself(site, bridge, clients) -> 
     clients when a configuration has none: what they published crossed to both sites) but a Unix
     socket that admits no one: neither anonymously nor as the bridge's user."""
     login, device = clients
-    old, new = site(old_site=True), site(old_site=False)
+    old, new = site(), site()
     running = bridge([end("source-0", old)], end("target", new), reverse_commands=True)
     seen = logs(old, new, bridge=running)
     telemetry_flows(clients, old, new, seen)
@@ -421,8 +421,8 @@ def test_a_refused_bridge_delivers_nothing_and_the_old_site_logs_why(site, bridg
     trust the old site's CA, an old broker whose certificate names another host: nothing crosses,
     and the logs say why (no silent success)."""
     login, device = clients
-    old = site(old_site=True, bridge_password=None if refusal == "no-bridge-user" else BRIDGE_PASSWORD)
-    new = site(old_site=False)
+    old = site(bridge_password=None if refusal == "no-bridge-user" else BRIDGE_PASSWORD)
+    new = site()
     if refusal == "another-host":
         serve_a_certificate_for_another_host(old)
     source = end("source-0", old, cafile=new.cafile if refusal == "another-ca" else None)
@@ -462,7 +462,7 @@ def test_what_the_old_site_got_while_the_bridge_was_down_arrives_after_its_resta
     in its own queue for the new site; more than mosquitto's default queue of 1,000 per
     connection, which dropped the rest."""
     login, device = clients
-    old, new = site(old_site=True), site(old_site=False)
+    old, new = site(), site()
     running = bridge([end("source-0", old)], end("target", new), reverse_commands=False)
     seen = logs(old, new, bridge=running)
     telemetry_flows(clients, old, new, seen)
@@ -496,7 +496,7 @@ def test_two_old_pods_each_reach_the_new_site_once(site, bridge, clients) -> Non
     """The old site's broker pods are independent: the bridge dials each, and each pod's readings
     arrive once; from the cutover on a command reaches a device on whichever pod it is."""
     login, device = clients
-    old_0, old_1, new = site(old_site=True), site(old_site=True), site(old_site=False)
+    old_0, old_1, new = site(), site(), site()
     running = bridge([end("source-0", old_0), end("source-1", old_1)], end("target", new), reverse_commands=True)
     seen = logs(old_0, old_1, new, bridge=running)
     for old in (old_0, old_1):
@@ -537,7 +537,7 @@ def test_the_rollback_carries_the_new_sites_devices_to_the_old_site_and_nothing_
     the devices are heard (telemetry in, commands out), the old site serves (telemetry out to it,
     its registry's commands in); the rights are the cutover's, both ways."""
     login, device = clients
-    old, new = site(old_site=True, both_ways=True), site(old_site=False, both_ways=True)
+    old, new = site(), site()
     running = bridge([end("arrived-0", new)], end("source-0", old), reverse_commands=True)
     seen = logs(old, new, bridge=running)
     telemetry_flows(clients, new, old, seen)  # a device on the new site reaches the old site's ingest
@@ -581,7 +581,7 @@ def test_retained_messages_across_the_turn_from_the_cutover_to_the_rollback(site
     - what the old site retained since is not carried to the new site (telemetry crosses the
       other way now)."""
     login, device = clients
-    old, new = site(old_site=True, both_ways=True), site(old_site=False, both_ways=True)
+    old, new = site(), site()
     old_pod_0 = end("source-0", old)
     running = bridge([old_pod_0], end("target", new), reverse_commands=True)
     seen = logs(old, new, bridge=running)

@@ -117,9 +117,6 @@ def deploy(
     api_clients = tuple(sorted({a.broker_client for a in settings.city_apis.values() if a.broker_client}))
     # During a move both sites admit the broker bridge (the old one publishes its pods to it).
     bridged = bool(replication_sources) or (arrival is not None and arrival.broker is not None)
-    # From the cutover on its rights are both ways on both sites: the rollback then turns the
-    # bridge without racing the brokers' ACL reload (broker_bridge.bridge_user).
-    both_ways = settings.move is not None and settings.move.phase in ("cutover", MOVE_ROLLBACK)
     broker = Broker(
         f"{prefix}-broker",
         BrokerArgs(
@@ -131,7 +128,6 @@ def deploy(
             bridge_password=bridge_password(replication_password()) if bridged else None,
             published_for_bridge=replication_sources,
             bridge_from=arrival.broker if arrival is not None else None,
-            bridge_both_ways=bridged and both_ways,
         ),
         opts,
     )

@@ -75,9 +75,6 @@ class BrokerArgs:
     internal listener is published on a LoadBalancer address of its own for them alone."""
     bridge_from: broker_bridge.BridgeSource | None = None
     """During a move, on the new site: the old site's pods, which the bridge Deployment here dials."""
-    bridge_both_ways: bool = False
-    """From a move's cutover on, on both sites: the bridge user may carry telemetry and commands
-    either way (broker_bridge.bridge_user), so that a rollback changes no ACL."""
 
 
 class Broker(pulumi.ComponentResource):
@@ -189,11 +186,7 @@ def _bridge_users(args: BrokerArgs) -> list[DeviceClass]:
     """During a move, the bridge's user with its rights on this site (broker_bridge.bridge_user)."""
     if args.bridge_password is None:
         return []
-    return [
-        broker_bridge.bridge_user(
-            args.settings, old_site=bool(args.published_for_bridge), both_ways=args.bridge_both_ways
-        )
-    ]
+    return [broker_bridge.bridge_user(args.settings)]
 
 
 def _published(children: Children, args: BrokerArgs) -> pulumi.Output[list[str]] | list[str]:

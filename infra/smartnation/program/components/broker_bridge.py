@@ -115,24 +115,19 @@ def device_topics(settings: BrokerSettings) -> tuple[tuple[str, ...], tuple[str,
     return tuple(publish), tuple(subscribe)
 
 
-def bridge_user(settings: BrokerSettings, *, old_site: bool, both_ways: bool = False) -> DeviceClass:
-    """The bridge's rights on one site: on the old site it reads the devices' telemetry and
-    writes their commands, on the new site the other way round. ``both_ways`` (from the cutover
-    on): both rights on both topic sets, on both sites, so that the rollback turns the bridge
-    without changing an ACL in the same update. A broker reloads its ACL when the kubelet
-    refreshes the ConfigMap, a minute or so after the bridge restarted; until then it would drop
-    what the bridge publishes (MQTT 3.1.1 acknowledges a refused publish) and refuse its
-    subscriptions (which the bridge makes only when it connects)."""
+def bridge_user(settings: BrokerSettings) -> DeviceClass:
+    """The bridge's rights on either site during a move: it reads and writes the devices'
+    telemetry and commands. Both ways on both sites from the replicate phase on, although the
+    bridge carries telemetry in and (from the cutover on) commands out: the cutover and the
+    rollback (which turns the bridge) then change no ACL. A broker reloads its ACL when the kubelet
+    refreshes the mounted file, a minute or so after an update; until then it would drop what the
+    bridge publishes (MQTT 3.1.1 acknowledges a refused publish) and refuse its subscriptions
+    (made only when it connects): the first rollback on real Pods, run a minute after the cutover
+    that added the rights, found the turned bridge's subscription on Monaco refused. Which way
+    messages cross is the bridge's configuration (daemon_config/mosquitto_bridge.py)."""
     telemetry, commands = device_topics(settings)
-    if both_ways:
-        both = tuple(dict.fromkeys((*telemetry, *commands)))
-        return DeviceClass(name=BRIDGE_USER, username=BRIDGE_USER, publish=both, subscribe=both)
-    return DeviceClass(
-        name=BRIDGE_USER,
-        username=BRIDGE_USER,
-        publish=commands if old_site else telemetry,
-        subscribe=telemetry if old_site else commands,
-    )
+    both = tuple(dict.fromkeys((*telemetry, *commands)))
+    return DeviceClass(name=BRIDGE_USER, username=BRIDGE_USER, publish=both, subscribe=both)
 
 
 def bridge(
