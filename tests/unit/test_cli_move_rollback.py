@@ -57,6 +57,7 @@ SOURCE_OBJECTS = {
     **OBJECTS,
     "open-data/readme.txt": (12, "00" * 32),  # another content on Düsseldorf: Monaco's overwrote it
     "open-data/gone.csv": (3, "11" * 32),  # deleted on Monaco since the cutover
+    "backups/dev/20261201T021500Z/telemetry.dump": (7, "33" * 32),  # Düsseldorf's own nightly since the cutover
 }
 TARGET_OBJECTS = {**OBJECTS, "open-data/new.csv": (5, "22" * 32)}  # written on Monaco since the cutover
 
@@ -75,6 +76,10 @@ class Rollback(Cutover):
     def __call__(self, argv, env=None, input=None, capture_output=False, text=False, timeout=None, **_):
         site = self.clusters.get(argv[2]) if len(argv) > 2 else None
         rest = list(argv[5:]) if argv[3:4] == ["-n"] else []
+        if site is not None and rest[:2] == ["delete", "configmap"]:
+            self.calls.append(SimpleNamespace(argv=list(argv), input=input))
+            self.events.append(f"forget {rest[2]} on {argv[2]}")
+            return self._done(0, "")
         if site is not None and rest[:3] == ["apply", "-f", "-"]:
             self.calls.append(SimpleNamespace(argv=list(argv), input=input))
             if self.refuse_record:
@@ -211,6 +216,7 @@ def test_rollback_applies_first_then_carries_everything_back_and_unfences_the_so
     ]
     # The apply first (devices sent back, the bridge reversed), the source unfenced last, after the record's check.
     assert moves.events == [
+        f"forget dev-move-rollback on {SOURCE}",
         "apply",
         f"fence {TARGET}",
         f"backup {TARGET} (rollback)",
@@ -218,6 +224,7 @@ def test_rollback_applies_first_then_carries_everything_back_and_unfences_the_so
         f"drop {SOURCE} *_rollback",
         f"restore job on {SOURCE}",
         f"copy objects {TARGET} -> {SOURCE}",
+        f"copy objects {SOURCE} -> {TARGET}",
         f"unfence {SOURCE}",
         f"record on {SOURCE}",
     ]
@@ -234,8 +241,17 @@ def test_rollback_applies_first_then_carries_everything_back_and_unfences_the_so
     assert env["REPLACED"].startswith("replaced_") and len(env["REPLACED"]) == len("replaced_20261201100000")
     assert job["spec"]["template"]["spec"]["initContainers"][0]["env"][-1] == {"name": "BACKUP", "value": STAMP}
     # Monaco's objects are the truth: the new and the overwritten copied, the one gone deleted.
-    assert moves.copies == [(TARGET, SOURCE, ["open-data/new.csv", "open-data/readme.txt"], ["open-data/gone.csv"])]
-    assert "  objects: 3 on monaco-onprem, 3 on dusseldorf-test: 2 to copy, 1 to delete" in lines
+    # Düsseldorf's own backup since the cutover is never deleted: it goes to Monaco too, so both compare alike.
+    kept = "backups/dev/20261201T021500Z/telemetry.dump"
+    assert moves.copies == [
+        (TARGET, SOURCE, ["open-data/new.csv", "open-data/readme.txt"], ["open-data/gone.csv"]),
+        (SOURCE, TARGET, [kept], []),
+    ]
+    assert (
+        "  objects: 3 on monaco-onprem, 4 on dusseldorf-test: 2 to copy, 1 to delete, 1 backup file(s) of "
+        "dusseldorf-test's own to keep"
+    ) in lines
+    assert kept in fake.clusters[SOURCE].objects[-1] and kept in fake.clusters[TARGET].objects[-1]
     # The verification: both sites through their reader API, the replaced database not read.
     report = json.loads(Path(next(line for line in lines if line.startswith("  report "))[9:]).read_text())
     assert report["phase"] == "rollback" and report["equal"] is True
@@ -323,7 +339,7 @@ def test_a_target_in_recovery_is_not_fenced_and_nothing_is_backed_up(
     code, _, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
     assert code == exit_codes.FAILED
     assert f"{TARGET}'s database is in recovery: it is not the primary the rollback fences" in errors
-    assert moves.events == ["apply", f"fence {TARGET}"]
+    assert moves.events == [f"forget dev-move-rollback on {SOURCE}", "apply", f"fence {TARGET}"]
     assert "fenced_at" not in progress(rollback)["marks"], "no writes were seen stopped"
 
 
@@ -374,6 +390,7 @@ def test_a_kill_between_steps_resumes_there_and_the_pause_counts_from_the_first_
         f"drop {SOURCE} *_rollback",  # the killed restore's scratch databases first
         f"restore job on {SOURCE}",
         f"copy objects {TARGET} -> {SOURCE}",
+        f"copy objects {SOURCE} -> {TARGET}",
         f"unfence {SOURCE}",
         f"record on {SOURCE}",
     ]
@@ -423,7 +440,34 @@ def test_a_target_whose_fence_was_reset_is_not_backed_up(monkeypatch) -> None:
     ],
 )  # fmt: skip
 def test_the_objects_plan_makes_the_source_the_target(source, target, copy, delete) -> None:
-    assert move_rollback.plan(source, target) == (copy, delete)
+    assert move_rollback.plan(source, target) == (copy, delete, [])
+
+
+def test_the_objects_plan_keeps_the_sources_own_backups() -> None:
+    source = {"backups/dev/a.dump": "size=1 sha256=aa", "open-data/old": "size=1 sha256=bb",
+              "backups/dev/b.dump": "size=1 sha256=cc"}  # fmt: skip
+    target = {"backups/dev/b.dump": "size=1 sha256=dd", "backups/dev/c.dump": "size=1 sha256=ee"}
+    # Another content of the same backup name: the target's (a restore of the truth); only-source ones kept.
+    assert move_rollback.plan(source, target, ("backups",)) == (
+        ["backups/dev/b.dump", "backups/dev/c.dump"], ["open-data/old"], ["backups/dev/a.dump"]
+    )  # fmt: skip
+    assert move_rollback.plan(source, target) == (
+        ["backups/dev/b.dump", "backups/dev/c.dump"], ["backups/dev/a.dump", "open-data/old"], []
+    )  # fmt: skip
+
+
+def test_a_record_of_an_earlier_rollback_is_removed_before_the_apply(
+    rollback, stack, moves, monkeypatch, caplog, capsys
+):
+    fake = sites(moves.events)
+    code, out, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
+    assert code == exit_codes.OK, errors
+    (forget,) = [c.argv for c in fake.calls if "delete" in c.argv]
+    assert forget[forget.index("delete") :] == ["delete", "configmap", "dev-move-rollback", "--ignore-not-found",
+                                                "--wait=true"]  # fmt: skip
+    assert forget[2] == SOURCE
+    assert moves.events.index(f"forget dev-move-rollback on {SOURCE}") < moves.events.index("apply")
+    assert "no earlier record dev-move-rollback; applied phase rollback" in out
 
 
 def test_the_restore_asks_for_read_write_sessions_only_when_told() -> None:

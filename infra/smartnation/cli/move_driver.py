@@ -173,6 +173,13 @@ def apply(run: Run) -> str:
     return f"applied phase {run.phase} (`smartnation up {run.environment}`)"
 
 
+def rollback_apply(run: Run) -> str:
+    """The rollback's apply, once an earlier rollback's record is gone from the source (its update
+    is what lets an operator remove `move:` next, which deletes the target)."""
+    forgot = _cutover_step(move_rollback.forget_record)(run)
+    return f"{forgot}; {apply(run)}"
+
+
 def replication_sources(stack: auto.Stack) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """Where the target's standby connects from, as the stack's `move` output records it."""
     output = stack.outputs().get("move")
@@ -460,7 +467,7 @@ PHASE_STEPS: Mapping[str, tuple[Step, ...]] = {
     # between are the write pause, and the source takes writes only once verified equal.
     "rollback": (
         ("preview", preview),
-        ("apply", apply),
+        ("apply", rollback_apply),
         ("fence-target", _cutover_step(move_rollback.fence_target)),
         ("backup-target", _cutover_step(move_rollback.backup_target)),
         ("copy-back", _cutover_step(move_rollback.copy_back)),

@@ -144,13 +144,19 @@ def restore_source(run: Run) -> str:
     )
 
 
-def plan(source: dict[str, str], target: dict[str, str]) -> tuple[list[str], list[str]]:
+def plan(
+    source: dict[str, str], target: dict[str, str], kept_buckets: tuple[str, ...] = ()
+) -> tuple[list[str], list[str], list[str]]:
     """What makes the source's objects the target's (``bucket/key`` -> ``size=N sha256=H``): the
-    names to copy from the target (missing on the source, or another fingerprint there) and the
-    names to delete on the source (the target no longer has them)."""
+    names to copy from the target (missing on the source, or another fingerprint there), the names
+    to delete on the source (the target no longer has them), and the names in ``kept_buckets``
+    that only the source holds, copied to the target instead of deleted (its backups taken since
+    the cutover: a backup is never deleted to make two sites alike)."""
     copy = sorted(name for name, value in target.items() if source.get(name) != value)
-    delete = sorted(name for name in source if name not in target)
-    return copy, delete
+    only_source = [name for name in source if name not in target]
+    kept = sorted(name for name in only_source if name.split("/", 1)[0] in kept_buckets)
+    delete = sorted(name for name in only_source if name not in kept)
+    return copy, delete, kept
 
 
 def objects_back(run: Run) -> str:
@@ -160,17 +166,37 @@ def objects_back(run: Run) -> str:
     began = time.monotonic()
     # Both sites run the reader API now (the target's bucket mirror went with the cutover).
     left, right = compare.both(lambda: compare.read_objects(source), lambda: compare.read_objects(target))
-    copy, delete = plan(left.sections["objects"], right.sections["objects"])
+    backups = run.settings.database.backup.bucket
+    copy, delete, kept = plan(left.sections["objects"], right.sections["objects"], (backups,))
     print(f"  objects: {len(right.sections['objects'])} on {run.to}, {len(left.sections['objects'])} on "
-          f"{source_name}: {len(copy)} to copy, {len(delete)} to delete", flush=True)  # fmt: skip
+          f"{source_name}: {len(copy)} to copy, {len(delete)} to delete, {len(kept)} backup file(s) of "
+          f"{source_name}'s own to keep", flush=True)  # fmt: skip
     if copy or delete:
         move_complete.copy_objects(run, run.to, source_name, copy, delete)
+    if kept:
+        # The source's own backups since the cutover (of its fenced state) stay, and go to the
+        # target too, so that the verification finds both sites alike.
+        move_complete.copy_objects(run, source_name, run.to, kept, [])
     equal = len(right.sections["objects"]) - len(copy)
     return (
         f"{len(copy)} object(s) copied from {run.to} to {source_name} (missing there or another sha256), "
-        f"{len(delete)} deleted on {source_name} (gone from {run.to}), {equal} already equal "
-        f"({time.monotonic() - began:.0f} s)"
+        f"{len(delete)} deleted on {source_name} (gone from {run.to}), {len(kept)} of {source_name}'s own backup "
+        f"files kept and copied to {run.to}, {equal} already equal ({time.monotonic() - began:.0f} s)"
     )
+
+
+def forget_record(run: Run) -> str:
+    """Remove an earlier rollback's record from the source, before this rollback's apply: the
+    program lets `move:` go once it finds one, and an old one must not vouch for data this
+    rollback has not brought back yet."""
+    name = move_records.record_name(run.environment, ROLLBACK_RECORD)
+    try:
+        said = move_complete._target(run, _source(run)).kubectl(
+            "delete", "configmap", name, "--ignore-not-found", "--wait=true"
+        )
+    except restore_pod.RestoreError as error:
+        raise StepFailure(f"could not remove an earlier rollback's record {name} on {_source(run)}: {error}") from None
+    return f"an earlier rollback's record {name} removed" if "deleted" in said else f"no earlier record {name}"
 
 
 def unfence_source(run: Run) -> str:
