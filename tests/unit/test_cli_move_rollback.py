@@ -72,10 +72,19 @@ class Rollback(Cutover):
         self.applied: list[tuple[str, dict[str, Any]]] = []
         self.databases_read: list[tuple[str, str]] = []
         self.refuse_record = False
+        self.jobs: list[dict[str, Any]] = []
+        """The source's Jobs, as `kubectl get jobs` lists them (a killed driver's restore among them)."""
 
     def __call__(self, argv, env=None, input=None, capture_output=False, text=False, timeout=None, **_):
         site = self.clusters.get(argv[2]) if len(argv) > 2 else None
         rest = list(argv[5:]) if argv[3:4] == ["-n"] else []
+        if site is not None and rest[:2] == ["get", "jobs"]:
+            return self._done(0, json.dumps({"items": [j for j in self.jobs if j.get("on", SOURCE) == argv[2]]}))
+        if site is not None and rest[:2] == ["delete", "job"]:
+            self.calls.append(SimpleNamespace(argv=list(argv), input=input))
+            self.events.append(f"stop job {rest[2]} on {argv[2]}")
+            self.jobs = [job for job in self.jobs if job["metadata"]["name"] != rest[2]]
+            return self._done(0, f'job.batch "{rest[2]}" deleted\n')
         if site is not None and rest[:2] == ["delete", "configmap"]:
             self.calls.append(SimpleNamespace(argv=list(argv), input=input))
             self.events.append(f"forget {rest[2]} on {argv[2]}")
@@ -219,7 +228,7 @@ def test_rollback_applies_first_then_carries_everything_back_and_unfences_the_so
         f"forget dev-move-rollback on {SOURCE}",
         "apply",
         f"fence {TARGET}",
-        f"backup {TARGET} (rollback)",
+        f"backup {TARGET} (rollback-backup)",
         f"copy set backups/dev/{STAMP}/ {TARGET} -> {SOURCE}",
         f"drop {SOURCE} *_rollback",
         f"restore job on {SOURCE}",
@@ -383,10 +392,20 @@ def test_a_kill_between_steps_resumes_there_and_the_pause_counts_from_the_first_
 
     move_driver.time.sleep(100)  # a while later, the operator runs it again
     moves.kill_at_restore = False
+    # The killed driver's restore Job still runs in the cluster; an old finished one and another Job beside it.
+    done = {"conditions": [{"type": "Complete", "status": "True"}]}
+    fake.jobs = [
+        {"metadata": {"name": "dev-database-rollback-restore-4fbb9d"}, "status": {"active": 1}},
+        {"metadata": {"name": "dev-database-rollback-restore-f9fbd9"}, "status": done},
+        {"metadata": {"name": "dev-database-backups-123abc"}, "status": {"active": 1}},
+        # On Monaco: a backup Job of the same name's shape, not the source's to stop.
+        {"metadata": {"name": "dev-database-rollback-restore-77aa00"}, "status": {"active": 1}, "on": TARGET},
+    ]
     events_before = len(moves.events)
     code, out, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
     assert code == exit_codes.OK, errors
     assert moves.events[events_before:] == [
+        f"stop job dev-database-rollback-restore-4fbb9d on {SOURCE}",  # never two restores at once
         f"drop {SOURCE} *_rollback",  # the killed restore's scratch databases first
         f"restore job on {SOURCE}",
         f"copy objects {TARGET} -> {SOURCE}",
@@ -395,6 +414,10 @@ def test_a_kill_between_steps_resumes_there_and_the_pause_counts_from_the_first_
         f"record on {SOURCE}",
     ]
     assert [line for line in out.splitlines() if "not redone" in line][-1].startswith("[5/9 copy-back] finished at")
+    assert "(an earlier run's restore Job stopped first: dev-database-rollback-restore-4fbb9d)" in out
+    (stop,) = [c.argv for c in fake.calls if "job" in c.argv and "delete" in c.argv]
+    assert stop[stop.index("delete") :] == ["delete", "job", "dev-database-rollback-restore-4fbb9d",
+                                            "--cascade=foreground", "--wait=true"]  # fmt: skip
     saved = progress(rollback)
     assert saved["marks"]["fenced_at"] == fenced_at
     assert saved["marks"]["write_pause_s"] >= 100, "measured from when the writes stopped on the target"
@@ -617,3 +640,18 @@ def test_a_record_that_fails_is_written_again_and_the_pause_stays_the_first_meas
     assert run_rollback(monkeypatch, caplog, capsys, moves, fake)[0] == exit_codes.OK
     assert progress(rollback)["marks"]["write_pause_s"] == first
     assert fake.clusters[SOURCE].said == ["unfence", "unfence"] and len(fake.applied) == 1
+
+
+def test_a_backup_job_a_killed_run_left_on_the_target_is_stopped_before_the_next(
+    rollback, stack, moves, monkeypatch, caplog, capsys
+):
+    fake = sites(moves.events)
+    fake.jobs = [
+        {"metadata": {"name": "dev-database-rollback-backup-1a2b3c"}, "status": {"active": 1}, "on": TARGET},
+        {"metadata": {"name": "dev-database-rollback-backup-9f8e7d"}, "status": {"active": 1}},  # Düsseldorf's
+    ]
+    code, _, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
+    assert code == exit_codes.OK, errors
+    stop = moves.events.index(f"stop job dev-database-rollback-backup-1a2b3c on {TARGET}")
+    assert stop == moves.events.index(f"backup {TARGET} (rollback-backup)") - 1
+    assert not [e for e in moves.events if e.startswith("stop job") and e.endswith(SOURCE)]

@@ -51,6 +51,9 @@ RECORD_VERIFIED, RECORD_FROM, RECORD_AT = (
 
 SCRATCH = "rollback"
 """The restore's scratch databases ``<database>_rollback`` on the source, renamed to the live names."""
+BACKUP_JOB, RESTORE_JOB = "rollback-backup", "rollback-restore"
+"""What the Jobs are named after: ``<env>-database-rollback-backup-<id>`` on the target,
+``<env>-database-rollback-restore-<id>`` on the source (a re-run finds a killed run's by name)."""
 RESTORE_JOB_SECONDS = 3600
 BACKUP, BUCKET, REPLACED = "rollback_backup", "rollback_backup_bucket", "rollback_replaced"
 """The marks backup-target and restore-source leave (move_progress.Progress.marks)."""
@@ -84,7 +87,10 @@ def backup_target(run: Run) -> str:
             f"{run.to}'s database is not fenced (default_transaction_read_only is off): its last state is not "
             "still; the fence-target step fences it (remove the progress file to run every step again)"
         )
-    stamp, bucket, seconds = move_complete.run_backup(run, run.to, SCRATCH)
+    # A driver killed in this step leaves its backup Job running: stopped, so that its set cannot
+    # land in the bucket after objects-back compared the sites.
+    stop_earlier_jobs(move_complete._target(run, run.to), run.environment, BACKUP_JOB)
+    stamp, bucket, seconds = move_complete.run_backup(run, run.to, BACKUP_JOB)
     run.marks[BACKUP], run.marks[BUCKET] = stamp, bucket
     return f"backup {stamp} of {run.to}, fenced, dumped in {seconds:.0f} s into its bucket {bucket}"
 
@@ -119,14 +125,17 @@ def restore_source(run: Run) -> str:
         )
     databases = [d.name for d in run.settings.database.databases]
     side = compare.side_of(run.environment, source, run.namespace)
+    site = move_complete._target(run, source)
+    # A driver killed in this step leaves its restore Job running in the cluster: stopped first,
+    # so that two restores never race over the same scratch databases and the same swap.
+    stopped = stop_earlier_jobs(site, run.environment, RESTORE_JOB)
     # What a restore killed before its swap left (the restore cannot create a database that exists).
     move_complete.drop_restored(side, run.environment, databases, SCRATCH)
     replaced = time.strftime("replaced_%Y%m%d%H%M%S", time.gmtime())
-    site = move_complete._target(run, source)
     try:
         cronjob = restore.backup_cronjob(site, run.environment)
         job = restore_pod.restore_job(
-            cronjob, restore._job_name(run.environment, SCRATCH), stamp, SCRATCH, compare=False, cleanup=False,
+            cronjob, restore._job_name(run.environment, RESTORE_JOB), stamp, SCRATCH, compare=False, cleanup=False,
             over_live=replaced, deadline=RESTORE_JOB_SECONDS, read_write=True,
         )  # fmt: skip
         restored = restore.run_job(site, job, timeout=RESTORE_JOB_SECONDS + 30)
@@ -138,10 +147,33 @@ def restore_source(run: Run) -> str:
             f"{restored.logs.strip()[-400:]}"
         )
     run.marks[REPLACED] = replaced
+    earlier = f" (an earlier run's restore Job stopped first: {', '.join(stopped)})" if stopped else ""
     return (
         f"backup {stamp} of {run.to} restored over {source}'s live databases ({', '.join(databases)}) in "
-        f"{restored.seconds:.0f} s; the replaced ones kept as <database>_{replaced}"
+        f"{restored.seconds:.0f} s; the replaced ones kept as <database>_{replaced}{earlier}"
     )
+
+
+def stop_earlier_jobs(site: restore.Target, environment: str, what: str) -> list[str]:
+    """The rollback's Jobs named after ``what`` (``<env>-database-<what>-<id>``) still running on
+    ``site``, deleted with their Pods (foreground: gone when this returns); their names."""
+    prefix = restore._job_name(environment, what).rsplit("-", 1)[0] + "-"
+    try:
+        jobs = json.loads(site.kubectl("get", "jobs", "-o", "json"))["items"]
+        running = [
+            job["metadata"]["name"]
+            for job in jobs
+            if job["metadata"]["name"].startswith(prefix)
+            and not any(
+                c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                for c in (job.get("status") or {}).get("conditions") or []
+            )
+        ]
+        for name in running:
+            site.kubectl("delete", "job", name, "--cascade=foreground", "--wait=true", timeout=300)
+    except restore_pod.RestoreError as error:
+        raise StepFailure(f"could not stop an earlier run's {what} Job on {site.context}: {error}") from None
+    return running
 
 
 def plan(
