@@ -61,6 +61,9 @@ OBJECT_BURST = 1_000
 DATABASES = ("devices", "telemetry")
 MOVE = "move: {to: monaco-onprem, phase: replicate}\n"
 CUTOVER = "move: {to: monaco-onprem, phase: cutover}\n"
+ROLLBACK = "move: {to: monaco-onprem, phase: rollback}\n"
+ROLLBACK_WRITES = 10_000
+"""Readings written on Monaco after the cutover, which the rollback must bring back."""
 HOLD_ARCHIVER = """
 city_apis:
   telemetry_ingest:
@@ -479,6 +482,26 @@ def bench_move(env: Mapping[str, str], workdir: Path) -> dict:
                 "write_pause_s": round(dump_s + restore_s, 1),
                 "differences": len(found),
             }
+
+        say(f"rollback: {ROLLBACK_WRITES:,} readings written on {TARGET}, then `phase: rollback`")
+        target.sql("telemetry", readings_sql(READINGS + BURST, ROLLBACK_WRITES))
+        env_file.write_text(env_file.read_text().replace(CUTOVER, ROLLBACK))
+        report = workdir / "rollback-verify.json"
+        took, (code, steps, said) = timed(lambda: run_driver(tools, project, report))
+        if code != 0:
+            raise SystemExit(f"the rollback driver exited {code}:\n{said[-4000:]}")
+        verified = json.loads(report.read_text())
+        pause = PAUSE_LINE.search(said)
+        figures["rollback_from_cutover"] = {
+            "written_on_target": ROLLBACK_WRITES,
+            "driver_s": round(took, 1),
+            "steps_s": steps,
+            "write_pause_s": float(pause.group(1)) if pause else None,
+            "verify_equal": verified["equal"],
+            "verify_differences": len(verified["differences"]),
+            "readings_compared": verified["fingerprints"]["source"]["tables"]["telemetry.public.readings"],
+            "source_readings": int(source.sql("telemetry", "SELECT count(*) FROM readings;")),
+        }
     say("done")
     return figures
 
@@ -507,13 +530,16 @@ def _object_rows(move: Mapping) -> list[str]:
 def _losses(move: Mapping) -> str:
     """What the comparisons found, said as the figures have it."""
     rep, stream, br = move["replicate"], move["streaming"], move["backup_restore"]
+    back = move.get("rollback_from_cutover") or {"verify_differences": 0, "verify_equal": True}
     ours = rep["verify_differences"] + stream["differences"] + (0 if rep["verify_equal"] else 1)
+    ours += back["verify_differences"] + (0 if back["verify_equal"] else 1)
     if ours == 0 and br["differences"] == 0:
         what = "table, chunk, device and object" if move.get("objects") else "table, chunk and device"
         return f"Nothing lost by either method: every {what} compared equal."
+    rolled = f", the rollback {back['verify_differences']}" if "rollback_from_cutover" in move else ""
     return (
         f"**Differences found**: replicate {rep['verify_differences']} at its verification and "
-        f"{stream['differences']} after streaming; backup and restore {br['differences']}."
+        f"{stream['differences']} after streaming{rolled}; backup and restore {br['differences']}."
     )
 
 
@@ -572,6 +598,7 @@ def render_move(move: Mapping | None) -> list[str]:
         f"| ... its write pause (dump start to restore end: no write may land in between) | "
         f"**{br['write_pause_s']} s** |",
         f"| ... then compared: differences | {br['differences']} |",
+        *_rollback_rows(move),
         "",
         f"In the replicate phase {clone_line}; the apply step also waits for Düsseldorf's new pg_hba line to "
         "reach the running primary (the kubelet's ConfigMap refresh, up to about a minute) before the clone "
@@ -601,6 +628,25 @@ def _cutover_rows(move: Mapping) -> list[str]:
         f"| its verification at the fence: every table, chunk, device and object equal | {cut['verify_equal']} "
         f"({cut['readings_compared'].split()[0]}; objects: {rehashed}) |",
         f"| Monaco takes writes after it | {cut['target_takes_writes']} |",
+    ]
+
+
+def _rollback_rows(move: Mapping) -> list[str]:
+    """The rollback from the cutover's rows (runs from before it existed have none)."""
+    back = move.get("rollback_from_cutover")
+    if not back:
+        return []
+    order = ["preview", "apply", "fence-target", "backup-target", "copy-back", "restore-source", "objects-back",
+             "verify", "unfence-source"]  # fmt: skip
+    ranked = sorted(back["steps_s"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    return [
+        f"| rollback from the cutover (`phase: rollback`), {back['written_on_target']:,} readings written on Monaco "
+        f"first: the driver's run | {back['driver_s']:.0f} s |",
+        f"| its steps | {', '.join(f'{name} {seconds} s' for name, seconds in ranked)} |",
+        f"| its write pause (Monaco fenced to Düsseldorf unfenced: a dump, a copy and a restore of everything) "
+        f"| **{back['write_pause_s']} s** |",
+        f"| its verification: both sites equal; readings on Düsseldorf after it | {back['verify_equal']} "
+        f"({back['readings_compared'].split()[0]}); {back['source_readings']:,} |",
     ]
 
 

@@ -188,3 +188,36 @@ def test_hyphenated_step_names_and_the_pause_are_read_from_the_drivers_output():
     assert dict(move.STEP_LINE.findall(out)) == {"hash-objects": "55", "catch-up": "3", "promote": "2"}
     assert move.PAUSE_LINE.search(out).group(1) == "14.5"
     assert move.REHASHED_LINE.search(out).groups() == ("10990", "10")
+
+
+ROLLBACK_FIGURES = {
+    "written_on_target": 10_000,
+    "driver_s": 240.0,
+    "steps_s": {"unfence-source": 1, "apply": 30, "preview": 12, "restore-source": 90, "backup-target": 40,
+                "copy-back": 20, "fence-target": 2, "objects-back": 60, "verify": 15},
+    "write_pause_s": 230.5,
+    "verify_equal": True,
+    "verify_differences": 0,
+    "readings_compared": "rows=1210000 sum=7",
+    "source_readings": 1_210_000,
+}  # fmt: skip
+
+
+def test_the_rollback_rows_say_its_pause_and_steps_in_the_drivers_order_and_none_before_it_existed():
+    figures = copy.deepcopy(FIGURES)
+    figures["rollback_from_cutover"] = ROLLBACK_FIGURES
+    said = "\n".join(render_move(figures))
+    assert "10,000 readings written on Monaco first: the driver's run | 240 s |" in said
+    assert ("| its steps | preview 12 s, apply 30 s, fence-target 2 s, backup-target 40 s, copy-back 20 s, "
+            "restore-source 90 s, objects-back 60 s, verify 15 s, unfence-source 1 s |") in said  # fmt: skip
+    assert "a dump, a copy and a restore of everything) | **230.5 s** |" in said
+    assert "| True (rows=1210000); 1,210,000 |" in said
+    assert "Nothing lost by either method" in said
+    broken = copy.deepcopy(figures)
+    broken["rollback_from_cutover"]["verify_differences"] = 2
+    said = "\n".join(render_move(broken))
+    assert "Nothing lost" not in said and "the rollback 2;" in said
+    unequal = copy.deepcopy(figures)
+    unequal["rollback_from_cutover"]["verify_equal"] = False
+    assert "Nothing lost" not in "\n".join(render_move(unequal))
+    assert "rollback from the cutover" not in "\n".join(render_move(FIGURES))
