@@ -13,12 +13,16 @@ that phase to the settings in its own change.
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import hashlib
 import json
+import os
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -62,6 +66,9 @@ SOURCE_OBJECTS = {
 TARGET_OBJECTS = {**OBJECTS, "open-data/new.csv": (5, "22" * 32)}  # written on Monaco since the cutover
 
 
+BRIDGE_SELECTOR = "app.kubernetes.io/instance=dev-broker,app.kubernetes.io/component=bridge"
+
+
 class Rollback(Cutover):
     """Both sites as the cutover left them, answering the unfence, the record and the databases'
     listing (the source with a replaced database beside the live ones)."""
@@ -73,15 +80,38 @@ class Rollback(Cutover):
         self.databases_read: list[tuple[str, str]] = []
         self.refuse_record = False
         self.jobs: list[dict[str, Any]] = []
+        self.bridge_pods = 1
+        """The turned bridge's running Pods on the target (the apply leaves one)."""
+        self.bridge_connects_after = 0
+        """How many reads of a broker pod's log come before the bridge's connection line appears there."""
+        self.log_reads: list[tuple[str, str, str]] = []
         """The source's Jobs, as `kubectl get jobs` lists them (a killed driver's restore among them)."""
+        self.namespaces: set[Any] = set()
+        """Every namespace kubectl was given (the environment's only)."""
 
     def __call__(self, argv, env=None, input=None, capture_output=False, text=False, timeout=None, **_):
         site = self.clusters.get(argv[2]) if len(argv) > 2 else None
         rest = list(argv[5:]) if argv[3:4] == ["-n"] else []
+        if argv[3:4] == ["-n"]:
+            self.namespaces.add(argv[4])
+        if site is not None and rest[:3] == ["get", "pods", "-l"] and rest[3] == BRIDGE_SELECTOR:
+            assert argv[2] == TARGET, "the bridge runs on the target"
+            running = {"name": "mosquitto", "state": {"running": {"startedAt": "2026-12-01T09:59:58Z"}}}
+            pods = [{"status": {"containerStatuses": [running]}} for _ in range(self.bridge_pods)]
+            return self._done(0, json.dumps({"items": pods}))
+        if site is not None and rest[:1] == ["logs"]:
+            self.log_reads.append((argv[2], rest[1], rest[rest.index("--since-time") + 1]))
+            if len(self.log_reads) <= self.bridge_connects_after:
+                return self._done(0, "2026-12-01T10:00:00: New connection from 10.1.2.3:40000 on port 1883.\n")
+            self.events.append(f"bridge connected to {rest[1]}")
+            return self._done(0, "2026-12-01T10:00:01: New client connected from 10.1.2.3:40000 as "
+                                 "dev-move-bridge-arrived-0 (p2, c0, k60, u'move-bridge').\n")  # fmt: skip
         if site is not None and rest[:2] == ["get", "jobs"]:
+            if rest != ["get", "jobs", "-o", "json"]:  # the listing is read as JSON, nothing else
+                return self._done(1, "", f"error: unexpected arguments {rest[2:]}")
             return self._done(0, json.dumps({"items": [j for j in self.jobs if j.get("on", SOURCE) == argv[2]]}))
         if site is not None and rest[:2] == ["delete", "job"]:
-            self.calls.append(SimpleNamespace(argv=list(argv), input=input))
+            self.calls.append(SimpleNamespace(argv=list(argv), input=input, timeout=timeout))
             self.events.append(f"stop job {rest[2]} on {argv[2]}")
             self.jobs = [job for job in self.jobs if job["metadata"]["name"] != rest[2]]
             return self._done(0, f'job.batch "{rest[2]}" deleted\n')
@@ -137,29 +167,47 @@ class Moves:
     copies: list[tuple[str, str, list[str], list[str]]] = dataclasses.field(default_factory=list)
     restore_result: restore.JobResult = restore.JobResult(True, 6.0, "restore: done\n")
     kill_at_restore: bool = False
+    restore_error: str = ""
+    """run_job raises restore_pod.RestoreError with this (kubectl could not create or read the Job)."""
+    runs: list[Any] = dataclasses.field(default_factory=list)
+    """The run each stood-in function was handed (the driver's Run, which the real ones read)."""
+    dropped: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    cronjobs_read: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    job_timeouts: list[float] = dataclasses.field(default_factory=list)
 
     def run_backup(self, run: Any, cluster: str, what: str = "final") -> tuple[str, str, float]:
+        self.runs.append(run)
         self.events.append(f"backup {cluster} ({what})")
         move_driver.time.sleep(4.0)  # the Job's time, in the write pause
         return STAMP, "backups", 4.0
 
     def copy_set(self, run: Any, bucket: str, prefix: str, *, source: str | None = None,
                  target: str | None = None) -> dict[str, str]:  # fmt: skip
+        self.runs.append(run)
         self.events.append(f"copy set {bucket}/{prefix} {source} -> {target}")
         return {f"dev/{STAMP}/manifest": "ab", f"dev/{STAMP}/telemetry.dump": "cd"}
 
     def drop_restored(self, side: Any, environment: str, databases: list[str], suffix: str = "final") -> None:
+        self.dropped.append((side.cluster, side.namespace, side.environment, environment, list(databases), suffix))
         self.events.append(f"drop {side.cluster} *_{suffix}")
+
+    def backup_cronjob(self, target: restore.Target, environment: str) -> dict[str, Any]:
+        self.cronjobs_read.append((target.context, target.namespace, environment))
+        return CRONJOB
 
     def run_job(self, target: restore.Target, job: dict[str, Any], timeout: float) -> restore.JobResult:
         self.jobs.append((target.context, job))
+        self.job_timeouts.append(timeout)
         self.events.append(f"restore job on {target.context}")
         if self.kill_at_restore:
             raise Killed
+        if self.restore_error:
+            raise restore_pod.RestoreError(self.restore_error)
         move_driver.time.sleep(self.restore_result.seconds)
         return self.restore_result
 
     def copy_objects(self, run: Any, source: str, target: str, names: list[str], delete: list[str]) -> dict[str, str]:
+        self.runs.append(run)
         self.copies.append((source, target, names, delete))
         self.events.append(f"copy objects {source} -> {target}")
         assert self.fake is not None
@@ -200,11 +248,33 @@ def moves(monkeypatch, stack) -> Moves:
     stood = Moves(events)
     for name in ("run_backup", "copy_set", "drop_restored", "copy_objects"):
         monkeypatch.setattr(move_complete, name, getattr(stood, name))
-    monkeypatch.setattr(restore, "backup_cronjob", lambda target, environment: CRONJOB)
+    monkeypatch.setattr(restore, "backup_cronjob", stood.backup_cronjob)
     monkeypatch.setattr(restore, "run_job", stood.run_job)
     up = stack.up
     stack.up = lambda **kwargs: (events.append("apply"), up(**kwargs))[1]
     return stood
+
+
+@pytest.fixture
+def not_utc() -> Iterator[None]:
+    """The machine's zone 9 hours east of UTC: a time said or stored as UTC must be UTC."""
+    had = os.environ.get("TZ")
+    os.environ["TZ"] = "JST-9"
+    time.tzset()
+    yield
+    if had is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = had
+    time.tzset()
+
+
+FINISHED = re.compile(r"\[\d+/9 (?P<step>[a-z-]+)\] finished in \d+ s: (?P<said>.*) \(progress [^)]*\)")
+
+
+def said_by_step(out: str) -> dict[str, str]:
+    """What each step's finished line says (without its progress file)."""
+    return {m["step"]: m["said"] for m in map(FINISHED.fullmatch, out.splitlines()) if m}
 
 
 def run_rollback(monkeypatch, caplog, capsys, moves: Moves, fake: Rollback, *args: str) -> tuple[int, str, str]:
@@ -213,10 +283,12 @@ def run_rollback(monkeypatch, caplog, capsys, moves: Moves, fake: Rollback, *arg
 
 
 def test_rollback_applies_first_then_carries_everything_back_and_unfences_the_source_last(
-    rollback, stack, moves, monkeypatch, caplog, capsys
+    rollback, stack, moves, not_utc, monkeypatch, caplog, capsys
 ):
     fake = sites(moves.events)
+    began = int(time.time())
     code, out, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
+    ended = time.time()
     assert code == exit_codes.OK, errors
     lines = out.splitlines()
     assert lines[0] == f"dev (environments/dev.yaml): move from {SOURCE} to {TARGET}, phase rollback"
@@ -227,6 +299,7 @@ def test_rollback_applies_first_then_carries_everything_back_and_unfences_the_so
     assert moves.events == [
         f"forget dev-move-rollback on {SOURCE}",
         "apply",
+        "bridge connected to dev-broker-0",
         f"fence {TARGET}",
         f"backup {TARGET} (rollback-backup)",
         f"copy set backups/dev/{STAMP}/ {TARGET} -> {SOURCE}",
@@ -285,6 +358,44 @@ def test_rollback_applies_first_then_carries_everything_back_and_unfences_the_so
     assert (stack.previews, stack.updates) == (1, 1)
     assert audit_lines(rollback) == [(step, result) for step in STEPS for result in ("started", "finished")]
     assert lines[-1].startswith("next: the source serves the environment again with everything the target took")
+    # The record is a whole ConfigMap; its time and the replaced databases' stamp are UTC (the zone here is not).
+    assert (config_map["apiVersion"], config_map["kind"]) == ("v1", "ConfigMap")
+    assert began <= calendar.timegm(time.strptime(config_map["data"]["at"], "%Y-%m-%dT%H:%M:%SZ")) <= ended
+    replaced = env["REPLACED"]
+    assert began <= calendar.timegm(time.strptime(replaced, "replaced_%Y%m%d%H%M%S")) <= ended
+    assert saved["marks"]["rollback_replaced"] == replaced
+    # What the steps handed on: the driver's run, the source's side and databases, the Job's name and bounds.
+    assert len(moves.runs) == 4 and all(isinstance(r, move_driver.Run) and r.environment == "dev" for r in moves.runs)
+    databases = [d.name for d in load_settings("dev", rollback / "environments").database.databases]
+    assert moves.dropped == [(SOURCE, NAMESPACE, "dev", "dev", databases, "rollback")]
+    assert moves.cronjobs_read == [(SOURCE, NAMESPACE, "dev")]
+    assert re.fullmatch(r"dev-database-rollback-restore-[0-9a-f]{6}", job["metadata"]["name"])
+    assert job["spec"]["activeDeadlineSeconds"] == 3600 and moves.job_timeouts == [3630]
+    assert fake.namespaces == {NAMESPACE}
+    # What each step says, the write pause's start in UTC (fenced_at is 14:30:02 UTC, 23:30:02 here:
+    # the clock starts at 14:30:00 and the bridge wait takes 2 s).
+    assert time.strftime("%H:%M:%S", time.gmtime(saved["marks"]["fenced_at"])) == "14:30:02"
+    said = said_by_step(out)
+    assert said["fence-target"].endswith(
+        f"; the write pause started at 14:30:02 UTC ({SOURCE} stays fenced until unfence-source)"
+    )
+    assert said["backup-target"] == f"backup {STAMP} of {TARGET}, fenced, dumped in 4 s into its bucket backups"
+    assert said["copy-back"] == (
+        f"backup {STAMP} copied from {TARGET} into {SOURCE}'s bucket backups under dev/{STAMP}/: 2 files, each "
+        f"read back there with the sha256 it had on {TARGET} (0 s)"
+    )
+    assert said["restore-source"] == (
+        f"backup {STAMP} of {TARGET} restored over {SOURCE}'s live databases ({', '.join(databases)}) in 6 s; "
+        f"the replaced ones kept as <database>_{replaced}"
+    )
+    assert said["objects-back"] == (
+        f"2 object(s) copied from {TARGET} to {SOURCE} (missing there or another sha256), 1 deleted on {SOURCE} "
+        f"(gone from {TARGET}), 1 of {SOURCE}'s own backup files kept and copied to {TARGET}, 1 already equal (0 s)"
+    )
+    assert said["unfence-source"] == (
+        f"{SOURCE}'s database takes writes again: the write pause was 10.0 s (writes stopped on {TARGET} at "
+        f"14:30:02 UTC); recorded in ConfigMap dev-move-rollback on {SOURCE}; {TARGET} stays fenced"
+    )
 
 
 def test_the_status_says_the_rollback_stopped_writes_on_the_target_and_resumed_them_on_the_source(
@@ -348,7 +459,8 @@ def test_a_target_in_recovery_is_not_fenced_and_nothing_is_backed_up(
     code, _, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
     assert code == exit_codes.FAILED
     assert f"{TARGET}'s database is in recovery: it is not the primary the rollback fences" in errors
-    assert moves.events == [f"forget dev-move-rollback on {SOURCE}", "apply", f"fence {TARGET}"]
+    assert moves.events == [f"forget dev-move-rollback on {SOURCE}", "apply", "bridge connected to dev-broker-0",
+                            f"fence {TARGET}"]  # fmt: skip
     assert "fenced_at" not in progress(rollback)["marks"], "no writes were seen stopped"
 
 
@@ -392,11 +504,16 @@ def test_a_kill_between_steps_resumes_there_and_the_pause_counts_from_the_first_
 
     move_driver.time.sleep(100)  # a while later, the operator runs it again
     moves.kill_at_restore = False
-    # The killed driver's restore Job still runs in the cluster; an old finished one and another Job beside it.
+    # The killed driver's restore Job still runs in the cluster (and one of an earlier kill, a condition
+    # listed but not true); old finished ones, complete or failed, and another Job beside them.
     done = {"conditions": [{"type": "Complete", "status": "True"}]}
+    failed = {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}
+    not_yet = {"active": 1, "conditions": [{"type": "Complete", "status": "False"}]}
     fake.jobs = [
         {"metadata": {"name": "dev-database-rollback-restore-4fbb9d"}, "status": {"active": 1}},
         {"metadata": {"name": "dev-database-rollback-restore-f9fbd9"}, "status": done},
+        {"metadata": {"name": "dev-database-rollback-restore-0f0f0f"}, "status": failed},
+        {"metadata": {"name": "dev-database-rollback-restore-c0ffee"}, "status": not_yet},
         {"metadata": {"name": "dev-database-backups-123abc"}, "status": {"active": 1}},
         # On Monaco: a backup Job of the same name's shape, not the source's to stop.
         {"metadata": {"name": "dev-database-rollback-restore-77aa00"}, "status": {"active": 1}, "on": TARGET},
@@ -406,6 +523,7 @@ def test_a_kill_between_steps_resumes_there_and_the_pause_counts_from_the_first_
     assert code == exit_codes.OK, errors
     assert moves.events[events_before:] == [
         f"stop job dev-database-rollback-restore-4fbb9d on {SOURCE}",  # never two restores at once
+        f"stop job dev-database-rollback-restore-c0ffee on {SOURCE}",
         f"drop {SOURCE} *_rollback",  # the killed restore's scratch databases first
         f"restore job on {SOURCE}",
         f"copy objects {TARGET} -> {SOURCE}",
@@ -414,10 +532,16 @@ def test_a_kill_between_steps_resumes_there_and_the_pause_counts_from_the_first_
         f"record on {SOURCE}",
     ]
     assert [line for line in out.splitlines() if "not redone" in line][-1].startswith("[5/9 copy-back] finished at")
-    assert "(an earlier run's restore Job stopped first: dev-database-rollback-restore-4fbb9d)" in out
-    (stop,) = [c.argv for c in fake.calls if "job" in c.argv and "delete" in c.argv]
-    assert stop[stop.index("delete") :] == ["delete", "job", "dev-database-rollback-restore-4fbb9d",
-                                            "--cascade=foreground", "--wait=true"]  # fmt: skip
+    assert said_by_step(out)["restore-source"].endswith(
+        "(an earlier run's restore Job stopped first: dev-database-rollback-restore-4fbb9d, "
+        "dev-database-rollback-restore-c0ffee)"
+    )
+    stops = [c for c in fake.calls if "job" in c.argv and "delete" in c.argv]
+    assert [c.argv[c.argv.index("delete") :] for c in stops] == [
+        ["delete", "job", f"dev-database-rollback-restore-{id_}", "--cascade=foreground", "--wait=true"]
+        for id_ in ("4fbb9d", "c0ffee")
+    ]
+    assert [c.timeout for c in stops] == [300, 300], "a foreground delete waits for the Pods, 5 minutes at most"
     saved = progress(rollback)
     assert saved["marks"]["fenced_at"] == fenced_at
     assert saved["marks"]["write_pause_s"] >= 100, "measured from when the writes stopped on the target"
@@ -434,11 +558,15 @@ def test_the_unfence_needs_the_verification_and_the_fence_in_this_rollback() -> 
     run.marks = {move_rollback.VERIFIED: "2026-12-01T10:00:00Z"}
     with pytest.raises(move_rollback.StepFailure) as failed:
         move_rollback.unfence_source(run)
-    assert "the fence-target step runs first" in str(failed.value)
-    for step in (move_rollback.copy_back, move_rollback.restore_source):
-        with pytest.raises(move_rollback.StepFailure) as failed:
-            step(SimpleNamespace(marks={}, settings=run.settings))
-        assert "the backup-target step runs first" in str(failed.value)
+    assert str(failed.value) == "no fence of the target recorded in the progress file: the fence-target step runs first"
+    # A backup recorded by halves (a hand-edited progress file) is no backup either.
+    for marks in ({}, {move_rollback.BACKUP: STAMP}, {move_rollback.BUCKET: "backups"}):
+        for step in (move_rollback.copy_back, move_rollback.restore_source):
+            with pytest.raises(move_rollback.StepFailure) as failed:
+                step(SimpleNamespace(marks=marks, settings=run.settings))
+            assert str(failed.value) == (
+                "no backup of the target recorded in the progress file: the backup-target step runs first"
+            )
 
 
 def test_a_target_whose_fence_was_reset_is_not_backed_up(monkeypatch) -> None:
@@ -446,7 +574,127 @@ def test_a_target_whose_fence_was_reset_is_not_backed_up(monkeypatch) -> None:
     monkeypatch.setattr(move_complete, "run_backup", lambda *a: pytest.fail("backed up an unfenced target"))
     with pytest.raises(move_rollback.StepFailure) as failed:
         move_rollback.backup_target(SimpleNamespace(to=TARGET, marks={}))
-    assert f"{TARGET}'s database is not fenced" in str(failed.value)
+    assert str(failed.value) == (
+        f"{TARGET}'s database is not fenced (default_transaction_read_only is off): its last state is not still; "
+        "the fence-target step fences it (remove the progress file to run every step again)"
+    )
+
+
+def test_unfence_measures_the_pause_to_a_tenth_of_a_second_and_says_its_start_in_utc(monkeypatch, not_utc) -> None:
+    unfenced: list[str] = []
+    recorded: list[Any] = []
+    monkeypatch.setattr(move_cutover, "unfence", lambda run, role: unfenced.append(role))
+    monkeypatch.setattr(move_rollback, "record", recorded.append)
+    monkeypatch.setattr(move_rollback, "time", SimpleNamespace(time=lambda: 1_790_001_010.34))
+    marks = {move_rollback.VERIFIED: "2026-12-01T10:00:00Z", "fenced_at": 1_790_001_000.0}  # 14:30:00 UTC
+    run = SimpleNamespace(
+        to=TARGET, environment="dev", marks=marks, settings=SimpleNamespace(cluster=SimpleNamespace(name=SOURCE))
+    )
+    said = move_rollback.unfence_source(run)
+    assert (unfenced, recorded, run.marks["write_pause_s"]) == (["source"], [run], 10.3)
+    assert said == (
+        f"{SOURCE}'s database takes writes again: the write pause was 10.3 s (writes stopped on {TARGET} at "
+        f"14:30:00 UTC); recorded in ConfigMap dev-move-rollback on {SOURCE}; {TARGET} stays fenced"
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "copies", "equal"),
+    [
+        ({"b/k": "size=1 sha256=aa"}, {"b/k": "size=1 sha256=aa", "b/new": "size=2 sha256=bb"},
+         [(TARGET, SOURCE, ["b/new"], [])], 1),
+        ({"b/k": "size=1 sha256=aa", "b/old": "size=2 sha256=bb"}, {"b/k": "size=1 sha256=aa"},
+         [(TARGET, SOURCE, [], ["b/old"])], 1),
+        ({"b/k": "size=1 sha256=aa", "backups/dev/x": "size=3 sha256=cc"}, {"b/k": "size=1 sha256=aa"},
+         [(SOURCE, TARGET, ["backups/dev/x"], [])], 1),
+        ({"b/k": "size=1 sha256=aa"}, {"b/k": "size=1 sha256=aa"}, [], 1),
+    ],
+    ids=["only-copies", "only-deletes", "only-kept", "alike"],
+)  # fmt: skip
+def test_objects_back_copies_or_deletes_whatever_alone_is_to_do(monkeypatch, source, target, copies, equal) -> None:
+    handed: list[tuple[Any, ...]] = []
+    objects = {SOURCE: source, TARGET: target}
+    monkeypatch.setattr(compare, "side_of", lambda env, cluster, ns: SimpleNamespace(cluster=cluster, namespace=ns))
+    monkeypatch.setattr(compare, "both", lambda left, right: (left(), right()))
+    monkeypatch.setattr(
+        compare, "read_objects", lambda side: SimpleNamespace(sections={"objects": objects[side.cluster]}, side=side)
+    )
+    monkeypatch.setattr(move_complete, "copy_objects", lambda run, *given: (handed.append((run, *given)), {})[1])
+    settings = SimpleNamespace(
+        cluster=SimpleNamespace(name=SOURCE), database=SimpleNamespace(backup=SimpleNamespace(bucket="backups"))
+    )
+    run = SimpleNamespace(environment="dev", namespace=NAMESPACE, to=TARGET, settings=settings)
+    said = move_rollback.objects_back(run)
+    assert handed == [(run, *copy) for copy in copies]
+    assert f", {equal} already equal (" in said
+
+
+def test_forget_record_says_whether_there_was_one_and_fails_when_kubectl_does(monkeypatch) -> None:
+    given: list[tuple[str, tuple[str, ...]]] = []
+
+    class Site:
+        def __init__(self, cluster: str, answer: str | Exception) -> None:
+            self.cluster, self.answer = cluster, answer
+
+        def kubectl(self, *args: str, **_: Any) -> str:
+            given.append((self.cluster, args))
+            if isinstance(self.answer, Exception):
+                raise self.answer
+            return self.answer
+
+    run = SimpleNamespace(environment="dev", settings=SimpleNamespace(cluster=SimpleNamespace(name=SOURCE)))
+    for answer, said in (
+        ('configmap "dev-move-rollback" deleted\n', "an earlier rollback's record dev-move-rollback removed"),
+        ("", "no earlier record dev-move-rollback"),
+    ):
+        monkeypatch.setattr(move_complete, "_target", lambda run, cluster, a=answer: Site(cluster, a))
+        assert move_rollback.forget_record(run) == said
+    assert given[-1] == (SOURCE, ("delete", "configmap", "dev-move-rollback", "--ignore-not-found", "--wait=true"))
+    refused = restore_pod.RestoreError("`kubectl delete configmap dev-move-rollback` failed: forbidden")
+    monkeypatch.setattr(move_complete, "_target", lambda run, cluster: Site(cluster, refused))
+    with pytest.raises(move_rollback.StepFailure) as failed:
+        move_rollback.forget_record(run)
+    assert str(failed.value) == (
+        f"could not remove an earlier rollback's record dev-move-rollback on {SOURCE}: `kubectl delete configmap "
+        "dev-move-rollback` failed: forbidden"
+    )
+
+
+def test_an_earlier_job_that_cannot_be_listed_fails_the_step() -> None:
+    class Site:
+        context = TARGET
+
+        def kubectl(self, *args: str, **_: Any) -> str:
+            raise restore_pod.RestoreError("`kubectl get jobs -o json` failed: forbidden")
+
+    with pytest.raises(move_rollback.StepFailure) as failed:
+        move_rollback.stop_earlier_jobs(Site(), "dev", move_rollback.BACKUP_JOB)  # type: ignore[arg-type]
+    assert str(failed.value) == (
+        f"could not stop an earlier run's rollback-backup Job on {TARGET}: `kubectl get jobs -o json` failed: forbidden"
+    )
+
+
+def test_a_restore_that_fails_or_cannot_run_says_why_and_the_source_stays_fenced(
+    rollback, stack, moves, monkeypatch, caplog, capsys
+):
+    fake = sites(moves.events)
+    logs = "--- restore ---\n" + "".join(f"pg_restore: error at item {n}\n" for n in range(40))
+    moves.restore_result = restore.JobResult(False, 3.0, logs, "BackoffLimitExceeded")
+    code, _, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
+    assert code == exit_codes.FAILED
+    # The log's last 400 characters, no more: the Job's whole log is in the cluster.
+    assert (
+        f"restoring {STAMP} over {SOURCE}'s live databases failed (BackoffLimitExceeded): {logs.strip()[-400:]}"
+        in errors
+    )
+    moves.restore_result = restore.JobResult(True, 6.0, "restore: done\n")
+    moves.restore_error = "`kubectl create -f -` failed: error: the server is currently unable to handle the request"
+    code, _, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
+    assert code == exit_codes.FAILED
+    assert f"restoring {STAMP} over {SOURCE}'s live databases: {moves.restore_error}" in errors
+    assert (
+        fake.clusters[SOURCE].fenced and fake.applied == [] and "rollback_replaced" not in progress(rollback)["marks"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -655,3 +903,40 @@ def test_a_backup_job_a_killed_run_left_on_the_target_is_stopped_before_the_next
     stop = moves.events.index(f"stop job dev-database-rollback-backup-1a2b3c on {TARGET}")
     assert stop == moves.events.index(f"backup {TARGET} (rollback-backup)") - 1
     assert not [e for e in moves.events if e.startswith("stop job") and e.endswith(SOURCE)]
+
+
+def test_the_target_is_fenced_only_once_the_turned_bridge_is_connected_to_its_broker_pods(
+    rollback, stack, moves, monkeypatch, caplog, capsys
+):
+    fake = sites(moves.events)
+    fake.bridge_connects_after = 3  # its log shows the connection on the fourth read
+    code, out, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
+    assert code == exit_codes.OK, errors
+    assert moves.events.index("bridge connected to dev-broker-0") == moves.events.index(f"fence {TARGET}") - 1
+    # The broker pod's log since the bridge's container started, read until the connection shows.
+    assert fake.log_reads == [(TARGET, "dev-broker-0", "2026-12-01T09:59:58Z")] * 4
+    assert f"the turned bridge is connected to 1 broker pod(s) on {TARGET}; writes stopped on {TARGET}" in out
+
+
+def test_a_bridge_that_does_not_connect_stops_the_rollback_before_the_fence(
+    rollback, stack, moves, monkeypatch, caplog, capsys
+):
+    fake = sites(moves.events)
+    fake.bridge_connects_after = 10_000
+    code, _, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
+    assert code == exit_codes.FAILED
+    assert f"the turned broker bridge has not connected to dev-broker-0 on {TARGET} within 180 s" in errors
+    assert "nothing was fenced" in errors and f"fence {TARGET}" not in moves.events
+    assert not fake.clusters[TARGET].fenced
+
+
+@pytest.mark.parametrize("pods", [0, 2])
+def test_no_single_bridge_pod_stops_the_rollback_before_the_fence(
+    rollback, stack, moves, monkeypatch, caplog, capsys, pods
+):
+    fake = sites(moves.events)
+    fake.bridge_pods = pods
+    code, _, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
+    assert code == exit_codes.FAILED
+    assert f"the broker bridge on {TARGET} has {pods} running Pod(s), expected one" in errors
+    assert f"fence {TARGET}" not in moves.events

@@ -34,8 +34,9 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from smartnation.cli import compare, move_complete, move_cutover, restore, restore_pod
-from smartnation.program import move_records
+from smartnation.cli import compare, move_complete, move_cutover, move_status, restore, restore_pod
+from smartnation.program import move_records, naming
+from smartnation.program.components import broker_bridge
 
 if TYPE_CHECKING:
     from smartnation.cli.move_driver import Run
@@ -74,8 +75,65 @@ def _read_only(run: Run, role: str) -> bool:
     return move_cutover._sql(run, role, move_cutover.FENCED_SQL).get("read_only") is True
 
 
+BRIDGE_WAIT_S = 180.0
+"""How long fence-target waits for the turned bridge's connections on the target's broker pods."""
+SUBSCRIBED_AFTER_S = 2.0
+"""After the connection's log line: the bridge sends its SUBSCRIBEs on the CONNACK, at once."""
+
+
+def bridge_connected(run: Run, clock: Any = None) -> str:
+    """Wait until the turned bridge (its Pod as the apply left it) has connected to each of the
+    target's broker pods, as each pod's log says (`New client connected ... as <client id>`,
+    mosquitto's connection_messages, after the login passed), then the moment its SUBSCRIBE takes.
+    Before this, what a device publishes on the target reaches only the target's ingest: fenced,
+    that would store nothing, and the bridge, not yet subscribed, would carry nothing (a real-Pod
+    rollback lost the 7 readings a device published in the second after the apply, 2026-11-30)."""
+    clock = clock or time
+    target = move_complete._target(run, run.to)
+    try:
+        listed = json.loads(target.kubectl("get", "pods", "-l", move_status.bridge_selector(run.environment),
+                                           "-o", "json"))["items"]  # fmt: skip
+    except (restore_pod.RestoreError, ValueError) as error:
+        raise StepFailure(f"could not read the broker bridge's Pod on {run.to}: {error}") from None
+    started = [
+        status["state"]["running"]["startedAt"]
+        for pod in listed
+        for status in (pod.get("status") or {}).get("containerStatuses") or []
+        if status.get("name") == "mosquitto" and "running" in (status.get("state") or {})
+    ]
+    if len(started) != 1:
+        raise StepFailure(
+            f"the broker bridge on {run.to} has {len(started)} running Pod(s), expected one (`smartnation move "
+            f"{run.environment} --status` shows it): the apply step deploys it turned"
+        )
+    broker = naming.names(run.environment, naming.BROKER).name
+    waiting = {
+        f"{broker}-{index}": broker_bridge.arrived_client_id(run.environment, index)
+        for index in range(run.settings.broker.replicas)
+    }
+    deadline = clock.monotonic() + BRIDGE_WAIT_S
+    while True:
+        for pod, client in list(waiting.items()):
+            said = target.kubectl("logs", pod, "-c", "mosquitto", "--since-time", started[0], check=False, timeout=60)
+            if f" as {client} (" in said:
+                del waiting[pod]
+        if not waiting:
+            break
+        if clock.monotonic() > deadline:
+            raise StepFailure(
+                f"the turned broker bridge has not connected to {', '.join(sorted(waiting))} on {run.to} within "
+                f"{BRIDGE_WAIT_S:.0f} s (its log: `kubectl -n {run.namespace} logs deploy/{broker}-bridge`); "
+                f"nothing was fenced"
+            )
+        clock.sleep(2)
+    clock.sleep(SUBSCRIBED_AFTER_S)
+    return f"the turned bridge is connected to {run.settings.broker.replicas} broker pod(s) on {run.to}"
+
+
 def fence_target(run: Run) -> str:
-    said = move_cutover.fence(run, "target")
+    # Writes stop on the target only once what its devices publish is carried to the source.
+    bridged = bridge_connected(run)
+    said = f"{bridged}; " + move_cutover.fence(run, "target")
     stopped = datetime.fromtimestamp(run.marks[move_cutover.FENCED_AT], UTC).strftime("%H:%M:%S")
     return f"{said}; the write pause started at {stopped} UTC ({_source(run)} stays fenced until unfence-source)"
 

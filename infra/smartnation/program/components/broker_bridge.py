@@ -255,14 +255,18 @@ def _ends(source: BridgeSource, names: Names, target_host: str, port: int) -> tu
     # them in rollback), the certificate's wildcard under the headless Service.
     headless = names.host(names.child("headless"))
     new_pods = [
-        BridgeEnd(
-            f"arrived-{index}", f"{names.name}-{index}.{headless}:{port}", f"{env}-move-bridge-arrived-{index}", new
-        )
+        BridgeEnd(f"arrived-{index}", f"{names.name}-{index}.{headless}:{port}", arrived_client_id(env, index), new)
         for index in range(len(source.hosts))
     ]
     # One old pod is enough: the old site's ingest reads every pod, its registry publishes each
     # command on every pod (docs/broker-ha.md), so each crosses once.
     return new_pods, BridgeEnd("source-0", f"{source.public_host}:{port}", f"{env}-move-bridge-0", old)
+
+
+def arrived_client_id(environment: str, index: int) -> str:
+    """The turned bridge's client id on the new site's broker pod ``index`` in a rollback (the
+    driver finds its connection in that pod's log by it, cli/move_rollback.py)."""
+    return f"{environment}-move-bridge-arrived-{index}"
 
 
 def _host_aliases(source: BridgeSource, addresses: Sequence[str]) -> list[dict]:
