@@ -59,6 +59,8 @@ SCOPES: dict[str, list[str]] = {
         "smartnation/cli/move_cutover.py",
         "smartnation/cli/move_objects.py",
         "smartnation/cli/move_driver.py",
+        # The rollback phase's steps (back from the cutover).
+        "smartnation/cli/move_rollback.py",
         "smartnation/cli/move_status.py",
         "smartnation/cli/move_progress.py",
         "smartnation/program/move_guard.py",

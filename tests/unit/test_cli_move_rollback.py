@@ -80,12 +80,19 @@ class Rollback(Cutover):
         self.databases_read: list[tuple[str, str]] = []
         self.refuse_record = False
         self.jobs: list[dict[str, Any]] = []
+        """The source's Jobs, as `kubectl get jobs` lists them (a killed driver's restore among them)."""
         self.bridge_pods = 1
         """The turned bridge's running Pods on the target (the apply leaves one)."""
+        self.bridge_state: dict[str, Any] = {"running": {"startedAt": "2026-12-01T09:59:58Z"}}
+        """Its mosquitto container's state."""
+        self.bridge_listing: tuple[int, str, str] | None = None
+        """What `kubectl get pods` answers for the bridge instead of its Pods (exit code, stdout, stderr)."""
         self.bridge_connects_after = 0
         """How many reads of a broker pod's log come before the bridge's connection line appears there."""
+        self.log_fails_first = 0
+        """How many of those reads kubectl fails (the log not readable for a moment)."""
         self.log_reads: list[tuple[str, str, str]] = []
-        """The source's Jobs, as `kubectl get jobs` lists them (a killed driver's restore among them)."""
+        self.log_timeouts: list[float | None] = []
         self.namespaces: set[Any] = set()
         """Every namespace kubectl was given (the environment's only)."""
 
@@ -96,11 +103,20 @@ class Rollback(Cutover):
             self.namespaces.add(argv[4])
         if site is not None and rest[:3] == ["get", "pods", "-l"] and rest[3] == BRIDGE_SELECTOR:
             assert argv[2] == TARGET, "the bridge runs on the target"
-            running = {"name": "mosquitto", "state": {"running": {"startedAt": "2026-12-01T09:59:58Z"}}}
-            pods = [{"status": {"containerStatuses": [running]}} for _ in range(self.bridge_pods)]
+            if rest[4:] != ["-o", "json"]:  # the listing is read as JSON, nothing else
+                return self._done(1, "", f"error: unexpected arguments {rest[4:]}")
+            if self.bridge_listing is not None:
+                return self._done(*self.bridge_listing)
+            container = {"name": "mosquitto", "state": self.bridge_state}
+            pods = [{"status": {"containerStatuses": [container]}} for _ in range(self.bridge_pods)]
             return self._done(0, json.dumps({"items": pods}))
         if site is not None and rest[:1] == ["logs"]:
             self.log_reads.append((argv[2], rest[1], rest[rest.index("--since-time") + 1]))
+            self.log_timeouts.append(timeout)
+            if rest[2:5] != ["-c", "mosquitto", "--since-time"] or len(rest) != 6:  # the broker's own container
+                return self._done(1, "", f"error: unexpected arguments {rest[2:]}")
+            if len(self.log_reads) <= self.log_fails_first:
+                return self._done(1, "", "Error from server: the server is currently unable to handle the request")
             if len(self.log_reads) <= self.bridge_connects_after:
                 return self._done(0, "2026-12-01T10:00:00: New connection from 10.1.2.3:40000 on port 1883.\n")
             self.events.append(f"bridge connected to {rest[1]}")
@@ -913,8 +929,10 @@ def test_the_target_is_fenced_only_once_the_turned_bridge_is_connected_to_its_br
     code, out, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
     assert code == exit_codes.OK, errors
     assert moves.events.index("bridge connected to dev-broker-0") == moves.events.index(f"fence {TARGET}") - 1
-    # The broker pod's log since the bridge's container started, read until the connection shows.
+    # The broker pod's log since the bridge's container started, read until the connection shows, a minute
+    # at most each.
     assert fake.log_reads == [(TARGET, "dev-broker-0", "2026-12-01T09:59:58Z")] * 4
+    assert fake.log_timeouts == [60] * 4
     assert f"the turned bridge is connected to 1 broker pod(s) on {TARGET}; writes stopped on {TARGET}" in out
 
 
@@ -928,6 +946,76 @@ def test_a_bridge_that_does_not_connect_stops_the_rollback_before_the_fence(
     assert f"the turned broker bridge has not connected to dev-broker-0 on {TARGET} within 180 s" in errors
     assert "nothing was fenced" in errors and f"fence {TARGET}" not in moves.events
     assert not fake.clusters[TARGET].fenced
+    # Read every 2 s until more than 180 s have passed: at 0, 2, ..., 180 and 182 s.
+    assert len(fake.log_reads) == 92
+
+
+def test_a_broker_log_that_cannot_be_read_for_a_while_is_read_again(
+    rollback, stack, moves, monkeypatch, caplog, capsys
+):
+    fake = sites(moves.events)
+    fake.log_fails_first = fake.bridge_connects_after = 2
+    code, _, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
+    assert code == exit_codes.OK, errors
+    assert len(fake.log_reads) == 3 and fake.clusters[TARGET].fenced
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        ((1, "", "error: You must be logged in to the server (Unauthorized)"),
+         "`kubectl get pods -l app.kubernetes.io/instance=dev-broker,app.kubernetes.io/component=bridge -o json` "
+         "failed: error: You must be logged in to the server (Unauthorized)"),
+        ((0, "No resources found\n", ""), "Expecting value: line 1 column 1 (char 0)"),
+    ],
+    ids=["kubectl-fails", "not-json"],
+)  # fmt: skip
+def test_a_bridge_pod_that_cannot_be_read_stops_the_rollback_before_the_fence(
+    rollback, stack, moves, monkeypatch, caplog, capsys, answer, said
+):
+    fake = sites(moves.events)
+    fake.bridge_listing = answer
+    code, _, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
+    assert code == exit_codes.FAILED
+    assert f"could not read the broker bridge's Pod on {TARGET}: {said}" in errors
+    assert f"fence {TARGET}" not in moves.events and fake.log_reads == []
+
+
+def test_a_bridge_whose_mosquitto_is_not_running_stops_the_rollback_before_the_fence(
+    rollback, stack, moves, monkeypatch, caplog, capsys
+):
+    fake = sites(moves.events)
+    fake.bridge_state = {"waiting": {"reason": "CrashLoopBackOff"}}
+    code, _, errors = run_rollback(monkeypatch, caplog, capsys, moves, fake)
+    assert code == exit_codes.FAILED
+    assert f"the broker bridge on {TARGET} has 0 running Pod(s), expected one" in errors
+    assert f"fence {TARGET}" not in moves.events and fake.log_reads == []
+
+
+def test_the_bridge_wait_reads_each_broker_pod_until_connected_and_names_those_it_is_not(monkeypatch) -> None:
+    reads: list[str] = []
+    running = {"name": "mosquitto", "state": {"running": {"startedAt": "2026-12-01T09:59:58Z"}}}
+
+    class Site:
+        def kubectl(self, *args: str, **_: Any) -> str:
+            if args[:2] == ("get", "pods"):
+                return json.dumps({"items": [{"status": {"containerStatuses": [running]}}]})
+            reads.append(args[1])
+            return "New client connected from 10.1.2.3:40000 as dev-move-bridge-arrived-1 (p2" * (
+                args[1] == "dev-broker-1"
+            )
+
+    monkeypatch.setattr(move_complete, "_target", lambda run, cluster: Site())
+    run = SimpleNamespace(
+        environment="dev", to=TARGET, namespace=NAMESPACE, settings=SimpleNamespace(broker=SimpleNamespace(replicas=3))
+    )
+    with pytest.raises(move_rollback.StepFailure) as failed:
+        move_rollback.bridge_connected(run, driver_tests.Clock())
+    assert str(failed.value) == (
+        f"the turned broker bridge has not connected to dev-broker-0, dev-broker-2 on {TARGET} within 180 s (its "
+        f"log: `kubectl -n {NAMESPACE} logs deploy/dev-broker-bridge`); nothing was fenced"
+    )
+    assert reads.count("dev-broker-1") == 1, "a pod the bridge is connected to is not read again"
 
 
 @pytest.mark.parametrize("pods", [0, 2])
