@@ -788,3 +788,20 @@ def _tls_broker(broker: RenewableBroker) -> Broker:
     """The fields Client needs, for a broker started by the renewal fixture."""
     return Broker(broker.proc, broker.workdir, broker.plain_port, broker.tls_port, broker.volume.root / "ca.crt",
                   broker.workdir / "passwd", broker.workdir / "mosquitto.log", broker.run_as)  # fmt: skip
+
+
+def test_each_log_line_is_written_as_it_happens(broker: Broker) -> None:
+    """The broker's output goes to a file here, as to the container runtime's pipe there: a line
+    must be there when it happens, not when 4 KiB have gathered (with `log_dest stdout` mosquitto's
+    stdio buffered it, and `kubectl logs` showed a quiet broker's lines minutes late)."""
+    client = Client(broker, "ingest", MQTT_PASSWORDS["ingest"])
+    client_id = client.client._client_id.decode()
+    try:
+        reason = client.connect()
+        assert reason is not None and not reason.is_failure, reason
+        deadline = time.monotonic() + 5
+        while f" as {client_id} (" not in broker.log.read_text():
+            assert time.monotonic() < deadline, f"no line of the connection yet:\n{broker.log.read_text()[-2000:]}"
+            time.sleep(0.1)
+    finally:
+        client.close()

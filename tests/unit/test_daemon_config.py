@@ -240,7 +240,7 @@ def test_conf_each_listener_authenticates_on_its_own() -> None:
     assert not {"allow_anonymous", "password_file", "acl_file"} & set(settings)
     assert settings["persistence"] == "true"
     assert settings["persistence_location"] == "/data/"  # a directory, also for mosquitto 1.x
-    assert ("log_dest", "stdout") in global_part
+    assert ("log_dest", "stderr") in global_part  # unbuffered: each line reaches `kubectl logs` at once
     assert [key for key, _ in global_part].count("log_dest") == 1
     by_port = {dict(listener)["listener"]: dict(listener) for listener in listeners}
     plain, tls = by_port["1883"], by_port["8883"]

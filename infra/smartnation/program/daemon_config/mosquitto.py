@@ -106,10 +106,12 @@ def validate_topic_filter(topic: str, *, where: str = "topic") -> None:
             raise ValueError(f"{where}: topic filter {topic!r}: '+' must be a whole level")
 
 
-# Per client, above its in-flight window: at 2,000 readings/s about 50 s of an ingest's backlog
-# (its window is INGEST_RECEIVE_MAXIMUM more); 32 MiB of payload at most per client.
 LOGGING = (
-    "log_dest stdout",
+    # stderr, not stdout: mosquitto writes its log with stdio, and stdout into a pipe (the
+    # container runtime's) is block-buffered, so lines reached `kubectl logs` in 4 KiB chunks,
+    # minutes late on a quiet broker (the move's bridge showed no line at all for minutes, and the
+    # rollback's wait for the bridge's connection line took 90 s). stderr is unbuffered.
+    "log_dest stderr",
     "log_type error",
     "log_type warning",
     "log_type notice",
@@ -117,8 +119,10 @@ LOGGING = (
     "log_timestamp true",
     "log_timestamp_format %Y-%m-%dT%H:%M:%S",
 )
-"""Every broker's logging (the platform's and a move's bridge): stdout, for the container runtime."""
+"""Every broker's logging (the platform's and a move's bridge): stderr, for the container runtime."""
 
+# Per client, above its in-flight window: at 2,000 readings/s about 50 s of an ingest's backlog
+# (its window is INGEST_RECEIVE_MAXIMUM more); 32 MiB of payload at most per client.
 MAX_QUEUED_MESSAGES = 100_000
 MAX_QUEUED_BYTES = 32 * 1024 * 1024
 
