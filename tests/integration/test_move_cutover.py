@@ -13,13 +13,19 @@ Düsseldorf's final backup copied to Monaco's bucket and restored there equal to
 (the record on Monaco says so), Düsseldorf's namespace removed, the outputs on Monaco, every row
 still there; `cluster: monaco-onprem` alone then previews no change, and verify passes again.
 
+The second test rolls back from the cutover instead (docs/move.md, section 10): what Monaco took
+in between (rows, readings, objects, a device's publications throughout) all back on Düsseldorf,
+the driver killed with -9 once in its restore and resumed, then `move:` removed.
+
 Needs what `make clusters` starts: both clusters, their real nodes and the site link.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -29,13 +35,19 @@ from urllib.parse import urlparse
 
 import pytest
 
-from smartnation.cli import exit_codes
+from smartnation.cli import compare, exit_codes
 from smartnation.cli.kubectl import Kubectl
 from smartnation.tooling.local_clusters import site_link
 from tests.integration import primary_sql
 from tests.integration.device_load import DeviceLoad
 from tests.integration.platform_project import PROJECT, REPO, PlatformProject
-from tests.integration.test_move_replicate import HOLD_ARCHIVER, _readings, _write_objects
+from tests.integration.test_move_replicate import (
+    HOLD_ARCHIVER,
+    _driver_running,
+    _readings,
+    _until_said,
+    _write_objects,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -47,10 +59,13 @@ SOURCE, TARGET = "dusseldorf-test", "monaco-onprem"
 REPLICATE = "move: {to: monaco-onprem, phase: replicate}\n"
 CUTOVER = "move: {to: monaco-onprem, phase: cutover}\n"
 COMPLETE = "move: {to: monaco-onprem, phase: complete}\n"
+ROLLBACK = "move: {to: monaco-onprem, phase: rollback}\n"
 WRITES = "CREATE TABLE cutover_writes (n integer PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());"
 PAUSE_GOAL_S = 30.0
 """Issue 10: the write pause at cutover under 30 s."""
 DEVICE = "move-load-1"
+MONACO_DEVICE = "move-load-2"
+"""The rollback's device: connected to Monaco's broker after the cutover, as devices reconnect."""
 STATS = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/v1/stats').read().decode())"
 
 
@@ -74,20 +89,21 @@ def _ingest_stats(tools, context: str) -> dict:
     return json.loads(out.stdout)
 
 
-def _missing(tools, acked: set[str], stored: set[str]) -> str:
-    """What a failed wait for the device's readings says: which, and what the bridge and the ingest saw."""
+def _missing(tools, acked: set[str], stored: set[str], where: str = TARGET) -> str:
+    """What a failed wait for the device's readings on ``where`` says: which, and what the bridge
+    and that site's ingest saw."""
     missing = sorted(acked - stored)
     bridge = tools.run("kubectl", "--context", TARGET, "-n", NAMESPACE, "logs", "deployment/dev-broker-bridge",
                        "--tail", "60", check=False)  # fmt: skip
-    return (f"{len(missing)} of {len(acked)} acknowledged readings missing on Monaco, {missing[:3]} .. "
-            f"{missing[-3:]}; last acknowledged {max(acked)}\nMonaco's ingest: {_ingest_stats(tools, TARGET)}\n"
+    return (f"{len(missing)} of {len(acked)} acknowledged readings missing on {where}, {missing[:3]} .. "
+            f"{missing[-3:]}; last acknowledged {max(acked)}\n{where}'s ingest: {_ingest_stats(tools, where)}\n"
             f"the bridge's log:\n{bridge.stdout}{bridge.stderr}")  # fmt: skip
 
 
-def _device_readings(tools, context: str) -> list[str]:
-    """The load device's readings' timestamps in ``context``'s database, as the device wrote them."""
+def _device_readings(tools, context: str, device: str = DEVICE) -> list[str]:
+    """A load device's readings' timestamps in ``context``'s database, as the device wrote them."""
     sql = (f"SELECT to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS') || '+00:00' FROM readings "
-           f"WHERE device_id = '{DEVICE}' ORDER BY ts;")  # fmt: skip
+           f"WHERE device_id = '{device}' ORDER BY ts;")  # fmt: skip
     return _psql(tools, context, "telemetry", sql).split()
 
 
@@ -294,5 +310,103 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
     preview = json.loads(project.pulumi("preview", "--json", "--stack", ENVIRONMENT, timeout=900).stdout)
     changed = [(step["op"], step["urn"].split("::")[-1]) for step in preview["steps"] if step["op"] != "same"]
     assert changed == [], changed
+    after = _cli(tools, project, "verify", ENVIRONMENT, timeout=900)
+    assert after.returncode == exit_codes.OK and f"verify {ENVIRONMENT}: 11/11 passed" in after.stdout, after.stdout
+
+
+def test_a_rollback_from_the_cutover_brings_back_what_monaco_took(dev_replicating, tools, clusters) -> None:
+    """docs/move.md, section 10: after the cutover Monaco takes rows, readings, objects and a
+    device's publications; `phase: rollback` driven by the real CLI (killed with -9 once, in its
+    restore, and run again) brings every one of them back to Düsseldorf (the device publishing
+    throughout), Düsseldorf takes writes again and Monaco is fenced; removing `move:` then deletes
+    Monaco's side and Düsseldorf still holds everything."""
+    project = dev_replicating
+    env_file = project.root / "environments" / f"{ENVIRONMENT}.yaml"
+    env_file.write_text(env_file.read_text().replace(REPLICATE, CUTOVER))
+    moved = _cli(tools, project, "move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "600")
+    assert moved.returncode == exit_codes.OK, moved.stdout + moved.stderr
+
+    # --- Monaco takes writes: rows, readings, objects, and a device on its broker --------------
+    _psql(tools, TARGET, "telemetry", "INSERT INTO cutover_writes (n) SELECT generate_series(1, 50);")
+    _psql(tools, TARGET, "telemetry", _readings(301, 100))
+    _write_objects(tools, [("put", "open-data", "after-cutover/written-on-monaco.csv", 12_345),
+                           ("delete", "open-data", "parking/occupancy.csv", 0)], NAMESPACE, TARGET)  # fmt: skip
+    outputs = project.outputs(ENVIRONMENT)
+    assert outputs["move"]["serving"] == TARGET, outputs["move"]
+    device = DeviceLoad(Kubectl(TARGET, NAMESPACE, tools.env), urlparse(outputs["mqtt_endpoint"]).hostname,
+                        outputs["mqtt_load_balancer_address"], MONACO_DEVICE)  # fmt: skip
+    device.start()
+    try:
+        _wait_for(lambda: len(device.acknowledged) >= 20, 120, lambda: f"device: {device.refused[-3:]}")
+        # --- the rollback, the device publishing to Monaco throughout --------------------------
+        env_file.write_text(env_file.read_text().replace(CUTOVER, ROLLBACK))
+        report = project.root / "verify-rollback.json"
+        began = time.time()
+        # The driver killed with -9 in the middle of its restore over Düsseldorf's databases (its
+        # Job goes on in the cluster), then run again: it resumes there, the Job stopped first.
+        out = project.root / "rollback-killed.out"
+        with _driver_running(tools, project, report, out) as proc:
+            said = _until_said(proc, out, "the restore's Job started",
+                               lambda said: "job dev-database-rollback-restore-" in said, 600)  # fmt: skip
+            time.sleep(2)
+            os.killpg(proc.pid, signal.SIGKILL)
+            assert proc.wait(timeout=30) == -signal.SIGKILL
+        assert "[5/9 copy-back] finished in " in said and "[6/9 restore-source] finished" not in said, said
+        rolled = _cli(tools, project, "move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "600",
+                      "--report", str(report))  # fmt: skip
+        time.sleep(3)  # a few readings more after it, through the reversed bridge
+    finally:
+        device.finish()
+    assert rolled.returncode == exit_codes.OK, rolled.stdout + rolled.stderr
+    for number, step in enumerate(("preview", "apply", "fence-target", "backup-target", "copy-back"), start=1):
+        assert re.search(rf"^\[{number}/9 {step}\] finished at .*: not redone$", rolled.stdout, re.MULTILINE), step
+    for number, step in enumerate(("restore-source", "objects-back", "verify", "unfence-source"), start=6):
+        assert f"[{number}/9 {step}] finished in " in rolled.stdout, rolled.stdout
+    assert "an earlier run's restore Job stopped first: dev-database-rollback-restore-" in rolled.stdout, rolled.stdout
+    pause = re.search(r"the write pause was ([\d.]+) s", rolled.stdout)
+    assert pause, rolled.stdout
+    print(f"write pause of the rollback: {float(pause.group(1)):.1f} s")
+    verified = json.loads(report.read_text())
+    assert verified["equal"] is True and verified["phase"] == "rollback", verified["differences"]
+
+    # --- Düsseldorf holds what Monaco took, and takes writes; Monaco is fenced ----------------
+    on_source = _psql(tools, SOURCE, "telemetry", "SELECT n FROM cutover_writes ORDER BY n;").split()
+    assert [int(n) for n in on_source] == list(range(1, 51)), on_source
+    seeded = "SELECT count(*) FROM readings WHERE device_id LIKE 'traffic-%';"
+    assert _psql(tools, SOURCE, "telemetry", seeded) == "400", "the 300 seeded readings and Monaco's 100"
+    acked = {a.ts for a in device.acknowledged}
+    during = [a for a in device.acknowledged if a.at >= began]
+    assert during, "the device published nothing during the rollback"
+    stored = lambda: set(_device_readings(tools, SOURCE, MONACO_DEVICE))  # noqa: E731
+    _wait_for(lambda: acked <= stored(), 120, lambda: _missing(tools, acked, stored(), SOURCE))
+    print(f"device on Monaco: {len(acked)} readings acknowledged by Monaco's broker ({len(during)} during the "
+          f"rollback), all on Düsseldorf; Düsseldorf's ingest: {_ingest_stats(tools, SOURCE)}")  # fmt: skip
+    objects = compare.read_objects(compare.side_of(ENVIRONMENT, SOURCE, NAMESPACE), None).sections["objects"]
+    assert any(key.endswith("after-cutover/written-on-monaco.csv") for key in objects), sorted(objects)
+    assert not any(key.endswith("parking/occupancy.csv") for key in objects), "deleted on Monaco, so on Düsseldorf"
+    _psql(tools, SOURCE, "telemetry", "INSERT INTO cutover_writes (n) VALUES (-3);")
+    with pytest.raises(AssertionError) as caught:
+        _psql(tools, TARGET, "telemetry", "INSERT INTO cutover_writes (n) VALUES (-4);")
+    assert "cannot execute INSERT in a read-only transaction" in str(caught.value), caught.value
+    record = tools.kubectl_json(SOURCE, "-n", NAMESPACE, "get", "configmap", f"{ENVIRONMENT}-move-rollback")
+    assert record["data"]["verified"] == "true" and record["data"]["from"] == TARGET, record["data"]
+    outputs = project.outputs(ENVIRONMENT)
+    assert (outputs["move"]["phase"], outputs["move"]["serving"]) == ("rollback", SOURCE), outputs["move"]
+    assert ".mc." not in outputs["mqtt_endpoint"], outputs["mqtt_endpoint"]
+    status = _cli(tools, project, "move", ENVIRONMENT, "--status", "--json", timeout=300)
+    assert status.returncode == exit_codes.OK, status.stdout + status.stderr
+    read = json.loads(status.stdout)
+    assert read["applied_phase"] == "rollback" and read["source"]["read_only"] is False, read
+
+    # --- `move:` removed: Monaco's side deleted, Düsseldorf keeps everything and passes verify --
+    env_file.write_text(env_file.read_text().replace(ROLLBACK, ""))
+    up = _cli(tools, project, "up", ENVIRONMENT, "--yes", timeout=1800)
+    assert up.returncode == exit_codes.OK, up.stdout + up.stderr
+    gone = tools.run("kubectl", "--context", TARGET, "get", "namespace", NAMESPACE, check=False)
+    assert gone.returncode != 0, f"{NAMESPACE} is still on {TARGET} after the rollback ended"
+    outputs = project.outputs(ENVIRONMENT)
+    assert outputs["cluster"] == SOURCE and not outputs.get("move"), outputs
+    rows = _psql(tools, SOURCE, "telemetry", "SELECT count(*) FROM cutover_writes;")
+    assert rows == "51", rows
     after = _cli(tools, project, "verify", ENVIRONMENT, timeout=900)
     assert after.returncode == exit_codes.OK and f"verify {ENVIRONMENT}: 11/11 passed" in after.stdout, after.stdout

@@ -107,9 +107,11 @@ SEEDED = [("put", "telemetry-archive", f"2026/11/2{i % 7}/part-{i:03d}.jsonl.gz"
 """27 objects of mixed sizes, an empty one and one of 6 MiB among them, in the three buckets."""
 
 
-def _write_objects(tools, ops: list[tuple[str, str, str, int]], namespace: str = NAMESPACE) -> None:
-    """``ops`` on Düsseldorf's MinIO of ``namespace``, through its telemetry-ingest Pod."""
-    side = compare.side_of(ENVIRONMENT, SOURCE, namespace)
+def _write_objects(
+    tools, ops: list[tuple[str, str, str, int]], namespace: str = NAMESPACE, cluster: str = SOURCE
+) -> None:
+    """``ops`` on ``cluster``'s MinIO of ``namespace`` (Düsseldorf's by default), through its telemetry-ingest Pod."""
+    side = compare.side_of(ENVIRONMENT, cluster, namespace)
     pod, container = side.running_pod(compare.reader_selector(ENVIRONMENT))
     root = f"{ENVIRONMENT}-object-storage-root"
     given = {"user": side.secret_value(root, "MINIO_ROOT_USER"),
