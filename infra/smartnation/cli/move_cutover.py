@@ -132,40 +132,40 @@ def fence(run: Run, role: str = "source") -> str:
 def _until_fenced(run: Run, role: str) -> None:
     """The fence statement, then until a new session sees it (at most FENCE_WAIT_S)."""
     where = _site(run, role).cluster
-    _sql(run, role, FENCE_SQL + FENCED_SQL)
-    began = time.monotonic()
-    while True:
-        seen = _sql(run, role, FENCED_SQL)
-        if seen.get("in_recovery"):
-            comes = "this move comes from" if role == "source" else "the rollback fences"
-            raise StepFailure(f"{where}'s database is in recovery: it is not the primary {comes}")
-        if seen.get("read_only") is True:
-            return
-        if time.monotonic() - began > FENCE_WAIT_S:
-            raise StepFailure(
-                f"{where}'s database did not turn read-only within {FENCE_WAIT_S:g} s of the reload "
-                "(default_transaction_read_only)"
-            )
-        time.sleep(0.2)
+    comes = "this move comes from" if role == "source" else "the rollback fences"
+    _until_read_only(
+        run, role, FENCE_SQL, True,
+        in_recovery=f"{where}'s database is in recovery: it is not the primary {comes}",
+        too_long=f"{where}'s database did not turn read-only within {FENCE_WAIT_S:g} s of the reload "
+        "(default_transaction_read_only)",
+    )  # fmt: skip
 
 
 def unfence(run: Run, role: str) -> None:
     """UNFENCE_SQL on ``role``'s primary, then until a new session sees writes allowed again (at
     most FENCE_WAIT_S); run again, it resets an already reset setting, harmless."""
     where = _site(run, role).cluster
-    _sql(run, role, UNFENCE_SQL + FENCED_SQL)
+    _until_read_only(
+        run, role, UNFENCE_SQL, False,
+        in_recovery=f"{where}'s database is in recovery: there is no primary to take writes again",
+        too_long=f"{where}'s database still refused writes {FENCE_WAIT_S:g} s after the fence was reset "
+        "(default_transaction_read_only: set elsewhere too, in postgresql.conf or per database?)",
+    )  # fmt: skip
+
+
+def _until_read_only(run: Run, role: str, statement: str, wanted: bool, *, in_recovery: str, too_long: str) -> None:
+    """``statement`` (the fence or its reset) on ``role``'s primary, then until a new session's
+    ``read_only`` is ``wanted`` (at most FENCE_WAIT_S); a standby found there is refused."""
+    _sql(run, role, statement + FENCED_SQL)
     began = time.monotonic()
     while True:
         seen = _sql(run, role, FENCED_SQL)
         if seen.get("in_recovery"):
-            raise StepFailure(f"{where}'s database is in recovery: there is no primary to take writes again")
-        if seen.get("read_only") is False:
+            raise StepFailure(in_recovery)
+        if seen.get("read_only") is wanted:
             return
         if time.monotonic() - began > FENCE_WAIT_S:
-            raise StepFailure(
-                f"{where}'s database still refused writes {FENCE_WAIT_S:g} s after the fence was reset "
-                "(default_transaction_read_only: set elsewhere too, in postgresql.conf or per database?)"
-            )
+            raise StepFailure(too_long)
         time.sleep(0.2)
 
 
