@@ -215,6 +215,15 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
             assert time.monotonic() < deadline, f"the writer committed nothing: {writer.refused[-1:]}"
             time.sleep(0.5)
         report = project.root / "verify-cutover.json"
+        # The driver killed with -9 right after the fence, in the write pause itself (Düsseldorf
+        # refuses writes, Monaco is not promoted yet), then run again: it resumes from the fence.
+        out = project.root / "cutover-killed.out"
+        with _driver_running(tools, project, report, out) as proc:
+            _until_said(proc, out, "the fence", lambda said: "[3/7 fence] finished in " in said, 600)
+            os.killpg(proc.pid, signal.SIGKILL)
+            assert proc.wait(timeout=30) == -signal.SIGKILL
+        killed = out.read_text()
+        assert "[7/7 apply] finished" not in killed, "killed before the end of the phase"
         moved = _cli(tools, project, "move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "600",
                      "--report", str(report))  # fmt: skip
         assert moved.returncode == exit_codes.OK, moved.stdout + moved.stderr
@@ -224,11 +233,20 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
         writer.stop.set()
         writer.join(60)
         device.finish()
+    # Each step finished once: the killed run's up to the fence (and what it finished after it),
+    # never redone by the second run, which finished the rest.
     steps = ("preview", "hash-objects", "fence", "catch-up", "verify", "promote", "apply")
     for number, step in enumerate(steps, start=1):
-        assert f"[{number}/7 {step}] finished in " in moved.stdout, moved.stdout
+        head = f"[{number}/7 {step}] finished"
+        if number <= 3 or f"{head} in " in killed:
+            assert f"{head} in " in killed and re.search(rf"^{re.escape(head)} at .*: not redone$", moved.stdout,
+                                                         re.MULTILINE), (step, moved.stdout)  # fmt: skip
+        else:
+            assert f"{head} in " in moved.stdout, (step, moved.stdout)
+    both_runs = killed + moved.stdout
     # Every object hashed before the fence; in the pause, only listed (nothing changed since).
-    assert re.search(r"  objects: \d+ objects as hashed before the fence, 0 hashed again at the fence", moved.stdout)
+    assert re.search(r"  objects: \d+ objects as hashed before the fence, 0 hashed again at the fence", both_runs)
+    # Measured from the fence the killed run recorded: the kill and the second run are in it.
     pause = float(re.search(r"the write pause was ([\d.]+) s", moved.stdout).group(1))
     print(f"write pause at cutover: {pause:.1f} s (goal under {PAUSE_GOAL_S:.0f} s); writer committed "
           f"{len(writer.committed)} rows, refused {len(writer.refused)} times")  # fmt: skip
@@ -288,10 +306,22 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
 
     # --- complete: Düsseldorf's final backup kept and proven on Monaco, then Düsseldorf removed ----
     env_file.write_text(env_file.read_text().replace(CUTOVER, COMPLETE))
+    # The driver killed with -9 while its restore of the final backup runs on Monaco (the Job
+    # goes on there), then run again: it stops that Job first and restores again.
+    out = project.root / "complete-killed.out"
+    restoring = "[3/5 verify-backup] started"
+    restore_started = lambda said: "job dev-database-final-" in said.partition(restoring)[2]  # noqa: E731
+    with _driver_running(tools, project, project.root / "verify-complete.json", out) as proc:
+        _until_said(proc, out, "the final backup's restore Job started", restore_started, 600)
+        os.killpg(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
     completed = _cli(tools, project, "move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "600")
     assert completed.returncode == exit_codes.OK, completed.stdout + completed.stderr
-    for number, step in enumerate(("preview", "final-backup", "verify-backup", "unprotect", "apply"), start=1):
+    for number, step in enumerate(("preview", "final-backup"), start=1):
+        assert re.search(rf"^\[{number}/5 {step}\] finished at .*: not redone$", completed.stdout, re.MULTILINE), step
+    for number, step in enumerate(("verify-backup", "unprotect", "apply"), start=3):
         assert f"[{number}/5 {step}] finished in " in completed.stdout, completed.stdout
+    assert "an earlier run's restore Job stopped first: dev-database-final-" in completed.stdout, completed.stdout
     backup = re.search(r"backup (\d{8}T\d{6}Z) restored on monaco-onprem in \d+ s equals", completed.stdout)
     assert backup, completed.stdout
     record = tools.kubectl_json(TARGET, "-n", NAMESPACE, "get", "configmap", f"{ENVIRONMENT}-move-final-backup")

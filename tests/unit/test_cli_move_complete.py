@@ -71,10 +71,19 @@ class Jobs:
 UPLOADED = restore.JobResult(True, 4.0, f"backup {STAMP} uploaded to store/backups/dev/{STAMP}\n")
 
 
+def _no_earlier_jobs(monkeypatch) -> list[tuple[str, str, str]]:
+    """stop_earlier_jobs stood in: none left by an earlier run; each call recorded (site, env, what)."""
+    asked: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(move_complete, "stop_earlier_jobs",
+                        lambda site, env, what: asked.append((site.context, env, what)) or [])  # fmt: skip
+    return asked
+
+
 def test_the_final_backup_runs_on_the_old_site_and_its_set_is_copied_to_the_new_one(monkeypatch) -> None:
     jobs = Jobs(UPLOADED)
     monkeypatch.setattr(restore, "backup_cronjob", jobs.cronjob)
     monkeypatch.setattr(restore, "run_job", jobs.run)
+    asked = _no_earlier_jobs(monkeypatch)
     copied: list[tuple[str, str]] = []
     monkeypatch.setattr(move_complete, "copy_set", lambda run, bucket, prefix: copied.append((bucket, prefix)) or
                         {f"dev/{STAMP}/manifest": "ab", f"dev/{STAMP}/telemetry.dump": "cd"})  # fmt: skip
@@ -85,6 +94,25 @@ def test_the_final_backup_runs_on_the_old_site_and_its_set_is_copied_to_the_new_
     assert run.marks == {"final_backup": STAMP, "final_backup_bucket": "backups"}
     assert said.startswith(f"backup {STAMP} of {HOME} (dumped in 4 s) copied into {OTHER}'s bucket backups under ")
     assert f"dev/{STAMP}/: 2 files, each read back there with the sha256 it had on {HOME}" in said
+    assert said.endswith(f"{HOME} (0 s)"), "no earlier Job named when none was stopped"
+    assert asked == [(HOME, "dev", "final")]
+
+
+def test_a_killed_runs_backup_job_is_stopped_on_the_old_site_before_the_new_one_runs(monkeypatch) -> None:
+    order: list[str] = []
+    jobs = Jobs(UPLOADED)
+    monkeypatch.setattr(restore, "backup_cronjob", jobs.cronjob)
+    monkeypatch.setattr(
+        restore, "run_job", lambda site, job, timeout: order.append("run") or jobs.run(site, job, timeout)
+    )
+    stopped = ["dev-database-final-1a2b3c"]
+    monkeypatch.setattr(move_complete, "stop_earlier_jobs",
+                        lambda site, env, wh: order.append(f"stop {site.context} {env} {wh}") or stopped)  # fmt: skip
+    monkeypatch.setattr(move_complete, "copy_set", lambda run, bucket, prefix: {f"dev/{STAMP}/manifest": "ab"})
+    said = move_complete.final_backup(_run())
+    assert order == [f"stop {HOME} dev final", "run"]
+    assert said.endswith(" (an earlier run's backup Job stopped first: dev-database-final-1a2b3c)"), said
+    assert jobs.ran[0][2]["metadata"]["name"].startswith("dev-database-final-")
 
 
 def test_a_failed_backup_job_fails_the_step_and_copies_nothing(monkeypatch) -> None:
@@ -94,6 +122,7 @@ def test_a_failed_backup_job_fails_the_step_and_copies_nothing(monkeypatch) -> N
     monkeypatch.setattr(restore, "backup_cronjob", jobs.cronjob)
     monkeypatch.setattr(restore, "run_job", jobs.run)
     monkeypatch.setattr(move_complete, "copy_set", lambda *a: pytest.fail("copied after a failed backup"))
+    _no_earlier_jobs(monkeypatch)
     run = _run()
     with pytest.raises(move_complete.StepFailure) as failed:
         move_complete.final_backup(run)
@@ -173,6 +202,7 @@ def test_the_restore_on_the_new_site_is_compared_dropped_and_recorded_only_when_
     dropped, recorded = [], []
     monkeypatch.setattr(move_complete, "drop_restored", lambda side, env, dbs: dropped.append(dbs))
     monkeypatch.setattr(move_complete, "record", lambda run, stamp: recorded.append(stamp))
+    asked = _no_earlier_jobs(monkeypatch)
     run = _run({"final_backup": STAMP, "final_backup_bucket": "backups"})
     if equal:
         said = move_complete.verify_backup(run)
@@ -187,6 +217,33 @@ def test_the_restore_on_the_new_site_is_compared_dropped_and_recorded_only_when_
     assert (context, purpose) == (OTHER, f"restore backup {STAMP} into *_final")
     names = [d.name for d in run.settings.database.databases]
     assert dropped == [names, names], "a killed run's leftovers dropped first, the scratch databases after"
+    assert asked == [(OTHER, "dev", "final")]
+    assert job["metadata"]["name"].startswith("dev-database-final-")
+    if equal:
+        assert "stopped first" not in said
+
+
+def test_a_killed_runs_restore_job_is_stopped_on_the_new_site_before_its_scratch_databases_are_dropped(
+    monkeypatch,
+) -> None:
+    order: list[str] = []
+    jobs = Jobs(restore.JobResult(True, 12.0, "restored\n"))
+    monkeypatch.setattr(restore, "backup_cronjob", jobs.cronjob)
+    monkeypatch.setattr(
+        restore, "run_job", lambda site, job, timeout: order.append("run") or jobs.run(site, job, timeout)
+    )
+    monkeypatch.setattr(compare, "side_of", lambda env, cluster, ns: SimpleNamespace(where=f"{cluster}/{ns}"))
+    monkeypatch.setattr(compare, "read_database", lambda side, settings: _snapshot(side.where))
+    monkeypatch.setattr(move_complete, "read_restored", lambda side, env, dbs: _snapshot("restored"))
+    monkeypatch.setattr(move_complete, "drop_restored", lambda side, env, dbs: order.append(f"drop {side.where}"))
+    monkeypatch.setattr(move_complete, "record", lambda run, stamp: None)
+    stopped = ["dev-database-final-9z"]
+    monkeypatch.setattr(move_complete, "stop_earlier_jobs",
+                        lambda site, env, wh: order.append(f"stop {site.context} {env} {wh}") or stopped)  # fmt: skip
+    said = move_complete.verify_backup(_run({"final_backup": STAMP, "final_backup_bucket": "backups"}))
+    where = f"{OTHER}/smartnation-dev"
+    assert order == [f"stop {OTHER} dev final", f"drop {where}", "run", f"drop {where}"]
+    assert said.endswith(" (an earlier run's restore Job stopped first: dev-database-final-9z)"), said
 
 
 def test_verify_backup_needs_the_final_backup_first() -> None:

@@ -683,7 +683,7 @@ def test_an_earlier_job_that_cannot_be_listed_fails_the_step() -> None:
         def kubectl(self, *args: str, **_: Any) -> str:
             raise restore_pod.RestoreError("`kubectl get jobs -o json` failed: forbidden")
 
-    with pytest.raises(move_rollback.StepFailure) as failed:
+    with pytest.raises(move_complete.StepFailure) as failed:
         move_rollback.stop_earlier_jobs(Site(), "dev", move_rollback.BACKUP_JOB)  # type: ignore[arg-type]
     assert str(failed.value) == (
         f"could not stop an earlier run's rollback-backup Job on {TARGET}: `kubectl get jobs -o json` failed: forbidden"

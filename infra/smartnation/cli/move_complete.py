@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 BACKUP_JOB_SECONDS = 1800
 RESTORE_JOB_SECONDS = 3600
 SCRATCH = "final"
+FINAL_JOB = "final"
+"""The complete phase's Jobs: ``<env>-database-final-<id>``, its backup on the old site, its restore on the new."""
 """The scratch databases' suffix: ``<database>_final`` on the new site, dropped after the comparison."""
 READ_WRITE_SQL = "SET default_transaction_read_only = off;\n"
 """This session's transactions read-write even where the site is fenced (the fence is only the
@@ -108,6 +110,9 @@ def _target(run: Run, cluster: str) -> restore.Target:
 def final_backup(run: Run) -> str:
     source_name = run.settings.cluster.name
     began = time.monotonic()
+    # A driver killed in this step leaves its backup Job running on the old site: stopped first,
+    # so that two dumps never run at once on a site whose last state is all this phase keeps.
+    stopped = stop_earlier_jobs(_target(run, source_name), run.environment, FINAL_JOB)
     stamp, bucket, seconds = run_backup(run, source_name)
     prefix = f"{run.environment}/{stamp}/"
     copied = copy_set(run, bucket, prefix)
@@ -115,11 +120,16 @@ def final_backup(run: Run) -> str:
     return (
         f"backup {stamp} of {source_name} (dumped in {seconds:.0f} s) copied into {run.to}'s bucket "
         f"{bucket} under {prefix}: {len(copied)} files, each read back there with the sha256 it had on "
-        f"{source_name} ({time.monotonic() - began:.0f} s)"
+        f"{source_name} ({time.monotonic() - began:.0f} s){_earlier('backup', stopped)}"
     )
 
 
-def run_backup(run: Run, cluster: str, what: str = "final") -> tuple[str, str, float]:
+def _earlier(what: str, stopped: list[str]) -> str:
+    """What a step's result says of the Jobs an earlier, killed run left and this one stopped."""
+    return f" (an earlier run's {what} Job stopped first: {', '.join(stopped)})" if stopped else ""
+
+
+def run_backup(run: Run, cluster: str, what: str = FINAL_JOB) -> tuple[str, str, float]:
     """``cluster``'s backup CronJob run once (a Job cut from it, never retried): the set's name,
     its bucket and the seconds it took. The complete phase backs up the source, a rollback the
     target."""
@@ -201,12 +211,15 @@ def verify_backup(run: Run) -> str:
     target = compare.side_of(run.environment, run.to, run.namespace)
     databases = [d.name for d in run.settings.database.databases]
     began = time.monotonic()
+    # A driver killed in this step leaves its restore Job running: stopped before the scratch
+    # databases it writes into are dropped, so that two restores never race over them.
+    stopped = stop_earlier_jobs(target_site, run.environment, FINAL_JOB)
     # What a run killed before its own drop left (the restore cannot create a database that exists).
     drop_restored(target, run.environment, databases)
     try:
         cronjob = restore.backup_cronjob(target_site, run.environment)
         job = restore_pod.restore_job(
-            cronjob, restore._job_name(run.environment, "final"), stamp, SCRATCH, compare=False, cleanup=False,
+            cronjob, restore._job_name(run.environment, FINAL_JOB), stamp, SCRATCH, compare=False, cleanup=False,
             deadline=RESTORE_JOB_SECONDS,
         )  # fmt: skip
         restored = restore.run_job(target_site, job, timeout=RESTORE_JOB_SECONDS + 30)
@@ -229,7 +242,7 @@ def verify_backup(run: Run) -> str:
     return (
         f"backup {stamp} restored on {run.to} in {restored.seconds:.0f} s equals {source.where}: {tables} tables, "
         f"{len(live.sections['chunks'])} chunks; scratch databases dropped; recorded in ConfigMap "
-        f"{run.environment}-{FINAL_BACKUP} ({time.monotonic() - began:.0f} s in all)"
+        f"{run.environment}-{FINAL_BACKUP} ({time.monotonic() - began:.0f} s in all){_earlier('restore', stopped)}"
     )
 
 
@@ -291,3 +304,25 @@ def unprotect(run: Run) -> str:
     return f"{len(released)} protected resource(s) of {run.settings.cluster.name} unprotected in the state" + (
         f": {', '.join(released[:5])}{' ...' if len(released) > 5 else ''}" if released else ""
     )
+
+
+def stop_earlier_jobs(site: restore.Target, environment: str, what: str) -> list[str]:
+    """The move's Jobs named after ``what`` (``<env>-database-<what>-<id>``) still running on
+    ``site``, deleted with their Pods (foreground: gone when this returns); their names."""
+    prefix = restore._job_name(environment, what).rsplit("-", 1)[0] + "-"
+    try:
+        jobs = json.loads(site.kubectl("get", "jobs", "-o", "json"))["items"]
+        running = [
+            job["metadata"]["name"]
+            for job in jobs
+            if job["metadata"]["name"].startswith(prefix)
+            and not any(
+                c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                for c in (job.get("status") or {}).get("conditions") or []
+            )
+        ]
+        for name in running:
+            site.kubectl("delete", "job", name, "--cascade=foreground", "--wait=true", timeout=300)
+    except restore_pod.RestoreError as error:
+        raise StepFailure(f"could not stop an earlier run's {what} Job on {site.context}: {error}") from None
+    return running

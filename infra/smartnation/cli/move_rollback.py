@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from smartnation.cli import compare, move_complete, move_cutover, move_status, restore, restore_pod
+from smartnation.cli.move_complete import stop_earlier_jobs
 from smartnation.program import move_records, naming
 from smartnation.program.components import broker_bridge
 
@@ -210,28 +211,6 @@ def restore_source(run: Run) -> str:
         f"backup {stamp} of {run.to} restored over {source}'s live databases ({', '.join(databases)}) in "
         f"{restored.seconds:.0f} s; the replaced ones kept as <database>_{replaced}{earlier}"
     )
-
-
-def stop_earlier_jobs(site: restore.Target, environment: str, what: str) -> list[str]:
-    """The rollback's Jobs named after ``what`` (``<env>-database-<what>-<id>``) still running on
-    ``site``, deleted with their Pods (foreground: gone when this returns); their names."""
-    prefix = restore._job_name(environment, what).rsplit("-", 1)[0] + "-"
-    try:
-        jobs = json.loads(site.kubectl("get", "jobs", "-o", "json"))["items"]
-        running = [
-            job["metadata"]["name"]
-            for job in jobs
-            if job["metadata"]["name"].startswith(prefix)
-            and not any(
-                c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-                for c in (job.get("status") or {}).get("conditions") or []
-            )
-        ]
-        for name in running:
-            site.kubectl("delete", "job", name, "--cascade=foreground", "--wait=true", timeout=300)
-    except restore_pod.RestoreError as error:
-        raise StepFailure(f"could not stop an earlier run's {what} Job on {site.context}: {error}") from None
-    return running
 
 
 def plan(
