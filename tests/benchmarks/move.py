@@ -45,6 +45,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from smartnation.cli.compare_data import DATABASE_SQL, DEVICES_SQL, Snapshot, differences
+from tests.integration import move_seed
 
 REPO = Path(__file__).resolve().parents[2]
 ENVIRONMENT = "dev"
@@ -70,26 +71,15 @@ city_apis:
     extra_env: {ARCHIVE_GRACE_SECONDS: "2592000"}
 """
 
-SEED_DEVICES = f"""\
-INSERT INTO devices (id, device_class, latitude, longitude, location_label)
-SELECT 'sensor-' || lpad(i::text, 5, '0'), (ARRAY['traffic', 'parking', 'lighting', 'air'])[1 + i % 4],
-       43.72 + (i % 100) * 0.0001, 7.41 + (i / 100) * 0.0001, 'seeded by the move benchmark'
-FROM generate_series(0, {DEVICES - 1}) AS i;
-"""
+SEED_DEVICES = move_seed.devices_sql(DEVICES, "seeded by the move benchmark")
 
 
 def readings_sql(first: int, count: int) -> str:
-    """``count`` readings numbered from ``first``: reading i is device i mod DEVICES's (i div
-    DEVICES)-th, 100 minutes after its previous one, so a million span a week of one-day chunks."""
-    return f"""\
-INSERT INTO readings (device_id, ts, domain, metrics, received_at, stored_at)
-SELECT 'sensor-' || lpad((i % {DEVICES})::text, 5, '0'),
-       timestamptz '2026-11-20 00:00:00+00' + (i / {DEVICES}) * interval '100 minutes'
-           + (i % {DEVICES}) * interval '1 ms',
-       'traffic', jsonb_build_object('vehicles', i % 997, 'speed_kmh', 30 + i % 41),
-       timestamptz '2026-11-28 00:00:00+00', timestamptz '2026-11-28 00:00:01+00'
-FROM generate_series({first}, {first + count - 1}) AS i;
-"""
+    return move_seed.readings_sql(first, count, DEVICES)
+
+
+def write_objects(tools, namespace: str, first: int, count: int, prefix: str) -> int:
+    return move_seed.write_objects(namespace, first, count, prefix)
 
 
 class Cluster:
@@ -143,46 +133,6 @@ class Cluster:
             snapshot.add_lines(self.sql(database + suffix, DATABASE_SQL, db_var=database))
         snapshot.add_lines(self.sql("devices" + suffix, DEVICES_SQL.format(table="devices"), db_var="devices"))
         return snapshot
-
-
-# Objects written on Düsseldorf through its telemetry-ingest Pod (boto3, 16 at a time; the root
-# credentials on stdin): ``count`` objects numbered from ``first`` into the three buckets, 1 MiB
-# every 200th, else 1-16 KiB; its bytes derived from the key. Prints the bytes written.
-OBJECTS_PY = """
-import hashlib, json, os, sys
-from concurrent.futures import ThreadPoolExecutor
-import boto3
-from botocore.config import Config
-given = json.loads(sys.stdin.readline())
-s3 = boto3.client("s3", endpoint_url=os.environ["S3_ENDPOINT"], region_name="us-east-1",
-                  aws_access_key_id=given["user"], aws_secret_access_key=given["password"],
-                  config=Config(s3={"addressing_style": "path"}, signature_version="s3v4",
-                                max_pool_connections=16))
-buckets = ("telemetry-archive", "open-data", "backups")
-def put(i):
-    key = "bench/%s/object-%06d.bin" % (given["prefix"], i)
-    size = 1 << 20 if i % 200 == 0 else 1024 * (1 + i % 16)
-    block = hashlib.sha256(key.encode()).digest() * 32
-    s3.put_object(Bucket=buckets[i % 3], Key=key, Body=(block * (size // len(block) + 1))[:size])
-    return size
-with ThreadPoolExecutor(16) as pool:
-    print(sum(pool.map(put, range(given["first"], given["first"] + given["count"]))))
-"""
-
-
-def write_objects(tools, namespace: str, first: int, count: int, prefix: str) -> int:
-    """``count`` objects written on Düsseldorf (OBJECTS_PY); the bytes written."""
-    from smartnation.cli import compare
-
-    side = compare.side_of(ENVIRONMENT, SOURCE, namespace)
-    pod, container = side.running_pod(compare.reader_selector(ENVIRONMENT))
-    root = f"{ENVIRONMENT}-object-storage-root"
-    given = {"user": side.secret_value(root, "MINIO_ROOT_USER"),
-             "password": side.secret_value(root, "MINIO_ROOT_PASSWORD"),
-             "first": first, "count": count, "prefix": prefix}  # fmt: skip
-    said = side.kubectl("exec", "-i", pod, "-c", container, "--", "python3.11", "-c", OBJECTS_PY,
-                        input=json.dumps(given) + "\n", timeout=3600)  # fmt: skip
-    return int(said.strip())
 
 
 def object_listings_equal(namespace: str) -> bool:
