@@ -18,7 +18,10 @@ The steps of ``replicate`` (the only phase the program runs today):
    (exit 9, TIMED_OUT);
 4. ``verify``: compare's database reading (tables, chunks, devices) and object reading (each
    object's sha256, each bucket's count; on the target through the bucket mirror's reader) of
-   both namespaces, a JSON report with each side's fingerprints, exit 1 on any difference.
+   both namespaces, a JSON report with each side's fingerprints, exit 1 on any difference. The
+   source takes writes: an item it changed while read (read again after both) is live, reported
+   and left to the cutover's exact comparison at its fence; any other difference is compared
+   again, up to VERIFY_ROUNDS rounds (the target may only be behind), and counts in the last.
 
 The cutover's steps are in cli/move_cutover.py, the complete phase's in cli/move_complete.py, the
 rollback's (back from the cutover) in cli/move_rollback.py; PHASE_STEPS lists each phase's.
@@ -57,7 +60,7 @@ from smartnation.cli import (
 )
 from smartnation.cli.audit_log import FAILED, REFUSED, AuditEntry, append_audit, operator, utc_now
 from smartnation.cli.compare import both
-from smartnation.cli.compare_data import Snapshot, differences, dump, report
+from smartnation.cli.compare_data import Difference, Snapshot, differences, dump, report
 from smartnation.cli.console import stream_to
 from smartnation.cli.move_progress import Progress, TornProgress
 from smartnation.cli.move_status import MoveStatus
@@ -337,35 +340,136 @@ def read_retained_alike(run: Run, source: compare.Side, target: compare.Side) ->
     raise AssertionError("unreachable")
 
 
+VERIFY_ROUNDS = 3
+"""Comparisons in the replicate phase before a difference counts: the source takes writes while
+it is read, and its standby replays them a moment later, so a difference the source did not make
+while it was read may only be the target behind; compared again, VERIFY_ROUND_WAIT_S apart, it is
+one only if it is still there in the last round."""
+VERIFY_ROUND_WAIT_S = 2.0
+"""Seconds between two rounds of the replicate phase's comparison."""
+LIVE_SHOWN = 20
+"""Live items printed (all of them are in the report)."""
+
+
+@dataclass(frozen=True)
+class LiveItem:
+    """A difference whose source changed between two reads of it: written while it was read."""
+
+    section: str
+    key: str
+    source: tuple[str | None, str | None]
+    """The source's fingerprint in the first read and in the second (None: not there)."""
+    target: str | None
+
+    def describe(self) -> str:
+        return f"{self.section} {self.key}: changed on the source while it was read; compared at the cutover's fence"
+
+
+def live_differences(
+    first: Snapshot, second: Snapshot, target: Snapshot, sections: tuple[str, ...]
+) -> tuple[list[LiveItem], list[Difference]]:
+    """The differences of ``first`` (the source) and ``target``, split: live, where the source's
+    fingerprint in ``second`` (read again after both) is not the one in ``first``; real, the rest."""
+    live, real = [], []
+    for difference in differences(first, target, sections):
+        again = second.sections[difference.section].get(difference.key)
+        if again != difference.source:
+            live.append(LiveItem(difference.section, difference.key, (difference.source, again), difference.target))
+        else:
+            real.append(difference)
+    return live, real
+
+
+def _read_sides(run: Run, source: compare.Side, target: compare.Side, reader: Any) -> tuple[Snapshot, Snapshot]:
+    """Both sides' database, objects and retained messages, each side's in one snapshot."""
+    # The brokers beside the databases, not after them (in the cutover this is write pause).
+    with ThreadPoolExecutor(1) as pool:
+        retained = pool.submit(read_retained_alike, run, source, target)
+        # Both sides at once: each is its own cluster's kubectl and psql. A rollback's restore
+        # keeps the source's replaced databases beside the restored ones: not the move's data.
+        kept = restore_pod.REPLACED_NAME if run.phase == "rollback" else None
+        left, right = both(lambda: compare.read_database(source, run.settings, kept),
+                           lambda: compare.read_database(target, run.settings, kept))  # fmt: skip
+        retained_left, retained_right, reads = retained.result()
+    if run.phase == "cutover":
+        # In the write pause: only what changed since the hash-objects step is hashed again.
+        objects_left, objects_right, hashed = move_objects.read_at_fence(run, source, target, reader)
+        print(f"  objects: {hashed}", flush=True)
+    else:
+        objects_left, objects_right = both(
+            lambda: compare.read_objects(source), lambda: compare.read_objects(target, reader)
+        )
+    for snapshot, objects, brokers in ((left, objects_left, retained_left), (right, objects_right, retained_right)):
+        for section in compare.OBJECT_SECTIONS:
+            snapshot.sections[section] = objects.sections[section]
+        snapshot.sections["retained"] = brokers.sections["retained"]
+    print(f"  retained: read {reads} time(s)", flush=True)
+    return left, right
+
+
+def _read_source_again(run: Run, source: compare.Side, first: Snapshot, found: list[Difference]) -> Snapshot:
+    """The source read again where it differs: its database when a database section differs, its
+    objects when an object section does; every other section as in ``first`` (the retained
+    messages were read again while they differed: read_retained_alike)."""
+    second = Snapshot(first.where, {section: dict(items) for section, items in first.sections.items()})
+    differing = {difference.section for difference in found}
+    again = []
+    if differing & set(compare.DATABASE_SECTIONS):
+        again.append((compare.DATABASE_SECTIONS, compare.read_database(source, run.settings, None)))
+    if differing & set(compare.OBJECT_SECTIONS):
+        again.append((compare.OBJECT_SECTIONS, compare.read_objects(source)))
+    for sections, snapshot in again:
+        for section in sections:
+            second.sections[section] = snapshot.sections[section]
+    return second
+
+
+def _compared(run: Run) -> tuple[compare.Side, compare.Side, Snapshot, Snapshot, list[LiveItem], list[Difference]]:
+    """Both sides read and compared. In the replicate phase, whose source takes writes, a
+    difference is live when the source changed it while read (read again after both), and the
+    comparison is made again, up to VERIFY_ROUNDS times, while a difference is not live but may be
+    the target behind (the retained messages were read again already); the last round counts."""
+    source, target, reader = _object_sides(run)
+    rounds = VERIFY_ROUNDS if run.phase == "replicate" else 1
+    for round_ in range(1, rounds + 1):
+        left, right = _read_sides(run, source, target, reader)
+        live: list[LiveItem] = []
+        found = differences(left, right, VERIFIED_SECTIONS)
+        if found and run.phase == "replicate":
+            live, found = live_differences(left, _read_source_again(run, source, left, found), right, VERIFIED_SECTIONS)
+        behind = [d for d in found if d.section not in compare.RETAINED_SECTIONS]
+        if not behind or round_ == rounds:
+            return source, target, left, right, live, found
+        print(f"  round {round_} of {rounds}: {len(behind)} item(s) differ and did not change on the source; "
+              f"compared again in {VERIFY_ROUND_WAIT_S:g} s", flush=True)  # fmt: skip
+        time.sleep(VERIFY_ROUND_WAIT_S)
+    raise AssertionError("unreachable")
+
+
+def _show(left: Snapshot, right: Snapshot, live: list[LiveItem], found: list[Difference], path: Path) -> None:
+    """One line a section, each difference (at most 50), each live item (at most LIVE_SHOWN)."""
+    for section in VERIFIED_SECTIONS:
+        count = sum(1 for d in found if d.section == section)
+        changing = sum(1 for item in live if item.section == section)
+        said = "equal" if not count else f"{count} DIFFERENT"
+        print(f"  {section:8} source {len(left.sections[section]):5}  target {len(right.sections[section]):5}  "
+              f"{said}{f', {changing} live' if changing else ''}")  # fmt: skip
+    for difference in found[:50]:
+        print(f"  {difference.describe()}")
+    for item in live[:LIVE_SHOWN]:
+        print(f"  live     {item.describe()}")
+    if live:
+        more = f" ({len(live) - LIVE_SHOWN} more in the report)" if len(live) > LIVE_SHOWN else ""
+        print(f"  live: {len(live)} item(s) written on the source while it was read, not compared here{more}")
+    print(f"  report {path}", flush=True)
+
+
 def verify(run: Run) -> str:
     began = time.monotonic()
     try:
-        source, target, reader = _object_sides(run)
-        # The brokers beside the databases, not after them (in the cutover this is write pause).
-        with ThreadPoolExecutor(1) as pool:
-            retained = pool.submit(read_retained_alike, run, source, target)
-            # Both sides at once: each is its own cluster's kubectl and psql. A rollback's restore
-            # keeps the source's replaced databases beside the restored ones: not the move's data.
-            kept = restore_pod.REPLACED_NAME if run.phase == "rollback" else None
-            left, right = both(lambda: compare.read_database(source, run.settings, kept),
-                               lambda: compare.read_database(target, run.settings, kept))  # fmt: skip
-            retained_left, retained_right, reads = retained.result()
-        if run.phase == "cutover":
-            # In the write pause: only what changed since the hash-objects step is hashed again.
-            objects_left, objects_right, hashed = move_objects.read_at_fence(run, source, target, reader)
-            print(f"  objects: {hashed}", flush=True)
-        else:
-            objects_left, objects_right = both(
-                lambda: compare.read_objects(source), lambda: compare.read_objects(target, reader)
-            )
-        for snapshot, objects, brokers in ((left, objects_left, retained_left), (right, objects_right, retained_right)):
-            for section in compare.OBJECT_SECTIONS:
-                snapshot.sections[section] = objects.sections[section]
-            snapshot.sections["retained"] = brokers.sections["retained"]
-        print(f"  retained: read {reads} time(s)", flush=True)
+        source, target, left, right, live, found = _compared(run)
     except compare.CompareError as error:
         raise StepFailed(f"verification could not read a side: {error}") from None
-    found = differences(left, right, VERIFIED_SECTIONS)
     took = time.monotonic() - began
     path = Path(run.args.report) if run.args.report else default_report(run)
     content = {
@@ -379,19 +483,19 @@ def verify(run: Run) -> str:
         },
         "seconds": round(took, 1),
     }
+    if run.phase == "replicate":
+        content["live"] = [
+            {"section": i.section, "key": i.key, "source": list(i.source), "target": i.target, "what": i.describe()}
+            for i in live
+        ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dump(content))
-    for section in VERIFIED_SECTIONS:
-        count = sum(1 for d in found if d.section == section)
-        print(f"  {section:8} source {len(left.sections[section]):5}  target {len(right.sections[section]):5}  "
-              f"{'equal' if not count else f'{count} DIFFERENT'}")  # fmt: skip
-    for difference in found[:50]:
-        print(f"  {difference.describe()}")
-    print(f"  report {path}", flush=True)
+    _show(left, right, live, found, path)
     if found:
         raise StepFailed(f"{source.where} and {target.where} differ in {len(found)} item(s); report {path}")
     sections = ", ".join(VERIFIED_SECTIONS)
-    return f"{source.where} and {target.where} hold the same data ({sections}) in {took:.0f} s; report {path}"
+    note = f", but for {len(live)} live item(s) the cutover compares at its fence" if live else ""
+    return f"{source.where} and {target.where} hold the same data ({sections}) in {took:.0f} s{note}; report {path}"
 
 
 def default_report(run: Run) -> Path:
