@@ -123,7 +123,7 @@ def sites(monkeypatch) -> Sites:
 
 
 def _path(tmp_path: Path) -> Path:
-    return tmp_path / "reports" / "verify.json"  # its folder made by the step
+    return tmp_path / "reports" / "dev" / "verify.json"  # its folders made by the step
 
 
 def _run(tmp_path: Path, phase: str = "replicate") -> Any:
