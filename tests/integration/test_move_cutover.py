@@ -1,21 +1,23 @@
-"""The cutover phase of a move on real Pods (docs/move.md, section 8): dev deployed on Düsseldorf
-with readings and objects, replicated to Monaco by the driver (Monaco already runs its broker and
-APIs, read-only against the standby), then `phase: cutover` driven by the real
-`smartnation move dev --to monaco-onprem --yes` while a writer keeps inserting rows on
-Düsseldorf: the writes stop there at the fence (the writer is refused from then on), Monaco replays
-up to the fence, the data verifies equal, Monaco is promoted (the measured write pause under
-30 s), and the apply switches the outputs' endpoints to Monaco and removes the bucket mirror.
-Every row the writer saw committed on Düsseldorf is on Monaco; Monaco takes writes; and
-`smartnation verify dev`, which follows the stack's serving cluster, passes every check against
-Monaco: a device publishes through Monaco's broker, the ingest stores it in the promoted
-database, the open data API serves it, the registry registers a device. Then `phase: complete`:
-Düsseldorf's final backup copied to Monaco's bucket and restored there equal to Düsseldorf's data
-(the record on Monaco says so), Düsseldorf's namespace removed, the outputs on Monaco, every row
-still there; `cluster: monaco-onprem` alone then previews no change, and verify passes again.
+"""The cutover and complete phases of a move on real Pods (docs/move.md, sections 8 and 9), and
+the rollback from the cutover (section 10).
 
-The second test rolls back from the cutover instead (docs/move.md, section 10): what Monaco took
-in between (rows, readings, objects, a device's publications throughout) all back on Düsseldorf,
-the driver killed with -9 once in its restore and resumed, then `move:` removed.
+The first test is issue 10's: dev deployed on Düsseldorf and seeded with 10,000 registered
+devices, 1,000,000 readings from them, 10,009 objects of mixed sizes and three devices' retained
+readings, the devices publishing throughout (through Düsseldorf's public broker endpoint until the
+cutover, then reconnected to Monaco's). The real `smartnation move dev --to monaco-onprem --yes`
+drives each phase and is killed with -9 once in each, then run again: replicate in its
+verification (Monaco's hot standby compared by data while the devices write: what they write
+into is compared at the fence), cutover right after its fence (the write pause measured from the
+fence, the kill in it, under 30 s; a writer on Düsseldorf refused from the fence on and every row
+it committed on Monaco; Monaco promoted; the outputs and `smartnation verify` on Monaco), complete
+in its restore of the final backup (the killed run's Job stopped first; the final backup proven
+on Monaco; Düsseldorf's namespace removed; `cluster: monaco-onprem` alone previews no change).
+Every reading either broker acknowledged is in Monaco's database, and so is every seeded reading
+and device.
+
+The second test rolls back from the cutover instead: what Monaco took in between (rows,
+readings, objects, a device's publications throughout) all back on Düsseldorf, the driver killed
+with -9 once, in its restore, and resumed; then `move:` removed.
 
 Needs what `make clusters` starts: both clusters, their real nodes and the site link.
 """
@@ -38,7 +40,7 @@ import pytest
 from smartnation.cli import compare, exit_codes
 from smartnation.cli.kubectl import Kubectl
 from smartnation.tooling.local_clusters import site_link
-from tests.integration import primary_sql
+from tests.integration import move_seed, primary_sql
 from tests.integration.device_load import DeviceLoad
 from tests.integration.platform_project import PROJECT, REPO, PlatformProject
 from tests.integration.test_move_replicate import (
@@ -64,6 +66,10 @@ WRITES = "CREATE TABLE cutover_writes (n integer PRIMARY KEY, at timestamptz NOT
 PAUSE_GOAL_S = 30.0
 """Issue 10: the write pause at cutover under 30 s."""
 DEVICE = "move-load-1"
+LOAD = ("move-load-1", "move-load-3", "move-load-4")
+"""The seeded test's devices: publishing on Düsseldorf until the cutover, then on Monaco."""
+SEEDED_DEVICES, SEEDED_READINGS, SEEDED_OBJECTS = 10_000, 1_000_000, 10_000
+"""Issue 10's seeded environment: registered devices, readings from them, objects of mixed sizes."""
 MONACO_DEVICE = "move-load-2"
 """The rollback's device: connected to Monaco's broker after the cutover, as devices reconnect."""
 STATS = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/v1/stats').read().decode())"
@@ -153,10 +159,44 @@ class Writer(threading.Thread):
                 time.sleep(0.5)
 
 
+class Loads:
+    """City devices publishing through one site's public broker endpoint, each a DeviceLoad (its
+    own certificate, QoS 1, its first reading retained): the load that runs while the move goes on."""
+
+    def __init__(self, tools, project: PlatformProject, context: str, devices: tuple[str, ...]) -> None:
+        outputs = project.outputs(ENVIRONMENT)
+        host, address = urlparse(outputs["mqtt_endpoint"]).hostname, outputs["mqtt_load_balancer_address"]
+        self.context, self.finished = context, False
+        self.devices = [DeviceLoad(Kubectl(context, NAMESPACE, tools.env), host, address, d) for d in devices]
+
+    def start(self, acknowledged: int = 20) -> None:
+        for device in self.devices:
+            device.start()
+        for device in self.devices:
+            _wait_for(lambda d=device: len(d.acknowledged) >= acknowledged, 180,
+                      lambda d=device: f"{d.device_id} on {self.context}: {d.refused[-3:]}")  # fmt: skip
+
+    def finish(self) -> None:
+        """Each device stopped and its certificate retired, once (its site may be gone later)."""
+        if not self.finished:
+            self.finished = True
+            for device in self.devices:
+                device.finish()
+
+
+def _all_stored(tools, loads: list[Loads], where: str) -> None:
+    """Every reading any of ``loads``' brokers acknowledged is in ``where``'s database (waits up to 2 min)."""
+    for device in LOAD:
+        acked = {a.ts for load in loads for d in load.devices if d.device_id == device for a in d.acknowledged}
+        stored = lambda device=device: set(_device_readings(tools, where, device))  # noqa: E731
+        _wait_for(lambda: acked <= stored(), 120, lambda: _missing(tools, acked, stored(), where))  # noqa: B023
+        print(f"{device}: all {len(acked)} acknowledged readings in {where}'s database")
+
+
 @pytest.fixture
-def dev_replicating(tmp_path, tools, clusters) -> Iterator[PlatformProject]:
-    """dev deployed on Düsseldorf with readings, objects and the writer's table, replicated to
-    Monaco by the driver; destroyed at the end, checked on both sites."""
+def dev_deployed(tmp_path, tools, clusters) -> Iterator[PlatformProject]:
+    """dev deployed on Düsseldorf (the archiver held) with the writer's table; destroyed at the
+    end, checked on both sites."""
     assert site_link.for_local_clusters(clusters).status() == "up", "`make clusters` sets up the site link"
     state = tmp_path / "state"
     state.mkdir()
@@ -168,11 +208,7 @@ def dev_replicating(tmp_path, tools, clusters) -> Iterator[PlatformProject]:
     try:
         project.init_stack(ENVIRONMENT)
         project.pulumi("up", "--yes", "--skip-preview", "--stack", ENVIRONMENT, timeout=2400)
-        _psql(tools, SOURCE, "telemetry", _readings(1, 300) + WRITES)
-        _seed_objects(tools)
-        env_file.write_text(env_file.read_text() + REPLICATE)
-        applied = _cli(tools, project, "move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "600")
-        assert applied.returncode == exit_codes.OK, applied.stdout + applied.stderr
+        _psql(tools, SOURCE, "telemetry", WRITES)
         yield project
     finally:
         project.destroy(ENVIRONMENT)
@@ -181,9 +217,101 @@ def dev_replicating(tmp_path, tools, clusters) -> Iterator[PlatformProject]:
             assert left.returncode != 0, f"{NAMESPACE} is still on {context} after the destroy"
 
 
-def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating, tools, clusters) -> None:
-    project = dev_replicating
+@pytest.fixture
+def dev_replicating(dev_deployed, tools) -> PlatformProject:
+    """dev_deployed with 300 readings and nine objects, replicated to Monaco by the driver."""
+    project = dev_deployed
     env_file = project.root / "environments" / f"{ENVIRONMENT}.yaml"
+    _psql(tools, SOURCE, "telemetry", _readings(1, 300))
+    _seed_objects(tools)
+    env_file.write_text(env_file.read_text() + REPLICATE)
+    applied = _cli(tools, project, "move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "600")
+    assert applied.returncode == exit_codes.OK, applied.stdout + applied.stderr
+    return project
+
+
+def _resumed(killed: str, again: str, steps: tuple[str, ...], killed_in: int) -> None:
+    """The run after a kill: each step the killed run finished (at least the ``killed_in - 1``
+    before the one it was killed in) is *not redone*, each other one finished by this run."""
+    for number, step in enumerate(steps, start=1):
+        head = f"[{number}/{len(steps)} {step}] finished"
+        if number < killed_in or f"{head} in " in killed:
+            assert f"{head} in " in killed and re.search(rf"^{re.escape(head)} at .*: not redone$", again,
+                                                         re.MULTILINE), (step, again)  # fmt: skip
+        else:
+            assert f"{head} in " in again, (step, again)
+
+
+def test_a_seeded_dev_moves_under_load_through_a_kill_in_each_phase_and_loses_nothing(
+    dev_deployed, tools, clusters
+) -> None:
+    """Issue 10's test: dev seeded with SEEDED_DEVICES registered devices, SEEDED_READINGS readings
+    from them, SEEDED_OBJECTS objects of mixed sizes and the load devices' retained readings;
+    the load publishing throughout (on Düsseldorf until the cutover, then reconnected to Monaco);
+    the driver killed with -9 once in each phase (replicate in its verification, cutover right
+    after its fence, complete in its restore of the final backup) and run again; nothing lost."""
+    project = dev_deployed
+    env_file = project.root / "environments" / f"{ENVIRONMENT}.yaml"
+    began = time.monotonic()
+    _psql(tools, SOURCE, "devices", move_seed.devices_sql(SEEDED_DEVICES, "seeded by test_move_cutover"))
+    _psql(tools, SOURCE, "telemetry", move_seed.readings_sql(0, SEEDED_READINGS, SEEDED_DEVICES))
+    _seed_objects(tools)
+    move_seed.write_objects(NAMESPACE, 0, SEEDED_OBJECTS, "seed")
+    print(f"seeded {SEEDED_DEVICES:,} devices, {SEEDED_READINGS:,} readings, {SEEDED_OBJECTS + 9:,} objects in "
+          f"{time.monotonic() - began:.0f} s")  # fmt: skip
+    on_source = Loads(tools, project, SOURCE, LOAD)
+    on_source.start()
+    on_target: Loads | None = None
+    try:
+        _seeded_move(project, env_file, tools, on_source)
+        # --- the devices reconnect to Monaco's endpoint (the outputs serve it), then leave Düsseldorf
+        on_target = Loads(tools, project, TARGET, LOAD)
+        on_target.start()
+        on_source.finish()
+        _all_stored(tools, [on_source], TARGET)
+        _seeded_complete(project, env_file, tools)
+        time.sleep(3)  # a few readings more after the complete
+    finally:
+        on_source.finish()
+        if on_target is not None:
+            on_target.finish()
+    assert on_target is not None
+    # Every reading either broker acknowledged, from before the replicate to after the complete.
+    _all_stored(tools, [on_source, on_target], TARGET)
+    seeded = _psql(tools, TARGET, "telemetry", "SELECT count(*) FROM readings WHERE device_id LIKE 'sensor-%';")
+    assert seeded == str(SEEDED_READINGS), seeded
+    devices = _psql(tools, TARGET, "devices", "SELECT count(*) FROM devices WHERE id LIKE 'sensor-%';")
+    assert devices == str(SEEDED_DEVICES), devices
+    after = _cli(tools, project, "verify", ENVIRONMENT, timeout=900)
+    assert after.returncode == exit_codes.OK and f"verify {ENVIRONMENT}: 11/11 passed" in after.stdout, after.stdout
+
+
+def _seeded_move(project: PlatformProject, env_file, tools, load: Loads) -> None:
+    """Replicate (killed in its verification) and cutover (killed after its fence), the load on
+    Düsseldorf throughout."""
+    # --- replicate, the driver killed with -9 in its verification of a million readings --------
+    env_file.write_text(env_file.read_text() + REPLICATE)
+    report = project.root / "verify-replicate.json"
+    out = project.root / "replicate-killed.out"
+    with _driver_running(tools, project, report, out) as proc:
+        _until_said(proc, out, "the replicate's verification", lambda said: "[4/4 verify] started" in said, 1500)
+        time.sleep(3)
+        os.killpg(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    killed = out.read_text()
+    assert "[4/4 verify] finished" not in killed, "killed in the verification"
+    replicated = _cli(tools, project, "move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "900",
+                      "--report", str(report))  # fmt: skip
+    assert replicated.returncode == exit_codes.OK, replicated.stdout + replicated.stderr
+    _resumed(killed, replicated.stdout, ("preview", "apply", "wait", "verify"), killed_in=4)
+    verified = json.loads(report.read_text())
+    assert verified["equal"] is True and verified["phase"] == "replicate", verified["differences"]
+    # Only what the devices write into was live (compared at the fence); every seeded chunk equal.
+    assert all(item["key"].startswith("telemetry.public.readings") for item in verified.get("live", [])), verified
+    chunks = verified["fingerprints"]["source"]["chunks"]
+    seeded = [key for key in chunks if key.startswith("telemetry.public.readings [2026-11-2")]
+    assert len(seeded) >= 7 and all(verified["fingerprints"]["target"]["chunks"][k] == chunks[k] for k in seeded)
+    assert len(verified["fingerprints"]["target"]["objects"]) >= SEEDED_OBJECTS + 9
     # In replicate Monaco already runs the APIs, read-only against its standby: no migration Job ran there.
     pods = tools.kubectl_json(TARGET, "-n", NAMESPACE, "get", "pods")["items"]
     running = {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in pods
@@ -191,21 +319,14 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
     assert {"telemetry-ingest", "device-registry", "open-data-api", "server", "mirror"} <= running, running
     assert not [p for p in pods if "migrate" in p["metadata"]["name"]], "a standby refuses DDL: no migration Job"
     assert _psql(tools, TARGET, "postgres", "SELECT pg_is_in_recovery();") == "t"
-
-    # --- a device publishing to Düsseldorf from now on; the bridge brings its readings to Monaco --
-    outputs = project.outputs(ENVIRONMENT)
-    device = DeviceLoad(Kubectl(SOURCE, NAMESPACE, tools.env), urlparse(outputs["mqtt_endpoint"]).hostname,
-                        outputs["mqtt_load_balancer_address"], DEVICE)  # fmt: skip
-    device.start()
-    _wait_for(lambda: len(device.acknowledged) >= 20, 120, lambda: f"device: {device.refused[-3:]}")
-    # Monaco's ingest hears them (through the bridge) and, its database a standby, acknowledges
-    # each once it arrived by replication: what Düsseldorf stored.
+    # Monaco's ingest hears the devices (through the bridge) and, its database a standby,
+    # acknowledges each once it arrived by replication: what Düsseldorf stored.
     _wait_for(lambda: _ingest_stats(tools, TARGET).get("stored_by_source", 0) >= 10, 120,
               lambda: f"Monaco's ingest: {_ingest_stats(tools, TARGET)}")  # fmt: skip
     bridged = _ingest_stats(tools, TARGET)
     assert bridged["stored"] == 0 and bridged["received"] >= 10, bridged
 
-    # --- cutover, with a writer on Düsseldorf throughout -----------------------------------
+    # --- cutover, with a writer on Düsseldorf throughout, the driver killed after its fence ------
     env_file.write_text(env_file.read_text().replace(REPLICATE, CUTOVER))
     writer = Writer(tools)
     writer.start()
@@ -215,11 +336,11 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
             assert time.monotonic() < deadline, f"the writer committed nothing: {writer.refused[-1:]}"
             time.sleep(0.5)
         report = project.root / "verify-cutover.json"
-        # The driver killed with -9 right after the fence, in the write pause itself (Düsseldorf
-        # refuses writes, Monaco is not promoted yet), then run again: it resumes from the fence.
+        # Killed right after the fence, in the write pause itself (Düsseldorf refuses writes,
+        # Monaco is not promoted yet), then run again: it resumes from the fence.
         out = project.root / "cutover-killed.out"
         with _driver_running(tools, project, report, out) as proc:
-            _until_said(proc, out, "the fence", lambda said: "[3/7 fence] finished in " in said, 600)
+            _until_said(proc, out, "the fence", lambda said: "[3/7 fence] finished in " in said, 900)
             os.killpg(proc.pid, signal.SIGKILL)
             assert proc.wait(timeout=30) == -signal.SIGKILL
         killed = out.read_text()
@@ -227,41 +348,30 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
         moved = _cli(tools, project, "move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "600",
                      "--report", str(report))  # fmt: skip
         assert moved.returncode == exit_codes.OK, moved.stdout + moved.stderr
-        # The writer is refused from the fence on; let it try a few more times.
-        time.sleep(3)
+        time.sleep(3)  # the writer is refused from the fence on; let it try a few more times
     finally:
         writer.stop.set()
         writer.join(60)
-        device.finish()
-    # Each step finished once: the killed run's up to the fence (and what it finished after it),
-    # never redone by the second run, which finished the rest.
     steps = ("preview", "hash-objects", "fence", "catch-up", "verify", "promote", "apply")
-    for number, step in enumerate(steps, start=1):
-        head = f"[{number}/7 {step}] finished"
-        if number <= 3 or f"{head} in " in killed:
-            assert f"{head} in " in killed and re.search(rf"^{re.escape(head)} at .*: not redone$", moved.stdout,
-                                                         re.MULTILINE), (step, moved.stdout)  # fmt: skip
-        else:
-            assert f"{head} in " in moved.stdout, (step, moved.stdout)
-    both_runs = killed + moved.stdout
+    _resumed(killed, moved.stdout, steps, killed_in=4)
     # Every object hashed before the fence; in the pause, only listed (nothing changed since).
-    assert re.search(r"  objects: \d+ objects as hashed before the fence, 0 hashed again at the fence", both_runs)
+    assert re.search(r"  objects: \d+ objects as hashed before the fence, 0 hashed again at the fence",
+                     killed + moved.stdout)  # fmt: skip
     # Measured from the fence the killed run recorded: the kill and the second run are in it.
     pause = float(re.search(r"the write pause was ([\d.]+) s", moved.stdout).group(1))
-    print(f"write pause at cutover: {pause:.1f} s (goal under {PAUSE_GOAL_S:.0f} s); writer committed "
-          f"{len(writer.committed)} rows, refused {len(writer.refused)} times")  # fmt: skip
+    print(f"write pause at cutover: {pause:.1f} s (goal under {PAUSE_GOAL_S:.0f} s), the kill in it; writer "
+          f"committed {len(writer.committed)} rows, refused {len(writer.refused)} times")  # fmt: skip
     assert pause < PAUSE_GOAL_S, moved.stdout
     assert writer.refused and "read-only transaction" in writer.refused[-1][1], writer.refused[-3:]
     verified = json.loads(report.read_text())
     assert verified["equal"] is True and verified["phase"] == "cutover", verified["differences"]
-    # The 300 seeded readings and the device's, as Düsseldorf stored them up to the fence.
     rows = verified["fingerprints"]["source"]["tables"]["telemetry.public.readings"]
-    assert int(rows.split()[0].removeprefix("rows=")) > 300, rows
-    assert len(verified["fingerprints"]["target"]["objects"]) >= 9
-    # The device's retained reading, published on Düsseldorf, carried by the bridge: the same on Monaco.
-    topic = f"city/traffic/{DEVICE}/telemetry"
+    assert int(rows.split()[0].removeprefix("rows=")) > SEEDED_READINGS, rows
+    assert len(verified["fingerprints"]["target"]["objects"]) >= SEEDED_OBJECTS + 9
+    # The devices' retained readings, published on Düsseldorf, carried by the bridge: the same on Monaco.
+    retained = {d.topic: f"sha256={d.retained}" for d in load.devices}
     for side in ("source", "target"):
-        assert verified["fingerprints"][side]["retained"] == {topic: f"sha256={device.retained}"}, verified
+        assert verified["fingerprints"][side]["retained"] == retained, verified["fingerprints"][side]["retained"]
 
     # --- nothing the writer committed is lost; Düsseldorf refuses, Monaco takes writes ------
     on_monaco = _psql(tools, TARGET, "telemetry", "SELECT n FROM cutover_writes ORDER BY n;").split()
@@ -272,18 +382,13 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
     assert _psql(tools, TARGET, "postgres", "SELECT pg_is_in_recovery();") == "f", "Monaco's is promoted"
     _psql(tools, TARGET, "telemetry", "INSERT INTO cutover_writes (n) VALUES (-2);")
     assert _psql(tools, TARGET, "telemetry", "SELECT count(*) FROM cutover_writes WHERE n = -2;") == "1"
-
-    # --- every reading Düsseldorf's broker acknowledged is on Monaco, around the fence too -----
+    # Every reading Düsseldorf's broker acknowledged, around the fence too, is on Monaco.
     assert writer.first_refused_at is not None
-    around = [a for a in device.acknowledged if a.at >= writer.first_refused_at]
-    assert around, "the device published nothing from the fence on"
-    acked = {a.ts for a in device.acknowledged}
-    stored = lambda: set(_device_readings(tools, TARGET))  # noqa: E731
-    _wait_for(lambda: acked <= stored(), 120, lambda: _missing(tools, acked, stored()))
-    print(f"device: {len(acked)} readings acknowledged by Düsseldorf's broker ({len(around)} from the fence on), "
-          f"all {len(acked)} on Monaco; Monaco's ingest: {_ingest_stats(tools, TARGET)}")  # fmt: skip
+    around = [a for d in load.devices for a in d.acknowledged if a.at >= writer.first_refused_at]
+    assert around, "the devices published nothing from the fence on"
+    _all_stored(tools, [load], TARGET)
 
-    # --- the outputs serve Monaco; the mirror is gone; the status says so -------------------
+    # --- the outputs serve Monaco; the mirror is gone; the status says so; verify passes -----
     outputs = project.outputs(ENVIRONMENT)
     move = outputs["move"]
     assert (move["phase"], move["serving"]) == ("cutover", TARGET), move
@@ -297,14 +402,14 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
     read = json.loads(status.stdout)
     assert read["applied_phase"] == "cutover" and read["source"]["read_only"] is True, read
     assert read["target"]["in_recovery"] is False, read
+    # `smartnation verify` runs at the end, once the devices stopped: its backup-restores check
+    # compares a restored backup with the live tables exactly, which the devices keep writing
+    # (verify_checks.check_backup_restores). the rollback test runs it after its cutover.
 
-    # --- Monaco serves: verify follows the serving cluster and passes every check --------
-    verified = _cli(tools, project, "verify", ENVIRONMENT, timeout=900)
-    assert verified.returncode == exit_codes.OK, verified.stdout + verified.stderr
-    assert f"namespace {NAMESPACE} on {TARGET}, broker " in verified.stderr, verified.stderr
-    assert f"verify {ENVIRONMENT}: 11/11 passed" in verified.stdout, verified.stdout
 
-    # --- complete: Düsseldorf's final backup kept and proven on Monaco, then Düsseldorf removed ----
+def _seeded_complete(project: PlatformProject, env_file, tools) -> None:
+    """The complete phase, killed while it restores the final backup on Monaco; then
+    `cluster: monaco-onprem` alone previews no change."""
     env_file.write_text(env_file.read_text().replace(CUTOVER, COMPLETE))
     # The driver killed with -9 while its restore of the final backup runs on Monaco (the Job
     # goes on there), then run again: it stops that Job first and restores again.
@@ -312,15 +417,12 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
     restoring = "[3/5 verify-backup] started"
     restore_started = lambda said: "job dev-database-final-" in said.partition(restoring)[2]  # noqa: E731
     with _driver_running(tools, project, project.root / "verify-complete.json", out) as proc:
-        _until_said(proc, out, "the final backup's restore Job started", restore_started, 600)
+        _until_said(proc, out, "the final backup's restore Job started", restore_started, 900)
         os.killpg(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
     completed = _cli(tools, project, "move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "600")
     assert completed.returncode == exit_codes.OK, completed.stdout + completed.stderr
-    for number, step in enumerate(("preview", "final-backup"), start=1):
-        assert re.search(rf"^\[{number}/5 {step}\] finished at .*: not redone$", completed.stdout, re.MULTILINE), step
-    for number, step in enumerate(("verify-backup", "unprotect", "apply"), start=3):
-        assert f"[{number}/5 {step}] finished in " in completed.stdout, completed.stdout
+    _resumed(out.read_text(), completed.stdout, ("preview", "final-backup", "verify-backup", "unprotect", "apply"), 3)
     assert "an earlier run's restore Job stopped first: dev-database-final-" in completed.stdout, completed.stdout
     backup = re.search(r"backup (\d{8}T\d{6}Z) restored on monaco-onprem in \d+ s equals", completed.stdout)
     assert backup, completed.stdout
@@ -331,17 +433,12 @@ def test_cutover_stops_writes_promotes_monaco_and_loses_nothing(dev_replicating,
     assert gone.returncode != 0, f"{NAMESPACE} is still on {SOURCE} after the complete phase"
     outputs = project.outputs(ENVIRONMENT)
     assert outputs["cluster"] == TARGET and outputs["move"]["phase"] == "complete", outputs
-    # Monaco's database, a primary like any other now, holds every row the writer committed and Monaco's own.
-    rows = _psql(tools, TARGET, "telemetry", "SELECT count(*) FROM cutover_writes;")
-    assert rows == str(len(writer.committed) + 1), rows
     # The edit that ends the move previews no change: `cluster: monaco-onprem` alone is what runs.
     env_file.write_text(env_file.read_text().replace(COMPLETE, ""))
     project.set_cluster(ENVIRONMENT, TARGET)
     preview = json.loads(project.pulumi("preview", "--json", "--stack", ENVIRONMENT, timeout=900).stdout)
     changed = [(step["op"], step["urn"].split("::")[-1]) for step in preview["steps"] if step["op"] != "same"]
     assert changed == [], changed
-    after = _cli(tools, project, "verify", ENVIRONMENT, timeout=900)
-    assert after.returncode == exit_codes.OK and f"verify {ENVIRONMENT}: 11/11 passed" in after.stdout, after.stdout
 
 
 def test_a_rollback_from_the_cutover_brings_back_what_monaco_took(dev_replicating, tools, clusters) -> None:
@@ -355,6 +452,11 @@ def test_a_rollback_from_the_cutover_brings_back_what_monaco_took(dev_replicatin
     env_file.write_text(env_file.read_text().replace(REPLICATE, CUTOVER))
     moved = _cli(tools, project, "move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "600")
     assert moved.returncode == exit_codes.OK, moved.stdout + moved.stderr
+    # Monaco serves: verify follows the stack's serving cluster (`cluster:` still says Düsseldorf).
+    verified = _cli(tools, project, "verify", ENVIRONMENT, timeout=900)
+    assert verified.returncode == exit_codes.OK, verified.stdout + verified.stderr
+    assert f"namespace {NAMESPACE} on {TARGET}, broker " in verified.stderr, verified.stderr
+    assert f"verify {ENVIRONMENT}: 11/11 passed" in verified.stdout, verified.stdout
 
     # --- Monaco takes writes: rows, readings, objects, and a device on its broker --------------
     _psql(tools, TARGET, "telemetry", "INSERT INTO cutover_writes (n) SELECT generate_series(1, 50);")
