@@ -81,8 +81,12 @@ def test_the_report_says_where_counts_and_every_difference() -> None:
 FAKE_BOTO3 = """
 import io
 
+import json, os
+
 OBJECTS = {"open-data": {"a.csv": b"abc", "big.bin": b"x" * 5}, "backups": {"d.gz": b""}}
 GETS = []
+# Key -> the error code its read gets: listed, then deleted before it was read (or refused).
+GONE = json.loads(os.environ.get("FAKE_GONE", "{}"))
 
 
 class _Body:
@@ -109,6 +113,9 @@ class _S3:
     def get_object(self, Bucket, Key):
         GETS.append(Bucket + "/" + Key)
         print("GET " + Bucket + "/" + Key)
+        if Key in GONE:
+            from botocore.exceptions import ClientError
+            raise ClientError({"Error": {"Code": GONE[Key]}}, "GetObject")
         return {"Body": _Body(OBJECTS[Bucket][Key])}
 
 
@@ -117,7 +124,7 @@ def client(*args, **kwargs):
 """
 
 
-def _run_reader(tmp_path, given: dict) -> list[str]:
+def _run_reader(tmp_path, given: dict, gone: dict | None = None, check: bool = True) -> list[str]:
     import subprocess
     import sys
 
@@ -127,13 +134,20 @@ def _run_reader(tmp_path, given: dict) -> list[str]:
     (tmp_path / "botocore").mkdir(exist_ok=True)
     (tmp_path / "botocore" / "__init__.py").write_text("")
     (tmp_path / "botocore" / "config.py").write_text("class Config:\n    def __init__(self, **kw): pass\n")
+    (tmp_path / "botocore" / "exceptions.py").write_text(
+        "class ClientError(Exception):\n"
+        "    def __init__(self, response, operation):\n"
+        "        super().__init__(response['Error']['Code'])\n"
+        "        self.response = response\n"
+    )
     done = subprocess.run(
         [sys.executable, "-c", STORE_AND_BROKER_PY],
         input=json.dumps({"storage": {"user": "u", "password": "p"}, "topics": [], **given}) + "\n",
-        capture_output=True, text=True, timeout=60, check=True,
-        env={"PYTHONPATH": str(tmp_path), "S3_ENDPOINT": "https://minio:9000", "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60, check=check,
+        env={"PYTHONPATH": str(tmp_path), "S3_ENDPOINT": "https://minio:9000", "PATH": "/usr/bin:/bin",
+             "FAKE_GONE": json.dumps(gone or {})},
     )  # fmt: skip
-    return done.stdout.splitlines()
+    return done.stdout.splitlines() if check else [str(done.returncode), *done.stderr.splitlines()]
 
 
 def _sha(data: bytes) -> str:
@@ -159,6 +173,23 @@ def test_the_reader_lists_hashes_all_or_only_the_named_objects(tmp_path) -> None
     ]  # fmt: skip
     assert f"{MARKER}|objects|open-data/a.csv|size=3 sha256={_sha(b'abc')}" in full, "no ETag unless asked"
     assert f"{MARKER}|objects|backups/d.gz|size=0 sha256={_sha(b'')}" in full
+
+
+@pytest.mark.parametrize("code", ["NoSuchKey", "404"])
+def test_an_object_deleted_between_the_listing_and_its_read_is_not_in_the_reading(tmp_path, code) -> None:
+    """A mirror or an API deletes while the reader runs: the object listed but gone when read is
+    left out (and out of its bucket's count), not a failed reading; the others are read as ever."""
+    read = _run_reader(tmp_path, {"listing_only": False}, gone={"big.bin": code})
+    assert "GET open-data/big.bin" in read
+    assert not [line for line in read if "open-data/big.bin|" in line], read
+    assert f"{MARKER}|objects|open-data/a.csv|size=3 sha256={_sha(b'abc')}" in read
+    assert f"{MARKER}|buckets|open-data|objects=1" in read and f"{MARKER}|buckets|backups|objects=1" in read
+    assert read[-1] == f"{MARKER}-DONE"
+
+
+def test_a_read_refused_for_another_reason_fails_the_reading(tmp_path) -> None:
+    read = _run_reader(tmp_path, {"listing_only": False}, gone={"big.bin": "AccessDenied"}, check=False)
+    assert read[0] != "0" and read[-1].endswith("AccessDenied"), read
 
 
 def test_a_hypertable_is_the_sum_of_its_chunks_read_once():

@@ -96,9 +96,19 @@ if given.get("storage"):
                       aws_access_key_id=given["storage"]["user"], aws_secret_access_key=given["storage"]["password"],
                       config=Config(s3={{"addressing_style": "path"}}, signature_version="s3v4",
                                     max_pool_connections={READERS}))
+    from botocore.exceptions import ClientError
+    GONE = "gone"
     def sha256_of(bucket, key):
         digest = hashlib.sha256()
-        for chunk in s3.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(1 << 20):
+        try:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        except ClientError as error:
+            # Deleted between the listing and the read (a mirror or a device's API at work): not
+            # there any more, so not in this reading, rather than a failed reading.
+            if error.response.get("Error", {{}}).get("Code") in ("NoSuchKey", "404"):
+                return GONE
+            raise
+        for chunk in body.iter_chunks(1 << 20):
             digest.update(chunk)
         return digest.hexdigest()
     with ThreadPoolExecutor({READERS}) as pool:
@@ -116,12 +126,13 @@ if given.get("storage"):
                 digests = [None] * len(items)
             else:
                 digests = pool.map(lambda item: sha256_of(bucket, item["Key"]), items)
-            for item, digest in zip(items, digests):
+            kept = [(item, digest) for item, digest in zip(items, digests) if digest != GONE]
+            for item, digest in kept:
                 value = "size=%d" % item["Size"]
                 if given.get("etags"):
                     value += " etag=" + item["ETag"].strip('"')
                 say("objects", bucket + "/" + item["Key"], value if digest is None else value + " sha256=" + digest)
-            say("buckets", bucket, "objects=%d" % len(items))
+            say("buckets", bucket, "objects=%d" % len(kept))
 if given.get("topics"):
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
