@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 BACKUP_JOB_SECONDS = 1800
 RESTORE_JOB_SECONDS = 3600
 SCRATCH = "final"
+"""The scratch databases' suffix: ``<database>_final`` on the new site, dropped after the comparison."""
 FINAL_JOB = "final"
 """The complete phase's Jobs: ``<env>-database-final-<id>``, its backup on the old site, its restore on the new."""
-"""The scratch databases' suffix: ``<database>_final`` on the new site, dropped after the comparison."""
 READ_WRITE_SQL = "SET default_transaction_read_only = off;\n"
 """This session's transactions read-write even where the site is fenced (the fence is only the
 server's default, cli/move_cutover.py): what the move itself drops or restores there."""
@@ -120,12 +120,12 @@ def final_backup(run: Run) -> str:
     return (
         f"backup {stamp} of {source_name} (dumped in {seconds:.0f} s) copied into {run.to}'s bucket "
         f"{bucket} under {prefix}: {len(copied)} files, each read back there with the sha256 it had on "
-        f"{source_name} ({time.monotonic() - began:.0f} s){_earlier('backup', stopped)}"
+        f"{source_name} ({time.monotonic() - began:.0f} s){stopped_first('backup', stopped)}"
     )
 
 
-def _earlier(what: str, stopped: list[str]) -> str:
-    """What a step's result says of the Jobs an earlier, killed run left and this one stopped."""
+def stopped_first(what: str, stopped: list[str]) -> str:
+    """What a step's result says of the Jobs an earlier, killed run left and this one stopped (stop_earlier_jobs)."""
     return f" (an earlier run's {what} Job stopped first: {', '.join(stopped)})" if stopped else ""
 
 
@@ -242,7 +242,7 @@ def verify_backup(run: Run) -> str:
     return (
         f"backup {stamp} restored on {run.to} in {restored.seconds:.0f} s equals {source.where}: {tables} tables, "
         f"{len(live.sections['chunks'])} chunks; scratch databases dropped; recorded in ConfigMap "
-        f"{run.environment}-{FINAL_BACKUP} ({time.monotonic() - began:.0f} s in all){_earlier('restore', stopped)}"
+        f"{run.environment}-{FINAL_BACKUP} ({time.monotonic() - began:.0f} s in all){stopped_first('restore', stopped)}"
     )
 
 

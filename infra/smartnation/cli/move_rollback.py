@@ -206,10 +206,10 @@ def restore_source(run: Run) -> str:
             f"{restored.logs.strip()[-400:]}"
         )
     run.marks[REPLACED] = replaced
-    earlier = f" (an earlier run's restore Job stopped first: {', '.join(stopped)})" if stopped else ""
     return (
         f"backup {stamp} of {run.to} restored over {source}'s live databases ({', '.join(databases)}) in "
-        f"{restored.seconds:.0f} s; the replaced ones kept as <database>_{replaced}{earlier}"
+        f"{restored.seconds:.0f} s; the replaced ones kept as <database>_{replaced}"
+        f"{move_complete.stopped_first('restore', stopped)}"
     )
 
 
