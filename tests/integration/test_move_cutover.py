@@ -25,9 +25,7 @@ Needs what `make clusters` starts: both clusters, their real nodes and the site 
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -45,9 +43,8 @@ from tests.integration.device_load import DeviceLoad
 from tests.integration.platform_project import PROJECT, REPO, PlatformProject
 from tests.integration.test_move_replicate import (
     HOLD_ARCHIVER,
-    _driver_running,
+    _driver_killed,
     _readings,
-    _until_said,
     _write_objects,
 )
 
@@ -293,12 +290,8 @@ def _seeded_move(project: PlatformProject, env_file, tools, load: Loads) -> None
     env_file.write_text(env_file.read_text() + REPLICATE)
     report = project.root / "verify-replicate.json"
     out = project.root / "replicate-killed.out"
-    with _driver_running(tools, project, report, out) as proc:
-        _until_said(proc, out, "the replicate's verification", lambda said: "[4/4 verify] started" in said, 1500)
-        time.sleep(3)
-        os.killpg(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    killed = out.read_text()
+    _, killed = _driver_killed(tools, project, report, out, "the replicate's verification",
+                               lambda said: "[4/4 verify] started" in said, 1500, settle=3)  # fmt: skip
     assert "[4/4 verify] finished" not in killed, "killed in the verification"
     replicated = _cli(tools, project, "move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "900",
                       "--report", str(report))  # fmt: skip
@@ -339,11 +332,8 @@ def _seeded_move(project: PlatformProject, env_file, tools, load: Loads) -> None
         # Killed right after the fence, in the write pause itself (Düsseldorf refuses writes,
         # Monaco is not promoted yet), then run again: it resumes from the fence.
         out = project.root / "cutover-killed.out"
-        with _driver_running(tools, project, report, out) as proc:
-            _until_said(proc, out, "the fence", lambda said: "[3/7 fence] finished in " in said, 900)
-            os.killpg(proc.pid, signal.SIGKILL)
-            assert proc.wait(timeout=30) == -signal.SIGKILL
-        killed = out.read_text()
+        _, killed = _driver_killed(tools, project, report, out, "the fence",
+                                   lambda said: "[3/7 fence] finished in " in said, 900)  # fmt: skip
         assert "[7/7 apply] finished" not in killed, "killed before the end of the phase"
         moved = _cli(tools, project, "move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "600",
                      "--report", str(report))  # fmt: skip
@@ -416,13 +406,11 @@ def _seeded_complete(project: PlatformProject, env_file, tools) -> None:
     out = project.root / "complete-killed.out"
     restoring = "[3/5 verify-backup] started"
     restore_started = lambda said: "job dev-database-final-" in said.partition(restoring)[2]  # noqa: E731
-    with _driver_running(tools, project, project.root / "verify-complete.json", out) as proc:
-        _until_said(proc, out, "the final backup's restore Job started", restore_started, 900)
-        os.killpg(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
+    _, killed = _driver_killed(tools, project, project.root / "verify-complete.json", out,
+                               "the final backup's restore Job started", restore_started, 900)  # fmt: skip
     completed = _cli(tools, project, "move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "600")
     assert completed.returncode == exit_codes.OK, completed.stdout + completed.stderr
-    _resumed(out.read_text(), completed.stdout, ("preview", "final-backup", "verify-backup", "unprotect", "apply"), 3)
+    _resumed(killed, completed.stdout, ("preview", "final-backup", "verify-backup", "unprotect", "apply"), 3)
     assert "an earlier run's restore Job stopped first: dev-database-final-" in completed.stdout, completed.stdout
     backup = re.search(r"backup (\d{8}T\d{6}Z) restored on monaco-onprem in \d+ s equals", completed.stdout)
     assert backup, completed.stdout
@@ -477,12 +465,8 @@ def test_a_rollback_from_the_cutover_brings_back_what_monaco_took(dev_replicatin
         # The driver killed with -9 in the middle of its restore over Düsseldorf's databases (its
         # Job goes on in the cluster), then run again: it resumes there, the Job stopped first.
         out = project.root / "rollback-killed.out"
-        with _driver_running(tools, project, report, out) as proc:
-            said = _until_said(proc, out, "the restore's Job started",
-                               lambda said: "job dev-database-rollback-restore-" in said, 600)  # fmt: skip
-            time.sleep(2)
-            os.killpg(proc.pid, signal.SIGKILL)
-            assert proc.wait(timeout=30) == -signal.SIGKILL
+        said, _ = _driver_killed(tools, project, report, out, "the restore's Job started",
+                                 lambda said: "job dev-database-rollback-restore-" in said, 600, settle=2)  # fmt: skip
         assert "[5/9 copy-back] finished in " in said and "[6/9 restore-source] finished" not in said, said
         rolled = _cli(tools, project, "move", ENVIRONMENT, "--to", TARGET, "--yes", "--timeout", "600",
                       "--report", str(report))  # fmt: skip

@@ -226,6 +226,27 @@ def _driver_running(tools, project: PlatformProject, report: Path, out: Path) ->
         print(f"--- its output ({proc.returncode}) ---\n{out.read_text()}")
 
 
+def _driver_killed(
+    tools,
+    project: PlatformProject,
+    report: Path,
+    out: Path,
+    what: str,
+    seen: Callable[[str], bool],
+    seconds: float,
+    settle: float = 0.0,
+) -> tuple[str, str]:
+    """The real driver run in the background (_driver_running) and killed with -9, its whole
+    process group, ``settle`` s after ``seen`` of what it printed: what it had said when seen, and
+    everything it printed."""
+    with _driver_running(tools, project, report, out) as proc:
+        said = _until_said(proc, out, what, seen, seconds)
+        time.sleep(settle)
+        os.killpg(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    return said, out.read_text()
+
+
 def _lags(said: str) -> list[int]:
     """The lag of each of the wait's progress lines, in bytes (an unknown lag is left out)."""
     return [int(lag) for lag in re.findall(r"^  lag (\d+) bytes,", said, re.MULTILINE)]
@@ -473,12 +494,9 @@ def test_replicate_streams_to_monaco_and_rolls_back_by_one_phase_change(dev_on_d
     before_kill = len(_move_audit(project))
     out = project.root / "move-killed.out"
     began = time.monotonic()
-    with _driver_running(tools, project, report, out) as proc:
-        said = _until_said(proc, out, "two of the wait's readings show a lag above 0",
-                           lambda said: "[3/4 wait] started" in said and sum(lag > 0 for lag in _lags(said)) >= 2,
-                           600)  # fmt: skip
-        os.killpg(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
+    said, _ = _driver_killed(tools, project, report, out, "two of the wait's readings show a lag above 0",
+                             lambda said: "[3/4 wait] started" in said and sum(lag > 0 for lag in _lags(said)) >= 2,
+                             600)  # fmt: skip
     print(f"driver killed with -9 in its wait {time.monotonic() - began:.0f} s after it started")
     assert "[1/4 preview] finished in " in said and "[2/4 apply] finished in " in said, said
     assert "[3/4 wait] finished" not in said and "[4/4 verify]" not in said, said
